@@ -1,0 +1,42 @@
+# jobfleet: `make run` shows it working on this machine, `make test` runs
+# every test tier. Both install what they need on first use (the SQS
+# emulator with npm, the Kubernetes control plane from source) into
+# ~/.cache/jobfleet, so later runs start in seconds.
+
+GO ?= go
+GOTESTFLAGS ?=
+
+.PHONY: all run stack test vet lint unit fuzz build controlplane clean-cache
+
+all: build
+
+build:
+	$(GO) build -o bin/jobfleet ./cmd/jobfleet
+
+## run: the embedded default, jobs flowing end to end on this machine
+run:
+	$(GO) run ./cmd/jobfleet stack
+
+## stack: the local SQS emulator and S3 server, with their endpoints
+stack:
+	$(GO) run ./cmd/jobfleet stack
+
+## test: vet, lint, and every test tier with the race detector
+test: vet lint unit
+
+vet:
+	$(GO) vet ./...
+
+lint:
+	$(GO) tool staticcheck ./...
+
+unit:
+	$(GO) test -race -count=1 $(GOTESTFLAGS) ./...
+
+## fuzz: fuzz the job message decoder for a minute
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60s .
+
+## controlplane: build and cache etcd, kube-apiserver and the autoscalers
+controlplane:
+	deploy/local/controlplane/build.sh all

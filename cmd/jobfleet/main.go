@@ -1,0 +1,141 @@
+// Command jobfleet runs queued batch and ML jobs on Kubernetes: it publishes
+// job messages, dispatches them to KEDA ScaledJobs on Karpenter pools, runs
+// them inside pods, trains the memory predictor, and runs the whole system on
+// one machine for trying it out.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+	"github.com/rs/zerolog"
+
+	"github.com/jobfleet/jobfleet/internal/logging"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Globals are the flags every subcommand takes.
+type Globals struct {
+	LogLevel  string `name:"log-level" env:"JOBFLEET_LOG_LEVEL" enum:"debug,info,warn,error" default:"info" help:"Log level: debug, info, warn or error."`
+	LogFormat string `name:"log-format" env:"JOBFLEET_LOG_FORMAT" enum:"auto,json,console" default:"auto" help:"Log format: json, console, or auto (console on a terminal, JSON otherwise)."`
+
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	log    zerolog.Logger
+}
+
+// CLI is jobfleet's command line.
+type CLI struct {
+	Globals
+
+	Publish PublishCmd `cmd:"" help:"Publish job messages to the intake queue."`
+	Stack   StackCmd   `cmd:"" help:"Start the local SQS emulator and S3 server, print their endpoints, and wait."`
+	Version VersionCmd `cmd:"" help:"Print jobfleet's version."`
+}
+
+const description = `jobfleet runs queued batch and ML jobs on Kubernetes cheaply and without losing work.
+
+Producers publish JSON job messages to an SQS intake queue. The dispatcher sizes
+each job with a memory predictor trained on past runs and routes it to a KEDA
+ScaledJob on a Karpenter pool that scales to zero; the worker runs it inside its
+pod, checkpoints to S3, and reruns interrupted work from its last checkpoint.
+
+Every flag can also be set with the JOBFLEET_* environment variable shown in its
+help. AWS settings come from the SDK's standard environment and files
+(AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL_S3, ...).`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// exitError carries a specific exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// run parses args and runs the chosen command, returning the exit code.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			exit, ok := r.(exitPanic)
+			if !ok {
+				panic(r)
+			}
+			code = int(exit)
+		}
+	}()
+	var cli CLI
+	parser, err := newParser(&cli, stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "jobfleet: %v\n", err)
+		return 2
+	}
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		var parseErr *kong.ParseError
+		if errors.As(err, &parseErr) {
+			fmt.Fprintf(stderr, "jobfleet: %v\n", err)
+			_ = parseErr.Context.PrintUsage(true)
+			return 2
+		}
+		fmt.Fprintf(stderr, "jobfleet: %v\n", err)
+		return 2
+	}
+	cli.stdin, cli.stdout, cli.stderr = stdin, stdout, stderr
+	cli.log, err = logging.New(stderr, logging.Config{Level: cli.LogLevel, Format: cli.LogFormat})
+	if err != nil {
+		fmt.Fprintf(stderr, "jobfleet: %v\n", err)
+		return 2
+	}
+	kctx.BindTo(ctx, (*context.Context)(nil))
+	if err := kctx.Run(&cli.Globals); err != nil {
+		fmt.Fprintf(stderr, "jobfleet %s: %v\n", kctx.Command(), err)
+		var exit *exitError
+		if errors.As(err, &exit) {
+			return exit.code
+		}
+		return 1
+	}
+	return 0
+}
+
+func newParser(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
+	exit := func(code int) { panic(exitPanic(code)) }
+	return kong.New(cli,
+		kong.Name("jobfleet"),
+		kong.Description(description),
+		kong.UsageOnError(),
+		kong.Writers(stdout, stderr),
+		kong.Exit(exit),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true, WrapUpperBound: 100}),
+		kong.Vars{"version": version},
+	)
+}
+
+// exitPanic stops parsing after --help; run recovers it.
+type exitPanic int
+
+// VersionCmd prints the version.
+type VersionCmd struct{}
+
+// Run prints the version.
+func (VersionCmd) Run(g *Globals) error {
+	_, err := fmt.Fprintf(g.stdout, "jobfleet %s\n", version)
+	return err
+}

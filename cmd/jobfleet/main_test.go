@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/jobfleet/jobfleet/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// jobfleet runs the CLI in-process and returns its exit code and output.
+func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(t.Context(), args, strings.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// TestEveryFlagHasEnv checks that every flag of every command can be set
+// from a JOBFLEET_* environment variable.
+func TestEveryFlagHasEnv(t *testing.T) {
+	t.Parallel()
+	var cli CLI
+	parser, err := newParser(&cli, &bytes.Buffer{}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(n *kong.Node)
+	walk = func(n *kong.Node) {
+		for _, f := range n.Flags {
+			if f.Name == "help" {
+				continue
+			}
+			if len(f.Envs) == 0 || !strings.HasPrefix(f.Envs[0], "JOBFLEET_") {
+				t.Errorf("%s --%s has no JOBFLEET_* environment variable", n.Path(), f.Name)
+			}
+			if f.Help == "" {
+				t.Errorf("%s --%s has no help", n.Path(), f.Name)
+			}
+		}
+		for _, child := range n.Children {
+			walk(child)
+		}
+	}
+	walk(parser.Model.Node)
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	code, out, _ := runCLI(t, "", "publish", "--help")
+	if code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	for _, flag := range []string{"--queue", "--file", "--type", "--id", "--params", "--feature", "--priority", "--skip-invalid", "--print-ids", "$JOBFLEET_QUEUE"} {
+		if !strings.Contains(out, flag) {
+			t.Errorf("publish --help does not document %s:\n%s", flag, out)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "unknown command", args: []string{"fly"}, want: "unexpected argument fly"},
+		{name: "missing queue", args: []string{"publish", "--type", "x"}, want: "missing flags: --queue"},
+		{name: "bad log level", args: []string{"--log-level", "loud", "version"}, want: "--log-level must be one of"},
+		{name: "flag job without type", args: []string{"publish", "-q", "http://127.0.0.1:1/q", "--feature", "rows=1"}, want: "add --type"},
+		{name: "type and file", args: []string{"publish", "-q", "http://127.0.0.1:1/q", "--type", "a", "--file", "x.json"}, want: "use one of them"},
+		{name: "invalid job from flags", args: []string{"publish", "-q", "http://127.0.0.1:1/q", "--type", "a", "--feature", "rows=-1"}, want: "features.rows: invalid feature"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, _, stderr := runCLI(t, "", tt.args...)
+			if code == 0 || !strings.Contains(stderr, tt.want) {
+				t.Fatalf("exit %d, stderr:\n%s\nwant a failure mentioning %q", code, stderr, tt.want)
+			}
+		})
+	}
+}
+

@@ -1,0 +1,276 @@
+package jobfleet_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/jobfleet/jobfleet"
+)
+
+// messageCases is shared by the decoder test and the schema agreement test:
+// every message the decoder accepts, the published schema accepts, and every
+// message with a kind is rejected by both.
+var messageCases = []struct {
+	name string
+	json string
+	kind error // nil: valid
+}{
+	{name: "minimal", json: `{"version":1,"id":"job-1","type":"export"}`},
+	{name: "full", json: `{"version":1,"id":"train:2026-11-22.001","type":"train-ranker","params":{"epochs":20,"lr":0.01,"nested":{"a":[1,2]}},"features":{"rows":12000000,"model_params":3.5e8,"upstream_bytes":0},"priority":9,"checkpoint":"s3://bucket/checkpoints/train/","history":[{"attempt":1,"reason":"interrupted","node":"ip-10-0-1-2","instance_type":"g5.xlarge","capacity_type":"spot","zone":"us-east-1a","allocated_bytes":17179869184,"peak_bytes":9000000000,"checkpoint":"s3://bucket/checkpoints/train/","started_at":"2026-11-22T10:00:00Z","ended_at":"2026-11-22T10:30:00.5Z"},{"attempt":2,"reason":"oom","exit_code":137,"error":"OOM killed"}]}`},
+	{name: "integral float version", json: `{"version":1.0,"id":"a","type":"b"}`},
+	{name: "integral float priority", json: `{"version":1,"id":"a","type":"b","priority":3.0}`},
+	{name: "empty features and params", json: `{"version":1,"id":"a","type":"b","features":{},"params":{}}`},
+	{name: "empty history", json: `{"version":1,"id":"a","type":"b","history":[]}`},
+	{name: "leading whitespace", json: " \n{\"version\":1,\"id\":\"a\",\"type\":\"b\"}\n"},
+
+	{name: "not JSON", json: `{"version":1,`, kind: jobfleet.ErrMalformed},
+	{name: "array", json: `[{"version":1,"id":"a","type":"b"}]`, kind: jobfleet.ErrMalformed},
+	{name: "null", json: `null`, kind: jobfleet.ErrMalformed},
+	{name: "string", json: `"job"`, kind: jobfleet.ErrMalformed},
+	{name: "missing version", json: `{"id":"a","type":"b"}`, kind: jobfleet.ErrMissingField},
+	{name: "version 2", json: `{"version":2,"id":"a","type":"b"}`, kind: jobfleet.ErrUnsupportedVersion},
+	{name: "version 0", json: `{"version":0,"id":"a","type":"b"}`, kind: jobfleet.ErrUnsupportedVersion},
+	{name: "version string", json: `{"version":"1","id":"a","type":"b"}`, kind: jobfleet.ErrWrongType},
+	{name: "missing id", json: `{"version":1,"type":"b"}`, kind: jobfleet.ErrMissingField},
+	{name: "empty id", json: `{"version":1,"id":"","type":"b"}`, kind: jobfleet.ErrMissingField},
+	{name: "missing type", json: `{"version":1,"id":"a"}`, kind: jobfleet.ErrMissingField},
+	{name: "unknown top-level field", json: `{"version":1,"id":"a","type":"b","image":"evil:latest"}`, kind: jobfleet.ErrUnknownField},
+	{name: "unknown attempt field", json: `{"version":1,"id":"a","type":"b","history":[{"attempt":1,"reason":"oom","cost":3}]}`, kind: jobfleet.ErrUnknownField},
+	{name: "id number", json: `{"version":1,"id":7,"type":"b"}`, kind: jobfleet.ErrWrongType},
+	{name: "id null", json: `{"version":1,"id":null,"type":"b"}`, kind: jobfleet.ErrWrongType},
+	{name: "type array", json: `{"version":1,"id":"a","type":["b"]}`, kind: jobfleet.ErrWrongType},
+	{name: "params string", json: `{"version":1,"id":"a","type":"b","params":"x=1"}`, kind: jobfleet.ErrWrongType},
+	{name: "features array", json: `{"version":1,"id":"a","type":"b","features":[1,2]}`, kind: jobfleet.ErrWrongType},
+	{name: "feature string", json: `{"version":1,"id":"a","type":"b","features":{"rows":"10"}}`, kind: jobfleet.ErrWrongType},
+	{name: "feature NaN string", json: `{"version":1,"id":"a","type":"b","features":{"rows":"NaN"}}`, kind: jobfleet.ErrWrongType},
+	{name: "priority fraction", json: `{"version":1,"id":"a","type":"b","priority":1.5}`, kind: jobfleet.ErrWrongType},
+	{name: "history object", json: `{"version":1,"id":"a","type":"b","history":{"attempt":1}}`, kind: jobfleet.ErrWrongType},
+	{name: "attempt time number", json: `{"version":1,"id":"a","type":"b","history":[{"attempt":1,"reason":"oom","started_at":5}]}`, kind: jobfleet.ErrWrongType},
+	{name: "negative feature", json: `{"version":1,"id":"a","type":"b","features":{"rows":-1}}`, kind: jobfleet.ErrInvalidFeature},
+	{name: "bad feature name", json: `{"version":1,"id":"a","type":"b","features":{"9rows":1}}`, kind: jobfleet.ErrInvalidFeature},
+	{name: "id with slash", json: `{"version":1,"id":"../etc/passwd","type":"b"}`, kind: jobfleet.ErrInvalidValue},
+	{name: "type upper case", json: `{"version":1,"id":"a","type":"Export"}`, kind: jobfleet.ErrInvalidValue},
+	{name: "type too long", json: `{"version":1,"id":"a","type":"` + strings.Repeat("t", 31) + `"}`, kind: jobfleet.ErrInvalidValue},
+	{name: "priority too high", json: `{"version":1,"id":"a","type":"b","priority":10}`, kind: jobfleet.ErrInvalidValue},
+	{name: "priority negative", json: `{"version":1,"id":"a","type":"b","priority":-1}`, kind: jobfleet.ErrInvalidValue},
+	{name: "checkpoint not s3", json: `{"version":1,"id":"a","type":"b","checkpoint":"/tmp/x"}`, kind: jobfleet.ErrInvalidValue},
+	{name: "unknown reason", json: `{"version":1,"id":"a","type":"b","history":[{"attempt":1,"reason":"bored"}]}`, kind: jobfleet.ErrInvalidValue},
+	{name: "attempt zero", json: `{"version":1,"id":"a","type":"b","history":[{"attempt":0,"reason":"oom"}]}`, kind: jobfleet.ErrInvalidValue},
+	{name: "attempt missing reason", json: `{"version":1,"id":"a","type":"b","history":[{"attempt":1}]}`, kind: jobfleet.ErrMissingField},
+	{name: "negative peak", json: `{"version":1,"id":"a","type":"b","history":[{"attempt":1,"reason":"oom","peak_bytes":-5}]}`, kind: jobfleet.ErrInvalidValue},
+	{name: "bad time", json: `{"version":1,"id":"a","type":"b","history":[{"attempt":1,"reason":"oom","ended_at":"yesterday"}]}`, kind: jobfleet.ErrInvalidValue},
+}
+
+var allKinds = []error{
+	jobfleet.ErrMalformed, jobfleet.ErrTooLarge, jobfleet.ErrUnsupportedVersion, jobfleet.ErrMissingField,
+	jobfleet.ErrUnknownField, jobfleet.ErrWrongType, jobfleet.ErrInvalidFeature, jobfleet.ErrInvalidValue,
+}
+
+func TestDecode(t *testing.T) {
+	t.Parallel()
+	for _, tt := range messageCases {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			job, err := jobfleet.Decode([]byte(tt.json))
+			if tt.kind == nil {
+				if err != nil {
+					t.Fatalf("Decode() error = %v, want a valid job", err)
+				}
+				if job.Version != jobfleet.Version || job.ID == "" || job.Type == "" {
+					t.Fatalf("Decode() = %+v, want version, id and type set", job)
+				}
+				return
+			}
+			assertKind(t, err, tt.kind)
+		})
+	}
+}
+
+// assertKind checks that err is a *MessageError of exactly the wanted kind.
+func assertKind(t *testing.T, err, want error) {
+	t.Helper()
+	var msgErr *jobfleet.MessageError
+	if !errors.As(err, &msgErr) {
+		t.Fatalf("error = %v (%T), want a *jobfleet.MessageError", err, err)
+	}
+	for _, kind := range allKinds {
+		if got := errors.Is(err, kind); got != (kind == want) {
+			t.Fatalf("errors.Is(%v, %v) = %v", err, kind, got)
+		}
+	}
+	if !strings.Contains(err.Error(), want.Error()) {
+		t.Fatalf("error %q does not name its kind %q", err, want)
+	}
+}
+
+func TestDecodeFull(t *testing.T) {
+	t.Parallel()
+	job, err := jobfleet.Decode([]byte(messageCases[1].json))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := job.Features["model_params"], 3.5e8; got != want {
+		t.Errorf("features.model_params = %v, want %v", got, want)
+	}
+	if got, want := string(job.Params), `{"epochs":20,"lr":0.01,"nested":{"a":[1,2]}}`; got != want {
+		t.Errorf("params = %s, want %s", got, want)
+	}
+	if got, want := job.Attempt(), 3; got != want {
+		t.Errorf("Attempt() = %d, want %d", got, want)
+	}
+	if got := job.History[0]; got.Reason != jobfleet.ReasonInterrupted || got.InstanceType != "g5.xlarge" || got.AllocatedBytes != 17179869184 || got.EndedAt.Nanosecond() != 5e8 {
+		t.Errorf("history[0] = %+v", got)
+	}
+	if got, want := job.RetriesSpent(), 1; got != want {
+		t.Errorf("RetriesSpent() = %d, want %d (only the OOM attempt spends a retry)", got, want)
+	}
+	// Encoding and decoding again gives the same job.
+	data, err := json.Marshal(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := jobfleet.Decode(data)
+	if err != nil {
+		t.Fatalf("decoding an encoded job: %v\n%s", err, data)
+	}
+	data2, _ := json.Marshal(again)
+	if !bytes.Equal(data, data2) {
+		t.Errorf("round trip changed the job:\n%s\n%s", data, data2)
+	}
+}
+
+func TestDecodeTooLarge(t *testing.T) {
+	t.Parallel()
+	pad := strings.Repeat("x", jobfleet.MaxMessageBytes)
+	_, err := jobfleet.Decode([]byte(`{"version":1,"id":"a","type":"b","params":{"pad":"` + pad + `"}}`))
+	assertKind(t, err, jobfleet.ErrTooLarge)
+}
+
+func TestDecodeReportsField(t *testing.T) {
+	t.Parallel()
+	_, err := jobfleet.Decode([]byte(`{"version":1,"id":"a","type":"b","history":[{"attempt":1,"reason":"oom"},{"attempt":2,"reason":"oom","peak_bytes":"lots"}]}`))
+	var msgErr *jobfleet.MessageError
+	if !errors.As(err, &msgErr) || msgErr.Field != "history[1].peak_bytes" {
+		t.Fatalf("error = %v, want one naming history[1].peak_bytes", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	valid := func() jobfleet.Job {
+		return jobfleet.Job{Version: jobfleet.Version, ID: "a", Type: "b", Features: map[string]float64{"rows": 1}}
+	}
+	tests := []struct {
+		name   string
+		mutate func(*jobfleet.Job)
+		kind   error
+	}{
+		{name: "valid", mutate: func(*jobfleet.Job) {}},
+		{name: "NaN feature", mutate: func(j *jobfleet.Job) { j.Features["rows"] = math.NaN() }, kind: jobfleet.ErrInvalidFeature},
+		{name: "infinite feature", mutate: func(j *jobfleet.Job) { j.Features["rows"] = math.Inf(1) }, kind: jobfleet.ErrInvalidFeature},
+		{name: "negative feature", mutate: func(j *jobfleet.Job) { j.Features["rows"] = -0.5 }, kind: jobfleet.ErrInvalidFeature},
+		{name: "zero version", mutate: func(j *jobfleet.Job) { j.Version = 0 }, kind: jobfleet.ErrUnsupportedVersion},
+		{name: "no id", mutate: func(j *jobfleet.Job) { j.ID = "" }, kind: jobfleet.ErrMissingField},
+		{name: "no type", mutate: func(j *jobfleet.Job) { j.Type = "" }, kind: jobfleet.ErrMissingField},
+		{name: "params not an object", mutate: func(j *jobfleet.Job) { j.Params = json.RawMessage(`[1]`) }, kind: jobfleet.ErrWrongType},
+		{name: "params not JSON", mutate: func(j *jobfleet.Job) { j.Params = json.RawMessage(`{"a":`) }, kind: jobfleet.ErrWrongType},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			job := valid()
+			tt.mutate(&job)
+			err := job.Validate()
+			if tt.kind == nil {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			assertKind(t, err, tt.kind)
+		})
+	}
+}
+
+// TestSchemaAgreesWithDecoder checks the published JSON Schema against the
+// decoder on the same messages.
+func TestSchemaAgreesWithDecoder(t *testing.T) {
+	t.Parallel()
+	schema := compileSchema(t)
+	for _, tt := range messageCases {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			doc, err := jsonschema.UnmarshalJSON(strings.NewReader(tt.json))
+			if err != nil {
+				if tt.kind != jobfleet.ErrMalformed {
+					t.Fatalf("not JSON: %v", err)
+				}
+				return // neither side can read it
+			}
+			err = schema.Validate(doc)
+			if tt.kind == nil && err != nil {
+				t.Errorf("schema rejects a message the decoder accepts: %v", err)
+			}
+			if tt.kind != nil && err == nil {
+				t.Errorf("schema accepts a message the decoder rejects with %v", tt.kind)
+			}
+		})
+	}
+}
+
+func compileSchema(t testing.TB) *jsonschema.Schema {
+	t.Helper()
+	f, err := os.Open("docs/job-message.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	doc, err := jsonschema.UnmarshalJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	if err := c.AddResource("job-message.schema.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	schema, err := c.Compile("job-message.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return schema
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, tt := range messageCases {
+		f.Add([]byte(tt.json))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		job, err := jobfleet.Decode(data)
+		if err != nil {
+			var msgErr *jobfleet.MessageError
+			if !errors.As(err, &msgErr) {
+				t.Fatalf("Decode error %v is not a *MessageError", err)
+			}
+			return
+		}
+		// Whatever Decode accepts is valid and survives a round trip.
+		if err := job.Validate(); err != nil {
+			t.Fatalf("Decode accepted a job that Validate rejects: %v", err)
+		}
+		data2, err := json.Marshal(job)
+		if err != nil {
+			t.Fatalf("Marshal: %v", err)
+		}
+		if _, err := jobfleet.Decode(data2); err != nil {
+			t.Fatalf("re-decoding %s: %v", data2, err)
+		}
+	})
+}

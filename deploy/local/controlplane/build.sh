@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Builds the Kubernetes control plane and autoscalers that jobfleet's
+# integration and end-to-end tests run against, and caches each binary by
+# version outside the checkout, so only the first run pays for the build.
+#
+#   deploy/local/controlplane/build.sh [all|core|autoscalers] [--print-dir]
+#
+# core:        etcd, kube-apiserver (enough for the dispatcher's integration tests)
+# autoscalers: kube-controller-manager, kube-scheduler, kwok, the KEDA operator, Karpenter (KWOK provider)
+# all:         both (the default)
+#
+# The cache lives in $JOBFLEET_CACHE_DIR, or $XDG_CACHE_HOME/jobfleet, or ~/.cache/jobfleet.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${JOBFLEET_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/jobfleet}
+bin=$cache/bin
+mkdir -p "$bin"
+
+
+what=${1:-all}
+if [ "$what" = "--print-dir" ]; then echo "$bin"; exit 0; fi
+
+# Versions come from the wrapper modules, so go.mod is the single pin.
+modver() { awk -v m="$2" '$1==m {print $2; exit} $1=="require" && $2==m {print $3; exit}' "$here/$1/go.mod"; }
+kube_version=$(modver kube k8s.io/kubernetes)
+etcd_version=$(modver etcd go.etcd.io/etcd/server/v3)
+keda_version=$(modver keda github.com/kedacore/keda/v2)
+kwok_version=v0.7.0
+karpenter_version=v1.8.0
+
+log() { printf '%s controlplane: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# build_tool <wrapper dir> <package> <binary name> <version>
+build_tool() {
+	local dir=$1 pkg=$2 name=$3 version=$4
+	local out=$bin/$name-$version
+	if [ -x "$out" ]; then log "$name $version cached"; return; fi
+	log "building $name $version (cold builds take minutes)"
+	(cd "$here/$dir" && CGO_ENABLED=0 go build -trimpath -o "$out.tmp" "$pkg")
+	mv "$out.tmp" "$out"
+}
+
+# install_tool <module path@version> <binary name> <version>
+install_tool() {
+	local pkg=$1 name=$2 version=$3
+	local out=$bin/$name-$version
+	if [ -x "$out" ]; then log "$name $version cached"; return; fi
+	log "installing $name $version"
+	local tmp
+	tmp=$(mktemp -d)
+	CGO_ENABLED=0 GOBIN=$tmp go install -trimpath "$pkg"
+	mv "$tmp"/* "$out"
+	rmdir "$tmp"
+}
+
+core() {
+	build_tool etcd . etcd "$etcd_version"
+	build_tool kube k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "$kube_version"
+}
+
+autoscalers() {
+	build_tool kube k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager "$kube_version"
+	build_tool kube k8s.io/kubernetes/cmd/kube-scheduler kube-scheduler "$kube_version"
+	install_tool "sigs.k8s.io/kwok/cmd/kwok@$kwok_version" kwok "$kwok_version"
+	install_tool "sigs.k8s.io/karpenter/kwok@$karpenter_version" karpenter-kwok "$karpenter_version"
+	build_tool keda github.com/kedacore/keda/v2/cmd/operator keda-operator "$keda_version"
+	# The CRDs ship inside the modules; keep the sources in the module cache.
+	go mod download "sigs.k8s.io/karpenter@$karpenter_version" "sigs.k8s.io/kwok@$kwok_version"
+	(cd "$here/keda" && go mod download github.com/kedacore/keda/v2)
+}
+
+case "$what" in
+core) core ;;
+autoscalers) autoscalers ;;
+all) core; autoscalers ;;
+*) echo "usage: $0 [all|core|autoscalers|--print-dir]" >&2; exit 2 ;;
+esac
+log "ready in $bin"

@@ -1,0 +1,74 @@
+// Package awsclient builds the AWS SDK clients jobfleet uses, from the SDK's
+// default configuration chain. The SDK's own settings decide where requests
+// go: AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_SQS and
+// AWS_ENDPOINT_URL_S3 point the same binary at AWS or at the local stack.
+package awsclient
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+)
+
+// DefaultRegion is used when neither the environment nor a profile names a
+// region, so that the local stack works with no AWS configuration at all.
+const DefaultRegion = "us-east-1"
+
+// Clients are the AWS clients of one jobfleet process.
+type Clients struct {
+	Config aws.Config
+	SQS    *sqs.Client
+	S3     *s3.Client
+	EC2    *ec2.Client
+}
+
+// Load reads the SDK's default configuration and builds the clients. Calls
+// are retried by the SDK's standard retryer (exponential backoff with
+// jitter) up to maxAttempts times; zero keeps the SDK default.
+func Load(ctx context.Context, maxAttempts int, opts ...func(*config.LoadOptions) error) (*Clients, error) {
+	opts = append([]func(*config.LoadOptions) error{
+		config.WithRetryer(func() aws.Retryer {
+			r := retry.NewStandard()
+			if maxAttempts > 0 {
+				return retry.AddWithMaxAttempts(r, maxAttempts)
+			}
+			return r
+		}),
+	}, opts...)
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		cfg.Region = DefaultRegion
+	}
+	return New(cfg), nil
+}
+
+// New builds the clients from a configuration. S3 uses path-style
+// addressing when a custom S3 endpoint is configured, as S3-compatible
+// servers expect.
+func New(cfg aws.Config) *Clients {
+	return &Clients{
+		Config: cfg,
+		SQS:    sqs.NewFromConfig(cfg),
+		S3: s3.NewFromConfig(cfg, func(o *s3.Options) {
+			o.UsePathStyle = customS3Endpoint(cfg)
+		}),
+		EC2: ec2.NewFromConfig(cfg),
+	}
+}
+
+func customS3Endpoint(cfg aws.Config) bool {
+	if cfg.BaseEndpoint != nil {
+		return true
+	}
+	return os.Getenv("AWS_ENDPOINT_URL_S3") != "" || os.Getenv("AWS_ENDPOINT_URL") != ""
+}

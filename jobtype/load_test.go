@@ -1,0 +1,143 @@
+package jobtype_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jobfleet/jobfleet/jobtype"
+)
+
+const gi = 1 << 30
+
+func TestLoad(t *testing.T) {
+	t.Parallel()
+	reg, err := jobtype.Load("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(reg.Types()); got != 3 {
+		t.Fatalf("%d types, want 3", got)
+	}
+	export, ok := reg.Type("feature-export")
+	if !ok {
+		t.Fatal("feature-export missing")
+	}
+	if export.Memory.Min != 256<<20 || export.Memory.Default != gi || export.Memory.Max != 16*gi {
+		t.Errorf("export memory = %+v", export.Memory)
+	}
+	if export.Checkpoint.Interval != 2*time.Minute || export.Checkpoint.Dir != jobtype.DefaultCheckpointDir || export.Checkpoint.UploadGrace != jobtype.DefaultUploadGrace {
+		t.Errorf("export checkpoint = %+v, want a 2m interval and defaults", export.Checkpoint)
+	}
+	if export.Spot != jobtype.SpotPreferred || export.MaxAttempts != 4 || export.MaxReplicas != jobtype.DefaultMaxReplicas || export.CPU.String() != "1" {
+		t.Errorf("export = %+v", export)
+	}
+
+	train, _ := reg.Type("train-ranker")
+	if train.GPU != (jobtype.GPU{Count: 1, Kind: "a10g"}) || !train.DoNotDisrupt || train.MaxRuntime != 12*time.Hour || train.Env["TORCH_HOME"] != "/cache" {
+		t.Errorf("train = %+v", train)
+	}
+	if train.Memory.Default != 8*gi {
+		t.Errorf("train default memory = %d, want the 2Gi default clamped up to min 8Gi", train.Memory.Default)
+	}
+	gpu, _ := reg.Pool("gpu")
+	if !gpu.GPU || gpu.NodePool != "jobfleet-gpu-a10g" || len(gpu.Tolerations) != 1 || gpu.Tolerations[0] != "nvidia.com/gpu:NoSchedule" {
+		t.Errorf("gpu pool = %+v", gpu)
+	}
+	arm, _ := reg.Pool("arm")
+	if arm.Arch != "arm64" || arm.NodePool != "jobfleet-arm" || len(arm.Sizes) != len(jobtype.DefaultSizes) {
+		t.Errorf("arm pool = %+v", arm)
+	}
+	report, _ := reg.Type("report")
+	if report.Memory.Max != arm.Largest() {
+		t.Errorf("report max memory = %d, want the pool's largest size %d", report.Memory.Max, arm.Largest())
+	}
+}
+
+func TestLoadReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	_, err := jobtype.Load("testdata/invalid.yaml")
+	var loadErr *jobtype.LoadError
+	if !errors.As(err, &loadErr) {
+		t.Fatalf("Load() error = %v, want a *LoadError", err)
+	}
+	want := []string{
+		"testdata/invalid.yaml:3: pools[0].sizes: sizes must be listed from smallest to largest",
+		`testdata/invalid.yaml:5: pools[1].gpu: must be true or false, got "yes please"`,
+		"testdata/invalid.yaml:11: types[0].colour: unknown setting",
+		`testdata/invalid.yaml:7: types[0].name: "Export_Job": a job type name is`,
+		`testdata/invalid.yaml:15: types[1].pool: "tpu" is not a pool defined in this file (pools: cpu, gpu)`,
+		`testdata/invalid.yaml:16: types[1].maxAttempts: must be a whole number, got "many"`,
+		"testdata/invalid.yaml:17: types[2].image: required",
+		`testdata/invalid.yaml:24: types[3].spot: "always": one of prefer-spot, spot, on-demand`,
+		"testdata/invalid.yaml:25: types[3].memory.min: min (4Gi) is above max (2Gi)",
+		"testdata/invalid.yaml:26: types[3].checkpoint.interval: 1s is shorter than the 10s minimum",
+	}
+	got := err.Error()
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("error does not report %q\ngot:\n%s", w, got)
+		}
+	}
+	if len(loadErr.Problems) != len(want) {
+		t.Errorf("%d problems, want %d:\n%s", len(loadErr.Problems), len(want), got)
+	}
+}
+
+func TestParseProblems(t *testing.T) {
+	t.Parallel()
+	base := "pools:\n  - name: cpu\ntypes:\n  - name: t\n    image: i\n    command: [c]\n    pool: cpu\n"
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{name: "syntax error", yaml: "pools: [\n", want: "f.yaml:1: yaml: line 1: did not find expected node content"},
+		{name: "empty", yaml: "", want: "the file is empty"},
+		{name: "types not a list", yaml: "pools: []\ntypes: {a: 1}\n", want: "f.yaml:2: types: must be a list"},
+		{name: "unknown pool", yaml: strings.Replace(base, "pool: cpu", "pool: gpu", 1), want: `f.yaml:7: types[0].pool: "gpu" is not a pool defined in this file (pools: cpu)`},
+		{name: "gpu type on cpu pool", yaml: base + "    gpu: {count: 1}\n", want: `types[0].gpu: pool "cpu" has no GPUs`},
+		{name: "duplicate type", yaml: base + "  - name: t\n    image: i\n    command: [c]\n    pool: cpu\n", want: `f.yaml:8: types[1].name: job type "t" is defined twice`},
+		{name: "setting twice", yaml: base + "    pool: cpu\n", want: "f.yaml:8: types[0].pool: set twice (first on line 7)"},
+		{name: "max above pool", yaml: base + "    memory: {max: 1Ti}\n", want: `types[0].memory.max: 1Ti is above pool "cpu"'s largest size 128Gi`},
+		{name: "spot on on-demand pool", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    capacityTypes: [on-demand]", 1) + "    spot: spot\n", want: `types[0].spot: pool "cpu" does not launch spot capacity`},
+		{name: "bad toleration", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    tolerations: [dedicated=ml]", 1), want: "want key[=value]:effect"},
+		{name: "bad feature", yaml: base + "    features: [rows, rows]\n", want: `"rows" is listed twice`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := jobtype.Parse("f.yaml", []byte(tt.yaml))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Parse() error = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestPoolSizeFor(t *testing.T) {
+	t.Parallel()
+	p := &jobtype.Pool{Sizes: []int64{gi, 2 * gi, 4 * gi}}
+	tests := []struct {
+		name   string
+		memory int64
+		want   int64
+		ok     bool
+	}{
+		{name: "below the smallest", memory: 1, want: gi, ok: true},
+		{name: "exact", memory: 2 * gi, want: 2 * gi, ok: true},
+		{name: "between", memory: 2*gi + 1, want: 4 * gi, ok: true},
+		{name: "above the largest", memory: 4*gi + 1, ok: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, ok := p.SizeFor(tt.memory)
+			if got != tt.want || ok != tt.ok {
+				t.Fatalf("SizeFor(%d) = %d, %v; want %d, %v", tt.memory, got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+	if got := jobtype.SizeName(512 << 20); got != "512mi" {
+		t.Errorf("SizeName(512Mi) = %q", got)
+	}
+}

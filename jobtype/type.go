@@ -1,0 +1,153 @@
+package jobtype
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+)
+
+// SpotPolicy says which capacity a job type's pods may run on.
+type SpotPolicy string
+
+const (
+	// SpotPreferred lets Karpenter choose; it launches spot capacity when the
+	// pool allows it and falls back to on-demand. The default.
+	SpotPreferred SpotPolicy = "prefer-spot"
+	// SpotOnly runs on spot capacity only.
+	SpotOnly SpotPolicy = "spot"
+	// OnDemandOnly never runs on spot capacity: for jobs that cannot
+	// checkpoint.
+	OnDemandOnly SpotPolicy = "on-demand"
+)
+
+// Type is one registered job type.
+type Type struct {
+	// Name identifies the type in job messages.
+	Name string
+	// Image and Command are what the job's pod runs, wrapped by
+	// `jobfleet worker`.
+	Image   string
+	Command []string
+	// Env is extra environment for the job's container.
+	Env map[string]string
+	// Pool names the Pool the type runs on.
+	Pool string
+	// CPU is the pod's CPU request.
+	CPU resource.Quantity
+	// GPU is how many GPUs of which kind each job needs; zero for CPU jobs.
+	GPU GPU
+	// Spot is the type's spot policy.
+	Spot SpotPolicy
+	// Features are the job message features the memory predictor reads, in
+	// order.
+	Features []string
+	// Memory bounds what the predictor may allocate.
+	Memory Memory
+	// Checkpoint says where the job keeps its checkpoint and how often the
+	// worker uploads it.
+	Checkpoint Checkpoint
+	// MaxRuntime bounds one attempt; a job running longer is stopped and
+	// counted as failed.
+	MaxRuntime time.Duration
+	// MaxAttempts is the retry budget: attempts that failed or ran out of
+	// memory count against it; interrupted ones do not.
+	MaxAttempts int
+	// MaxReplicas caps the pods of one size class of this type.
+	MaxReplicas int
+	// DoNotDisrupt asks Karpenter not to consolidate nodes running this type
+	// (karpenter.sh/do-not-disrupt), for long training jobs.
+	DoNotDisrupt bool
+}
+
+// GPU is a job type's GPU need.
+type GPU struct {
+	// Count is the number of GPUs per job.
+	Count int
+	// Kind selects a GPU model, as Karpenter's instance-gpu-name label names
+	// it (e.g. "a10g"); empty accepts any.
+	Kind string
+}
+
+// Memory bounds, in bytes.
+type Memory struct {
+	// Min and Max clamp every prediction.
+	Min, Max int64
+	// Default is allocated while the predictor knows nothing of the type.
+	Default int64
+}
+
+// Checkpoint settings of a job type.
+type Checkpoint struct {
+	// Dir is the checkpoint directory inside the job's container, restored
+	// from S3 before the job starts and uploaded while it runs.
+	Dir string
+	// Interval is how often the worker uploads the directory.
+	Interval time.Duration
+	// UploadGrace is how long the final upload may take after the job
+	// exits on SIGTERM; it lengthens the pod's termination grace period.
+	UploadGrace time.Duration
+}
+
+// Pool is a family of Karpenter NodePools a job type runs on.
+type Pool struct {
+	// Name identifies the pool in job types and class names.
+	Name string
+	// NodePool is the Karpenter NodePool's name (karpenter.sh/nodepool).
+	NodePool string
+	// GPU pools carry the GPU taint; only GPU job types run there.
+	GPU bool
+	// Arch is the CPU architecture (kubernetes.io/arch).
+	Arch string
+	// CapacityTypes are the capacity types the NodePool may launch.
+	CapacityTypes []string
+	// Sizes is the ascending ladder of memory sizes, in bytes, that
+	// predictions are rounded up to.
+	Sizes []int64
+	// Tolerations are taints of the pool's nodes that its pods tolerate,
+	// as key[=value]:effect strings.
+	Tolerations []string
+}
+
+// SizeFor rounds memory up to the pool's ladder. It returns false when memory
+// is larger than the largest size.
+func (p *Pool) SizeFor(memory int64) (int64, bool) {
+	i, _ := slices.BinarySearch(p.Sizes, memory)
+	if i == len(p.Sizes) {
+		return 0, false
+	}
+	return p.Sizes[i], true
+}
+
+// Largest returns the pool's largest size.
+func (p *Pool) Largest() int64 {
+	return p.Sizes[len(p.Sizes)-1]
+}
+
+// AllowsCapacity reports whether the pool's NodePool may launch the capacity
+// type.
+func (p *Pool) AllowsCapacity(capacityType string) bool {
+	return slices.Contains(p.CapacityTypes, capacityType)
+}
+
+// SizeName is the short name of a memory size used in class and queue
+// names: "512mi", "2gi".
+func SizeName(bytes int64) string {
+	return strings.ToLower(formatBytes(bytes))
+}
+
+// formatBytes writes a memory size the way Kubernetes does: "512Mi", "2Gi".
+func formatBytes(bytes int64) string {
+	return resource.NewQuantity(bytes, resource.BinarySI).String()
+}
+
+// Clamp bounds memory to the type's range.
+func (t *Type) Clamp(memory int64) int64 {
+	return min(max(memory, t.Memory.Min), t.Memory.Max)
+}
+
+func (t *Type) String() string {
+	return fmt.Sprintf("job type %s", t.Name)
+}

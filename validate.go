@@ -1,0 +1,104 @@
+package jobfleet
+
+import (
+	"encoding/json"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+var (
+	// idPattern keeps job ids safe as S3 key segments and log fields.
+	idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+	// TypeNamePattern is what a job type name looks like: a DNS label of at
+	// most 30 characters, since it becomes part of queue and Kubernetes
+	// object names.
+	TypeNamePattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,28}[a-z0-9])?$`)
+	// FeatureNamePattern is what a feature name looks like.
+	FeatureNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
+)
+
+// Validate checks the values of a job built in Go, as [Decode] does for a
+// decoded one. It returns a [*MessageError].
+func (j *Job) Validate() error {
+	if j.Version != Version {
+		return messageError("version", ErrUnsupportedVersion, "version %d is not supported; this writer produces version %d", j.Version, Version)
+	}
+	if j.ID == "" {
+		return messageError("id", ErrMissingField, "id is required")
+	}
+	if !idPattern.MatchString(j.ID) {
+		return messageError("id", ErrInvalidValue, "%q: an id is 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit", j.ID)
+	}
+	if j.Type == "" {
+		return messageError("type", ErrMissingField, "type is required")
+	}
+	if !TypeNamePattern.MatchString(j.Type) {
+		return messageError("type", ErrInvalidValue, "%q: a type name is 1-30 lower-case letters, digits or '-', starting and ending with a letter or digit", j.Type)
+	}
+	if len(j.Params) > 0 {
+		if !isObject(j.Params) || !json.Valid(j.Params) {
+			return messageError("params", ErrWrongType, "params must be a JSON object")
+		}
+	}
+	if err := validateFeatures(j.Features); err != nil {
+		return err
+	}
+	if j.Priority < MinPriority || j.Priority > MaxPriority {
+		return messageError("priority", ErrInvalidValue, "%d is outside [%d, %d]", j.Priority, MinPriority, MaxPriority)
+	}
+	if err := validateCheckpoint("checkpoint", j.Checkpoint); err != nil {
+		return err
+	}
+	for i, a := range j.History {
+		if err := a.validate("history[" + strconv.Itoa(i) + "]"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func validateFeatures(features map[string]float64) error {
+	names := make([]string, 0, len(features))
+	for name := range features {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		path := "features." + name
+		if !FeatureNamePattern.MatchString(name) {
+			return messageError(path, ErrInvalidFeature, "%q: a feature name is 1-64 letters, digits, '_', '.' or '-', starting with a letter or '_'", name)
+		}
+		switch v := features[name]; {
+		case math.IsNaN(v):
+			return messageError(path, ErrInvalidFeature, "NaN is not a feature value")
+		case math.IsInf(v, 0):
+			return messageError(path, ErrInvalidFeature, "%v is not a finite feature value", v)
+		case v < 0:
+			return messageError(path, ErrInvalidFeature, "%v is negative; features are counts and sizes", v)
+		}
+	}
+	return nil
+}
+
+func validateCheckpoint(path, uri string) error {
+	if uri != "" && !strings.HasPrefix(uri, "s3://") {
+		return messageError(path, ErrInvalidValue, "%q: a checkpoint location is an s3:// URI", uri)
+	}
+	return nil
+}
+
+func (a *Attempt) validate(path string) error {
+	if a.Attempt < 1 {
+		return messageError(path+".attempt", ErrInvalidValue, "%d: attempts are numbered from 1", a.Attempt)
+	}
+	if !a.Reason.valid() {
+		return messageError(path+".reason", ErrInvalidValue, "%q: a reason is one of interrupted, evicted, oom, failed", a.Reason)
+	}
+	if a.AllocatedBytes < 0 || a.PeakBytes < 0 {
+		return messageError(path, ErrInvalidValue, "memory figures are not negative")
+	}
+	return validateCheckpoint(path+".checkpoint", a.Checkpoint)
+}
