@@ -38,6 +38,7 @@ type CLI struct {
 	Globals
 
 	Publish PublishCmd `cmd:"" help:"Publish job messages to the intake queue."`
+	Worker  WorkerCmd  `cmd:"" help:"Run jobs from a class queue: the entrypoint of every job pod (jobfleet worker [flags] -- <command>)."`
 	Stack   StackCmd   `cmd:"" help:"Start the local SQS emulator and S3 server, print their endpoints, and wait."`
 	Version VersionCmd `cmd:"" help:"Print jobfleet's version."`
 }

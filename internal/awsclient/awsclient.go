@@ -10,6 +10,7 @@ import (
 	"os"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -35,7 +36,10 @@ type Clients struct {
 func Load(ctx context.Context, maxAttempts int, opts ...func(*config.LoadOptions) error) (*Clients, error) {
 	opts = append([]func(*config.LoadOptions) error{
 		config.WithRetryer(func() aws.Retryer {
-			r := retry.NewStandard()
+			// No retry quota: jobfleet's processes must ride out an outage
+			// of any length, and the quota would stop retries after a few
+			// dozen connection errors.
+			r := retry.NewStandard(func(o *retry.StandardOptions) { o.RateLimiter = ratelimit.None })
 			if maxAttempts > 0 {
 				return retry.AddWithMaxAttempts(r, maxAttempts)
 			}

@@ -1,0 +1,121 @@
+// Command testjob is a job for jobfleet's tests: a real process that
+// allocates memory, counts progress into its checkpoint directory, fails, or
+// sleeps, as its arguments say. It reads the JOBFLEET_* environment the
+// worker gives every job.
+//
+//	testjob alloc <MiB> [hold-ms]          allocate and touch memory, then exit 0
+//	testjob count <target> <step-ms> <log> count to target, one step per step-ms, resuming from the checkpoint
+//	testjob fail <code>                    exit with code
+//	testjob sleep <ms>                     sleep, then exit 0
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: testjob alloc|count|fail|sleep ...")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "alloc":
+		mib := atoi(arg(2))
+		buf := make([]byte, mib<<20)
+		for i := 0; i < len(buf); i += 4096 {
+			buf[i] = 1
+		}
+		if len(os.Args) > 3 {
+			time.Sleep(time.Duration(atoi(os.Args[3])) * time.Millisecond)
+		}
+		fmt.Printf("allocated %d MiB, checksum %d\n", mib, buf[len(buf)-4096])
+	case "count":
+		count(atoi(arg(2)), time.Duration(atoi(arg(3)))*time.Millisecond, arg(4))
+	case "fail":
+		fmt.Fprintln(os.Stderr, "failing on purpose")
+		os.Exit(atoi(arg(2)))
+	case "sleep":
+		time.Sleep(time.Duration(atoi(arg(2))) * time.Millisecond)
+	default:
+		fmt.Fprintf(os.Stderr, "unknown mode %q\n", os.Args[1])
+		os.Exit(2)
+	}
+}
+
+// count advances a counter kept in the checkpoint directory, so that a rerun
+// resumes where the last checkpoint left it. It appends one line per start
+// and per finish to the log file: "start <progress> <resumed> <attempt>",
+// "stop <progress>", "done <progress>".
+func count(target int, step time.Duration, logFile string) {
+	dir := os.Getenv("JOBFLEET_CHECKPOINT_DIR")
+	progressFile := filepath.Join(dir, "progress")
+	progress := 0
+	if data, err := os.ReadFile(progressFile); err == nil {
+		progress = atoi(string(data))
+	}
+	appendLine(logFile, fmt.Sprintf("start %d %s %s", progress, os.Getenv("JOBFLEET_RESUMED"), os.Getenv("JOBFLEET_ATTEMPT")))
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	tick := time.NewTicker(step)
+	defer tick.Stop()
+	for progress < target {
+		select {
+		case <-term:
+			save(progressFile, progress)
+			appendLine(logFile, fmt.Sprintf("stop %d", progress))
+			os.Exit(143)
+		case <-tick.C:
+			progress++
+			save(progressFile, progress)
+		}
+	}
+	appendLine(logFile, fmt.Sprintf("done %d", progress))
+}
+
+// save writes the progress atomically, as checkpoint files should be.
+func save(file string, progress int) {
+	tmp := file + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(progress)), 0o644); err != nil {
+		fail(err)
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		fail(err)
+	}
+}
+
+func appendLine(file, line string) {
+	f, err := os.OpenFile(file, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		fail(err)
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintln(f, line); err != nil {
+		fail(err)
+	}
+}
+
+func arg(i int) string {
+	if len(os.Args) <= i {
+		fail(fmt.Errorf("missing argument %d", i))
+	}
+	return os.Args[i]
+}
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		fail(err)
+	}
+	return n
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "testjob:", err)
+	os.Exit(2)
+}

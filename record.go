@@ -1,0 +1,92 @@
+package jobfleet
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Outcome is how one attempt of a job ended.
+type Outcome string
+
+// Outcomes of an attempt.
+const (
+	OutcomeSucceeded   Outcome = "succeeded"
+	OutcomeFailed      Outcome = "failed"
+	OutcomeOOM         Outcome = "oom"
+	OutcomeInterrupted Outcome = "interrupted"
+	OutcomeEvicted     Outcome = "evicted"
+)
+
+// Reason returns the rerun reason of an unsuccessful outcome.
+func (o Outcome) Reason() Reason {
+	switch o {
+	case OutcomeOOM:
+		return ReasonOOM
+	case OutcomeInterrupted:
+		return ReasonInterrupted
+	case OutcomeEvicted:
+		return ReasonEvicted
+	}
+	return ReasonFailed
+}
+
+// RunRecord is what a worker measured about one attempt of a job. Records
+// are the memory predictor's training data and the fleet's audit log; the
+// worker sends one per attempt to the records queue.
+type RunRecord struct {
+	JobID    string             `json:"job_id"`
+	Type     string             `json:"type"`
+	Features map[string]float64 `json:"features,omitempty"`
+	Attempt  int                `json:"attempt"`
+	Outcome  Outcome            `json:"outcome"`
+	// Error is a short detail of an unsuccessful outcome.
+	Error    string `json:"error,omitempty"`
+	ExitCode int    `json:"exit_code"`
+	// AllocatedBytes is the memory limit the attempt ran under (0: none);
+	// PeakBytes the most it used, and PeakSource how that was measured
+	// (cgroup-v2, cgroup-v1 or rusage).
+	AllocatedBytes int64  `json:"allocated_bytes"`
+	PeakBytes      int64  `json:"peak_bytes"`
+	PeakSource     string `json:"peak_source,omitempty"`
+	// Resumed is true when the attempt started from a checkpoint.
+	Resumed bool `json:"resumed"`
+	// Checkpoints counts the complete checkpoints the attempt uploaded.
+	Checkpoints  int       `json:"checkpoints"`
+	StartedAt    time.Time `json:"started_at"`
+	EndedAt      time.Time `json:"ended_at"`
+	DurationSecs float64   `json:"duration_seconds"`
+	Node         string    `json:"node,omitempty"`
+	InstanceType string    `json:"instance_type,omitempty"`
+	CapacityType string    `json:"capacity_type,omitempty"`
+	Zone         string    `json:"zone,omitempty"`
+	Arch         string    `json:"arch,omitempty"`
+	// Pool and Size name the class the attempt ran in.
+	Pool string `json:"pool,omitempty"`
+	Size string `json:"size,omitempty"`
+}
+
+// DecodeRunRecord parses a run record, checking the fields the predictor
+// relies on.
+func DecodeRunRecord(data []byte) (*RunRecord, error) {
+	var r RunRecord
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("decoding run record: %w", err)
+	}
+	switch {
+	case r.JobID == "" || r.Type == "":
+		return nil, fmt.Errorf("run record without job id or type")
+	case r.Attempt < 1:
+		return nil, fmt.Errorf("run record of job %s: attempt %d", r.JobID, r.Attempt)
+	case r.PeakBytes < 0 || r.AllocatedBytes < 0:
+		return nil, fmt.Errorf("run record of job %s: negative memory", r.JobID)
+	case r.EndedAt.IsZero():
+		return nil, fmt.Errorf("run record of job %s: no end time", r.JobID)
+	}
+	switch r.Outcome {
+	case OutcomeSucceeded, OutcomeFailed, OutcomeOOM, OutcomeInterrupted, OutcomeEvicted:
+	default:
+		return nil, fmt.Errorf("run record of job %s: unknown outcome %q", r.JobID, r.Outcome)
+	}
+	return &r, nil
+}

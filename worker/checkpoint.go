@@ -1,0 +1,372 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
+)
+
+// S3API is the S3 calls the worker makes.
+type S3API interface {
+	PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+	GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+	DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput, opts ...func(*s3.Options)) (*s3.DeleteObjectsOutput, error)
+}
+
+// A checkpoint is stored content-addressed under the job's prefix:
+//
+//	<prefix>/<job id>/checkpoint/objects/<sha256>   one object per distinct file content
+//	<prefix>/<job id>/checkpoint/manifest.json      path -> sha256, written last
+//
+// The manifest names only objects that were uploaded before it, so a
+// partial upload is never mistaken for a complete checkpoint: until the new
+// manifest lands, the previous one still describes a complete set.
+
+const manifestVersion = 1
+
+type manifest struct {
+	Version    int            `json:"version"`
+	JobID      string         `json:"job_id"`
+	Attempt    int            `json:"attempt"`
+	Generation int            `json:"generation"`
+	CreatedAt  time.Time      `json:"created_at"`
+	Files      []manifestFile `json:"files"`
+}
+
+type manifestFile struct {
+	Path   string      `json:"path"`
+	Size   int64       `json:"size"`
+	SHA256 string      `json:"sha256"`
+	Mode   fs.FileMode `json:"mode"`
+}
+
+// checkpointStore syncs one job's checkpoint directory with S3.
+type checkpointStore struct {
+	s3     S3API
+	bucket string
+	prefix string // <prefix>/<job id>/checkpoint
+	dir    string
+
+	last   *manifest             // the latest complete checkpoint
+	hashes map[string]fileStamp // path -> what was hashed, to skip unchanged files
+	stored map[string]bool      // object hashes known to be in S3
+}
+
+type fileStamp struct {
+	size    int64
+	modTime time.Time
+	sha     string
+}
+
+func newCheckpointStore(api S3API, bucket, prefix, jobID, dir string) *checkpointStore {
+	return &checkpointStore{
+		s3:     api,
+		bucket: bucket,
+		prefix: path.Join(prefix, jobID, "checkpoint"),
+		dir:    dir,
+		hashes: map[string]fileStamp{},
+		stored: map[string]bool{},
+	}
+}
+
+// URI is the checkpoint's location, as job messages record it.
+func (c *checkpointStore) URI() string {
+	return "s3://" + c.bucket + "/" + c.prefix + "/"
+}
+
+func (c *checkpointStore) manifestKey() string { return c.prefix + "/manifest.json" }
+func (c *checkpointStore) objectKey(sha string) string {
+	return c.prefix + "/objects/" + sha
+}
+
+// errCorruptCheckpoint marks a checkpoint that exists but cannot be used.
+var errCorruptCheckpoint = errors.New("corrupt checkpoint")
+
+// restore downloads the latest complete checkpoint into the directory. It
+// returns false when the job has none.
+func (c *checkpointStore) restore(ctx context.Context) (bool, error) {
+	out, err := c.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(c.bucket), Key: aws.String(c.manifestKey())})
+	if isNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading checkpoint manifest: %w", err)
+	}
+	data, err := io.ReadAll(io.LimitReader(out.Body, 64<<20))
+	out.Body.Close()
+	if err != nil {
+		return false, fmt.Errorf("reading checkpoint manifest: %w", err)
+	}
+	var m manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return false, fmt.Errorf("%w: manifest %s: %w", errCorruptCheckpoint, c.manifestKey(), err)
+	}
+	if m.Version != manifestVersion {
+		return false, fmt.Errorf("%w: manifest %s has version %d", errCorruptCheckpoint, c.manifestKey(), m.Version)
+	}
+	for _, f := range m.Files {
+		if err := c.download(ctx, f); err != nil {
+			return false, err
+		}
+		c.stored[f.SHA256] = true
+	}
+	c.last = &m
+	return true, nil
+}
+
+func (c *checkpointStore) download(ctx context.Context, f manifestFile) error {
+	target, err := c.localPath(f.Path)
+	if err != nil {
+		return err
+	}
+	out, err := c.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(c.bucket), Key: aws.String(c.objectKey(f.SHA256))})
+	if err != nil {
+		if isNotFound(err) {
+			return fmt.Errorf("%w: object of %s is missing", errCorruptCheckpoint, f.Path)
+		}
+		return fmt.Errorf("downloading checkpoint file %s: %w", f.Path, err)
+	}
+	defer out.Body.Close()
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		return fmt.Errorf("restoring checkpoint file %s: %w", f.Path, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(target), ".restore-*")
+	if err != nil {
+		return fmt.Errorf("restoring checkpoint file %s: %w", f.Path, err)
+	}
+	defer os.Remove(tmp.Name())
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), out.Body)
+	if closeErr := tmp.Close(); err == nil {
+		err = closeErr
+	}
+	if err != nil {
+		return fmt.Errorf("downloading checkpoint file %s: %w", f.Path, err)
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); sum != f.SHA256 || n != f.Size {
+		return fmt.Errorf("%w: %s has sha256 %s and %d bytes, the manifest says %s and %d", errCorruptCheckpoint, f.Path, sum, n, f.SHA256, f.Size)
+	}
+	if err := os.Chmod(tmp.Name(), f.Mode.Perm()); err != nil {
+		return fmt.Errorf("restoring checkpoint file %s: %w", f.Path, err)
+	}
+	if err := os.Rename(tmp.Name(), target); err != nil {
+		return fmt.Errorf("restoring checkpoint file %s: %w", f.Path, err)
+	}
+	if info, err := os.Stat(target); err == nil {
+		c.hashes[f.Path] = fileStamp{size: info.Size(), modTime: info.ModTime(), sha: f.SHA256}
+	}
+	return nil
+}
+
+// localPath maps a manifest path into the directory, refusing paths that
+// would escape it.
+func (c *checkpointStore) localPath(p string) (string, error) {
+	if !filepath.IsLocal(filepath.FromSlash(p)) {
+		return "", fmt.Errorf("%w: path %q leaves the checkpoint directory", errCorruptCheckpoint, p)
+	}
+	return filepath.Join(c.dir, filepath.FromSlash(p)), nil
+}
+
+// upload stores the directory as a new checkpoint when it changed since the
+// last one. It uploads only file contents S3 does not hold yet, then the
+// manifest. It returns whether a new checkpoint was written.
+func (c *checkpointStore) upload(ctx context.Context, jobID string, attempt int, now time.Time) (bool, error) {
+	files, err := c.scan()
+	if err != nil {
+		return false, err
+	}
+	if c.last != nil && sameFiles(c.last.Files, files) {
+		return false, nil
+	}
+	if c.last == nil && len(files) == 0 {
+		return false, nil
+	}
+	for _, f := range files {
+		if c.stored[f.SHA256] {
+			continue
+		}
+		if err := c.put(ctx, f); err != nil {
+			return false, err
+		}
+		c.stored[f.SHA256] = true
+	}
+	m := &manifest{Version: manifestVersion, JobID: jobID, Attempt: attempt, CreatedAt: now.UTC(), Files: files, Generation: 1}
+	if c.last != nil {
+		m.Generation = c.last.Generation + 1
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		return false, fmt.Errorf("encoding checkpoint manifest: %w", err)
+	}
+	_, err = c.s3.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:      aws.String(c.bucket),
+		Key:         aws.String(c.manifestKey()),
+		Body:        bytes.NewReader(data),
+		ContentType: aws.String("application/json"),
+	})
+	if err != nil {
+		return false, fmt.Errorf("writing checkpoint manifest: %w", err)
+	}
+	previous := c.last
+	c.last = m
+	c.prune(ctx, previous)
+	return true, nil
+}
+
+// prune deletes objects the previous manifest used and the new one does
+// not. It is best effort: a leftover object costs storage, not correctness.
+func (c *checkpointStore) prune(ctx context.Context, previous *manifest) {
+	if previous == nil {
+		return
+	}
+	keep := map[string]bool{}
+	for _, f := range c.last.Files {
+		keep[f.SHA256] = true
+	}
+	var objs []s3types.ObjectIdentifier
+	for _, f := range previous.Files {
+		if !keep[f.SHA256] {
+			objs = append(objs, s3types.ObjectIdentifier{Key: aws.String(c.objectKey(f.SHA256))})
+			delete(c.stored, f.SHA256)
+			keep[f.SHA256] = true // once
+		}
+	}
+	if len(objs) == 0 {
+		return
+	}
+	_, _ = c.s3.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(c.bucket), Delete: &s3types.Delete{Objects: objs, Quiet: aws.Bool(true)}})
+}
+
+func (c *checkpointStore) put(ctx context.Context, f manifestFile) error {
+	local, err := c.localPath(f.Path)
+	if err != nil {
+		return err
+	}
+	file, err := os.Open(local)
+	if err != nil {
+		return fmt.Errorf("uploading checkpoint file %s: %w", f.Path, err)
+	}
+	defer file.Close()
+	_, err = c.s3.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:        aws.String(c.bucket),
+		Key:           aws.String(c.objectKey(f.SHA256)),
+		Body:          file,
+		ContentLength: aws.Int64(f.Size),
+	})
+	if err != nil {
+		return fmt.Errorf("uploading checkpoint file %s: %w", f.Path, err)
+	}
+	return nil
+}
+
+// scan lists the directory's regular files with their hashes, rehashing
+// only files whose size or modification time changed.
+func (c *checkpointStore) scan() ([]manifestFile, error) {
+	var files []manifestFile
+	err := filepath.WalkDir(c.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed while we walked
+			}
+			return err
+		}
+		if !d.Type().IsRegular() || strings.HasPrefix(d.Name(), ".restore-") {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		rel, err := filepath.Rel(c.dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		stamp, ok := c.hashes[rel]
+		if !ok || stamp.size != info.Size() || !stamp.modTime.Equal(info.ModTime()) {
+			sha, err := hashFile(p)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			stamp = fileStamp{size: info.Size(), modTime: info.ModTime(), sha: sha}
+			c.hashes[rel] = stamp
+		}
+		files = append(files, manifestFile{Path: rel, Size: stamp.size, SHA256: stamp.sha, Mode: info.Mode().Perm()})
+		return nil
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("reading checkpoint directory %s: %w", c.dir, err)
+	}
+	return files, nil
+}
+
+func hashFile(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func sameFiles(a, b []manifestFile) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// isNotFound reports whether an S3 error says the object does not exist.
+func isNotFound(err error) bool {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode() {
+		case "NoSuchKey", "NotFound", "404":
+			return true
+		}
+	}
+	return false
+}
+
+// isPreconditionFailed reports whether an S3 conditional write lost.
+func isPreconditionFailed(err error) bool {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode() {
+		case "PreconditionFailed", "ConditionalRequestConflict", "412":
+			return true
+		}
+	}
+	return false
+}

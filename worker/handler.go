@@ -1,0 +1,206 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/jobfleet/jobfleet"
+)
+
+// Handler runs one job. It returns nil when the job succeeded.
+//
+// ctx is cancelled when the worker must stop early: the pod is being
+// terminated (context.Cause is ErrStopping) or the attempt exceeded the job
+// type's maximum runtime (ErrMaxRuntime). A handler that is stopping should
+// save its progress in job.CheckpointDir and return promptly; the worker
+// uploads the directory and requeues the job, which resumes from it.
+type Handler interface {
+	Work(ctx context.Context, job *Job) error
+}
+
+// HandlerFunc adapts a function to a Handler.
+type HandlerFunc func(ctx context.Context, job *Job) error
+
+// Work calls f.
+func (f HandlerFunc) Work(ctx context.Context, job *Job) error { return f(ctx, job) }
+
+// Causes of a handler's context ending early.
+var (
+	// ErrStopping: the worker received SIGTERM (eviction, spot
+	// interruption, node drain). The attempt does not spend a retry.
+	ErrStopping = errors.New("worker stopping")
+	// ErrMaxRuntime: the attempt ran longer than the job type allows. It
+	// counts as failed.
+	ErrMaxRuntime = errors.New("maximum runtime exceeded")
+)
+
+// ErrSkipRetry, wrapped in a handler's error, dead-letters the job at once
+// instead of retrying it: for failures a rerun cannot fix.
+var ErrSkipRetry = errors.New("skip retry")
+
+// Job is what a handler gets: the job message and where its checkpoint
+// lives.
+type Job struct {
+	// Message is the job message.
+	Message *jobfleet.Job
+	// CheckpointDir is the job's checkpoint directory, restored from S3
+	// before the handler starts and uploaded while it runs. Write files
+	// there atomically (write a temporary file, then rename it).
+	CheckpointDir string
+	// Resumed is true when CheckpointDir holds a restored checkpoint.
+	Resumed bool
+	// ParamsFile holds the message's params as a JSON file.
+	ParamsFile string
+	// MemoryLimit is the memory the job was allocated, in bytes; zero when
+	// unknown.
+	MemoryLimit int64
+
+	env         []string
+	cgroup      *memoryCgroup
+	stopGrace   time.Duration
+	stdout      io.Writer
+	stderr      io.Writer
+	rusagePeak  int64
+	wasSignaled bool
+}
+
+// Environment variables a job's command receives.
+const (
+	EnvJobID         = "JOBFLEET_JOB_ID"
+	EnvJobType       = "JOBFLEET_JOB_TYPE"
+	EnvAttempt       = "JOBFLEET_ATTEMPT"
+	EnvParamsFile    = "JOBFLEET_PARAMS_FILE"
+	EnvFeatures      = "JOBFLEET_FEATURES"
+	EnvCheckpointDir = "JOBFLEET_CHECKPOINT_DIR"
+	EnvResumed       = "JOBFLEET_RESUMED"
+	EnvMemoryLimit   = "JOBFLEET_MEMORY_LIMIT_BYTES"
+)
+
+// Env returns the JOBFLEET_* environment that describes the job to its
+// command: job id, type, attempt, params file, features (JSON), checkpoint
+// directory, whether it resumes, and its memory limit.
+func (j *Job) Env() []string {
+	return append([]string(nil), j.env...)
+}
+
+// ExitError reports a command that did not exit 0.
+type ExitError struct {
+	// Code is the exit status, or -1 when a signal ended the process.
+	Code int
+	// Signal is the signal that ended it, if any.
+	Signal syscall.Signal
+}
+
+func (e *ExitError) Error() string {
+	if e.Signal != 0 {
+		return fmt.Sprintf("killed by %v", e.Signal)
+	}
+	return fmt.Sprintf("exit status %d", e.Code)
+}
+
+// Command returns a Handler that runs a program as a child process in its
+// own process group, with the job's environment added to the worker's and
+// its output forwarded. When the handler's context ends, the group gets
+// SIGTERM, and SIGKILL if it has not exited within the stop grace the
+// worker allows. In CgroupJob mode the process starts inside the job's
+// memory cgroup.
+func Command(name string, args ...string) Handler {
+	return HandlerFunc(func(ctx context.Context, job *Job) error {
+		return runCommand(ctx, job, name, args)
+	})
+}
+
+func runCommand(ctx context.Context, job *Job, name string, args []string) error {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), job.env...)
+	cmd.Stdout, cmd.Stderr = job.stdout, job.stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if cg := job.cgroup; cg != nil {
+		if cg.v2 {
+			fd, err := unix.Open(cg.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("opening job cgroup: %w", err)
+			}
+			defer unix.Close(fd)
+			cmd.SysProcAttr.UseCgroupFD = true
+			cmd.SysProcAttr.CgroupFD = fd
+		} else {
+			// cgroup v1 cannot start a process inside a cgroup; a shell
+			// moves itself in and then becomes the command, so the job
+			// never runs (or allocates) outside its limit.
+			cmd = exec.Command("/bin/sh", append([]string{"-c", `echo $$ > "$0" && exec "$@"`, cg.procsFile(), name}, args...)...)
+			cmd.Env = append(os.Environ(), job.env...)
+			cmd.Stdout, cmd.Stderr = job.stdout, job.stderr
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%w: starting %s: %w", ErrSkipRetry, name, err)
+	}
+	pgid := cmd.Process.Pid
+	exited := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		select {
+		case <-exited:
+			return
+		case <-ctx.Done():
+		}
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		t := time.NewTimer(job.stopGrace)
+		defer t.Stop()
+		select {
+		case <-exited:
+		case <-t.C:
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+	}()
+	err := cmd.Wait()
+	close(exited)
+	<-stopped
+	// Whatever the command left behind in its group goes with it.
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		job.rusagePeak = ru.Maxrss * 1024
+	}
+	if err == nil {
+		return nil
+	}
+	var exitErr *exec.ExitError
+	if !errors.As(err, &exitErr) {
+		return fmt.Errorf("waiting for %s: %w", name, err)
+	}
+	status, _ := exitErr.Sys().(syscall.WaitStatus)
+	if status.Signaled() {
+		job.wasSignaled = status.Signal() == syscall.SIGKILL
+		return &ExitError{Code: -1, Signal: status.Signal()}
+	}
+	return &ExitError{Code: status.ExitStatus()}
+}
+
+// exitCode returns the exit code to record for a handler's error.
+func exitCode(err error) int {
+	var exitErr *ExitError
+	if errors.As(err, &exitErr) {
+		if exitErr.Signal != 0 {
+			return 128 + int(exitErr.Signal)
+		}
+		return exitErr.Code
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+func formatInt(n int64) string { return strconv.FormatInt(n, 10) }

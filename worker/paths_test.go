@@ -1,0 +1,237 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/rs/zerolog"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/testenv"
+	"github.com/jobfleet/jobfleet/worker"
+)
+
+func TestMaxRuntimeCountsAsFailure(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cfg := b.cfg
+	cfg.MaxRuntime = 300 * time.Millisecond
+	b.publish(t, &jobfleet.Job{ID: "slow-1"})
+	if err := b.run(t, t.Context(), cfg, "sleep", "60000"); err != nil {
+		t.Fatalf("worker: %v", err)
+	}
+	reruns, _ := b.jobsIn(t, b.intake, 1)
+	h := reruns[0].History
+	if len(h) != 1 || h[0].Reason != jobfleet.ReasonFailed || !strings.Contains(h[0].Error, "maximum runtime exceeded") {
+		t.Fatalf("rerun history = %+v", h)
+	}
+	b.assertEmpty(t, b.class, "class")
+}
+
+func TestWrongTypeIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cfg := b.cfg
+	cfg.JobType = "export"
+	b.publish(t, &jobfleet.Job{ID: "wrong-1", Type: "train"})
+	if err := b.run(t, t.Context(), cfg, "sleep", "1"); err != nil {
+		t.Fatalf("worker: %v", err)
+	}
+	msgs := b.sqs.Receive(t, b.dead, 1, true)
+	if reason := aws.ToString(msgs[0].MessageAttributes[jobfleet.AttrError].StringValue); !strings.Contains(reason, `job type "train" arrived on the class queue of type "export"`) {
+		t.Errorf("reason = %q", reason)
+	}
+	if got := aws.ToString(msgs[0].MessageAttributes[jobfleet.AttrType].StringValue); got != "train" {
+		t.Errorf("the dead letter lost its attributes: type %q", got)
+	}
+	b.assertEmpty(t, b.class, "class")
+}
+
+// writeClaim stores a claim as a worker would have.
+func (b *bundle) writeClaim(t *testing.T, cl worker.Claim) {
+	t.Helper()
+	data, _ := json.Marshal(cl)
+	_, err := testenv.NewS3Client(b.s3.Endpoint).PutObject(t.Context(), &s3.PutObjectInput{
+		Bucket: aws.String(b.bucket), Key: aws.String(worker.ClaimKey("jobs", cl.JobID, cl.Attempt)), Body: bytes.NewReader(data),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRedeliveryAfterWorkerDiedRunsTheJob(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.publish(t, &jobfleet.Job{ID: "orphan-1"})
+	// A worker received the message, claimed it, and died.
+	out, err := b.sqs.Client.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(b.class), VisibilityTimeout: 1, WaitTimeSeconds: 2})
+	if err != nil || len(out.Messages) != 1 {
+		t.Fatalf("receiving: %v, %d messages", err, len(out.Messages))
+	}
+	b.writeClaim(t, worker.Claim{JobID: "orphan-1", Attempt: 1, MessageID: aws.ToString(out.Messages[0].MessageId), State: worker.ClaimRunning})
+
+	// Its message reappears after the visibility timeout, and a new
+	// worker takes the attempt over.
+	cfg := b.cfg
+	cfg.IdleTimeout = 5 * time.Second
+	if err := b.run(t, t.Context(), cfg, "sleep", "1"); err != nil {
+		t.Fatalf("worker: %v", err)
+	}
+	if recs := b.recordsOf(t, 1); recs[0].Outcome != jobfleet.OutcomeSucceeded {
+		t.Errorf("run record = %+v", recs[0])
+	}
+	b.assertEmpty(t, b.class, "class")
+}
+
+func TestFinishedAttemptIsNotRunAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// The attempt finished, but deleting its message failed.
+	b.writeClaim(t, worker.Claim{JobID: "done-1", Attempt: 1, MessageID: "earlier", State: worker.ClaimFinished, Outcome: jobfleet.OutcomeSucceeded})
+	b.publish(t, &jobfleet.Job{ID: "done-1"})
+	ran := false
+	err := b.runHandler(t, t.Context(), b.cfg, worker.HandlerFunc(func(context.Context, *worker.Job) error { ran = true; return nil }))
+	if err != nil {
+		t.Fatalf("worker: %v", err)
+	}
+	if ran {
+		t.Error("a finished attempt ran again")
+	}
+	b.assertEmpty(t, b.class, "class")
+	b.assertEmpty(t, b.records, "records")
+}
+
+func TestCorruptCheckpointStartsOver(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	client := testenv.NewS3Client(b.s3.Endpoint)
+	for key, body := range map[string]string{
+		"jobs/corrupt-1/checkpoint/manifest.json": `{"version":1,"files":[{"path":"progress","size":3,"sha256":"0000"}]}`,
+		"jobs/corrupt-2/checkpoint/manifest.json": `not json`,
+		"jobs/corrupt-3/checkpoint/manifest.json": `{"version":1,"files":[{"path":"../../etc/passwd","size":1,"sha256":"00"}]}`,
+	} {
+		if _, err := client.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key), Body: strings.NewReader(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"corrupt-1", "corrupt-2", "corrupt-3"} {
+		b.publish(t, &jobfleet.Job{ID: id, Checkpoint: "s3://" + b.bucket + "/jobs/" + id + "/checkpoint/"})
+	}
+	cfg := b.cfg
+	cfg.MaxJobs = 3
+	var mu sync.Mutex
+	resumed := map[string]bool{}
+	err := b.runHandler(t, t.Context(), cfg, worker.HandlerFunc(func(_ context.Context, job *worker.Job) error {
+		mu.Lock()
+		defer mu.Unlock()
+		resumed[job.Message.ID] = job.Resumed
+		return nil
+	}))
+	if err != nil {
+		t.Fatalf("worker: %v", err)
+	}
+	if len(resumed) != 3 || resumed["corrupt-1"] || resumed["corrupt-2"] || resumed["corrupt-3"] {
+		t.Errorf("resumed = %v, want three fresh starts", resumed)
+	}
+	b.recordsOf(t, 3)
+	b.assertEmpty(t, b.class, "class")
+}
+
+func TestEvictionWithoutAnnotationIsRecordedAsEvicted(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.publish(t, &jobfleet.Job{ID: "evict-1"})
+	ctx, stop := context.WithCancel(t.Context())
+	err := b.runHandler(t, ctx, b.cfg, worker.HandlerFunc(func(jctx context.Context, job *worker.Job) error {
+		stop() // the pod is drained while the job runs
+		<-jctx.Done()
+		if cause := context.Cause(jctx); cause != worker.ErrStopping {
+			t.Errorf("cause = %v, want ErrStopping", cause)
+		}
+		return jctx.Err()
+	}))
+	if err != nil {
+		t.Fatalf("worker: %v", err)
+	}
+	reruns, _ := b.jobsIn(t, b.intake, 1)
+	if h := reruns[0].History; len(h) != 1 || h[0].Reason != jobfleet.ReasonEvicted || h[0].Checkpoint != "" {
+		t.Errorf("rerun history = %+v, want one eviction without a checkpoint", h)
+	}
+	b.assertEmpty(t, b.class, "class")
+}
+
+func TestContainerCgroupMeasuresTheWorkersCgroup(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cfg := b.cfg
+	cfg.Cgroup = worker.CgroupContainer
+	b.publish(t, &jobfleet.Job{ID: "container-1"})
+	if err := b.run(t, t.Context(), cfg, "alloc", "16"); err != nil {
+		t.Fatalf("worker: %v", err)
+	}
+	rec := b.recordsOf(t, 1)[0]
+	if rec.Outcome != jobfleet.OutcomeSucceeded || rec.PeakBytes < 16*mib {
+		t.Errorf("run record = %+v", rec)
+	}
+	t.Logf("peak source in container mode here: %s", rec.PeakSource)
+}
+
+// countingSQS passes calls to the real emulator and counts visibility
+// extensions.
+type countingSQS struct {
+	worker.SQSAPI
+	extensions atomic.Int32
+}
+
+func (c *countingSQS) ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+	out, err := c.SQSAPI.ChangeMessageVisibility(ctx, in, opts...)
+	if err == nil && in.VisibilityTimeout > 0 {
+		c.extensions.Add(1)
+	}
+	return out, err
+}
+
+// TestLeaseExtendsBeforeExpiry drives the worker's clock by hand: every
+// third of the visibility timeout, the message's visibility is extended, so
+// it never expires however long the job runs.
+func TestLeaseExtendsBeforeExpiry(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cfg := b.cfg
+	cfg.VisibilityTimeout = 30 * time.Second
+	cfg.MaxRuntime = 24 * time.Hour
+	clk := clocktesting.NewFakeClock(time.Now())
+	counting := &countingSQS{SQSAPI: b.sqs.Client}
+	b.publish(t, &jobfleet.Job{ID: "lease-1"})
+
+	h := worker.HandlerFunc(func(ctx context.Context, job *worker.Job) error {
+		// An hour of fake time: 360 extensions.
+		for i := 1; i <= 360; i++ {
+			clk.Step(10 * time.Second)
+			eventually(t, 10*time.Second, "an extension", func() bool { return counting.extensions.Load() >= int32(i) })
+		}
+		return nil
+	})
+	w, err := worker.New(cfg, counting, testenv.NewS3Client(b.s3.Endpoint), h, worker.WithClock(clk), worker.WithLogger(zerolog.New(zerolog.NewTestWriter(t))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Run(t.Context()); err != nil {
+		t.Fatalf("worker: %v", err)
+	}
+	if got := counting.extensions.Load(); got != 360 {
+		t.Errorf("%d extensions over an hour of 30s visibility, want 360", got)
+	}
+	b.recordsOf(t, 1)
+	b.assertEmpty(t, b.class, "class")
+}
