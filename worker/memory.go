@@ -66,6 +66,15 @@ func (c *memoryCgroup) peak() (int64, error) {
 	return readInt(filepath.Join(c.dir, file))
 }
 
+// resetPeak restarts the high-water mark, where the cgroup lets us.
+func (c *memoryCgroup) resetPeak() {
+	file := "memory.max_usage_in_bytes"
+	if c.v2 {
+		file = "memory.peak"
+	}
+	_ = os.WriteFile(filepath.Join(c.dir, file), []byte("0"), 0o644)
+}
+
 // oomKills returns how many processes the kernel killed for exceeding the
 // cgroup's limit.
 func (c *memoryCgroup) oomKills() (int64, error) {

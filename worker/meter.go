@@ -35,6 +35,9 @@ func (w *Worker) openMeter(a *attempt) (*meter, error) {
 			a.log.Debug().Err(err).Msg("no memory cgroup to read; measuring the job's resident set instead")
 			break
 		}
+		// With warm reuse, the container's peak would include earlier
+		// jobs: reset it where the kernel allows (v1, and v2 since 6.12).
+		cg.resetPeak()
 		m.cgroup = cg
 	}
 	return m, nil
