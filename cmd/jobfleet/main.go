@@ -39,6 +39,7 @@ type CLI struct {
 
 	Publish PublishCmd `cmd:"" help:"Publish job messages to the intake queue."`
 	Worker  WorkerCmd  `cmd:"" help:"Run jobs from a class queue: the entrypoint of every job pod (jobfleet worker [flags] -- <command>)."`
+	Predict PredictCmd `cmd:"" help:"Train and evaluate the memory predictor."`
 	Stack   StackCmd   `cmd:"" help:"Start the local SQS emulator and S3 server, print their endpoints, and wait."`
 	Version VersionCmd `cmd:"" help:"Print jobfleet's version."`
 }

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jobfleet/jobfleet/predictor"
+)
+
+// PredictCmd groups the predictor's commands.
+type PredictCmd struct {
+	Train PredictTrainCmd `cmd:"" help:"Train a memory model from run records or a CSV trace."`
+	Eval  PredictEvalCmd  `cmd:"" help:"Evaluate the predictor against baseline methods on a CSV trace, walking forward through time."`
+}
+
+// csvFlags select a CSV trace's columns.
+type csvFlags struct {
+	CSV         string   `name:"csv" env:"JOBFLEET_PREDICT_CSV" type:"existingfile" placeholder:"FILE" help:"CSV trace with a header row."`
+	TimeCol     string   `name:"time-col" env:"JOBFLEET_PREDICT_TIME_COL" placeholder:"COL" help:"Column with each run's time, in seconds."`
+	TypeCol     string   `name:"type-col" env:"JOBFLEET_PREDICT_TYPE_COL" placeholder:"COL" help:"Column naming each run's job type."`
+	TargetCol   string   `name:"target-col" env:"JOBFLEET_PREDICT_TARGET_COL" placeholder:"COL" help:"Column with each run's peak memory."`
+	Features    []string `name:"features" env:"JOBFLEET_PREDICT_FEATURES" sep:"," placeholder:"COL,..." help:"Columns used as numeric features."`
+	PoolCol     string   `name:"pool-col" env:"JOBFLEET_PREDICT_POOL_COL" placeholder:"COL" help:"Column grouping types into pools for the fallback model."`
+	BaselineCol string   `name:"baseline-col" env:"JOBFLEET_PREDICT_BASELINE_COL" placeholder:"COL" help:"Column with what was allocated before (e.g. requested memory), compared as the baseline method."`
+}
+
+func (c *csvFlags) read() (*predictor.Dataset, predictor.CSVStats, error) {
+	var missing []string
+	for flag, v := range map[string]string{"--time-col": c.TimeCol, "--type-col": c.TypeCol, "--target-col": c.TargetCol} {
+		if v == "" {
+			missing = append(missing, flag)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, predictor.CSVStats{}, fmt.Errorf("--csv needs %s", strings.Join(missing, ", "))
+	}
+	f, err := os.Open(c.CSV)
+	if err != nil {
+		return nil, predictor.CSVStats{}, err
+	}
+	defer f.Close()
+	ds, stats, err := predictor.ReadCSV(f, predictor.CSVColumns{
+		Time: c.TimeCol, Type: c.TypeCol, Target: c.TargetCol, Features: c.Features, Pool: c.PoolCol, Baseline: c.BaselineCol,
+	})
+	if err != nil {
+		return nil, stats, fmt.Errorf("%s: %w", c.CSV, err)
+	}
+	return ds, stats, nil
+}
+
+// trainFlags tune training.
+type trainFlags struct {
+	Quantile float64       `name:"quantile" env:"JOBFLEET_PREDICT_QUANTILE" default:"0.9" help:"Quantile of peak memory to predict."`
+	MinRuns  int           `name:"min-runs" env:"JOBFLEET_PREDICT_MIN_RUNS" default:"30" help:"Runs a type needs for a model of its own; thinner types use their pool's or the global model."`
+	Buffer   float64       `name:"buffer" env:"JOBFLEET_PREDICT_BUFFER" default:"0" help:"Calibrate with a fixed multiplier (e.g. 1.2) instead of conformal calibration."`
+	HalfLife time.Duration `name:"half-life" env:"JOBFLEET_PREDICT_HALF_LIFE" default:"168h" help:"Half-life of the weight of older runs in the empirical quantile model."`
+	Refit    bool          `name:"refit" env:"JOBFLEET_PREDICT_REFIT" help:"Refit the chosen model on all runs after calibration."`
+	CalHalfLife time.Duration `name:"calibration-half-life" env:"JOBFLEET_PREDICT_CALIBRATION_HALF_LIFE" default:"0" help:"Weight calibration runs by recency with this half-life (weighted conformal calibration); 0 weighs them equally."`
+	Objective string `name:"objective" env:"JOBFLEET_PREDICT_OBJECTIVE" enum:"type,fleet" default:"type" help:"What the quantile targets: each type's coverage (type), or the fleet's (fleet), moving each type within --max-shortfall of it to save memory."`
+	MaxShortfall float64 `name:"max-shortfall" env:"JOBFLEET_PREDICT_MAX_SHORTFALL" default:"0.1" help:"With --objective fleet: how far below the target a type's level may go."`
+	Confidence float64 `name:"confidence" env:"JOBFLEET_PREDICT_CONFIDENCE" default:"0.9" help:"Probability that each model's coverage reaches the quantile, not only on average; -1 calibrates for average coverage."`
+	Ceiling float64 `name:"ceiling" env:"JOBFLEET_PREDICT_CEILING" default:"1.25" help:"Cap predictions at this multiple of the largest peak a model was trained on."`
+	CalShare float64       `name:"calibration-share" env:"JOBFLEET_PREDICT_CALIBRATION_SHARE" default:"0.25" help:"Share of each type's most recent runs held out to choose and calibrate its model."`
+}
+
+func (t trainFlags) options() predictor.Options {
+	return predictor.Options{Quantile: t.Quantile, MinRuns: t.MinRuns, Buffer: t.Buffer, HalfLife: t.HalfLife, Refit: t.Refit, CalibrationShare: t.CalShare, CalibrationHalfLife: t.CalHalfLife, Objective: t.Objective, MaxShortfall: t.MaxShortfall, Ceiling: t.Ceiling, Confidence: t.Confidence}
+}
+
+// PredictTrainCmd trains a model.
+type PredictTrainCmd struct {
+	csvFlags
+	trainFlags
+	Records string        `name:"records" env:"JOBFLEET_PREDICT_RECORDS" placeholder:"DIR|s3://BUCKET/PREFIX" help:"Run records (JSON Lines, optionally gzipped) to train on, instead of --csv."`
+	Window  time.Duration `name:"window" env:"JOBFLEET_PREDICT_WINDOW" default:"720h" help:"Train on the run records of this last period."`
+	Out     string        `name:"out" short:"o" env:"JOBFLEET_PREDICT_OUT" required:"" placeholder:"PATH|s3://BUCKET/KEY" help:"Where to write the model."`
+}
+
+// Run trains and writes the model.
+func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
+	var ds *predictor.Dataset
+	switch {
+	case c.CSV != "" && c.Records != "":
+		return errors.New("--csv and --records are two sources of runs: use one")
+	case c.CSV != "":
+		var stats predictor.CSVStats
+		var err error
+		ds, stats, err = c.read()
+		if err != nil {
+			return err
+		}
+		g.log.Info().Int("rows", stats.Rows).Int("skipped", stats.Skipped).Msg("read CSV")
+	case c.Records != "":
+		var err error
+		ds, err = loadRecords(ctx, g.log, c.Records, c.Window)
+		if err != nil {
+			return err
+		}
+	default:
+		return errors.New("give --csv or --records")
+	}
+	start := time.Now()
+	model, err := predictor.Train(ds, c.options())
+	if err != nil {
+		return err
+	}
+	g.log.Info().Int("runs", model.Runs).Int("types", len(model.Types)).Dur("took", time.Since(start)).Msg("trained model")
+	return saveModel(ctx, c.Out, model)
+}
+
+// PredictEvalCmd evaluates the predictor.
+type PredictEvalCmd struct {
+	csvFlags
+	trainFlags
+	Split        float64       `name:"split" env:"JOBFLEET_PREDICT_SPLIT" default:"0" help:"Train once on this share of runs by time and test on the rest, instead of walking forward."`
+	RetrainEvery time.Duration `name:"retrain-every" env:"JOBFLEET_PREDICT_RETRAIN_EVERY" default:"168h" help:"Walking forward: retrain this often."`
+	Window       time.Duration `name:"window" env:"JOBFLEET_PREDICT_WINDOW" default:"720h" help:"Walking forward: train on the runs of this last period."`
+	ByType       bool          `name:"by-type" env:"JOBFLEET_PREDICT_BY_TYPE" help:"Also show results per type (the 20 largest)."`
+	JSON         bool          `name:"json" env:"JOBFLEET_PREDICT_JSON" help:"Print one JSON object."`
+}
+
+// Run evaluates and prints the report.
+func (c *PredictEvalCmd) Run(g *Globals) error {
+	if c.CSV == "" {
+		return errors.New("--csv is required")
+	}
+	ds, stats, err := c.read()
+	if err != nil {
+		return err
+	}
+	report, err := predictor.Evaluate(ds, predictor.EvalOptions{
+		Train: c.options(), Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window, ByType: c.ByType,
+	}, stats.Skipped)
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		return json.NewEncoder(g.stdout).Encode(report)
+	}
+	return printReport(g.stdout, report)
+}
+
+func printReport(w io.Writer, r *predictor.Report) error {
+	fmt.Fprintf(w, "test jobs: %d   skipped rows: %d\n\n", r.TestJobs, r.Skipped)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "method\tcoverage\tslack\toveralloc\tmean alloc\t")
+	for _, m := range r.Methods {
+		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%.0f\t\n", m.Name, m.Coverage, m.Slack, m.OverallocRatio, m.MeanAlloc)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(r.Sources) > 0 {
+		fmt.Fprintln(w, "\npredictor by estimator:")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "estimator\tjobs\tcoverage\tslack\tvs. method\tcoverage\tslack\t")
+		for _, s := range r.Sources {
+			fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\t\t\t\t\n", s.Source, s.Jobs, s.Coverage, s.Slack)
+			for _, o := range s.Others {
+				fmt.Fprintf(tw, "\t\t\t\t%s\t%.3f\t%.3f\t\n", o.Name, o.Coverage, o.Slack)
+			}
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(r.Types) > 0 {
+		fmt.Fprintln(w, "\nper type (largest 20):")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "type\tjobs\tmethod\tcoverage\tslack\toveralloc\t")
+		for i, t := range r.Types {
+			if i == 20 {
+				break
+			}
+			for _, m := range t.Methods {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%.3f\t%.3f\t%.3f\t\n", t.Type, t.Jobs, m.Name, m.Coverage, m.Slack, m.OverallocRatio)
+			}
+		}
+		return tw.Flush()
+	}
+	return nil
+}

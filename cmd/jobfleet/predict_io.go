@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/jobfleet/jobfleet/internal/awsclient"
+	"github.com/jobfleet/jobfleet/predictor"
+)
+
+// s3For returns an S3 client when a location is in S3, nil otherwise.
+func s3For(ctx context.Context, locations ...string) (predictor.S3API, error) {
+	for _, l := range locations {
+		if strings.HasPrefix(l, "s3://") {
+			clients, err := awsclient.Load(ctx, 0)
+			if err != nil {
+				return nil, err
+			}
+			return clients.S3, nil
+		}
+	}
+	return nil, nil
+}
+
+func loadRecords(ctx context.Context, log zerolog.Logger, source string, window time.Duration) (*predictor.Dataset, error) {
+	api, err := s3For(ctx, source)
+	if err != nil {
+		return nil, err
+	}
+	ds, stats, err := predictor.LoadRecords(ctx, api, source, window, time.Now())
+	log.Info().Int("files", stats.Files).Int("records", stats.Records).Int("used", stats.Used).Int("malformed", stats.Malformed).Int("unusable", stats.Unusable).Msg("read run records")
+	return ds, err
+}
+
+func saveModel(ctx context.Context, out string, m *predictor.Model) error {
+	api, err := s3For(ctx, out)
+	if err != nil {
+		return err
+	}
+	return predictor.Save(ctx, api, out, m)
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jobfleet/jobfleet/predictor"
+)
+
+func TestPredictEvalJSON(t *testing.T) {
+	t.Parallel()
+	code, stdout, stderr := runCLI(t, "", "predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app",
+		"--target-col", "mem_used_kb", "--features", "procs_req,time_req_s", "--baseline-col", "mem_req_kb", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var report struct {
+		TestJobs int `json:"test_jobs"`
+		Skipped  int `json:"skipped"`
+		Methods  []struct {
+			Name           string  `json:"name"`
+			Coverage       float64 `json:"coverage"`
+			Slack          float64 `json:"slack"`
+			OverallocRatio float64 `json:"overalloc_ratio"`
+			MeanAlloc      float64 `json:"mean_alloc"`
+		} `json:"methods"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &report); err != nil {
+		t.Fatalf("not one JSON object: %v\n%s", err, stdout)
+	}
+	if report.Skipped != 31 || report.TestJobs == 0 {
+		t.Errorf("test_jobs %d, skipped %d; want the 31 rows without memory skipped", report.TestJobs, report.Skipped)
+	}
+	names := []string{}
+	for _, m := range report.Methods {
+		names = append(names, m.Name)
+		if m.Coverage <= 0 || m.MeanAlloc <= 0 {
+			t.Errorf("method %s: %+v", m.Name, m)
+		}
+	}
+	if got := strings.Join(names, ","); got != "predictor,type-quantile,vpa,fixed-formula,baseline" {
+		t.Errorf("methods = %s", got)
+	}
+}
+
+func TestPredictEvalTableAndSplit(t *testing.T) {
+	t.Parallel()
+	code, stdout, stderr := runCLI(t, "", "predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "user",
+		"--target-col", "mem_used_kb", "--split", "0.8", "--by-type")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"method", "coverage", "slack", "predictor", "vpa", "per type", "predictor by estimator"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+func TestPredictTrainWritesModel(t *testing.T) {
+	t.Parallel()
+	out := filepath.Join(t.TempDir(), "model.json")
+	code, _, stderr := runCLI(t, "", "predict", "train", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app",
+		"--target-col", "mem_used_kb", "--features", "procs_req", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := predictor.ReadModel(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Types) != 5 || m.Features[0] != "procs_req" {
+		t.Errorf("model has %d types, features %v", len(m.Types), m.Features)
+	}
+}
+
+func TestPredictErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "missing column", args: []string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "tenant", "--target-col", "mem_used_kb"}, want: `CSV has no column "tenant"`},
+		{name: "missing flags", args: []string{"predict", "eval", "--csv", "testdata/trace.csv"}, want: "--csv needs"},
+		{name: "no source", args: []string{"predict", "train", "--out", "m.json"}, want: "give --csv or --records"},
+		{name: "bad quantile", args: []string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app", "--target-col", "mem_used_kb", "--quantile", "1.2"}, want: "quantile 1.2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, _, stderr := runCLI(t, "", tt.args...)
+			if code == 0 || !strings.Contains(stderr, tt.want) {
+				t.Fatalf("exit %d, stderr %q, want %q", code, stderr, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,22 @@
+// Package predictor predicts a high quantile (default 0.9) of a job's peak
+// memory from its type and features, trained on what past runs really used.
+//
+// Each job type with enough runs gets its own estimator, chosen among three
+// kinds by pinball loss on its most recent runs: the recency-weighted
+// empirical quantile of the type, a linear quantile regression on log
+// features, and gradient-boosted quantile trees on log features. The chosen
+// estimator is calibrated with split-conformal prediction on runs it did not
+// see, at a level that makes its coverage reach the target with high
+// probability (training-conditional conformal), instead of a blanket buffer.
+// Types with few runs get their own quantile plus an offset calibrated on
+// all thin types together; unseen types fall back to their pool's estimator,
+// then the global one; the dispatcher falls back to the type's configured
+// default when there is no model at all.
+//
+// Models are versioned JSON files on disk or in S3; a Reloader picks up new
+// ones and keeps the last good model when a new file is corrupt.
+//
+// Evaluate replays a trace the way the predictor runs in production,
+// retraining on a rolling window and predicting each job before it runs, and
+// compares it with the methods people use today.
+package predictor

@@ -1,0 +1,441 @@
+package predictor
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"time"
+)
+
+// EvalOptions configure an evaluation.
+type EvalOptions struct {
+	// Train configures the predictor under test; its Quantile is the
+	// target of every method.
+	Train Options
+	// Split, when in (0, 1), trains once on that share of the runs by time
+	// and tests on the rest. Otherwise the evaluation walks forward.
+	Split float64
+	// RetrainEvery and Window drive the walk-forward evaluation: every
+	// RetrainEvery, each method is retrained on the runs of the last
+	// Window, and predicts the runs until the next retraining. Defaults 7
+	// days and 30 days.
+	RetrainEvery time.Duration
+	Window       time.Duration
+	// ByType adds per-type results.
+	ByType bool
+}
+
+// Method names in a Report.
+const (
+	MethodPredictor    = "predictor"
+	MethodTypeQuantile = "type-quantile"
+	MethodVPA          = "vpa"
+	MethodFixedFormula = "fixed-formula"
+	MethodBaseline     = "baseline"
+)
+
+// Report is the result of an evaluation: every method allocated memory for
+// the same test runs.
+type Report struct {
+	TestJobs int            `json:"test_jobs"`
+	Skipped  int            `json:"skipped"`
+	Methods  []MethodResult `json:"methods"`
+	// Types holds per-type results when asked for, largest types first.
+	Types []TypeResult `json:"types,omitempty"`
+	// Sources breaks the predictor's results down by the estimator that
+	// made each prediction: the type's own, its pool's, or the global one.
+	Sources []SourceResult `json:"predictor_sources,omitempty"`
+}
+
+// SourceResult is the predictor's result on the test runs one kind of
+// estimator predicted.
+type SourceResult struct {
+	Source   Source  `json:"source"`
+	Jobs     int     `json:"jobs"`
+	Coverage float64 `json:"coverage"`
+	Slack    float64 `json:"slack"`
+	// Others are the other methods' results on the same runs.
+	Others []MethodResult `json:"others,omitempty"`
+}
+
+// MethodResult measures one method's allocations.
+type MethodResult struct {
+	Name string `json:"name"`
+	// Coverage is the share of test runs whose peak fit the allocation.
+	Coverage float64 `json:"coverage"`
+	// Slack is sum(alloc - peak) / sum(alloc) over covered runs.
+	Slack float64 `json:"slack"`
+	// OverallocRatio is sum(max(alloc - peak, 0)) / sum(peak) over all runs.
+	OverallocRatio float64 `json:"overalloc_ratio"`
+	MeanAlloc      float64 `json:"mean_alloc"`
+	Jobs           int     `json:"jobs"`
+}
+
+// TypeResult is the methods' results on one type's test runs.
+type TypeResult struct {
+	Type    string         `json:"type"`
+	Jobs    int            `json:"jobs"`
+	Methods []MethodResult `json:"methods"`
+}
+
+// method is a way of choosing allocations, trained on history.
+type method interface {
+	name() string
+	train(history []Sample, features []string) error
+	predict(s Sample) float64
+}
+
+// Evaluate compares the predictor with the baseline methods on a dataset.
+// skipped is reported as given (rows the reader dropped).
+func Evaluate(ds *Dataset, opts EvalOptions, skipped int) (*Report, error) {
+	opts.Train = opts.Train.withDefaults()
+	if err := opts.Train.validate(); err != nil {
+		return nil, err
+	}
+	if opts.RetrainEvery == 0 {
+		opts.RetrainEvery = 7 * 24 * time.Hour
+	}
+	if opts.Window == 0 {
+		opts.Window = 30 * 24 * time.Hour
+	}
+	if opts.Split < 0 || opts.Split >= 1 {
+		return nil, fmt.Errorf("split %v: between 0 and 1", opts.Split)
+	}
+	samples := slices.Clone(ds.Samples)
+	sort.SliceStable(samples, func(a, b int) bool { return samples[a].Time < samples[b].Time })
+	if len(samples) < 2 {
+		return nil, ErrNoData
+	}
+	q := opts.Train.Quantile
+	pred := &predictorMethod{opts: opts.Train}
+	methods := []method{pred, &typeQuantile{q: q}, newVPA(q), &fixedFormula{q: q}}
+	hasBaseline := false
+	for _, s := range samples {
+		if !math.IsNaN(s.Baseline) {
+			hasBaseline = true
+			break
+		}
+	}
+	if hasBaseline {
+		methods = append(methods, baselineMethod{})
+	}
+
+	allocs := make([][]float64, len(methods))
+	var test []Sample
+	step := func(history, window []Sample) error {
+		for _, m := range methods {
+			if err := m.train(history, ds.Features); err != nil {
+				return fmt.Errorf("training %s: %w", m.name(), err)
+			}
+		}
+		for _, s := range window {
+			for i, m := range methods {
+				allocs[i] = append(allocs[i], m.predict(s))
+			}
+			test = append(test, s)
+		}
+		return nil
+	}
+	if opts.Split > 0 {
+		cut := int(float64(len(samples)) * opts.Split)
+		if cut < 1 || cut >= len(samples) {
+			return nil, errors.New("the split leaves no training or no test runs")
+		}
+		if err := step(samples[:cut], samples[cut:]); err != nil {
+			return nil, err
+		}
+	} else {
+		every, window := opts.RetrainEvery.Seconds(), opts.Window.Seconds()
+		start := samples[0].Time + window
+		if samples[len(samples)-1].Time < start {
+			return nil, fmt.Errorf("the runs span less than one %v window", opts.Window)
+		}
+		lo, hi := 0, 0 // history bounds
+		next := 0      // first untested sample
+		for next < len(samples) && samples[next].Time < start {
+			next++
+		}
+		for t := start; next < len(samples); t += every {
+			for hi < len(samples) && samples[hi].Time < t {
+				hi++
+			}
+			for lo < hi && samples[lo].Time < t-window {
+				lo++
+			}
+			end := next
+			for end < len(samples) && samples[end].Time < t+every {
+				end++
+			}
+			if end == next || hi == lo {
+				next = end
+				continue
+			}
+			if err := step(samples[lo:hi], samples[next:end]); err != nil {
+				return nil, err
+			}
+			next = end
+		}
+	}
+	if len(test) == 0 {
+		return nil, errors.New("no test runs")
+	}
+	r := &Report{TestJobs: len(test), Skipped: skipped}
+	for _, src := range []Source{SourceType, SourceThin, SourcePool, SourceGlobal, SourceNone} {
+		var sub []Sample
+		a := make([][]float64, len(methods))
+		for i, s := range pred.sources {
+			if s == src {
+				sub = append(sub, test[i])
+				for k := range methods {
+					a[k] = append(a[k], allocs[k][i])
+				}
+			}
+		}
+		if len(sub) > 0 {
+			m := measure("", sub, a[0])
+			sr := SourceResult{Source: src, Jobs: len(sub), Coverage: m.Coverage, Slack: m.Slack}
+			for k := 1; k < len(methods); k++ {
+				sr.Others = append(sr.Others, measure(methods[k].name(), sub, a[k]))
+			}
+			r.Sources = append(r.Sources, sr)
+		}
+	}
+	for i, m := range methods {
+		r.Methods = append(r.Methods, measure(m.name(), test, allocs[i]))
+	}
+	if opts.ByType {
+		r.Types = byType(test, methods, allocs)
+	}
+	return r, nil
+}
+
+func byType(test []Sample, methods []method, allocs [][]float64) []TypeResult {
+	idx := map[string][]int{}
+	for i, s := range test {
+		idx[s.Type] = append(idx[s.Type], i)
+	}
+	var out []TypeResult
+	for typ, rows := range idx {
+		tr := TypeResult{Type: typ, Jobs: len(rows)}
+		sub := make([]Sample, len(rows))
+		for k, i := range rows {
+			sub[k] = test[i]
+		}
+		for mi, m := range methods {
+			a := make([]float64, len(rows))
+			for k, i := range rows {
+				a[k] = allocs[mi][i]
+			}
+			tr.Methods = append(tr.Methods, measure(m.name(), sub, a))
+		}
+		out = append(out, tr)
+	}
+	sort.Slice(out, func(a, b int) bool {
+		if out[a].Jobs != out[b].Jobs {
+			return out[a].Jobs > out[b].Jobs
+		}
+		return out[a].Type < out[b].Type
+	})
+	return out
+}
+
+// measure computes the metrics of allocations for test runs. Runs a method
+// allocated nothing for (NaN) are counted as not covered with no
+// allocation.
+func measure(name string, test []Sample, alloc []float64) MethodResult {
+	var covered int
+	var slackNum, slackDen, over, peaks, total float64
+	for i, s := range test {
+		a := alloc[i]
+		if math.IsNaN(a) {
+			a = 0
+		}
+		total += a
+		peaks += s.Peak
+		if s.Peak <= a {
+			covered++
+			slackNum += a - s.Peak
+			slackDen += a
+		}
+		over += math.Max(a-s.Peak, 0)
+	}
+	r := MethodResult{Name: name, Jobs: len(test)}
+	r.Coverage = float64(covered) / float64(len(test))
+	if slackDen > 0 {
+		r.Slack = slackNum / slackDen
+	}
+	if peaks > 0 {
+		r.OverallocRatio = over / peaks
+	}
+	r.MeanAlloc = total / float64(len(test))
+	return r
+}
+
+// predictorMethod is the predictor under test.
+type predictorMethod struct {
+	opts    Options
+	model   *Model
+	sources []Source // per test run, in order
+}
+
+func (p *predictorMethod) name() string { return MethodPredictor }
+
+func (p *predictorMethod) train(history []Sample, features []string) error {
+	m, err := Train(&Dataset{Features: features, Samples: history}, p.opts)
+	if err != nil {
+		return err
+	}
+	p.model = m
+	return nil
+}
+
+func (p *predictorMethod) predict(s Sample) float64 {
+	v, src := p.model.PredictVector(s.Type, s.Pool, s.Features)
+	p.sources = append(p.sources, src)
+	return v
+}
+
+// typeQuantile allocates each type's empirical quantile over the window,
+// and the quantile of all runs for types it has not seen.
+type typeQuantile struct {
+	q      float64
+	types  map[string]float64
+	global float64
+}
+
+func (t *typeQuantile) name() string { return MethodTypeQuantile }
+
+func (t *typeQuantile) train(history []Sample, _ []string) error {
+	byType := map[string][]float64{}
+	all := make([]float64, 0, len(history))
+	for _, s := range history {
+		byType[s.Type] = append(byType[s.Type], s.Peak)
+		all = append(all, s.Peak)
+	}
+	t.types = make(map[string]float64, len(byType))
+	for typ, v := range byType {
+		t.types[typ] = quantile(v, t.q)
+	}
+	t.global = quantile(all, t.q)
+	return nil
+}
+
+func (t *typeQuantile) predict(s Sample) float64 {
+	if v, ok := t.types[s.Type]; ok {
+		return v
+	}
+	return t.global
+}
+
+// vpa follows the Kubernetes Vertical Pod Autoscaler recommender's memory
+// method: a decaying histogram of peaks per workload (exponential buckets
+// growing 5%, half-life 24h), its 90th percentile, plus a 15% safety
+// margin. Types it has not seen get the same over all runs.
+type vpa struct {
+	q, margin, halfLife float64
+	types               map[string]float64
+	global              float64
+}
+
+func newVPA(q float64) *vpa {
+	return &vpa{q: q, margin: 0.15, halfLife: 24 * 3600}
+}
+
+func (v *vpa) name() string { return MethodVPA }
+
+func (v *vpa) train(history []Sample, _ []string) error {
+	if len(history) == 0 {
+		return nil
+	}
+	last := history[len(history)-1].Time
+	byType := map[string][2][]float64{}
+	var allV, allW []float64
+	for _, s := range history {
+		w := math.Exp2(-(last - s.Time) / v.halfLife)
+		b := bucketUpper(s.Peak)
+		e := byType[s.Type]
+		e[0] = append(e[0], b)
+		e[1] = append(e[1], w)
+		byType[s.Type] = e
+		allV, allW = append(allV, b), append(allW, w)
+	}
+	v.types = make(map[string]float64, len(byType))
+	for typ, e := range byType {
+		v.types[typ] = weightedQuantile(e[0], e[1], v.q) * (1 + v.margin)
+	}
+	v.global = weightedQuantile(allV, allW, v.q) * (1 + v.margin)
+	return nil
+}
+
+func (v *vpa) predict(s Sample) float64 {
+	if r, ok := v.types[s.Type]; ok {
+		return r
+	}
+	return v.global
+}
+
+// bucketUpper rounds a value up to the VPA histogram's bucket boundary:
+// buckets start at 1 and grow by 5%.
+func bucketUpper(x float64) float64 {
+	if x <= 1 {
+		return 1
+	}
+	k := math.Ceil(math.Log(x) / math.Log(1.05))
+	return math.Pow(1.05, k)
+}
+
+// fixedFormula allocates base + coef * (first feature), one formula for
+// all jobs, fitted so that a share q of all training runs fit: the way
+// memory is often sized by hand, which over-provisions simple jobs.
+type fixedFormula struct {
+	q          float64
+	base, coef float64
+}
+
+func (f *fixedFormula) name() string { return MethodFixedFormula }
+
+func (f *fixedFormula) train(history []Sample, features []string) error {
+	f.coef = 0
+	var X [][]float64
+	var y []float64
+	if len(features) > 0 {
+		for _, s := range history {
+			if x := s.Features[0]; !math.IsNaN(x) {
+				X = append(X, []float64{x})
+				y = append(y, s.Peak)
+			}
+		}
+		if len(y) >= 20 {
+			if lm, err := fitLinear(X, y, f.q); err == nil {
+				f.coef = math.Max(lm.Coef[1], 0)
+			}
+		}
+	}
+	residual := make([]float64, len(history))
+	for i, s := range history {
+		residual[i] = s.Peak - f.coef*featureOrZero(s)
+	}
+	f.base = quantile(residual, f.q)
+	return nil
+}
+
+func (f *fixedFormula) predict(s Sample) float64 {
+	return f.base + f.coef*featureOrZero(s)
+}
+
+func featureOrZero(s Sample) float64 {
+	if len(s.Features) == 0 || math.IsNaN(s.Features[0]) {
+		return 0
+	}
+	return s.Features[0]
+}
+
+// baselineMethod allocates what the data says was allocated (e.g. the
+// user's request).
+type baselineMethod struct{}
+
+func (baselineMethod) name() string                  { return MethodBaseline }
+func (baselineMethod) train([]Sample, []string) error { return nil }
+func (baselineMethod) predict(s Sample) float64       { return s.Baseline }

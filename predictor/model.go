@@ -1,0 +1,294 @@
+package predictor
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"time"
+)
+
+// Format and FormatVersion identify model files this package reads.
+const (
+	Format        = "jobfleet-predictor"
+	FormatVersion = 1
+)
+
+// Model predicts a high quantile of a job's peak memory from its type and
+// features. Models are trained per job type; a type with too few runs falls
+// back to its pool's model, then to the global one.
+type Model struct {
+	Format    string    `json:"format"`
+	Version   int       `json:"version"`
+	Quantile  float64   `json:"quantile"`
+	Features  []string  `json:"features"`
+	TrainedAt time.Time `json:"trained_at"`
+	Runs      int       `json:"runs"`
+	// Types, Pools and Global are the estimators, most specific first.
+	Types  map[string]*Estimator `json:"types"`
+	Pools  map[string]*Estimator `json:"pools,omitempty"`
+	Global *Estimator            `json:"global,omitempty"`
+	// TypePools maps each type seen in training to its pool.
+	TypePools map[string]string `json:"type_pools,omitempty"`
+	// Thin types have too few runs for an estimator of their own: each
+	// gets its runs' quantile (log space) plus the Thin estimator's offset.
+	ThinTypes map[string]float64 `json:"thin_types,omitempty"`
+	Thin      *Estimator         `json:"thin,omitempty"`
+}
+
+// Estimator kinds.
+const (
+	KindQuantile = "quantile" // the type's (recency-weighted) empirical quantile
+	KindLinear   = "linear"   // linear quantile regression on log features
+	KindGBT      = "gbt"      // gradient-boosted quantile trees on log features
+)
+
+// Estimator is one fitted model with its calibration. It works on the
+// logarithm of peak memory; Offset is added before exponentiating.
+type Estimator struct {
+	Kind     string       `json:"kind"`
+	Constant float64      `json:"constant,omitempty"`
+	// HalfLife is the quantile model's recency half-life, in seconds (0:
+	// all runs weigh the same).
+	HalfLife float64 `json:"half_life,omitempty"`
+	Linear   *linearModel `json:"linear,omitempty"`
+	GBT      *gbtModel    `json:"gbt,omitempty"`
+	// Offset is the calibration in log space: split-conformal, or the log
+	// of a fixed buffer.
+	Offset float64 `json:"offset"`
+	// Runs is how many runs it was trained and calibrated on.
+	Runs int `json:"runs"`
+	// Loss is the mean pinball loss on the calibration runs before the
+	// offset; Coverage the share of them covered after it.
+	Loss     float64 `json:"loss"`
+	Coverage float64 `json:"coverage"`
+	// Floor and Ceiling bound the log prediction: a model extrapolating
+	// far outside the runs it saw is held to the smallest peak it saw and
+	// the largest plus its calibration.
+	Floor   float64 `json:"floor"`
+	Ceiling float64 `json:"ceiling"`
+	// Level is the conformal level the offset was calibrated at.
+	Level float64 `json:"level,omitempty"`
+
+	cal *calibration // training only
+}
+
+// calibration keeps an estimator's out-of-sample scores while training.
+type calibration struct {
+	scores, weights []float64
+	base            float64 // the estimator's current raw prediction
+	maxY            float64
+}
+
+func (e *Estimator) raw(x []float64) float64 {
+	switch e.Kind {
+	case KindLinear:
+		return e.Linear.predict(x)
+	case KindGBT:
+		return e.GBT.predict(x)
+	}
+	return e.Constant
+}
+
+func (e *Estimator) predictLog(x []float64) float64 {
+	return min(max(e.raw(x)+e.Offset, e.Floor), e.Ceiling)
+}
+
+// Source says which estimator made a prediction.
+type Source string
+
+// Sources of a prediction.
+const (
+	SourceType   Source = "type"
+	SourceThin   Source = "thin-type"
+	SourcePool   Source = "pool"
+	SourceGlobal Source = "global"
+	SourceNone   Source = "none"
+)
+
+// Predict returns the predicted peak, in the unit the model was trained on,
+// for a job of the type with the features, and which estimator made it. It
+// returns SourceNone when the model has no estimator for the job.
+func (m *Model) Predict(jobType, pool string, features map[string]float64) (float64, Source) {
+	if c, ok := m.ThinTypes[jobType]; ok && m.Thin != nil {
+		return math.Exp(m.thin(c)), SourceThin
+	}
+	est, src := m.estimator(jobType, pool)
+	if est == nil {
+		return 0, SourceNone
+	}
+	x := make([]float64, len(m.Features))
+	for i, name := range m.Features {
+		v, ok := features[name]
+		if !ok {
+			v = math.NaN()
+		}
+		x[i] = transform(v)
+	}
+	return math.Exp(est.predictLog(x)), src
+}
+
+// PredictVector is Predict with features already in the model's order, for
+// callers predicting many jobs.
+func (m *Model) PredictVector(jobType, pool string, x []float64) (float64, Source) {
+	if c, ok := m.ThinTypes[jobType]; ok && m.Thin != nil {
+		return math.Exp(m.thin(c)), SourceThin
+	}
+	est, src := m.estimator(jobType, pool)
+	if est == nil {
+		return 0, SourceNone
+	}
+	var buf [8]float64
+	tx := buf[:0]
+	for _, v := range x {
+		tx = append(tx, transform(v))
+	}
+	return math.Exp(est.predictLog(tx)), src
+}
+
+func (m *Model) thin(c float64) float64 {
+	return min(max(c+m.Thin.Offset, m.Thin.Floor), m.Thin.Ceiling)
+}
+
+func (m *Model) estimator(jobType, pool string) (*Estimator, Source) {
+	if e := m.Types[jobType]; e != nil {
+		return e, SourceType
+	}
+	if pool == "" {
+		pool = m.TypePools[jobType]
+	}
+	if e := m.Pools[pool]; e != nil && pool != "" {
+		return e, SourcePool
+	}
+	if m.Global != nil {
+		return m.Global, SourceGlobal
+	}
+	return nil, SourceNone
+}
+
+// transform maps a feature value to model space: log1p of non-negative
+// values, -1 for missing ones (NaN or negative, as the traces mark them).
+func transform(v float64) float64 {
+	if math.IsNaN(v) || v < 0 || math.IsInf(v, 0) {
+		return -1
+	}
+	return math.Log1p(v)
+}
+
+// Write encodes the model as JSON.
+func (m *Model) Write(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	if err := enc.Encode(m); err != nil {
+		return fmt.Errorf("writing model: %w", err)
+	}
+	return nil
+}
+
+// ErrIncompatible is returned for a model file of another format or
+// version.
+var ErrIncompatible = errors.New("incompatible model file")
+
+// ReadModel decodes and checks a model file. A file that is corrupt,
+// truncated or of another version is rejected with an error that says so.
+func ReadModel(r io.Reader) (*Model, error) {
+	var m Model
+	dec := json.NewDecoder(io.LimitReader(r, 1<<30))
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("reading model: corrupt JSON: %w", err)
+	}
+	if m.Format != Format {
+		return nil, fmt.Errorf("%w: format %q, want %q", ErrIncompatible, m.Format, Format)
+	}
+	if m.Version != FormatVersion {
+		return nil, fmt.Errorf("%w: version %d, this reader understands %d", ErrIncompatible, m.Version, FormatVersion)
+	}
+	if err := m.check(); err != nil {
+		return nil, fmt.Errorf("reading model: %w", err)
+	}
+	return &m, nil
+}
+
+// check validates a decoded model so that Predict can never fail on it.
+func (m *Model) check() error {
+	if !(m.Quantile > 0 && m.Quantile < 1) {
+		return fmt.Errorf("quantile %v is not in (0, 1)", m.Quantile)
+	}
+	d := len(m.Features)
+	for name, e := range m.Types {
+		if err := e.check(d); err != nil {
+			return fmt.Errorf("type %q: %w", name, err)
+		}
+	}
+	for name, e := range m.Pools {
+		if err := e.check(d); err != nil {
+			return fmt.Errorf("pool %q: %w", name, err)
+		}
+	}
+	if m.Global != nil {
+		if err := m.Global.check(d); err != nil {
+			return fmt.Errorf("global: %w", err)
+		}
+	}
+	if m.Thin != nil {
+		if err := m.Thin.check(d); err != nil {
+			return fmt.Errorf("thin types: %w", err)
+		}
+	}
+	for name, c := range m.ThinTypes {
+		if !finite(c) {
+			return fmt.Errorf("thin type %q: non-finite quantile", name)
+		}
+	}
+	return nil
+}
+
+func (e *Estimator) check(d int) error {
+	if e == nil {
+		return errors.New("empty estimator")
+	}
+	if !finite(e.Offset) || !finite(e.Constant) || !finite(e.Floor) || !finite(e.Ceiling) {
+		return errors.New("non-finite offset, constant or bounds")
+	}
+	if e.Floor > e.Ceiling {
+		return fmt.Errorf("floor %v is above ceiling %v", e.Floor, e.Ceiling)
+	}
+	switch e.Kind {
+	case KindQuantile:
+	case KindLinear:
+		if e.Linear == nil || len(e.Linear.Coef) != d+1 {
+			return fmt.Errorf("linear model needs %d coefficients", d+1)
+		}
+		for _, c := range e.Linear.Coef {
+			if !finite(c) {
+				return errors.New("non-finite coefficient")
+			}
+		}
+	case KindGBT:
+		if e.GBT == nil || !finite(e.GBT.Base) || !finite(e.GBT.Rate) {
+			return errors.New("malformed boosted trees")
+		}
+		for ti, t := range e.GBT.Trees {
+			if len(t) == 0 {
+				return fmt.Errorf("tree %d is empty", ti)
+			}
+			for ni, n := range t {
+				if n.Feature < 0 {
+					if !finite(n.Value) {
+						return fmt.Errorf("tree %d node %d: non-finite value", ti, ni)
+					}
+					continue
+				}
+				// Children come after their parent, so walks always end.
+				if n.Feature >= d || int(n.Left) <= ni || int(n.Right) <= ni || int(n.Left) >= len(t) || int(n.Right) >= len(t) {
+					return fmt.Errorf("tree %d node %d: malformed split", ti, ni)
+				}
+			}
+		}
+	default:
+		return fmt.Errorf("unknown estimator kind %q", e.Kind)
+	}
+	return nil
+}
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

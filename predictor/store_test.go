@@ -1,0 +1,218 @@
+package predictor_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/rs/zerolog"
+
+	"github.com/jobfleet/jobfleet/internal/testenv"
+	"github.com/jobfleet/jobfleet/predictor"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func trainedModel(t testing.TB) *predictor.Model {
+	t.Helper()
+	m, err := predictor.Train(predictor.Synthetic(4000, 30, 1), predictor.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestModelRoundTrip(t *testing.T) {
+	t.Parallel()
+	m := trainedModel(t)
+	path := filepath.Join(t.TempDir(), "model.json")
+	if err := predictor.Save(t.Context(), nil, path, m); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := predictor.Load(t.Context(), nil, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	features := map[string]float64{"rows": 2e6, "model_params": 3e8}
+	want, src := m.Predict("train", "", features)
+	got, _ := loaded.Predict("train", "", features)
+	if src != predictor.SourceType || got != want || want <= 0 {
+		t.Errorf("loaded model predicts %v (%s), the trained one %v", got, src, want)
+	}
+	if _, src := loaded.Predict("never-seen", "", nil); src != predictor.SourceGlobal {
+		t.Errorf("an unknown type is predicted by %s, want the global model", src)
+	}
+}
+
+func TestReadModelRejectsCorruptFiles(t *testing.T) {
+	t.Parallel()
+	var good bytes.Buffer
+	if err := trainedModel(t).Write(&good); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, file, want string
+	}{
+		{name: "truncated", file: good.String()[:good.Len()/2], want: "corrupt JSON"},
+		{name: "empty", file: "", want: "corrupt JSON"},
+		{name: "other format", file: `{"format":"sklearn","version":1}`, want: "incompatible model file: format"},
+		{name: "newer version", file: `{"format":"jobfleet-predictor","version":2}`, want: "incompatible model file: version 2"},
+		{name: "bad quantile", file: `{"format":"jobfleet-predictor","version":1,"quantile":1.5}`, want: "quantile 1.5"},
+		{name: "unknown kind", file: `{"format":"jobfleet-predictor","version":1,"quantile":0.9,"types":{"a":{"kind":"magic"}}}`, want: `type "a": unknown estimator kind "magic"`},
+		{name: "tree cycle", file: `{"format":"jobfleet-predictor","version":1,"quantile":0.9,"features":["x"],"global":{"kind":"gbt","gbt":{"base":1,"rate":0.1,"trees":[[{"f":0,"t":1,"l":0,"r":0}]]}}}`, want: "malformed split"},
+		{name: "feature out of range", file: `{"format":"jobfleet-predictor","version":1,"quantile":0.9,"features":["x"],"global":{"kind":"gbt","gbt":{"base":1,"rate":0.1,"trees":[[{"f":3,"t":1,"l":1,"r":2},{"f":-1},{"f":-1}]]}}}`, want: "malformed split"},
+		{name: "linear arity", file: `{"format":"jobfleet-predictor","version":1,"quantile":0.9,"features":["x","y"],"global":{"kind":"linear","linear":{"coef":[1,2]}}}`, want: "needs 3 coefficients"},
+		{name: "floor above ceiling", file: `{"format":"jobfleet-predictor","version":1,"quantile":0.9,"global":{"kind":"quantile","floor":5,"ceiling":1}}`, want: "floor 5 is above ceiling 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := predictor.ReadModel(strings.NewReader(tt.file))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("ReadModel() error = %v, want %q", err, tt.want)
+			}
+		})
+	}
+	_, err := predictor.ReadModel(strings.NewReader(`{"format":"x","version":1}`))
+	if !errors.Is(err, predictor.ErrIncompatible) {
+		t.Errorf("a foreign file is not ErrIncompatible: %v", err)
+	}
+}
+
+// TestReloaderKeepsLastGoodModel publishes models to a real S3 server: a
+// new model is picked up, a corrupt one is rejected and the last good one
+// stays in use.
+func TestReloaderKeepsLastGoodModel(t *testing.T) {
+	t.Parallel()
+	store := testenv.StartS3(t)
+	bucket := store.CreateBucket(t)
+	location := "s3://" + bucket + "/models/memory.json"
+	m1 := trainedModel(t)
+	if err := predictor.Save(t.Context(), store.Client, location, m1); err != nil {
+		t.Fatal(err)
+	}
+	r := predictor.NewReloader(location, store.Client, time.Hour, zerolog.Nop(), nil)
+	if changed, err := r.Check(t.Context()); !changed || err != nil {
+		t.Fatalf("first check: changed %v, %v", changed, err)
+	}
+	if changed, err := r.Check(t.Context()); changed || err != nil {
+		t.Fatalf("unchanged file reloaded: changed %v, %v", changed, err)
+	}
+	first := r.Model()
+
+	_, err := store.Client.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("models/memory.json"), Body: strings.NewReader(`{"format":"jobfleet-predictor","ver`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := r.Check(t.Context()); changed || err == nil || !strings.Contains(err.Error(), "keeping the last good one") {
+		t.Fatalf("corrupt model: changed %v, error %v", changed, err)
+	}
+	if r.Model() != first {
+		t.Fatal("a corrupt file replaced the model in use")
+	}
+
+	m2, err := predictor.Train(predictor.Synthetic(3000, 30, 2), predictor.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := predictor.Save(t.Context(), store.Client, location, m2); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := r.Check(t.Context()); !changed || err != nil {
+		t.Fatalf("new model: changed %v, %v", changed, err)
+	}
+	if r.Model() == first || r.Model().Runs != 3000 {
+		t.Errorf("the new model was not loaded")
+	}
+}
+
+func TestReadCSVErrors(t *testing.T) {
+	t.Parallel()
+	cols := predictor.CSVColumns{Time: "t", Type: "type", Target: "mem", Features: []string{"procs"}}
+	tests := []struct {
+		name, csv, want string
+	}{
+		{name: "empty file", csv: "", want: "the file is empty"},
+		{name: "missing columns", csv: "t,type\n1,a\n", want: `CSV has no column "mem", "procs" (columns: t, type)`},
+		{name: "NaN feature", csv: "t,type,mem,procs\n1,a,5,NaN\n", want: "line 2: column procs: NaN is not a finite number"},
+		{name: "NaN time", csv: "t,type,mem,procs\nNaN,a,5,1\n", want: "line 2: column t: NaN is not a finite number"},
+		{name: "text target", csv: "t,type,mem,procs\n1,a,lots,1\n", want: `line 2: column mem: "lots" is not a number`},
+		{name: "empty type", csv: "t,type,mem,procs\n1,a,5,1\n2, ,5,1\n", want: "line 3: column type: empty job type"},
+		{name: "no usable rows", csv: "t,type,mem,procs\n1,a,-1,1\n2,a,0,1\n", want: "no usable rows: all 2 rows have a missing or non-positive mem"},
+		{name: "ragged row", csv: "t,type,mem,procs\n1,a,5\n", want: "wrong number of fields"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, _, err := predictor.ReadCSV(strings.NewReader(tt.csv), cols)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("ReadCSV() error = %v, want %q", err, tt.want)
+			}
+		})
+	}
+	ds, stats, err := predictor.ReadCSV(strings.NewReader("t,type,mem,procs\n1,a,5,-1\n2,a,-1,3\n3,b,7,4\n"), cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Rows != 3 || stats.Skipped != 1 || len(ds.Samples) != 2 || !math.IsNaN(ds.Samples[0].Features[0]) {
+		t.Errorf("stats %+v, samples %+v: want one skipped row and -1 read as missing", stats, ds.Samples)
+	}
+}
+
+func TestLoadRecords(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	rec := func(id, typ, outcome string, peak int64, ended time.Time) string {
+		return `{"job_id":"` + id + `","type":"` + typ + `","attempt":1,"outcome":"` + outcome + `","exit_code":0,"allocated_bytes":1073741824,"peak_bytes":` +
+			itoa(peak) + `,"features":{"rows":5},"started_at":"` + ended.Add(-time.Minute).Format(time.RFC3339) + `","ended_at":"` + ended.Format(time.RFC3339) + `","resumed":false,"checkpoints":0,"duration_seconds":60}`
+	}
+	today := filepath.Join(dir, "dt=2026-11-22")
+	old := filepath.Join(dir, "dt=2026-09-01")
+	for _, d := range []string{today, old} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plain := strings.Join([]string{
+		rec("a", "export", "succeeded", 100, now.Add(-time.Hour)),
+		rec("b", "export", "oom", 900, now.Add(-time.Hour)),
+		`{"job_id":"broken"`,
+		rec("c", "train", "succeeded", 300, now.Add(-40*24*time.Hour)),
+	}, "\n")
+	if err := os.WriteFile(filepath.Join(today, "a.jsonl"), []byte(plain), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte(rec("d", "train", "succeeded", 200, now.Add(-2*time.Hour)) + "\n"))
+	zw.Close()
+	if err := os.WriteFile(filepath.Join(today, "b.jsonl.gz"), gz.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(old, "c.jsonl"), []byte(rec("e", "train", "succeeded", 5, now.Add(-80*24*time.Hour))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ds, stats, err := predictor.LoadRecords(context.Background(), nil, dir, 30*24*time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Used != 2 || stats.Malformed != 1 || stats.Unusable != 2 || stats.Files != 2 {
+		t.Errorf("stats = %+v, want 2 used, 1 malformed, 2 unusable, the old partition skipped", stats)
+	}
+	if len(ds.Samples) != 2 || len(ds.Features) != 1 || ds.Features[0] != "rows" {
+		t.Errorf("dataset = %+v", ds)
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -1,0 +1,366 @@
+package predictor
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+)
+
+// Sample is one past run: when it ran, its type and pool, its features (in
+// the dataset's order; NaN when missing) and the peak memory it used.
+type Sample struct {
+	Time     float64 // seconds, on any fixed epoch
+	Type     string
+	Pool     string
+	Features []float64
+	Peak     float64
+	// Baseline is what a comparison method allocated, e.g. the memory the
+	// user requested; NaN when unknown. Evaluation only.
+	Baseline float64
+}
+
+// Dataset is a set of runs with named features.
+type Dataset struct {
+	Features []string
+	Samples  []Sample
+}
+
+// Options tune training. Zero values take the defaults.
+type Options struct {
+	// Quantile is the level predicted. Default 0.9.
+	Quantile float64
+	// MinRuns is how many runs a type (or pool) needs for a model of its
+	// own. Default 30.
+	MinRuns int
+	// CalibrationShare is the share of a type's most recent runs held out
+	// to choose its model and calibrate it. Default 0.25, and at least
+	// MinCalibration runs.
+	CalibrationShare float64
+	MinCalibration   int
+	// Buffer, when above 1, replaces conformal calibration with a fixed
+	// multiplier on the predicted quantile (the traditional x1.2).
+	Buffer float64
+	// HalfLife weights recent runs more in the empirical quantile model.
+	// Default 7 days.
+	HalfLife time.Duration
+	// Kinds limits the candidate models; default all.
+	Kinds []string
+	// Refit refits the chosen model on all runs after calibration.
+	Refit bool
+	// CalibrationHalfLife weights calibration runs by recency (weighted
+	// conformal calibration); zero weighs them equally.
+	CalibrationHalfLife time.Duration
+	// Objective is what Quantile is the target of: every type's own
+	// coverage (ObjectiveType), or the fleet's, letting each type's level
+	// move within MaxShortfall of it to spend memory where coverage is
+	// cheap (ObjectiveFleet).
+	Objective    string
+	MaxShortfall float64
+	// Confidence is the probability that an estimator's coverage reaches
+	// Quantile, not only on average (training-conditional conformal
+	// calibration). Default 0.9; negative calibrates for average coverage.
+	Confidence float64
+	// Ceiling caps every prediction at this multiple of the largest peak
+	// its estimator was trained on. Default 1.25. Replays of a type whose
+	// memory grew during the window make its calibration pessimistic; the
+	// cap keeps that from multiplying its allocation.
+	Ceiling float64
+}
+
+func (o Options) ceilingMargin() float64 {
+	if o.Ceiling <= 0 {
+		return math.Log(1.25)
+	}
+	return math.Log(o.Ceiling)
+}
+
+// Objectives of calibration.
+const (
+	ObjectiveType  = "type"
+	ObjectiveFleet = "fleet"
+)
+
+func (o Options) withDefaults() Options {
+	if o.Quantile == 0 {
+		o.Quantile = 0.9
+	}
+	if o.MinRuns == 0 {
+		o.MinRuns = 30
+	}
+	if o.CalibrationShare == 0 {
+		o.CalibrationShare = 0.25
+	}
+	if o.MinCalibration == 0 {
+		o.MinCalibration = 15
+	}
+	if o.Confidence == 0 {
+		o.Confidence = 0.9
+	}
+	if o.Confidence < 0 {
+		o.Confidence = 0
+	}
+	if o.HalfLife == 0 {
+		o.HalfLife = 7 * 24 * time.Hour
+	}
+	if len(o.Kinds) == 0 {
+		o.Kinds = []string{KindQuantile, KindLinear, KindGBT}
+	}
+	return o
+}
+
+func (o Options) validate() error {
+	var errs []error
+	if !(o.Quantile > 0 && o.Quantile < 1) {
+		errs = append(errs, fmt.Errorf("quantile %v: between 0 and 1", o.Quantile))
+	}
+	if o.Buffer != 0 && o.Buffer < 1 {
+		errs = append(errs, fmt.Errorf("buffer %v: 1 or more", o.Buffer))
+	}
+	if o.MinRuns < 2 {
+		errs = append(errs, fmt.Errorf("min runs %d: at least 2", o.MinRuns))
+	}
+	if !(o.CalibrationShare > 0 && o.CalibrationShare < 1) {
+		errs = append(errs, fmt.Errorf("calibration share %v: between 0 and 1", o.CalibrationShare))
+	}
+	for _, k := range o.Kinds {
+		if k != KindQuantile && k != KindLinear && k != KindGBT {
+			errs = append(errs, fmt.Errorf("model kind %q: quantile, linear or gbt", k))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ErrNoData is returned when there is nothing to train on.
+var ErrNoData = errors.New("no runs to train on")
+
+// Train fits a model: an estimator per type with enough runs, per pool, and
+// a global one, each chosen among the candidate kinds by pinball loss on
+// its most recent runs and calibrated on them.
+func Train(ds *Dataset, opts Options) (*Model, error) {
+	opts = opts.withDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, fmt.Errorf("training options: %w", err)
+	}
+	if len(ds.Samples) == 0 {
+		return nil, ErrNoData
+	}
+	samples := slices.Clone(ds.Samples)
+	slices.SortStableFunc(samples, func(a, b Sample) int {
+		switch {
+		case a.Time < b.Time:
+			return -1
+		case a.Time > b.Time:
+			return 1
+		}
+		return 0
+	})
+	m := &Model{
+		Format: Format, Version: FormatVersion, Quantile: opts.Quantile,
+		Features: slices.Clone(ds.Features), TrainedAt: time.Now().UTC(), Runs: len(samples),
+		Types: map[string]*Estimator{}, Pools: map[string]*Estimator{}, TypePools: map[string]string{},
+	}
+	byType := map[string][]Sample{}
+	byPool := map[string][]Sample{}
+	for _, s := range samples {
+		byType[s.Type] = append(byType[s.Type], s)
+		if s.Pool != "" {
+			byPool[s.Pool] = append(byPool[s.Pool], s)
+			m.TypePools[s.Type] = s.Pool
+		}
+	}
+	m.Global = fitEstimator(samples, opts)
+	for pool, ss := range byPool {
+		if len(ss) >= opts.MinRuns && len(byPool) > 1 {
+			if e := fitEstimator(ss, opts); e != nil {
+				m.Pools[pool] = e
+			}
+		}
+	}
+	for typ, ss := range byType {
+		if len(ss) >= opts.MinRuns {
+			if e := fitEstimator(ss, opts); e != nil {
+				m.Types[typ] = e
+			}
+		}
+	}
+	m.ThinTypes, m.Thin = fitSparse(byType, opts.MinRuns, opts.Quantile, opts.Confidence, opts.ceilingMargin())
+	if opts.Objective == ObjectiveFleet && opts.Buffer == 0 {
+		balanceLevels(m, opts, recentShares(samples, opts.MinRuns))
+	}
+	return m, nil
+}
+
+// fitEstimator chooses and calibrates one estimator on time-ordered runs.
+// The feature models are fitted on the older runs and scored on the most
+// recent ones; the recency-weighted quantile model is scored on replayed
+// predictions (see rollingQuantile). The kind with the lowest pinball loss
+// on the recent runs wins, and its out-of-sample scores calibrate it (split
+// conformal).
+func fitEstimator(samples []Sample, opts Options) *Estimator {
+	n := len(samples)
+	nCal := max(opts.MinCalibration, int(math.Round(opts.CalibrationShare*float64(n))))
+	nFit := n - nCal
+	if nFit < 5 {
+		return nil
+	}
+	X, y, times := design(samples)
+	fitX, fitY := X[:nFit], y[:nFit]
+	calX, calY := X[nFit:], y[nFit:]
+
+	var best *Estimator
+	var scores, scoreTimes []float64
+	if slices.Contains(opts.Kinds, KindQuantile) {
+		if e, pred, first := rollingQuantile(y, times, opts.Quantile, 5); e != nil {
+			best = e
+			// Compare with the feature models on the same recent runs.
+			from := max(first, nFit)
+			best.Loss = meanPinball(opts.Quantile, y[from:], pred[from-first:])
+			for i := first; i < n; i++ {
+				scores = append(scores, y[i]-pred[i-first])
+				scoreTimes = append(scoreTimes, times[i])
+			}
+		}
+	}
+	for _, kind := range opts.Kinds {
+		if kind == KindQuantile {
+			continue
+		}
+		e := fitKind(kind, fitX, fitY, opts)
+		if e == nil {
+			continue
+		}
+		pred := make([]float64, len(calY))
+		for i, x := range calX {
+			pred[i] = e.raw(x)
+		}
+		e.Loss = meanPinball(opts.Quantile, calY, pred)
+		if best == nil || e.Loss < best.Loss {
+			best = e
+			scores, scoreTimes = scores[:0], scoreTimes[:0]
+			for i := range calY {
+				scores = append(scores, calY[i]-pred[i])
+				scoreTimes = append(scoreTimes, times[nFit+i])
+			}
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	weights := make([]float64, len(scores))
+	last := times[n-1]
+	for i := range scores {
+		weights[i] = 1
+		if opts.CalibrationHalfLife > 0 {
+			weights[i] = decay(last-scoreTimes[i], opts.CalibrationHalfLife.Seconds())
+		}
+	}
+	best.Level = pacLevel(opts.Quantile, opts.Confidence, effectiveSize(weights))
+	if opts.Buffer > 0 {
+		best.Offset = math.Log(opts.Buffer)
+	} else {
+		best.Offset = weightedConformalOffset(scores, weights, best.Level)
+	}
+	covered := 0
+	for _, s := range scores {
+		if s <= best.Offset+1e-12 {
+			covered++
+		}
+	}
+	best.Coverage = float64(covered) / float64(len(scores))
+	best.Runs = n
+	best.Floor, best.Ceiling = slices.Min(y), slices.Max(y)+opts.ceilingMargin()
+	best.cal = &calibration{scores: scores, weights: weights, base: best.raw(X[n-1]), maxY: slices.Max(y)}
+	return best
+}
+
+// fitKind fits one candidate, or returns nil when the data cannot support
+// it.
+func fitKind(kind string, X [][]float64, y []float64, opts Options) *Estimator {
+	n := len(y)
+	d := 0
+	if n > 0 {
+		d = len(X[0])
+	}
+	switch kind {
+	case KindLinear:
+		if d == 0 || n < 10*(d+1) || !varies(X) {
+			return nil
+		}
+		lm, err := fitLinear(X, y, opts.Quantile)
+		if err != nil {
+			return nil
+		}
+		return &Estimator{Kind: KindLinear, Linear: lm}
+	case KindGBT:
+		if d == 0 || n < 100 || !varies(X) {
+			return nil
+		}
+		return &Estimator{Kind: KindGBT, GBT: fitGBT(X, y, opts.Quantile, defaultGBTParams(n))}
+	}
+	return nil
+}
+
+// design turns samples into model space: log1p features, log peaks.
+func design(samples []Sample) (X [][]float64, y, times []float64) {
+	X = make([][]float64, len(samples))
+	y = make([]float64, len(samples))
+	times = make([]float64, len(samples))
+	for i, s := range samples {
+		x := make([]float64, len(s.Features))
+		for j, v := range s.Features {
+			x[j] = transform(v)
+		}
+		X[i] = x
+		y[i] = math.Log(s.Peak)
+		times[i] = s.Time
+	}
+	return X, y, times
+}
+
+// varies reports whether any feature takes more than one value.
+func varies(X [][]float64) bool {
+	for j := range X[0] {
+		for i := 1; i < len(X); i++ {
+			if X[i][j] != X[0][j] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// groupShares are the shares of upcoming runs each kind of estimator will
+// predict: types with their own model, thin types, and unseen types.
+type groupShares struct{ typed, thin, unseen float64 }
+
+// recentShares estimates groupShares from the last week of the runs: how
+// they would have been predicted by a model trained on the runs before it.
+func recentShares(samples []Sample, minRuns int) groupShares {
+	if len(samples) == 0 {
+		return groupShares{}
+	}
+	cut := samples[len(samples)-1].Time - 7*86400
+	before := map[string]int{}
+	var s groupShares
+	for _, r := range samples {
+		if r.Time < cut {
+			before[r.Type]++
+			continue
+		}
+		switch n := before[r.Type]; {
+		case n >= minRuns:
+			s.typed++
+		case n > 0:
+			s.thin++
+		default:
+			s.unseen++
+		}
+	}
+	total := s.typed + s.thin + s.unseen
+	if total == 0 {
+		return groupShares{typed: 1}
+	}
+	return groupShares{typed: s.typed / total, thin: s.thin / total, unseen: s.unseen / total}
+}
