@@ -20,6 +20,7 @@ import (
 const (
 	DefaultCheckpointDir      = "/var/run/jobfleet/checkpoint"
 	DefaultCheckpointInterval = 5 * time.Minute
+	DefaultStopGrace          = 30 * time.Second
 	DefaultUploadGrace        = time.Minute
 	DefaultMaxRuntime         = 24 * time.Hour
 	DefaultMaxAttempts        = 3
@@ -422,6 +423,7 @@ func (d *decoder) jobType(n *yaml.Node, path string) (*Type, map[string]int) {
 			checkpointLines = d.mapping(m, path+".checkpoint", map[string]func(*yaml.Node){
 				"dir":         d.str(&t.Checkpoint.Dir, path+".checkpoint.dir"),
 				"interval":    d.duration(&t.Checkpoint.Interval, path+".checkpoint.interval"),
+				"stopGrace":   d.duration(&t.Checkpoint.StopGrace, path+".checkpoint.stopGrace"),
 				"uploadGrace": d.duration(&t.Checkpoint.UploadGrace, path+".checkpoint.uploadGrace"),
 			})
 		},
@@ -521,6 +523,9 @@ func (d *decoder) checkType(t *Type, reg *Registry, lines map[string]int, path s
 	}
 	if t.Checkpoint.UploadGrace == 0 {
 		t.Checkpoint.UploadGrace = DefaultUploadGrace
+	}
+	if t.Checkpoint.StopGrace == 0 {
+		t.Checkpoint.StopGrace = DefaultStopGrace
 	}
 	if t.MaxRuntime == 0 {
 		t.MaxRuntime = DefaultMaxRuntime

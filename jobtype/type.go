@@ -86,9 +86,19 @@ type Checkpoint struct {
 	Dir string
 	// Interval is how often the worker uploads the directory.
 	Interval time.Duration
-	// UploadGrace is how long the final upload may take after the job
-	// exits on SIGTERM; it lengthens the pod's termination grace period.
+	// StopGrace is how long the job gets after SIGTERM to save its
+	// progress and exit.
+	StopGrace time.Duration
+	// UploadGrace is how long the final upload and the requeue may take
+	// after the job exits.
 	UploadGrace time.Duration
+}
+
+// GracePeriod is the pod's termination grace period: the job's stop grace
+// plus the upload grace. Keep it under the two minutes of a spot
+// interruption notice.
+func (c Checkpoint) GracePeriod() time.Duration {
+	return c.StopGrace + c.UploadGrace
 }
 
 // Pool is a family of Karpenter NodePools a job type runs on.

@@ -1,0 +1,125 @@
+package dispatcher
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/jobtype"
+	"github.com/jobfleet/jobfleet/predictor"
+)
+
+// Class is a (type, pool, size, capacity) a job is routed to: one class
+// queue and one KEDA ScaledJob each, since a pod's memory is fixed per
+// template.
+type Class struct {
+	Type     string
+	Pool     string
+	Size     int64
+	Capacity Capacity
+}
+
+// Capacity is what capacity a class's pods may run on.
+type Capacity string
+
+// Capacities of a class.
+const (
+	// CapacityAny lets Karpenter choose among the pool's capacity types;
+	// it launches spot first where the pool allows it.
+	CapacityAny      Capacity = "any"
+	CapacitySpot     Capacity = jobfleet.CapacitySpot
+	CapacityOnDemand Capacity = jobfleet.CapacityOnDemand
+)
+
+// Name is the class's queue and ScaledJob name:
+// <prefix>-<type>-<pool>-<size>, with -spot or -od when the capacity is
+// pinned.
+func (c Class) Name(prefix string) string {
+	name := fmt.Sprintf("%s-%s-%s-%s", prefix, c.Type, c.Pool, jobtype.SizeName(c.Size))
+	switch c.Capacity {
+	case CapacitySpot:
+		name += "-spot"
+	case CapacityOnDemand:
+		name += "-od"
+	}
+	return name
+}
+
+// Model is what sizing needs of the predictor.
+type Model interface {
+	Predict(jobType, pool string, features map[string]float64) (float64, predictor.Source)
+}
+
+// Sizing decides a job's class.
+type Sizing struct {
+	// OOMFactor multiplies the allocation of the last attempt that ran out
+	// of memory. Default 1.5.
+	OOMFactor float64
+	// OnDemandAfter moves a job to on-demand capacity after this many
+	// interruptions. Default 2.
+	OnDemandAfter int
+}
+
+// Decision is how a job was sized.
+type Decision struct {
+	Class Class
+	// Predicted is the model's prediction in bytes, zero without one;
+	// Memory is what was asked for after OOM history and bounds, before
+	// rounding up to the class size.
+	Predicted int64
+	Memory    int64
+	Source    predictor.Source
+}
+
+// Decide sizes a job of a registered type: the model's prediction (or the
+// type's default), raised to OOMFactor times the allocation of its last
+// OOM-killed attempt, clamped to the type's bounds and rounded up to the
+// pool's size ladder; capacity from the type's spot policy, on-demand after
+// repeated interruptions.
+func (s Sizing) Decide(job *jobfleet.Job, t *jobtype.Type, pool *jobtype.Pool, model Model) Decision {
+	oomFactor := s.OOMFactor
+	if oomFactor <= 0 {
+		oomFactor = 1.5
+	}
+	onDemandAfter := s.OnDemandAfter
+	if onDemandAfter <= 0 {
+		onDemandAfter = 2
+	}
+	d := Decision{Source: predictor.SourceNone}
+	memory := t.Memory.Default
+	if model != nil {
+		if p, src := model.Predict(t.Name, t.Pool, job.Features); src != predictor.SourceNone && p > 0 && !math.IsInf(p, 0) {
+			d.Predicted, d.Source = int64(math.Ceil(p)), src
+			memory = d.Predicted
+		}
+	}
+	for _, a := range job.History {
+		if a.Reason == jobfleet.ReasonOOM && a.AllocatedBytes > 0 {
+			memory = max(memory, int64(math.Ceil(float64(a.AllocatedBytes)*oomFactor)))
+		}
+	}
+	memory = t.Clamp(memory)
+	memory = (memory + mib - 1) / mib * mib // whole MiB
+	d.Memory = memory
+	size, ok := pool.SizeFor(memory)
+	if !ok {
+		size = pool.Largest()
+	}
+	d.Class = Class{Type: t.Name, Pool: pool.Name, Size: size, Capacity: capacity(job, t, pool, onDemandAfter)}
+	return d
+}
+
+const mib = 1 << 20
+
+func capacity(job *jobfleet.Job, t *jobtype.Type, pool *jobtype.Pool, onDemandAfter int) Capacity {
+	interrupted := job.Count(jobfleet.ReasonInterrupted)
+	switch {
+	case t.Spot == jobtype.OnDemandOnly:
+		return CapacityOnDemand
+	case interrupted >= onDemandAfter && pool.AllowsCapacity(jobfleet.CapacityOnDemand):
+		return CapacityOnDemand
+	case t.Spot == jobtype.SpotOnly:
+		return CapacitySpot
+	}
+	return CapacityAny
+}

@@ -1,0 +1,283 @@
+package dispatcher
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/jobfleet/jobfleet/jobtype"
+)
+
+// Labels and annotations on jobfleet's Kubernetes objects.
+const (
+	LabelManagedBy    = "app.kubernetes.io/managed-by"
+	ManagedBy         = "jobfleet"
+	LabelType         = "jobfleet.io/type"
+	LabelPool         = "jobfleet.io/pool"
+	LabelSize         = "jobfleet.io/size"
+	LabelCapacity     = "jobfleet.io/capacity"
+	LabelClass        = "jobfleet.io/class"
+	AnnotationQueue   = "jobfleet.io/queue"
+	DoNotDisrupt      = "karpenter.sh/do-not-disrupt"
+	LabelNodePool     = "karpenter.sh/nodepool"
+	LabelCapacityType = "karpenter.sh/capacity-type"
+	LabelGPUName      = "karpenter.k8s.aws/instance-gpu-name"
+	LabelArch         = "kubernetes.io/arch"
+)
+
+// Paths inside job pods.
+const (
+	binDir     = "/opt/jobfleet"
+	podinfoDir = "/etc/jobfleet/podinfo"
+)
+
+// Template holds the settings every class's ScaledJob shares.
+type Template struct {
+	Namespace string
+	// Prefix starts every class name. Default "jobfleet".
+	Prefix string
+	// WorkerImage holds the jobfleet binary at /jobfleet; an init
+	// container copies it into each job pod.
+	WorkerImage    string
+	ServiceAccount string
+	// Queues, bucket and prefix the workers use.
+	IntakeURL, DeadLetterURL, RecordsURL string
+	Bucket, CheckpointPrefix             string
+	Region                               string
+	// SQSEndpoint and S3Endpoint are custom endpoints (a local stack);
+	// empty for AWS. KEDA's trigger polls SQSEndpoint too.
+	SQSEndpoint, S3Endpoint string
+	// TriggerAuthentication names a KEDA TriggerAuthentication for the
+	// trigger; without one KEDA uses its own identity (IRSA).
+	TriggerAuthentication string
+	// PollingInterval is how often KEDA checks each class queue. Default 10s.
+	PollingInterval time.Duration
+	// VisibilityTimeout of the workers' held messages. Default 2m.
+	VisibilityTimeout time.Duration
+	// Env is added to every worker's environment.
+	Env []corev1.EnvVar
+}
+
+// ScaledJob builds the ScaledJob of a class: one Kubernetes Job per message
+// waiting in the class queue, a pod sized to the class on the type's pool,
+// running the type's command under `jobfleet worker`.
+func (t Template) ScaledJob(c Class, typ *jobtype.Type, pool *jobtype.Pool, queueURL string) *kedav1alpha1.ScaledJob {
+	name := c.Name(t.prefix())
+	labels := map[string]string{
+		LabelManagedBy: ManagedBy,
+		LabelType:      c.Type,
+		LabelPool:      c.Pool,
+		LabelSize:      jobtype.SizeName(c.Size),
+		LabelCapacity:  string(c.Capacity),
+	}
+	podLabels := maps.Clone(labels)
+	podLabels[LabelClass] = name
+	podAnnotations := map[string]string{}
+	if typ.DoNotDisrupt {
+		podAnnotations[DoNotDisrupt] = "true"
+	}
+	grace := typ.Checkpoint.GracePeriod()
+	memory := *resource.NewQuantity(c.Size, resource.BinarySI)
+	requests := corev1.ResourceList{corev1.ResourceMemory: memory, corev1.ResourceCPU: typ.CPU}
+	limits := corev1.ResourceList{corev1.ResourceMemory: memory}
+	if typ.GPU.Count > 0 {
+		gpus := *resource.NewQuantity(int64(typ.GPU.Count), resource.DecimalSI)
+		requests[jobtype.GPUResource] = gpus
+		limits[jobtype.GPUResource] = gpus
+	}
+
+	pod := corev1.PodSpec{
+		RestartPolicy:                 corev1.RestartPolicyNever,
+		ServiceAccountName:            t.ServiceAccount,
+		TerminationGracePeriodSeconds: ptr.To(int64(grace / time.Second)),
+		NodeSelector:                  t.nodeSelector(c, typ, pool),
+		Tolerations:                   tolerations(pool),
+		InitContainers: []corev1.Container{{
+			Name:         "jobfleet",
+			Image:        t.WorkerImage,
+			Command:      []string{"/jobfleet", "install", binDir},
+			VolumeMounts: []corev1.VolumeMount{{Name: "jobfleet-bin", MountPath: binDir}},
+			Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi"), corev1.ResourceCPU: resource.MustParse("10m")},
+				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
+			},
+		}},
+		Containers: []corev1.Container{{
+			Name:      "job",
+			Image:     typ.Image,
+			Command:   append([]string{binDir + "/jobfleet", "worker", "--"}, typ.Command...),
+			Env:       t.env(c, typ, pool, queueURL),
+			Resources: corev1.ResourceRequirements{Requests: requests, Limits: limits},
+			VolumeMounts: []corev1.VolumeMount{
+				{Name: "jobfleet-bin", MountPath: binDir, ReadOnly: true},
+				{Name: "checkpoint", MountPath: typ.Checkpoint.Dir},
+				{Name: "podinfo", MountPath: podinfoDir, ReadOnly: true},
+			},
+		}},
+		Volumes: []corev1.Volume{
+			{Name: "jobfleet-bin", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			{Name: "checkpoint", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			{Name: "podinfo", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+				Items: []corev1.DownwardAPIVolumeFile{{Path: "annotations", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations"}}},
+			}}},
+		},
+	}
+
+	trigger := kedav1alpha1.ScaleTriggers{
+		Type: "aws-sqs-queue",
+		Name: "queue",
+		Metadata: map[string]string{
+			"queueURL":    queueURL,
+			"queueLength": "1",
+			"awsRegion":   t.Region,
+			// A held message is a running Job: count in-flight messages so
+			// KEDA neither starts a second Job for it nor loses track.
+			"scaleOnInFlight": "true",
+		},
+	}
+	if t.TriggerAuthentication != "" {
+		trigger.AuthenticationRef = &kedav1alpha1.AuthenticationRef{Name: t.TriggerAuthentication}
+	} else {
+		trigger.Metadata["identityOwner"] = "operator"
+	}
+	if t.SQSEndpoint != "" {
+		trigger.Metadata["awsEndpoint"] = t.SQSEndpoint
+	}
+
+	return &kedav1alpha1.ScaledJob{
+		TypeMeta: metav1.TypeMeta{APIVersion: "keda.sh/v1alpha1", Kind: "ScaledJob"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Namespace:   t.Namespace,
+			Labels:      labels,
+			Annotations: map[string]string{AnnotationQueue: queueURL},
+		},
+		Spec: kedav1alpha1.ScaledJobSpec{
+			JobTargetRef: &batchv1.JobSpec{
+				Parallelism: ptr.To[int32](1),
+				Completions: ptr.To[int32](1),
+				// The worker retries through SQS, with the job's history;
+				// Kubernetes must not run a second pod for the same message.
+				BackoffLimit:          ptr.To[int32](0),
+				ActiveDeadlineSeconds: ptr.To(int64((typ.MaxRuntime + grace + 5*time.Minute) / time.Second)),
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: podAnnotations},
+					Spec:       pod,
+				},
+			},
+			PollingInterval:            ptr.To(int32(t.pollingInterval() / time.Second)),
+			SuccessfulJobsHistoryLimit: ptr.To[int32](3),
+			FailedJobsHistoryLimit:     ptr.To[int32](10),
+			MinReplicaCount:            ptr.To[int32](0),
+			MaxReplicaCount:            ptr.To(int32(typ.MaxReplicas)),
+			ScalingStrategy:            kedav1alpha1.ScalingStrategy{Strategy: "default"},
+			Triggers:                   []kedav1alpha1.ScaleTriggers{trigger},
+		},
+	}
+}
+
+func (t Template) prefix() string {
+	if t.Prefix == "" {
+		return "jobfleet"
+	}
+	return t.Prefix
+}
+
+func (t Template) pollingInterval() time.Duration {
+	if t.PollingInterval <= 0 {
+		return 10 * time.Second
+	}
+	return t.PollingInterval
+}
+
+func (t Template) nodeSelector(c Class, typ *jobtype.Type, pool *jobtype.Pool) map[string]string {
+	sel := map[string]string{
+		LabelNodePool: pool.NodePool,
+		LabelArch:     pool.Arch,
+	}
+	switch c.Capacity {
+	case CapacitySpot, CapacityOnDemand:
+		sel[LabelCapacityType] = string(c.Capacity)
+	}
+	if typ.GPU.Kind != "" {
+		sel[LabelGPUName] = typ.GPU.Kind
+	}
+	return sel
+}
+
+func tolerations(pool *jobtype.Pool) []corev1.Toleration {
+	var out []corev1.Toleration
+	for _, s := range pool.Tolerations {
+		tol, err := jobtype.ParseToleration(s)
+		if err != nil {
+			continue // the registry validated them
+		}
+		t := corev1.Toleration{Key: tol.Key, Effect: corev1.TaintEffect(tol.Effect), Operator: corev1.TolerationOpExists}
+		if tol.Value != "" {
+			t.Operator, t.Value = corev1.TolerationOpEqual, tol.Value
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+func (t Template) env(c Class, typ *jobtype.Type, pool *jobtype.Pool, queueURL string) []corev1.EnvVar {
+	env := []corev1.EnvVar{
+		{Name: "JOBFLEET_QUEUE", Value: queueURL},
+		{Name: "JOBFLEET_INTAKE", Value: t.IntakeURL},
+		{Name: "JOBFLEET_DEAD_LETTER", Value: t.DeadLetterURL},
+		{Name: "JOBFLEET_RECORDS", Value: t.RecordsURL},
+		{Name: "JOBFLEET_BUCKET", Value: t.Bucket},
+		{Name: "JOBFLEET_PREFIX", Value: t.CheckpointPrefix},
+		{Name: "JOBFLEET_JOB_TYPE", Value: typ.Name},
+		{Name: "JOBFLEET_MAX_ATTEMPTS", Value: strconv.Itoa(typ.MaxAttempts)},
+		{Name: "JOBFLEET_CHECKPOINT_DIR", Value: typ.Checkpoint.Dir},
+		{Name: "JOBFLEET_CHECKPOINT_INTERVAL", Value: typ.Checkpoint.Interval.String()},
+		{Name: "JOBFLEET_GRACE_PERIOD", Value: typ.Checkpoint.GracePeriod().String()},
+		{Name: "JOBFLEET_UPLOAD_GRACE", Value: typ.Checkpoint.UploadGrace.String()},
+		{Name: "JOBFLEET_MAX_RUNTIME", Value: typ.MaxRuntime.String()},
+		{Name: "JOBFLEET_VISIBILITY_TIMEOUT", Value: t.visibility().String()},
+		{Name: "JOBFLEET_MEMORY", Value: strconv.FormatInt(c.Size, 10)},
+		{Name: "JOBFLEET_POOL", Value: pool.Name},
+		{Name: "JOBFLEET_SIZE", Value: jobtype.SizeName(c.Size)},
+		{Name: "JOBFLEET_REASON_FILE", Value: podinfoDir + "/annotations"},
+		{Name: "JOBFLEET_LOG_FORMAT", Value: "json"},
+		{Name: "JOBFLEET_POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		{Name: "JOBFLEET_NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
+		{Name: "AWS_REGION", Value: t.Region},
+	}
+	if c.Capacity == CapacitySpot || c.Capacity == CapacityOnDemand {
+		env = append(env, corev1.EnvVar{Name: "JOBFLEET_CAPACITY_TYPE", Value: string(c.Capacity)})
+	}
+	if t.SQSEndpoint != "" {
+		env = append(env, corev1.EnvVar{Name: "AWS_ENDPOINT_URL_SQS", Value: t.SQSEndpoint})
+	}
+	if t.S3Endpoint != "" {
+		env = append(env, corev1.EnvVar{Name: "AWS_ENDPOINT_URL_S3", Value: t.S3Endpoint})
+	}
+	for _, name := range slices.Sorted(maps.Keys(typ.Env)) {
+		env = append(env, corev1.EnvVar{Name: name, Value: typ.Env[name]})
+	}
+	return append(env, t.Env...)
+}
+
+func (t Template) visibility() time.Duration {
+	if t.VisibilityTimeout <= 0 {
+		return 2 * time.Minute
+	}
+	return t.VisibilityTimeout
+}
+
+// describe is a short description of a class for logs.
+func (c Class) String() string {
+	return fmt.Sprintf("%s/%s/%s/%s", c.Type, c.Pool, jobtype.SizeName(c.Size), c.Capacity)
+}

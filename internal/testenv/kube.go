@@ -1,0 +1,158 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// Kube is a real Kubernetes API server (etcd and kube-apiserver, the
+// versions deploy/local/controlplane pins) with KEDA's CRDs installed.
+type Kube struct {
+	Config  *rest.Config
+	Client  kubernetes.Interface
+	Dynamic dynamic.Interface
+	// Bin is the directory of the cached control plane binaries.
+	Bin string
+	env *envtest.Environment
+}
+
+var (
+	kubeOnce   sync.Once
+	kubeShared *Kube
+	kubeErr    error
+)
+
+// Versions of the control plane binaries, as deploy/local/controlplane
+// builds them.
+const (
+	KubeVersion = "v1.34.4"
+	EtcdVersion = "v3.6.16"
+)
+
+// StartKube returns the test binary's API server, starting it (and
+// building the binaries, the first time on a machine) when needed.
+func StartKube(t testing.TB) *Kube {
+	t.Helper()
+	kubeOnce.Do(func() {
+		kubeShared, kubeErr = startKube(t)
+		if kubeErr == nil {
+			onStop(func() { _ = kubeShared.env.Stop() })
+		}
+	})
+	if kubeErr != nil {
+		t.Fatalf("starting the Kubernetes API server: %v", kubeErr)
+	}
+	return kubeShared
+}
+
+func startKube(t testing.TB) (*Kube, error) {
+	bin, err := ControlPlaneBin(t, "core")
+	if err != nil {
+		return nil, err
+	}
+	crds, err := moduleDir("github.com/kedacore/keda/v2")
+	if err != nil {
+		return nil, err
+	}
+	// envtest finds its binaries by plain name in one directory.
+	assets, err := os.MkdirTemp("", "jobfleet-envtest-")
+	if err != nil {
+		return nil, err
+	}
+	onStop(func() { os.RemoveAll(assets) })
+	for name, file := range map[string]string{"etcd": "etcd-" + EtcdVersion, "kube-apiserver": "kube-apiserver-" + KubeVersion} {
+		if err := os.Symlink(filepath.Join(bin, file), filepath.Join(assets, name)); err != nil {
+			return nil, err
+		}
+	}
+	env := &envtest.Environment{
+		BinaryAssetsDirectory:    assets,
+		CRDDirectoryPaths:        []string{filepath.Join(crds, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing:    true,
+		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStopTimeout:  30 * time.Second,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting etcd and kube-apiserver: %w", err)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Kube{Config: cfg, Client: client, Dynamic: dyn, Bin: bin, env: env}, nil
+}
+
+// Namespace creates a uniquely named namespace for the test.
+func (k *Kube) Namespace(t testing.TB) string {
+	t.Helper()
+	name := UniqueName(t, "t-", 63)
+	_, err := k.Client.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("creating namespace %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		_ = k.Client.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	return name
+}
+
+var buildMuCP sync.Mutex
+
+// ControlPlaneBin returns the directory of the cached control plane
+// binaries, running deploy/local/controlplane/build.sh (which builds only
+// what is missing) first. what is "core" (etcd, kube-apiserver) or "all".
+func ControlPlaneBin(t testing.TB, what string) (string, error) {
+	buildMuCP.Lock()
+	defer buildMuCP.Unlock()
+	root := moduleRoot(t)
+	script := filepath.Join(root, "deploy", "local", "controlplane", "build.sh")
+	cmd := exec.Command(script, what)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if testing.Verbose() {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("building the control plane (%s %s): %v\n%s", script, what, err, out.String())
+	}
+	dir, err := exec.Command(script, "--print-dir").Output()
+	if err != nil {
+		return "", fmt.Errorf("locating the control plane binaries: %w", err)
+	}
+	return strings.TrimSpace(string(dir)), nil
+}
+
+// moduleDir returns where a dependency's source is in the module cache.
+func moduleDir(module string) (string, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module).Output()
+	if err != nil {
+		return "", fmt.Errorf("locating module %s: %w", module, err)
+	}
+	dir := strings.TrimSpace(string(out))
+	if dir == "" {
+		if err := exec.Command("go", "mod", "download", module).Run(); err != nil {
+			return "", fmt.Errorf("downloading module %s: %w", module, err)
+		}
+		return moduleDir(module)
+	}
+	return dir, nil
+}
