@@ -98,11 +98,14 @@ func (s *SQS) Receive(t testing.TB, url string, n int, del bool) []types.Message
 			t.Fatalf("receiving from %s after %d of %d messages: %v", url, len(got), n, err)
 		}
 		got = append(got, out.Messages...)
-		if del {
-			for _, m := range out.Messages {
-				if _, err := s.Client.DeleteMessage(t.Context(), &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle}); err != nil {
-					t.Fatalf("deleting a message: %v", err)
-				}
+		if del && len(out.Messages) > 0 {
+			entries := make([]types.DeleteMessageBatchRequestEntry, len(out.Messages))
+			for i, m := range out.Messages {
+				entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
+			}
+			res, err := s.Client.DeleteMessageBatch(t.Context(), &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
+			if err != nil || len(res.Failed) > 0 {
+				t.Fatalf("deleting messages: %v %v", err, res)
 			}
 		}
 	}

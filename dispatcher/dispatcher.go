@@ -1,0 +1,168 @@
+package dispatcher
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/utils/clock"
+
+	"github.com/jobfleet/jobfleet/predictor"
+)
+
+// SQSAPI is every SQS call the dispatcher makes.
+type SQSAPI interface {
+	IntakeAPI
+	QueueAPI
+}
+
+// ModelSource supplies the current memory model; nil until one loaded.
+type ModelSource interface {
+	Model() *predictor.Model
+}
+
+// Dispatcher drains the intake queue, sizes every job, and routes it to its
+// class queue, keeping each class's KEDA ScaledJob applied.
+type Dispatcher struct {
+	cfg     Config
+	sqs     SQSAPI
+	kube    dynamic.Interface
+	classes *classes
+	sizing  Sizing
+	models  ModelSource
+	metrics *metrics
+	clock   clock.WithTicker
+	log     zerolog.Logger
+	ready   atomic.Bool
+}
+
+// Option configures a Dispatcher.
+type Option func(*Dispatcher)
+
+// WithModels sets where the memory model comes from; without one every
+// job gets its type's default memory.
+func WithModels(m ModelSource) Option { return func(d *Dispatcher) { d.models = m } }
+
+// WithClock replaces the real clock, for tests.
+func WithClock(c clock.WithTicker) Option { return func(d *Dispatcher) { d.clock = c } }
+
+// WithLogger sets the logger.
+func WithLogger(l zerolog.Logger) Option { return func(d *Dispatcher) { d.log = l } }
+
+// WithRegisterer registers the metrics there instead of the default
+// registry.
+func WithRegisterer(r prometheus.Registerer) Option {
+	return func(d *Dispatcher) { d.metrics = newMetrics(r) }
+}
+
+// New returns a dispatcher. The config is validated with defaults applied.
+func New(cfg Config, sqsClient SQSAPI, kube dynamic.Interface, opts ...Option) (*Dispatcher, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("dispatcher config: %w", err)
+	}
+	d := &Dispatcher{cfg: cfg, sqs: sqsClient, kube: kube, sizing: cfg.Sizing, clock: clock.RealClock{}, log: zerolog.Nop()}
+	for _, opt := range opts {
+		opt(d)
+	}
+	if d.metrics == nil {
+		d.metrics = newMetrics(prometheus.DefaultRegisterer)
+	}
+	d.classes = &classes{
+		sqs: sqsClient, kube: kube, registry: cfg.Registry, tmpl: cfg.Template,
+		maxReceives: cfg.ClassMaxReceives, ttl: cfg.ClassIdleTTL, clock: d.clock,
+		log: d.log.With().Str("component", "classes").Logger(), ready: map[Class]*classState{},
+	}
+	return d, nil
+}
+
+// Ready reports whether the dispatcher is receiving from intake.
+func (d *Dispatcher) Ready() bool { return d.ready.Load() }
+
+// Run dispatches until ctx ends, then forwards or returns to intake what it
+// holds, and returns.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	out, err := d.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       aws.String(d.cfg.DeadLetterURL),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn},
+	})
+	if err != nil {
+		return fmt.Errorf("reading the dead-letter queue's ARN: %w", err)
+	}
+	d.classes.deadARN = out.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]
+
+	var wg sync.WaitGroup
+	wg.Go(func() { d.every(ctx, d.cfg.ReconcileInterval, "reconciling ScaledJobs", d.classes.reconcile) })
+	in := newIntake(d)
+	d.ready.Store(true)
+	d.log.Info().Str("intake", d.cfg.IntakeURL).Int("receivers", d.cfg.Receivers).Msg("dispatching")
+	in.run(ctx)
+	d.ready.Store(false)
+	wg.Wait()
+	d.log.Info().Msg("dispatcher stopped")
+	return nil
+}
+
+// every runs f each interval until ctx ends, logging failures.
+func (d *Dispatcher) every(ctx context.Context, interval time.Duration, what string, f func(context.Context) error) {
+	ticker := d.clock.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C():
+		}
+		if err := f(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn().Err(err).Msg(what)
+		}
+	}
+}
+
+// model returns the current model as a sizing Model, nil without one.
+func (d *Dispatcher) model() Model {
+	if d.models == nil {
+		return nil
+	}
+	if m := d.models.Model(); m != nil {
+		return m
+	}
+	return nil
+}
+
+// observe records a job that left intake.
+func (d *Dispatcher) observe(it *item, now time.Time, deleteFailed bool) {
+	outcome := "forwarded"
+	if !it.forward {
+		outcome = "dead_lettered"
+		d.log.Warn().Str("message_id", aws.ToString(it.msg.MessageId)).Str("type", it.jobType).Str("reason", it.reason).Msg("dead-lettered a job")
+	}
+	if deleteFailed {
+		outcome += "_undeleted"
+	}
+	d.metrics.jobs.WithLabelValues(it.jobType, outcome).Inc()
+	d.metrics.handling.WithLabelValues(it.jobType).Observe(now.Sub(it.received).Seconds())
+	if sent, ok := it.msg.Attributes[string(sqstypes.MessageSystemAttributeNameSentTimestamp)]; ok {
+		if ms, err := strconv.ParseInt(sent, 10, 64); err == nil {
+			d.metrics.queueAge.WithLabelValues(it.jobType).Observe(now.Sub(time.UnixMilli(ms)).Seconds())
+		}
+	}
+}
+
+func (d *Dispatcher) sleep(ctx context.Context, dur time.Duration) {
+	t := d.clock.NewTimer(dur)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C():
+	}
+}

@@ -1,0 +1,74 @@
+package dispatcher
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the dispatcher's Prometheus metrics.
+type metrics struct {
+	jobs           *prometheus.CounterVec
+	queueAge       *prometheus.HistogramVec
+	handling       *prometheus.HistogramVec
+	sqsCalls       *prometheus.CounterVec
+	predictedBytes *prometheus.HistogramVec
+	classes        prometheus.Gauge
+	collected      prometheus.Counter
+	modelReloads   *prometheus.CounterVec
+	coverage       *prometheus.GaugeVec
+	records        *prometheus.CounterVec
+	sensor         *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobfleet_dispatcher_jobs_total",
+			Help: "Jobs handled from intake, by type and outcome (forwarded, dead_lettered, retried).",
+		}, []string{"type", "outcome"}),
+		queueAge: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "jobfleet_dispatcher_queue_age_seconds",
+			Help:    "Time from a job's publication to its forwarding to a class queue.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 16),
+		}, []string{"type"}),
+		handling: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "jobfleet_dispatcher_handling_duration_seconds",
+			Help:    "Time from receiving a job from intake to deleting it there.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}, []string{"type"}),
+		sqsCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobfleet_dispatcher_sqs_calls_total",
+			Help: "SQS API calls the dispatcher made, by operation.",
+		}, []string{"operation"}),
+		predictedBytes: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "jobfleet_dispatcher_memory_bytes",
+			Help:    "Memory asked for each forwarded job before rounding to its class, by type and the estimator that predicted it.",
+			Buckets: prometheus.ExponentialBuckets(64<<20, 2, 14),
+		}, []string{"type", "source"}),
+		classes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jobfleet_dispatcher_classes",
+			Help: "Classes (class queue and ScaledJob) this replica has ready.",
+		}),
+		collected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jobfleet_dispatcher_classes_collected_total",
+			Help: "Idle classes whose ScaledJob and queue were removed.",
+		}),
+		modelReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobfleet_dispatcher_model_reloads_total",
+			Help: "Checks for a new memory model, by result (loaded, unchanged, rejected).",
+		}, []string{"result"}),
+		coverage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "jobfleet_run_coverage_ratio",
+			Help: "Share of a type's recent successful runs whose peak memory fit their allocation: the early warning of drift.",
+		}, []string{"type"}),
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobfleet_run_records_total",
+			Help: "Run records consumed, by result (stored, malformed).",
+		}, []string{"result"}),
+		sensor: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobfleet_failure_sensor_reruns_total",
+			Help: "Jobs the failure sensor reran because their pod died without the worker reporting, by reason.",
+		}, []string{"reason"}),
+	}
+	reg.MustRegister(m.jobs, m.queueAge, m.handling, m.sqsCalls, m.predictedBytes, m.classes, m.collected, m.modelReloads, m.coverage, m.records, m.sensor)
+	return m
+}
