@@ -37,11 +37,13 @@ type Globals struct {
 type CLI struct {
 	Globals
 
-	Publish PublishCmd `cmd:"" help:"Publish job messages to the intake queue."`
-	Worker  WorkerCmd  `cmd:"" help:"Run jobs from a class queue: the entrypoint of every job pod (jobfleet worker [flags] -- <command>)."`
-	Predict PredictCmd `cmd:"" help:"Train and evaluate the memory predictor."`
-	Stack   StackCmd   `cmd:"" help:"Start the local SQS emulator and S3 server, print their endpoints, and wait."`
-	Version VersionCmd `cmd:"" help:"Print jobfleet's version."`
+	Publish    PublishCmd    `cmd:"" help:"Publish job messages to the intake queue."`
+	Dispatcher DispatcherCmd `cmd:"" help:"Run the dispatcher: size every job from intake and route it to its class's queue and ScaledJob."`
+	Worker     WorkerCmd     `cmd:"" help:"Run jobs from a class queue: the entrypoint of every job pod (jobfleet worker [flags] -- <command>)."`
+	Predict    PredictCmd    `cmd:"" help:"Train and evaluate the memory predictor."`
+	Stack      StackCmd      `cmd:"" help:"Start the local SQS emulator and S3 server, print their endpoints, and wait."`
+	Install    InstallCmd    `cmd:"" hidden:"" help:"Copy the jobfleet binary into a directory (the job pods' init container)."`
+	Version    VersionCmd    `cmd:"" help:"Print jobfleet's version."`
 }
 
 const description = `jobfleet runs queued batch and ML jobs on Kubernetes cheaply and without losing work.

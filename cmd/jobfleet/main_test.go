@@ -86,4 +86,3 @@ func TestUsageErrors(t *testing.T) {
 		})
 	}
 }
-

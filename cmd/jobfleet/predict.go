@@ -57,17 +57,17 @@ func (c *csvFlags) read() (*predictor.Dataset, predictor.CSVStats, error) {
 
 // trainFlags tune training.
 type trainFlags struct {
-	Quantile float64       `name:"quantile" env:"JOBFLEET_PREDICT_QUANTILE" default:"0.9" help:"Quantile of peak memory to predict."`
-	MinRuns  int           `name:"min-runs" env:"JOBFLEET_PREDICT_MIN_RUNS" default:"30" help:"Runs a type needs for a model of its own; thinner types use their pool's or the global model."`
-	Buffer   float64       `name:"buffer" env:"JOBFLEET_PREDICT_BUFFER" default:"0" help:"Calibrate with a fixed multiplier (e.g. 1.2) instead of conformal calibration."`
-	HalfLife time.Duration `name:"half-life" env:"JOBFLEET_PREDICT_HALF_LIFE" default:"168h" help:"Half-life of the weight of older runs in the empirical quantile model."`
-	Refit    bool          `name:"refit" env:"JOBFLEET_PREDICT_REFIT" help:"Refit the chosen model on all runs after calibration."`
-	CalHalfLife time.Duration `name:"calibration-half-life" env:"JOBFLEET_PREDICT_CALIBRATION_HALF_LIFE" default:"0" help:"Weight calibration runs by recency with this half-life (weighted conformal calibration); 0 weighs them equally."`
-	Objective string `name:"objective" env:"JOBFLEET_PREDICT_OBJECTIVE" enum:"type,fleet" default:"type" help:"What the quantile targets: each type's coverage (type), or the fleet's (fleet), moving each type within --max-shortfall of it to save memory."`
-	MaxShortfall float64 `name:"max-shortfall" env:"JOBFLEET_PREDICT_MAX_SHORTFALL" default:"0.1" help:"With --objective fleet: how far below the target a type's level may go."`
-	Confidence float64 `name:"confidence" env:"JOBFLEET_PREDICT_CONFIDENCE" default:"0.9" help:"Probability that each model's coverage reaches the quantile, not only on average; -1 calibrates for average coverage."`
-	Ceiling float64 `name:"ceiling" env:"JOBFLEET_PREDICT_CEILING" default:"1.25" help:"Cap predictions at this multiple of the largest peak a model was trained on."`
-	CalShare float64       `name:"calibration-share" env:"JOBFLEET_PREDICT_CALIBRATION_SHARE" default:"0.25" help:"Share of each type's most recent runs held out to choose and calibrate its model."`
+	Quantile     float64       `name:"quantile" env:"JOBFLEET_PREDICT_QUANTILE" default:"0.9" help:"Quantile of peak memory to predict."`
+	MinRuns      int           `name:"min-runs" env:"JOBFLEET_PREDICT_MIN_RUNS" default:"30" help:"Runs a type needs for a model of its own; thinner types use their pool's or the global model."`
+	Buffer       float64       `name:"buffer" env:"JOBFLEET_PREDICT_BUFFER" default:"0" help:"Calibrate with a fixed multiplier (e.g. 1.2) instead of conformal calibration."`
+	HalfLife     time.Duration `name:"half-life" env:"JOBFLEET_PREDICT_HALF_LIFE" default:"168h" help:"Half-life of the weight of older runs in the empirical quantile model."`
+	Refit        bool          `name:"refit" env:"JOBFLEET_PREDICT_REFIT" help:"Refit the chosen model on all runs after calibration."`
+	CalHalfLife  time.Duration `name:"calibration-half-life" env:"JOBFLEET_PREDICT_CALIBRATION_HALF_LIFE" default:"0" help:"Weight calibration runs by recency with this half-life (weighted conformal calibration); 0 weighs them equally."`
+	Objective    string        `name:"objective" env:"JOBFLEET_PREDICT_OBJECTIVE" enum:"type,fleet" default:"type" help:"What the quantile targets: each type's coverage (type), or the fleet's (fleet), moving each type within --max-shortfall of it to save memory."`
+	MaxShortfall float64       `name:"max-shortfall" env:"JOBFLEET_PREDICT_MAX_SHORTFALL" default:"0.1" help:"With --objective fleet: how far below the target a type's level may go."`
+	Confidence   float64       `name:"confidence" env:"JOBFLEET_PREDICT_CONFIDENCE" default:"0.9" help:"Probability that each model's coverage reaches the quantile, not only on average; -1 calibrates for average coverage."`
+	Ceiling      float64       `name:"ceiling" env:"JOBFLEET_PREDICT_CEILING" default:"1.25" help:"Cap predictions at this multiple of the largest peak a model was trained on."`
+	CalShare     float64       `name:"calibration-share" env:"JOBFLEET_PREDICT_CALIBRATION_SHARE" default:"0.25" help:"Share of each type's most recent runs held out to choose and calibrate its model."`
 }
 
 func (t trainFlags) options() predictor.Options {

@@ -23,11 +23,11 @@ type PublishCmd struct {
 
 	File string `name:"file" short:"f" env:"JOBFLEET_FILE" type:"path" placeholder:"PATH" help:"Read jobs from a file: one JSON job, or JSON Lines with one job per line. '-' reads standard input. Without --file and --type, jobs are read as JSON Lines from standard input."`
 
-	Type     string            `name:"type" short:"t" env:"JOBFLEET_TYPE" help:"Publish one job of this registered job type, built from the flags below."`
-	ID       string            `name:"id" env:"JOBFLEET_ID" help:"Id of the job built from flags (default: a new UUIDv7). The id is the job's idempotency key."`
-	Params   string            `name:"params" env:"JOBFLEET_PARAMS" placeholder:"JSON" help:"Parameters of the job built from flags, a JSON object handed to the job unchanged."`
+	Type     string             `name:"type" short:"t" env:"JOBFLEET_TYPE" help:"Publish one job of this registered job type, built from the flags below."`
+	ID       string             `name:"id" env:"JOBFLEET_ID" help:"Id of the job built from flags (default: a new UUIDv7). The id is the job's idempotency key."`
+	Params   string             `name:"params" env:"JOBFLEET_PARAMS" placeholder:"JSON" help:"Parameters of the job built from flags, a JSON object handed to the job unchanged."`
 	Feature  map[string]float64 `name:"feature" env:"JOBFLEET_FEATURE" mapsep:"," placeholder:"NAME=VALUE" help:"Feature of the job built from flags, for the memory predictor; repeat or separate with commas (rows=1e6,entities=200)."`
-	Priority int               `name:"priority" env:"JOBFLEET_PRIORITY" default:"0" help:"Priority of the job built from flags, 0 (lowest) to 9."`
+	Priority int                `name:"priority" env:"JOBFLEET_PRIORITY" default:"0" help:"Priority of the job built from flags, 0 (lowest) to 9."`
 
 	SkipInvalid bool `name:"skip-invalid" env:"JOBFLEET_SKIP_INVALID" help:"Publish the valid jobs of the input and report the invalid ones, instead of publishing nothing when any job is invalid."`
 	PrintIDs    bool `name:"print-ids" env:"JOBFLEET_PRINT_IDS" help:"Print the id of every published job on standard output."`

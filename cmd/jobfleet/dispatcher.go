@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/jobfleet/jobfleet/dispatcher"
+	"github.com/jobfleet/jobfleet/internal/awsclient"
+	"github.com/jobfleet/jobfleet/jobtype"
+	"github.com/jobfleet/jobfleet/predictor"
+)
+
+// DispatcherCmd runs the dispatcher.
+type DispatcherCmd struct {
+	Intake     string `name:"intake" env:"JOBFLEET_INTAKE" required:"" placeholder:"URL" help:"Intake queue producers publish to."`
+	DeadLetter string `name:"dead-letter" env:"JOBFLEET_DEAD_LETTER" required:"" placeholder:"URL" help:"Dead-letter queue for jobs that cannot run."`
+	Records    string `name:"records" env:"JOBFLEET_RECORDS" required:"" placeholder:"URL" help:"Queue the workers send run records to."`
+	Bucket     string `name:"bucket" env:"JOBFLEET_BUCKET" required:"" help:"S3 bucket of checkpoints, claims and run records."`
+	Prefix     string `name:"prefix" env:"JOBFLEET_PREFIX" default:"jobfleet" help:"Key prefix in the bucket."`
+	Registry   string `name:"registry" env:"JOBFLEET_REGISTRY" required:"" type:"existingfile" placeholder:"FILE" help:"Job types and pools (YAML)."`
+
+	ClassPrefix    string        `name:"class-prefix" env:"JOBFLEET_CLASS_PREFIX" default:"jobfleet" help:"Start of every class queue and ScaledJob name."`
+	Namespace      string        `name:"namespace" env:"JOBFLEET_NAMESPACE" default:"jobfleet" help:"Namespace of the ScaledJobs and job pods."`
+	Kubeconfig     string        `name:"kubeconfig" env:"JOBFLEET_KUBECONFIG,KUBECONFIG" type:"path" help:"Kubeconfig file; default: the in-cluster service account, else ~/.kube/config."`
+	WorkerImage    string        `name:"worker-image" env:"JOBFLEET_WORKER_IMAGE" default:"ghcr.io/jobfleet/jobfleet:latest" help:"Image holding /jobfleet, copied into every job pod."`
+	ServiceAccount string        `name:"service-account" env:"JOBFLEET_SERVICE_ACCOUNT" default:"jobfleet-worker" help:"Service account of job pods (SQS and S3 access through IRSA)."`
+	TriggerAuth    string        `name:"trigger-auth" env:"JOBFLEET_TRIGGER_AUTH" help:"KEDA TriggerAuthentication for the SQS triggers; default: KEDA's own identity (identityOwner operator)."`
+	Polling        time.Duration `name:"polling-interval" env:"JOBFLEET_POLLING_INTERVAL" default:"10s" help:"How often KEDA checks each class queue."`
+
+	Model       string        `name:"model" env:"JOBFLEET_MODEL" placeholder:"PATH|s3://BUCKET/KEY" help:"Memory model to size jobs with, reloaded when it changes; without one, jobs get their type's default."`
+	ModelReload time.Duration `name:"model-reload" env:"JOBFLEET_MODEL_RELOAD" default:"1m" help:"How often to check for a new model."`
+
+	Receivers        int           `name:"receivers" env:"JOBFLEET_RECEIVERS" default:"4" help:"Concurrent long-poll receivers on intake."`
+	MaxInFlight      int           `name:"max-in-flight" env:"JOBFLEET_MAX_IN_FLIGHT" default:"1000" help:"Most messages held between receiving and forwarding."`
+	Linger           time.Duration `name:"linger" env:"JOBFLEET_LINGER" default:"25ms" help:"How long a partial batch waits for more jobs to the same class."`
+	OOMFactor        float64       `name:"oom-factor" env:"JOBFLEET_OOM_FACTOR" default:"1.5" help:"Memory multiplier for a rerun after an OOM kill."`
+	OnDemandAfter    int           `name:"on-demand-after" env:"JOBFLEET_ON_DEMAND_AFTER" default:"2" help:"Run a job on on-demand capacity after this many interruptions."`
+	IntakeVisibility time.Duration `name:"intake-visibility" env:"JOBFLEET_INTAKE_VISIBILITY" default:"2m" help:"Visibility timeout of received intake messages: how soon a crashed replica's messages return."`
+	ClassIdleTTL     time.Duration `name:"class-idle-ttl" env:"JOBFLEET_CLASS_IDLE_TTL" default:"30m" help:"Remove a class's ScaledJob and queue after it has been idle this long."`
+
+	MetricsAddr string `name:"metrics-addr" env:"JOBFLEET_METRICS_ADDR" default:":9090" help:"Address of /metrics, /healthz and /readyz."`
+}
+
+// Run dispatches until a signal.
+func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
+	reg, err := jobtype.Load(c.Registry)
+	if err != nil {
+		return err
+	}
+	clients, err := awsclient.Load(ctx, 10)
+	if err != nil {
+		return err
+	}
+	restCfg, err := kubeConfig(c.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	kube, err := dynamic.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("creating the Kubernetes client: %w", err)
+	}
+	promReg := prometheus.NewRegistry()
+	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	cfg := dispatcher.Config{
+		IntakeURL: c.Intake, DeadLetterURL: c.DeadLetter, Registry: reg,
+		Receivers: c.Receivers, MaxInFlight: c.MaxInFlight, Linger: c.Linger, ClassIdleTTL: c.ClassIdleTTL,
+		IntakeVisibility: c.IntakeVisibility,
+		Sizing:           dispatcher.Sizing{OOMFactor: c.OOMFactor, OnDemandAfter: c.OnDemandAfter},
+		Template: dispatcher.Template{
+			Namespace: c.Namespace, Prefix: c.ClassPrefix, WorkerImage: c.WorkerImage, ServiceAccount: c.ServiceAccount,
+			IntakeURL: c.Intake, DeadLetterURL: c.DeadLetter, RecordsURL: c.Records,
+			Bucket: c.Bucket, CheckpointPrefix: c.Prefix, Region: clients.Config.Region,
+			SQSEndpoint: os.Getenv("AWS_ENDPOINT_URL_SQS"), S3Endpoint: os.Getenv("AWS_ENDPOINT_URL_S3"),
+			TriggerAuthentication: c.TriggerAuth, PollingInterval: c.Polling,
+		},
+	}
+	opts := []dispatcher.Option{dispatcher.WithLogger(g.log), dispatcher.WithRegisterer(promReg)}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if c.Model != "" {
+		reloader := predictor.NewReloader(c.Model, clients.S3, c.ModelReload, g.log.With().Str("component", "model").Logger(), nil)
+		opts = append(opts, dispatcher.WithModels(reloader))
+		wg.Go(func() { reloader.Run(ctx) })
+	}
+	d, err := dispatcher.New(cfg, clients.SQS, kube, opts...)
+	if err != nil {
+		return err
+	}
+	if c.MetricsAddr != "" {
+		ln, err := net.Listen("tcp", c.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics address %s: %w", c.MetricsAddr, err)
+		}
+		srv := &http.Server{Handler: d.Handler(promReg), ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				g.log.Error().Err(err).Msg("metrics server")
+			}
+		})
+		defer srv.Close()
+	}
+	return d.Run(ctx)
+}
+
+// kubeConfig loads the client configuration: an explicit kubeconfig, the
+// in-cluster service account, or the default kubeconfig.
+func kubeConfig(path string) (*rest.Config, error) {
+	if path == "" {
+		if cfg, err := rest.InClusterConfig(); err == nil {
+			return cfg, nil
+		}
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if path != "" {
+		rules.ExplicitPath = path
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading the Kubernetes configuration: %w", err)
+	}
+	return cfg, nil
+}
