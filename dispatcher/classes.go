@@ -218,3 +218,14 @@ func isQueueMissing(err error) bool {
 	var missing *sqstypes.QueueDoesNotExist
 	return errors.As(err, &missing)
 }
+
+// forgetName drops a class by its name, after the collector removed it.
+func (c *classes) forgetName(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for cl := range c.ready {
+		if cl.Name(c.prefix()) == name {
+			delete(c.ready, cl)
+		}
+	}
+}

@@ -13,10 +13,13 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
 	"github.com/jobfleet/jobfleet/predictor"
+	"github.com/jobfleet/jobfleet/worker"
 )
 
 // SQSAPI is every SQS call the dispatcher makes.
@@ -43,6 +46,28 @@ type Dispatcher struct {
 	clock   clock.WithTicker
 	log     zerolog.Logger
 	ready   atomic.Bool
+
+	// Fleet-wide duties, run by the elected leader when a typed client is
+	// given.
+	kubeClient kubernetes.Interface
+	leader     *LeaderConfig
+	sensor     *sensor
+}
+
+// WithKubernetes gives the dispatcher a typed client for the fleet-wide
+// duties: collecting idle classes (which checks their Jobs) and, with
+// WithSensor, the failure sensor. With a LeaderConfig, only the elected
+// replica runs them; without one, this replica always does.
+func WithKubernetes(kube kubernetes.Interface, leader *LeaderConfig) Option {
+	return func(d *Dispatcher) { d.kubeClient, d.leader = kube, leader }
+}
+
+// WithSensor enables the failure sensor, which reads the workers' claims
+// from S3.
+func WithSensor(s3 worker.S3API, cfg SensorConfig) Option {
+	return func(d *Dispatcher) {
+		d.sensor = &sensor{d: d, s3: s3, cfg: cfg, done: map[types.UID]bool{}}
+	}
 }
 
 // Option configures a Dispatcher.
@@ -102,6 +127,24 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	wg.Go(func() { d.every(ctx, d.cfg.ReconcileInterval, "reconciling ScaledJobs", d.classes.reconcile) })
+	if d.kubeClient != nil {
+		duties := func(ctx context.Context) {
+			var duty sync.WaitGroup
+			duty.Go(func() {
+				d.every(ctx, d.cfg.CollectInterval, "collecting idle classes", func(ctx context.Context) error { return d.collect(ctx, d.kubeClient) })
+			})
+			if d.sensor != nil {
+				d.sensor.kube, d.sensor.log = d.kubeClient, d.log.With().Str("component", "sensor").Logger()
+				duty.Go(func() { d.sensor.run(ctx) })
+			}
+			duty.Wait()
+		}
+		if d.leader != nil {
+			wg.Go(func() { runLeader(ctx, d.kubeClient, d.cfg.Template.Namespace, *d.leader, d.log, duties) })
+		} else {
+			wg.Go(func() { duties(ctx) })
+		}
+	}
 	in := newIntake(d)
 	d.ready.Store(true)
 	d.log.Info().Str("intake", d.cfg.IntakeURL).Int("receivers", d.cfg.Receivers).Msg("dispatching")

@@ -252,6 +252,7 @@ func (t Template) env(c Class, typ *jobtype.Type, pool *jobtype.Pool, queueURL s
 		{Name: "JOBFLEET_REASON_FILE", Value: podinfoDir + "/annotations"},
 		{Name: "JOBFLEET_LOG_FORMAT", Value: "json"},
 		{Name: "JOBFLEET_POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		{Name: "JOBFLEET_POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
 		{Name: "JOBFLEET_NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
 		{Name: "AWS_REGION", Value: t.Region},
 	}

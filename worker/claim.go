@@ -54,6 +54,29 @@ type Claim struct {
 	Outcome       jobfleet.Outcome `json:"outcome,omitempty"`
 	ClaimedAt     time.Time        `json:"claimed_at"`
 	FinishedAt    time.Time        `json:"finished_at,omitzero"`
+	// Namespace is the pod's namespace.
+	Namespace string `json:"namespace,omitempty"`
+	// Job is the job message, in the pod index only (see PodKey).
+	Job json.RawMessage `json:"job,omitempty"`
+}
+
+// PodKey is where a worker running in a pod records which attempt it
+// claimed, with the job message: the dispatcher's failure sensor reads it
+// when the pod dies without the worker reporting (its container was
+// OOM-killed, or its node was lost) to rerun the job at once.
+func PodKey(prefix, namespace, pod string) string {
+	return path.Join(prefix, "pods", namespace, pod+".json")
+}
+
+// ReadClaim reads a claim or pod index object.
+func ReadClaim(ctx context.Context, api S3API, bucket, key string) (*Claim, error) {
+	return (&claims{s3: api, bucket: bucket}).read(ctx, key)
+}
+
+// WriteClaim writes a claim, as the failure sensor does to finish the
+// attempt of a pod that died.
+func WriteClaim(ctx context.Context, api S3API, bucket, key string, cl *Claim) error {
+	return (&claims{s3: api, bucket: bucket}).write(ctx, key, cl)
 }
 
 // ClaimKey is where the claim of one attempt of a job is stored.

@@ -79,8 +79,10 @@ type Config struct {
 	ReasonFile string
 	// Placement says where the worker runs, for run records and history.
 	Placement Placement
-	// Pod is the pod's name, recorded in claims.
-	Pod string
+	// Pod and PodNamespace name the worker's pod, recorded in claims and
+	// in the pod index the failure sensor reads.
+	Pod          string
+	PodNamespace string
 	// WorkDir holds the params file. Default: the system temp directory.
 	WorkDir string
 	// Stdout and Stderr receive the job command's output. Default: the

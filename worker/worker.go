@@ -197,6 +197,19 @@ func (w *Worker) process(ctx context.Context, msg *types.Message) error {
 	lease := w.holdMessage(bg, log, msg)
 	defer lease.stop()
 
+	if w.cfg.Pod != "" {
+		// Tell the failure sensor which job this pod runs.
+		index := *a.claim
+		index.Namespace, index.Job = w.cfg.PodNamespace, json.RawMessage(aws.ToString(msg.Body))
+		err := w.retry(bg, log, "recording the pod's job", func(ctx context.Context) error {
+			return w.claims.write(ctx, PodKey(w.cfg.Prefix, w.cfg.PodNamespace, w.cfg.Pod), &index)
+		})
+		if err != nil {
+			w.release(bg, msg)
+			return err
+		}
+	}
+
 	if ctx.Err() != nil {
 		// Stopped before the job started: hand the message straight back.
 		// The claim names this message, so its redelivery takes it over.

@@ -354,7 +354,17 @@ func TestLongJobIsNeverReceivedTwice(t *testing.T) {
 	cfg.VisibilityTimeout = 3 * time.Second
 	b.publish(t, &jobfleet.Job{ID: "long-1"})
 
-	// Another consumer polls the class queue the whole time the job runs.
+	// The worker takes the message; then another consumer polls the class
+	// queue for the whole time the job runs.
+	started := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		done <- b.run(t, t.Context(), cfg, "sleep", strconv.Itoa(int(3*cfg.VisibilityTimeout/time.Millisecond)+500))
+	}()
+	eventually(t, 10*time.Second, "the worker to hold the message", func() bool {
+		visible, inFlight := b.sqs.Depth(t, b.class)
+		return visible == 0 && inFlight == 1
+	})
 	ctx, stopPolling := context.WithCancel(t.Context())
 	var stolen []string
 	var poller sync.WaitGroup
@@ -368,9 +378,7 @@ func TestLongJobIsNeverReceivedTwice(t *testing.T) {
 			}
 		}
 	})
-	// The worker starts first, so it holds the message.
-	started := time.Now()
-	err := b.run(t, t.Context(), cfg, "sleep", strconv.Itoa(int(3*cfg.VisibilityTimeout/time.Millisecond)+500))
+	err := <-done
 	stopPolling()
 	poller.Wait()
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -50,6 +51,9 @@ type DispatcherCmd struct {
 	IntakeVisibility time.Duration `name:"intake-visibility" env:"JOBFLEET_INTAKE_VISIBILITY" default:"2m" help:"Visibility timeout of received intake messages: how soon a crashed replica's messages return."`
 	ClassIdleTTL     time.Duration `name:"class-idle-ttl" env:"JOBFLEET_CLASS_IDLE_TTL" default:"30m" help:"Remove a class's ScaledJob and queue after it has been idle this long."`
 
+	LeaderElect bool   `name:"leader-elect" env:"JOBFLEET_LEADER_ELECT" default:"true" negatable:"" help:"Elect one replica (a Lease) to collect idle classes and run the failure sensor; --no-leader-elect runs them here unconditionally."`
+	Lease       string `name:"lease" env:"JOBFLEET_LEASE" default:"jobfleet-dispatcher" help:"Name of the leader election Lease."`
+
 	MetricsAddr string `name:"metrics-addr" env:"JOBFLEET_METRICS_ADDR" default:":9090" help:"Address of /metrics, /healthz and /readyz."`
 }
 
@@ -71,6 +75,14 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return fmt.Errorf("creating the Kubernetes client: %w", err)
 	}
+	typed, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("creating the Kubernetes client: %w", err)
+	}
+	var leader *dispatcher.LeaderConfig
+	if c.LeaderElect {
+		leader = &dispatcher.LeaderConfig{Lease: c.Lease}
+	}
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -87,7 +99,11 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 			TriggerAuthentication: c.TriggerAuth, PollingInterval: c.Polling,
 		},
 	}
-	opts := []dispatcher.Option{dispatcher.WithLogger(g.log), dispatcher.WithRegisterer(promReg)}
+	opts := []dispatcher.Option{
+		dispatcher.WithLogger(g.log), dispatcher.WithRegisterer(promReg),
+		dispatcher.WithKubernetes(typed, leader),
+		dispatcher.WithSensor(clients.S3, dispatcher.SensorConfig{Bucket: c.Bucket, Prefix: c.Prefix}),
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)

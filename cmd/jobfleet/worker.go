@@ -38,6 +38,7 @@ type WorkerCmd struct {
 	ReasonFile   string `name:"reason-file" env:"JOBFLEET_REASON_FILE" default:"/etc/jobfleet/podinfo/annotations" help:"Downward-API file of the pod's annotations, telling an interruption from an eviction."`
 
 	Pod          string `name:"pod" env:"JOBFLEET_POD_NAME" help:"Name of this pod."`
+	PodNamespace string `name:"pod-namespace" env:"JOBFLEET_POD_NAMESPACE" help:"Namespace of this pod."`
 	Node         string `name:"node" env:"JOBFLEET_NODE_NAME" help:"Name of this node."`
 	InstanceType string `name:"instance-type" env:"JOBFLEET_INSTANCE_TYPE" help:"Instance type of this node."`
 	CapacityType string `name:"capacity-type" env:"JOBFLEET_CAPACITY_TYPE" help:"Capacity type of this node: spot or on-demand."`
@@ -75,7 +76,7 @@ func (c *WorkerCmd) Run(ctx context.Context, g *Globals) error {
 		GracePeriod: c.GracePeriod, UploadGrace: c.UploadGrace, MaxRuntime: c.MaxRuntime,
 		VisibilityTimeout: c.Visibility, IdleTimeout: c.IdleTimeout, MaxJobs: c.MaxJobs,
 		MemoryLimit: memory, Cgroup: worker.CgroupMode(c.Cgroup), CgroupParent: c.CgroupParent,
-		ReasonFile: c.ReasonFile, Pod: c.Pod,
+		ReasonFile: c.ReasonFile, Pod: c.Pod, PodNamespace: c.PodNamespace,
 		Placement: worker.Placement{
 			Node: c.Node, InstanceType: c.InstanceType, CapacityType: c.CapacityType, Zone: c.Zone,
 			Pool: c.Pool, Size: c.Size,
