@@ -52,6 +52,18 @@ type Dispatcher struct {
 	kubeClient kubernetes.Interface
 	leader     *LeaderConfig
 	sensor     *sensor
+	records    *recordSink
+	retraining RetrainConfig
+}
+
+// WithRecords consumes the workers' run records into S3, keeps the live
+// coverage metric, and, when retrain.Every is set, has the leader retrain
+// the model from them on that schedule.
+func WithRecords(s3 RecordsS3API, cfg RecordsConfig, retrain RetrainConfig) Option {
+	return func(d *Dispatcher) {
+		d.records = &recordSink{d: d, s3: s3, cfg: cfg, recent: map[string][]bool{}, next: map[string]int{}}
+		d.retraining = retrain
+	}
 }
 
 // WithKubernetes gives the dispatcher a typed client for the fleet-wide
@@ -127,6 +139,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	wg.Go(func() { d.every(ctx, d.cfg.ReconcileInterval, "reconciling ScaledJobs", d.classes.reconcile) })
+	if d.records != nil {
+		d.records.log = d.log.With().Str("component", "records").Logger()
+		wg.Go(func() { d.records.run(ctx) })
+	}
 	if d.kubeClient != nil {
 		duties := func(ctx context.Context) {
 			var duty sync.WaitGroup
@@ -136,6 +152,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			if d.sensor != nil {
 				d.sensor.kube, d.sensor.log = d.kubeClient, d.log.With().Str("component", "sensor").Logger()
 				duty.Go(func() { d.sensor.run(ctx) })
+			}
+			if d.records != nil && d.retraining.Every > 0 && d.retraining.Model != "" {
+				duty.Go(func() {
+					d.every(ctx, d.retraining.Every, "retraining the memory model", func(ctx context.Context) error {
+						return d.retrain(ctx, d.records.s3, d.records.cfg, d.retraining)
+					})
+				})
 			}
 			duty.Wait()
 		}

@@ -286,4 +286,3 @@ func TestDispatchTenThousandJobs(t *testing.T) {
 		t.Errorf("ScaledJobs = %v, want exactly the classes in use %v", got, classes)
 	}
 }
-

@@ -398,4 +398,3 @@ func truncate(s string, n int) string {
 func backoff(failures int) time.Duration {
 	return min(200*time.Millisecond<<min(failures, 6), 10*time.Second)
 }
-

@@ -1,0 +1,229 @@
+package dispatcher
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/rs/zerolog"
+
+	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/queue"
+	"github.com/jobfleet/jobfleet/predictor"
+)
+
+// RecordsConfig configures the run-record consumer.
+type RecordsConfig struct {
+	// URL is the records queue the workers send to.
+	URL string
+	// Bucket and Prefix locate the stored records:
+	// s3://<Bucket>/<Prefix>/records/dt=<day>/<time>-<random>.jsonl.gz
+	Bucket, Prefix string
+	// FlushSize and FlushEvery bound how many records, and for how long,
+	// are buffered before a file is written. Defaults 1000 and 1m.
+	FlushSize  int
+	FlushEvery time.Duration
+	// CoverageWindow is how many recent runs per type the coverage metric
+	// looks at. Default 200.
+	CoverageWindow int
+}
+
+// RetrainConfig schedules retraining of the memory model from the stored
+// run records, on the elected leader.
+type RetrainConfig struct {
+	// Every is how often; zero never retrains.
+	Every time.Duration
+	// Window is how far back records are used. Default 30 days.
+	Window time.Duration
+	// Model is where the new model is written (the dispatcher's --model).
+	Model string
+	// Options tune training.
+	Options predictor.Options
+}
+
+// RecordsPrefix is where the run records of a bucket prefix are stored.
+func RecordsPrefix(prefix string) string { return path.Join(prefix, "records") }
+
+// recordSink consumes run records into S3 and keeps the coverage metric.
+type recordSink struct {
+	d   *Dispatcher
+	s3  RecordsS3API
+	cfg RecordsConfig
+	log zerolog.Logger
+
+	mu       sync.Mutex
+	recent   map[string][]bool // per type, whether recent runs fit
+	next     map[string]int
+	received []sqstypes.Message
+	lines    bytes.Buffer
+	oldest   time.Time
+}
+
+// RecordsS3API is the S3 calls of the record consumer and retraining.
+type RecordsS3API interface {
+	predictor.S3API
+}
+
+func (r *recordSink) run(ctx context.Context) {
+	if r.cfg.FlushSize == 0 {
+		r.cfg.FlushSize = 1000
+	}
+	if r.cfg.FlushEvery == 0 {
+		r.cfg.FlushEvery = time.Minute
+	}
+	if r.cfg.CoverageWindow == 0 {
+		r.cfg.CoverageWindow = 200
+	}
+	failures := 0
+	for ctx.Err() == nil {
+		wait := int32(20)
+		if len(r.received) > 0 {
+			wait = int32(max(1, min(20, (r.cfg.FlushEvery-r.d.clock.Since(r.oldest))/time.Second)))
+		}
+		r.d.metrics.sqsCalls.WithLabelValues("ReceiveMessage").Inc()
+		out, err := r.d.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(r.cfg.URL), MaxNumberOfMessages: 10, WaitTimeSeconds: wait,
+			// Longer than a flush takes, so records stay ours until stored.
+			VisibilityTimeout: int32(r.cfg.FlushEvery/time.Second) + 120,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			failures++
+			r.log.Warn().Err(err).Msg("receiving run records")
+			r.d.sleep(ctx, backoff(failures))
+			continue
+		}
+		failures = 0
+		for _, m := range out.Messages {
+			r.add(ctx, m)
+		}
+		if len(r.received) >= r.cfg.FlushSize || (len(r.received) > 0 && r.d.clock.Since(r.oldest) >= r.cfg.FlushEvery) {
+			r.flush(ctx)
+		}
+	}
+	// Store what is held; what cannot be stored returns to the queue.
+	if len(r.received) > 0 {
+		drain, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		r.flush(drain)
+	}
+}
+
+// add takes one record: a valid one is buffered and counted for coverage,
+// a malformed one dead-lettered with the reason.
+func (r *recordSink) add(ctx context.Context, m sqstypes.Message) {
+	body := aws.ToString(m.Body)
+	rec, err := jobfleet.DecodeRunRecord([]byte(body))
+	if err != nil {
+		r.d.metrics.records.WithLabelValues("malformed").Inc()
+		dead := queue.Message{Body: body, Attributes: map[string]sqstypes.MessageAttributeValue{queue.AttrError: queue.StringAttribute(truncate("malformed run record: "+err.Error(), 1000))}}
+		if f := queue.Send(ctx, r.d.sqs, r.d.cfg.DeadLetterURL, []queue.Message{dead}, queue.Retry{}); len(f) > 0 {
+			r.log.Warn().Err(f[0].Err).Msg("dead-lettering a malformed run record; it returns to the records queue")
+			return
+		}
+		_ = queue.Delete(ctx, r.d.sqs, r.cfg.URL, []string{aws.ToString(m.ReceiptHandle)}, queue.Retry{})
+		return
+	}
+	if len(r.received) == 0 {
+		r.oldest = r.d.clock.Now()
+	}
+	r.received = append(r.received, m)
+	r.lines.WriteString(body)
+	r.lines.WriteByte('\n')
+	if rec.Outcome == jobfleet.OutcomeSucceeded && rec.AllocatedBytes > 0 {
+		r.observe(rec.Type, rec.PeakBytes <= rec.AllocatedBytes)
+	}
+}
+
+// observe updates the coverage of a type over its recent runs.
+func (r *recordSink) observe(typ string, fit bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ring := r.recent[typ]
+	if len(ring) < r.cfg.CoverageWindow {
+		ring = append(ring, fit)
+	} else {
+		ring[r.next[typ]] = fit
+		r.next[typ] = (r.next[typ] + 1) % r.cfg.CoverageWindow
+	}
+	r.recent[typ] = ring
+	covered := 0
+	for _, f := range ring {
+		if f {
+			covered++
+		}
+	}
+	r.d.metrics.coverage.WithLabelValues(typ).Set(float64(covered) / float64(len(ring)))
+}
+
+// flush writes the buffered records as one gzip JSON Lines file and then
+// deletes them from the queue.
+func (r *recordSink) flush(ctx context.Context) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write(r.lines.Bytes())
+	_ = zw.Close()
+	now := r.d.clock.Now().UTC()
+	var suffix [4]byte
+	_, _ = rand.Read(suffix[:])
+	key := path.Join(RecordsPrefix(r.cfg.Prefix), "dt="+now.Format("2006-01-02"), fmt.Sprintf("%s-%s.jsonl.gz", now.Format("150405.000000000"), hex.EncodeToString(suffix[:])))
+	_, err := r.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(r.cfg.Bucket), Key: aws.String(key), Body: bytes.NewReader(gz.Bytes()), ContentType: aws.String("application/gzip")})
+	if err != nil {
+		// The records stay in the queue and come back after their
+		// visibility timeout.
+		r.log.Warn().Err(err).Int("records", len(r.received)).Msg("storing run records; they return to the queue")
+		r.reset()
+		return
+	}
+	receipts := make([]string, len(r.received))
+	for i, m := range r.received {
+		receipts[i] = aws.ToString(m.ReceiptHandle)
+	}
+	r.d.metrics.sqsCalls.WithLabelValues("DeleteMessageBatch").Add(float64((len(receipts) + 9) / 10))
+	for _, f := range queue.Delete(ctx, r.d.sqs, r.cfg.URL, receipts, queue.Retry{}) {
+		r.log.Warn().Err(f.Err).Msg("deleting a stored run record; it will be stored twice")
+	}
+	r.d.metrics.records.WithLabelValues("stored").Add(float64(len(r.received)))
+	r.log.Debug().Str("key", key).Int("records", len(r.received)).Msg("stored run records")
+	r.reset()
+}
+
+func (r *recordSink) reset() {
+	r.received = r.received[:0]
+	r.lines.Reset()
+}
+
+// retrain trains a model from the stored records and writes it where the
+// dispatchers load it from.
+func (d *Dispatcher) retrain(ctx context.Context, s3api RecordsS3API, rec RecordsConfig, cfg RetrainConfig) error {
+	window := cfg.Window
+	if window == 0 {
+		window = 30 * 24 * time.Hour
+	}
+	source := "s3://" + rec.Bucket + "/" + RecordsPrefix(rec.Prefix) + "/"
+	ds, stats, err := predictor.LoadRecords(ctx, s3api, source, window, d.clock.Now())
+	if err != nil {
+		return fmt.Errorf("reading run records for retraining: %w", err)
+	}
+	model, err := predictor.Train(ds, cfg.Options)
+	if err != nil {
+		return fmt.Errorf("retraining: %w", err)
+	}
+	if err := predictor.Save(ctx, s3api, cfg.Model, model); err != nil {
+		return err
+	}
+	d.log.Info().Int("records", stats.Used).Int("types", len(model.Types)).Str("model", cfg.Model).Msg("retrained the memory model")
+	return nil
+}

@@ -1,0 +1,119 @@
+package dispatcher
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/testenv"
+	"github.com/jobfleet/jobfleet/predictor"
+)
+
+// TestRunRecordsAreStoredAndRetrainFromThem sends run records as workers
+// do: the dispatcher stores them in S3 by day, reports each type's
+// coverage, dead-letters a malformed one, and retrains a model from them
+// that the predictor package loads.
+func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	store := testenv.StartS3(t)
+	bucket := store.CreateBucket(t)
+	recordsURL := b.sqs.CreateQueue(t, "records-", nil)
+	modelKey := "models/memory.json"
+	now := time.Now().UTC()
+	var bodies []string
+	for i := range 60 {
+		peak := int64(900 << 20)
+		if i%10 == 0 {
+			peak = 1200 << 20 // did not fit its 1Gi
+		}
+		rec := jobfleet.RunRecord{
+			JobID: "r-" + string(rune('a'+i%26)) + string(rune('a'+i/26)), Type: "export", Attempt: 1, Outcome: jobfleet.OutcomeSucceeded,
+			AllocatedBytes: 1 << 30, PeakBytes: peak, Features: map[string]float64{"rows": float64(i * 1000)},
+			StartedAt: now.Add(-time.Duration(60-i) * time.Minute), EndedAt: now.Add(-time.Duration(59-i) * time.Minute),
+		}
+		data, _ := json.Marshal(rec)
+		bodies = append(bodies, string(data))
+	}
+	bodies = append(bodies, `{"job_id":"broken"`)
+	for _, body := range bodies {
+		if _, err := b.sqs.Client.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: aws.String(recordsURL), MessageBody: aws.String(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	d, err := New(b.cfg, b.sqs.Client, b.kube.Dynamic, WithRegisterer(reg), WithRecords(store.Client,
+		RecordsConfig{URL: recordsURL, Bucket: bucket, Prefix: "jobfleet", FlushSize: 20, FlushEvery: time.Second},
+		RetrainConfig{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+
+	eventually(t, 30*time.Second, "the records queue to empty", func() bool {
+		visible, inFlight := b.sqs.Depth(t, recordsURL)
+		return visible+inFlight == 0
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// Every valid record is stored once, under today's partition.
+	list, err := store.Client.ListObjectsV2(t.Context(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String("jobfleet/records/dt=" + now.Format("2006-01-02") + "/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := 0
+	for _, obj := range list.Contents {
+		out, err := store.Client.GetObject(t.Context(), &s3.GetObjectInput{Bucket: aws.String(bucket), Key: obj.Key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(out.Body)
+		if err != nil {
+			t.Fatalf("%s is not gzip: %v", aws.ToString(obj.Key), err)
+		}
+		data, _ := io.ReadAll(zr)
+		out.Body.Close()
+		stored += bytes.Count(data, []byte("\n"))
+	}
+	if stored != 60 {
+		t.Errorf("%d records stored, want 60", stored)
+	}
+	if got := testutil.ToFloat64(d.metrics.coverage.WithLabelValues("export")); got != 0.9 {
+		t.Errorf("coverage of export = %v, want 0.9 (one run in ten outgrew its allocation)", got)
+	}
+	dead := b.sqs.Receive(t, b.dead, 1, true)
+	if reason := aws.ToString(dead[0].MessageAttributes[jobfleet.AttrError].StringValue); !strings.HasPrefix(reason, "malformed run record") {
+		t.Errorf("dead letter reason %q", reason)
+	}
+
+	// Retraining reads them back into a model.
+	retrain := RetrainConfig{Model: "s3://" + bucket + "/" + modelKey, Options: predictor.Options{MinRuns: 20}}
+	if err := d.retrain(t.Context(), store.Client, RecordsConfig{Bucket: bucket, Prefix: "jobfleet"}, retrain); err != nil {
+		t.Fatal(err)
+	}
+	model, err := predictor.Load(t.Context(), store.Client, retrain.Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if model.Runs != 60 || model.Types["export"] == nil {
+		t.Errorf("retrained model: %d runs, types %v", model.Runs, model.Types)
+	}
+}
