@@ -134,8 +134,10 @@ func (c *classes) create(ctx context.Context, cl Class) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := c.apply(ctx, cl, typ, pool, url); err != nil {
-		return "", err
+	if c.kube != nil {
+		if err := c.apply(ctx, cl, typ, pool, url); err != nil {
+			return "", err
+		}
 	}
 	c.log.Info().Str("class", cl.String()).Str("queue", url).Msg("class ready")
 	return url, nil
@@ -182,9 +184,23 @@ func (c *classes) apply(ctx context.Context, cl Class, typ *jobtype.Type, pool *
 	return nil
 }
 
+// urls returns the queue URLs of the ready classes.
+func (c *classes) urls() map[Class]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[Class]string, len(c.ready))
+	for cl, st := range c.ready {
+		out[cl] = st.url
+	}
+	return out
+}
+
 // reconcile re-applies the ScaledJob of every class this replica routed
 // to, undoing drift (an edited or deleted ScaledJob).
 func (c *classes) reconcile(ctx context.Context) error {
+	if c.kube == nil {
+		return nil
+	}
 	c.mu.Lock()
 	ready := make(map[Class]string, len(c.ready))
 	for cl, st := range c.ready {

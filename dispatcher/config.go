@@ -17,7 +17,8 @@ type Config struct {
 	DeadLetterURL string
 	// Registry is the job types and pools. Required.
 	Registry *jobtype.Registry
-	// Template configures the class ScaledJobs; its Namespace is required.
+	// Template configures the class ScaledJobs; its Namespace is required
+	// when the dispatcher has a Kubernetes client.
 	Template Template
 
 	// Receivers is how many long-poll receivers drain intake. Default 4.
@@ -100,9 +101,6 @@ func (c Config) Validate() error {
 	}
 	if c.Registry == nil {
 		errs = append(errs, errors.New("the job type registry is required"))
-	}
-	if c.Template.Namespace == "" {
-		errs = append(errs, errors.New("the namespace of the ScaledJobs is required"))
 	}
 	if c.Receivers < 1 {
 		errs = append(errs, fmt.Errorf("receivers %d: at least 1", c.Receivers))

@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -102,9 +103,15 @@ func WithRegisterer(r prometheus.Registerer) Option {
 }
 
 // New returns a dispatcher. The config is validated with defaults applied.
+// kube may be nil: the dispatcher then only routes jobs to class queues,
+// without ScaledJobs, for running jobs outside Kubernetes (jobfleet local).
 func New(cfg Config, sqsClient SQSAPI, kube dynamic.Interface, opts ...Option) (*Dispatcher, error) {
 	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
+	err := cfg.Validate()
+	if kube != nil && cfg.Template.Namespace == "" {
+		err = errors.Join(err, errors.New("the namespace of the ScaledJobs is required"))
+	}
+	if err != nil {
 		return nil, fmt.Errorf("dispatcher config: %w", err)
 	}
 	d := &Dispatcher{cfg: cfg, sqs: sqsClient, kube: kube, sizing: cfg.Sizing, clock: clock.RealClock{}, log: zerolog.Nop()}
@@ -121,6 +128,16 @@ func New(cfg Config, sqsClient SQSAPI, kube dynamic.Interface, opts ...Option) (
 	}
 	return d, nil
 }
+
+// ObserveSQSCall counts one SQS request in jobfleet_dispatcher_sqs_calls_total.
+// Attach it to the dispatcher's SQS client with awsclient.Calls, so that
+// every request, retries included, is counted where it is sent.
+func (d *Dispatcher) ObserveSQSCall(operation string) {
+	d.metrics.sqsCalls.WithLabelValues(operation).Inc()
+}
+
+// ClassQueues returns the queue URL of every class this replica routed to.
+func (d *Dispatcher) ClassQueues() map[Class]string { return d.classes.urls() }
 
 // Ready reports whether the dispatcher is receiving from intake.
 func (d *Dispatcher) Ready() bool { return d.ready.Load() }

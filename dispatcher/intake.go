@@ -112,7 +112,6 @@ func (in *intake) receive(ctx context.Context) {
 				return
 			}
 		}
-		in.d.metrics.sqsCalls.WithLabelValues("ReceiveMessage").Inc()
 		out, err := in.d.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl:                    aws.String(in.d.cfg.IntakeURL),
 			MaxNumberOfMessages:         queue.MaxBatchEntries,
@@ -274,8 +273,6 @@ func (in *intake) send(ctx context.Context, target string, batch []*item) {
 		for i, it := range batch {
 			msgs[i] = it.out
 		}
-		calls := (len(msgs) + queue.MaxBatchEntries - 1) / queue.MaxBatchEntries
-		in.d.metrics.sqsCalls.WithLabelValues("SendMessageBatch").Add(float64(calls))
 		failures := queue.Send(ctx, in.d.sqs, target, msgs, queue.Retry{Attempts: 3})
 		failed := map[int]error{}
 		for _, f := range failures {
@@ -348,7 +345,6 @@ func (in *intake) deleteBatch(ctx context.Context, batch []*item) {
 		for i, it := range batch {
 			receipts[i] = aws.ToString(it.msg.ReceiptHandle)
 		}
-		in.d.metrics.sqsCalls.WithLabelValues("DeleteMessageBatch").Inc()
 		failures := queue.Delete(ctx, in.d.sqs, in.d.cfg.IntakeURL, receipts, queue.Retry{Attempts: 3})
 		failed := map[int]bool{}
 		for _, f := range failures {
@@ -376,7 +372,6 @@ func (in *intake) retryLater(ctx context.Context, items []*item, reason string) 
 	}
 	for start := 0; start < len(entries); start += queue.MaxBatchEntries {
 		end := min(start+queue.MaxBatchEntries, len(entries))
-		in.d.metrics.sqsCalls.WithLabelValues("ChangeMessageVisibilityBatch").Inc()
 		_, err := in.d.sqs.ChangeMessageVisibilityBatch(context.WithoutCancel(ctx), &sqs.ChangeMessageVisibilityBatchInput{
 			QueueUrl: aws.String(in.d.cfg.IntakeURL), Entries: entries[start:end],
 		})

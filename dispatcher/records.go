@@ -90,7 +90,6 @@ func (r *recordSink) run(ctx context.Context) {
 		if len(r.received) > 0 {
 			wait = int32(max(1, min(20, (r.cfg.FlushEvery-r.d.clock.Since(r.oldest))/time.Second)))
 		}
-		r.d.metrics.sqsCalls.WithLabelValues("ReceiveMessage").Inc()
 		out, err := r.d.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(r.cfg.URL), MaxNumberOfMessages: 10, WaitTimeSeconds: wait,
 			// Longer than a flush takes, so records stay ours until stored.
@@ -191,7 +190,6 @@ func (r *recordSink) flush(ctx context.Context) {
 	for i, m := range r.received {
 		receipts[i] = aws.ToString(m.ReceiptHandle)
 	}
-	r.d.metrics.sqsCalls.WithLabelValues("DeleteMessageBatch").Add(float64((len(receipts) + 9) / 10))
 	for _, f := range queue.Delete(ctx, r.d.sqs, r.cfg.URL, receipts, queue.Retry{}) {
 		r.log.Warn().Err(f.Err).Msg("deleting a stored run record; it will be stored twice")
 	}

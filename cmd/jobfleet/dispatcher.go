@@ -122,6 +122,7 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	awsclient.SQSCalls.OnCall = d.ObserveSQSCall
 	if c.MetricsAddr != "" {
 		ln, err := net.Listen("tcp", c.MetricsAddr)
 		if err != nil {

@@ -18,6 +18,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 )
 
+// SQSCalls counts every SQS request of the clients this package builds.
+var SQSCalls = &Calls{}
+
 // DefaultRegion is used when neither the environment nor a profile names a
 // region, so that the local stack works with no AWS configuration at all.
 const DefaultRegion = "us-east-1"
@@ -62,7 +65,9 @@ func Load(ctx context.Context, maxAttempts int, opts ...func(*config.LoadOptions
 func New(cfg aws.Config) *Clients {
 	return &Clients{
 		Config: cfg,
-		SQS:    sqs.NewFromConfig(cfg),
+		SQS: sqs.NewFromConfig(cfg, func(o *sqs.Options) {
+			o.APIOptions = append(o.APIOptions, SQSCalls.Middleware)
+		}),
 		S3: s3.NewFromConfig(cfg, func(o *s3.Options) {
 			o.UsePathStyle = customS3Endpoint(cfg)
 		}),
