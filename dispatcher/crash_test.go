@@ -23,7 +23,8 @@ import (
 // and allowed, losses are not.
 func TestSIGKILLLosesNoJob(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	// Its own emulator: the load would slow every other test sharing one.
+	b := setupWith(t, testenv.NewSQS(t))
 	bin := testenv.Build(t, "./cmd/jobfleet")
 	modelFile := filepath.Join(t.TempDir(), "model.json")
 	model := constantModel(map[string]float64{"export": 1.5 * gib, "report": 1.2 * gib, "batch": 300 << 20})
@@ -59,12 +60,12 @@ func TestSIGKILLLosesNoJob(t *testing.T) {
 	t.Logf("killed the dispatcher after it forwarded a fifth of the jobs")
 
 	second, out2 := start()
-	defer func() {
+	stopSecond := func() {
 		_ = second.Process.Signal(syscall.SIGTERM)
 		if err := second.Wait(); err != nil {
 			t.Errorf("the second dispatcher exited with %v:\n%s", err, out2.String())
 		}
-	}()
+	}
 	t0 := time.Now()
 	b.waitForClasses(t, classNames(want), n, 3*time.Minute)
 	t.Logf("the second dispatcher forwarded the rest in %v", time.Since(t0))
@@ -77,12 +78,14 @@ func TestSIGKILLLosesNoJob(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
+			stopSecond()
 			t.Fatalf("intake did not empty:\n%s\n%s", out.String(), out2.String())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 
 	t.Logf("intake emptied %v later", time.Since(t0))
+	stopSecond()
 	t0 = time.Now()
 	seen := map[string]int{}
 	for _, class := range classNames(want) {

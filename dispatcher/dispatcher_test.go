@@ -34,7 +34,12 @@ type bundle struct {
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
-	b := &bundle{sqs: testenv.StartSQS(t), kube: testenv.StartKube(t)}
+	return setupWith(t, testenv.StartSQS(t))
+}
+
+func setupWith(t *testing.T, sqsEnv *testenv.SQS) *bundle {
+	t.Helper()
+	b := &bundle{sqs: sqsEnv, kube: testenv.StartKube(t)}
 	b.ns = b.kube.Namespace(t)
 	b.intake = b.sqs.CreateQueue(t, "intake-", nil)
 	b.dead = b.sqs.CreateQueue(t, "dead-", nil)

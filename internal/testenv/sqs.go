@@ -140,3 +140,21 @@ func (s *SQS) Env() []string {
 		"AWS_SECRET_ACCESS_KEY=" + SecretKey,
 	}
 }
+
+// NewSQS starts an SQS emulator of the test's own, for tests whose load
+// would slow the shared one for every other test.
+func NewSQS(t testing.TB) *SQS {
+	t.Helper()
+	var logw io.Writer = io.Discard
+	if testing.Verbose() {
+		logw = os.Stderr
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	server, err := localstack.StartSQS(ctx, localstack.SQSOptions{Log: logw})
+	if err != nil {
+		t.Fatalf("starting an SQS emulator: %v", err)
+	}
+	t.Cleanup(server.Stop)
+	return &SQS{Endpoint: server.Endpoint, Client: NewSQSClient(server.Endpoint)}
+}
