@@ -17,6 +17,10 @@ type Class struct {
 	Pool     string
 	Size     int64
 	Capacity Capacity
+	// AvoidInterrupted classes carry reruns of interrupted jobs: their pods
+	// keep away from the instance types and zones whose spot capacity was
+	// recently reclaimed.
+	AvoidInterrupted bool
 }
 
 // Capacity is what capacity a class's pods may run on.
@@ -41,6 +45,9 @@ func (c Class) Name(prefix string) string {
 		name += "-spot"
 	case CapacityOnDemand:
 		name += "-od"
+	}
+	if c.AvoidInterrupted {
+		name += "-ri"
 	}
 	return name
 }
@@ -106,6 +113,9 @@ func (s Sizing) Decide(job *jobfleet.Job, t *jobtype.Type, pool *jobtype.Pool, m
 		size = pool.Largest()
 	}
 	d.Class = Class{Type: t.Name, Pool: pool.Name, Size: size, Capacity: capacity(job, t, pool, onDemandAfter)}
+	// A rerun of an interrupted job that may land on spot again keeps
+	// away from the capacity just reclaimed.
+	d.Class.AvoidInterrupted = d.Class.Capacity != CapacityOnDemand && job.Count(jobfleet.ReasonInterrupted) > 0
 	return d
 }
 

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
+	"github.com/jobfleet/jobfleet/dispatcher/interruption"
 	"github.com/jobfleet/jobfleet/predictor"
 	"github.com/jobfleet/jobfleet/worker"
 )
@@ -55,6 +56,17 @@ type Dispatcher struct {
 	sensor     *sensor
 	records    *recordSink
 	retraining RetrainConfig
+	interrupt  *interruption.Controller
+}
+
+// WithInterruptions runs the interruption controller on this replica (every
+// replica may: SQS hands each notice to one), and steers reruns of
+// interrupted jobs away from the capacity it saw reclaimed.
+func WithInterruptions(c *interruption.Controller) Option {
+	return func(d *Dispatcher) {
+		d.interrupt = c
+		d.cfg.Template.Avoid = c.Avoid.Pairs
+	}
 }
 
 // WithRecords consumes the workers' run records into S3, keeps the live
@@ -122,7 +134,7 @@ func New(cfg Config, sqsClient SQSAPI, kube dynamic.Interface, opts ...Option) (
 		d.metrics = newMetrics(prometheus.DefaultRegisterer)
 	}
 	d.classes = &classes{
-		sqs: sqsClient, kube: kube, registry: cfg.Registry, tmpl: cfg.Template,
+		sqs: sqsClient, kube: kube, registry: cfg.Registry, tmpl: d.cfg.Template,
 		maxReceives: cfg.ClassMaxReceives, ttl: cfg.ClassIdleTTL, clock: d.clock,
 		log: d.log.With().Str("component", "classes").Logger(), ready: map[Class]*classState{},
 	}
@@ -156,6 +168,26 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	wg.Go(func() { d.every(ctx, d.cfg.ReconcileInterval, "reconciling ScaledJobs", d.classes.reconcile) })
+	if d.interrupt != nil {
+		wg.Go(func() {
+			if err := d.interrupt.Run(ctx); err != nil {
+				d.log.Error().Err(err).Msg("the interruption controller stopped")
+			}
+		})
+		// Re-apply the classes of reruns when the capacity to avoid changes.
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-d.interrupt.Avoid.Changed():
+				}
+				if err := d.classes.reconcile(ctx); err != nil && ctx.Err() == nil {
+					d.log.Warn().Err(err).Msg("re-applying ScaledJobs after an interruption")
+				}
+			}
+		})
+	}
 	if d.records != nil {
 		d.records.log = d.log.With().Str("component", "records").Logger()
 		wg.Go(func() { d.records.run(ctx) })

@@ -17,6 +17,7 @@ type metrics struct {
 	coverage       *prometheus.GaugeVec
 	records        *prometheus.CounterVec
 	sensor         *prometheus.CounterVec
+	checkpoints    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -68,7 +69,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "jobfleet_failure_sensor_reruns_total",
 			Help: "Jobs the failure sensor reran because their pod died without the worker reporting, by reason.",
 		}, []string{"reason"}),
+		checkpoints: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobfleet_interruption_checkpoints_total",
+			Help: "Interrupted or evicted attempts, by whether the worker uploaded a checkpoint before its grace period ended (completed) or had none to resume from (missing).",
+		}, []string{"result"}),
 	}
-	reg.MustRegister(m.jobs, m.queueAge, m.handling, m.sqsCalls, m.predictedBytes, m.classes, m.collected, m.modelReloads, m.coverage, m.records, m.sensor)
+	reg.MustRegister(m.checkpoints, m.jobs, m.queueAge, m.handling, m.sqsCalls, m.predictedBytes, m.classes, m.collected, m.modelReloads, m.coverage, m.records, m.sensor)
 	return m
 }

@@ -144,6 +144,13 @@ func (r *recordSink) add(ctx context.Context, m sqstypes.Message) {
 	if rec.Outcome == jobfleet.OutcomeSucceeded && rec.AllocatedBytes > 0 {
 		r.observe(rec.Type, rec.PeakBytes <= rec.AllocatedBytes)
 	}
+	if rec.Outcome == jobfleet.OutcomeInterrupted || rec.Outcome == jobfleet.OutcomeEvicted {
+		result := "missing"
+		if rec.Checkpoints > 0 {
+			result = "completed"
+		}
+		r.d.metrics.checkpoints.WithLabelValues(result).Inc()
+	}
 }
 
 // observe updates the coverage of a type over its recent runs.

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/jobfleet/jobfleet/dispatcher/interruption"
 	"github.com/jobfleet/jobfleet/jobtype"
 )
 
@@ -65,6 +66,9 @@ type Template struct {
 	VisibilityTimeout time.Duration
 	// Env is added to every worker's environment.
 	Env []corev1.EnvVar
+	// Avoid returns the (instance type, zone) pairs whose spot capacity was
+	// recently reclaimed, for the classes of interrupted jobs' reruns.
+	Avoid func() []interruption.Pair
 }
 
 // ScaledJob builds the ScaledJob of a class: one Kubernetes Job per message
@@ -100,6 +104,7 @@ func (t Template) ScaledJob(c Class, typ *jobtype.Type, pool *jobtype.Pool, queu
 		ServiceAccountName:            t.ServiceAccount,
 		TerminationGracePeriodSeconds: ptr.To(int64(grace / time.Second)),
 		NodeSelector:                  t.nodeSelector(c, typ, pool),
+		Affinity:                      t.affinity(c),
 		Tolerations:                   tolerations(pool),
 		InitContainers: []corev1.Container{{
 			Name:         "jobfleet",
@@ -281,4 +286,69 @@ func (t Template) visibility() time.Duration {
 // describe is a short description of a class for logs.
 func (c Class) String() string {
 	return fmt.Sprintf("%s/%s/%s/%s", c.Type, c.Pool, jobtype.SizeName(c.Size), c.Capacity)
+}
+
+// Node labels of the instance type and zone.
+const (
+	LabelInstanceType = "node.kubernetes.io/instance-type"
+	LabelZone         = "topology.kubernetes.io/zone"
+)
+
+// maxAvoidTypes bounds the instance types an affinity avoids: the terms
+// grow as 2^types.
+const maxAvoidTypes = 4
+
+// affinity keeps the pods of an AvoidInterrupted class off the recently
+// interrupted (instance type, zone) pairs. Avoiding a pair means "not that
+// type, or not that zone": for several pairs, grouped by instance type, the
+// conjunction of those disjunctions becomes node selector terms (which are
+// ORed) by choosing, for each avoided type, either to exclude the type or
+// to exclude its zones.
+func (t Template) affinity(c Class) *corev1.Affinity {
+	if !c.AvoidInterrupted || t.Avoid == nil {
+		return nil
+	}
+	zones := map[string][]string{}
+	var types []string
+	for _, p := range t.Avoid() {
+		if _, ok := zones[p.InstanceType]; !ok {
+			if len(types) == maxAvoidTypes {
+				continue
+			}
+			types = append(types, p.InstanceType)
+		}
+		if p.Zone != "" && !slices.Contains(zones[p.InstanceType], p.Zone) {
+			zones[p.InstanceType] = append(zones[p.InstanceType], p.Zone)
+		}
+	}
+	if len(types) == 0 {
+		return nil
+	}
+	slices.Sort(types)
+	var terms []corev1.NodeSelectorTerm
+	for choice := 0; choice < 1<<len(types); choice++ {
+		var notTypes, notZones []string
+		for i, typ := range types {
+			if choice&(1<<i) == 0 || len(zones[typ]) == 0 {
+				notTypes = append(notTypes, typ)
+			} else {
+				notZones = append(notZones, zones[typ]...)
+			}
+		}
+		if choice != 0 && len(notZones) == 0 {
+			continue // the same as the all-types term
+		}
+		var exprs []corev1.NodeSelectorRequirement
+		if len(notTypes) > 0 {
+			exprs = append(exprs, corev1.NodeSelectorRequirement{Key: LabelInstanceType, Operator: corev1.NodeSelectorOpNotIn, Values: notTypes})
+		}
+		if len(notZones) > 0 {
+			slices.Sort(notZones)
+			exprs = append(exprs, corev1.NodeSelectorRequirement{Key: LabelZone, Operator: corev1.NodeSelectorOpNotIn, Values: slices.Compact(notZones)})
+		}
+		terms = append(terms, corev1.NodeSelectorTerm{MatchExpressions: exprs})
+	}
+	return &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: terms},
+	}}
 }

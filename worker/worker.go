@@ -150,6 +150,7 @@ type attempt struct {
 	resumed   bool
 	uploads   int
 	stoppedAt time.Time // when SIGTERM arrived, zero if it did not
+	placement Placement // where the attempt ran
 }
 
 // process runs one message to an outcome.
@@ -170,7 +171,7 @@ func (w *Worker) process(ctx context.Context, msg *types.Message) error {
 		return w.deadLetterRaw(bg, msg, reason)
 	}
 	log = log.With().Str("job_id", job.ID).Str("type", job.Type).Int("attempt", job.Attempt()).Logger()
-	a := &attempt{msg: msg, job: job, log: log, started: w.clock.Now()}
+	a := &attempt{msg: msg, job: job, log: log, started: w.clock.Now(), placement: w.cfg.Placement}
 	a.claim = &Claim{
 		JobID: job.ID, Type: job.Type, Attempt: job.Attempt(), MessageID: aws.ToString(msg.MessageId),
 		QueueURL: w.cfg.QueueURL, ReceiptHandle: aws.ToString(msg.ReceiptHandle),
@@ -333,7 +334,7 @@ func (w *Worker) runJob(ctx context.Context, a *attempt) (jobfleet.Outcome, peak
 	case runErr == nil:
 		return jobfleet.OutcomeSucceeded, peak, nil
 	case errors.Is(cause, ErrStopping):
-		return w.stopOutcome(a.log), peak, runErr
+		return w.stopOutcome(a), peak, runErr
 	case meter.oomKilled(job, peak):
 		return jobfleet.OutcomeOOM, peak, runErr
 	case errors.Is(cause, ErrMaxRuntime):
@@ -343,14 +344,25 @@ func (w *Worker) runJob(ctx context.Context, a *attempt) (jobfleet.Outcome, peak
 }
 
 // stopOutcome tells a spot interruption from other evictions by the pod
-// annotation the dispatcher's interruption handler sets.
-func (w *Worker) stopOutcome(log zerolog.Logger) jobfleet.Outcome {
-	reason := readInterruptionReason(w.cfg.ReasonFile)
-	if reason != "" {
-		log.Info().Str("reason", reason).Msg("the node is being interrupted")
-		return jobfleet.OutcomeInterrupted
+// annotations the dispatcher's interruption handler sets, which also say
+// where the pod ran.
+func (w *Worker) stopOutcome(a *attempt) jobfleet.Outcome {
+	annotations := readAnnotations(w.cfg.ReasonFile)
+	reason := annotations[AnnotationInterruption]
+	if reason == "" {
+		return jobfleet.OutcomeEvicted
 	}
-	return jobfleet.OutcomeEvicted
+	for key, field := range map[string]*string{
+		AnnotationInstanceType: &a.placement.InstanceType,
+		AnnotationZone:         &a.placement.Zone,
+		AnnotationCapacityType: &a.placement.CapacityType,
+	} {
+		if v := annotations[key]; v != "" {
+			*field = v
+		}
+	}
+	a.log.Info().Str("reason", reason).Str("instance_type", a.placement.InstanceType).Str("zone", a.placement.Zone).Msg("the node is being interrupted")
+	return jobfleet.OutcomeInterrupted
 }
 
 func (w *Worker) writeParams(job *jobfleet.Job) (string, error) {
@@ -412,8 +424,8 @@ func (w *Worker) finish(ctx context.Context, a *attempt, outcome jobfleet.Outcom
 		AllocatedBytes: w.cfg.MemoryLimit, PeakBytes: peak.bytes, PeakSource: peak.source,
 		Resumed: a.resumed, Checkpoints: a.uploads,
 		StartedAt: a.started.UTC(), EndedAt: ended.UTC(), DurationSecs: ended.Sub(a.started).Seconds(),
-		Node: w.cfg.Placement.Node, InstanceType: w.cfg.Placement.InstanceType, CapacityType: w.cfg.Placement.CapacityType,
-		Zone: w.cfg.Placement.Zone, Arch: w.cfg.Placement.Arch, Pool: w.cfg.Placement.Pool, Size: w.cfg.Placement.Size,
+		Node: a.placement.Node, InstanceType: a.placement.InstanceType, CapacityType: a.placement.CapacityType,
+		Zone: a.placement.Zone, Arch: a.placement.Arch, Pool: a.placement.Pool, Size: a.placement.Size,
 	}
 	recordBody, err := json.Marshal(record)
 	if err != nil {
@@ -448,8 +460,8 @@ func (w *Worker) finish(ctx context.Context, a *attempt, outcome jobfleet.Outcom
 func (w *Worker) requeue(ctx context.Context, log zerolog.Logger, a *attempt, outcome jobfleet.Outcome, runErr error, peak peakReading, ended time.Time) error {
 	att := jobfleet.Attempt{
 		Reason: outcome.Reason(), ExitCode: exitCode(runErr),
-		Node: w.cfg.Placement.Node, InstanceType: w.cfg.Placement.InstanceType,
-		CapacityType: w.cfg.Placement.CapacityType, Zone: w.cfg.Placement.Zone,
+		Node: a.placement.Node, InstanceType: a.placement.InstanceType,
+		CapacityType: a.placement.CapacityType, Zone: a.placement.Zone,
 		AllocatedBytes: w.cfg.MemoryLimit, PeakBytes: peak.bytes,
 		StartedAt: a.started.UTC(), EndedAt: ended.UTC(),
 	}
@@ -561,29 +573,35 @@ func sleep(ctx context.Context, c clock.Clock, d time.Duration) error {
 	}
 }
 
-// readInterruptionReason reads the interruption annotation from a
-// downward-API annotations file (lines of key="value").
-func readInterruptionReason(file string) string {
+// readAnnotations reads a downward-API annotations file (lines of
+// key="value").
+func readAnnotations(file string) map[string]string {
+	out := map[string]string{}
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return ""
+		return out
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		key, value, ok := strings.Cut(line, "=")
-		if !ok || key != AnnotationInterruption {
+		if !ok {
 			continue
 		}
 		if unquoted, err := strconv.Unquote(value); err == nil {
-			return unquoted
+			value = unquoted
 		}
-		return value
+		out[key] = value
 	}
-	return ""
+	return out
 }
 
-// AnnotationInterruption is the pod annotation the interruption handler
-// sets before evicting a pod, naming the kind of interruption.
-const AnnotationInterruption = "jobfleet.io/interruption"
+// Pod annotations the interruption handler sets before evicting a pod: the
+// kind of interruption, and where the pod ran.
+const (
+	AnnotationInterruption = "jobfleet.io/interruption"
+	AnnotationInstanceType = "jobfleet.io/instance-type"
+	AnnotationZone         = "jobfleet.io/zone"
+	AnnotationCapacityType = "jobfleet.io/capacity-type"
+)
 
 func truncate(s string, n int) string {
 	if len(s) <= n {

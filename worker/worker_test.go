@@ -284,7 +284,8 @@ func TestSIGTERMCheckpointsRequeuesAndResumes(t *testing.T) {
 	cfg.CheckpointInterval = time.Second
 	job := b.publish(t, &jobfleet.Job{ID: "count-1"})
 	// The interruption handler annotates the pod before evicting it.
-	if err := os.WriteFile(cfg.ReasonFile, []byte(worker.AnnotationInterruption+`="spot-interruption"`+"\n"), 0o644); err != nil {
+	annotations := worker.AnnotationInterruption + `="spot-interruption"` + "\n" + worker.AnnotationInstanceType + `="c7i.2xlarge"` + "\n" + worker.AnnotationZone + `="us-east-1c"` + "\n"
+	if err := os.WriteFile(cfg.ReasonFile, []byte(annotations), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -311,7 +312,7 @@ func TestSIGTERMCheckpointsRequeuesAndResumes(t *testing.T) {
 		t.Fatalf("rerun = %+v", rerun)
 	}
 	h := rerun.History[0]
-	if h.Reason != jobfleet.ReasonInterrupted || h.Node != "node-a" || h.InstanceType != "m7i.large" || h.CapacityType != jobfleet.CapacitySpot || h.Checkpoint == "" {
+	if h.Reason != jobfleet.ReasonInterrupted || h.Node != "node-a" || h.InstanceType != "c7i.2xlarge" || h.Zone != "us-east-1c" || h.CapacityType != jobfleet.CapacitySpot || h.Checkpoint == "" {
 		t.Errorf("rerun history = %+v", h)
 	}
 	if rerun.Checkpoint != h.Checkpoint || rerun.RetriesSpent() != 0 {

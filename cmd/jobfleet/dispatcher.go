@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/jobfleet/jobfleet/dispatcher"
+	"github.com/jobfleet/jobfleet/dispatcher/interruption"
 	"github.com/jobfleet/jobfleet/internal/awsclient"
 	"github.com/jobfleet/jobfleet/jobtype"
 	"github.com/jobfleet/jobfleet/predictor"
@@ -53,6 +54,11 @@ type DispatcherCmd struct {
 	IntakeVisibility time.Duration `name:"intake-visibility" env:"JOBFLEET_INTAKE_VISIBILITY" default:"2m" help:"Visibility timeout of received intake messages: how soon a crashed replica's messages return."`
 	ClassIdleTTL     time.Duration `name:"class-idle-ttl" env:"JOBFLEET_CLASS_IDLE_TTL" default:"30m" help:"Remove a class's ScaledJob and queue after it has been idle this long."`
 
+	InterruptionQueue string        `name:"interruption-queue" env:"JOBFLEET_INTERRUPTION_QUEUE" placeholder:"URL" help:"jobfleet's own EventBridge target queue of EC2 interruption events; without it, interruptions are not handled."`
+	RebalanceEvicts   bool          `name:"rebalance-evicts" env:"JOBFLEET_REBALANCE_EVICTS" help:"On a rebalance recommendation, checkpoint and move the node's jobs at once instead of only tainting it."`
+	AvoidFor          time.Duration `name:"avoid-for" env:"JOBFLEET_AVOID_FOR" default:"1h" help:"How long reruns of interrupted jobs keep away from an instance type and zone whose spot capacity was reclaimed."`
+	KubeQPS           float32       `name:"kube-qps" env:"JOBFLEET_KUBE_QPS" default:"100" help:"Kubernetes API requests per second (evicting a full node takes two per pod)."`
+
 	LeaderElect bool   `name:"leader-elect" env:"JOBFLEET_LEADER_ELECT" default:"true" negatable:"" help:"Elect one replica (a Lease) to collect idle classes and run the failure sensor; --no-leader-elect runs them here unconditionally."`
 	Lease       string `name:"lease" env:"JOBFLEET_LEASE" default:"jobfleet-dispatcher" help:"Name of the leader election Lease."`
 
@@ -73,6 +79,7 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	restCfg.QPS, restCfg.Burst = c.KubeQPS, int(2*c.KubeQPS)
 	kube, err := dynamic.NewForConfig(restCfg)
 	if err != nil {
 		return fmt.Errorf("creating the Kubernetes client: %w", err)
@@ -117,6 +124,12 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 		reloader := predictor.NewReloader(c.Model, clients.S3, c.ModelReload, g.log.With().Str("component", "model").Logger(), nil)
 		opts = append(opts, dispatcher.WithModels(reloader))
 		wg.Go(func() { reloader.Run(ctx) })
+	}
+	if c.InterruptionQueue != "" {
+		ctrl := interruption.New(interruption.Config{
+			QueueURL: c.InterruptionQueue, Namespace: c.Namespace, RebalanceEvicts: c.RebalanceEvicts, AvoidFor: c.AvoidFor,
+		}, typed, clients.SQS, clients.EC2, interruption.NewMetrics(promReg), g.log.With().Str("component", "interruption").Logger(), nil)
+		opts = append(opts, dispatcher.WithInterruptions(ctrl))
 	}
 	d, err := dispatcher.New(cfg, clients.SQS, kube, opts...)
 	if err != nil {
