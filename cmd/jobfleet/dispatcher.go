@@ -128,7 +128,8 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 	if c.InterruptionQueue != "" {
 		ctrl := interruption.New(interruption.Config{
 			QueueURL: c.InterruptionQueue, Namespace: c.Namespace, RebalanceEvicts: c.RebalanceEvicts, AvoidFor: c.AvoidFor,
-		}, typed, clients.SQS, clients.EC2, interruption.NewMetrics(promReg), g.log.With().Str("component", "interruption").Logger(), nil)
+		}, &interruption.Kubernetes{Client: typed, Namespace: c.Namespace, EC2: clients.EC2},
+			clients.SQS, interruption.NewMetrics(promReg), g.log.With().Str("component", "interruption").Logger(), nil)
 		opts = append(opts, dispatcher.WithInterruptions(ctrl))
 	}
 	d, err := dispatcher.New(cfg, clients.SQS, kube, opts...)

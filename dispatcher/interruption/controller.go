@@ -2,29 +2,16 @@ package interruption
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/rs/zerolog"
-	corev1 "k8s.io/api/core/v1"
-	policyv1 "k8s.io/api/policy/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 
 	"github.com/jobfleet/jobfleet/worker"
@@ -57,11 +44,6 @@ type SQSAPI interface {
 	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
 }
 
-// EC2API finds an instance's private DNS name when no node names it in its
-// provider id.
-type EC2API interface {
-	DescribeInstances(ctx context.Context, in *ec2.DescribeInstancesInput, opts ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error)
-}
 
 // Config configures the controller.
 type Config struct {
@@ -85,21 +67,52 @@ type Config struct {
 // Controller acts on interruption notices.
 type Controller struct {
 	cfg     Config
-	kube    kubernetes.Interface
+	cluster Cluster
 	sqs     SQSAPI
-	ec2     EC2API
 	clock   clock.Clock
 	log     zerolog.Logger
 	metrics *Metrics
 	// Avoid remembers interrupted (instance type, zone) pairs.
 	Avoid *Avoid
-
-	nodes  cache.Indexer
-	synced cache.InformerSynced
 }
 
-// New returns a controller. ec2 may be nil (no fallback lookup).
-func New(cfg Config, kube kubernetes.Interface, sqsAPI SQSAPI, ec2API EC2API, metrics *Metrics, log zerolog.Logger, clk clock.Clock) *Controller {
+// Cluster is what the controller acts on: the nodes of instances and the
+// jobfleet pods on them. Kubernetes is one; `jobfleet local` runs workers
+// as processes on simulated nodes and is another, so that the local demo
+// goes through the same code as production.
+type Cluster interface {
+	// Start prepares the cluster (fills caches) and returns once ready.
+	Start(ctx context.Context) error
+	// Node finds the node on an instance; nil when none is.
+	Node(ctx context.Context, instanceID string) (*Node, error)
+	// Taint marks a node so nothing new lands on it.
+	Taint(ctx context.Context, node string, kind Kind) error
+	// Pods lists the live jobfleet pods on a node.
+	Pods(ctx context.Context, node string) ([]Pod, error)
+	// Annotate sets annotations on a pod.
+	Annotate(ctx context.Context, pod Pod, annotations map[string]string) error
+	// Evict asks a pod to stop within grace seconds; zero deletes it at once.
+	Evict(ctx context.Context, pod Pod, grace int64) error
+}
+
+// Node is a node of a Cluster.
+type Node struct {
+	Name         string
+	InstanceType string
+	Zone         string
+	CapacityType string
+}
+
+// Pod is a jobfleet pod of a Cluster.
+type Pod struct {
+	Namespace string
+	Name      string
+	// Grace is its termination grace period in seconds.
+	Grace int64
+}
+
+// New returns a controller acting on a cluster.
+func New(cfg Config, cluster Cluster, sqsAPI SQSAPI, metrics *Metrics, log zerolog.Logger, clk clock.Clock) *Controller {
 	if cfg.Margin == 0 {
 		cfg.Margin = 10 * time.Second
 	}
@@ -112,51 +125,12 @@ func New(cfg Config, kube kubernetes.Interface, sqsAPI SQSAPI, ec2API EC2API, me
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	return &Controller{cfg: cfg, kube: kube, sqs: sqsAPI, ec2: ec2API, clock: clk, log: log, metrics: metrics, Avoid: NewAvoid(cfg.AvoidFor, clk)}
-}
-
-const indexInstance = "instance-id"
-
-// instanceID reads the instance id from an AWS provider id,
-// aws:///<zone>/<instance-id>.
-func instanceID(providerID string) string {
-	if !strings.HasPrefix(providerID, "aws://") {
-		return ""
-	}
-	id := providerID[strings.LastIndexByte(providerID, '/')+1:]
-	if !strings.HasPrefix(id, "i-") {
-		return ""
-	}
-	return id
-}
-
-// Start watches nodes, indexed by instance id. It returns once the index
-// is filled.
-func (c *Controller) Start(ctx context.Context) error {
-	factory := informers.NewSharedInformerFactory(c.kube, 10*time.Minute)
-	inf := factory.Core().V1().Nodes().Informer()
-	if err := inf.AddIndexers(cache.Indexers{indexInstance: func(obj any) ([]string, error) {
-		if n, ok := obj.(*corev1.Node); ok {
-			if id := instanceID(n.Spec.ProviderID); id != "" {
-				return []string{id}, nil
-			}
-		}
-		return nil, nil
-	}}); err != nil {
-		return err
-	}
-	c.nodes, c.synced = inf.GetIndexer(), inf.HasSynced
-	factory.Start(ctx.Done())
-	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
-		return errors.New("the node informer did not sync")
-	}
-	go func() { <-ctx.Done(); factory.Shutdown() }()
-	return nil
+	return &Controller{cfg: cfg, cluster: cluster, sqs: sqsAPI, clock: clk, log: log, metrics: metrics, Avoid: NewAvoid(cfg.AvoidFor, clk)}
 }
 
 // Run consumes the interruption queue until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
-	if err := c.Start(ctx); err != nil {
+	if err := c.cluster.Start(ctx); err != nil {
 		return err
 	}
 	failures := 0
@@ -228,7 +202,7 @@ func (c *Controller) Handle(ctx context.Context, n *Notice) error {
 	c.metrics.notices.WithLabelValues(string(n.Kind)).Inc()
 	var errs []error
 	for _, id := range n.InstanceIDs {
-		node, err := c.node(ctx, id)
+		node, err := c.cluster.Node(ctx, id)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -244,74 +218,38 @@ func (c *Controller) Handle(ctx context.Context, n *Notice) error {
 	return errors.Join(errs...)
 }
 
-// node finds the node on an instance: through the index, else through
-// EC2's private DNS name, which EKS nodes are named after.
-func (c *Controller) node(ctx context.Context, instance string) (*corev1.Node, error) {
-	objs, err := c.nodes.ByIndex(indexInstance, instance)
-	if err != nil {
-		return nil, err
-	}
-	if len(objs) > 0 {
-		return objs[0].(*corev1.Node), nil
-	}
-	if c.ec2 == nil {
-		return nil, nil
-	}
-	out, err := c.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{instance}})
-	if err != nil {
-		return nil, fmt.Errorf("describing instance %s: %w", instance, err)
-	}
-	for _, r := range out.Reservations {
-		for _, inst := range r.Instances {
-			if name := aws.ToString(inst.PrivateDnsName); name != "" {
-				if obj, ok, _ := c.nodes.GetByKey(name); ok {
-					return obj.(*corev1.Node), nil
-				}
-			}
-		}
-	}
-	return nil, nil
-}
-
-func (c *Controller) handleNode(ctx context.Context, n *Notice, node *corev1.Node) error {
+func (c *Controller) handleNode(ctx context.Context, n *Notice, node *Node) error {
 	log := c.log.With().Str("node", node.Name).Str("kind", string(n.Kind)).Logger()
 	if n.Kind == SpotInterruption || n.Kind == CapacityReservationInterruption {
-		c.Avoid.Add(node.Labels[labelInstanceType], node.Labels[labelZone])
+		c.Avoid.Add(node.InstanceType, node.Zone)
 	}
-	if err := c.taint(ctx, node.Name, n.Kind); err != nil {
-		return err
+	if err := c.cluster.Taint(ctx, node.Name, n.Kind); err != nil {
+		return fmt.Errorf("tainting: %w", err)
 	}
+	c.metrics.tainted.WithLabelValues(string(n.Kind)).Inc()
 	if n.Kind == RebalanceRecommendation && !c.cfg.RebalanceEvicts {
 		log.Info().Msg("tainted the node; its jobs run on")
 		return nil
 	}
-	pods, err := c.kube.CoreV1().Pods(c.cfg.Namespace).List(ctx, metav1.ListOptions{
-		LabelSelector: labelManagedBy + "=jobfleet",
-		FieldSelector: fields.OneTermEqualSelector("spec.nodeName", node.Name).String(),
-	})
+	pods, err := c.cluster.Pods(ctx, node.Name)
 	if err != nil {
 		return fmt.Errorf("listing pods: %w", err)
 	}
 	annotations := map[string]string{
 		AnnotationInterruption: string(n.Kind),
-		AnnotationInstanceType: node.Labels[labelInstanceType],
-		AnnotationZone:         node.Labels[labelZone],
-		AnnotationCapacityType: node.Labels[labelCapacityType],
+		AnnotationInstanceType: node.InstanceType,
+		AnnotationZone:         node.Zone,
+		AnnotationCapacityType: node.CapacityType,
 	}
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": annotations}})
 	sem := make(chan struct{}, c.cfg.Concurrency)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
-	for i := range pods.Items {
-		pod := &pods.Items[i]
-		if pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
-			continue
-		}
+	for _, pod := range pods {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := c.movePod(ctx, n, pod, patch); err != nil {
+			if err := c.movePod(ctx, n, pod, annotations); err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("pod %s: %w", pod.Name, err))
 				mu.Unlock()
@@ -319,34 +257,22 @@ func (c *Controller) handleNode(ctx context.Context, n *Notice, node *corev1.Nod
 		})
 	}
 	wg.Wait()
-	log.Info().Int("pods", len(pods.Items)).Time("deadline", n.Deadline()).Msg("moved jobfleet's pods off the node")
+	log.Info().Int("pods", len(pods)).Time("deadline", n.Deadline()).Msg("moved jobfleet's pods off the node")
 	return errors.Join(errs...)
 }
 
 // movePod marks a pod with the interruption and evicts it. A pod whose
 // instance is already gone is deleted at once, so its job reruns now
 // rather than after its message's visibility timeout.
-func (c *Controller) movePod(ctx context.Context, n *Notice, pod *corev1.Pod, patch []byte) error {
-	if _, err := c.kube.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
+func (c *Controller) movePod(ctx context.Context, n *Notice, pod Pod, annotations map[string]string) error {
+	if err := c.cluster.Annotate(ctx, pod, annotations); err != nil {
 		return fmt.Errorf("annotating: %w", err)
 	}
 	grace := c.grace(n, pod)
 	if n.Gone() {
 		grace = 0
 	}
-	opts := &metav1.DeleteOptions{GracePeriodSeconds: &grace}
-	err := c.kube.PolicyV1().Evictions(pod.Namespace).Evict(ctx, &policyv1.Eviction{
-		ObjectMeta: metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace}, DeleteOptions: opts,
-	})
-	if apierrors.IsTooManyRequests(err) {
-		// A disruption budget blocks the eviction; the instance goes
-		// anyway, so delete the pod with the same grace.
-		err = c.kube.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, *opts)
-	}
-	if err != nil && !apierrors.IsNotFound(err) {
+	if err := c.cluster.Evict(ctx, pod, grace); err != nil {
 		return fmt.Errorf("evicting: %w", err)
 	}
 	c.metrics.evicted.WithLabelValues(string(n.Kind)).Inc()
@@ -358,35 +284,11 @@ func (c *Controller) movePod(ctx context.Context, n *Notice, pod *corev1.Pod, pa
 
 // grace is the pod's termination grace period, cut short to end Margin
 // before the notice's deadline.
-func (c *Controller) grace(n *Notice, pod *corev1.Pod) int64 {
-	grace := int64(30)
-	if pod.Spec.TerminationGracePeriodSeconds != nil {
-		grace = *pod.Spec.TerminationGracePeriodSeconds
-	}
+func (c *Controller) grace(n *Notice, pod Pod) int64 {
+	grace := pod.Grace
 	if deadline := n.Deadline(); !deadline.IsZero() {
 		left := int64((deadline.Sub(c.clock.Now()) - c.cfg.Margin) / time.Second)
 		grace = max(min(grace, left), 1)
 	}
 	return grace
-}
-
-// taint adds the interruption taint to a node, once.
-func (c *Controller) taint(ctx context.Context, name string, kind Kind) error {
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		node, err := c.kube.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		for _, t := range node.Spec.Taints {
-			if t.Key == TaintKey {
-				return nil
-			}
-		}
-		node.Spec.Taints = append(node.Spec.Taints, corev1.Taint{Key: TaintKey, Value: string(kind), Effect: corev1.TaintEffectNoSchedule})
-		_, err = c.kube.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
-		if err == nil {
-			c.metrics.tainted.WithLabelValues(string(kind)).Inc()
-		}
-		return err
-	})
 }

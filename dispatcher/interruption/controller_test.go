@@ -28,6 +28,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 type bundle struct {
 	kube    kubernetes.Interface
 	ns      string
+	cluster *Kubernetes
 	c       *Controller
 	metrics *Metrics
 	nodes   int
@@ -45,10 +46,11 @@ func setup(t testing.TB, cfg Config) *bundle {
 	b := &bundle{kube: client, ns: k.Namespace(t)}
 	cfg.Namespace = b.ns
 	b.metrics = NewMetrics(prometheus.NewRegistry())
-	b.c = New(cfg, client, nil, nil, b.metrics, zerolog.New(zerolog.NewTestWriter(t)), nil)
+	b.cluster = &Kubernetes{Client: client, Namespace: b.ns}
+	b.c = New(cfg, b.cluster, nil, b.metrics, zerolog.New(zerolog.NewTestWriter(t)), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	if err := b.c.Start(ctx); err != nil {
+	if err := b.cluster.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return b
@@ -74,7 +76,7 @@ func (b *bundle) node(t testing.TB) (name, instance string) {
 	// The index fills from the informer.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if objs, _ := b.c.nodes.ByIndex(indexInstance, instance); len(objs) == 1 {
+		if objs, _ := b.cluster.nodes.ByIndex(indexInstance, instance); len(objs) == 1 {
 			return name, instance
 		}
 		if time.Now().After(deadline) {
