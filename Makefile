@@ -15,7 +15,7 @@ build:
 
 ## run: the embedded default, jobs flowing end to end on this machine
 run:
-	$(GO) run ./cmd/jobfleet stack
+	$(GO) run ./cmd/jobfleet local
 
 ## stack: the local SQS emulator and S3 server, with their endpoints
 stack:

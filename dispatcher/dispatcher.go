@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 
+	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/dispatcher/interruption"
 	"github.com/jobfleet/jobfleet/predictor"
 	"github.com/jobfleet/jobfleet/worker"
@@ -57,6 +58,13 @@ type Dispatcher struct {
 	records    *recordSink
 	retraining RetrainConfig
 	interrupt  *interruption.Controller
+	onRoute    func(job *jobfleet.Job, d Decision)
+}
+
+// WithRouteHook calls f with every job routed to a class and how it was
+// sized.
+func WithRouteHook(f func(job *jobfleet.Job, d Decision)) Option {
+	return func(d *Dispatcher) { d.onRoute = f }
 }
 
 // WithInterruptions runs the interruption controller on this replica (every

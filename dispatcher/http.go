@@ -2,15 +2,19 @@ package dispatcher
 
 import (
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Handler serves /metrics from the registry, /healthz (the process is up)
-// and /readyz (the dispatcher is receiving from intake).
+// Handler serves /metrics from the registry, /healthz (the process is up),
+// /readyz (the dispatcher is receiving from intake) and the Go profiler
+// under /debug/pprof/.
 func (d *Dispatcher) Handler(g prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))

@@ -62,17 +62,23 @@ type intake struct {
 	oldest  map[string]time.Time // when each buffer's first item arrived
 	delOld  time.Time
 	sends   sync.WaitGroup
-	sendSem chan struct{}
+	// sendSem and deleteSem bound the batch calls in flight. They are
+	// separate because a send that succeeds queues its deletes while it
+	// still holds its slot: with one semaphore, sixteen sends waiting for a
+	// delete slot would wait forever.
+	sendSem   chan struct{}
+	deleteSem chan struct{}
 }
 
 func newIntake(d *Dispatcher) *intake {
 	return &intake{
-		d:       d,
-		log:     d.log.With().Str("component", "intake").Logger(),
-		sem:     make(chan struct{}, d.cfg.MaxInFlight),
-		buffers: map[string][]*item{},
-		oldest:  map[string]time.Time{},
-		sendSem: make(chan struct{}, 16),
+		d:         d,
+		log:       d.log.With().Str("component", "intake").Logger(),
+		sem:       make(chan struct{}, d.cfg.MaxInFlight),
+		buffers:   map[string][]*item{},
+		oldest:    map[string]time.Time{},
+		sendSem:   make(chan struct{}, 16),
+		deleteSem: make(chan struct{}, 16),
 	}
 }
 
@@ -175,6 +181,9 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 		it.out.Attributes[AttrPredicted] = queue.NumberAttribute(decision.Predicted)
 	}
 	in.d.metrics.predictedBytes.WithLabelValues(job.Type, string(decision.Source)).Observe(float64(decision.Memory))
+	if in.d.onRoute != nil {
+		in.d.onRoute(job, decision)
+	}
 	return it
 }
 
@@ -338,9 +347,9 @@ func (in *intake) flushDeletes(ctx context.Context, all bool) {
 // slots. A message whose delete fails reappears and is forwarded again;
 // the worker's claim makes the duplicate harmless.
 func (in *intake) deleteBatch(ctx context.Context, batch []*item) {
-	in.sendSem <- struct{}{}
+	in.deleteSem <- struct{}{}
 	in.sends.Go(func() {
-		defer func() { <-in.sendSem }()
+		defer func() { <-in.deleteSem }()
 		receipts := make([]string, len(batch))
 		for i, it := range batch {
 			receipts[i] = aws.ToString(it.msg.ReceiptHandle)

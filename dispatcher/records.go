@@ -36,6 +36,8 @@ type RecordsConfig struct {
 	// CoverageWindow is how many recent runs per type the coverage metric
 	// looks at. Default 200.
 	CoverageWindow int
+	// OnRecord, if set, is called with every valid record consumed.
+	OnRecord func(jobfleet.RunRecord)
 }
 
 // RetrainConfig schedules retraining of the memory model from the stored
@@ -143,6 +145,9 @@ func (r *recordSink) add(ctx context.Context, m sqstypes.Message) {
 	r.lines.WriteByte('\n')
 	if rec.Outcome == jobfleet.OutcomeSucceeded && rec.AllocatedBytes > 0 {
 		r.observe(rec.Type, rec.PeakBytes <= rec.AllocatedBytes)
+	}
+	if r.cfg.OnRecord != nil {
+		r.cfg.OnRecord(*rec)
 	}
 	if rec.Outcome == jobfleet.OutcomeInterrupted || rec.Outcome == jobfleet.OutcomeEvicted {
 		result := "missing"

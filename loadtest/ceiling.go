@@ -44,13 +44,6 @@ func ceiling(ctx context.Context, api SQSAPI, cfg Config, runID string, res *Res
 	}
 	start := time.Now()
 	arr := newArrivals(start)
-	// The same consumers drain the destination as drain the dispatcher's
-	// class queues, so both runs share the machine alike.
-	done := make(chan struct{})
-	var consumers sync.WaitGroup
-	consumers.Go(func() {
-		drain(ctx, api, cfg.Consumers, func() []string { return []string{aws.ToString(dst.QueueUrl)} }, func(sqstypes.Message, time.Time) {}, done)
-	})
 	var moved atomic.Int64
 	var wg sync.WaitGroup
 	for range 4 {
@@ -90,8 +83,6 @@ func ceiling(ctx context.Context, api SQSAPI, cfg Config, runID string, res *Res
 		})
 	}
 	wg.Wait()
-	close(done)
-	consumers.Wait()
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}

@@ -39,6 +39,7 @@ type SQSAPI interface {
 	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
 	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
 	ListQueues(ctx context.Context, in *sqs.ListQueuesInput, opts ...func(*sqs.Options)) (*sqs.ListQueuesOutput, error)
+	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
 	CreateQueue(ctx context.Context, in *sqs.CreateQueueInput, opts ...func(*sqs.Options)) (*sqs.CreateQueueOutput, error)
 	DeleteQueue(ctx context.Context, in *sqs.DeleteQueueInput, opts ...func(*sqs.Options)) (*sqs.DeleteQueueOutput, error)
 }
@@ -264,12 +265,6 @@ func (a *arrivals) add(id string, latencyMs float64, at time.Time) (first bool) 
 	return true
 }
 
-func (a *arrivals) distinct() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.seen)
-}
-
 func (a *arrivals) timeline() []Point {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -345,7 +340,10 @@ func drain(ctx context.Context, api SQSAPI, consumers int, queues func() []strin
 	wg.Wait()
 }
 
-// dispatch measures the target.
+// dispatch measures the target. Nothing consumes the class queues while
+// the dispatcher runs: arrivals are timed by SQS's own SentTimestamp, so
+// the queues are drained and every job accounted for afterwards, and the
+// dispatcher has the queue server to itself, as the plain loop does.
 func dispatch(ctx context.Context, api SQSAPI, target Target, cfg Config, runID string, res *Result) error {
 	all := jobs(cfg, runID)
 	var sent sync.Map
@@ -359,47 +357,69 @@ func dispatch(ctx context.Context, api SQSAPI, target Target, cfg Config, runID 
 	if err != nil {
 		return err
 	}
-	start := time.Now()
 	if err := target.Start(ctx); err != nil {
 		return fmt.Errorf("starting the dispatcher: %w", err)
 	}
-	arr := newArrivals(start)
+	// The clock starts once the dispatcher is ready: a process takes a
+	// moment to start, which is not the dispatcher's rate.
+	start := time.Now()
+	published := make(chan error, 1)
+	if cfg.Rate > 0 {
+		go func() { published <- publish(ctx, api, cfg.Intake, all, cfg.Rate, &sent, nil) }()
+	} else {
+		published <- nil
+	}
 	bar = newBar(cfg, "routed")
-	var classMu sync.Mutex
-	var classQueues []string
-	refresh := func() {
-		out, err := api.ListQueues(ctx, &sqs.ListQueuesInput{QueueNamePrefix: aws.String(cfg.ClassPrefix + "-")})
+	killed := false
+	deadline := time.Now().Add(cfg.Timeout)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		routed, waiting, err := depths(ctx, api, cfg)
 		if err == nil {
-			classMu.Lock()
-			classQueues = out.QueueUrls
-			classMu.Unlock()
-		}
-	}
-	queues := func() []string {
-		classMu.Lock()
-		defer classMu.Unlock()
-		return classQueues
-	}
-	done := make(chan struct{})
-	var bg sync.WaitGroup
-	bg.Go(func() {
-		for {
-			refresh()
-			select {
-			case <-done:
-				return
-			case <-time.After(500 * time.Millisecond):
+			if bar != nil {
+				_ = bar.Set(min(routed, cfg.Jobs))
+			}
+			if cfg.Chaos && !killed && routed >= cfg.Jobs/3 {
+				killed = true
+				if err := target.Kill(); err != nil {
+					return fmt.Errorf("killing the dispatcher: %w", err)
+				}
+				if err := target.Start(ctx); err != nil {
+					return fmt.Errorf("restarting the dispatcher: %w", err)
+				}
+				res.Restarts++
+			}
+			if routed >= cfg.Jobs && waiting == 0 && len(published) > 0 {
+				break
 			}
 		}
-	})
-	bg.Go(func() {
-		drain(ctx, api, cfg.Consumers, queues, func(m sqstypes.Message, now time.Time) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	calls, err := target.SQSCalls()
+	if err != nil {
+		return err
+	}
+	if err := <-published; err != nil {
+		return fmt.Errorf("publishing: %w", err)
+	}
+	_ = target.Stop()
+	if bar != nil {
+		_ = bar.Finish()
+	}
+
+	// Account for every job.
+	arr := newArrivals(start)
+	queues, err := classQueues(ctx, api, cfg)
+	if err != nil {
+		return err
+	}
+	done := make(chan struct{})
+	var drained sync.WaitGroup
+	drained.Go(func() {
+		drain(ctx, api, cfg.Consumers, func() []string { return queues }, func(m sqstypes.Message, now time.Time) {
 			job, err := jobfleet.Decode([]byte(aws.ToString(m.Body)))
 			if err != nil || !strings.HasPrefix(job.ID, "lt-"+runID+"-") {
 				return
 			}
-			// A job arrived when SQS stamped its forwarding, however
-			// late the consumers here get to it.
 			at, ok := sentTime(m)
 			if !ok {
 				at = now
@@ -408,46 +428,19 @@ func dispatch(ctx context.Context, api SQSAPI, target Target, cfg Config, runID 
 			if s, ok := sent.Load(job.ID); ok {
 				lat = float64(at.Sub(s.(time.Time))) / float64(time.Millisecond)
 			}
-			if arr.add(job.ID, max(lat, 0), at) && bar != nil {
-				_ = bar.Add(1)
-			}
+			arr.add(job.ID, max(lat, 0), at)
 		}, done)
 	})
-	if cfg.Rate > 0 {
-		if err := publish(ctx, api, cfg.Intake, all, cfg.Rate, &sent, nil); err != nil {
-			close(done)
-			bg.Wait()
-			return fmt.Errorf("publishing: %w", err)
+	for ctx.Err() == nil {
+		routed, _, err := depths(ctx, api, cfg)
+		if err == nil && routed == 0 {
+			break
 		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	killed := false
-	deadline := time.Now().Add(cfg.Timeout)
-	var calls int64
-	for arr.distinct() < cfg.Jobs && time.Now().Before(deadline) && ctx.Err() == nil {
-		if cfg.Chaos && !killed && arr.distinct() >= cfg.Jobs/3 {
-			killed = true
-			if err := target.Kill(); err != nil {
-				return fmt.Errorf("killing the dispatcher: %w", err)
-			}
-			if err := target.Start(ctx); err != nil {
-				return fmt.Errorf("restarting the dispatcher: %w", err)
-			}
-			res.Restarts++
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	calls, err = target.SQSCalls()
-	if err != nil {
-		return err
-	}
-	// A short grace to catch duplicates still on their way.
-	time.Sleep(time.Second)
 	close(done)
-	bg.Wait()
-	_ = target.Stop()
-	if bar != nil {
-		_ = bar.Finish()
-	}
+	drained.Wait()
+
 	arr.mu.Lock()
 	res.Routed = len(arr.seen)
 	for _, n := range arr.seen {
@@ -465,6 +458,51 @@ func dispatch(ctx context.Context, api SQSAPI, target Target, cfg Config, runID 
 	res.SQSCallsPerJob = float64(calls-before) / float64(cfg.Jobs)
 	res.Timeline = arr.timeline()
 	return nil
+}
+
+// classQueues lists the dispatcher's class queues.
+func classQueues(ctx context.Context, api SQSAPI, cfg Config) ([]string, error) {
+	out, err := api.ListQueues(ctx, &sqs.ListQueuesInput{QueueNamePrefix: aws.String(cfg.ClassPrefix + "-")})
+	if err != nil {
+		return nil, fmt.Errorf("listing class queues: %w", err)
+	}
+	return out.QueueUrls, nil
+}
+
+// depths returns the messages in the class queues and those still in
+// intake, visible or in flight.
+func depths(ctx context.Context, api SQSAPI, cfg Config) (routed, waiting int, err error) {
+	queues, err := classQueues(ctx, api, cfg)
+	if err != nil {
+		return 0, 0, err
+	}
+	count := func(url string) (int, error) {
+		out, err := api.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+			QueueUrl: aws.String(url),
+			AttributeNames: []sqstypes.QueueAttributeName{
+				sqstypes.QueueAttributeNameApproximateNumberOfMessages,
+				sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+			},
+		})
+		if err != nil {
+			return 0, err
+		}
+		n := 0
+		for _, v := range out.Attributes {
+			k, _ := strconv.Atoi(v)
+			n += k
+		}
+		return n, nil
+	}
+	for _, q := range queues {
+		n, err := count(q)
+		if err != nil {
+			return 0, 0, err
+		}
+		routed += n
+	}
+	waiting, err = count(cfg.Intake)
+	return routed, waiting, err
 }
 
 func newBar(cfg Config, what string) *progressbar.ProgressBar {

@@ -138,12 +138,12 @@ func LoadRecords(ctx context.Context, api S3API, source string, window time.Dura
 	if len(records) == 0 {
 		return nil, stats, fmt.Errorf("%w: no successful runs in %s within the last %v (%d records read, %d malformed)", ErrNoData, source, window, stats.Records, stats.Malformed)
 	}
-	return recordsDataset(records), stats, nil
+	return RecordsDataset(records), stats, nil
 }
 
-// recordsDataset turns run records into samples over the union of their
+// RecordsDataset turns run records into samples over the union of their
 // feature names.
-func recordsDataset(records []*jobfleet.RunRecord) *Dataset {
+func RecordsDataset(records []*jobfleet.RunRecord) *Dataset {
 	names := map[string]bool{}
 	for _, r := range records {
 		for name := range r.Features {

@@ -34,6 +34,7 @@ type DispatcherCmd struct {
 	Registry   string `name:"registry" env:"JOBFLEET_REGISTRY" required:"" type:"existingfile" placeholder:"FILE" help:"Job types and pools (YAML)."`
 
 	ClassPrefix    string        `name:"class-prefix" env:"JOBFLEET_CLASS_PREFIX" default:"jobfleet" help:"Start of every class queue and ScaledJob name."`
+	Kubernetes     bool          `name:"kubernetes" env:"JOBFLEET_KUBERNETES" default:"true" negatable:"" help:"Manage KEDA ScaledJobs; --no-kubernetes only routes jobs to class queues (for load tests and local runs)."`
 	Namespace      string        `name:"namespace" env:"JOBFLEET_NAMESPACE" default:"jobfleet" help:"Namespace of the ScaledJobs and job pods."`
 	Kubeconfig     string        `name:"kubeconfig" env:"JOBFLEET_KUBECONFIG,KUBECONFIG" type:"path" help:"Kubeconfig file; default: the in-cluster service account, else ~/.kube/config."`
 	WorkerImage    string        `name:"worker-image" env:"JOBFLEET_WORKER_IMAGE" default:"ghcr.io/jobfleet/jobfleet:latest" help:"Image holding /jobfleet, copied into every job pod."`
@@ -75,18 +76,20 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
-	restCfg, err := kubeConfig(c.Kubeconfig)
-	if err != nil {
-		return err
-	}
-	restCfg.QPS, restCfg.Burst = c.KubeQPS, int(2*c.KubeQPS)
-	kube, err := dynamic.NewForConfig(restCfg)
-	if err != nil {
-		return fmt.Errorf("creating the Kubernetes client: %w", err)
-	}
-	typed, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return fmt.Errorf("creating the Kubernetes client: %w", err)
+	var kube dynamic.Interface
+	var typed kubernetes.Interface
+	if c.Kubernetes {
+		restCfg, err := kubeConfig(c.Kubeconfig)
+		if err != nil {
+			return err
+		}
+		restCfg.QPS, restCfg.Burst = c.KubeQPS, int(2*c.KubeQPS)
+		if kube, err = dynamic.NewForConfig(restCfg); err != nil {
+			return fmt.Errorf("creating the Kubernetes client: %w", err)
+		}
+		if typed, err = kubernetes.NewForConfig(restCfg); err != nil {
+			return fmt.Errorf("creating the Kubernetes client: %w", err)
+		}
 	}
 	var leader *dispatcher.LeaderConfig
 	if c.LeaderElect {
@@ -110,8 +113,6 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	opts := []dispatcher.Option{
 		dispatcher.WithLogger(g.log), dispatcher.WithRegisterer(promReg),
-		dispatcher.WithKubernetes(typed, leader),
-		dispatcher.WithSensor(clients.S3, dispatcher.SensorConfig{Bucket: c.Bucket, Prefix: c.Prefix}),
 		dispatcher.WithRecords(clients.S3,
 			dispatcher.RecordsConfig{URL: c.Records, Bucket: c.Bucket, Prefix: c.Prefix},
 			dispatcher.RetrainConfig{Every: c.RetrainEvery, Window: c.RetrainWindow, Model: c.Model}),
@@ -125,7 +126,12 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 		opts = append(opts, dispatcher.WithModels(reloader))
 		wg.Go(func() { reloader.Run(ctx) })
 	}
-	if c.InterruptionQueue != "" {
+	if c.Kubernetes {
+		opts = append(opts,
+			dispatcher.WithKubernetes(typed, leader),
+			dispatcher.WithSensor(clients.S3, dispatcher.SensorConfig{Bucket: c.Bucket, Prefix: c.Prefix}))
+	}
+	if c.InterruptionQueue != "" && c.Kubernetes {
 		ctrl := interruption.New(interruption.Config{
 			QueueURL: c.InterruptionQueue, Namespace: c.Namespace, RebalanceEvicts: c.RebalanceEvicts, AvoidFor: c.AvoidFor,
 		}, &interruption.Kubernetes{Client: typed, Namespace: c.Namespace, EC2: clients.EC2},

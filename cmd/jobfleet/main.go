@@ -41,6 +41,9 @@ type CLI struct {
 	Dispatcher DispatcherCmd `cmd:"" help:"Run the dispatcher: size every job from intake and route it to its class's queue and ScaledJob."`
 	Worker     WorkerCmd     `cmd:"" help:"Run jobs from a class queue: the entrypoint of every job pod (jobfleet worker [flags] -- <command>)."`
 	Predict    PredictCmd    `cmd:"" help:"Train and evaluate the memory predictor."`
+	Loadtest   LoadtestCmd   `cmd:"" help:"Measure a dispatcher: jobs per second, latency, SQS calls per job, lost and duplicated jobs, against a plain receive-send-delete loop."`
+	Local      LocalCmd      `cmd:"" help:"Run all of jobfleet on this machine: the queues, the dispatcher and predictor, workers as local processes, and a demo workload with a spot interruption."`
+	DemoJob    DemoJobCmd    `cmd:"" name:"demo-job" hidden:"" help:"Run a demo job (what the demo's job types run)."`
 	Stack      StackCmd      `cmd:"" help:"Start the local SQS emulator and S3 server, print their endpoints, and wait."`
 	Install    InstallCmd    `cmd:"" hidden:"" help:"Copy the jobfleet binary into a directory (the job pods' init container)."`
 	Version    VersionCmd    `cmd:"" help:"Print jobfleet's version."`

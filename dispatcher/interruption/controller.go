@@ -44,7 +44,6 @@ type SQSAPI interface {
 	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
 }
 
-
 // Config configures the controller.
 type Config struct {
 	// QueueURL is jobfleet's interruption queue.

@@ -91,11 +91,11 @@ type key struct{ source, detailType, version string }
 type decoder func(env *envelope) (*Notice, error)
 
 var decoders = map[key]decoder{
-	{"aws.ec2", "EC2 Spot Instance Interruption Warning", "0"}:               instanceAction(SpotInterruption),
+	{"aws.ec2", "EC2 Spot Instance Interruption Warning", "0"}:                 instanceAction(SpotInterruption),
 	{"aws.ec2", "EC2 Capacity Reservation Instance Interruption Warning", "0"}: instanceAction(CapacityReservationInterruption),
-	{"aws.ec2", "EC2 Instance Rebalance Recommendation", "0"}:                 rebalance,
-	{"aws.ec2", "EC2 Instance State-change Notification", "0"}:                stateChange,
-	{"aws.health", "AWS Health Event", "0"}:                                   healthEvent,
+	{"aws.ec2", "EC2 Instance Rebalance Recommendation", "0"}:                  rebalance,
+	{"aws.ec2", "EC2 Instance State-change Notification", "0"}:                 stateChange,
+	{"aws.health", "AWS Health Event", "0"}:                                    healthEvent,
 }
 
 // Parse decodes one event. It returns (nil, nil) for an event that needs

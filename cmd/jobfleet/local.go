@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"golang.org/x/term"
+
+	"github.com/jobfleet/jobfleet/internal/demo"
+	"github.com/jobfleet/jobfleet/internal/local"
+)
+
+// LocalCmd runs the embedded default.
+type LocalCmd struct {
+	Jobs        int  `name:"jobs" env:"JOBFLEET_LOCAL_JOBS" default:"24" help:"Demo jobs to publish (0 publishes none)."`
+	Serve       bool `name:"serve" env:"JOBFLEET_LOCAL_SERVE" help:"Keep running after the demo, for jobs published with jobfleet publish."`
+	Interrupt   bool `name:"interrupt" env:"JOBFLEET_LOCAL_INTERRUPT" default:"true" negatable:"" help:"Simulate a spot interruption halfway through the demo."`
+	Concurrency int  `name:"concurrency" env:"JOBFLEET_LOCAL_CONCURRENCY" default:"3" help:"Most worker processes at once."`
+	SQSPort     int  `name:"sqs-port" env:"JOBFLEET_SQS_PORT" default:"0" help:"Loopback port of the SQS emulator (0 picks a free one)."`
+	S3Port      int  `name:"s3-port" env:"JOBFLEET_S3_PORT" default:"0" help:"Loopback port of the S3 server (0 picks a free one)."`
+}
+
+// Run runs the demo.
+func (c *LocalCmd) Run(ctx context.Context, g *Globals) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding the jobfleet binary: %w", err)
+	}
+	progress := false
+	if f, ok := g.stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		progress = true
+	}
+	fmt.Fprintln(g.stdout, "jobfleet local: starting the SQS emulator, S3, the dispatcher with its predictor, and a local executor")
+	sum, err := local.Run(ctx, local.Options{
+		Jobs: c.Jobs, Serve: c.Serve, Interrupt: c.Interrupt, Concurrency: c.Concurrency,
+		SQSPort: c.SQSPort, S3Port: c.S3Port, Binary: self, Out: g.stdout, Log: g.log, Progress: progress,
+	})
+	if err != nil {
+		return err
+	}
+	if c.Jobs > 0 {
+		sum.Print(g.stdout)
+		if sum.Lost > 0 {
+			return &exitError{code: 1, err: fmt.Errorf("%d jobs lost", sum.Lost)}
+		}
+	}
+	return nil
+}
+
+// DemoJobCmd runs one of the demo jobs: what the demo's job types run.
+type DemoJobCmd struct {
+	Kind string `arg:"" enum:"export,aggregate,train" help:"Which demo job."`
+}
+
+// Run runs it.
+func (c *DemoJobCmd) Run(ctx context.Context) error {
+	return demo.Run(ctx, c.Kind)
+}
