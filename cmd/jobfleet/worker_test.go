@@ -42,9 +42,10 @@ func TestWorkerCommandSIGTERM(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// Wait for the job to run, then stop the worker as the kubelet would.
+	// Wait for the job to listen for SIGTERM, then stop the worker as the
+	// kubelet would.
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(out.String(), `"message":"running job"`) {
+	for !jobStarted(logFile) {
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			t.Fatalf("the job did not start:\n%s", out.String())
@@ -76,4 +77,10 @@ func TestWorkerCommandSIGTERM(t *testing.T) {
 	if visible, inFlight := sqs.Depth(t, class); visible+inFlight != 0 {
 		t.Errorf("the class queue still holds the job")
 	}
+}
+
+// jobStarted reports whether the test job has written its start line.
+func jobStarted(logFile string) bool {
+	data, _ := os.ReadFile(logFile)
+	return strings.HasPrefix(string(data), "start ")
 }

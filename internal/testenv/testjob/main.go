@@ -59,9 +59,11 @@ func count(target int, step time.Duration, logFile string) {
 	if data, err := os.ReadFile(progressFile); err == nil {
 		progress = atoi(string(data))
 	}
-	appendLine(logFile, fmt.Sprintf("start %d %s %s", progress, os.Getenv("JOBFLEET_RESUMED"), os.Getenv("JOBFLEET_ATTEMPT")))
+	// Listen for SIGTERM before announcing the start, so that whoever waits
+	// for the start line may stop the job at once.
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
+	appendLine(logFile, fmt.Sprintf("start %d %s %s", progress, os.Getenv("JOBFLEET_RESUMED"), os.Getenv("JOBFLEET_ATTEMPT")))
 	tick := time.NewTicker(step)
 	defer tick.Stop()
 	for progress < target {
