@@ -36,6 +36,11 @@ const (
 	labelZone         = "topology.kubernetes.io/zone"
 	labelCapacityType = "karpenter.sh/capacity-type"
 	labelManagedBy    = "app.kubernetes.io/managed-by"
+
+	// LabelInstanceID names a node's EC2 instance where its provider id
+	// does not (nodes registered without the AWS cloud provider, or
+	// simulated ones): kubelet --node-labels=jobfleet.io/instance-id=i-...
+	LabelInstanceID = "jobfleet.io/instance-id"
 )
 
 // SQSAPI is the SQS calls of the controller.

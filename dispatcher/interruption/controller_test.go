@@ -56,9 +56,16 @@ func setup(t testing.TB, cfg Config) *bundle {
 	return b
 }
 
-// node creates a node on a simulated spot instance and returns its
-// instance id.
+// node creates a node on a simulated spot instance, named by its provider
+// id, and returns its instance id.
 func (b *bundle) node(t testing.TB) (name, instance string) {
+	t.Helper()
+	return b.newNode(t, false)
+}
+
+// newNode creates a node whose instance id is in its provider id or, with
+// byLabel, only in its LabelInstanceID label.
+func (b *bundle) newNode(t testing.TB, byLabel bool) (name, instance string) {
 	t.Helper()
 	b.nodes++
 	instance = fmt.Sprintf("i-%s%04d", strings.ReplaceAll(b.ns[len(b.ns)-8:], "-", "0"), b.nodes)
@@ -68,6 +75,10 @@ func (b *bundle) node(t testing.TB) (name, instance string) {
 			labelInstanceType: "g5.xlarge", labelZone: "us-east-2a", labelCapacityType: "spot",
 		}},
 		Spec: corev1.NodeSpec{ProviderID: "aws:///us-east-2a/" + instance},
+	}
+	if byLabel {
+		node.Spec.ProviderID = "kwok://" + name
+		node.Labels[LabelInstanceID] = instance
 	}
 	if _, err := b.kube.CoreV1().Nodes().Create(t.Context(), node, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -253,6 +264,21 @@ func TestNoticeKinds(t *testing.T) {
 				t.Errorf("the other pod = %q", got)
 			}
 		})
+	}
+}
+
+// TestNodeFoundByLabel: a node registered without the AWS cloud provider
+// is found by its jobfleet.io/instance-id label.
+func TestNodeFoundByLabel(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Config{})
+	node, instance := b.newNode(t, true)
+	b.pods(t, node, 1)
+	if err := b.c.Handle(t.Context(), notice(t, "spot-interruption.json", instance)); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.podStates(t, node)[node+"-job-0"]; got != "evicted grace=90 spot-interruption g5.xlarge us-east-2a" {
+		t.Errorf("jobfleet pod = %q", got)
 	}
 }
 

@@ -29,7 +29,8 @@ type EC2API interface {
 }
 
 // Kubernetes is the Cluster of a real cluster: nodes indexed by the
-// instance id in their provider id, pods evicted through the Eviction API.
+// instance id in their provider id (or their LabelInstanceID label), pods
+// evicted through the Eviction API.
 type Kubernetes struct {
 	// Client talks to the API server.
 	Client kubernetes.Interface
@@ -63,10 +64,15 @@ func (k *Kubernetes) Start(ctx context.Context) error {
 	factory := informers.NewSharedInformerFactory(k.Client, 10*time.Minute)
 	inf := factory.Core().V1().Nodes().Informer()
 	if err := inf.AddIndexers(cache.Indexers{indexInstance: func(obj any) ([]string, error) {
-		if n, ok := obj.(*corev1.Node); ok {
-			if id := instanceID(n.Spec.ProviderID); id != "" {
-				return []string{id}, nil
-			}
+		n, ok := obj.(*corev1.Node)
+		if !ok {
+			return nil, nil
+		}
+		if id := instanceID(n.Spec.ProviderID); id != "" {
+			return []string{id}, nil
+		}
+		if id := n.Labels[LabelInstanceID]; strings.HasPrefix(id, "i-") {
+			return []string{id}, nil
 		}
 		return nil, nil
 	}}); err != nil {
