@@ -6,7 +6,7 @@
 GO ?= go
 GOTESTFLAGS ?=
 
-.PHONY: all run stack test vet lint unit fuzz build controlplane clean-cache
+.PHONY: all run stack test vet lint unit e2e fuzz build controlplane clean-cache
 
 all: build
 
@@ -21,17 +21,23 @@ run:
 stack:
 	$(GO) run ./cmd/jobfleet stack
 
-## test: vet, lint, and every test tier with the race detector
-test: vet lint unit
+## test: format check, vet, lint, and every test tier with the race detector
+test: vet lint controlplane unit e2e
 
 vet:
+	@unformatted="$$("$$($(GO) env GOROOT)/bin/gofmt" -l .)"; if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
 lint:
 	$(GO) tool staticcheck ./...
 
+## unit: unit and integration tests (real SQS, S3 and API server)
 unit:
-	$(GO) test -race -count=1 -timeout 30m $(GOTESTFLAGS) ./...
+	$(GO) test -race -count=1 -timeout 30m $(GOTESTFLAGS) $$($(GO) list ./... | grep -v '/e2e$$')
+
+## e2e: the end-to-end scenarios on the full control plane (KEDA, Karpenter, KWOK)
+e2e: controlplane
+	$(GO) test -race -count=1 -timeout 30m $(GOTESTFLAGS) ./e2e/
 
 ## fuzz: fuzz the job message decoder for a minute
 fuzz:

@@ -185,7 +185,12 @@ func (t Template) ScaledJob(c Class, typ *jobtype.Type, pool *jobtype.Pool, queu
 			MinReplicaCount:            ptr.To[int32](0),
 			MaxReplicaCount:            ptr.To(int32(typ.MaxReplicas)),
 			ScalingStrategy:            kedav1alpha1.ScalingStrategy{Strategy: "default"},
-			Triggers:                   []kedav1alpha1.ScaleTriggers{trigger},
+			// KEDA's default rollout deletes every running Job of a
+			// ScaledJob when its spec changes; jobfleet updates specs
+			// while jobs run (a new avoided placement, a new registry),
+			// so running Jobs must finish under the spec they started with.
+			Rollout:  kedav1alpha1.Rollout{Strategy: "gradual"},
+			Triggers: []kedav1alpha1.ScaleTriggers{trigger},
 		},
 	}
 }

@@ -145,7 +145,9 @@ type Remote struct {
 
 func (r *Remote) Start(context.Context) error { return nil }
 func (r *Remote) Stop() error                 { return nil }
-func (r *Remote) Kill() error                 { return errors.New("a remote dispatcher cannot be killed; --chaos needs --local") }
+func (r *Remote) Kill() error {
+	return errors.New("a remote dispatcher cannot be killed; --chaos needs --local")
+}
 
 // SQSCalls scrapes the remote counter; without a metrics URL it reports
 // zero.

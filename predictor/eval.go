@@ -436,6 +436,6 @@ func featureOrZero(s Sample) float64 {
 // user's request).
 type baselineMethod struct{}
 
-func (baselineMethod) name() string                  { return MethodBaseline }
+func (baselineMethod) name() string                   { return MethodBaseline }
 func (baselineMethod) train([]Sample, []string) error { return nil }
 func (baselineMethod) predict(s Sample) float64       { return s.Baseline }

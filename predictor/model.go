@@ -47,11 +47,11 @@ const (
 // Estimator is one fitted model with its calibration. It works on the
 // logarithm of peak memory; Offset is added before exponentiating.
 type Estimator struct {
-	Kind     string       `json:"kind"`
-	Constant float64      `json:"constant,omitempty"`
+	Kind     string  `json:"kind"`
+	Constant float64 `json:"constant,omitempty"`
 	// HalfLife is the quantile model's recency half-life, in seconds (0:
 	// all runs weigh the same).
-	HalfLife float64 `json:"half_life,omitempty"`
+	HalfLife float64      `json:"half_life,omitempty"`
 	Linear   *linearModel `json:"linear,omitempty"`
 	GBT      *gbtModel    `json:"gbt,omitempty"`
 	// Offset is the calibration in log space: split-conformal, or the log

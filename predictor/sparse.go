@@ -63,6 +63,6 @@ func fitSparse(byType map[string][]Sample, minRuns int, q, confidence, ceilingMa
 		Kind: KindQuantile, Offset: off, Runs: len(scores), Level: level,
 		Coverage: float64(covered) / float64(len(scores)),
 		Floor:    minY, Ceiling: maxY + ceilingMargin,
-		cal:      &calibration{scores: scores, weights: weights, base: base, maxY: maxY},
+		cal: &calibration{scores: scores, weights: weights, base: base, maxY: maxY},
 	}
 }

@@ -63,7 +63,7 @@ type checkpointStore struct {
 	prefix string // <prefix>/<job id>/checkpoint
 	dir    string
 
-	last   *manifest             // the latest complete checkpoint
+	last   *manifest            // the latest complete checkpoint
 	hashes map[string]fileStamp // path -> what was hashed, to skip unchanged files
 	stored map[string]bool      // object hashes known to be in S3
 }

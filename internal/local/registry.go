@@ -67,7 +67,6 @@ func features(rng *rand.Rand, kind string) map[string]float64 {
 	return nil
 }
 
-
 // bootstrap is the demo's history: earlier runs of each demo type, their
 // peaks drawn from the jobs' own footprint plus runtime overhead with
 // lognormal noise, so the predictor starts trained. Real runs replace them

@@ -78,11 +78,11 @@ type Summary struct {
 
 // TypeSummary is one job type's results.
 type TypeSummary struct {
-	Type                        string
-	Jobs, Succeeded, Reruns     int
-	Resumed                     int
-	MeanPredicted, MeanAlloc    float64
-	MeanPeak                    float64
+	Type                         string
+	Jobs, Succeeded, Reruns      int
+	Resumed                      int
+	MeanPredicted, MeanAlloc     float64
+	MeanPeak                     float64
 	Covered, CoverageDenominator int
 }
 
@@ -475,4 +475,3 @@ func (s *Summary) Print(w io.Writer) {
 	fmt.Fprintf(w, "\njobfleet local: %d submitted, %d succeeded, %d dead-lettered, %d lost, %d resumed from checkpoint\n",
 		s.Submitted, s.Succeeded, s.DeadLettered, s.Lost, s.Resumed)
 }
-

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -41,8 +42,11 @@ var (
 // Versions of the control plane binaries, as deploy/local/controlplane
 // builds them.
 const (
-	KubeVersion = "v1.34.4"
-	EtcdVersion = "v3.6.16"
+	KubeVersion      = "v1.34.4"
+	EtcdVersion      = "v3.6.16"
+	KwokVersion      = "v0.7.0"
+	KedaVersion      = "v2.17.2"
+	KarpenterVersion = "v1.8.0"
 )
 
 // StartKube returns the test binary's API server, starting it (and
@@ -70,6 +74,10 @@ func startKube(t testing.TB) (*Kube, error) {
 	if err != nil {
 		return nil, err
 	}
+	karpenter, err := moduleDir("sigs.k8s.io/karpenter@" + KarpenterVersion)
+	if err != nil {
+		return nil, err
+	}
 	// envtest finds its binaries by plain name in one directory.
 	assets, err := os.MkdirTemp("", "jobfleet-envtest-")
 	if err != nil {
@@ -82,8 +90,12 @@ func startKube(t testing.TB) (*Kube, error) {
 		}
 	}
 	env := &envtest.Environment{
-		BinaryAssetsDirectory:    assets,
-		CRDDirectoryPaths:        []string{filepath.Join(crds, "config", "crd", "bases")},
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths: []string{
+			filepath.Join(crds, "config", "crd", "bases"),
+			filepath.Join(karpenter, "pkg", "apis", "crds"),
+			filepath.Join(karpenter, "kwok", "apis", "crds"),
+		},
 		ErrorIfCRDPathMissing:    true,
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  30 * time.Second,
@@ -92,6 +104,9 @@ func startKube(t testing.TB) (*Kube, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting etcd and kube-apiserver: %w", err)
 	}
+	// Tests poll; client-go's default of 5 requests a second would
+	// throttle them, not the server.
+	cfg.QPS, cfg.Burst = 200, 400
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -143,8 +158,20 @@ func ControlPlaneBin(t testing.TB, what string) (string, error) {
 	return strings.TrimSpace(string(dir)), nil
 }
 
-// moduleDir returns where a dependency's source is in the module cache.
+// moduleDir returns where a module's source is in the module cache: a
+// dependency of this module by path, or any module by path@version.
 func moduleDir(module string) (string, error) {
+	if path, version, ok := strings.Cut(module, "@"); ok {
+		out, err := exec.Command("go", "mod", "download", "-json", module).Output()
+		if err != nil {
+			return "", fmt.Errorf("downloading module %s: %w", module, err)
+		}
+		var info struct{ Dir string }
+		if err := json.Unmarshal(out, &info); err != nil || info.Dir == "" {
+			return "", fmt.Errorf("locating module %s %s: %v", path, version, err)
+		}
+		return info.Dir, nil
+	}
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module).Output()
 	if err != nil {
 		return "", fmt.Errorf("locating module %s: %w", module, err)
@@ -163,6 +190,15 @@ func moduleDir(module string) (string, error) {
 // test starts.
 func (k *Kube) Kubeconfig(t testing.TB) string {
 	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := k.WriteKubeconfig(path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// WriteKubeconfig writes a kubeconfig file for the API server to path.
+func (k *Kube) WriteKubeconfig(path string) error {
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: k.Config.Host, CertificateAuthorityData: k.Config.CAData}
 	cfg.AuthInfos["test"] = &clientcmdapi.AuthInfo{
@@ -170,9 +206,8 @@ func (k *Kube) Kubeconfig(t testing.TB) string {
 	}
 	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "test"}
 	cfg.CurrentContext = "test"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		t.Fatalf("writing kubeconfig: %v", err)
+		return fmt.Errorf("writing kubeconfig: %w", err)
 	}
-	return path
+	return nil
 }

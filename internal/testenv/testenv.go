@@ -12,10 +12,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/signal"
 	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -45,12 +47,23 @@ func onStop(f func()) {
 // Main runs the tests, stops the shared servers, and fails the run if any
 // goroutine outlives the tests.
 func Main(m *testing.M, ignore ...goleak.Option) {
+	// An interrupted run still stops the servers it started.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-signals:
+			fmt.Fprintf(os.Stderr, "testenv: %v: stopping the test servers\n", sig)
+			stopAll()
+			os.Exit(1)
+		case <-done:
+		}
+	}()
 	code := m.Run()
-	stopMu.Lock()
-	for i := len(stops) - 1; i >= 0; i-- {
-		stops[i]()
-	}
-	stopMu.Unlock()
+	signal.Stop(signals)
+	close(done)
+	stopAll()
 	if code == 0 {
 		opts := append([]goleak.Option{
 			// The AWS SDK's HTTP clients keep idle keep-alive connections.
@@ -64,6 +77,16 @@ func Main(m *testing.M, ignore ...goleak.Option) {
 		}
 	}
 	os.Exit(code)
+}
+
+// stopAll stops the shared servers, the last started first.
+func stopAll() {
+	stopMu.Lock()
+	defer stopMu.Unlock()
+	for i := len(stops) - 1; i >= 0; i-- {
+		stops[i]()
+	}
+	stops = nil
 }
 
 // AWSConfig is an SDK configuration for the local servers. Endpoints are set

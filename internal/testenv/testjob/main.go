@@ -4,7 +4,8 @@
 // worker gives every job.
 //
 //	testjob alloc <MiB> [hold-ms]          allocate and touch memory, then exit 0
-//	testjob count <target> <step-ms> <log> count to target, one step per step-ms, resuming from the checkpoint
+//	testjob count <target> <step-ms> <log> count to target, one step per step-ms, resuming from the checkpoint;
+//	                                       a log that is a directory holds one <job id>.log per job
 //	testjob fail <code>                    exit with code
 //	testjob sleep <ms>                     sleep, then exit 0
 package main
@@ -53,6 +54,9 @@ func main() {
 // and per finish to the log file: "start <progress> <resumed> <attempt>",
 // "stop <progress>", "done <progress>".
 func count(target int, step time.Duration, logFile string) {
+	if info, err := os.Stat(logFile); err == nil && info.IsDir() {
+		logFile = filepath.Join(logFile, os.Getenv("JOBFLEET_JOB_ID")+".log")
+	}
 	dir := os.Getenv("JOBFLEET_CHECKPOINT_DIR")
 	progressFile := filepath.Join(dir, "progress")
 	progress := 0

@@ -1,0 +1,413 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/dispatcher"
+	"github.com/jobfleet/jobfleet/dispatcher/interruption"
+	"github.com/jobfleet/jobfleet/internal/testenv"
+	"github.com/jobfleet/jobfleet/jobtype"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// stack is one test's view of the end-to-end stack: its own namespace,
+// queues, bucket and class prefix on the shared control plane.
+type stack struct {
+	sqs       *testenv.SQS
+	s3        *testenv.S3
+	cluster   *testenv.Cluster
+	ns        string
+	bucket    string
+	intake    string
+	dead      string
+	records   string
+	interrupt string
+	prefix    string
+	testjob   string
+	jobfleet  string
+	// logs holds the count jobs' logs, one <job id>.log each.
+	logs string
+
+	nodes *nodeLog
+	// runs holds every run record received so far.
+	runs []jobfleet.RunRecord
+}
+
+func setup(t *testing.T) *stack {
+	t.Helper()
+	s := &stack{sqs: testenv.StartSQS(t), s3: testenv.StartS3(t)}
+	s.cluster = testenv.StartCluster(t, append(s.sqs.Env(), s.s3.Env()...))
+	if !s.cluster.Runner.EnforcesMemory() {
+		t.Fatal("the pod runner cannot enforce memory limits on this machine: it needs a writable cgroup v1 memory hierarchy (/sys/fs/cgroup/memory)")
+	}
+	s.ns = s.cluster.Namespace(t)
+	s.bucket = s.s3.CreateBucket(t)
+	s.intake = s.sqs.CreateQueue(t, "intake-", nil)
+	s.dead = s.sqs.CreateQueue(t, "dead-", nil)
+	s.records = s.sqs.CreateQueue(t, "records-", nil)
+	s.interrupt = s.sqs.CreateQueue(t, "interrupt-", nil)
+	s.prefix = testenv.UniqueName(t, "e", 14)
+	s.testjob = testenv.Build(t, "./internal/testenv/testjob")
+	s.jobfleet = testenv.Build(t, "./cmd/jobfleet")
+	s.logs = t.TempDir()
+	s.nodes = watchNodes(t, s.cluster.Typed)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, c := range []string{"keda-operator", "karpenter", "kube-scheduler", "kube-controller-manager"} {
+				t.Logf("--- %s log tail:\n%s", c, s.cluster.Log(c, 3000))
+			}
+			for pod, out := range s.cluster.Runner.Output(s.ns, 4000) {
+				t.Logf("--- pod %s output:\n%s", pod, out)
+			}
+		}
+	})
+	return s
+}
+
+// registry parses job types for the test, with the pools of the stack's
+// NodePools. TESTJOB in a command is the test job binary, LOGS the test's
+// log directory.
+func (s *stack) registry(t *testing.T, types string) *jobtype.Registry {
+	t.Helper()
+	yaml := `
+pools:
+  - name: cpu
+    nodePool: jobfleet-cpu
+    sizes: [64Mi, 128Mi, 256Mi, 512Mi, 1Gi, 2Gi]
+  - name: gpu
+    nodePool: jobfleet-gpu
+    gpu: true
+    sizes: [256Mi, 512Mi, 1Gi, 2Gi]
+types:
+` + strings.NewReplacer("TESTJOB", s.testjob, "LOGS", s.logs).Replace(types)
+	reg, err := jobtype.Parse("e2e.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+// dispatch runs a dispatcher, with the interruption controller, until the
+// returned stop is called (or the test ends).
+func (s *stack) dispatch(t *testing.T, reg *jobtype.Registry) (stop func()) {
+	t.Helper()
+	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	interruptions := interruption.New(interruption.Config{QueueURL: s.interrupt, Namespace: s.ns},
+		&interruption.Kubernetes{Client: s.cluster.Typed, Namespace: s.ns},
+		s.sqs.Client, interruption.NewMetrics(prometheus.NewRegistry()), log, nil)
+	cfg := dispatcher.Config{
+		IntakeURL: s.intake, DeadLetterURL: s.dead, Registry: reg,
+		Template: dispatcher.Template{
+			Namespace: s.ns, Prefix: s.prefix, WorkerImage: "jobfleet:e2e", Region: testenv.Region,
+			IntakeURL: s.intake, DeadLetterURL: s.dead, RecordsURL: s.records, Bucket: s.bucket, CheckpointPrefix: "jobfleet",
+			SQSEndpoint: s.sqs.Endpoint, S3Endpoint: s.s3.Endpoint, PollingInterval: time.Second,
+			VisibilityTimeout: 30 * time.Second,
+		},
+		IntakeVisibility: 30 * time.Second, RetryDelay: time.Second, ClassIdleTTL: 20 * time.Second, CollectInterval: 2 * time.Second,
+	}
+	d, err := dispatcher.New(cfg, s.sqs.Client, s.cluster.Dynamic,
+		dispatcher.WithRegisterer(prometheus.NewRegistry()),
+		dispatcher.WithLogger(log),
+		dispatcher.WithKubernetes(s.cluster.Typed, nil),
+		dispatcher.WithSensor(s.s3.Client, dispatcher.SensorConfig{Bucket: s.bucket, Prefix: "jobfleet"}),
+		dispatcher.WithInterruptions(interruptions))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("dispatcher: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// publish sends jobs to the intake queue with `jobfleet publish`, as JSON
+// Lines on its standard input.
+func (s *stack) publish(t *testing.T, jobs ...*jobfleet.Job) {
+	t.Helper()
+	var in bytes.Buffer
+	enc := json.NewEncoder(&in)
+	for _, j := range jobs {
+		if err := enc.Encode(j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.CommandContext(t.Context(), s.jobfleet, "publish", "--queue", s.intake, "--log-format", "json")
+	cmd.Env = append(os.Environ(), s.sqs.Env()...)
+	cmd.Stdin = &in
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("jobfleet publish: %v\n%s", err, out)
+	}
+}
+
+// jobs returns n jobs of a type, with ids <prefix>-<i>.
+func jobs(typ, prefix string, n int) []*jobfleet.Job {
+	out := make([]*jobfleet.Job, n)
+	for i := range out {
+		out[i] = &jobfleet.Job{Version: jobfleet.Version, ID: fmt.Sprintf("%s-%02d", prefix, i), Type: typ}
+	}
+	return out
+}
+
+// awaitRuns collects run records until done says they are enough.
+func (s *stack) awaitRuns(t *testing.T, timeout time.Duration, what string, done func(runs []jobfleet.RunRecord) bool) {
+	t.Helper()
+	await(t, timeout, what, func(ctx context.Context) (bool, error) {
+		if err := s.receiveRuns(ctx); err != nil {
+			return false, err
+		}
+		return done(s.runs), nil
+	})
+}
+
+// receiveRuns adds the records waiting in the records queue to s.runs.
+func (s *stack) receiveRuns(ctx context.Context) error {
+	for _, m := range s.receive(ctx, s.records) {
+		r, err := jobfleet.DecodeRunRecord([]byte(aws.ToString(m.Body)))
+		if err != nil {
+			return err
+		}
+		s.runs = append(s.runs, *r)
+	}
+	return nil
+}
+
+// receive takes what a queue holds now, without waiting for more.
+func (s *stack) receive(ctx context.Context, url string) []sqstypes.Message {
+	var got []sqstypes.Message
+	for {
+		out, err := s.sqs.Client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 0,
+			MessageAttributeNames: []string{"All"},
+		})
+		if err != nil || len(out.Messages) == 0 {
+			return got
+		}
+		for _, m := range out.Messages {
+			if _, err := s.sqs.Client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle}); err == nil {
+				got = append(got, m)
+			}
+		}
+	}
+}
+
+// runsOf groups run records by job id, in attempt order.
+func runsOf(runs []jobfleet.RunRecord) map[string][]jobfleet.RunRecord {
+	out := map[string][]jobfleet.RunRecord{}
+	for _, r := range runs {
+		out[r.JobID] = append(out[r.JobID], r)
+	}
+	for _, rs := range out {
+		for i := 1; i < len(rs); i++ {
+			for j := i; j > 0 && rs[j].Attempt < rs[j-1].Attempt; j-- {
+				rs[j], rs[j-1] = rs[j-1], rs[j]
+			}
+		}
+	}
+	return out
+}
+
+// succeeded counts the distinct jobs with a successful run.
+func succeeded(runs []jobfleet.RunRecord) int {
+	ids := map[string]bool{}
+	for _, r := range runs {
+		if r.Outcome == jobfleet.OutcomeSucceeded {
+			ids[r.JobID] = true
+		}
+	}
+	return len(ids)
+}
+
+// await polls cond every quarter second until it holds, failing the test
+// with what it waited for after timeout.
+func await(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
+	t.Helper()
+	start := time.Now()
+	var last error
+	err := wait.PollUntilContextTimeout(t.Context(), 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		ok, err := cond(ctx)
+		if err != nil && ctx.Err() != nil {
+			// A call cut short by the deadline is the timeout, not an error.
+			last = err
+			return false, nil
+		}
+		return ok, err
+	})
+	switch {
+	case wait.Interrupted(err):
+		t.Fatalf("waited %v for %s, in vain (last error: %v)", time.Since(start).Round(time.Second), what, last)
+	case err != nil:
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+// checkpointed reports whether a job's checkpoint is in S3.
+func (s *stack) checkpointed(ctx context.Context, jobID string) bool {
+	_, err := s.s3.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String("jobfleet/" + jobID + "/checkpoint/manifest.json")})
+	return err == nil
+}
+
+// jobLog returns the lines a count job logged, over all its attempts.
+func (s *stack) jobLog(t *testing.T, jobID string) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(s.logs, jobID+".log"))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSpace(string(data)), "\n")
+}
+
+// runningPods returns the test's running job pods.
+func (s *stack) runningPods(ctx context.Context) ([]corev1.Pod, error) {
+	list, err := s.cluster.Typed.CoreV1().Pods(s.ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=jobfleet"})
+	if err != nil {
+		return nil, err
+	}
+	var out []corev1.Pod
+	for _, p := range list.Items {
+		if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// activeJobs counts the test's Kubernetes Jobs that still run pods.
+func (s *stack) activeJobs(ctx context.Context) (int, error) {
+	list, err := s.cluster.Typed.BatchV1().Jobs(s.ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, j := range list.Items {
+		if !finished(&j) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func finished(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// interruptSpot publishes EC2's spot interruption warning for the instance
+// of a node to the interruption queue, as EventBridge would.
+func (s *stack) interruptSpot(t *testing.T, node string) {
+	t.Helper()
+	instance := testenv.InstanceID(node)
+	await(t, 30*time.Second, "node "+node+" to carry its instance id", func(context.Context) (bool, error) {
+		return s.nodes.get(t, node).InstanceID == instance, nil
+	})
+	event := map[string]any{
+		"version": "0", "id": "e2e-" + instance, "detail-type": "EC2 Spot Instance Interruption Warning",
+		"source": "aws.ec2", "account": "123456789012", "time": time.Now().UTC().Format(time.RFC3339),
+		"region": testenv.Region, "resources": []string{"arn:aws:ec2:us-east-1a:instance/" + instance},
+		"detail": map[string]string{"instance-id": instance, "instance-action": "terminate"},
+	}
+	body, err := json.Marshal(event)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.sqs.Client.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: aws.String(s.interrupt), MessageBody: aws.String(string(body))}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// nodeInfo is what the test remembers of a node, which consolidation may
+// delete before the test looks.
+type nodeInfo struct {
+	NodePool, CapacityType, InstanceType, Zone, InstanceID string
+	GPUs                                                   int64
+}
+
+// nodeLog remembers every node the cluster had during the test.
+type nodeLog struct {
+	mu    sync.Mutex
+	nodes map[string]nodeInfo
+}
+
+func watchNodes(t *testing.T, client kubernetes.Interface) *nodeLog {
+	l := &nodeLog{nodes: map[string]nodeInfo{}}
+	factory := informers.NewSharedInformerFactory(client, time.Minute)
+	inf := factory.Core().V1().Nodes().Informer()
+	record := func(obj any) {
+		n, ok := obj.(*corev1.Node)
+		if !ok {
+			return
+		}
+		gpus := n.Status.Allocatable[corev1.ResourceName("nvidia.com/gpu")]
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.nodes[n.Name] = nodeInfo{
+			NodePool: n.Labels["karpenter.sh/nodepool"], CapacityType: n.Labels["karpenter.sh/capacity-type"],
+			InstanceType: n.Labels["node.kubernetes.io/instance-type"], Zone: n.Labels["topology.kubernetes.io/zone"],
+			InstanceID: n.Labels[testenv.LabelInstanceID],
+			GPUs:       gpus.Value(),
+		}
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: record, UpdateFunc: func(_, obj any) { record(obj) }}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	factory.Start(ctx.Done())
+	t.Cleanup(func() { cancel(); factory.Shutdown() })
+	if !cache.WaitForCacheSync(t.Context().Done(), inf.HasSynced) {
+		t.Fatal("the node informer did not sync")
+	}
+	return l
+}
+
+func (l *nodeLog) get(t *testing.T, name string) nodeInfo {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n, ok := l.nodes[name]
+	if !ok {
+		t.Fatalf("no node %q was seen", name)
+	}
+	return n
+}

@@ -1,0 +1,326 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/yaml"
+)
+
+//go:embed e2e/karpenter.yaml e2e/kwok.yaml e2e/instance-types.json
+var e2eFiles embed.FS
+
+// Cluster is the end-to-end stack: the API server with KEDA's and
+// Karpenter's CRDs, kube-controller-manager (the Job controller),
+// kube-scheduler, KWOK for simulated nodes, the KEDA operator, Karpenter's
+// KWOK provider, and a pod runner that runs each job pod's command as a
+// local process, as a kubelet would.
+type Cluster struct {
+	*Kube
+	Typed kubernetes.Interface
+	// Kubeconfig is a kubeconfig file for processes the test starts.
+	Kubeconfig string
+	// Runner runs the pods.
+	Runner *PodRunner
+	// Logs is where each component's output is written.
+	Logs string
+
+	procs []*exec.Cmd
+}
+
+var (
+	clusterOnce   sync.Once
+	clusterShared *Cluster
+	clusterErr    error
+)
+
+// GVRs of KEDA's and Karpenter's resources.
+var (
+	ScaledJobs = schema.GroupVersionResource{Group: "keda.sh", Version: "v1alpha1", Resource: "scaledjobs"}
+	NodePools  = schema.GroupVersionResource{Group: "karpenter.sh", Version: "v1", Resource: "nodepools"}
+	NodeClaims = schema.GroupVersionResource{Group: "karpenter.sh", Version: "v1", Resource: "nodeclaims"}
+	nodeClass  = schema.GroupVersionResource{Group: "karpenter.kwok.sh", Version: "v1alpha1", Resource: "kwoknodeclasses"}
+)
+
+// StartCluster returns the test binary's end-to-end stack, building its
+// binaries (cached by version) and starting it the first time. The pod
+// runner runs pods with the environment env adds to, so that workers reach
+// the test's SQS and S3 servers.
+func StartCluster(t testing.TB, env []string) *Cluster {
+	t.Helper()
+	clusterOnce.Do(func() {
+		clusterShared, clusterErr = startCluster(t, env)
+	})
+	if clusterErr != nil {
+		t.Fatalf("starting the end-to-end stack: %v", clusterErr)
+	}
+	return clusterShared
+}
+
+func startCluster(t testing.TB, env []string) (*Cluster, error) {
+	bin, err := ControlPlaneBin(t, "all")
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	k := StartKube(t)
+	typed, err := kubernetes.NewForConfig(k.Config)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "jobfleet-e2e-")
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Kube: k, Typed: typed, Logs: filepath.Join(dir, "logs")}
+	onStop(func() {
+		c.stop()
+		os.RemoveAll(dir)
+	})
+	if err := os.MkdirAll(c.Logs, 0o755); err != nil {
+		return nil, err
+	}
+	// The stack outlives the test that starts it: its files are its own.
+	c.Kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := k.WriteKubeconfig(c.Kubeconfig); err != nil {
+		return nil, err
+	}
+	files := map[string]string{}
+	for _, name := range []string{"karpenter.yaml", "kwok.yaml", "instance-types.json"} {
+		data, err := e2eFiles.ReadFile("e2e/" + name)
+		if err != nil {
+			return nil, err
+		}
+		files[name] = filepath.Join(dir, name)
+		if err := os.WriteFile(files[name], data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	for _, ns := range []string{"keda", "karpenter"} {
+		if _, err := typed.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, err
+		}
+	}
+	ports := func() string { return strconv.Itoa(freePort()) }
+	kedaHealth, karpenterHealth := ports(), ports()
+	certs := filepath.Join(dir, "keda-certs")
+	if err := writeCerts(certs); err != nil {
+		return nil, err
+	}
+	kubeEnv := []string{"KUBECONFIG=" + c.Kubeconfig}
+	components := []struct {
+		name string
+		bin  string
+		args []string
+		env  []string
+	}{
+		{"kube-controller-manager", "kube-controller-manager-" + KubeVersion, []string{
+			"--kubeconfig=" + c.Kubeconfig, "--leader-elect=false", "--secure-port=0",
+			"--controllers=job-controller,garbage-collector-controller,pod-garbage-collector-controller,namespace-controller,ttl-after-finished-controller,node-lifecycle-controller",
+			"--concurrent-job-syncs=10",
+		}, nil},
+		{"kube-scheduler", "kube-scheduler-" + KubeVersion, []string{
+			"--kubeconfig=" + c.Kubeconfig, "--leader-elect=false", "--secure-port=0",
+		}, nil},
+		{"kwok", "kwok-" + KwokVersion, []string{
+			"--kubeconfig=" + c.Kubeconfig, "--config=" + files["kwok.yaml"], "--server-address=",
+		}, nil},
+		{"keda-operator", "keda-operator-" + KedaVersion, []string{
+			"--enable-cert-rotation=false", "--enable-webhook-patching=false", "--leader-elect=false",
+			"--metrics-bind-address=127.0.0.1:" + ports(), "--health-probe-bind-address=127.0.0.1:" + kedaHealth,
+			"--zap-log-level=info", "--cert-dir=" + certs, "--metrics-service-bind-address=127.0.0.1:" + ports(),
+			"--ca-dir=" + certs,
+		}, append(kubeEnv, "WATCH_NAMESPACE=", "POD_NAMESPACE=keda", "KEDA_CLUSTER_OBJECT_NAMESPACE=keda",
+			"AWS_REGION="+Region, "AWS_ACCESS_KEY_ID="+AccessKey, "AWS_SECRET_ACCESS_KEY="+SecretKey)},
+		{"karpenter", "karpenter-kwok-" + KarpenterVersion, nil, append(kubeEnv,
+			"DISABLE_LEADER_ELECTION=true", "SYSTEM_NAMESPACE=karpenter", "INSTANCE_TYPES_FILE_PATH="+files["instance-types.json"],
+			"METRICS_PORT="+ports(), "HEALTH_PROBE_PORT="+karpenterHealth, "LOG_LEVEL=info",
+			"BATCH_IDLE_DURATION=200ms", "BATCH_MAX_DURATION=2s")},
+	}
+	for _, comp := range components {
+		if err := c.start(comp.name, filepath.Join(bin, comp.bin), comp.args, comp.env); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.applyKarpenter(files["karpenter.yaml"]); err != nil {
+		return nil, err
+	}
+	for name, port := range map[string]string{"keda-operator": kedaHealth, "karpenter": karpenterHealth} {
+		if err := awaitReady(name, "http://127.0.0.1:"+port+"/readyz", time.Minute); err != nil {
+			return nil, fmt.Errorf("%w; its log ends:\n%s", err, c.Log(name, 2000))
+		}
+	}
+	runner, err := NewPodRunner(typed, Build(t, "./cmd/jobfleet"), filepath.Join(dir, "pods"), env)
+	if err != nil {
+		return nil, err
+	}
+	c.Runner = runner
+	ctx, cancel := context.WithCancel(context.Background())
+	onStop(func() { cancel(); runner.Wait() })
+	if err := runner.Start(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.labelNodes(ctx); err != nil {
+		return nil, err
+	}
+	t.Logf("the end-to-end stack was ready in %v", time.Since(start).Round(100*time.Millisecond))
+	return c, nil
+}
+
+// awaitReady polls a component's readiness endpoint until it answers 200.
+func awaitReady(name, url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s was not ready after %v (%s: %v)", name, timeout, url, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func freePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// start runs a component, its output to a log file.
+func (c *Cluster) start(name, bin string, args, env []string) error {
+	logFile, err := os.Create(filepath.Join(c.Logs, name+".log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", name, err)
+	}
+	c.procs = append(c.procs, cmd)
+	return nil
+}
+
+func (c *Cluster) stop() {
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		p := c.procs[i]
+		_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = p.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	}
+}
+
+// Log returns the last bytes of a component's log, for failure messages.
+func (c *Cluster) Log(name string, n int) string {
+	data, err := os.ReadFile(filepath.Join(c.Logs, name+".log"))
+	if err != nil {
+		return err.Error()
+	}
+	if len(data) > n {
+		data = data[len(data)-n:]
+	}
+	return string(data)
+}
+
+// applyKarpenter creates the KWOK node class and the NodePools.
+func (c *Cluster) applyKarpenter(file string) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	for _, doc := range bytes.Split(data, []byte("\n---\n")) {
+		var obj unstructured.Unstructured
+		if err := yaml.Unmarshal(doc, &obj.Object); err != nil {
+			return fmt.Errorf("reading %s: %w", file, err)
+		}
+		gvr := NodePools
+		if obj.GetKind() == "KWOKNodeClass" {
+			gvr = nodeClass
+		}
+		// The CRDs were just installed; their resources may take a moment
+		// to be served.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			_, err = c.Dynamic.Resource(gvr).Create(context.Background(), &obj, metav1.CreateOptions{})
+			if err == nil || apierrors.IsAlreadyExists(err) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("creating %s %s: %w", obj.GetKind(), obj.GetName(), err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// LabelInstanceID is the label through which jobfleet's interruption
+// handler finds the node of an EC2 instance when the node's provider id
+// names none, as with the KWOK provider's kwok://<name>.
+const LabelInstanceID = "jobfleet.io/instance-id"
+
+// InstanceID is the simulated EC2 instance id of a node, which the cluster
+// labels every node with as it registers, as a node bootstrap would.
+func InstanceID(node string) string {
+	sum := sha256.Sum256([]byte(node))
+	return "i-" + hex.EncodeToString(sum[:])[:17]
+}
+
+// labelNodes gives every node its LabelInstanceID label.
+func (c *Cluster) labelNodes(ctx context.Context) error {
+	factory := informers.NewSharedInformerFactory(c.Typed, time.Minute)
+	inf := factory.Core().V1().Nodes().Informer()
+	label := func(obj any) {
+		n, ok := obj.(*corev1.Node)
+		if !ok || n.Labels[LabelInstanceID] == InstanceID(n.Name) {
+			return
+		}
+		patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%q}}}`, LabelInstanceID, InstanceID(n.Name))
+		_, _ = c.Typed.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: label, UpdateFunc: func(_, obj any) { label(obj) }}); err != nil {
+		return err
+	}
+	factory.Start(ctx.Done())
+	go func() { <-ctx.Done(); factory.Shutdown() }()
+	return nil
+}

@@ -1,0 +1,335 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
+)
+
+// PodRunner plays the kubelet for jobfleet's pods on simulated nodes: it
+// runs each pod's container command as a local process (the real
+// `jobfleet worker`, the pod's environment resolved as a kubelet would),
+// inside a memory cgroup limited to the container's limit where the host
+// allows, and reports the pod's status from the process. A deleted or
+// evicted pod gets SIGTERM, then SIGKILL when its grace period runs out.
+type PodRunner struct {
+	client  kubernetes.Interface
+	binary  string
+	dir     string
+	env     []string
+	cgroups bool
+
+	mu   sync.Mutex
+	pods map[types.UID]*runningPod
+	done map[types.UID]bool
+	wg   sync.WaitGroup
+}
+
+type runningPod struct {
+	namespace, name string
+	uid             types.UID
+	cmd             *exec.Cmd
+	dir             string
+	cgroup          string
+	exited          chan struct{}
+	deleting        bool
+}
+
+// cgroupRoot is where the runner makes the pods' cgroups (cgroup v1).
+const cgroupRoot = "/sys/fs/cgroup/memory/jobfleet-pods"
+
+// NewPodRunner returns a runner of pods whose worker binary is binary.
+func NewPodRunner(client kubernetes.Interface, binary, dir string, env []string) (*PodRunner, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	r := &PodRunner{client: client, binary: binary, dir: dir, env: env, pods: map[types.UID]*runningPod{}, done: map[types.UID]bool{}}
+	if err := os.MkdirAll(cgroupRoot, 0o755); err == nil {
+		r.cgroups = true
+	}
+	return r, nil
+}
+
+// EnforcesMemory reports whether pods run under memory cgroups limited to
+// their containers' limits, so that exceeding one is an OOM kill.
+func (r *PodRunner) EnforcesMemory() bool { return r.cgroups }
+
+// Start watches jobfleet's pods until ctx ends.
+func (r *PodRunner) Start(ctx context.Context) error {
+	factory := informers.NewSharedInformerFactoryWithOptions(r.client, time.Minute,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = "app.kubernetes.io/managed-by=jobfleet" }))
+	inf := factory.Core().V1().Pods().Informer()
+	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { r.sync(ctx, obj) },
+		UpdateFunc: func(_, obj any) { r.sync(ctx, obj) },
+	})
+	if err != nil {
+		return err
+	}
+	factory.Start(ctx.Done())
+	go func() { <-ctx.Done(); factory.Shutdown() }()
+	return nil
+}
+
+// Wait waits for every process the runner started.
+func (r *PodRunner) Wait() {
+	r.mu.Lock()
+	for _, p := range r.pods {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+func (r *PodRunner) sync(ctx context.Context, obj any) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok || pod.Spec.NodeName == "" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.pods[pod.UID]
+	switch {
+	case p == nil && pod.DeletionTimestamp != nil:
+		if !r.done[pod.UID] || pod.Status.Phase != corev1.PodPending {
+			// Nothing runs: finish the deletion, as a kubelet does.
+			go r.remove(ctx, pod.Namespace, pod.Name, pod.UID)
+		}
+	case p == nil && !r.done[pod.UID] && pod.Status.Phase == corev1.PodPending:
+		if err := r.start(ctx, pod); err != nil {
+			r.done[pod.UID] = true
+			go r.finish(ctx, pod.Namespace, pod.Name, pod.UID, 128, "StartError: "+err.Error())
+		}
+	case p != nil:
+		r.writeAnnotations(p, pod)
+		if pod.DeletionTimestamp != nil && !p.deleting {
+			p.deleting = true
+			grace := int64(30)
+			if pod.DeletionGracePeriodSeconds != nil {
+				grace = *pod.DeletionGracePeriodSeconds
+			}
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+			go func() {
+				select {
+				case <-p.exited:
+				case <-time.After(time.Duration(grace) * time.Second):
+					_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+				}
+			}()
+		}
+	}
+}
+
+// writeAnnotations keeps the downward-API annotations file up to date.
+func (r *PodRunner) writeAnnotations(p *runningPod, pod *corev1.Pod) {
+	keys := make([]string, 0, len(pod.Annotations))
+	for k := range pod.Annotations {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s=%q\n", k, pod.Annotations[k])
+	}
+	tmp := filepath.Join(p.dir, ".annotations")
+	if os.WriteFile(tmp, []byte(b.String()), 0o644) == nil {
+		_ = os.Rename(tmp, filepath.Join(p.dir, "annotations"))
+	}
+}
+
+// start runs a pod's container; r.mu is held.
+func (r *PodRunner) start(ctx context.Context, pod *corev1.Pod) error {
+	if len(pod.Spec.Containers) == 0 {
+		return fmt.Errorf("pod %s has no container", pod.Name)
+	}
+	c := pod.Spec.Containers[0]
+	if len(c.Command) == 0 {
+		return fmt.Errorf("container %s has no command", c.Name)
+	}
+	dir := filepath.Join(r.dir, pod.Namespace, pod.Name)
+	if err := os.MkdirAll(filepath.Join(dir, "checkpoint"), 0o755); err != nil {
+		return err
+	}
+	p := &runningPod{namespace: pod.Namespace, name: pod.Name, uid: pod.UID, dir: dir, exited: make(chan struct{})}
+	r.writeAnnotations(p, pod)
+	env := append(os.Environ(), r.env...)
+	for _, e := range c.Env {
+		v := e.Value
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			switch e.ValueFrom.FieldRef.FieldPath {
+			case "metadata.name":
+				v = pod.Name
+			case "metadata.namespace":
+				v = pod.Namespace
+			case "spec.nodeName":
+				v = pod.Spec.NodeName
+			}
+		}
+		env = append(env, e.Name+"="+v)
+	}
+	// The volumes of the pod are directories of its own here.
+	env = append(env, "JOBFLEET_CHECKPOINT_DIR="+filepath.Join(dir, "checkpoint"), "JOBFLEET_REASON_FILE="+filepath.Join(dir, "annotations"))
+	args := slices.Clone(c.Command)
+	if args[0] == "/opt/jobfleet/jobfleet" {
+		args[0] = r.binary
+	}
+	if limit := c.Resources.Limits.Memory(); r.cgroups && !limit.IsZero() {
+		cg := filepath.Join(cgroupRoot, string(pod.UID))
+		if err := os.MkdirAll(cg, 0o755); err == nil {
+			if err := os.WriteFile(filepath.Join(cg, "memory.limit_in_bytes"), []byte(strconv.FormatInt(limit.Value(), 10)), 0o644); err == nil {
+				p.cgroup = cg
+				args = append([]string{"/bin/sh", "-c", `echo $$ > "$0" && exec "$@"`, filepath.Join(cg, "cgroup.procs")}, args...)
+			}
+		}
+	}
+	logFile, err := os.Create(filepath.Join(dir, "output.log"))
+	if err != nil {
+		return err
+	}
+	p.cmd = exec.Command(args[0], args[1:]...)
+	p.cmd.Env = env
+	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		logFile.Close()
+		return err
+	}
+	r.pods[pod.UID] = p
+	r.setRunning(ctx, pod)
+	r.wg.Go(func() {
+		err := p.cmd.Wait()
+		logFile.Close()
+		close(p.exited)
+		code, reason := 0, "Completed"
+		if err != nil {
+			code, reason = 1, "Error"
+			if exitErr, ok := err.(*exec.ExitError); ok {
+				status := exitErr.Sys().(syscall.WaitStatus)
+				code = status.ExitStatus()
+				if status.Signaled() {
+					code = 128 + int(status.Signal())
+				}
+			}
+			if p.cgroup != "" && oomKilled(p.cgroup) {
+				reason = "OOMKilled"
+			}
+		}
+		if p.cgroup != "" {
+			_ = os.Remove(p.cgroup)
+		}
+		r.mu.Lock()
+		delete(r.pods, p.uid)
+		r.done[p.uid] = true
+		deleting := p.deleting
+		r.mu.Unlock()
+		r.finish(ctx, p.namespace, p.name, p.uid, code, reason)
+		if deleting {
+			r.remove(ctx, p.namespace, p.name, p.uid)
+		}
+	})
+	return nil
+}
+
+func oomKilled(cgroup string) bool {
+	data, err := os.ReadFile(filepath.Join(cgroup, "memory.oom_control"))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n > 0
+		}
+	}
+	return false
+}
+
+func (r *PodRunner) setRunning(ctx context.Context, pod *corev1.Pod) {
+	now := metav1.Now()
+	r.updateStatus(ctx, pod.Namespace, pod.Name, pod.UID, func(s *corev1.PodStatus) {
+		s.Phase, s.StartTime = corev1.PodRunning, &now
+		s.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now}}
+		s.ContainerStatuses = []corev1.ContainerStatus{{Name: pod.Spec.Containers[0].Name, Ready: true, Started: ptrTrue(),
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}}, Image: pod.Spec.Containers[0].Image}}
+	})
+}
+
+// finish reports a pod's container as terminated.
+func (r *PodRunner) finish(ctx context.Context, namespace, name string, uid types.UID, code int, reason string) {
+	now := metav1.Now()
+	r.updateStatus(ctx, namespace, name, uid, func(s *corev1.PodStatus) {
+		s.Phase = corev1.PodSucceeded
+		if code != 0 {
+			s.Phase = corev1.PodFailed
+		}
+		s.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionFalse, LastTransitionTime: now}}
+		cname := "job"
+		if len(s.ContainerStatuses) > 0 {
+			cname = s.ContainerStatuses[0].Name
+		}
+		s.ContainerStatuses = []corev1.ContainerStatus{{Name: cname, State: corev1.ContainerState{
+			Terminated: &corev1.ContainerStateTerminated{ExitCode: int32(code), Reason: reason, FinishedAt: now},
+		}}}
+	})
+}
+
+func (r *PodRunner) updateStatus(ctx context.Context, namespace, name string, uid types.UID, f func(*corev1.PodStatus)) {
+	_ = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		pod, err := r.client.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return err
+		}
+		if pod.UID != uid {
+			return nil
+		}
+		f(&pod.Status)
+		_, err = r.client.CoreV1().Pods(namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+// remove finishes a deletion once nothing runs, as a kubelet does.
+func (r *PodRunner) remove(ctx context.Context, namespace, name string, uid types.UID) {
+	zero := int64(0)
+	_ = r.client.CoreV1().Pods(namespace).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero, Preconditions: &metav1.Preconditions{UID: &uid}})
+}
+
+func ptrTrue() *bool { t := true; return &t }
+
+// Output returns the end of the output of each pod the runner ran in a
+// namespace, by pod name, for failure messages.
+func (r *PodRunner) Output(namespace string, n int) map[string]string {
+	out := map[string]string{}
+	dirs, _ := os.ReadDir(filepath.Join(r.dir, namespace))
+	for _, d := range dirs {
+		data, err := os.ReadFile(filepath.Join(r.dir, namespace, d.Name(), "output.log"))
+		if err != nil {
+			continue
+		}
+		if len(data) > n {
+			data = data[len(data)-n:]
+		}
+		out[d.Name()] = string(data)
+	}
+	return out
+}
