@@ -252,6 +252,9 @@ func TestSpotInterruption(t *testing.T) {
 		if first.Outcome != jobfleet.OutcomeInterrupted || !interrupted[first.Node] {
 			t.Errorf("%s: first run %s on %s, want interrupted on one of %v", j.ID, first.Outcome, first.Node, interrupted)
 		}
+		if first.Checkpoints < 2 {
+			t.Errorf("%s: the interrupted run uploaded %d checkpoints, want a periodic and a final one", j.ID, first.Checkpoints)
+		}
 		if rerun.Outcome != jobfleet.OutcomeSucceeded || !rerun.Resumed || interrupted[rerun.Node] {
 			t.Errorf("%s: rerun %s (resumed %v) on %s, want a resumed success on another node", j.ID, rerun.Outcome, rerun.Resumed, rerun.Node)
 		}
