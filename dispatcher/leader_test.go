@@ -19,17 +19,6 @@ import (
 )
 
 // eventually waits for cond, polling, and fails the test at the deadline.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func TestIdleClassesAreCollected(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -54,11 +43,11 @@ func TestIdleClassesAreCollected(t *testing.T) {
 	idleURL := b.classURL(t, idle)
 
 	sjs := b.kube.Dynamic.Resource(scaledJobs).Namespace(b.ns)
-	eventually(t, 30*time.Second, "the idle ScaledJob to be removed", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the idle ScaledJob to be removed", func() bool {
 		_, err := sjs.Get(t.Context(), idle, metav1.GetOptions{})
 		return apierrors.IsNotFound(err)
 	})
-	eventually(t, 10*time.Second, "the idle queue to be removed", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the idle queue to be removed", func() bool {
 		_, err := b.sqs.Client.GetQueueAttributes(t.Context(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(idleURL)})
 		return isQueueMissing(err)
 	})

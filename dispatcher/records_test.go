@@ -65,7 +65,7 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
 
-	eventually(t, 30*time.Second, "the records queue to empty", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the records queue to empty", func() bool {
 		visible, inFlight := b.sqs.Depth(t, recordsURL)
 		return visible+inFlight == 0
 	})

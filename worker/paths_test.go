@@ -218,7 +218,7 @@ func TestLeaseExtendsBeforeExpiry(t *testing.T) {
 		// An hour of fake time: 360 extensions.
 		for i := 1; i <= 360; i++ {
 			clk.Step(10 * time.Second)
-			eventually(t, 10*time.Second, "an extension", func() bool { return counting.extensions.Load() >= int32(i) })
+			testenv.Eventually(t, 10*time.Second, "an extension", func() bool { return counting.extensions.Load() >= int32(i) })
 		}
 		return nil
 	})

@@ -265,17 +265,6 @@ func (b *bundle) checkpointProgress(t *testing.T, jobID string) int {
 }
 
 // eventually waits for cond, polling; it fails the test at the deadline.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestSIGTERMCheckpointsRequeuesAndResumes(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -293,7 +282,7 @@ func TestSIGTERMCheckpointsRequeuesAndResumes(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- b.run(t, ctx, cfg, c.args(100000, 2*time.Millisecond)...) }()
 	// Let it run past a periodic checkpoint, then send the stop signal.
-	eventually(t, 30*time.Second, "a periodic checkpoint", func() bool { return b.checkpointProgress(t, job.ID) > 0 })
+	testenv.Eventually(t, 30*time.Second, "a periodic checkpoint", func() bool { return b.checkpointProgress(t, job.ID) > 0 })
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("worker: %v", err)
@@ -362,7 +351,7 @@ func TestLongJobIsNeverReceivedTwice(t *testing.T) {
 	go func() {
 		done <- b.run(t, t.Context(), cfg, "sleep", strconv.Itoa(int(3*cfg.VisibilityTimeout/time.Millisecond)+500))
 	}()
-	eventually(t, 10*time.Second, "the worker to hold the message", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the worker to hold the message", func() bool {
 		visible, inFlight := b.sqs.Depth(t, b.class)
 		return visible == 0 && inFlight == 1
 	})
@@ -537,9 +526,9 @@ func TestS3OutageLosesNothing(t *testing.T) {
 
 	done := make(chan error, 1)
 	go func() { done <- b.run(t, t.Context(), cfg, c.args(4000, 2*time.Millisecond)...) }()
-	eventually(t, 30*time.Second, "a first checkpoint", func() bool { u, _ := counts(); return u > 0 })
+	testenv.Eventually(t, 30*time.Second, "a first checkpoint", func() bool { u, _ := counts(); return u > 0 })
 	b.s3.Server.Stop()
-	eventually(t, 30*time.Second, "a checkpoint upload to fail", func() bool { _, f := counts(); return f > 0 })
+	testenv.Eventually(t, 30*time.Second, "a checkpoint upload to fail", func() bool { _, f := counts(); return f > 0 })
 	if err := b.s3.Server.Restart(t.Context()); err != nil {
 		t.Fatal(err)
 	}
