@@ -213,7 +213,13 @@ func TestSpotInterruption(t *testing.T) {
 	// Once every job has a periodic checkpoint, interrupt the nodes they
 	// run on.
 	var pods int
+	var unchecked []string
 	interrupted := map[string]bool{}
+	defer func() {
+		if t.Failed() {
+			t.Logf("running pods %d, jobs without a checkpoint %v, objects in the bucket:\n%s", pods, unchecked, s.listBucket(t))
+		}
+	}()
 	await(t, 3*time.Minute, "every job to run and checkpoint", func(ctx context.Context) (bool, error) {
 		running, err := s.runningPods(ctx)
 		if err != nil {
@@ -223,12 +229,13 @@ func TestSpotInterruption(t *testing.T) {
 			interrupted[p.Spec.NodeName] = true
 		}
 		pods = len(running)
+		unchecked = unchecked[:0]
 		for _, j := range all {
 			if !s.checkpointed(ctx, j.ID) {
-				return false, nil
+				unchecked = append(unchecked, j.ID)
 			}
 		}
-		return true, nil
+		return len(unchecked) == 0, nil
 	})
 	if pods != len(all) {
 		t.Fatalf("%d pods running, want %d", pods, len(all))

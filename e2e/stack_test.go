@@ -282,6 +282,23 @@ func (s *stack) checkpointed(ctx context.Context, jobID string) bool {
 	return err == nil
 }
 
+// listBucket lists the test bucket's keys, for failure messages.
+func (s *stack) listBucket(t *testing.T) string {
+	var b strings.Builder
+	p := s3.NewListObjectsV2Paginator(s.s3.Client, &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(context.Background())
+		if err != nil {
+			fmt.Fprintf(&b, "listing: %v\n", err)
+			break
+		}
+		for _, o := range page.Contents {
+			fmt.Fprintf(&b, "%s %d\n", aws.ToString(o.Key), aws.ToInt64(o.Size))
+		}
+	}
+	return b.String()
+}
+
 // jobLog returns the lines a count job logged, over all its attempts.
 func (s *stack) jobLog(t *testing.T, jobID string) []string {
 	t.Helper()

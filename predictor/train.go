@@ -95,11 +95,10 @@ func (o Options) withDefaults() Options {
 	if o.MinCalibration == 0 {
 		o.MinCalibration = 15
 	}
+	// Negative stays negative (average coverage; pacLevel reads any value
+	// <= 0 so), so that applying the defaults twice changes nothing.
 	if o.Confidence == 0 {
 		o.Confidence = 0.9
-	}
-	if o.Confidence < 0 {
-		o.Confidence = 0
 	}
 	if o.HalfLife == 0 {
 		o.HalfLife = 7 * 24 * time.Hour
