@@ -51,8 +51,8 @@ func TestFleet(t *testing.T) {
 			t.Errorf("%s (%s) ran on %s %+v: on a GPU node = %v, want %v", j.ID, j.Type, r.Node, node, gpuNode, want)
 		}
 		if j.Type != "report" {
-			if r.Checkpoints < 1 || !s.checkpointed(t.Context(), j.ID) {
-				t.Errorf("%s: %d checkpoints recorded, in S3: %v", j.ID, r.Checkpoints, s.checkpointed(t.Context(), j.ID))
+			if ok, err := s.checkpointed(t.Context(), j.ID); r.Checkpoints < 1 || !ok {
+				t.Errorf("%s: %d checkpoints recorded, in S3: %v (%v)", j.ID, r.Checkpoints, ok, err)
 			}
 			if log := s.jobLog(t, j.ID); len(log) != 2 || log[0] != "start 0 false 1" || log[1] != "done 160" {
 				t.Errorf("%s: job log %q", j.ID, log)
@@ -214,10 +214,11 @@ func TestSpotInterruption(t *testing.T) {
 	// run on.
 	var pods int
 	var unchecked []string
+	var s3Err error
 	interrupted := map[string]bool{}
 	defer func() {
 		if t.Failed() {
-			t.Logf("running pods %d, jobs without a checkpoint %v, objects in the bucket:\n%s", pods, unchecked, s.listBucket(t))
+			t.Logf("running pods %d, jobs without a checkpoint %v (last S3 error: %v), objects in the bucket:\n%s", pods, unchecked, s3Err, s.listBucket(t))
 		}
 	}()
 	await(t, 3*time.Minute, "every job to run and checkpoint", func(ctx context.Context) (bool, error) {
@@ -231,7 +232,11 @@ func TestSpotInterruption(t *testing.T) {
 		pods = len(running)
 		unchecked = unchecked[:0]
 		for _, j := range all {
-			if !s.checkpointed(ctx, j.ID) {
+			ok, err := s.checkpointed(ctx, j.ID)
+			if err != nil {
+				s3Err = err
+			}
+			if !ok {
 				unchecked = append(unchecked, j.ID)
 			}
 		}

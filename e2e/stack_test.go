@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
@@ -276,10 +278,17 @@ func await(t *testing.T, timeout time.Duration, what string, cond func(ctx conte
 	}
 }
 
-// checkpointed reports whether a job's checkpoint is in S3.
-func (s *stack) checkpointed(ctx context.Context, jobID string) bool {
+// checkpointed reports whether a job's checkpoint is in S3. Each call is
+// bounded, so that one stuck request cannot use up a test's wait.
+func (s *stack) checkpointed(ctx context.Context, jobID string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	_, err := s.s3.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String("jobfleet/" + jobID + "/checkpoint/manifest.json")})
-	return err == nil
+	var notFound *s3types.NotFound
+	if errors.As(err, &notFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // listBucket lists the test bucket's keys, for failure messages.
