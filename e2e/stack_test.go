@@ -262,8 +262,11 @@ func await(t *testing.T, timeout time.Duration, what string, cond func(ctx conte
 	start := time.Now()
 	var last error
 	err := wait.PollUntilContextTimeout(t.Context(), 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		ok, err := cond(ctx)
-		if err != nil && ctx.Err() != nil {
+		// One stuck request must not use up the whole wait.
+		callCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		ok, err := cond(callCtx)
+		if err != nil && callCtx.Err() != nil {
 			// A call cut short by the deadline is the timeout, not an error.
 			last = err
 			return false, nil
