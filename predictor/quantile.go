@@ -88,12 +88,19 @@ func weightedQuantile(values, weights []float64, q float64) float64 {
 	if len(values) == 0 {
 		return math.NaN()
 	}
+	return cumulativeWeight(values, weights, 0, q)
+}
+
+// cumulativeWeight returns the smallest value whose cumulative weight
+// reaches q of the total weight plus extra, weight that lies above every
+// value; when none does, the largest value.
+func cumulativeWeight(values, weights []float64, extra, q float64) float64 {
 	idx := make([]int, len(values))
 	for i := range idx {
 		idx[i] = i
 	}
 	sort.Slice(idx, func(a, b int) bool { return values[idx[a]] < values[idx[b]] })
-	total := 0.0
+	total := extra
 	for _, w := range weights {
 		total += w
 	}
@@ -135,24 +142,7 @@ func weightedConformalOffset(scores, weights []float64, q float64) float64 {
 	if len(scores) == 0 {
 		return 0
 	}
-	idx := make([]int, len(scores))
-	for i := range idx {
-		idx[i] = i
-	}
-	sort.Slice(idx, func(a, b int) bool { return scores[idx[a]] < scores[idx[b]] })
-	total := 1.0 // the new run's weight
-	for _, w := range weights {
-		total += w
-	}
-	target := q * total
-	cum := 0.0
-	for _, i := range idx {
-		cum += weights[i]
-		if cum >= target-1e-12*total {
-			return scores[i]
-		}
-	}
-	return scores[idx[len(idx)-1]]
+	return cumulativeWeight(scores, weights, 1, q) // the new run weighs 1
 }
 
 // pacLevel returns the conformal level to calibrate at so that coverage is
