@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/smithy-go"
 	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -125,7 +124,7 @@ func deathReason(pod *corev1.Pod, deleted bool) (jobfleet.Reason, string) {
 // completes the work.
 func (s *sensor) rerun(ctx context.Context, pod *corev1.Pod, reason jobfleet.Reason, detail string) error {
 	index, err := worker.ReadClaim(ctx, s.s3, s.cfg.Bucket, worker.PodKey(s.cfg.Prefix, pod.Namespace, pod.Name))
-	if isNoSuchKey(err) {
+	if errors.Is(err, worker.ErrNoClaim) {
 		return nil // the worker never claimed a job
 	}
 	if err != nil {
@@ -185,12 +184,4 @@ func outcomeOf(r jobfleet.Reason) jobfleet.Outcome {
 		return jobfleet.OutcomeEvicted
 	}
 	return jobfleet.OutcomeFailed
-}
-
-func isNoSuchKey(err error) bool {
-	var apiErr smithy.APIError
-	if errors.As(err, &apiErr) {
-		return apiErr.ErrorCode() == "NoSuchKey" || apiErr.ErrorCode() == "NotFound"
-	}
-	return false
 }

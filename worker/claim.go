@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -67,6 +68,10 @@ type Claim struct {
 func PodKey(prefix, namespace, pod string) string {
 	return path.Join(prefix, "pods", namespace, pod+".json")
 }
+
+// ErrNoClaim is returned, wrapped, by ReadClaim when the object does not
+// exist: the attempt was never claimed, or the pod never claimed one.
+var ErrNoClaim = errors.New("no such claim")
 
 // ReadClaim reads a claim or pod index object.
 func ReadClaim(ctx context.Context, api S3API, bucket, key string) (*Claim, error) {
@@ -160,6 +165,9 @@ func (c *claims) write(ctx context.Context, key string, cl *Claim) error {
 
 func (c *claims) read(ctx context.Context, key string) (*Claim, error) {
 	out, err := c.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(c.bucket), Key: aws.String(key)})
+	if isNotFound(err) {
+		return nil, fmt.Errorf("reading claim %s: %w", key, ErrNoClaim)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading claim %s: %w", key, err)
 	}
