@@ -45,7 +45,7 @@ func TestFleet(t *testing.T) {
 			continue
 		}
 		r := runs[0]
-		node := s.nodes.get(t, r.Node)
+		node := s.node(t, r.Node)
 		gpuNode := node.NodePool == "jobfleet-gpu" || node.GPUs > 0
 		if want := j.Type == "train"; gpuNode != want {
 			t.Errorf("%s (%s) ran on %s %+v: on a GPU node = %v, want %v", j.ID, j.Type, r.Node, node, gpuNode, want)
@@ -246,7 +246,7 @@ func TestSpotInterruption(t *testing.T) {
 		t.Fatalf("%d pods running, want %d", pods, len(all))
 	}
 	for node := range interrupted {
-		if info := s.nodes.get(t, node); info.CapacityType != "spot" {
+		if info := s.node(t, node); info.CapacityType != "spot" {
 			t.Fatalf("node %s is %s, want spot", node, info.CapacityType)
 		}
 		s.interruptSpot(t, node)
@@ -309,12 +309,12 @@ func TestInterruptedTwiceRunsOnDemand(t *testing.T) {
 		t.Fatalf("runs = %+v, want two interrupted and a success", runs)
 	}
 	for i, r := range runs[:2] {
-		if r.Outcome != jobfleet.OutcomeInterrupted || s.nodes.get(t, r.Node).CapacityType != "spot" {
-			t.Errorf("run %d: %s on %+v, want interrupted on spot", i+1, r.Outcome, s.nodes.get(t, r.Node))
+		if r.Outcome != jobfleet.OutcomeInterrupted || s.node(t, r.Node).CapacityType != "spot" {
+			t.Errorf("run %d: %s on %+v, want interrupted on spot", i+1, r.Outcome, s.node(t, r.Node))
 		}
 	}
-	if last := runs[2]; last.Outcome != jobfleet.OutcomeSucceeded || s.nodes.get(t, last.Node).CapacityType != "on-demand" {
-		t.Errorf("third run: %s on %+v, want a success on on-demand", last.Outcome, s.nodes.get(t, last.Node))
+	if last := runs[2]; last.Outcome != jobfleet.OutcomeSucceeded || s.node(t, last.Node).CapacityType != "on-demand" {
+		t.Errorf("third run: %s on %+v, want a success on on-demand", last.Outcome, s.node(t, last.Node))
 	}
 }
 

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,9 +27,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/dispatcher"
@@ -56,7 +55,6 @@ type stack struct {
 	// logs holds the count jobs' logs, one <job id>.log each.
 	logs string
 
-	nodes *nodeLog
 	// runs holds every run record received so far.
 	runs []jobfleet.RunRecord
 }
@@ -78,7 +76,6 @@ func setup(t *testing.T) *stack {
 	s.testjob = testenv.Build(t, "./internal/testenv/testjob")
 	s.jobfleet = testenv.Build(t, "./cmd/jobfleet")
 	s.logs = t.TempDir()
-	s.nodes = watchNodes(t, s.cluster.Typed)
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, c := range []string{"keda-operator", "karpenter", "kube-scheduler", "kube-controller-manager"} {
@@ -235,11 +232,7 @@ func runsOf(runs []jobfleet.RunRecord) map[string][]jobfleet.RunRecord {
 		out[r.JobID] = append(out[r.JobID], r)
 	}
 	for _, rs := range out {
-		for i := 1; i < len(rs); i++ {
-			for j := i; j > 0 && rs[j].Attempt < rs[j-1].Attempt; j-- {
-				rs[j], rs[j-1] = rs[j-1], rs[j]
-			}
-		}
+		slices.SortFunc(rs, func(a, b jobfleet.RunRecord) int { return cmp.Compare(a.Attempt, b.Attempt) })
 	}
 	return out
 }
@@ -369,7 +362,7 @@ func (s *stack) interruptSpot(t *testing.T, node string) {
 	t.Helper()
 	instance := testenv.InstanceID(node)
 	await(t, 30*time.Second, "node "+node+" to carry its instance id", func(context.Context) (bool, error) {
-		return s.nodes.get(t, node).InstanceID == instance, nil
+		return s.node(t, node).InstanceID == instance, nil
 	})
 	event := map[string]any{
 		"version": "0", "id": "e2e-" + instance, "detail-type": "EC2 Spot Instance Interruption Warning",
@@ -386,55 +379,10 @@ func (s *stack) interruptSpot(t *testing.T, node string) {
 	}
 }
 
-// nodeInfo is what the test remembers of a node, which consolidation may
-// delete before the test looks.
-type nodeInfo struct {
-	NodePool, CapacityType, InstanceType, Zone, InstanceID string
-	GPUs                                                   int64
-}
-
-// nodeLog remembers every node the cluster had during the test.
-type nodeLog struct {
-	mu    sync.Mutex
-	nodes map[string]nodeInfo
-}
-
-func watchNodes(t *testing.T, client kubernetes.Interface) *nodeLog {
-	l := &nodeLog{nodes: map[string]nodeInfo{}}
-	factory := informers.NewSharedInformerFactory(client, time.Minute)
-	inf := factory.Core().V1().Nodes().Informer()
-	record := func(obj any) {
-		n, ok := obj.(*corev1.Node)
-		if !ok {
-			return
-		}
-		gpus := n.Status.Allocatable[corev1.ResourceName("nvidia.com/gpu")]
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.nodes[n.Name] = nodeInfo{
-			NodePool: n.Labels["karpenter.sh/nodepool"], CapacityType: n.Labels["karpenter.sh/capacity-type"],
-			InstanceType: n.Labels["node.kubernetes.io/instance-type"], Zone: n.Labels["topology.kubernetes.io/zone"],
-			InstanceID: n.Labels[testenv.LabelInstanceID],
-			GPUs:       gpus.Value(),
-		}
-	}
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: record, UpdateFunc: func(_, obj any) { record(obj) }}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	factory.Start(ctx.Done())
-	t.Cleanup(func() { cancel(); factory.Shutdown() })
-	if !cache.WaitForCacheSync(t.Context().Done(), inf.HasSynced) {
-		t.Fatal("the node informer did not sync")
-	}
-	return l
-}
-
-func (l *nodeLog) get(t *testing.T, name string) nodeInfo {
+// node returns what the cluster saw of a node.
+func (s *stack) node(t *testing.T, name string) testenv.NodeInfo {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n, ok := l.nodes[name]
+	n, ok := s.cluster.Node(name)
 	if !ok {
 		t.Fatalf("no node %q was seen", name)
 	}

@@ -48,7 +48,9 @@ type Cluster struct {
 	// Logs is where each component's output is written.
 	Logs string
 
-	procs []*exec.Cmd
+	procs   []*exec.Cmd
+	nodesMu sync.Mutex
+	nodes   map[string]NodeInfo
 }
 
 var (
@@ -183,7 +185,7 @@ func startCluster(t testing.TB, env []string) (*Cluster, error) {
 	if err := runner.Start(ctx); err != nil {
 		return nil, err
 	}
-	if err := c.labelNodes(ctx); err != nil {
+	if err := c.watchNodes(ctx); err != nil {
 		return nil, err
 	}
 	t.Logf("the end-to-end stack was ready in %v", time.Since(start).Round(100*time.Millisecond))
@@ -251,14 +253,23 @@ func (c *Cluster) stop() {
 
 // Log returns the last bytes of a component's log, for failure messages.
 func (c *Cluster) Log(name string, n int) string {
-	data, err := os.ReadFile(filepath.Join(c.Logs, name+".log"))
+	tail, err := tailFile(filepath.Join(c.Logs, name+".log"), n)
 	if err != nil {
 		return err.Error()
+	}
+	return tail
+}
+
+// tailFile returns the last n bytes of a file.
+func tailFile(path string, n int) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
 	}
 	if len(data) > n {
 		data = data[len(data)-n:]
 	}
-	return string(data)
+	return string(data), nil
 }
 
 // applyKarpenter creates the KWOK node class and the NodePools.
@@ -305,19 +316,46 @@ func InstanceID(node string) string {
 	return "i-" + hex.EncodeToString(sum[:])[:17]
 }
 
-// labelNodes gives every node its LabelInstanceID label.
-func (c *Cluster) labelNodes(ctx context.Context) error {
+// NodeInfo is what the cluster remembers of a node, which consolidation
+// may have deleted by the time a test looks.
+type NodeInfo struct {
+	NodePool, CapacityType, InstanceType, Zone, InstanceID string
+	GPUs                                                   int64
+}
+
+// Node returns what the cluster saw of a node, false if it never saw it.
+func (c *Cluster) Node(name string) (NodeInfo, bool) {
+	c.nodesMu.Lock()
+	defer c.nodesMu.Unlock()
+	n, ok := c.nodes[name]
+	return n, ok
+}
+
+// watchNodes remembers every node and gives each its LabelInstanceID
+// label.
+func (c *Cluster) watchNodes(ctx context.Context) error {
+	c.nodes = map[string]NodeInfo{}
 	factory := informers.NewSharedInformerFactory(c.Typed, time.Minute)
 	inf := factory.Core().V1().Nodes().Informer()
-	label := func(obj any) {
+	seen := func(obj any) {
 		n, ok := obj.(*corev1.Node)
-		if !ok || n.Labels[LabelInstanceID] == InstanceID(n.Name) {
+		if !ok {
 			return
 		}
-		patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%q}}}`, LabelInstanceID, InstanceID(n.Name))
-		_, _ = c.Typed.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+		gpus := n.Status.Allocatable[corev1.ResourceName("nvidia.com/gpu")]
+		c.nodesMu.Lock()
+		c.nodes[n.Name] = NodeInfo{
+			NodePool: n.Labels["karpenter.sh/nodepool"], CapacityType: n.Labels["karpenter.sh/capacity-type"],
+			InstanceType: n.Labels["node.kubernetes.io/instance-type"], Zone: n.Labels["topology.kubernetes.io/zone"],
+			InstanceID: n.Labels[LabelInstanceID], GPUs: gpus.Value(),
+		}
+		c.nodesMu.Unlock()
+		if n.Labels[LabelInstanceID] != InstanceID(n.Name) {
+			patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%q}}}`, LabelInstanceID, InstanceID(n.Name))
+			_, _ = c.Typed.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+		}
 	}
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: label, UpdateFunc: func(_, obj any) { label(obj) }}); err != nil {
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: seen, UpdateFunc: func(_, obj any) { seen(obj) }}); err != nil {
 		return err
 	}
 	factory.Start(ctx.Done())

@@ -322,14 +322,9 @@ func (r *PodRunner) Output(namespace string, n int) map[string]string {
 	out := map[string]string{}
 	dirs, _ := os.ReadDir(filepath.Join(r.dir, namespace))
 	for _, d := range dirs {
-		data, err := os.ReadFile(filepath.Join(r.dir, namespace, d.Name(), "output.log"))
-		if err != nil {
-			continue
+		if tail, err := tailFile(filepath.Join(r.dir, namespace, d.Name(), "output.log"), n); err == nil {
+			out[d.Name()] = tail
 		}
-		if len(data) > n {
-			data = data[len(data)-n:]
-		}
-		out[d.Name()] = string(data)
 	}
 	return out
 }
