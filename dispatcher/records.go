@@ -227,13 +227,22 @@ func (d *Dispatcher) retrain(ctx context.Context, s3api RecordsS3API, rec Record
 	if err != nil {
 		return fmt.Errorf("reading run records for retraining: %w", err)
 	}
-	model, err := predictor.Train(ds, cfg.Options)
+	opts := cfg.Options
+	// The model being replaced: the group strategy adapts its margin from
+	// how its allocations fared. Without one (the first training, or an
+	// unreadable file) training starts afresh.
+	if prev, err := predictor.Load(ctx, s3api, cfg.Model); err == nil {
+		opts.Previous = prev
+	} else {
+		d.log.Info().Err(err).Str("model", cfg.Model).Msg("retraining without a previous model")
+	}
+	model, err := predictor.Train(ds, opts)
 	if err != nil {
 		return fmt.Errorf("retraining: %w", err)
 	}
 	if err := predictor.Save(ctx, s3api, cfg.Model, model); err != nil {
 		return err
 	}
-	d.log.Info().Int("records", stats.Used).Int("types", len(model.Types)).Str("model", cfg.Model).Msg("retrained the memory model")
+	d.log.Info().Int("records", stats.Used).Int("missed", stats.Missed).Str("strategy", model.Strategy()).Int("types", len(model.Types)).Str("model", cfg.Model).Msg("retrained the memory model")
 	return nil
 }

@@ -1,6 +1,7 @@
 package predictor_test
 
 import (
+	"math"
 	"testing"
 
 	"github.com/jobfleet/jobfleet/predictor"
@@ -34,6 +35,31 @@ func BenchmarkTrain1M(b *testing.B) {
 	for b.Loop() {
 		if _, err := predictor.Train(ds, predictor.Options{}); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPredictGroups measures one prediction by a group model through
+// the map-based API, found at its most specific group: a type with the same
+// features, among one group per training run.
+func BenchmarkPredictGroups(b *testing.B) {
+	ds := predictor.Synthetic(40000, 30, 3)
+	m, err := predictor.Train(ds, predictor.Options{Strategy: predictor.StrategyGroups})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := ds.Samples[len(ds.Samples)/2]
+	features := map[string]float64{}
+	for i, name := range ds.Features {
+		if !math.IsNaN(s.Features[i]) {
+			features[name] = s.Features[i]
+		}
+	}
+	b.ReportMetric(float64(len(m.Groups.Signatures)), "groups")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, src := m.Predict(s.Type, "", features); src != predictor.SourceSignature {
+			b.Fatalf("predicted from %s, want its signature group", src)
 		}
 	}
 }

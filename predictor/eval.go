@@ -104,7 +104,12 @@ func Evaluate(ds *Dataset, opts EvalOptions, skipped int) (*Report, error) {
 		return nil, fmt.Errorf("split %v: between 0 and 1", opts.Split)
 	}
 	samples := slices.Clone(ds.Samples)
-	sort.SliceStable(samples, func(a, b int) bool { return samples[a].Time < samples[b].Time })
+	sortByTime(samples)
+	for i := range samples {
+		// What the predictor allocates is recorded as it goes, as run
+		// records carry the allocation each job ran with.
+		samples[i].Allocated, samples[i].Missed = math.NaN(), false
+	}
 	if len(samples) < 2 {
 		return nil, ErrNoData
 	}
@@ -130,10 +135,11 @@ func Evaluate(ds *Dataset, opts EvalOptions, skipped int) (*Report, error) {
 				return fmt.Errorf("training %s: %w", m.name(), err)
 			}
 		}
-		for _, s := range window {
+		for k, s := range window {
 			for i, m := range methods {
 				allocs[i] = append(allocs[i], m.predict(s))
 			}
+			window[k].Allocated = allocs[0][len(allocs[0])-1]
 			test = append(test, s)
 		}
 		return nil
@@ -182,7 +188,7 @@ func Evaluate(ds *Dataset, opts EvalOptions, skipped int) (*Report, error) {
 		return nil, errors.New("no test runs")
 	}
 	r := &Report{TestJobs: len(test), Skipped: skipped}
-	for _, src := range []Source{SourceType, SourceThin, SourcePool, SourceGlobal, SourceNone} {
+	for _, src := range []Source{SourceSignature, SourceType, SourceThin, SourcePool, SourceGlobal, SourceNone} {
 		var sub []Sample
 		a := make([][]float64, len(methods))
 		for i, s := range pred.sources {
@@ -283,7 +289,9 @@ type predictorMethod struct {
 func (p *predictorMethod) name() string { return MethodPredictor }
 
 func (p *predictorMethod) train(history []Sample, features []string) error {
-	m, err := Train(&Dataset{Features: features, Samples: history}, p.opts)
+	opts := p.opts
+	opts.Previous = p.model
+	m, err := Train(&Dataset{Features: features, Samples: history}, opts)
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,9 @@ type Model struct {
 	// gets its runs' quantile (log space) plus the Thin estimator's offset.
 	ThinTypes map[string]float64 `json:"thin_types,omitempty"`
 	Thin      *Estimator         `json:"thin,omitempty"`
+	// Groups, when present, sizes every job instead of the estimators
+	// (StrategyGroups).
+	Groups *groupModel `json:"groups,omitempty"`
 }
 
 // Estimator kinds.
@@ -95,6 +98,15 @@ func (e *Estimator) predictLog(x []float64) float64 {
 	return min(max(e.raw(x)+e.Offset, e.Floor), e.Ceiling)
 }
 
+// Strategy says how the model sizes jobs: StrategyGroups or
+// StrategyEstimators.
+func (m *Model) Strategy() string {
+	if m.Groups != nil {
+		return StrategyGroups
+	}
+	return StrategyEstimators
+}
+
 // Source says which estimator made a prediction.
 type Source string
 
@@ -105,33 +117,36 @@ const (
 	SourcePool   Source = "pool"
 	SourceGlobal Source = "global"
 	SourceNone   Source = "none"
+	// SourceSignature: the group of the type's runs with the same
+	// features (StrategyGroups).
+	SourceSignature Source = "type-features"
 )
 
 // Predict returns the predicted peak, in the unit the model was trained on,
 // for a job of the type with the features, and which estimator made it. It
 // returns SourceNone when the model has no estimator for the job.
 func (m *Model) Predict(jobType, pool string, features map[string]float64) (float64, Source) {
-	if c, ok := m.ThinTypes[jobType]; ok && m.Thin != nil {
-		return math.Exp(m.thin(c)), SourceThin
-	}
-	est, src := m.estimator(jobType, pool)
-	if est == nil {
-		return 0, SourceNone
-	}
-	x := make([]float64, len(m.Features))
-	for i, name := range m.Features {
+	var buf [8]float64
+	x := buf[:0]
+	for _, name := range m.Features {
 		v, ok := features[name]
 		if !ok {
 			v = math.NaN()
 		}
-		x[i] = transform(v)
+		x = append(x, v)
 	}
-	return math.Exp(est.predictLog(x)), src
+	return m.PredictVector(jobType, pool, x)
 }
 
 // PredictVector is Predict with features already in the model's order, for
 // callers predicting many jobs.
 func (m *Model) PredictVector(jobType, pool string, x []float64) (float64, Source) {
+	if m.Groups != nil {
+		if pool == "" {
+			pool = m.TypePools[jobType]
+		}
+		return m.Groups.predict(jobType, pool, x)
+	}
 	if c, ok := m.ThinTypes[jobType]; ok && m.Thin != nil {
 		return math.Exp(m.thin(c)), SourceThin
 	}
@@ -233,6 +248,11 @@ func (m *Model) check() error {
 	if m.Thin != nil {
 		if err := m.Thin.check(d); err != nil {
 			return fmt.Errorf("thin types: %w", err)
+		}
+	}
+	if m.Groups != nil {
+		if err := m.Groups.check(); err != nil {
+			return fmt.Errorf("groups: %w", err)
 		}
 	}
 	for name, c := range m.ThinTypes {

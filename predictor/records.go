@@ -24,13 +24,16 @@ import (
 
 // RecordStats counts what reading run records found.
 type RecordStats struct {
-	Files     int
-	Records   int
-	Used      int
+	Files   int
+	Records int
+	Used    int
+	// Missed are OOM-killed runs with their allocation: not training data
+	// (their peak is not the job's need; the successful rerun says what it
+	// needed), but a measure of the allocations (see StrategyGroups).
+	Missed    int
 	Malformed int
-	// Unusable records are valid but not training data: outside the
-	// window, or not succeeded (an OOM-killed or interrupted run's peak is
-	// not the job's need; its successful rerun says what it needed).
+	// Unusable records are valid but not used: outside the window, or
+	// neither succeeded nor OOM-killed.
 	Unusable int
 }
 
@@ -39,8 +42,9 @@ type RecordStats struct {
 var datePartition = regexp.MustCompile(`dt=(\d{4}-\d{2}-\d{2})`)
 
 // LoadRecords reads run records (JSON Lines, optionally gzipped) from a
-// local directory or an s3://bucket/prefix, keeping the successful runs that
-// ended within window before now.
+// local directory or an s3://bucket/prefix, keeping the runs that ended
+// within window before now and either succeeded or were OOM-killed with a
+// recorded allocation (samples marked Missed).
 func LoadRecords(ctx context.Context, api S3API, source string, window time.Duration, now time.Time) (*Dataset, RecordStats, error) {
 	var stats RecordStats
 	since := now.Add(-window)
@@ -69,9 +73,16 @@ func LoadRecords(ctx context.Context, api S3API, source string, window time.Dura
 				stats.Malformed++
 				continue
 			}
-			if rec.Outcome != jobfleet.OutcomeSucceeded || rec.PeakBytes <= 0 || rec.EndedAt.Before(since) || rec.EndedAt.After(now) {
+			succeeded := rec.Outcome == jobfleet.OutcomeSucceeded && rec.PeakBytes > 0
+			missed := rec.Outcome == jobfleet.OutcomeOOM && rec.AllocatedBytes > 0
+			if !(succeeded || missed) || rec.EndedAt.Before(since) || rec.EndedAt.After(now) {
 				stats.Unusable++
 				continue
+			}
+			if missed {
+				stats.Missed++
+			} else {
+				stats.Used++
 			}
 			records = append(records, rec)
 		}
@@ -134,15 +145,14 @@ func LoadRecords(ctx context.Context, api S3API, source string, window time.Dura
 			return nil, stats, fmt.Errorf("reading run records in %s: %w", source, err)
 		}
 	}
-	stats.Used = len(records)
-	if len(records) == 0 {
+	if stats.Used == 0 {
 		return nil, stats, fmt.Errorf("%w: no successful runs in %s within the last %v (%d records read, %d malformed)", ErrNoData, source, window, stats.Records, stats.Malformed)
 	}
 	return RecordsDataset(records), stats, nil
 }
 
 // RecordsDataset turns run records into samples over the union of their
-// feature names.
+// feature names. OOM-killed runs become samples marked Missed.
 func RecordsDataset(records []*jobfleet.RunRecord) *Dataset {
 	names := map[string]bool{}
 	for _, r := range records {
@@ -165,9 +175,14 @@ func RecordsDataset(records []*jobfleet.RunRecord) *Dataset {
 			}
 			x[j] = v
 		}
+		allocated := math.NaN()
+		if r.AllocatedBytes > 0 {
+			allocated = float64(r.AllocatedBytes)
+		}
 		ds.Samples[i] = Sample{
 			Time: float64(r.StartedAt.Unix()), Type: r.Type, Pool: r.Pool, Features: x,
 			Peak: float64(r.PeakBytes), Baseline: float64(r.AllocatedBytes),
+			Allocated: allocated, Missed: r.Outcome == jobfleet.OutcomeOOM,
 		}
 	}
 	return ds

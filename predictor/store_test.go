@@ -189,6 +189,7 @@ func TestLoadRecords(t *testing.T) {
 		rec("b", "export", "oom", 900, now.Add(-time.Hour)),
 		`{"job_id":"broken"`,
 		rec("c", "train", "succeeded", 300, now.Add(-40*24*time.Hour)),
+		rec("f", "train", "interrupted", 300, now.Add(-time.Hour)),
 	}, "\n")
 	if err := os.WriteFile(filepath.Join(today, "a.jsonl"), []byte(plain), 0o644); err != nil {
 		t.Fatal(err)
@@ -207,11 +208,16 @@ func TestLoadRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Used != 2 || stats.Malformed != 1 || stats.Unusable != 2 || stats.Files != 2 {
-		t.Errorf("stats = %+v, want 2 used, 1 malformed, 2 unusable, the old partition skipped", stats)
+	if stats.Used != 2 || stats.Missed != 1 || stats.Malformed != 1 || stats.Unusable != 2 || stats.Files != 2 {
+		t.Errorf("stats = %+v, want 2 used, 1 missed, 1 malformed, 2 unusable (too old, interrupted), the old partition skipped", stats)
 	}
-	if len(ds.Samples) != 2 || len(ds.Features) != 1 || ds.Features[0] != "rows" {
-		t.Errorf("dataset = %+v", ds)
+	if len(ds.Samples) != 3 || len(ds.Features) != 1 || ds.Features[0] != "rows" {
+		t.Fatalf("dataset = %+v", ds)
+	}
+	for _, s := range ds.Samples {
+		if s.Allocated != 1<<30 || s.Missed != (s.Peak == 900) {
+			t.Errorf("sample %+v: want the allocation, and only the OOM-killed run missed", s)
+		}
 	}
 }
 

@@ -19,6 +19,11 @@ type Sample struct {
 	// Baseline is what a comparison method allocated, e.g. the memory the
 	// user requested; NaN when unknown. Evaluation only.
 	Baseline float64
+	// Allocated is the memory the run was given, NaN when unknown. Missed
+	// marks a run killed for needing more than that: its Peak is unknown
+	// and it only measures the allocation (see StrategyGroups).
+	Allocated float64
+	Missed    bool
 }
 
 // Dataset is a set of runs with named features.
@@ -67,6 +72,67 @@ type Options struct {
 	// memory grew during the window make its calibration pessimistic; the
 	// cap keeps that from multiplying its allocation.
 	Ceiling float64
+	// Strategy is how jobs are sized: StrategyAuto (the default),
+	// StrategyEstimators or StrategyGroups.
+	Strategy string
+	// GroupHalfLife weighs runs by recency in the group model's quantiles.
+	// Default 24 hours.
+	GroupHalfLife time.Duration
+	// AdaptRate is the step of the group model's margin per retraining.
+	// Default 0.3.
+	AdaptRate float64
+	// Previous is the model in use until now; the group model adapts its
+	// margin from how that model's allocations fared.
+	Previous *Model
+}
+
+// Strategies of a model.
+const (
+	// StrategyEstimators chooses an estimator per type among the kinds,
+	// calibrates each on its own recent runs, and falls back to thin-type,
+	// pool and global estimators.
+	StrategyEstimators = "estimators"
+	// StrategyGroups sizes every job by the recency-weighted quantile of
+	// the most specific group of past runs it belongs to (its type with
+	// the same features, its type, its pool, all runs) times one margin,
+	// adapted at each retraining from the realized coverage of the
+	// deployed allocations (see groupModel). Features are compared for
+	// equality only: it suits features that repeat (requested processors
+	// or time), not continuous sizes.
+	StrategyGroups = "groups"
+	// StrategyAuto takes StrategyEstimators when the runs have features
+	// and most of them differ from every earlier run's of their type
+	// (features that measure size), and StrategyGroups otherwise
+	// (features that repeat, or none).
+	StrategyAuto = "auto"
+)
+
+// repeatShare is the share of time-ordered runs whose type and features
+// equal an earlier run's.
+func repeatShare(samples []Sample) float64 {
+	seen := map[string]bool{}
+	repeats := 0
+	var buf []byte
+	for _, s := range samples {
+		buf = signature(buf[:0], s.Type, s.Features)
+		if seen[string(buf)] {
+			repeats++
+		} else {
+			seen[string(buf)] = true
+		}
+	}
+	return float64(repeats) / float64(len(samples))
+}
+
+// strategy resolves StrategyAuto for time-ordered runs.
+func (o Options) strategy(samples []Sample, features int) string {
+	if o.Strategy != StrategyAuto {
+		return o.Strategy
+	}
+	if features > 0 && repeatShare(samples) < 0.5 {
+		return StrategyEstimators
+	}
+	return StrategyGroups
 }
 
 func (o Options) ceilingMargin() float64 {
@@ -103,8 +169,17 @@ func (o Options) withDefaults() Options {
 	if o.HalfLife == 0 {
 		o.HalfLife = 7 * 24 * time.Hour
 	}
+	if o.Strategy == "" {
+		o.Strategy = StrategyAuto
+	}
 	if len(o.Kinds) == 0 {
 		o.Kinds = []string{KindQuantile, KindLinear, KindGBT}
+	}
+	if o.GroupHalfLife == 0 {
+		o.GroupHalfLife = 24 * time.Hour
+	}
+	if o.AdaptRate == 0 {
+		o.AdaptRate = 0.3
 	}
 	return o
 }
@@ -117,11 +192,20 @@ func (o Options) validate() error {
 	if o.Buffer != 0 && o.Buffer < 1 {
 		errs = append(errs, fmt.Errorf("buffer %v: 1 or more", o.Buffer))
 	}
+	if o.AdaptRate < 0 || o.AdaptRate > 10 {
+		errs = append(errs, fmt.Errorf("adapt rate %v: between 0 and 10", o.AdaptRate))
+	}
+	if o.GroupHalfLife < 0 {
+		errs = append(errs, fmt.Errorf("group half-life %v: not negative", o.GroupHalfLife))
+	}
 	if o.MinRuns < 2 {
 		errs = append(errs, fmt.Errorf("min runs %d: at least 2", o.MinRuns))
 	}
 	if !(o.CalibrationShare > 0 && o.CalibrationShare < 1) {
 		errs = append(errs, fmt.Errorf("calibration share %v: between 0 and 1", o.CalibrationShare))
+	}
+	if !slices.Contains([]string{StrategyAuto, StrategyEstimators, StrategyGroups}, o.Strategy) {
+		errs = append(errs, fmt.Errorf("strategy %q: %s, %s or %s", o.Strategy, StrategyAuto, StrategyEstimators, StrategyGroups))
 	}
 	for _, k := range o.Kinds {
 		if k != KindQuantile && k != KindLinear && k != KindGBT {
@@ -142,23 +226,33 @@ func Train(ds *Dataset, opts Options) (*Model, error) {
 	if err := opts.validate(); err != nil {
 		return nil, fmt.Errorf("training options: %w", err)
 	}
-	if len(ds.Samples) == 0 {
+	samples := make([]Sample, 0, len(ds.Samples))
+	var deployed []Sample
+	for _, s := range ds.Samples {
+		if !math.IsNaN(s.Allocated) && s.Allocated > 0 {
+			deployed = append(deployed, s)
+		}
+		if !s.Missed {
+			samples = append(samples, s)
+		}
+	}
+	if len(samples) == 0 {
 		return nil, ErrNoData
 	}
-	samples := slices.Clone(ds.Samples)
-	slices.SortStableFunc(samples, func(a, b Sample) int {
-		switch {
-		case a.Time < b.Time:
-			return -1
-		case a.Time > b.Time:
-			return 1
-		}
-		return 0
-	})
+	sortByTime(samples)
 	m := &Model{
 		Format: Format, Version: FormatVersion, Quantile: opts.Quantile,
 		Features: slices.Clone(ds.Features), TrainedAt: time.Now().UTC(), Runs: len(samples),
 		Types: map[string]*Estimator{}, Pools: map[string]*Estimator{}, TypePools: map[string]string{},
+	}
+	if opts.strategy(samples, len(ds.Features)) == StrategyGroups {
+		for _, s := range samples {
+			if s.Pool != "" {
+				m.TypePools[s.Type] = s.Pool
+			}
+		}
+		m.Groups = fitGroups(samples, deployed, opts.Previous, opts)
+		return m, nil
 	}
 	byType := map[string][]Sample{}
 	byPool := map[string][]Sample{}
@@ -362,4 +456,17 @@ func recentShares(samples []Sample, minRuns int) groupShares {
 		return groupShares{typed: 1}
 	}
 	return groupShares{typed: s.typed / total, thin: s.thin / total, unseen: s.unseen / total}
+}
+
+// sortByTime sorts samples by time, keeping the order of equal times.
+func sortByTime(samples []Sample) {
+	slices.SortStableFunc(samples, func(a, b Sample) int {
+		switch {
+		case a.Time < b.Time:
+			return -1
+		case a.Time > b.Time:
+			return 1
+		}
+		return 0
+	})
 }

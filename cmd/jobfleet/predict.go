@@ -57,30 +57,34 @@ func (c *csvFlags) read() (*predictor.Dataset, predictor.CSVStats, error) {
 
 // trainFlags tune training.
 type trainFlags struct {
-	Quantile     float64       `name:"quantile" env:"JOBFLEET_PREDICT_QUANTILE" default:"0.9" help:"Quantile of peak memory to predict."`
-	MinRuns      int           `name:"min-runs" env:"JOBFLEET_PREDICT_MIN_RUNS" default:"30" help:"Runs a type needs for a model of its own; thinner types use their pool's or the global model."`
-	Buffer       float64       `name:"buffer" env:"JOBFLEET_PREDICT_BUFFER" default:"0" help:"Calibrate with a fixed multiplier (e.g. 1.2) instead of conformal calibration."`
-	HalfLife     time.Duration `name:"half-life" env:"JOBFLEET_PREDICT_HALF_LIFE" default:"168h" help:"Half-life of the weight of older runs in the empirical quantile model."`
-	Refit        bool          `name:"refit" env:"JOBFLEET_PREDICT_REFIT" help:"Refit the chosen model on all runs after calibration."`
-	CalHalfLife  time.Duration `name:"calibration-half-life" env:"JOBFLEET_PREDICT_CALIBRATION_HALF_LIFE" default:"0" help:"Weight calibration runs by recency with this half-life (weighted conformal calibration); 0 weighs them equally."`
-	Objective    string        `name:"objective" env:"JOBFLEET_PREDICT_OBJECTIVE" enum:"type,fleet" default:"type" help:"What the quantile targets: each type's coverage (type), or the fleet's (fleet), moving each type within --max-shortfall of it to save memory."`
-	MaxShortfall float64       `name:"max-shortfall" env:"JOBFLEET_PREDICT_MAX_SHORTFALL" default:"0.1" help:"With --objective fleet: how far below the target a type's level may go."`
-	Confidence   float64       `name:"confidence" env:"JOBFLEET_PREDICT_CONFIDENCE" default:"0.9" help:"Probability that each model's coverage reaches the quantile, not only on average; -1 calibrates for average coverage."`
-	Ceiling      float64       `name:"ceiling" env:"JOBFLEET_PREDICT_CEILING" default:"1.25" help:"Cap predictions at this multiple of the largest peak a model was trained on."`
-	CalShare     float64       `name:"calibration-share" env:"JOBFLEET_PREDICT_CALIBRATION_SHARE" default:"0.25" help:"Share of each type's most recent runs held out to choose and calibrate its model."`
+	Quantile      float64       `name:"quantile" env:"JOBFLEET_PREDICT_QUANTILE" default:"0.9" help:"Quantile of peak memory to predict."`
+	MinRuns       int           `name:"min-runs" env:"JOBFLEET_PREDICT_MIN_RUNS" default:"30" help:"Runs a type needs for a model of its own; thinner types use their pool's or the global model."`
+	Buffer        float64       `name:"buffer" env:"JOBFLEET_PREDICT_BUFFER" default:"0" help:"Calibrate with a fixed multiplier (e.g. 1.2) instead of conformal calibration."`
+	HalfLife      time.Duration `name:"half-life" env:"JOBFLEET_PREDICT_HALF_LIFE" default:"168h" help:"Half-life of the weight of older runs in the empirical quantile model."`
+	Refit         bool          `name:"refit" env:"JOBFLEET_PREDICT_REFIT" help:"Refit the chosen model on all runs after calibration."`
+	CalHalfLife   time.Duration `name:"calibration-half-life" env:"JOBFLEET_PREDICT_CALIBRATION_HALF_LIFE" default:"0" help:"Weight calibration runs by recency with this half-life (weighted conformal calibration); 0 weighs them equally."`
+	Objective     string        `name:"objective" env:"JOBFLEET_PREDICT_OBJECTIVE" enum:"type,fleet" default:"type" help:"What the quantile targets: each type's coverage (type), or the fleet's (fleet), moving each type within --max-shortfall of it to save memory."`
+	MaxShortfall  float64       `name:"max-shortfall" env:"JOBFLEET_PREDICT_MAX_SHORTFALL" default:"0.1" help:"With --objective fleet: how far below the target a type's level may go."`
+	Confidence    float64       `name:"confidence" env:"JOBFLEET_PREDICT_CONFIDENCE" default:"0.9" help:"Probability that each model's coverage reaches the quantile, not only on average; -1 calibrates for average coverage."`
+	Ceiling       float64       `name:"ceiling" env:"JOBFLEET_PREDICT_CEILING" default:"1.25" help:"Cap predictions at this multiple of the largest peak a model was trained on."`
+	Strategy      string        `name:"strategy" env:"JOBFLEET_PREDICT_STRATEGY" enum:"auto,estimators,groups" default:"auto" help:"How jobs are sized: an estimator chosen per type (estimators), the quantile of the job's group of past runs with an adapted margin (groups), or groups unless the features mostly differ from run to run (auto)."`
+	AdaptRate     float64       `name:"adapt-rate" env:"JOBFLEET_PREDICT_ADAPT_RATE" default:"0.3" help:"With --strategy groups: how far each retraining moves the margin per unit of missed coverage."`
+	GroupHalfLife time.Duration `name:"group-half-life" env:"JOBFLEET_PREDICT_GROUP_HALF_LIFE" default:"24h" help:"With --strategy groups: half-life of the weight of older runs in each group's quantile."`
+	CalShare      float64       `name:"calibration-share" env:"JOBFLEET_PREDICT_CALIBRATION_SHARE" default:"0.25" help:"Share of each type's most recent runs held out to choose and calibrate its model."`
 }
 
 func (t trainFlags) options() predictor.Options {
-	return predictor.Options{Quantile: t.Quantile, MinRuns: t.MinRuns, Buffer: t.Buffer, HalfLife: t.HalfLife, Refit: t.Refit, CalibrationShare: t.CalShare, CalibrationHalfLife: t.CalHalfLife, Objective: t.Objective, MaxShortfall: t.MaxShortfall, Ceiling: t.Ceiling, Confidence: t.Confidence}
+	return predictor.Options{Quantile: t.Quantile, MinRuns: t.MinRuns, Buffer: t.Buffer, HalfLife: t.HalfLife, Refit: t.Refit, CalibrationShare: t.CalShare, CalibrationHalfLife: t.CalHalfLife, Objective: t.Objective, MaxShortfall: t.MaxShortfall, Ceiling: t.Ceiling, Confidence: t.Confidence, Strategy: t.Strategy, AdaptRate: t.AdaptRate, GroupHalfLife: t.GroupHalfLife}
 }
 
 // PredictTrainCmd trains a model.
 type PredictTrainCmd struct {
 	csvFlags
 	trainFlags
-	Records string        `name:"records" env:"JOBFLEET_PREDICT_RECORDS" placeholder:"DIR|s3://BUCKET/PREFIX" help:"Run records (JSON Lines, optionally gzipped) to train on, instead of --csv."`
-	Window  time.Duration `name:"window" env:"JOBFLEET_PREDICT_WINDOW" default:"720h" help:"Train on the run records of this last period."`
-	Out     string        `name:"out" short:"o" env:"JOBFLEET_PREDICT_OUT" required:"" placeholder:"PATH|s3://BUCKET/KEY" help:"Where to write the model."`
+	Records  string        `name:"records" env:"JOBFLEET_PREDICT_RECORDS" placeholder:"DIR|s3://BUCKET/PREFIX" help:"Run records (JSON Lines, optionally gzipped) to train on, instead of --csv."`
+	Window   time.Duration `name:"window" env:"JOBFLEET_PREDICT_WINDOW" default:"720h" help:"Train on the run records of this last period."`
+	Out      string        `name:"out" short:"o" env:"JOBFLEET_PREDICT_OUT" required:"" placeholder:"PATH|s3://BUCKET/KEY" help:"Where to write the model."`
+	Previous string        `name:"previous" env:"JOBFLEET_PREDICT_PREVIOUS" placeholder:"PATH|s3://BUCKET/KEY" help:"The model in use until now: with --strategy groups, its margin is adapted from how its allocations fared (the run records' allocations)."`
 }
 
 // Run trains and writes the model.
@@ -106,12 +110,20 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 	default:
 		return errors.New("give --csv or --records")
 	}
+	opts := c.options()
+	if c.Previous != "" {
+		prev, err := loadModel(ctx, c.Previous)
+		if err != nil {
+			return fmt.Errorf("--previous: %w", err)
+		}
+		opts.Previous = prev
+	}
 	start := time.Now()
-	model, err := predictor.Train(ds, c.options())
+	model, err := predictor.Train(ds, opts)
 	if err != nil {
 		return err
 	}
-	g.log.Info().Int("runs", model.Runs).Int("types", len(model.Types)).Dur("took", time.Since(start)).Msg("trained model")
+	g.log.Info().Int("runs", model.Runs).Str("strategy", model.Strategy()).Int("types", len(model.Types)).Dur("took", time.Since(start)).Msg("trained model")
 	return saveModel(ctx, c.Out, model)
 }
 

@@ -31,8 +31,16 @@ func loadRecords(ctx context.Context, log zerolog.Logger, source string, window 
 		return nil, err
 	}
 	ds, stats, err := predictor.LoadRecords(ctx, api, source, window, time.Now())
-	log.Info().Int("files", stats.Files).Int("records", stats.Records).Int("used", stats.Used).Int("malformed", stats.Malformed).Int("unusable", stats.Unusable).Msg("read run records")
+	log.Info().Int("files", stats.Files).Int("records", stats.Records).Int("used", stats.Used).Int("missed", stats.Missed).Int("malformed", stats.Malformed).Int("unusable", stats.Unusable).Msg("read run records")
 	return ds, err
+}
+
+func loadModel(ctx context.Context, location string) (*predictor.Model, error) {
+	api, err := s3For(ctx, location)
+	if err != nil {
+		return nil, err
+	}
+	return predictor.Load(ctx, api, location)
 }
 
 func saveModel(ctx context.Context, out string, m *predictor.Model) error {

@@ -62,23 +62,35 @@ func TestPredictEvalTableAndSplit(t *testing.T) {
 
 func TestPredictTrainWritesModel(t *testing.T) {
 	t.Parallel()
-	out := filepath.Join(t.TempDir(), "model.json")
-	code, _, stderr := runCLI(t, "", "predict", "train", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app",
-		"--target-col", "mem_used_kb", "--features", "procs_req", "--out", out)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr)
-	}
-	f, err := os.Open(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	m, err := predictor.ReadModel(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(m.Types) != 5 || m.Features[0] != "procs_req" {
-		t.Errorf("model has %d types, features %v", len(m.Types), m.Features)
+	for _, strategy := range []string{predictor.StrategyEstimators, predictor.StrategyGroups} {
+		t.Run(strategy, func(t *testing.T) {
+			t.Parallel()
+			out := filepath.Join(t.TempDir(), "model.json")
+			code, _, stderr := runCLI(t, "", "predict", "train", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app",
+				"--target-col", "mem_used_kb", "--features", "procs_req", "--strategy", strategy, "--out", out)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			f, err := os.Open(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			m, err := predictor.ReadModel(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Strategy() != strategy || m.Features[0] != "procs_req" {
+				t.Fatalf("model of strategy %s, features %v", m.Strategy(), m.Features)
+			}
+			types := len(m.Types)
+			if m.Groups != nil {
+				types = len(m.Groups.Types)
+			}
+			if types != 5 {
+				t.Errorf("model knows %d types, want the trace's 5", types)
+			}
+		})
 	}
 }
 

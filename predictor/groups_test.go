@@ -1,0 +1,174 @@
+package predictor
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// groupRuns are runs of known groups: type "a" asked for 4 or 8 processors,
+// type "b" belongs to pool "p".
+func groupRuns() *Dataset {
+	ds := &Dataset{Features: []string{"procs"}}
+	add := func(typ, pool string, procs float64, peaks ...float64) {
+		for _, p := range peaks {
+			ds.Samples = append(ds.Samples, Sample{Time: 1000, Type: typ, Pool: pool, Features: []float64{procs}, Peak: p})
+		}
+	}
+	add("a", "", 4, 100, 110, 120, 130, 140, 150, 160, 170, 180, 190)
+	add("a", "", 8, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000)
+	add("b", "p", 2, 50, 50, 50, 50, 50, 50, 50, 50, 50, 60)
+	// A run killed for needing more than it got: not a peak to learn.
+	ds.Samples = append(ds.Samples, Sample{Time: 2000, Type: "a", Features: []float64{4}, Peak: 1e9, Allocated: 200, Missed: true})
+	return ds
+}
+
+func TestGroupModelSizesByTheMostSpecificGroup(t *testing.T) {
+	t.Parallel()
+	m, err := Train(groupRuns(), Options{Strategy: StrategyGroups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	margin := 1.15
+	tests := []struct {
+		name       string
+		typ, pool  string
+		procs      float64
+		want       float64
+		wantSource Source
+	}{
+		{"same type and features", "a", "", 4, 180, SourceSignature},
+		{"same type and features, the other group", "a", "", 8, 1000, SourceSignature},
+		{"features never seen with the type", "a", "", 16, 1000, SourceType},
+		{"unseen type of a known pool", "c", "p", 2, 50, SourcePool},
+		{"unseen type, no pool", "c", "", 2, 1000, SourceGlobal},
+	}
+	for _, tt := range tests {
+		got, src := m.Predict(tt.typ, tt.pool, map[string]float64{"procs": tt.procs})
+		if src != tt.wantSource || math.Abs(got-tt.want*margin) > 1e-6*got {
+			t.Errorf("%s: %v from %s, want %v from %s", tt.name, got, src, tt.want*margin, tt.wantSource)
+		}
+	}
+	if m.Strategy() != StrategyGroups || m.Groups.Through != 1000 {
+		t.Errorf("strategy %s, trained through %v: want groups, through the last successful run (1000)", m.Strategy(), m.Groups.Through)
+	}
+}
+
+func TestGroupModelSignatureTreatsEveryMissingValueAlike(t *testing.T) {
+	t.Parallel()
+	a := signature(nil, "t", []float64{math.NaN(), 3})
+	b := signature(nil, "t", []float64{-1, 3})
+	c := signature(nil, "t", []float64{0, 3})
+	if string(a) != string(b) || string(a) == string(c) {
+		t.Errorf("signatures %q, %q, %q: want NaN and -1 alike, 0 different", a, b, c)
+	}
+}
+
+func TestAdaptMargin(t *testing.T) {
+	t.Parallel()
+	prev := &groupModel{Margin: math.Log(1.15), Through: 100}
+	runs := func(n, missed int) []Sample {
+		var out []Sample
+		// Runs before the previous model's training do not count, nor
+		// runs without a recorded allocation.
+		out = append(out, Sample{Time: 50, Peak: 10, Allocated: 1}, Sample{Time: 150, Peak: 10, Allocated: math.NaN()})
+		for i := range n {
+			s := Sample{Time: 200, Peak: 1, Allocated: 2}
+			if i < missed {
+				s.Missed = true
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	tests := []struct {
+		name          string
+		n, missed     int
+		perWeek, rate float64
+		want          float64
+	}{
+		{"missed 30% of a typical week", 100, 30, 100, 0.3, math.Log(1.15) + 0.3*0.2},
+		{"missed none", 100, 0, 100, 0.3, math.Log(1.15) - 0.3*0.1},
+		{"missed exactly the target", 100, 10, 100, 0.3, math.Log(1.15)},
+		{"a busy period weighs more", 200, 60, 100, 0.3, math.Log(1.15) + 0.3*0.2*2},
+		{"never below no margin", 100, 0, 100, 10, 0},
+		{"never above the cap", 100, 100, 100, 10, maxMargin},
+		{"nothing measured", 0, 0, 100, 0.3, math.Log(1.15)},
+	}
+	for _, tt := range tests {
+		got := adaptMargin(prev, runs(tt.n, tt.missed), tt.perWeek, 0.9, tt.rate)
+		if math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("%s: margin %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// driftingRuns draws runs of three types whose memory grows 40% a week,
+// lognormal around it, with repeated features: a type's recent quantile
+// lags behind what its next runs need.
+func driftingRuns(weeks int) *Dataset {
+	rng := rand.New(rand.NewPCG(11, 12))
+	ds := &Dataset{Features: []string{"procs"}}
+	for i := range weeks * 7 * 60 {
+		t := float64(i) * 1440 // 60 runs a day
+		typ := []string{"etl", "report", "train"}[rng.IntN(3)]
+		base := map[string]float64{"etl": 1e9, "report": 3e8, "train": 8e9}[typ]
+		grown := base * math.Pow(1.4, t/(7*86400))
+		ds.Samples = append(ds.Samples, Sample{
+			Time: t, Type: typ, Features: []float64{float64(int(4) << rng.IntN(2))},
+			Peak: grown * math.Exp(0.3*rng.NormFloat64()),
+		})
+	}
+	return ds
+}
+
+// TestGroupModelAdaptsToReachCoverage walks forward through runs where the
+// initial margin falls short: adapting it from the deployed allocations
+// brings coverage to the target, where keeping it does not.
+func TestGroupModelAdaptsToReachCoverage(t *testing.T) {
+	t.Parallel()
+	ds := driftingRuns(60)
+	coverage := func(rate float64) float64 {
+		r, err := Evaluate(ds, EvalOptions{Train: Options{Strategy: StrategyGroups, AdaptRate: rate}}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Methods[0].Coverage
+	}
+	kept, adapted := coverage(1e-9), coverage(0.3)
+	t.Logf("coverage with the initial margin kept %.3f, adapted %.3f", kept, adapted)
+	if kept > 0.85 {
+		t.Fatalf("the initial margin already covers %.3f: the runs do not need adapting", kept)
+	}
+	if math.Abs(adapted-0.9) > 0.02 {
+		t.Errorf("coverage with the adapted margin %.3f, want within 0.02 of 0.90", adapted)
+	}
+}
+
+func TestAutoStrategy(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		ds   *Dataset
+		want string
+	}{
+		{"features that repeat", driftingRuns(2), StrategyGroups},
+		{"features that measure size", Synthetic(2000, 30, 5), StrategyEstimators},
+		{"no features", &Dataset{Samples: driftingRuns(2).Samples[:500]}, StrategyGroups},
+	}
+	for _, tt := range tests {
+		ds := tt.ds
+		if tt.name == "no features" {
+			for i := range ds.Samples {
+				ds.Samples[i].Features = nil
+			}
+		}
+		m, err := Train(ds, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Strategy(); got != tt.want {
+			t.Errorf("%s: strategy %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
