@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -115,5 +116,44 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 	}
 	if model.Runs != 60 || model.Types["export"] == nil {
 		t.Errorf("retrained model: %d runs, types %v", model.Runs, model.Types)
+	}
+
+	// With the group strategy, the next retraining reads the model it
+	// replaces: when half the jobs sized since then were OOM-killed, the
+	// margin grows.
+	retrain.Options = predictor.Options{Strategy: predictor.StrategyGroups}
+	if err := d.retrain(t.Context(), store.Client, RecordsConfig{Bucket: bucket, Prefix: "jobfleet"}, retrain); err != nil {
+		t.Fatal(err)
+	}
+	first, err := predictor.Load(t.Context(), store.Client, retrain.Model)
+	if err != nil || first.Groups == nil {
+		t.Fatalf("group model: %v, %v", first, err)
+	}
+	var later bytes.Buffer
+	for i := range 20 {
+		rec := jobfleet.RunRecord{
+			JobID: fmt.Sprintf("later-%d", i), Type: "export", Attempt: 1, Outcome: jobfleet.OutcomeSucceeded,
+			AllocatedBytes: 1 << 30, PeakBytes: 900 << 20, Features: map[string]float64{"rows": 1000},
+			StartedAt: time.Now().UTC().Add(-20 * time.Second), EndedAt: time.Now().UTC().Add(-10 * time.Second),
+		}
+		if i%2 == 0 {
+			rec.Outcome, rec.PeakBytes = jobfleet.OutcomeOOM, 1<<30
+		}
+		data, _ := json.Marshal(rec)
+		later.Write(append(data, '\n'))
+	}
+	key := "jobfleet/records/dt=" + time.Now().UTC().Format("2006-01-02") + "/later.jsonl"
+	if _, err := store.Client.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(later.Bytes())}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.retrain(t.Context(), store.Client, RecordsConfig{Bucket: bucket, Prefix: "jobfleet"}, retrain); err != nil {
+		t.Fatal(err)
+	}
+	second, err := predictor.Load(t.Context(), store.Client, retrain.Model)
+	if err != nil || second.Groups == nil {
+		t.Fatalf("group model: %v, %v", second, err)
+	}
+	if second.Groups.Margin <= first.Groups.Margin {
+		t.Errorf("margin %v after half the jobs were OOM-killed, want above the replaced model's %v", second.Groups.Margin, first.Groups.Margin)
 	}
 }

@@ -1,7 +1,17 @@
 // Package predictor predicts a high quantile (default 0.9) of a job's peak
 // memory from its type and features, trained on what past runs really used.
 //
-// Each job type with enough runs gets its own estimator, chosen among three
+// A model sizes jobs by one of two strategies, chosen from the runs unless
+// asked for (Options.Strategy). Where features repeat from run to run (the
+// same processors and time limit asked for again), the group strategy sizes
+// a job by the recency-weighted quantile of the most specific group of past
+// runs it belongs to (its type with the same features, its type, its pool,
+// all runs) times one margin, which every retraining adapts from how the
+// deployed allocations fared (adaptive conformal inference): run records
+// carry each job's allocation, and an OOM-killed run is a measured miss.
+//
+// Where features measure sizes, the estimators strategy applies: each job
+// type with enough runs gets its own estimator, chosen among three
 // kinds by pinball loss on its most recent runs: the recency-weighted
 // empirical quantile of the type, a linear quantile regression on log
 // features, and gradient-boosted quantile trees on log features. The chosen

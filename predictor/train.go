@@ -101,9 +101,10 @@ const (
 	// or time), not continuous sizes.
 	StrategyGroups = "groups"
 	// StrategyAuto takes StrategyEstimators when the runs have features
-	// and most of them differ from every earlier run's of their type
-	// (features that measure size), and StrategyGroups otherwise
-	// (features that repeat, or none).
+	// and fewer than a quarter of the runs repeat an earlier run's type
+	// and features (features that measure size), and StrategyGroups
+	// otherwise (features that repeat, as requested processors or time
+	// limits do, or none).
 	StrategyAuto = "auto"
 )
 
@@ -129,7 +130,7 @@ func (o Options) strategy(samples []Sample, features int) string {
 	if o.Strategy != StrategyAuto {
 		return o.Strategy
 	}
-	if features > 0 && repeatShare(samples) < 0.5 {
+	if features > 0 && repeatShare(samples) < 0.25 {
 		return StrategyEstimators
 	}
 	return StrategyGroups
