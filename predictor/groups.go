@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
 )
 
@@ -44,6 +45,8 @@ type groupModel struct {
 	Global     float64            `json:"global"`
 	// Margin is added to every quantile, in log space.
 	Margin float64 `json:"margin"`
+	// HalfLife is the recency weights' half-life, in seconds (0: none).
+	HalfLife float64 `json:"half_life,omitempty"`
 	// Through is the time of the newest run trained on: the runs after it
 	// were sized by this model, and measure its margin at the next
 	// retraining.
@@ -109,12 +112,21 @@ func (w *weighted) add(v, weight float64) {
 	w.weights = append(w.weights, weight)
 }
 
+// groupHalfLives are the candidate half-lives of the group quantiles'
+// recency weights, in seconds; +Inf weighs every run in the window alike.
+var groupHalfLives = []float64{24 * 3600, 3 * 86400, 7 * 86400, math.Inf(1)}
+
 // fitGroups trains the group model on time-ordered successful runs. Each
-// run's weight halves every halfLife of its age, as in the VPA
-// recommender's histograms, so that a group's quantile follows what it does
-// now. deployed are the runs with a recorded allocation (including those
-// killed for exceeding it); with the previous model, those after its
-// training adapt the margin:
+// run's weight halves every half-life of its age, so that a group's
+// quantile follows what the group does now. Unless Options.GroupHalfLife
+// fixes it, the half-life is chosen among groupHalfLives by the pinball
+// loss of the groups' quantiles on the window's last week, computed from
+// the runs before it: a day suits groups that move in bursts, the whole
+// window groups that are stable.
+//
+// deployed are the runs with a recorded allocation (including those killed
+// for exceeding it); with the previous model, those after its training
+// adapt the margin:
 //
 //	margin += rate * (share of them not covered - (1 - q)) * min(n / runs per week, 4)
 //
@@ -126,9 +138,52 @@ func fitGroups(runs, deployed []Sample, prev *Model, opts Options) *groupModel {
 	if n == 0 {
 		return nil
 	}
-	q := opts.Quantile
-	last := runs[n-1].Time
 	halfLife := opts.GroupHalfLife.Seconds()
+	if halfLife == 0 {
+		halfLife = chooseHalfLife(runs, opts.Quantile)
+	}
+	g := groupQuantiles(runs, opts.Quantile, halfLife)
+	g.HalfLife = halfLife
+	if math.IsInf(halfLife, 1) {
+		g.HalfLife = 0
+	}
+	g.Margin = initialMargin
+	if prev != nil && prev.Groups != nil {
+		g.Margin = adaptMargin(prev.Groups, deployed, runsPerWeek(runs), opts.Quantile, opts.AdaptRate)
+	}
+	return g
+}
+
+// chooseHalfLife returns the candidate half-life whose group quantiles,
+// computed from the runs before the last week, have the lowest pinball
+// loss on the runs of that week. With too few runs on either side, it
+// returns the first candidate.
+func chooseHalfLife(runs []Sample, q float64) float64 {
+	n := len(runs)
+	cut := runs[n-1].Time - 7*86400
+	k := sort.Search(n, func(i int) bool { return runs[i].Time >= cut })
+	if k == 0 || n-k < 20 {
+		return groupHalfLives[0]
+	}
+	best, bestLoss := groupHalfLives[0], math.Inf(1)
+	for _, h := range groupHalfLives {
+		g := groupQuantiles(runs[:k], q, h)
+		loss := 0.0
+		for _, s := range runs[k:] {
+			b, _ := g.base(s.Type, s.Pool, s.Features)
+			loss += pinball(q, math.Log(s.Peak), b)
+		}
+		if loss < bestLoss {
+			best, bestLoss = h, loss
+		}
+	}
+	return best
+}
+
+// groupQuantiles computes every group's recency-weighted quantile of
+// time-ordered runs, without margin.
+func groupQuantiles(runs []Sample, q, halfLife float64) *groupModel {
+	last := runs[len(runs)-1].Time
 	sigs := map[string]*weighted{}
 	types := map[string]*weighted{}
 	pools := map[string]*weighted{}
@@ -161,14 +216,10 @@ func fitGroups(runs, deployed []Sample, prev *Model, opts Options) *groupModel {
 		}
 		return out
 	}
-	g := &groupModel{
+	return &groupModel{
 		Signatures: quantiles(sigs), Types: quantiles(types), Pools: quantiles(pools),
-		Global: weightedQuantile(all.values, all.weights, q), Margin: initialMargin, Through: last,
+		Global: weightedQuantile(all.values, all.weights, q), Through: last,
 	}
-	if prev != nil && prev.Groups != nil {
-		g.Margin = adaptMargin(prev.Groups, deployed, runsPerWeek(runs), q, opts.AdaptRate)
-	}
-	return g
 }
 
 // adaptMargin is the previous model's margin, moved by how the allocations

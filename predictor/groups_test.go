@@ -172,3 +172,33 @@ func TestAutoStrategy(t *testing.T) {
 		}
 	}
 }
+
+func TestChooseHalfLife(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(13, 14))
+	hourly := func(peak func(day float64) float64) []Sample {
+		var runs []Sample
+		for h := range 30 * 24 {
+			day := float64(h) / 24
+			runs = append(runs, Sample{Time: float64(h) * 3600, Type: "a", Peak: peak(day)})
+		}
+		return runs
+	}
+	// A type whose memory jumped a day before the last week: only the
+	// most recent runs say so.
+	jumped := hourly(func(day float64) float64 {
+		if day >= 22 {
+			return 1000
+		}
+		return 100
+	})
+	if got := chooseHalfLife(jumped, 0.9); got != 24*3600 {
+		t.Errorf("a type that jumped: half-life %vs, want a day", got)
+	}
+	// A steady type with noise: every run says the same, and more runs say
+	// it more precisely.
+	steady := hourly(func(float64) float64 { return 100 * math.Exp(0.5*rng.NormFloat64()) })
+	if got := chooseHalfLife(steady, 0.9); got < 7*86400 {
+		t.Errorf("a steady type: half-life %vs, want a week or more", got)
+	}
+}

@@ -76,7 +76,7 @@ type Options struct {
 	// StrategyEstimators or StrategyGroups.
 	Strategy string
 	// GroupHalfLife weighs runs by recency in the group model's quantiles.
-	// Default 24 hours.
+	// Zero chooses it from the runs (see fitGroups).
 	GroupHalfLife time.Duration
 	// AdaptRate is the step of the group model's margin per retraining.
 	// Default 0.3.
@@ -175,9 +175,6 @@ func (o Options) withDefaults() Options {
 	}
 	if len(o.Kinds) == 0 {
 		o.Kinds = []string{KindQuantile, KindLinear, KindGBT}
-	}
-	if o.GroupHalfLife == 0 {
-		o.GroupHalfLife = 24 * time.Hour
 	}
 	if o.AdaptRate == 0 {
 		o.AdaptRate = 0.3

@@ -69,7 +69,7 @@ type trainFlags struct {
 	Ceiling       float64       `name:"ceiling" env:"JOBFLEET_PREDICT_CEILING" default:"1.25" help:"Cap predictions at this multiple of the largest peak a model was trained on."`
 	Strategy      string        `name:"strategy" env:"JOBFLEET_PREDICT_STRATEGY" enum:"auto,estimators,groups" default:"auto" help:"How jobs are sized: an estimator chosen per type (estimators), the quantile of the job's group of past runs with an adapted margin (groups), or groups unless fewer than a quarter of the runs repeat an earlier run's type and features (auto)."`
 	AdaptRate     float64       `name:"adapt-rate" env:"JOBFLEET_PREDICT_ADAPT_RATE" default:"0.3" help:"With --strategy groups: how far each retraining moves the margin per unit of missed coverage."`
-	GroupHalfLife time.Duration `name:"group-half-life" env:"JOBFLEET_PREDICT_GROUP_HALF_LIFE" default:"24h" help:"With --strategy groups: half-life of the weight of older runs in each group's quantile."`
+	GroupHalfLife time.Duration `name:"group-half-life" env:"JOBFLEET_PREDICT_GROUP_HALF_LIFE" default:"0" help:"With --strategy groups: half-life of the weight of older runs in each group's quantile; 0 chooses it (a day to the whole window) by the quantiles' loss on the last week."`
 	CalShare      float64       `name:"calibration-share" env:"JOBFLEET_PREDICT_CALIBRATION_SHARE" default:"0.25" help:"Share of each type's most recent runs held out to choose and calibrate its model."`
 }
 
