@@ -15,25 +15,10 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-const registryYAML = `
-pools:
-  - name: cpu
-  - name: gpu
-    gpu: true
-types:
-  - {name: lt-small, image: x, command: [x], pool: cpu, memory: {default: 512Mi}}
-  - {name: lt-medium, image: x, command: [x], pool: cpu, memory: {default: 4Gi}}
-  - {name: lt-bulk, image: x, command: [x], pool: cpu, spot: spot, memory: {default: 16Gi}}
-  - {name: lt-gpu, image: x, command: [x], pool: gpu, gpu: {count: 1}, memory: {default: 24Gi}}
-`
-
-// Mix is the load test's job type mix.
-var mix = map[string]float64{"lt-small": 4, "lt-medium": 3, "lt-bulk": 2, "lt-gpu": 1}
-
 func setup(t testing.TB) (*testenv.SQS, *loadtest.InProcess, loadtest.Config) {
 	t.Helper()
 	sqs := testenv.StartSQS(t)
-	reg, err := jobtype.Parse("loadtest.yaml", []byte(registryYAML))
+	reg, err := jobtype.Parse("loadtest.yaml", []byte(loadtest.LocalRegistry))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +30,7 @@ func setup(t testing.TB) (*testenv.SQS, *loadtest.InProcess, loadtest.Config) {
 		Client: sqs.Client, Log: zerolog.Nop(),
 		Config: dispatcher.Config{IntakeURL: intake, DeadLetterURL: dead, Registry: reg, Template: dispatcher.Template{Prefix: prefix}, IntakeVisibility: 10 * time.Second},
 	}
-	return sqs, target, loadtest.Config{Mix: mix, Intake: intake, ClassPrefix: prefix, Timeout: 5 * time.Minute}
+	return sqs, target, loadtest.Config{Mix: loadtest.LocalMix(), Intake: intake, ClassPrefix: prefix, Timeout: 5 * time.Minute}
 }
 
 // TestLoadTestAccountsForEveryJob runs a small load test with a restart of

@@ -34,19 +34,6 @@ type LoadtestCmd struct {
 	Timeout           time.Duration      `name:"timeout" env:"JOBFLEET_LOADTEST_TIMEOUT" default:"10m" help:"Longest wait for the jobs to arrive."`
 }
 
-// loadtestRegistry is the job types of --local.
-const loadtestRegistry = `
-pools:
-  - name: cpu
-  - name: gpu
-    gpu: true
-types:
-  - {name: lt-small, image: x, command: [x], pool: cpu, memory: {default: 512Mi}}
-  - {name: lt-medium, image: x, command: [x], pool: cpu, memory: {default: 4Gi}}
-  - {name: lt-bulk, image: x, command: [x], pool: cpu, spot: spot, memory: {default: 16Gi}}
-  - {name: lt-gpu, image: x, command: [x], pool: gpu, gpu: {count: 1}, memory: {default: 24Gi}}
-`
-
 // Run runs the load test.
 func (c *LoadtestCmd) Run(ctx context.Context, g *Globals) error {
 	var api *sqs.Client
@@ -60,7 +47,7 @@ func (c *LoadtestCmd) Run(ctx context.Context, g *Globals) error {
 			return errors.New("--local runs its own stack: drop --intake and --dispatcher-metrics")
 		}
 		if len(cfg.Mix) == 0 {
-			cfg.Mix = map[string]float64{"lt-small": 4, "lt-medium": 3, "lt-bulk": 2, "lt-gpu": 1}
+			cfg.Mix = loadtest.LocalMix()
 		}
 		server, err := localstack.StartSQS(ctx, localstack.SQSOptions{Log: g.stderr})
 		if err != nil {
@@ -83,7 +70,7 @@ func (c *LoadtestCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		defer os.RemoveAll(dir)
 		registry := filepath.Join(dir, "jobtypes.yaml")
-		if err := os.WriteFile(registry, []byte(loadtestRegistry), 0o644); err != nil {
+		if err := os.WriteFile(registry, []byte(loadtest.LocalRegistry), 0o644); err != nil {
 			return err
 		}
 		self, err := os.Executable()

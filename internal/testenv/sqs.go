@@ -36,13 +36,7 @@ var (
 func StartSQS(t testing.TB) *SQS {
 	t.Helper()
 	sqsOnce.Do(func() {
-		var logw io.Writer = io.Discard
-		if testing.Verbose() {
-			logw = os.Stderr
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		server, err := localstack.StartSQS(ctx, localstack.SQSOptions{Log: logw})
+		server, err := startSQSEmulator()
 		if err != nil {
 			sqsErr = err
 			return
@@ -54,6 +48,18 @@ func StartSQS(t testing.TB) *SQS {
 		t.Fatalf("starting the SQS emulator: %v", sqsErr)
 	}
 	return sqsShared
+}
+
+// startSQSEmulator starts an emulator, logging to stderr when the tests
+// run verbosely.
+func startSQSEmulator() (*localstack.SQSServer, error) {
+	var logw io.Writer = io.Discard
+	if testing.Verbose() {
+		logw = os.Stderr
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	return localstack.StartSQS(ctx, localstack.SQSOptions{Log: logw})
 }
 
 // NewSQSClient returns an SQS client for the endpoint.
@@ -145,13 +151,7 @@ func (s *SQS) Env() []string {
 // would slow the shared one for every other test.
 func NewSQS(t testing.TB) *SQS {
 	t.Helper()
-	var logw io.Writer = io.Discard
-	if testing.Verbose() {
-		logw = os.Stderr
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	server, err := localstack.StartSQS(ctx, localstack.SQSOptions{Log: logw})
+	server, err := startSQSEmulator()
 	if err != nil {
 		t.Fatalf("starting an SQS emulator: %v", err)
 	}
