@@ -145,6 +145,15 @@ func TestGroupModelAdaptsToReachCoverage(t *testing.T) {
 	}
 }
 
+// withoutFeatures drops a dataset's features.
+func withoutFeatures(ds *Dataset) *Dataset {
+	for i := range ds.Samples {
+		ds.Samples[i].Features = nil
+	}
+	ds.Features = nil
+	return ds
+}
+
 func TestAutoStrategy(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -154,16 +163,10 @@ func TestAutoStrategy(t *testing.T) {
 	}{
 		{"features that repeat", driftingRuns(2), StrategyGroups},
 		{"features that measure size", Synthetic(2000, 30, 5), StrategyEstimators},
-		{"no features", &Dataset{Samples: driftingRuns(2).Samples[:500]}, StrategyGroups},
+		{"no features", withoutFeatures(driftingRuns(2)), StrategyGroups},
 	}
 	for _, tt := range tests {
-		ds := tt.ds
-		if tt.name == "no features" {
-			for i := range ds.Samples {
-				ds.Samples[i].Features = nil
-			}
-		}
-		m, err := Train(ds, Options{})
+		m, err := Train(tt.ds, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
