@@ -1,7 +1,6 @@
 package predictor_test
 
 import (
-	"math"
 	"testing"
 
 	"github.com/jobfleet/jobfleet/predictor"
@@ -40,26 +39,29 @@ func BenchmarkTrain1M(b *testing.B) {
 }
 
 // BenchmarkPredictGroups measures one prediction by a group model through
-// the map-based API, found at its most specific group: a type with the same
-// features, among one group per training run.
+// the map-based API on its slowest path: a job of an unseen type whose
+// features match no group, looked up at every level before all runs size
+// it.
 func BenchmarkPredictGroups(b *testing.B) {
 	ds := predictor.Synthetic(40000, 30, 3)
 	m, err := predictor.Train(ds, predictor.Options{Strategy: predictor.StrategyGroups})
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := ds.Samples[len(ds.Samples)/2]
 	features := map[string]float64{}
 	for i, name := range ds.Features {
-		if !math.IsNaN(s.Features[i]) {
-			features[name] = s.Features[i]
-		}
+		features[name] = 1e6 + float64(i)
 	}
-	b.ReportMetric(float64(len(m.Groups.Signatures)), "groups")
+	groups := 0
+	for _, l := range m.Groups.Levels {
+		groups += len(l.Groups)
+	}
+	b.ReportMetric(float64(groups), "groups")
+	b.ReportMetric(float64(len(m.Groups.Levels)), "levels")
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, src := m.Predict(s.Type, "", features); src != predictor.SourceSignature {
-			b.Fatalf("predicted from %s, want its signature group", src)
+		if _, src := m.Predict("unseen", "", features); src != predictor.SourceGlobal {
+			b.Fatalf("predicted from %s, want all runs", src)
 		}
 	}
 }

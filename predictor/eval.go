@@ -188,7 +188,7 @@ func Evaluate(ds *Dataset, opts EvalOptions, skipped int) (*Report, error) {
 		return nil, errors.New("no test runs")
 	}
 	r := &Report{TestJobs: len(test), Skipped: skipped}
-	for _, src := range []Source{SourceSignature, SourceType, SourceThin, SourcePool, SourceGlobal, SourceNone} {
+	for _, src := range []Source{SourceSignature, SourceType, SourceThin, SourceFeatures, SourcePool, SourceGlobal, SourceNone} {
 		var sub []Sample
 		a := make([][]float64, len(methods))
 		for i, s := range pred.sources {

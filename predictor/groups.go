@@ -15,48 +15,64 @@ var initialMargin = math.Log(1.15)
 // maxMargin bounds the adapted margin: 4x.
 var maxMargin = math.Log(4)
 
-// Group levels: which group sized a job.
+// minGroupRuns is the fewest runs a group needs to size jobs: the quantile
+// of one or two runs is the larger of them, not a distribution.
+const minGroupRuns = 3
+
+// What a group level's key starts with.
 const (
-	levelSignature = iota
-	levelType
-	levelPool
-	levelGlobal
-	numLevels
+	levelByType = "type"
+	levelByPool = "pool"
 )
 
-var levelSources = [numLevels]Source{SourceSignature, SourceType, SourcePool, SourceGlobal}
-
-// groupModel sizes a job by the recency-weighted quantile of the peaks of
-// the most specific group of past runs it belongs to, times one margin. The
-// groups, most specific first: the runs of its type that asked for exactly
-// the same features (the same processors, the same time limit: usually the
-// same job submitted again), the runs of its type, of its pool, and all
-// runs. The margin is adapted at every retraining from how the allocations
-// deployed since the last one fared (adaptive conformal inference, Gibbs
-// and Candès 2021): up when more than 1-q of those jobs needed more than
-// they were given, down when fewer did. See fitGroups.
-type groupModel struct {
-	// Signatures, Types and Pools hold each group's quantile, in log
-	// space. A signature's key is its type and its features (see
-	// signature).
-	Signatures map[string]float64 `json:"signatures,omitempty"`
-	Types      map[string]float64 `json:"types"`
-	Pools      map[string]float64 `json:"pools,omitempty"`
-	Global     float64            `json:"global"`
-	// Margin is added to every quantile, in log space.
-	Margin float64 `json:"margin"`
-	// HalfLife is the recency weights' half-life, in seconds (0: none).
-	HalfLife float64 `json:"half_life,omitempty"`
-	// Through is the time of the newest run trained on: the runs after it
-	// were sized by this model, and measure its margin at the next
-	// retraining.
-	Through float64 `json:"through"`
+// A groupLevel groups runs by a key: their type or their pool, followed by
+// the values of their first Features features.
+type groupLevel struct {
+	By       string `json:"by"`
+	Features int    `json:"features,omitempty"`
+	// Groups maps each key to its group's quantile, in log space.
+	Groups map[string]float64 `json:"groups"`
 }
 
-// signature appends a job's type and features to dst as one key. Missing
-// features (NaN, negative) are written as "-".
-func signature(dst []byte, jobType string, x []float64) []byte {
-	dst = append(dst, jobType...)
+// groupLevels lists the levels of a model with n features, most specific
+// first: the job's type with its first n, n-1, ..., 1 features, its type
+// alone, then its pool (or no pool) with its first n, ..., 2 features
+// whatever the type, and its pool alone. A single feature without the type
+// says little about a job: on the Sandia trace, the runs of the same user
+// sized jobs of applications never seen before worse than all runs did.
+func groupLevels(n int) []groupLevel {
+	var levels []groupLevel
+	for k := n; k >= 0; k-- {
+		levels = append(levels, groupLevel{By: levelByType, Features: k})
+	}
+	for k := n; k >= 2; k-- {
+		levels = append(levels, groupLevel{By: levelByPool, Features: k})
+	}
+	return append(levels, groupLevel{By: levelByPool})
+}
+
+// key appends a job's key at this level to dst. It reports false when the
+// job has no group at the level: no pool for the pool alone, or fewer
+// features than the level keys on.
+func (l *groupLevel) key(dst []byte, jobType, pool string, x []float64) ([]byte, bool) {
+	if l.Features > len(x) {
+		return dst, false
+	}
+	switch l.By {
+	case levelByType:
+		dst = append(dst, jobType...)
+	case levelByPool:
+		if pool == "" && l.Features == 0 {
+			return dst, false
+		}
+		dst = append(dst, pool...)
+	}
+	return appendFeatures(dst, x[:l.Features]), true
+}
+
+// appendFeatures appends feature values to a key, each after a unit
+// separator. Missing values (NaN, negative, infinite) are written as "-".
+func appendFeatures(dst []byte, x []float64) []byte {
 	for _, v := range x {
 		dst = append(dst, 0x1f)
 		if math.IsNaN(v) || v < 0 || math.IsInf(v, 0) {
@@ -68,34 +84,100 @@ func signature(dst []byte, jobType string, x []float64) []byte {
 	return dst
 }
 
-// base returns a job's group quantile (log) and its level.
+// signature appends a job's type and all its features to dst as one key:
+// the key of the most specific level.
+func signature(dst []byte, jobType string, x []float64) []byte {
+	return appendFeatures(append(dst, jobType...), x)
+}
+
+func (l *groupLevel) source() Source {
+	switch {
+	case l.By == levelByType && l.Features > 0:
+		return SourceSignature
+	case l.By == levelByType:
+		return SourceType
+	case l.Features > 0:
+		return SourceFeatures
+	}
+	return SourcePool
+}
+
+// groupModel sizes a job by the recency-weighted quantile of the peaks of
+// the most specific group of past runs it belongs to (see groupLevels),
+// times one margin. A group sizes jobs once it has minGroupRuns runs. The
+// margin is adapted at every retraining from how the allocations deployed
+// since the last one fared (adaptive conformal inference, Gibbs and Candès
+// 2021): up when more than 1-q of those jobs needed more than they were
+// given, down when fewer did. See fitGroups.
+type groupModel struct {
+	Levels []groupLevel `json:"levels"`
+	// Global is the quantile of all runs, in log space.
+	Global float64 `json:"global"`
+	// Margin is added to every quantile, in log space.
+	Margin float64 `json:"margin"`
+	// HalfLife is the recency weights' half-life, in seconds (0: none).
+	HalfLife float64 `json:"half_life,omitempty"`
+	// Through is the time of the newest run trained on: the runs after it
+	// were sized by this model, and measure its margin at the next
+	// retraining.
+	Through float64 `json:"through"`
+
+	// Version 1 files held three fixed levels; upgrade moves them into
+	// Levels.
+	V1Signatures map[string]float64 `json:"signatures,omitempty"`
+	V1Types      map[string]float64 `json:"types,omitempty"`
+	V1Pools      map[string]float64 `json:"pools,omitempty"`
+}
+
+// upgrade converts a version 1 group model, for a model of n features.
+func (g *groupModel) upgrade(n int) {
+	g.Levels = []groupLevel{
+		{By: levelByType, Features: n, Groups: g.V1Signatures},
+		{By: levelByType, Groups: g.V1Types},
+		{By: levelByPool, Groups: g.V1Pools},
+	}
+	g.V1Signatures, g.V1Types, g.V1Pools = nil, nil, nil
+}
+
+// base returns a job's group quantile (log) and the index of its level,
+// len(g.Levels) for all runs.
 func (g *groupModel) base(jobType, pool string, x []float64) (float64, int) {
-	if len(x) > 0 && len(g.Signatures) > 0 {
-		var buf [128]byte
-		if v, ok := g.Signatures[string(signature(buf[:0], jobType, x))]; ok {
-			return v, levelSignature
+	var buf [128]byte
+	for i := range g.Levels {
+		l := &g.Levels[i]
+		k, ok := l.key(buf[:0], jobType, pool, x)
+		if !ok {
+			continue
+		}
+		if v, ok := l.Groups[string(k)]; ok {
+			return v, i
 		}
 	}
-	if v, ok := g.Types[jobType]; ok {
-		return v, levelType
-	}
-	if v, ok := g.Pools[pool]; ok && pool != "" {
-		return v, levelPool
-	}
-	return g.Global, levelGlobal
+	return g.Global, len(g.Levels)
 }
 
 func (g *groupModel) predict(jobType, pool string, x []float64) (float64, Source) {
 	b, level := g.base(jobType, pool, x)
-	return math.Exp(b + g.Margin), levelSources[level]
+	src := SourceGlobal
+	if level < len(g.Levels) {
+		src = g.Levels[level].source()
+	}
+	return math.Exp(b + g.Margin), src
 }
 
-func (g *groupModel) check() error {
+// check validates a decoded group model of a model with n features.
+func (g *groupModel) check(n int) error {
 	if !finite(g.Global) || !finite(g.Margin) || !finite(g.Through) {
 		return errors.New("non-finite global quantile, margin or time")
 	}
-	for _, m := range []map[string]float64{g.Signatures, g.Types, g.Pools} {
-		for name, v := range m {
+	for i, l := range g.Levels {
+		if l.By != levelByType && l.By != levelByPool {
+			return fmt.Errorf("group level %d: by %q, want %q or %q", i, l.By, levelByType, levelByPool)
+		}
+		if l.Features < 0 || l.Features > n {
+			return fmt.Errorf("group level %d: keys on %d features, the model has %d", i, l.Features, n)
+		}
+		for name, v := range l.Groups {
 			if !finite(v) {
 				return fmt.Errorf("group %q: non-finite quantile", name)
 			}
@@ -128,21 +210,23 @@ var groupHalfLives = []float64{24 * 3600, 3 * 86400, 7 * 86400, math.Inf(1)}
 // for exceeding it); with the previous model, those after its training
 // adapt the margin:
 //
-//	margin += rate * (share of them not covered - (1 - q)) * min(n / runs per week, 4)
+//	margin += rate * (share of them not covered - (1 - q)) * min(n / runs per week, 1)
 //
-// The last factor weighs a period by its jobs, so that coverage converges
-// over jobs, not over retrainings. Without a previous group model the
-// margin starts at initialMargin.
+// The last factor weighs a period by its runs, up to a typical week's: a
+// quiet period moves the margin less, and a burst of similar jobs, over
+// before the next retraining could answer it, no more than a typical week.
+// Without a previous group model the margin starts at initialMargin.
 func fitGroups(runs, deployed []Sample, prev *Model, opts Options) *groupModel {
 	n := len(runs)
 	if n == 0 {
 		return nil
 	}
+	levels := groupLevels(len(runs[0].Features))
 	halfLife := opts.GroupHalfLife.Seconds()
 	if halfLife == 0 {
-		halfLife = chooseHalfLife(runs, opts.Quantile)
+		halfLife = chooseHalfLife(runs, opts.Quantile, levels)
 	}
-	g := groupQuantiles(runs, opts.Quantile, halfLife)
+	g := groupQuantiles(runs, opts.Quantile, halfLife, levels)
 	g.HalfLife = halfLife
 	if math.IsInf(halfLife, 1) {
 		g.HalfLife = 0
@@ -158,7 +242,7 @@ func fitGroups(runs, deployed []Sample, prev *Model, opts Options) *groupModel {
 // computed from the runs before the last week, have the lowest pinball
 // loss on the runs of that week. With too few runs on either side, it
 // returns the first candidate.
-func chooseHalfLife(runs []Sample, q float64) float64 {
+func chooseHalfLife(runs []Sample, q float64, levels []groupLevel) float64 {
 	n := len(runs)
 	cut := runs[n-1].Time - 7*86400
 	k := sort.Search(n, func(i int) bool { return runs[i].Time >= cut })
@@ -167,7 +251,7 @@ func chooseHalfLife(runs []Sample, q float64) float64 {
 	}
 	best, bestLoss := groupHalfLives[0], math.Inf(1)
 	for _, h := range groupHalfLives {
-		g := groupQuantiles(runs[:k], q, h)
+		g := groupQuantiles(runs[:k], q, h, levels)
 		loss := 0.0
 		for _, s := range runs[k:] {
 			b, _ := g.base(s.Type, s.Pool, s.Features)
@@ -180,46 +264,43 @@ func chooseHalfLife(runs []Sample, q float64) float64 {
 	return best
 }
 
-// groupQuantiles computes every group's recency-weighted quantile of
-// time-ordered runs, without margin.
-func groupQuantiles(runs []Sample, q, halfLife float64) *groupModel {
+// groupQuantiles computes the recency-weighted quantile of every group of
+// at least minGroupRuns time-ordered runs at each level, without margin.
+func groupQuantiles(runs []Sample, q, halfLife float64, levels []groupLevel) *groupModel {
 	last := runs[len(runs)-1].Time
-	sigs := map[string]*weighted{}
-	types := map[string]*weighted{}
-	pools := map[string]*weighted{}
-	var all weighted
-	group := func(m map[string]*weighted, key string) *weighted {
-		w := m[key]
-		if w == nil {
-			w = &weighted{}
-			m[key] = w
-		}
-		return w
+	groups := make([]map[string]*weighted, len(levels))
+	for i := range groups {
+		groups[i] = map[string]*weighted{}
 	}
+	var all weighted
 	var buf []byte
 	for _, s := range runs {
 		y, w := math.Log(s.Peak), decay(last-s.Time, halfLife)
-		if len(s.Features) > 0 {
-			buf = signature(buf[:0], s.Type, s.Features)
-			group(sigs, string(buf)).add(y, w)
-		}
-		group(types, s.Type).add(y, w)
-		if s.Pool != "" {
-			group(pools, s.Pool).add(y, w)
+		for i := range levels {
+			var ok bool
+			if buf, ok = levels[i].key(buf[:0], s.Type, s.Pool, s.Features); !ok {
+				continue
+			}
+			g := groups[i][string(buf)]
+			if g == nil {
+				g = &weighted{}
+				groups[i][string(buf)] = g
+			}
+			g.add(y, w)
 		}
 		all.add(y, w)
 	}
-	quantiles := func(m map[string]*weighted) map[string]float64 {
-		out := make(map[string]float64, len(m))
-		for k, w := range m {
-			out[k] = weightedQuantile(w.values, w.weights, q)
+	g := &groupModel{Levels: make([]groupLevel, len(levels)), Global: weightedQuantile(all.values, all.weights, q), Through: last}
+	for i, l := range levels {
+		quantiles := make(map[string]float64, len(groups[i]))
+		for k, w := range groups[i] {
+			if len(w.values) >= minGroupRuns {
+				quantiles[k] = weightedQuantile(w.values, w.weights, q)
+			}
 		}
-		return out
+		g.Levels[i] = groupLevel{By: l.By, Features: l.Features, Groups: quantiles}
 	}
-	return &groupModel{
-		Signatures: quantiles(sigs), Types: quantiles(types), Pools: quantiles(pools),
-		Global: weightedQuantile(all.values, all.weights, q), Through: last,
-	}
+	return g
 }
 
 // adaptMargin is the previous model's margin, moved by how the allocations
@@ -238,7 +319,7 @@ func adaptMargin(prev *groupModel, deployed []Sample, perWeek, q, rate float64) 
 	if count == 0 {
 		return prev.Margin
 	}
-	step := rate * (missed/count - (1 - q)) * min(count/perWeek, 4)
+	step := rate * (missed/count - (1 - q)) * min(count/perWeek, 1)
 	return min(max(prev.Margin+step, 0), maxMargin)
 }
 

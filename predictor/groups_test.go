@@ -54,6 +54,51 @@ func TestGroupModelSizesByTheMostSpecificGroup(t *testing.T) {
 	}
 }
 
+// TestGroupModelFallsBackThroughLeadingFeatures sizes jobs of two features
+// (user, processors) whose exact group is unknown or too small: the type's
+// runs with the same leading feature, the type's runs, the runs of other
+// types with the same features in the same pool (or of no pool), and all
+// runs.
+func TestGroupModelFallsBackThroughLeadingFeatures(t *testing.T) {
+	t.Parallel()
+	ds := &Dataset{Features: []string{"user", "procs"}}
+	add := func(typ, pool string, user, procs float64, n int, peak float64) {
+		for range n {
+			ds.Samples = append(ds.Samples, Sample{Time: 1000, Type: typ, Pool: pool, Features: []float64{user, procs}, Peak: peak})
+		}
+	}
+	add("a", "", 1, 4, 5, 100)
+	add("a", "", 1, 8, 5, 200)
+	add("a", "", 2, 4, 2, 900) // fewer than minGroupRuns
+	add("b", "", 3, 16, 4, 5000)
+	add("d", "p", 3, 16, 3, 50)
+	m, err := Train(ds, Options{Strategy: StrategyGroups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	global := math.Exp(m.Groups.Global)
+	tests := []struct {
+		name        string
+		typ, pool   string
+		user, procs float64
+		want        float64
+		wantSource  Source
+	}{
+		{"same type and features", "a", "", 1, 8, 200, SourceSignature},
+		{"same type and user", "a", "", 1, 16, 200, SourceSignature},
+		{"a group of two runs is too small", "a", "", 2, 4, 900, SourceType},
+		{"unseen type, same features, no pool", "c", "", 3, 16, 5000, SourceFeatures},
+		{"unseen type, same features in its pool", "c", "p", 3, 16, 50, SourceFeatures},
+		{"unseen type, only the user seen", "c", "", 3, 2, global, SourceGlobal},
+	}
+	for _, tt := range tests {
+		got, src := m.Predict(tt.typ, tt.pool, map[string]float64{"user": tt.user, "procs": tt.procs})
+		if want := tt.want * 1.15; src != tt.wantSource || math.Abs(got-want) > 1e-6*got {
+			t.Errorf("%s: %v from %s, want %v from %s", tt.name, got, src, want, tt.wantSource)
+		}
+	}
+}
+
 func TestGroupModelSignatureTreatsEveryMissingValueAlike(t *testing.T) {
 	t.Parallel()
 	a := signature(nil, "t", []float64{math.NaN(), 3})
@@ -90,7 +135,8 @@ func TestAdaptMargin(t *testing.T) {
 		{"missed 30% of a typical week", 100, 30, 100, 0.3, math.Log(1.15) + 0.3*0.2},
 		{"missed none", 100, 0, 100, 0.3, math.Log(1.15) - 0.3*0.1},
 		{"missed exactly the target", 100, 10, 100, 0.3, math.Log(1.15)},
-		{"a busy period weighs more", 200, 60, 100, 0.3, math.Log(1.15) + 0.3*0.2*2},
+		{"a busy period weighs as a typical week", 200, 60, 100, 0.3, math.Log(1.15) + 0.3*0.2},
+		{"a quiet period weighs less", 50, 15, 100, 0.3, math.Log(1.15) + 0.3*0.2*0.5},
 		{"never below no margin", 100, 0, 100, 10, 0},
 		{"never above the cap", 100, 100, 100, 10, maxMargin},
 		{"nothing measured", 0, 0, 100, 0.3, math.Log(1.15)},
@@ -195,13 +241,13 @@ func TestChooseHalfLife(t *testing.T) {
 		}
 		return 100
 	})
-	if got := chooseHalfLife(jumped, 0.9); got != 24*3600 {
+	if got := chooseHalfLife(jumped, 0.9, groupLevels(0)); got != 24*3600 {
 		t.Errorf("a type that jumped: half-life %vs, want a day", got)
 	}
 	// A steady type with noise: every run says the same, and more runs say
 	// it more precisely.
 	steady := hourly(func(float64) float64 { return 100 * math.Exp(0.5*rng.NormFloat64()) })
-	if got := chooseHalfLife(steady, 0.9); got < 7*86400 {
+	if got := chooseHalfLife(steady, 0.9, groupLevels(0)); got < 7*86400 {
 		t.Errorf("a steady type: half-life %vs, want a week or more", got)
 	}
 }

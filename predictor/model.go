@@ -12,7 +12,7 @@ import (
 // Format and FormatVersion identify model files this package reads.
 const (
 	Format        = "jobfleet-predictor"
-	FormatVersion = 1
+	FormatVersion = 2
 )
 
 // Model predicts a high quantile of a job's peak memory from its type and
@@ -118,8 +118,12 @@ const (
 	SourceGlobal Source = "global"
 	SourceNone   Source = "none"
 	// SourceSignature: the group of the type's runs with the same
-	// features (StrategyGroups).
+	// features, or the same leading features (StrategyGroups).
 	SourceSignature Source = "type-features"
+	// SourceFeatures: the group of the pool's runs (or, for a job
+	// without a pool, of all runs without one) with the same leading
+	// features, whatever their type (StrategyGroups).
+	SourceFeatures Source = "features"
 )
 
 // Predict returns the predicted peak, in the unit the model was trained on,
@@ -215,8 +219,16 @@ func ReadModel(r io.Reader) (*Model, error) {
 	if m.Format != Format {
 		return nil, fmt.Errorf("%w: format %q, want %q", ErrIncompatible, m.Format, Format)
 	}
-	if m.Version != FormatVersion {
-		return nil, fmt.Errorf("%w: version %d, this reader understands %d", ErrIncompatible, m.Version, FormatVersion)
+	switch m.Version {
+	case FormatVersion:
+	case 1:
+		// Version 1 group models held three fixed levels.
+		if m.Groups != nil {
+			m.Groups.upgrade(len(m.Features))
+		}
+		m.Version = FormatVersion
+	default:
+		return nil, fmt.Errorf("%w: version %d, this reader understands 1 to %d", ErrIncompatible, m.Version, FormatVersion)
 	}
 	if err := m.check(); err != nil {
 		return nil, fmt.Errorf("reading model: %w", err)
@@ -251,7 +263,7 @@ func (m *Model) check() error {
 		}
 	}
 	if m.Groups != nil {
-		if err := m.Groups.check(); err != nil {
+		if err := m.Groups.check(d); err != nil {
 			return fmt.Errorf("groups: %w", err)
 		}
 	}

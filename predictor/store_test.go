@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -66,12 +67,14 @@ func TestReadModelRejectsCorruptFiles(t *testing.T) {
 		{name: "truncated", file: good.String()[:good.Len()/2], want: "corrupt JSON"},
 		{name: "empty", file: "", want: "corrupt JSON"},
 		{name: "other format", file: `{"format":"sklearn","version":1}`, want: "incompatible model file: format"},
-		{name: "newer version", file: `{"format":"jobfleet-predictor","version":2}`, want: "incompatible model file: version 2"},
+		{name: "newer version", file: `{"format":"jobfleet-predictor","version":3}`, want: "incompatible model file: version 3"},
 		{name: "bad quantile", file: `{"format":"jobfleet-predictor","version":1,"quantile":1.5}`, want: "quantile 1.5"},
 		{name: "unknown kind", file: `{"format":"jobfleet-predictor","version":1,"quantile":0.9,"types":{"a":{"kind":"magic"}}}`, want: `type "a": unknown estimator kind "magic"`},
 		{name: "tree cycle", file: `{"format":"jobfleet-predictor","version":1,"quantile":0.9,"features":["x"],"global":{"kind":"gbt","gbt":{"base":1,"rate":0.1,"trees":[[{"f":0,"t":1,"l":0,"r":0}]]}}}`, want: "malformed split"},
 		{name: "feature out of range", file: `{"format":"jobfleet-predictor","version":1,"quantile":0.9,"features":["x"],"global":{"kind":"gbt","gbt":{"base":1,"rate":0.1,"trees":[[{"f":3,"t":1,"l":1,"r":2},{"f":-1},{"f":-1}]]}}}`, want: "malformed split"},
 		{name: "linear arity", file: `{"format":"jobfleet-predictor","version":1,"quantile":0.9,"features":["x","y"],"global":{"kind":"linear","linear":{"coef":[1,2]}}}`, want: "needs 3 coefficients"},
+		{name: "group level by", file: `{"format":"jobfleet-predictor","version":2,"quantile":0.9,"groups":{"levels":[{"by":"user","groups":{}}],"global":1,"margin":0,"through":0}}`, want: `group level 0: by "user"`},
+		{name: "group level features", file: `{"format":"jobfleet-predictor","version":2,"quantile":0.9,"features":["x"],"groups":{"levels":[{"by":"type","features":2,"groups":{}}],"global":1,"margin":0,"through":0}}`, want: "keys on 2 features, the model has 1"},
 		{name: "floor above ceiling", file: `{"format":"jobfleet-predictor","version":1,"quantile":0.9,"global":{"kind":"quantile","floor":5,"ceiling":1}}`, want: "floor 5 is above ceiling 1"},
 	}
 	for _, tt := range tests {
@@ -86,6 +89,39 @@ func TestReadModelRejectsCorruptFiles(t *testing.T) {
 	_, err := predictor.ReadModel(strings.NewReader(`{"format":"x","version":1}`))
 	if !errors.Is(err, predictor.ErrIncompatible) {
 		t.Errorf("a foreign file is not ErrIncompatible: %v", err)
+	}
+}
+
+// TestReadModelUpgradesVersion1Groups reads a group model written by the
+// first format, which held three fixed levels: it sizes jobs as it did.
+func TestReadModelUpgradesVersion1Groups(t *testing.T) {
+	t.Parallel()
+	file := fmt.Sprintf(`{"format":"jobfleet-predictor","version":1,"quantile":0.9,"features":["procs"],`+
+		`"groups":{"signatures":{"a\u001f4":%v},"types":{"a":%v},"pools":{"p":%v},"global":%v,"margin":0,"through":1000}}`,
+		math.Log(180), math.Log(1000), math.Log(50), math.Log(2000))
+	m, err := predictor.ReadModel(strings.NewReader(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		typ, pool  string
+		procs      float64
+		want       float64
+		wantSource predictor.Source
+	}{
+		{"a", "", 4, 180, predictor.SourceSignature},
+		{"a", "", 16, 1000, predictor.SourceType},
+		{"c", "p", 4, 50, predictor.SourcePool},
+		{"c", "", 4, 2000, predictor.SourceGlobal},
+	}
+	for _, tt := range tests {
+		got, src := m.Predict(tt.typ, tt.pool, map[string]float64{"procs": tt.procs})
+		if src != tt.wantSource || math.Abs(got-tt.want) > 1e-6*tt.want {
+			t.Errorf("type %q pool %q procs %v: %v from %s, want %v from %s", tt.typ, tt.pool, tt.procs, got, src, tt.want, tt.wantSource)
+		}
+	}
+	if m.Version != predictor.FormatVersion {
+		t.Errorf("upgraded model has version %d, want %d", m.Version, predictor.FormatVersion)
 	}
 }
 
