@@ -65,3 +65,16 @@ func BenchmarkPredictGroups(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTrainGroups1M measures the group strategy's training on a
+// million run records whose six features never repeat: its worst case,
+// every run a group of its own at every level that keys on features.
+func BenchmarkTrainGroups1M(b *testing.B) {
+	ds := predictor.Synthetic(1_000_000, 30, 4)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := predictor.Train(ds, predictor.Options{Strategy: predictor.StrategyGroups}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

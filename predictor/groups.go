@@ -1,9 +1,12 @@
 package predictor
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 )
@@ -140,20 +143,42 @@ func (g *groupModel) upgrade(n int) {
 }
 
 // base returns a job's group quantile (log) and the index of its level,
-// len(g.Levels) for all runs.
+// len(g.Levels) for all runs. Every level's key is a prefix of the job's
+// type key or of its pool key, so each is written once.
 func (g *groupModel) base(jobType, pool string, x []float64) (float64, int) {
-	var buf [128]byte
+	var typeBuf, poolBuf [256]byte
+	var typeEnds, poolEnds [17]int
+	typeKey, typeEnd := prefixKeys(typeBuf[:0], typeEnds[:0], jobType, x)
+	poolKey, poolEnd := prefixKeys(poolBuf[:0], poolEnds[:0], pool, x)
 	for i := range g.Levels {
 		l := &g.Levels[i]
-		k, ok := l.key(buf[:0], jobType, pool, x)
-		if !ok {
+		if l.Features > len(x) {
 			continue
 		}
-		if v, ok := l.Groups[string(k)]; ok {
+		key := typeKey[:typeEnd[l.Features]]
+		if l.By == levelByPool {
+			if pool == "" && l.Features == 0 {
+				continue
+			}
+			key = poolKey[:poolEnd[l.Features]]
+		}
+		if v, ok := l.Groups[string(key)]; ok {
 			return v, i
 		}
 	}
 	return g.Global, len(g.Levels)
+}
+
+// prefixKeys appends to dst the key of a category with all the features,
+// and to ends the length of its key with the first 0, 1, ... of them.
+func prefixKeys(dst []byte, ends []int, category string, x []float64) ([]byte, []int) {
+	dst = append(dst, category...)
+	ends = append(ends, len(dst))
+	for i := range x {
+		dst = appendFeatures(dst, x[i:i+1])
+		ends = append(ends, len(dst))
+	}
+	return dst, ends
 }
 
 func (g *groupModel) predict(jobType, pool string, x []float64) (float64, Source) {
@@ -186,14 +211,6 @@ func (g *groupModel) check(n int) error {
 	return nil
 }
 
-// weighted collects weighted values.
-type weighted struct{ values, weights []float64 }
-
-func (w *weighted) add(v, weight float64) {
-	w.values = append(w.values, v)
-	w.weights = append(w.weights, weight)
-}
-
 // groupHalfLives are the candidate half-lives of the group quantiles'
 // recency weights, in seconds; +Inf weighs every run in the window alike.
 var groupHalfLives = []float64{24 * 3600, 3 * 86400, 7 * 86400, math.Inf(1)}
@@ -217,16 +234,15 @@ var groupHalfLives = []float64{24 * 3600, 3 * 86400, 7 * 86400, math.Inf(1)}
 // before the next retraining could answer it, no more than a typical week.
 // Without a previous group model the margin starts at initialMargin.
 func fitGroups(runs, deployed []Sample, prev *Model, opts Options) *groupModel {
-	n := len(runs)
-	if n == 0 {
+	if len(runs) == 0 {
 		return nil
 	}
-	levels := groupLevels(len(runs[0].Features))
+	grouped := newGrouping(runs, groupLevels(len(runs[0].Features)))
 	halfLife := opts.GroupHalfLife.Seconds()
 	if halfLife == 0 {
-		halfLife = chooseHalfLife(runs, opts.Quantile, levels)
+		halfLife = grouped.chooseHalfLife(opts.Quantile)
 	}
-	g := groupQuantiles(runs, opts.Quantile, halfLife, levels)
+	g := grouped.quantiles(len(runs), opts.Quantile, halfLife)
 	g.HalfLife = halfLife
 	if math.IsInf(halfLife, 1) {
 		g.HalfLife = 0
@@ -238,11 +254,139 @@ func fitGroups(runs, deployed []Sample, prev *Model, opts Options) *groupModel {
 	return g
 }
 
+// grouping holds time-ordered runs grouped at every level: the groups of
+// at least minGroupRuns runs, each as the indexes of its runs in time
+// order. Groups are found by sorting a hash of every run's key at each
+// level, not by a map of keys: with features that never repeat, a map
+// would hold a key per run per level.
+type grouping struct {
+	runs   []Sample
+	levels []groupLevel // By and Features; no groups
+	groups [][]runGroup // per level
+}
+
+type runGroup struct {
+	key  string
+	runs []int32
+}
+
+func newGrouping(runs []Sample, levels []groupLevel) *grouping {
+	nf := len(runs[0].Features)
+	hashes := make([][]keyHash, len(levels))
+	seed := maphash.MakeSeed()
+	byType, byPool := make([]uint64, nf+1), make([]uint64, nf+1)
+	for i, s := range runs {
+		byType[0], byPool[0] = maphash.String(seed, s.Type), maphash.String(seed, s.Pool)
+		for k, v := range s.Features {
+			byType[k+1], byPool[k+1] = mixHash(byType[k], v), mixHash(byPool[k], v)
+		}
+		for li, l := range levels {
+			if l.Features > len(s.Features) || (l.By == levelByPool && l.Features == 0 && s.Pool == "") {
+				continue
+			}
+			h := byType[l.Features]
+			if l.By == levelByPool {
+				h = byPool[l.Features]
+			}
+			hashes[li] = append(hashes[li], keyHash{h, int32(i)})
+		}
+	}
+	g := &grouping{runs: runs, levels: levels, groups: make([][]runGroup, len(levels))}
+	var buf []byte
+	for li := range levels {
+		hs := hashes[li]
+		slices.SortFunc(hs, func(a, b keyHash) int {
+			if c := cmp.Compare(a.hash, b.hash); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.run, b.run)
+		})
+		for start := 0; start < len(hs); {
+			end := start + 1
+			for end < len(hs) && hs[end].hash == hs[start].hash {
+				end++
+			}
+			if end-start >= minGroupRuns {
+				// Runs of one hash almost always share a key; split
+				// them by key in case they do not.
+				var block []runGroup
+				for _, kh := range hs[start:end] {
+					s := &runs[kh.run]
+					buf, _ = levels[li].key(buf[:0], s.Type, s.Pool, s.Features)
+					j := slices.IndexFunc(block, func(r runGroup) bool { return r.key == string(buf) })
+					if j < 0 {
+						block = append(block, runGroup{key: string(buf)})
+						j = len(block) - 1
+					}
+					block[j].runs = append(block[j].runs, kh.run)
+				}
+				for _, r := range block {
+					if len(r.runs) >= minGroupRuns {
+						g.groups[li] = append(g.groups[li], r)
+					}
+				}
+			}
+			start = end
+		}
+	}
+	return g
+}
+
+type keyHash struct {
+	hash uint64
+	run  int32
+}
+
+// mixHash folds a feature value into a key's hash; every missing value
+// (NaN, negative, infinite) folds alike, as appendFeatures writes them.
+func mixHash(h uint64, v float64) uint64 {
+	bits := uint64(0x7ff8_0000_0000_0bad)
+	if !(math.IsNaN(v) || v < 0 || math.IsInf(v, 0)) {
+		bits = math.Float64bits(v)
+	}
+	h ^= bits + 0x9e37_79b9_7f4a_7c15 + h<<6 + h>>2
+	return h * 0xbf58_476d_1ce4_e5b9
+}
+
+// quantiles computes the recency-weighted quantile of every group of at
+// least minGroupRuns of the first n runs, at each level, without margin.
+func (gr *grouping) quantiles(n int, q, halfLife float64) *groupModel {
+	runs := gr.runs[:n]
+	last := runs[n-1].Time
+	var values, weights []float64
+	add := func(s *Sample) {
+		values = append(values, math.Log(s.Peak))
+		weights = append(weights, decay(last-s.Time, halfLife))
+	}
+	for i := range runs {
+		add(&runs[i])
+	}
+	g := &groupModel{Levels: make([]groupLevel, len(gr.levels)), Global: weightedQuantile(values, weights, q), Through: last}
+	for li, l := range gr.levels {
+		quantiles := map[string]float64{}
+		for _, r := range gr.groups[li] {
+			values, weights = values[:0], weights[:0]
+			for _, i := range r.runs {
+				if int(i) >= n {
+					break
+				}
+				add(&runs[i])
+			}
+			if len(values) >= minGroupRuns {
+				quantiles[r.key] = weightedQuantile(values, weights, q)
+			}
+		}
+		g.Levels[li] = groupLevel{By: l.By, Features: l.Features, Groups: quantiles}
+	}
+	return g
+}
+
 // chooseHalfLife returns the candidate half-life whose group quantiles,
 // computed from the runs before the last week, have the lowest pinball
 // loss on the runs of that week. With too few runs on either side, it
 // returns the first candidate.
-func chooseHalfLife(runs []Sample, q float64, levels []groupLevel) float64 {
+func (gr *grouping) chooseHalfLife(q float64) float64 {
+	runs := gr.runs
 	n := len(runs)
 	cut := runs[n-1].Time - 7*86400
 	k := sort.Search(n, func(i int) bool { return runs[i].Time >= cut })
@@ -251,7 +395,7 @@ func chooseHalfLife(runs []Sample, q float64, levels []groupLevel) float64 {
 	}
 	best, bestLoss := groupHalfLives[0], math.Inf(1)
 	for _, h := range groupHalfLives {
-		g := groupQuantiles(runs[:k], q, h, levels)
+		g := gr.quantiles(k, q, h)
 		loss := 0.0
 		for _, s := range runs[k:] {
 			b, _ := g.base(s.Type, s.Pool, s.Features)
@@ -262,45 +406,6 @@ func chooseHalfLife(runs []Sample, q float64, levels []groupLevel) float64 {
 		}
 	}
 	return best
-}
-
-// groupQuantiles computes the recency-weighted quantile of every group of
-// at least minGroupRuns time-ordered runs at each level, without margin.
-func groupQuantiles(runs []Sample, q, halfLife float64, levels []groupLevel) *groupModel {
-	last := runs[len(runs)-1].Time
-	groups := make([]map[string]*weighted, len(levels))
-	for i := range groups {
-		groups[i] = map[string]*weighted{}
-	}
-	var all weighted
-	var buf []byte
-	for _, s := range runs {
-		y, w := math.Log(s.Peak), decay(last-s.Time, halfLife)
-		for i := range levels {
-			var ok bool
-			if buf, ok = levels[i].key(buf[:0], s.Type, s.Pool, s.Features); !ok {
-				continue
-			}
-			g := groups[i][string(buf)]
-			if g == nil {
-				g = &weighted{}
-				groups[i][string(buf)] = g
-			}
-			g.add(y, w)
-		}
-		all.add(y, w)
-	}
-	g := &groupModel{Levels: make([]groupLevel, len(levels)), Global: weightedQuantile(all.values, all.weights, q), Through: last}
-	for i, l := range levels {
-		quantiles := make(map[string]float64, len(groups[i]))
-		for k, w := range groups[i] {
-			if len(w.values) >= minGroupRuns {
-				quantiles[k] = weightedQuantile(w.values, w.weights, q)
-			}
-		}
-		g.Levels[i] = groupLevel{By: l.By, Features: l.Features, Groups: quantiles}
-	}
-	return g
 }
 
 // adaptMargin is the previous model's margin, moved by how the allocations

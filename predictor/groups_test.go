@@ -241,13 +241,13 @@ func TestChooseHalfLife(t *testing.T) {
 		}
 		return 100
 	})
-	if got := chooseHalfLife(jumped, 0.9, groupLevels(0)); got != 24*3600 {
+	if got := newGrouping(jumped, groupLevels(0)).chooseHalfLife(0.9); got != 24*3600 {
 		t.Errorf("a type that jumped: half-life %vs, want a day", got)
 	}
 	// A steady type with noise: every run says the same, and more runs say
 	// it more precisely.
 	steady := hourly(func(float64) float64 { return 100 * math.Exp(0.5*rng.NormFloat64()) })
-	if got := chooseHalfLife(steady, 0.9, groupLevels(0)); got < 7*86400 {
+	if got := newGrouping(steady, groupLevels(0)).chooseHalfLife(0.9); got < 7*86400 {
 		t.Errorf("a steady type: half-life %vs, want a week or more", got)
 	}
 }
