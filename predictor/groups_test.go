@@ -99,6 +99,26 @@ func TestGroupModelFallsBackThroughLeadingFeatures(t *testing.T) {
 	}
 }
 
+func TestDatasetSelect(t *testing.T) {
+	t.Parallel()
+	ds := &Dataset{Features: []string{"a", "b", "c"}, Samples: []Sample{{Features: []float64{1, 2, 3}}, {Features: []float64{4, 5, 6}}}}
+	got, err := ds.Select([]string{"c", "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Features) != 2 || got.Features[0] != "c" || got.Samples[1].Features[0] != 6 || got.Samples[1].Features[1] != 4 {
+		t.Errorf("selected %v with %v, want [c a] with [6 4]", got.Features, got.Samples[1].Features)
+	}
+	if ds.Samples[1].Features[0] != 4 {
+		t.Errorf("the original dataset changed: %v", ds.Samples[1].Features)
+	}
+	for _, names := range [][]string{{"a", "d"}, {"a", "a"}} {
+		if _, err := ds.Select(names); err == nil {
+			t.Errorf("Select(%v) succeeded", names)
+		}
+	}
+}
+
 func TestGroupModelSignatureTreatsEveryMissingValueAlike(t *testing.T) {
 	t.Parallel()
 	a := signature(nil, "t", []float64{math.NaN(), 3})

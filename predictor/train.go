@@ -32,8 +32,41 @@ type Dataset struct {
 	Samples  []Sample
 }
 
+// Select returns the dataset with only the named features, in that order.
+// A name the dataset has no column for is an error.
+func (ds *Dataset) Select(names []string) (*Dataset, error) {
+	idx := make([]int, len(names))
+	for i, name := range names {
+		j := slices.Index(ds.Features, name)
+		if j < 0 {
+			return nil, fmt.Errorf("feature %q: no run has it (the runs have %q)", name, ds.Features)
+		}
+		if slices.Contains(names[:i], name) {
+			return nil, fmt.Errorf("feature %q named twice", name)
+		}
+		idx[i] = j
+	}
+	n := len(names)
+	out := &Dataset{Features: slices.Clone(names), Samples: make([]Sample, len(ds.Samples))}
+	values := make([]float64, len(ds.Samples)*n)
+	for i, s := range ds.Samples {
+		x := values[i*n : (i+1)*n : (i+1)*n]
+		for k, j := range idx {
+			x[k] = s.Features[j]
+		}
+		s.Features = x
+		out.Samples[i] = s
+	}
+	return out, nil
+}
+
 // Options tune training. Zero values take the defaults.
 type Options struct {
+	// Features, when set, are the features the model reads, in this
+	// order (see Dataset.Select); empty reads all of the dataset's. The
+	// group strategy's levels drop features from the end of the list, so
+	// the most telling should come first.
+	Features []string
 	// Quantile is the level predicted. Default 0.9.
 	Quantile float64
 	// MinRuns is how many runs a type (or pool) needs for a model of its
@@ -223,6 +256,12 @@ func Train(ds *Dataset, opts Options) (*Model, error) {
 	opts = opts.withDefaults()
 	if err := opts.validate(); err != nil {
 		return nil, fmt.Errorf("training options: %w", err)
+	}
+	if len(opts.Features) > 0 {
+		var err error
+		if ds, err = ds.Select(opts.Features); err != nil {
+			return nil, err
+		}
 	}
 	samples := make([]Sample, 0, len(ds.Samples))
 	var deployed []Sample

@@ -42,10 +42,11 @@ type DispatcherCmd struct {
 	TriggerAuth    string        `name:"trigger-auth" env:"JOBFLEET_TRIGGER_AUTH" help:"KEDA TriggerAuthentication for the SQS triggers; default: KEDA's own identity (identityOwner operator)."`
 	Polling        time.Duration `name:"polling-interval" env:"JOBFLEET_POLLING_INTERVAL" default:"10s" help:"How often KEDA checks each class queue."`
 
-	RetrainEvery  time.Duration `name:"retrain-every" env:"JOBFLEET_RETRAIN_EVERY" default:"24h" help:"How often the leader retrains the model from the stored run records and writes it to --model; 0 never."`
-	RetrainWindow time.Duration `name:"retrain-window" env:"JOBFLEET_RETRAIN_WINDOW" default:"720h" help:"Retrain on the run records of this last period."`
-	Model         string        `name:"model" env:"JOBFLEET_MODEL" placeholder:"PATH|s3://BUCKET/KEY" help:"Memory model to size jobs with, reloaded when it changes; without one, jobs get their type's default."`
-	ModelReload   time.Duration `name:"model-reload" env:"JOBFLEET_MODEL_RELOAD" default:"1m" help:"How often to check for a new model."`
+	RetrainEvery    time.Duration `name:"retrain-every" env:"JOBFLEET_RETRAIN_EVERY" default:"24h" help:"How often the leader retrains the model from the stored run records and writes it to --model; 0 never."`
+	RetrainWindow   time.Duration `name:"retrain-window" env:"JOBFLEET_RETRAIN_WINDOW" default:"720h" help:"Retrain on the run records of this last period."`
+	RetrainFeatures []string      `name:"retrain-features" env:"JOBFLEET_RETRAIN_FEATURES" sep:"," placeholder:"NAME,..." help:"Job features the retrained model reads, most telling first; default all the run records have, by name."`
+	Model           string        `name:"model" env:"JOBFLEET_MODEL" placeholder:"PATH|s3://BUCKET/KEY" help:"Memory model to size jobs with, reloaded when it changes; without one, jobs get their type's default."`
+	ModelReload     time.Duration `name:"model-reload" env:"JOBFLEET_MODEL_RELOAD" default:"1m" help:"How often to check for a new model."`
 
 	Receivers        int           `name:"receivers" env:"JOBFLEET_RECEIVERS" default:"4" help:"Concurrent long-poll receivers on intake."`
 	MaxInFlight      int           `name:"max-in-flight" env:"JOBFLEET_MAX_IN_FLIGHT" default:"1000" help:"Most messages held between receiving and forwarding."`
@@ -115,7 +116,7 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 		dispatcher.WithLogger(g.log), dispatcher.WithRegisterer(promReg),
 		dispatcher.WithRecords(clients.S3,
 			dispatcher.RecordsConfig{URL: c.Records, Bucket: c.Bucket, Prefix: c.Prefix},
-			dispatcher.RetrainConfig{Every: c.RetrainEvery, Window: c.RetrainWindow, Model: c.Model}),
+			dispatcher.RetrainConfig{Every: c.RetrainEvery, Window: c.RetrainWindow, Model: c.Model, Options: predictor.Options{Features: c.RetrainFeatures}}),
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()

@@ -2,11 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/predictor"
 )
 
@@ -95,6 +99,52 @@ func TestPredictTrainWritesModel(t *testing.T) {
 				t.Errorf("model knows %d types, want the trace's 5", types)
 			}
 		})
+	}
+}
+
+// TestPredictTrainOrdersRecordFeatures trains from run records with
+// --features: the model reads those features in that order, and a feature
+// no record has is an error.
+func TestPredictTrainOrdersRecordFeatures(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var lines []string
+	now := time.Now().UTC()
+	for i := range 60 {
+		r := jobfleet.RunRecord{
+			JobID: fmt.Sprintf("job-%d", i), Type: "etl", Attempt: 1, Outcome: jobfleet.OutcomeSucceeded,
+			Features:  map[string]float64{"rows": float64(i % 3), "tenant": float64(i % 2)},
+			PeakBytes: int64(100+i) << 20, StartedAt: now.Add(-time.Duration(60-i) * time.Hour), EndedAt: now.Add(-time.Duration(59-i) * time.Hour),
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, string(b))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "records.jsonl"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "model.json")
+	code, _, stderr := runCLI(t, "", "predict", "train", "--records", dir, "--features", "tenant,rows", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := predictor.ReadModel(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m.Features, []string{"tenant", "rows"}) {
+		t.Errorf("model features %v, want [tenant rows]", m.Features)
+	}
+	code, _, stderr = runCLI(t, "", "predict", "train", "--records", dir, "--features", "tenant,entities", "--out", out)
+	if code == 0 || !strings.Contains(stderr, `feature "entities": no run has it`) {
+		t.Errorf("an unknown feature: exit %d, stderr %q", code, stderr)
 	}
 }
 
