@@ -4,11 +4,14 @@
 // A model sizes jobs by one of two strategies, chosen from the runs unless
 // asked for (Options.Strategy). Where features repeat from run to run (the
 // same processors and time limit asked for again), the group strategy sizes
-// a job by the recency-weighted quantile of the most specific group of past
-// runs it belongs to (its type with the same features, its type, its pool,
-// all runs) times one margin, which every retraining adapts from how the
-// deployed allocations fared (adaptive conformal inference): run records
-// carry each job's allocation, and an OOM-killed run is a measured miss.
+// a job by the recency-weighted quantile of the most specific group of at
+// least three past runs it belongs to (its type with the same features, then
+// the same leading features; its type; its pool with the same leading
+// features, whatever the type; its pool; all runs) times one margin, which
+// every retraining adapts from how the deployed allocations fared (adaptive
+// conformal inference): run records carry each job's allocation, and an
+// OOM-killed run is a measured miss. Features count in the order the model
+// lists them (Options.Features), most telling first.
 //
 // Where features measure sizes, the estimators strategy applies: each job
 // type with enough runs gets its own estimator, chosen among three
