@@ -23,3 +23,35 @@ func ExampleTrain() {
 	// type estimator, 5.7 GiB
 	// global
 }
+
+func ExampleTrain_groups() {
+	// Runs whose features repeat: users resubmit jobs asking for the same
+	// processors. The user comes first, so a job of a new type still finds
+	// the runs of its user with the same processors.
+	ds := &predictor.Dataset{Features: []string{"user", "procs"}}
+	add := func(typ string, user, procs float64, peaks ...float64) {
+		for _, p := range peaks {
+			ds.Samples = append(ds.Samples, predictor.Sample{Time: 0, Type: typ, Features: []float64{user, procs}, Peak: p})
+		}
+	}
+	add("solver", 7, 64, 900, 950, 1000, 980)
+	add("solver", 8, 4, 100, 110, 120)
+	add("mesher", 7, 64, 2000, 2100, 2050)
+	model, err := predictor.Train(ds, predictor.Options{Strategy: predictor.StrategyGroups})
+	if err != nil {
+		panic(err)
+	}
+	for _, job := range []struct {
+		typ         string
+		user, procs float64
+	}{{"solver", 7, 64}, {"solver", 7, 16}, {"plotter", 7, 64}, {"plotter", 9, 1}} {
+		peak, source := model.Predict(job.typ, "", map[string]float64{"user": job.user, "procs": job.procs})
+		fmt.Printf("%s user %v procs %v: %.0f from %s\n", job.typ, job.user, job.procs, peak, source)
+	}
+	// Each is its group's 0.9 quantile times the initial margin, 1.15.
+	// Output:
+	// solver user 7 procs 64: 1150 from type-features
+	// solver user 7 procs 16: 1150 from type-features
+	// plotter user 7 procs 64: 2415 from features
+	// plotter user 9 procs 1: 2357 from global
+}
