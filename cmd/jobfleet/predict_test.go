@@ -69,21 +69,8 @@ func TestPredictTrainWritesModel(t *testing.T) {
 	for _, strategy := range []string{predictor.StrategyEstimators, predictor.StrategyGroups} {
 		t.Run(strategy, func(t *testing.T) {
 			t.Parallel()
-			out := filepath.Join(t.TempDir(), "model.json")
-			code, _, stderr := runCLI(t, "", "predict", "train", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app",
-				"--target-col", "mem_used_kb", "--features", "procs_req", "--strategy", strategy, "--out", out)
-			if code != 0 {
-				t.Fatalf("exit %d: %s", code, stderr)
-			}
-			f, err := os.Open(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			m, err := predictor.ReadModel(f)
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := trainCLI(t, "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app",
+				"--target-col", "mem_used_kb", "--features", "procs_req", "--strategy", strategy)
 			if m.Strategy() != strategy || m.Features[0] != "procs_req" {
 				t.Fatalf("model of strategy %s, features %v", m.Strategy(), m.Features)
 			}
@@ -125,8 +112,22 @@ func TestPredictTrainOrdersRecordFeatures(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "records.jsonl"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	m := trainCLI(t, "--records", dir, "--features", "tenant,rows")
+	if !slices.Equal(m.Features, []string{"tenant", "rows"}) {
+		t.Errorf("model features %v, want [tenant rows]", m.Features)
+	}
+	code, _, stderr := runCLI(t, "", "predict", "train", "--records", dir, "--features", "tenant,entities", "--out", filepath.Join(t.TempDir(), "model.json"))
+	if code == 0 || !strings.Contains(stderr, `feature "entities": no run has it`) {
+		t.Errorf("an unknown feature: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// trainCLI runs `jobfleet predict train` with args and reads the model it
+// wrote.
+func trainCLI(t *testing.T, args ...string) *predictor.Model {
+	t.Helper()
 	out := filepath.Join(t.TempDir(), "model.json")
-	code, _, stderr := runCLI(t, "", "predict", "train", "--records", dir, "--features", "tenant,rows", "--out", out)
+	code, _, stderr := runCLI(t, "", append(append([]string{"predict", "train"}, args...), "--out", out)...)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -139,13 +140,7 @@ func TestPredictTrainOrdersRecordFeatures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(m.Features, []string{"tenant", "rows"}) {
-		t.Errorf("model features %v, want [tenant rows]", m.Features)
-	}
-	code, _, stderr = runCLI(t, "", "predict", "train", "--records", dir, "--features", "tenant,entities", "--out", out)
-	if code == 0 || !strings.Contains(stderr, `feature "entities": no run has it`) {
-		t.Errorf("an unknown feature: exit %d, stderr %q", code, stderr)
-	}
+	return m
 }
 
 func TestPredictErrors(t *testing.T) {
