@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path"
+	"slices"
 	"sync"
 	"time"
 
@@ -228,6 +229,19 @@ func (d *Dispatcher) retrain(ctx context.Context, s3api RecordsS3API, rec Record
 		return fmt.Errorf("reading run records for retraining: %w", err)
 	}
 	opts := cfg.Options
+	if len(opts.Features) > 0 {
+		// A feature no record of the window carries (renamed, or no
+		// longer sent) must not stop retraining: the model is trained
+		// without it, and the log says so.
+		present := slices.DeleteFunc(slices.Clone(opts.Features), func(name string) bool { return !slices.Contains(ds.Features, name) })
+		if len(present) < len(opts.Features) {
+			d.log.Warn().Strs("features", opts.Features).Strs("records_carry", ds.Features).Msg("retraining without the features no run record in the window carries")
+			if ds, err = ds.Select(present); err != nil {
+				return fmt.Errorf("retraining: %w", err)
+			}
+			opts.Features = nil
+		}
+	}
 	// The model being replaced: the group strategy adapts its margin from
 	// how its allocations fared. Without one (the first training, or an
 	// unreadable file) training starts afresh.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -155,5 +156,18 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 	}
 	if second.Groups.Margin <= first.Groups.Margin {
 		t.Errorf("margin %v after half the jobs were OOM-killed, want above the replaced model's %v", second.Groups.Margin, first.Groups.Margin)
+	}
+
+	// Features named for retraining that no record carries do not stop it.
+	retrain.Options.Features = []string{"tenant", "rows"}
+	if err := d.retrain(t.Context(), store.Client, RecordsConfig{Bucket: bucket, Prefix: "jobfleet"}, retrain); err != nil {
+		t.Fatal(err)
+	}
+	third, err := predictor.Load(t.Context(), store.Client, retrain.Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(third.Features, []string{"rows"}) {
+		t.Errorf("retrained with features %v, want [rows]: the named ones the records carry", third.Features)
 	}
 }

@@ -103,6 +103,14 @@ func Evaluate(ds *Dataset, opts EvalOptions, skipped int) (*Report, error) {
 	if opts.Split < 0 || opts.Split >= 1 {
 		return nil, fmt.Errorf("split %v: between 0 and 1", opts.Split)
 	}
+	if len(opts.Train.Features) > 0 {
+		// Every method reads the chosen features, in their order.
+		var err error
+		if ds, err = ds.Select(opts.Train.Features); err != nil {
+			return nil, fmt.Errorf("selecting features: %w", err)
+		}
+		opts.Train.Features = nil
+	}
 	samples := slices.Clone(ds.Samples)
 	sortByTime(samples)
 	for i := range samples {

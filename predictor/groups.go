@@ -74,17 +74,23 @@ func (l *groupLevel) key(dst []byte, jobType, pool string, x []float64) ([]byte,
 }
 
 // appendFeatures appends feature values to a key, each after a unit
-// separator. Missing values (NaN, negative, infinite) are written as "-".
+// separator. Missing values are written as "-", and -0 as 0.
 func appendFeatures(dst []byte, x []float64) []byte {
 	for _, v := range x {
 		dst = append(dst, 0x1f)
-		if math.IsNaN(v) || v < 0 || math.IsInf(v, 0) {
+		if missing(v) {
 			dst = append(dst, '-')
 			continue
 		}
-		dst = strconv.AppendFloat(dst, v, 'g', -1, 64)
+		dst = strconv.AppendFloat(dst, v+0, 'g', -1, 64) // +0 turns -0 into 0
 	}
 	return dst
+}
+
+// missing reports whether a feature value stands for no value: NaN,
+// negative (as the traces mark them) or infinite.
+func missing(v float64) bool {
+	return math.IsNaN(v) || v < 0 || math.IsInf(v, 0)
 }
 
 // signature appends a job's type and all its features to dst as one key:
@@ -134,11 +140,11 @@ type groupModel struct {
 
 // upgrade converts a version 1 group model, for a model of n features.
 func (g *groupModel) upgrade(n int) {
-	g.Levels = []groupLevel{
-		{By: levelByType, Features: n, Groups: g.V1Signatures},
-		{By: levelByType, Groups: g.V1Types},
-		{By: levelByPool, Groups: g.V1Pools},
+	g.Levels = nil
+	if n > 0 {
+		g.Levels = append(g.Levels, groupLevel{By: levelByType, Features: n, Groups: g.V1Signatures})
 	}
+	g.Levels = append(g.Levels, groupLevel{By: levelByType, Groups: g.V1Types}, groupLevel{By: levelByPool, Groups: g.V1Pools})
 	g.V1Signatures, g.V1Types, g.V1Pools = nil, nil, nil
 }
 
@@ -195,6 +201,9 @@ func (g *groupModel) check(n int) error {
 	if !finite(g.Global) || !finite(g.Margin) || !finite(g.Through) {
 		return errors.New("non-finite global quantile, margin or time")
 	}
+	if g.V1Signatures != nil || g.V1Types != nil || g.V1Pools != nil {
+		return errors.New("version 1 group fields (signatures, types, pools) in a later version's file")
+	}
 	for i, l := range g.Levels {
 		if l.By != levelByType && l.By != levelByPool {
 			return fmt.Errorf("group level %d: by %q, want %q or %q", i, l.By, levelByType, levelByPool)
@@ -204,7 +213,7 @@ func (g *groupModel) check(n int) error {
 		}
 		for name, v := range l.Groups {
 			if !finite(v) {
-				return fmt.Errorf("group %q: non-finite quantile", name)
+				return fmt.Errorf("group level %d, group %q: non-finite quantile", i, name)
 			}
 		}
 	}
@@ -233,11 +242,11 @@ var groupHalfLives = []float64{24 * 3600, 3 * 86400, 7 * 86400, math.Inf(1)}
 // quiet period moves the margin less, and a burst of similar jobs, over
 // before the next retraining could answer it, no more than a typical week.
 // Without a previous group model the margin starts at initialMargin.
-func fitGroups(runs, deployed []Sample, prev *Model, opts Options) *groupModel {
+func fitGroups(runs, deployed []Sample, features int, prev *Model, opts Options) *groupModel {
 	if len(runs) == 0 {
 		return nil
 	}
-	grouped := newGrouping(runs, groupLevels(len(runs[0].Features)))
+	grouped := newGrouping(runs, groupLevels(features))
 	halfLife := opts.GroupHalfLife.Seconds()
 	if halfLife == 0 {
 		halfLife = grouped.chooseHalfLife(opts.Quantile)
@@ -271,7 +280,10 @@ type runGroup struct {
 }
 
 func newGrouping(runs []Sample, levels []groupLevel) *grouping {
-	nf := len(runs[0].Features)
+	nf := 0
+	for _, l := range levels {
+		nf = max(nf, l.Features)
+	}
 	hashes := make([][]keyHash, len(levels))
 	seed := maphash.MakeSeed()
 	byType, byPool := make([]uint64, nf+1), make([]uint64, nf+1)
@@ -307,8 +319,8 @@ func newGrouping(runs []Sample, levels []groupLevel) *grouping {
 				end++
 			}
 			if end-start >= minGroupRuns {
-				// Runs of one hash almost always share a key; split
-				// them by key in case they do not.
+				// Runs of one hash share a key unless two keys
+				// collide; split them by key in case they do.
 				var block []runGroup
 				for _, kh := range hs[start:end] {
 					s := &runs[kh.run]
@@ -337,15 +349,18 @@ type keyHash struct {
 	run  int32
 }
 
-// mixHash folds a feature value into a key's hash; every missing value
-// (NaN, negative, infinite) folds alike, as appendFeatures writes them.
+// mixHash folds a feature value into a key's hash, with splitmix64's
+// finalizer so that small integers spread over all 64 bits. Values that
+// appendFeatures writes alike hash alike: every missing value, and -0 and 0.
 func mixHash(h uint64, v float64) uint64 {
 	bits := uint64(0x7ff8_0000_0000_0bad)
-	if !(math.IsNaN(v) || v < 0 || math.IsInf(v, 0)) {
-		bits = math.Float64bits(v)
+	if !missing(v) {
+		bits = math.Float64bits(v + 0)
 	}
-	h ^= bits + 0x9e37_79b9_7f4a_7c15 + h<<6 + h>>2
-	return h * 0xbf58_476d_1ce4_e5b9
+	h = (h ^ bits) + 0x9e37_79b9_7f4a_7c15
+	h = (h ^ h>>30) * 0xbf58_476d_1ce4_e5b9
+	h = (h ^ h>>27) * 0x94d0_49bb_1331_11eb
+	return h ^ h>>31
 }
 
 // quantiles computes the recency-weighted quantile of every group of at

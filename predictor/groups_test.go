@@ -3,6 +3,8 @@ package predictor
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -119,13 +121,116 @@ func TestDatasetSelect(t *testing.T) {
 	}
 }
 
-func TestGroupModelSignatureTreatsEveryMissingValueAlike(t *testing.T) {
+func TestGroupKeysTreatEveryMissingValueAlike(t *testing.T) {
 	t.Parallel()
-	a := signature(nil, "t", []float64{math.NaN(), 3})
-	b := signature(nil, "t", []float64{-1, 3})
-	c := signature(nil, "t", []float64{0, 3})
-	if string(a) != string(b) || string(a) == string(c) {
-		t.Errorf("signatures %q, %q, %q: want NaN and -1 alike, 0 different", a, b, c)
+	key := func(x ...float64) string { return string(signature(nil, "t", x)) }
+	hash := func(x ...float64) uint64 {
+		var h uint64
+		for _, v := range x {
+			h = mixHash(h, v)
+		}
+		return h
+	}
+	for _, x := range [][]float64{{-1, 3}, {math.Inf(1), 3}, {math.Inf(-1), 3}} {
+		if key(x...) != key(math.NaN(), 3) || hash(x...) != hash(math.NaN(), 3) {
+			t.Errorf("%v: key %q hash %x, want NaN's (%q, %x)", x, key(x...), hash(x...), key(math.NaN(), 3), hash(math.NaN(), 3))
+		}
+	}
+	if key(math.Copysign(0, -1), 3) != key(0, 3) || hash(math.Copysign(0, -1), 3) != hash(0, 3) {
+		t.Error("-0 and 0 have different keys or hashes")
+	}
+	if key(0, 3) == key(math.NaN(), 3) || hash(0, 3) == hash(math.NaN(), 3) {
+		t.Error("0 keys or hashes as a missing value")
+	}
+}
+
+// TestGroupingMatchesKeys groups runs of few distinct values (small
+// integers, powers of two, missing values, -0), where hashes of different
+// keys are likeliest to collide, and compares every level's groups with
+// those a map of the levels' keys finds.
+func TestGroupingMatchesKeys(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(15, 16))
+	values := []float64{0, math.Copysign(0, -1), 1, 2, 3, 4, 8, 16, 1024, -1, math.NaN(), math.Inf(1)}
+	var runs []Sample
+	for i := range 5000 {
+		x := make([]float64, 3)
+		for k := range x {
+			x[k] = values[rng.IntN(len(values))]
+		}
+		runs = append(runs, Sample{
+			Time: float64(i), Type: []string{"a", "b", "c"}[rng.IntN(3)], Pool: []string{"", "p", "q"}[rng.IntN(3)],
+			Features: x, Peak: 1 + rng.Float64(),
+		})
+	}
+	levels := groupLevels(3)
+	grouped := newGrouping(runs, levels)
+	for li, l := range levels {
+		want := map[string][]int32{}
+		for i, s := range runs {
+			if k, ok := l.key(nil, s.Type, s.Pool, s.Features); ok {
+				want[string(k)] = append(want[string(k)], int32(i))
+			}
+		}
+		for k, r := range want {
+			if len(r) < minGroupRuns {
+				delete(want, k)
+			}
+		}
+		got := map[string][]int32{}
+		for _, g := range grouped.groups[li] {
+			if _, dup := got[g.key]; dup {
+				t.Errorf("level %d: key %q split into two groups", li, g.key)
+			}
+			got[g.key] = g.runs
+		}
+		if len(got) != len(want) {
+			t.Errorf("level %d: %d groups, want %d", li, len(got), len(want))
+		}
+		for k, r := range want {
+			if !slices.Equal(got[k], r) {
+				t.Errorf("level %d, key %q: runs %v, want %v", li, k, got[k], r)
+			}
+		}
+	}
+}
+
+func TestTrainRejectsSamplesWithOtherFeatures(t *testing.T) {
+	t.Parallel()
+	ds := &Dataset{Features: []string{"a", "b"}, Samples: []Sample{
+		{Time: 1, Type: "t", Features: []float64{1, 2}, Peak: 10},
+		{Time: 2, Type: "t", Features: []float64{1}, Peak: 10},
+	}}
+	for _, strategy := range []string{StrategyGroups, StrategyEstimators} {
+		if _, err := Train(ds, Options{Strategy: strategy}); err == nil || !strings.Contains(err.Error(), "sample 1 has 1 features, the dataset names 2") {
+			t.Errorf("%s: error %v", strategy, err)
+		}
+	}
+}
+
+// TestEvaluateSelectsFeatures evaluates with Options.Features naming one of
+// two features: every method reads that one, as if the dataset had only it.
+func TestEvaluateSelectsFeatures(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(17, 18))
+	ds := driftingRuns(8)
+	withNoise := &Dataset{Features: []string{"noise", "procs"}}
+	for _, s := range ds.Samples {
+		s.Features = []float64{rng.Float64(), s.Features[0]}
+		withNoise.Samples = append(withNoise.Samples, s)
+	}
+	want, err := Evaluate(ds, EvalOptions{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Evaluate(withNoise, EvalOptions{Train: Options{Features: []string{"procs"}}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range got.Methods {
+		if m != want.Methods[i] {
+			t.Errorf("%s: %+v, want %+v as with procs alone", m.Name, m, want.Methods[i])
+		}
 	}
 }
 

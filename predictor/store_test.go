@@ -73,6 +73,7 @@ func TestReadModelRejectsCorruptFiles(t *testing.T) {
 		{name: "tree cycle", file: `{"format":"jobfleet-predictor","version":1,"quantile":0.9,"features":["x"],"global":{"kind":"gbt","gbt":{"base":1,"rate":0.1,"trees":[[{"f":0,"t":1,"l":0,"r":0}]]}}}`, want: "malformed split"},
 		{name: "feature out of range", file: `{"format":"jobfleet-predictor","version":1,"quantile":0.9,"features":["x"],"global":{"kind":"gbt","gbt":{"base":1,"rate":0.1,"trees":[[{"f":3,"t":1,"l":1,"r":2},{"f":-1},{"f":-1}]]}}}`, want: "malformed split"},
 		{name: "linear arity", file: `{"format":"jobfleet-predictor","version":1,"quantile":0.9,"features":["x","y"],"global":{"kind":"linear","linear":{"coef":[1,2]}}}`, want: "needs 3 coefficients"},
+		{name: "version 1 groups in version 2", file: `{"format":"jobfleet-predictor","version":2,"quantile":0.9,"groups":{"types":{"a":1},"global":1,"margin":0,"through":0}}`, want: "version 1 group fields"},
 		{name: "group level by", file: `{"format":"jobfleet-predictor","version":2,"quantile":0.9,"groups":{"levels":[{"by":"user","groups":{}}],"global":1,"margin":0,"through":0}}`, want: `group level 0: by "user"`},
 		{name: "group level features", file: `{"format":"jobfleet-predictor","version":2,"quantile":0.9,"features":["x"],"groups":{"levels":[{"by":"type","features":2,"groups":{}}],"global":1,"margin":0,"through":0}}`, want: "keys on 2 features, the model has 1"},
 		{name: "floor above ceiling", file: `{"format":"jobfleet-predictor","version":1,"quantile":0.9,"global":{"kind":"quantile","floor":5,"ceiling":1}}`, want: "floor 5 is above ceiling 1"},
@@ -103,25 +104,37 @@ func TestReadModelUpgradesVersion1Groups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Written again, it is a current file that reads the same.
+	var rewritten bytes.Buffer
+	if err := m.Write(&rewritten); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := predictor.ReadModel(&rewritten)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.Version != predictor.FormatVersion {
+		t.Errorf("upgraded model written as version %d, want %d", m2.Version, predictor.FormatVersion)
+	}
 	tests := []struct {
+		name       string
 		typ, pool  string
 		procs      float64
 		want       float64
 		wantSource predictor.Source
 	}{
-		{"a", "", 4, 180, predictor.SourceSignature},
-		{"a", "", 16, 1000, predictor.SourceType},
-		{"c", "p", 4, 50, predictor.SourcePool},
-		{"c", "", 4, 2000, predictor.SourceGlobal},
+		{"same type and features", "a", "", 4, 180, predictor.SourceSignature},
+		{"same type", "a", "", 16, 1000, predictor.SourceType},
+		{"unseen type of a known pool", "c", "p", 4, 50, predictor.SourcePool},
+		{"unseen type, no pool", "c", "", 4, 2000, predictor.SourceGlobal},
 	}
 	for _, tt := range tests {
-		got, src := m.Predict(tt.typ, tt.pool, map[string]float64{"procs": tt.procs})
-		if src != tt.wantSource || math.Abs(got-tt.want) > 1e-6*tt.want {
-			t.Errorf("type %q pool %q procs %v: %v from %s, want %v from %s", tt.typ, tt.pool, tt.procs, got, src, tt.want, tt.wantSource)
+		for i, model := range []*predictor.Model{m, m2} {
+			got, src := model.Predict(tt.typ, tt.pool, map[string]float64{"procs": tt.procs})
+			if src != tt.wantSource || math.Abs(got-tt.want) > 1e-6*tt.want {
+				t.Errorf("%s (read %d times): %v from %s, want %v from %s", tt.name, i+1, got, src, tt.want, tt.wantSource)
+			}
 		}
-	}
-	if m.Version != predictor.FormatVersion {
-		t.Errorf("upgraded model has version %d, want %d", m.Version, predictor.FormatVersion)
 	}
 }
 

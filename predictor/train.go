@@ -32,9 +32,22 @@ type Dataset struct {
 	Samples  []Sample
 }
 
+// check reports a sample whose features do not match the dataset's names.
+func (ds *Dataset) check() error {
+	for i, s := range ds.Samples {
+		if len(s.Features) != len(ds.Features) {
+			return fmt.Errorf("sample %d has %d features, the dataset names %d", i, len(s.Features), len(ds.Features))
+		}
+	}
+	return nil
+}
+
 // Select returns the dataset with only the named features, in that order.
 // A name the dataset has no column for is an error.
 func (ds *Dataset) Select(names []string) (*Dataset, error) {
+	if err := ds.check(); err != nil {
+		return nil, err
+	}
 	idx := make([]int, len(names))
 	for i, name := range names {
 		j := slices.Index(ds.Features, name)
@@ -126,12 +139,14 @@ const (
 	// pool and global estimators.
 	StrategyEstimators = "estimators"
 	// StrategyGroups sizes every job by the recency-weighted quantile of
-	// the most specific group of past runs it belongs to (its type with
-	// the same features, its type, its pool, all runs) times one margin,
-	// adapted at each retraining from the realized coverage of the
-	// deployed allocations (see groupModel). Features are compared for
-	// equality only: it suits features that repeat (requested processors
-	// or time), not continuous sizes.
+	// the most specific group of at least three past runs it belongs to
+	// (its type with the same features, then the same leading features;
+	// its type; its pool with the same leading features, at least two,
+	// whatever the type; its pool; all runs) times one margin, adapted at
+	// each retraining from the realized coverage of the deployed
+	// allocations (see groupModel). Features are compared for equality
+	// only: it suits features that repeat (requested processors or time),
+	// not continuous sizes.
 	StrategyGroups = "groups"
 	// StrategyAuto takes StrategyEstimators when the runs have features
 	// and fewer than a quarter of the runs repeat an earlier run's type
@@ -257,10 +272,13 @@ func Train(ds *Dataset, opts Options) (*Model, error) {
 	if err := opts.validate(); err != nil {
 		return nil, fmt.Errorf("training options: %w", err)
 	}
+	if err := ds.check(); err != nil {
+		return nil, err
+	}
 	if len(opts.Features) > 0 {
 		var err error
 		if ds, err = ds.Select(opts.Features); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("selecting features: %w", err)
 		}
 	}
 	samples := make([]Sample, 0, len(ds.Samples))
@@ -288,7 +306,7 @@ func Train(ds *Dataset, opts Options) (*Model, error) {
 				m.TypePools[s.Type] = s.Pool
 			}
 		}
-		m.Groups = fitGroups(samples, deployed, opts.Previous, opts)
+		m.Groups = fitGroups(samples, deployed, len(ds.Features), opts.Previous, opts)
 		return m, nil
 	}
 	byType := map[string][]Sample{}

@@ -26,7 +26,7 @@ type csvFlags struct {
 	TimeCol     string   `name:"time-col" env:"JOBFLEET_PREDICT_TIME_COL" placeholder:"COL" help:"Column with each run's time, in seconds."`
 	TypeCol     string   `name:"type-col" env:"JOBFLEET_PREDICT_TYPE_COL" placeholder:"COL" help:"Column naming each run's job type."`
 	TargetCol   string   `name:"target-col" env:"JOBFLEET_PREDICT_TARGET_COL" placeholder:"COL" help:"Column with each run's peak memory."`
-	Features    []string `name:"features" env:"JOBFLEET_PREDICT_FEATURES" sep:"," placeholder:"COL,..." help:"Columns used as numeric features; with --records, the run records' features to use. In order, most telling first."`
+	Features    []string `name:"features" env:"JOBFLEET_PREDICT_FEATURES" sep:"," placeholder:"COL,..." help:"Columns used as numeric features, most telling first (predict train --records: the run records' features to use)."`
 	PoolCol     string   `name:"pool-col" env:"JOBFLEET_PREDICT_POOL_COL" placeholder:"COL" help:"Column grouping types into pools for the fallback model."`
 	BaselineCol string   `name:"baseline-col" env:"JOBFLEET_PREDICT_BASELINE_COL" placeholder:"COL" help:"Column with what was allocated before (e.g. requested memory), compared as the baseline method."`
 }
