@@ -94,3 +94,15 @@ func BenchmarkTrainGroups1M(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTrainGroupsOrdered1M is BenchmarkTrainGroups1M with the model
+// ordering the three features itself.
+func BenchmarkTrainGroupsOrdered1M(b *testing.B) {
+	ds := repeatingRuns(1_000_000)
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := predictor.Train(ds, predictor.Options{Strategy: predictor.StrategyGroups, FeatureOrder: predictor.FeatureOrderAuto}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

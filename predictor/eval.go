@@ -292,6 +292,10 @@ type predictorMethod struct {
 	opts    Options
 	model   *Model
 	sources []Source // per test run, in order
+	// order maps the model's features to the dataset's, when the model
+	// ordered them itself (Options.FeatureOrder).
+	order []int
+	x     []float64
 }
 
 func (p *predictorMethod) name() string { return MethodPredictor }
@@ -304,11 +308,19 @@ func (p *predictorMethod) train(history []Sample, features []string) error {
 		return err
 	}
 	p.model = m
+	p.order = p.order[:0]
+	for _, name := range m.Features {
+		p.order = append(p.order, slices.Index(features, name))
+	}
 	return nil
 }
 
 func (p *predictorMethod) predict(s Sample) float64 {
-	v, src := p.model.PredictVector(s.Type, s.Pool, s.Features)
+	p.x = p.x[:0]
+	for _, j := range p.order {
+		p.x = append(p.x, s.Features[j])
+	}
+	v, src := p.model.PredictVector(s.Type, s.Pool, p.x)
 	p.sources = append(p.sources, src)
 	return v
 }

@@ -401,26 +401,82 @@ func (gr *grouping) quantiles(n int, q, halfLife float64) *groupModel {
 // loss on the runs of that week. With too few runs on either side, it
 // returns the first candidate.
 func (gr *grouping) chooseHalfLife(q float64) float64 {
-	runs := gr.runs
-	n := len(runs)
-	cut := runs[n-1].Time - 7*86400
-	k := sort.Search(n, func(i int) bool { return runs[i].Time >= cut })
-	if k == 0 || n-k < 20 {
-		return groupHalfLives[0]
-	}
 	best, bestLoss := groupHalfLives[0], math.Inf(1)
 	for _, h := range groupHalfLives {
-		g := gr.quantiles(k, q, h)
-		loss := 0.0
-		for _, s := range runs[k:] {
-			b, _ := g.base(s.Type, s.Pool, s.Features)
-			loss += pinball(q, math.Log(s.Peak), b)
+		loss, ok := gr.lastWeekLoss(q, h)
+		if !ok {
+			return groupHalfLives[0]
 		}
 		if loss < bestLoss {
 			best, bestLoss = h, loss
 		}
 	}
 	return best
+}
+
+// lastWeekLoss is the pinball loss on the window's last week of the group
+// quantiles computed from the runs before it. It reports false when either
+// side has too few runs.
+func (gr *grouping) lastWeekLoss(q, halfLife float64) (float64, bool) {
+	runs := gr.runs
+	n := len(runs)
+	cut := runs[n-1].Time - 7*86400
+	k := sort.Search(n, func(i int) bool { return runs[i].Time >= cut })
+	if k == 0 || n-k < 20 {
+		return 0, false
+	}
+	g := gr.quantiles(k, q, halfLife)
+	loss := 0.0
+	for _, s := range runs[k:] {
+		b, _ := g.base(s.Type, s.Pool, s.Features)
+		loss += pinball(q, math.Log(s.Peak), b)
+	}
+	return loss, true
+}
+
+// orderFeatures orders n features for the group levels, most telling
+// first, greedily: each next feature is the one whose order (those chosen,
+// it, then the others as given) gives the levels the lowest loss on the
+// window's last week, with every run in the window weighed alike. With too
+// few runs to tell, the order is as given.
+func orderFeatures(runs []Sample, n int, q float64) []int {
+	order := make([]int, 0, n)
+	rest := make([]int, n)
+	for i := range rest {
+		rest[i] = i
+	}
+	for len(rest) > 1 {
+		best, bestLoss := 0, math.Inf(1)
+		for i, f := range rest {
+			candidate := append(append(slices.Clone(order), f), slices.Delete(slices.Clone(rest), i, i+1)...)
+			loss, ok := newGrouping(permuteFeatures(runs, candidate), groupLevels(n)).lastWeekLoss(q, math.Inf(1))
+			if !ok {
+				return append(order, rest...)
+			}
+			if loss < bestLoss {
+				best, bestLoss = i, loss
+			}
+		}
+		order = append(order, rest[best])
+		rest = slices.Delete(rest, best, best+1)
+	}
+	return append(order, rest...)
+}
+
+// permuteFeatures returns copies of runs whose features are in the order
+// given by the indexes.
+func permuteFeatures(runs []Sample, order []int) []Sample {
+	out := make([]Sample, len(runs))
+	values := make([]float64, len(runs)*len(order))
+	for i, s := range runs {
+		x := values[i*len(order) : (i+1)*len(order) : (i+1)*len(order)]
+		for k, j := range order {
+			x[k] = s.Features[j]
+		}
+		s.Features = x
+		out[i] = s
+	}
+	return out
 }
 
 // adaptMargin is the previous model's margin, moved by how the allocations

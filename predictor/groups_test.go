@@ -195,6 +195,63 @@ func TestGroupingMatchesKeys(t *testing.T) {
 	}
 }
 
+// keyedRuns draws six weeks of runs whose peak is set by their "key"
+// feature (four values, within 5%), listed after a "noise" feature of 500
+// values that says nothing: few runs share both, so which one a job's
+// fallback keeps matters.
+func keyedRuns() *Dataset {
+	rng := rand.New(rand.NewPCG(19, 20))
+	ds := &Dataset{Features: []string{"noise", "key"}}
+	for i := range 6 * 7 * 200 {
+		key := float64(rng.IntN(4))
+		ds.Samples = append(ds.Samples, Sample{
+			Time: float64(i) * 432, Type: "t", Features: []float64{float64(rng.IntN(500)), key},
+			Peak: 100 * (1 + key) * (1 + 0.05*rng.Float64()),
+		})
+	}
+	return ds
+}
+
+func TestFeatureOrderAuto(t *testing.T) {
+	t.Parallel()
+	m, err := Train(keyedRuns(), Options{Strategy: StrategyGroups, FeatureOrder: FeatureOrderAuto})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m.Features, []string{"key", "noise"}) {
+		t.Fatalf("model features %v, want the telling one first: [key noise]", m.Features)
+	}
+	// A job of a key seen with other noise values is sized by its key's
+	// runs, whatever the order of the map.
+	got, src := m.Predict("t", "", map[string]float64{"noise": 1e6, "key": 3})
+	if src != SourceSignature || got < 400 || got > 420*1.15 {
+		t.Errorf("key 3, unseen noise: %v from %s, want about 420 x 1.15 from %s", got, src, SourceSignature)
+	}
+}
+
+// TestEvaluateWithFeatureOrderAuto evaluates a model that orders its
+// features itself: the evaluation hands it each job's features in the
+// model's order, so the result is that of the dataset listing them so.
+func TestEvaluateWithFeatureOrderAuto(t *testing.T) {
+	t.Parallel()
+	ds := keyedRuns()
+	reordered, err := ds.Select([]string{"key", "noise"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Evaluate(reordered, EvalOptions{Train: Options{Strategy: StrategyGroups}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Evaluate(ds, EvalOptions{Train: Options{Strategy: StrategyGroups, FeatureOrder: FeatureOrderAuto}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Methods[0] != want.Methods[0] {
+		t.Errorf("predictor %+v, want %+v as with the features in the chosen order", got.Methods[0], want.Methods[0])
+	}
+}
+
 func TestTrainRejectsSamplesWithOtherFeatures(t *testing.T) {
 	t.Parallel()
 	ds := &Dataset{Features: []string{"a", "b"}, Samples: []Sample{

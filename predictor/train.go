@@ -124,6 +124,11 @@ type Options struct {
 	// GroupHalfLife weighs runs by recency in the group model's quantiles.
 	// Zero chooses it from the runs (see fitGroups).
 	GroupHalfLife time.Duration
+	// FeatureOrder is FeatureOrderGiven (the default): the group model's
+	// levels drop features from the end of the dataset's list; or
+	// FeatureOrderAuto: the group model orders the features itself, by
+	// its levels' loss on the window's last week (see orderFeatures).
+	FeatureOrder string
 	// AdaptRate is the step of the group model's margin per retraining.
 	// Default 0.3.
 	AdaptRate float64
@@ -131,6 +136,12 @@ type Options struct {
 	// margin from how that model's allocations fared.
 	Previous *Model
 }
+
+// Feature orders (Options.FeatureOrder).
+const (
+	FeatureOrderGiven = "given"
+	FeatureOrderAuto  = "auto"
+)
 
 // Strategies of a model.
 const (
@@ -250,6 +261,9 @@ func (o Options) validate() error {
 	if !(o.CalibrationShare > 0 && o.CalibrationShare < 1) {
 		errs = append(errs, fmt.Errorf("calibration share %v: between 0 and 1", o.CalibrationShare))
 	}
+	if o.FeatureOrder != "" && o.FeatureOrder != FeatureOrderGiven && o.FeatureOrder != FeatureOrderAuto {
+		errs = append(errs, fmt.Errorf("feature order %q: %s or %s", o.FeatureOrder, FeatureOrderGiven, FeatureOrderAuto))
+	}
 	if !slices.Contains([]string{StrategyAuto, StrategyEstimators, StrategyGroups}, o.Strategy) {
 		errs = append(errs, fmt.Errorf("strategy %q: %s, %s or %s", o.Strategy, StrategyAuto, StrategyEstimators, StrategyGroups))
 	}
@@ -304,6 +318,13 @@ func Train(ds *Dataset, opts Options) (*Model, error) {
 		for _, s := range samples {
 			if s.Pool != "" {
 				m.TypePools[s.Type] = s.Pool
+			}
+		}
+		if opts.FeatureOrder == FeatureOrderAuto && len(ds.Features) > 1 {
+			order := orderFeatures(samples, len(ds.Features), opts.Quantile)
+			samples, deployed = permuteFeatures(samples, order), permuteFeatures(deployed, order)
+			for i, j := range order {
+				m.Features[i] = ds.Features[j]
 			}
 		}
 		m.Groups = fitGroups(samples, deployed, len(ds.Features), opts.Previous, opts)

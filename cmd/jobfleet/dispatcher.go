@@ -116,7 +116,7 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 		dispatcher.WithLogger(g.log), dispatcher.WithRegisterer(promReg),
 		dispatcher.WithRecords(clients.S3,
 			dispatcher.RecordsConfig{URL: c.Records, Bucket: c.Bucket, Prefix: c.Prefix},
-			dispatcher.RetrainConfig{Every: c.RetrainEvery, Window: c.RetrainWindow, Model: c.Model, Options: predictor.Options{Features: c.RetrainFeatures}}),
+			dispatcher.RetrainConfig{Every: c.RetrainEvery, Window: c.RetrainWindow, Model: c.Model, Options: retrainOptions(c.RetrainFeatures)}),
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -177,4 +177,13 @@ func kubeConfig(path string) (*rest.Config, error) {
 		return nil, fmt.Errorf("loading the Kubernetes configuration: %w", err)
 	}
 	return cfg, nil
+}
+
+// retrainOptions trains on the features named, in that order; without
+// any, on all the run records carry, in the order the model finds best.
+func retrainOptions(features []string) predictor.Options {
+	if len(features) == 0 {
+		return predictor.Options{FeatureOrder: predictor.FeatureOrderAuto}
+	}
+	return predictor.Options{Features: features, FeatureOrder: predictor.FeatureOrderGiven}
 }

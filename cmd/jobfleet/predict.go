@@ -68,13 +68,14 @@ type trainFlags struct {
 	Confidence    float64       `name:"confidence" env:"JOBFLEET_PREDICT_CONFIDENCE" default:"0.9" help:"Probability that each model's coverage reaches the quantile, not only on average; -1 calibrates for average coverage."`
 	Ceiling       float64       `name:"ceiling" env:"JOBFLEET_PREDICT_CEILING" default:"1.25" help:"Cap predictions at this multiple of the largest peak a model was trained on."`
 	Strategy      string        `name:"strategy" env:"JOBFLEET_PREDICT_STRATEGY" enum:"auto,estimators,groups" default:"auto" help:"How jobs are sized: an estimator chosen per type (estimators), the quantile of the job's group of past runs with an adapted margin (groups), or groups unless fewer than a quarter of the runs repeat an earlier run's type and features (auto)."`
+	FeatureOrder  string        `name:"feature-order" env:"JOBFLEET_PREDICT_FEATURE_ORDER" enum:",given,auto" default:"" help:"The features' order decides the group strategy's levels: keep it (given) or choose it by the levels' loss on the window's last week (auto). Default: given when --features lists them, auto otherwise."`
 	AdaptRate     float64       `name:"adapt-rate" env:"JOBFLEET_PREDICT_ADAPT_RATE" default:"0.3" help:"With --strategy groups: how far each retraining moves the margin per unit of missed coverage."`
 	GroupHalfLife time.Duration `name:"group-half-life" env:"JOBFLEET_PREDICT_GROUP_HALF_LIFE" default:"0" help:"With --strategy groups: half-life of the weight of older runs in each group's quantile; 0 chooses it (a day to the whole window) by the quantiles' loss on the last week."`
 	CalShare      float64       `name:"calibration-share" env:"JOBFLEET_PREDICT_CALIBRATION_SHARE" default:"0.25" help:"Share of each type's most recent runs held out to choose and calibrate its model."`
 }
 
 func (t trainFlags) options() predictor.Options {
-	return predictor.Options{Quantile: t.Quantile, MinRuns: t.MinRuns, Buffer: t.Buffer, HalfLife: t.HalfLife, Refit: t.Refit, CalibrationShare: t.CalShare, CalibrationHalfLife: t.CalHalfLife, Objective: t.Objective, MaxShortfall: t.MaxShortfall, Ceiling: t.Ceiling, Confidence: t.Confidence, Strategy: t.Strategy, AdaptRate: t.AdaptRate, GroupHalfLife: t.GroupHalfLife}
+	return predictor.Options{Quantile: t.Quantile, MinRuns: t.MinRuns, Buffer: t.Buffer, HalfLife: t.HalfLife, Refit: t.Refit, CalibrationShare: t.CalShare, CalibrationHalfLife: t.CalHalfLife, Objective: t.Objective, MaxShortfall: t.MaxShortfall, Ceiling: t.Ceiling, Confidence: t.Confidence, Strategy: t.Strategy, FeatureOrder: t.FeatureOrder, AdaptRate: t.AdaptRate, GroupHalfLife: t.GroupHalfLife}
 }
 
 // PredictTrainCmd trains a model.
@@ -111,6 +112,9 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 		return errors.New("give --csv or --records")
 	}
 	opts := c.options()
+	if opts.FeatureOrder == "" && len(c.Features) == 0 {
+		opts.FeatureOrder = predictor.FeatureOrderAuto
+	}
 	if c.Records != "" {
 		// Run records name their features; --features picks and orders
 		// them (a CSV's are picked when it is read).

@@ -89,19 +89,22 @@ func TestPredictTrainWritesModel(t *testing.T) {
 	}
 }
 
-// TestPredictTrainOrdersRecordFeatures trains from run records with
-// --features: the model reads those features in that order, and a feature
-// no record has is an error.
+// TestPredictTrainOrdersRecordFeatures trains the group strategy from run
+// records whose "tenant" sets their peak and whose "rows" says nothing:
+// --features picks and orders the features; without it the model orders
+// them itself and puts tenant first, though by name rows comes first. A
+// feature no record has is an error.
 func TestPredictTrainOrdersRecordFeatures(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	var lines []string
 	now := time.Now().UTC()
-	for i := range 60 {
+	for i := range 400 {
+		tenant := i % 4
 		r := jobfleet.RunRecord{
 			JobID: fmt.Sprintf("job-%d", i), Type: "etl", Attempt: 1, Outcome: jobfleet.OutcomeSucceeded,
-			Features:  map[string]float64{"rows": float64(i % 3), "tenant": float64(i % 2)},
-			PeakBytes: int64(100+i) << 20, StartedAt: now.Add(-time.Duration(60-i) * time.Hour), EndedAt: now.Add(-time.Duration(59-i) * time.Hour),
+			Features:  map[string]float64{"rows": float64(i % 97), "tenant": float64(tenant)},
+			PeakBytes: int64(100*(1+tenant)+i%5) << 20, StartedAt: now.Add(-time.Duration(400-i) * time.Hour), EndedAt: now.Add(-time.Duration(399-i) * time.Hour),
 		}
 		b, err := json.Marshal(r)
 		if err != nil {
@@ -112,9 +115,20 @@ func TestPredictTrainOrdersRecordFeatures(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "records.jsonl"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m := trainCLI(t, "--records", dir, "--features", "tenant,rows")
-	if !slices.Equal(m.Features, []string{"tenant", "rows"}) {
-		t.Errorf("model features %v, want [tenant rows]", m.Features)
+	tests := []struct {
+		name     string
+		features []string
+		want     []string
+	}{
+		{"as given", []string{"--features", "rows,tenant"}, []string{"rows", "tenant"}},
+		{"a subset", []string{"--features", "tenant"}, []string{"tenant"}},
+		{"ordered by the model", nil, []string{"tenant", "rows"}},
+	}
+	for _, tt := range tests {
+		m := trainCLI(t, append([]string{"--records", dir, "--strategy", "groups"}, tt.features...)...)
+		if !slices.Equal(m.Features, tt.want) {
+			t.Errorf("%s: model features %v, want %v", tt.name, m.Features, tt.want)
+		}
 	}
 	code, _, stderr := runCLI(t, "", "predict", "train", "--records", dir, "--features", "tenant,entities", "--out", filepath.Join(t.TempDir(), "model.json"))
 	if code == 0 || !strings.Contains(stderr, `feature "entities": no run has it`) {
