@@ -233,9 +233,11 @@ func (d *Dispatcher) retrain(ctx context.Context, s3api RecordsS3API, rec Record
 		// A feature no record of the window carries (renamed, or no
 		// longer sent) must not stop retraining: the model is trained
 		// without it, and the log says so.
-		present := slices.DeleteFunc(slices.Clone(opts.Features), func(name string) bool { return !slices.Contains(ds.Features, name) })
+		carried := func(name string) bool { return slices.Contains(ds.Features, name) }
+		present := slices.DeleteFunc(slices.Clone(opts.Features), func(name string) bool { return !carried(name) })
 		if len(present) < len(opts.Features) {
-			d.log.Warn().Strs("features", opts.Features).Strs("records_carry", ds.Features).Msg("retraining without the features no run record in the window carries")
+			missing := slices.DeleteFunc(slices.Clone(opts.Features), carried)
+			d.log.Warn().Strs("missing", missing).Strs("records_carry", ds.Features).Msg("retraining without the features no run record in the window carries")
 			if ds, err = ds.Select(present); err != nil {
 				return fmt.Errorf("retraining: %w", err)
 			}
@@ -257,6 +259,6 @@ func (d *Dispatcher) retrain(ctx context.Context, s3api RecordsS3API, rec Record
 	if err := predictor.Save(ctx, s3api, cfg.Model, model); err != nil {
 		return err
 	}
-	d.log.Info().Int("records", stats.Used).Int("missed", stats.Missed).Str("strategy", model.Strategy()).Int("types", len(model.Types)).Str("model", cfg.Model).Msg("retrained the memory model")
+	d.log.Info().Int("records", stats.Used).Int("missed", stats.Missed).Str("strategy", model.Strategy()).Strs("features", model.Features).Int("types", len(model.Types)).Str("model", cfg.Model).Msg("retrained the memory model")
 	return nil
 }

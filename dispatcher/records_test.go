@@ -43,7 +43,7 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 		}
 		rec := jobfleet.RunRecord{
 			JobID: "r-" + string(rune('a'+i%26)) + string(rune('a'+i/26)), Type: "export", Attempt: 1, Outcome: jobfleet.OutcomeSucceeded,
-			AllocatedBytes: 1 << 30, PeakBytes: peak, Features: map[string]float64{"rows": float64(i * 1000)},
+			AllocatedBytes: 1 << 30, PeakBytes: peak, Features: map[string]float64{"rows": float64(i * 1000), "tenant": float64(i % 2)},
 			StartedAt: now.Add(-time.Duration(60-i) * time.Minute), EndedAt: now.Add(-time.Duration(59-i) * time.Minute),
 		}
 		data, _ := json.Marshal(rec)
@@ -158,8 +158,9 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 		t.Errorf("margin %v after half the jobs were OOM-killed, want above the replaced model's %v", second.Groups.Margin, first.Groups.Margin)
 	}
 
-	// Features named for retraining that no record carries do not stop it.
-	retrain.Options.Features = []string{"tenant", "rows"}
+	// Features named for retraining that no record carries do not stop it:
+	// the model reads the named ones the records carry, and only those.
+	retrain.Options.Features = []string{"entities", "rows"}
 	if err := d.retrain(t.Context(), store.Client, RecordsConfig{Bucket: bucket, Prefix: "jobfleet"}, retrain); err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,9 @@
 // features, whatever the type; its pool; all runs) times one margin, which
 // every retraining adapts from how the deployed allocations fared (adaptive
 // conformal inference): run records carry each job's allocation, and an
-// OOM-killed run is a measured miss. Features count in the order the model
-// lists them (Options.Features), most telling first.
+// OOM-killed run is a measured miss. Features count in the order
+// Model.Features lists them, most telling first: Options.Features as given,
+// or chosen by the model (Options.FeatureOrder).
 //
 // Where features measure sizes, the estimators strategy applies: each job
 // type with enough runs gets its own estimator, chosen among three

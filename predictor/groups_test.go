@@ -212,9 +212,23 @@ func keyedRuns() *Dataset {
 	return ds
 }
 
+// TestFeatureOrderAuto trains on runs whose telling feature comes last:
+// the model puts it first, unless there are more features than it orders.
 func TestFeatureOrderAuto(t *testing.T) {
 	t.Parallel()
-	m, err := Train(keyedRuns(), Options{Strategy: StrategyGroups, FeatureOrder: FeatureOrderAuto})
+	wide := &Dataset{Features: []string{"n1", "n2", "n3", "n4", "key"}}
+	for _, s := range keyedRuns().Samples {
+		s.Features = []float64{s.Features[0], s.Features[0], s.Features[0], s.Features[0], s.Features[1]}
+		wide.Samples = append(wide.Samples, s)
+	}
+	m, err := Train(wide, Options{Strategy: StrategyGroups, FeatureOrder: FeatureOrderAuto})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m.Features, wide.Features) {
+		t.Errorf("five features ordered as %v, want the given order", m.Features)
+	}
+	m, err = Train(keyedRuns(), Options{Strategy: StrategyGroups, FeatureOrder: FeatureOrderAuto})
 	if err != nil {
 		t.Fatal(err)
 	}

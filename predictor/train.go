@@ -76,9 +76,10 @@ func (ds *Dataset) Select(names []string) (*Dataset, error) {
 // Options tune training. Zero values take the defaults.
 type Options struct {
 	// Features, when set, are the features the model reads, in this
-	// order (see Dataset.Select); empty reads all of the dataset's. The
-	// group strategy's levels drop features from the end of the list, so
-	// the most telling should come first.
+	// order (see Dataset.Select); empty reads all of the dataset's. Unless
+	// FeatureOrder is FeatureOrderAuto, the group strategy's levels drop
+	// features from the end of the list, so the most telling should come
+	// first.
 	Features []string
 	// Quantile is the level predicted. Default 0.9.
 	Quantile float64
@@ -125,9 +126,11 @@ type Options struct {
 	// Zero chooses it from the runs (see fitGroups).
 	GroupHalfLife time.Duration
 	// FeatureOrder is FeatureOrderGiven (the default): the group model's
-	// levels drop features from the end of the dataset's list; or
-	// FeatureOrderAuto: the group model orders the features itself, by
-	// its levels' loss on the window's last week (see orderFeatures).
+	// levels drop features from the end of Features (or of the dataset's
+	// list); or FeatureOrderAuto: the group model orders up to
+	// maxOrderedFeatures features itself, by its levels' loss on the
+	// window's last week (see orderFeatures), and Model.Features lists
+	// them in that order. With more, the given order is kept.
 	FeatureOrder string
 	// AdaptRate is the step of the group model's margin per retraining.
 	// Default 0.3.
@@ -142,6 +145,10 @@ const (
 	FeatureOrderGiven = "given"
 	FeatureOrderAuto  = "auto"
 )
+
+// maxOrderedFeatures is the most features FeatureOrderAuto orders: the
+// greedy choice trains the levels about n*n/2 times, each of 2n+1 levels.
+const maxOrderedFeatures = 4
 
 // Strategies of a model.
 const (
@@ -287,7 +294,7 @@ func Train(ds *Dataset, opts Options) (*Model, error) {
 		return nil, fmt.Errorf("training options: %w", err)
 	}
 	if err := ds.check(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("checking runs: %w", err)
 	}
 	if len(opts.Features) > 0 {
 		var err error
@@ -320,7 +327,7 @@ func Train(ds *Dataset, opts Options) (*Model, error) {
 				m.TypePools[s.Type] = s.Pool
 			}
 		}
-		if opts.FeatureOrder == FeatureOrderAuto && len(ds.Features) > 1 {
+		if opts.FeatureOrder == FeatureOrderAuto && len(ds.Features) > 1 && len(ds.Features) <= maxOrderedFeatures {
 			order := orderFeatures(samples, len(ds.Features), opts.Quantile)
 			samples, deployed = permuteFeatures(samples, order), permuteFeatures(deployed, order)
 			for i, j := range order {

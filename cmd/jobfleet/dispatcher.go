@@ -44,7 +44,7 @@ type DispatcherCmd struct {
 
 	RetrainEvery    time.Duration `name:"retrain-every" env:"JOBFLEET_RETRAIN_EVERY" default:"24h" help:"How often the leader retrains the model from the stored run records and writes it to --model; 0 never."`
 	RetrainWindow   time.Duration `name:"retrain-window" env:"JOBFLEET_RETRAIN_WINDOW" default:"720h" help:"Retrain on the run records of this last period."`
-	RetrainFeatures []string      `name:"retrain-features" env:"JOBFLEET_RETRAIN_FEATURES" sep:"," placeholder:"NAME,..." help:"Job features the retrained model reads, most telling first; default all the run records have, by name."`
+	RetrainFeatures []string      `name:"retrain-features" env:"JOBFLEET_RETRAIN_FEATURES" sep:"," placeholder:"NAME,..." help:"Job features the retrained model reads, most telling first; default all the run records carry, in the order the model finds best (up to four)."`
 	Model           string        `name:"model" env:"JOBFLEET_MODEL" placeholder:"PATH|s3://BUCKET/KEY" help:"Memory model to size jobs with, reloaded when it changes; without one, jobs get their type's default."`
 	ModelReload     time.Duration `name:"model-reload" env:"JOBFLEET_MODEL_RELOAD" default:"1m" help:"How often to check for a new model."`
 

@@ -125,10 +125,13 @@ func TestPredictTrainOrdersRecordFeatures(t *testing.T) {
 		{"ordered by the model", nil, []string{"tenant", "rows"}},
 	}
 	for _, tt := range tests {
-		m := trainCLI(t, append([]string{"--records", dir, "--strategy", "groups"}, tt.features...)...)
-		if !slices.Equal(m.Features, tt.want) {
-			t.Errorf("%s: model features %v, want %v", tt.name, m.Features, tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			m := trainCLI(t, append([]string{"--records", dir, "--strategy", "groups"}, tt.features...)...)
+			if !slices.Equal(m.Features, tt.want) {
+				t.Errorf("model features %v, want %v", m.Features, tt.want)
+			}
+		})
 	}
 	code, _, stderr := runCLI(t, "", "predict", "train", "--records", dir, "--features", "tenant,entities", "--out", filepath.Join(t.TempDir(), "model.json"))
 	if code == 0 || !strings.Contains(stderr, `feature "entities": no run has it`) {
