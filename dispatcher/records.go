@@ -252,7 +252,7 @@ func (d *Dispatcher) retrain(ctx context.Context, s3api RecordsS3API, rec Record
 	} else {
 		d.log.Info().Err(err).Str("model", cfg.Model).Msg("retraining without a previous model")
 	}
-	model, err := predictor.Train(ds, opts)
+	model, err := predictor.TrainContext(ctx, ds, opts)
 	if err != nil {
 		return fmt.Errorf("retraining: %w", err)
 	}

@@ -2,6 +2,7 @@ package predictor
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -439,7 +440,7 @@ func (gr *grouping) lastWeekLoss(q, halfLife float64) (float64, bool) {
 // it, then the others as given) gives the levels the lowest loss on the
 // window's last week, with every run in the window weighed alike. With too
 // few runs to tell, the order is as given.
-func orderFeatures(runs []Sample, n int, q float64) []int {
+func orderFeatures(ctx context.Context, runs []Sample, n int, q float64) ([]int, error) {
 	order := make([]int, 0, n)
 	rest := make([]int, n)
 	for i := range rest {
@@ -448,10 +449,13 @@ func orderFeatures(runs []Sample, n int, q float64) []int {
 	for len(rest) > 1 {
 		best, bestLoss := 0, math.Inf(1)
 		for i, f := range rest {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
 			candidate := append(append(slices.Clone(order), f), slices.Delete(slices.Clone(rest), i, i+1)...)
 			loss, ok := newGrouping(permuteFeatures(runs, candidate), groupLevels(n)).lastWeekLoss(q, math.Inf(1))
 			if !ok {
-				return append(order, rest...)
+				return append(order, rest...), nil
 			}
 			if loss < bestLoss {
 				best, bestLoss = i, loss
@@ -460,7 +464,7 @@ func orderFeatures(runs []Sample, n int, q float64) []int {
 		order = append(order, rest[best])
 		rest = slices.Delete(rest, best, best+1)
 	}
-	return append(order, rest...)
+	return append(order, rest...), nil
 }
 
 // permuteFeatures returns copies of runs whose features are in the order

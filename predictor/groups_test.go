@@ -1,6 +1,8 @@
 package predictor
 
 import (
+	"context"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -263,6 +265,21 @@ func TestEvaluateWithFeatureOrderAuto(t *testing.T) {
 	}
 	if got.Methods[0] != want.Methods[0] {
 		t.Errorf("predictor %+v, want %+v as with the features in the chosen order", got.Methods[0], want.Methods[0])
+	}
+}
+
+func TestTrainContextStops(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	for _, opts := range []Options{
+		{Strategy: StrategyEstimators},
+		{Strategy: StrategyGroups},
+		{Strategy: StrategyGroups, FeatureOrder: FeatureOrderAuto},
+	} {
+		if _, err := TrainContext(ctx, keyedRuns(), opts); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s, order %q: error %v, want context.Canceled", opts.Strategy, opts.FeatureOrder, err)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package predictor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -287,8 +288,16 @@ var ErrNoData = errors.New("no runs to train on")
 
 // Train fits a model: an estimator per type with enough runs, per pool, and
 // a global one, each chosen among the candidate kinds by pinball loss on
-// its most recent runs and calibrated on them.
+// its most recent runs and calibrated on them; or, with StrategyGroups, a
+// group model (see Options.Strategy).
 func Train(ds *Dataset, opts Options) (*Model, error) {
+	return TrainContext(context.Background(), ds, opts)
+}
+
+// TrainContext is Train that stops, returning ctx's error, when ctx ends:
+// it checks between estimators and between the group model's candidate
+// feature orders, which on a million runs take seconds each.
+func TrainContext(ctx context.Context, ds *Dataset, opts Options) (*Model, error) {
 	opts = opts.withDefaults()
 	if err := opts.validate(); err != nil {
 		return nil, fmt.Errorf("training options: %w", err)
@@ -328,14 +337,17 @@ func Train(ds *Dataset, opts Options) (*Model, error) {
 			}
 		}
 		if opts.FeatureOrder == FeatureOrderAuto && len(ds.Features) > 1 && len(ds.Features) <= maxOrderedFeatures {
-			order := orderFeatures(samples, len(ds.Features), opts.Quantile)
+			order, err := orderFeatures(ctx, samples, len(ds.Features), opts.Quantile)
+			if err != nil {
+				return nil, err
+			}
 			samples, deployed = permuteFeatures(samples, order), permuteFeatures(deployed, order)
 			for i, j := range order {
 				m.Features[i] = ds.Features[j]
 			}
 		}
 		m.Groups = fitGroups(samples, deployed, len(ds.Features), opts.Previous, opts)
-		return m, nil
+		return m, ctx.Err()
 	}
 	byType := map[string][]Sample{}
 	byPool := map[string][]Sample{}
@@ -348,6 +360,9 @@ func Train(ds *Dataset, opts Options) (*Model, error) {
 	}
 	m.Global = fitEstimator(samples, opts)
 	for pool, ss := range byPool {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		if len(ss) >= opts.MinRuns && len(byPool) > 1 {
 			if e := fitEstimator(ss, opts); e != nil {
 				m.Pools[pool] = e
@@ -355,6 +370,9 @@ func Train(ds *Dataset, opts Options) (*Model, error) {
 		}
 	}
 	for typ, ss := range byType {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		if len(ss) >= opts.MinRuns {
 			if e := fitEstimator(ss, opts); e != nil {
 				m.Types[typ] = e

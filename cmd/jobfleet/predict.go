@@ -128,7 +128,7 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 		opts.Previous = prev
 	}
 	start := time.Now()
-	model, err := predictor.Train(ds, opts)
+	model, err := predictor.TrainContext(ctx, ds, opts)
 	if err != nil {
 		return err
 	}
