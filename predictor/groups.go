@@ -55,20 +55,23 @@ func groupLevels(n int) []groupLevel {
 	return append(levels, groupLevel{By: levelByPool})
 }
 
-// key appends a job's key at this level to dst. It reports false when the
-// job has no group at the level: no pool for the pool alone, or fewer
+// applies reports whether a job of the pool with n features has a group
+// at this level: not for the pool alone without a pool, nor with fewer
 // features than the level keys on.
+func (l *groupLevel) applies(pool string, n int) bool {
+	return l.Features <= n && (l.By != levelByPool || l.Features > 0 || pool != "")
+}
+
+// key appends a job's key at this level to dst. It reports false when the
+// job has no group at the level (see applies).
 func (l *groupLevel) key(dst []byte, jobType, pool string, x []float64) ([]byte, bool) {
-	if l.Features > len(x) {
+	if !l.applies(pool, len(x)) {
 		return dst, false
 	}
 	switch l.By {
 	case levelByType:
 		dst = append(dst, jobType...)
 	case levelByPool:
-		if pool == "" && l.Features == 0 {
-			return dst, false
-		}
 		dst = append(dst, pool...)
 	}
 	return appendFeatures(dst, x[:l.Features]), true
@@ -159,14 +162,11 @@ func (g *groupModel) base(jobType, pool string, x []float64) (float64, int) {
 	poolKey, poolEnd := prefixKeys(poolBuf[:0], poolEnds[:0], pool, x)
 	for i := range g.Levels {
 		l := &g.Levels[i]
-		if l.Features > len(x) {
+		if !l.applies(pool, len(x)) {
 			continue
 		}
 		key := typeKey[:typeEnd[l.Features]]
 		if l.By == levelByPool {
-			if pool == "" && l.Features == 0 {
-				continue
-			}
 			key = poolKey[:poolEnd[l.Features]]
 		}
 		if v, ok := l.Groups[string(key)]; ok {
@@ -294,7 +294,7 @@ func newGrouping(runs []Sample, levels []groupLevel) *grouping {
 			byType[k+1], byPool[k+1] = mixHash(byType[k], v), mixHash(byPool[k], v)
 		}
 		for li, l := range levels {
-			if l.Features > len(s.Features) || (l.By == levelByPool && l.Features == 0 && s.Pool == "") {
+			if !l.applies(s.Pool, len(s.Features)) {
 				continue
 			}
 			h := byType[l.Features]

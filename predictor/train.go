@@ -60,18 +60,7 @@ func (ds *Dataset) Select(names []string) (*Dataset, error) {
 		}
 		idx[i] = j
 	}
-	n := len(names)
-	out := &Dataset{Features: slices.Clone(names), Samples: make([]Sample, len(ds.Samples))}
-	values := make([]float64, len(ds.Samples)*n)
-	for i, s := range ds.Samples {
-		x := values[i*n : (i+1)*n : (i+1)*n]
-		for k, j := range idx {
-			x[k] = s.Features[j]
-		}
-		s.Features = x
-		out.Samples[i] = s
-	}
-	return out, nil
+	return &Dataset{Features: slices.Clone(names), Samples: permuteFeatures(ds.Samples, idx)}, nil
 }
 
 // Options tune training. Zero values take the defaults.
@@ -302,14 +291,13 @@ func TrainContext(ctx context.Context, ds *Dataset, opts Options) (*Model, error
 	if err := opts.validate(); err != nil {
 		return nil, fmt.Errorf("training options: %w", err)
 	}
-	if err := ds.check(); err != nil {
-		return nil, fmt.Errorf("checking runs: %w", err)
-	}
 	if len(opts.Features) > 0 {
 		var err error
-		if ds, err = ds.Select(opts.Features); err != nil {
+		if ds, err = ds.Select(opts.Features); err != nil { // Select checks the runs
 			return nil, fmt.Errorf("selecting features: %w", err)
 		}
+	} else if err := ds.check(); err != nil {
+		return nil, fmt.Errorf("checking runs: %w", err)
 	}
 	samples := make([]Sample, 0, len(ds.Samples))
 	var deployed []Sample
@@ -341,7 +329,9 @@ func TrainContext(ctx context.Context, ds *Dataset, opts Options) (*Model, error
 			if err != nil {
 				return nil, err
 			}
-			samples, deployed = permuteFeatures(samples, order), permuteFeatures(deployed, order)
+			// The deployed runs measure the margin by their allocations
+			// alone; their features are not read.
+			samples = permuteFeatures(samples, order)
 			for i, j := range order {
 				m.Features[i] = ds.Features[j]
 			}
