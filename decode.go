@@ -8,21 +8,24 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"time"
 )
 
 // Decode parses and validates one job message. It is strict: every problem is
 // reported as a [*MessageError] whose kind says which rule was broken.
 //
 // The checks run in a fixed order, so a message with several problems always
-// reports the same one: size, JSON syntax, version, unknown fields, missing
-// fields, field types, then values (see [Job.Validate]).
+// reports the same one: size, JSON syntax (duplicate keys included), version,
+// reserved fields, unknown fields, missing fields, field types, then values
+// (see [Job.Validate]).
 func Decode(data []byte) (*Job, error) {
 	if len(data) > MaxMessageBytes {
 		return nil, messageError("", ErrTooLarge, "%d bytes, the limit is %d", len(data), MaxMessageBytes)
 	}
 	top, err := objectFields("", data)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkDuplicateKeys(data); err != nil {
 		return nil, err
 	}
 	var job Job
@@ -32,6 +35,11 @@ func Decode(data []byte) (*Job, error) {
 	}
 	if err := decodeVersion(raw, &job.Version); err != nil {
 		return nil, err
+	}
+	for _, name := range ReservedFields {
+		if _, ok := top[name]; ok {
+			return nil, messageError(name, ErrReservedField, "%s is kept by jobfleet for the reruns it makes; a producer's message must not set it", name)
+		}
 	}
 	err = decodeFields("", top, []field{
 		{name: "id", required: true, decode: stringField(&job.ID)},
@@ -45,8 +53,6 @@ func Decode(data []byte) (*Job, error) {
 		}},
 		{name: "features", decode: decodeFeatures(&job.Features)},
 		{name: "priority", decode: intField(&job.Priority)},
-		{name: "history", decode: decodeHistory(&job.History)},
-		{name: "checkpoint", decode: stringField(&job.Checkpoint)},
 		{name: "version", decode: func(string, json.RawMessage) error { return nil }},
 	})
 	if err != nil {
@@ -155,35 +161,12 @@ func stringField(dst *string) func(string, json.RawMessage) error {
 	}
 }
 
-func timeField(dst *time.Time) func(string, json.RawMessage) error {
-	return func(path string, raw json.RawMessage) error {
-		var s string
-		if isNull(raw) || json.Unmarshal(raw, &s) != nil {
-			return messageError(path, ErrWrongType, "must be an RFC 3339 time string, got %s", describe(raw))
-		}
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			return messageError(path, ErrInvalidValue, "must be an RFC 3339 time: %q", s)
-		}
-		*dst = t
-		return nil
-	}
-}
-
 // intField decodes a JSON number with an integral value. Like JSON Schema's
 // "integer", it accepts 3.0 as well as 3.
 func intField(dst *int) func(string, json.RawMessage) error {
 	return func(path string, raw json.RawMessage) error {
 		v, err := integer(path, raw, math.MinInt32, math.MaxInt32)
 		*dst = int(v)
-		return err
-	}
-}
-
-func int64Field(dst *int64) func(string, json.RawMessage) error {
-	return func(path string, raw json.RawMessage) error {
-		v, err := integer(path, raw, 0, 1<<53)
-		*dst = v
 		return err
 	}
 }
@@ -238,44 +221,55 @@ func decodeFeatures(dst *map[string]float64) func(string, json.RawMessage) error
 	}
 }
 
-func decodeHistory(dst *[]Attempt) func(string, json.RawMessage) error {
-	return func(path string, raw json.RawMessage) error {
-		var items []json.RawMessage
-		if isNull(raw) || json.Unmarshal(raw, &items) != nil {
-			return messageError(path, ErrWrongType, "must be an array of attempts, got %s", describe(raw))
-		}
-		history := make([]Attempt, len(items))
-		for i, item := range items {
-			p := path + "[" + strconv.Itoa(i) + "]"
-			members, err := objectFields(p, item)
-			if err != nil {
-				return err
-			}
-			a := &history[i]
-			var reason string
-			err = decodeFields(p, members, []field{
-				{name: "attempt", required: true, decode: intField(&a.Attempt)},
-				{name: "reason", required: true, decode: stringField(&reason)},
-				{name: "error", decode: stringField(&a.Error)},
-				{name: "exit_code", decode: intField(&a.ExitCode)},
-				{name: "node", decode: stringField(&a.Node)},
-				{name: "instance_type", decode: stringField(&a.InstanceType)},
-				{name: "capacity_type", decode: stringField(&a.CapacityType)},
-				{name: "zone", decode: stringField(&a.Zone)},
-				{name: "allocated_bytes", decode: int64Field(&a.AllocatedBytes)},
-				{name: "peak_bytes", decode: int64Field(&a.PeakBytes)},
-				{name: "checkpoint", decode: stringField(&a.Checkpoint)},
-				{name: "started_at", decode: timeField(&a.StartedAt)},
-				{name: "ended_at", decode: timeField(&a.EndedAt)},
-			})
-			if err != nil {
-				return err
-			}
-			a.Reason = Reason(reason)
-		}
-		*dst = history
+// checkDuplicateKeys rejects a document in which an object names a member
+// twice, anywhere: readers disagree on which one wins (Go keeps the last,
+// others the first), so such a message could mean one job to the dispatcher
+// and another to the job. It runs after the document parsed, so its depth
+// is bounded by the JSON decoder's.
+func checkDuplicateKeys(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	return scanValue(dec, "")
+}
+
+// scanValue reads one JSON value, checking the objects in it.
+func scanValue(dec *json.Decoder, path string) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return messageError(path, ErrMalformed, "%v", err)
+	}
+	d, ok := tok.(json.Delim)
+	if !ok {
 		return nil
 	}
+	switch d {
+	case '{':
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				return messageError(path, ErrMalformed, "%v", err)
+			}
+			name, _ := tok.(string)
+			if seen[name] {
+				return messageError(join(path, name), ErrMalformed, "the member %q appears twice in one object", name)
+			}
+			seen[name] = true
+			if err := scanValue(dec, join(path, name)); err != nil {
+				return err
+			}
+		}
+	case '[':
+		for i := 0; dec.More(); i++ {
+			if err := scanValue(dec, path+"["+strconv.Itoa(i)+"]"); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing delimiter
+		return messageError(path, ErrMalformed, "%v", err)
+	}
+	return nil
 }
 
 func isNull(raw json.RawMessage) bool {

@@ -12,6 +12,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/queue"
 )
 
 // messageCases is shared by the decoder test and the schema agreement test:
@@ -21,13 +22,15 @@ var messageCases = []struct {
 	name string
 	json string
 	kind error // nil: valid
+	// schemaBlind marks what JSON Schema cannot see: a validator reads an
+	// object with a member named twice as if it had one.
+	schemaBlind bool
 }{
 	{name: "minimal", json: `{"version":1,"id":"job-1","type":"export"}`},
-	{name: "full", json: `{"version":1,"id":"train:2026-11-22.001","type":"train-ranker","params":{"epochs":20,"lr":0.01,"nested":{"a":[1,2]}},"features":{"rows":12000000,"model_params":3.5e8,"upstream_bytes":0},"priority":9,"checkpoint":"s3://bucket/checkpoints/train/","history":[{"attempt":1,"reason":"interrupted","node":"ip-10-0-1-2","instance_type":"g5.xlarge","capacity_type":"spot","zone":"us-east-1a","allocated_bytes":17179869184,"peak_bytes":9000000000,"checkpoint":"s3://bucket/checkpoints/train/","started_at":"2026-11-22T10:00:00Z","ended_at":"2026-11-22T10:30:00.5Z"},{"attempt":2,"reason":"oom","exit_code":137,"error":"OOM killed"}]}`},
+	{name: "full", json: `{"version":1,"id":"train:2026-11-22.001","type":"train-ranker","params":{"epochs":20,"lr":0.01,"nested":{"a":[1,2]}},"features":{"rows":12000000,"model_params":3.5e8,"upstream_bytes":0},"priority":9}`},
 	{name: "integral float version", json: `{"version":1.0,"id":"a","type":"b"}`},
 	{name: "integral float priority", json: `{"version":1,"id":"a","type":"b","priority":3.0}`},
 	{name: "empty features and params", json: `{"version":1,"id":"a","type":"b","features":{},"params":{}}`},
-	{name: "empty history", json: `{"version":1,"id":"a","type":"b","history":[]}`},
 	{name: "leading whitespace", json: " \n{\"version\":1,\"id\":\"a\",\"type\":\"b\"}\n"},
 
 	{name: "not JSON", json: `{"version":1,`, kind: jobfleet.ErrMalformed},
@@ -42,8 +45,13 @@ var messageCases = []struct {
 	{name: "empty id", json: `{"version":1,"id":"","type":"b"}`, kind: jobfleet.ErrMissingField},
 	{name: "missing type", json: `{"version":1,"id":"a"}`, kind: jobfleet.ErrMissingField},
 	{name: "unknown top-level field", json: `{"version":1,"id":"a","type":"b","image":"evil:latest"}`, kind: jobfleet.ErrUnknownField},
-	{name: "unknown attempt field", json: `{"version":1,"id":"a","type":"b","history":[{"attempt":1,"reason":"oom","cost":3}]}`, kind: jobfleet.ErrUnknownField},
-	{name: "id number", json: `{"version":1,"id":7,"type":"b"}`, kind: jobfleet.ErrWrongType},
+	{name: "history", json: `{"version":1,"id":"a","type":"b","history":[{"attempt":1,"reason":"interrupted"},{"attempt":2,"reason":"interrupted"}]}`, kind: jobfleet.ErrReservedField},
+	{name: "empty history", json: `{"version":1,"id":"a","type":"b","history":[]}`, kind: jobfleet.ErrReservedField},
+	{name: "checkpoint", json: `{"version":1,"id":"a","type":"b","checkpoint":"s3://bucket/jobfleet/a/checkpoint/"}`, kind: jobfleet.ErrReservedField},
+	{name: "oom history with a huge allocation", json: `{"version":1,"id":"a","type":"b","history":[{"attempt":1,"reason":"oom","allocated_bytes":1099511627776}]}`, kind: jobfleet.ErrReservedField},
+	{name: "duplicate id", json: `{"version":1,"id":"a","id":"b","type":"b"}`, kind: jobfleet.ErrMalformed, schemaBlind: true},
+	{name: "duplicate nested key", json: `{"version":1,"id":"a","type":"b","params":{"x":{"k":1,"k":2}}}`, kind: jobfleet.ErrMalformed, schemaBlind: true},
+	{name: "duplicate feature", json: `{"version":1,"id":"a","type":"b","features":{"rows":1,"rows":1e12}}`, kind: jobfleet.ErrMalformed, schemaBlind: true}, {name: "id number", json: `{"version":1,"id":7,"type":"b"}`, kind: jobfleet.ErrWrongType},
 	{name: "id null", json: `{"version":1,"id":null,"type":"b"}`, kind: jobfleet.ErrWrongType},
 	{name: "type array", json: `{"version":1,"id":"a","type":["b"]}`, kind: jobfleet.ErrWrongType},
 	{name: "params string", json: `{"version":1,"id":"a","type":"b","params":"x=1"}`, kind: jobfleet.ErrWrongType},
@@ -51,8 +59,6 @@ var messageCases = []struct {
 	{name: "feature string", json: `{"version":1,"id":"a","type":"b","features":{"rows":"10"}}`, kind: jobfleet.ErrWrongType},
 	{name: "feature NaN string", json: `{"version":1,"id":"a","type":"b","features":{"rows":"NaN"}}`, kind: jobfleet.ErrWrongType},
 	{name: "priority fraction", json: `{"version":1,"id":"a","type":"b","priority":1.5}`, kind: jobfleet.ErrWrongType},
-	{name: "history object", json: `{"version":1,"id":"a","type":"b","history":{"attempt":1}}`, kind: jobfleet.ErrWrongType},
-	{name: "attempt time number", json: `{"version":1,"id":"a","type":"b","history":[{"attempt":1,"reason":"oom","started_at":5}]}`, kind: jobfleet.ErrWrongType},
 	{name: "negative feature", json: `{"version":1,"id":"a","type":"b","features":{"rows":-1}}`, kind: jobfleet.ErrInvalidFeature},
 	{name: "bad feature name", json: `{"version":1,"id":"a","type":"b","features":{"9rows":1}}`, kind: jobfleet.ErrInvalidFeature},
 	{name: "id with slash", json: `{"version":1,"id":"../etc/passwd","type":"b"}`, kind: jobfleet.ErrInvalidValue},
@@ -60,17 +66,11 @@ var messageCases = []struct {
 	{name: "type too long", json: `{"version":1,"id":"a","type":"` + strings.Repeat("t", 31) + `"}`, kind: jobfleet.ErrInvalidValue},
 	{name: "priority too high", json: `{"version":1,"id":"a","type":"b","priority":10}`, kind: jobfleet.ErrInvalidValue},
 	{name: "priority negative", json: `{"version":1,"id":"a","type":"b","priority":-1}`, kind: jobfleet.ErrInvalidValue},
-	{name: "checkpoint not s3", json: `{"version":1,"id":"a","type":"b","checkpoint":"/tmp/x"}`, kind: jobfleet.ErrInvalidValue},
-	{name: "unknown reason", json: `{"version":1,"id":"a","type":"b","history":[{"attempt":1,"reason":"bored"}]}`, kind: jobfleet.ErrInvalidValue},
-	{name: "attempt zero", json: `{"version":1,"id":"a","type":"b","history":[{"attempt":0,"reason":"oom"}]}`, kind: jobfleet.ErrInvalidValue},
-	{name: "attempt missing reason", json: `{"version":1,"id":"a","type":"b","history":[{"attempt":1}]}`, kind: jobfleet.ErrMissingField},
-	{name: "negative peak", json: `{"version":1,"id":"a","type":"b","history":[{"attempt":1,"reason":"oom","peak_bytes":-5}]}`, kind: jobfleet.ErrInvalidValue},
-	{name: "bad time", json: `{"version":1,"id":"a","type":"b","history":[{"attempt":1,"reason":"oom","ended_at":"yesterday"}]}`, kind: jobfleet.ErrInvalidValue},
 }
 
 var allKinds = []error{
 	jobfleet.ErrMalformed, jobfleet.ErrTooLarge, jobfleet.ErrUnsupportedVersion, jobfleet.ErrMissingField,
-	jobfleet.ErrUnknownField, jobfleet.ErrWrongType, jobfleet.ErrInvalidFeature, jobfleet.ErrInvalidValue,
+	jobfleet.ErrUnknownField, jobfleet.ErrReservedField, jobfleet.ErrWrongType, jobfleet.ErrInvalidFeature, jobfleet.ErrInvalidValue,
 }
 
 func TestDecode(t *testing.T) {
@@ -122,14 +122,8 @@ func TestDecodeFull(t *testing.T) {
 	if got, want := string(job.Params), `{"epochs":20,"lr":0.01,"nested":{"a":[1,2]}}`; got != want {
 		t.Errorf("params = %s, want %s", got, want)
 	}
-	if got, want := job.Attempt(), 3; got != want {
-		t.Errorf("Attempt() = %d, want %d", got, want)
-	}
-	if got := job.History[0]; got.Reason != jobfleet.ReasonInterrupted || got.InstanceType != "g5.xlarge" || got.AllocatedBytes != 17179869184 || got.EndedAt.Nanosecond() != 5e8 {
-		t.Errorf("history[0] = %+v", got)
-	}
-	if got, want := job.RetriesSpent(), 1; got != want {
-		t.Errorf("RetriesSpent() = %d, want %d (only the OOM attempt spends a retry)", got, want)
+	if got, want := job.Priority, 9; got != want {
+		t.Errorf("priority = %d, want %d", got, want)
 	}
 	// Encoding and decoding again gives the same job.
 	data, err := json.Marshal(job)
@@ -153,12 +147,38 @@ func TestDecodeTooLarge(t *testing.T) {
 	assertKind(t, err, jobfleet.ErrTooLarge)
 }
 
+// TestLargestMessageLeavesRoomForAttributes checks that the largest job
+// message the decoder accepts still fits in one SQS message once jobfleet
+// adds the attributes it forwards jobs with.
+func TestLargestMessageLeavesRoomForAttributes(t *testing.T) {
+	t.Parallel()
+	head := `{"version":1,"id":"` + strings.Repeat("i", 128) + `","type":"` + strings.Repeat("t", 30) + `","params":{"pad":"`
+	pad := strings.Repeat("x", jobfleet.MaxMessageBytes-len(head)-3)
+	body := head + pad + `"}}`
+	if len(body) != jobfleet.MaxMessageBytes {
+		t.Fatalf("built %d bytes, want %d", len(body), jobfleet.MaxMessageBytes)
+	}
+	if _, err := jobfleet.Decode([]byte(body)); err != nil {
+		t.Fatalf("the largest valid message: %v", err)
+	}
+	fwd := queue.ForwardMessage(body, strings.Repeat("t", 30), strings.Repeat("r", 128), 25)
+	fwd.Attributes["jobfleet-memory"] = queue.NumberAttribute(math.MaxInt64)
+	fwd.Attributes["jobfleet-predicted"] = queue.NumberAttribute(math.MaxInt64)
+	if got := queue.Size(fwd); got > queue.MaxMessageBytes {
+		t.Errorf("forwarded, the largest valid message takes %d bytes, more than SQS's %d", got, queue.MaxMessageBytes)
+	}
+}
+
 func TestDecodeReportsField(t *testing.T) {
 	t.Parallel()
-	_, err := jobfleet.Decode([]byte(`{"version":1,"id":"a","type":"b","history":[{"attempt":1,"reason":"oom"},{"attempt":2,"reason":"oom","peak_bytes":"lots"}]}`))
+	_, err := jobfleet.Decode([]byte(`{"version":1,"id":"a","type":"b","features":{"rows":1,"bytes":"lots"}}`))
 	var msgErr *jobfleet.MessageError
-	if !errors.As(err, &msgErr) || msgErr.Field != "history[1].peak_bytes" {
-		t.Fatalf("error = %v, want one naming history[1].peak_bytes", err)
+	if !errors.As(err, &msgErr) || msgErr.Field != "features.bytes" {
+		t.Fatalf("error = %v, want one naming features.bytes", err)
+	}
+	_, err = jobfleet.Decode([]byte(`{"version":1,"id":"a","type":"b","params":{"x":[{"k":1,"k":2}]}}`))
+	if !errors.As(err, &msgErr) || msgErr.Field != "params.x[0].k" {
+		t.Fatalf("error = %v, want one naming params.x[0].k", err)
 	}
 }
 
@@ -215,6 +235,12 @@ func TestSchemaAgreesWithDecoder(t *testing.T) {
 				return // neither side can read it
 			}
 			err = schema.Validate(doc)
+			if tt.schemaBlind {
+				if err != nil {
+					t.Errorf("schema rejects %s; its test case says the schema cannot see the problem", tt.name)
+				}
+				return
+			}
 			if tt.kind == nil && err != nil {
 				t.Errorf("schema rejects a message the decoder accepts: %v", err)
 			}

@@ -9,7 +9,8 @@ import (
 // [Job.Validate] is a [*MessageError] that matches exactly one of these with
 // [errors.Is].
 var (
-	// ErrMalformed: the message is not a single JSON object.
+	// ErrMalformed: the message is not a single JSON object, or an object
+	// in it names a member twice.
 	ErrMalformed = errors.New("malformed JSON")
 	// ErrTooLarge: the message is larger than MaxMessageBytes.
 	ErrTooLarge = errors.New("message too large")
@@ -19,6 +20,9 @@ var (
 	ErrMissingField = errors.New("missing field")
 	// ErrUnknownField: the message has a field the contract does not define.
 	ErrUnknownField = errors.New("unknown field")
+	// ErrReservedField: the message sets a field only jobfleet may set
+	// (see ReservedFields).
+	ErrReservedField = errors.New("reserved field")
 	// ErrWrongType: a field holds a JSON value of the wrong type.
 	ErrWrongType = errors.New("wrong type")
 	// ErrInvalidFeature: a feature value is NaN, infinite or negative, or a

@@ -16,23 +16,38 @@ func ExampleDecode() {
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(job.ID, job.Type, job.Features["rows"], job.Attempt())
+	fmt.Println(job.ID, job.Type, job.Features["rows"])
 
 	_, err = jobfleet.Decode([]byte(`{"version":1,"id":"export-43","type":"feature-export","image":"evil:latest"}`))
 	fmt.Println(errors.Is(err, jobfleet.ErrUnknownField))
 	fmt.Println(err)
 	// Output:
-	// export-42 feature-export 1e+06 1
+	// export-42 feature-export 1e+06
 	// true
 	// invalid job message: image: unknown field: the job message contract has no field "image"
 }
 
-func ExampleJob_Rerun() {
-	job := &jobfleet.Job{Version: jobfleet.Version, ID: "train-7", Type: "train-ranker"}
-	rerun := job.Rerun(jobfleet.Attempt{Reason: jobfleet.ReasonInterrupted, CapacityType: jobfleet.CapacitySpot, Checkpoint: "s3://ckpt/train-7/"})
-	fmt.Println(rerun.Attempt(), rerun.Checkpoint, rerun.RetriesSpent())
+// A producer cannot forge a rerun: the history of a job's attempts and its
+// checkpoint are kept by jobfleet, and a message that sets them is
+// rejected.
+func ExampleDecode_reserved() {
+	_, err := jobfleet.Decode([]byte(`{"version":1,"id":"train-7","type":"train-ranker","history":[{"attempt":1,"reason":"oom","allocated_bytes":1e12}]}`))
+	fmt.Println(errors.Is(err, jobfleet.ErrReservedField))
+	fmt.Println(err)
 	// Output:
-	// 2 s3://ckpt/train-7/ 0
+	// true
+	// invalid job message: history: reserved field: history is kept by jobfleet for the reruns it makes; a producer's message must not set it
+}
+
+func ExampleHistory() {
+	history := jobfleet.History{
+		{Attempt: 1, Reason: jobfleet.ReasonInterrupted, CapacityType: jobfleet.CapacitySpot},
+		{Attempt: 2, Reason: jobfleet.ReasonOOM, AllocatedBytes: 4 << 30},
+	}
+	last, _ := history.Last()
+	fmt.Println(history.RetriesSpent(), history.Count(jobfleet.ReasonInterrupted), last.Reason)
+	// Output:
+	// 1 1 oom
 }
 
 func ExamplePublisher() {

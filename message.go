@@ -8,9 +8,10 @@ import (
 // Version is the job message format version this package reads and writes.
 const Version = 1
 
-// MaxMessageBytes is the largest job message accepted, the SQS message size
-// limit.
-const MaxMessageBytes = 1 << 20
+// MaxMessageBytes is the largest job message accepted: SQS's 1 MiB message
+// limit, less 8 KiB that jobfleet keeps for the attributes it forwards a
+// job with (its run, attempt and size).
+const MaxMessageBytes = 1<<20 - 8<<10
 
 // Priority bounds. Jobs carry a priority from MinPriority to MaxPriority;
 // where the dispatcher holds several jobs at once, it forwards the higher
@@ -38,13 +39,12 @@ type Job struct {
 	Features map[string]float64 `json:"features,omitempty"`
 	// Priority orders jobs, from MinPriority to MaxPriority.
 	Priority int `json:"priority,omitempty"`
-	// History lists earlier attempts of this job, oldest first. Producers
-	// leave it empty; workers and the dispatcher append to it on reruns.
-	History []Attempt `json:"history,omitempty"`
-	// Checkpoint is the location of the job's last complete checkpoint, an
-	// s3:// URI, set on reruns of jobs that checkpointed.
-	Checkpoint string `json:"checkpoint,omitempty"`
 }
+
+// ReservedFields are the members a job message must not have: jobfleet
+// keeps a job's rerun history and checkpoint itself, in S3, so that no
+// message can forge them. Version 1 messages once carried them.
+var ReservedFields = []string{"history", "checkpoint"}
 
 // Reason says why an attempt ended without success.
 type Reason string
@@ -63,14 +63,6 @@ const (
 // against the job type's retry budget.
 func (r Reason) SpendsRetry() bool {
 	return r == ReasonFailed || r == ReasonOOM
-}
-
-func (r Reason) valid() bool {
-	switch r {
-	case ReasonInterrupted, ReasonEvicted, ReasonOOM, ReasonFailed:
-		return true
-	}
-	return false
 }
 
 // Capacity types of the node an attempt ran on, as Karpenter labels them
@@ -106,17 +98,14 @@ type Attempt struct {
 	EndedAt   time.Time `json:"ended_at,omitzero"`
 }
 
-// Attempt returns the number of the job's next attempt: one more than the
-// attempts in its history.
-func (j *Job) Attempt() int {
-	return len(j.History) + 1
-}
+// History is the unsuccessful attempts of one run of a job, oldest first.
+// jobfleet keeps it in S3 as the run goes; a message never carries it.
+type History []Attempt
 
-// Count returns how many attempts in the job's history ended for one of the
-// given reasons.
-func (j *Job) Count(reasons ...Reason) int {
+// Count returns how many attempts ended for one of the given reasons.
+func (h History) Count(reasons ...Reason) int {
 	n := 0
-	for _, a := range j.History {
+	for _, a := range h {
 		for _, r := range reasons {
 			if a.Reason == r {
 				n++
@@ -128,9 +117,9 @@ func (j *Job) Count(reasons ...Reason) int {
 }
 
 // RetriesSpent returns how many attempts counted against the retry budget.
-func (j *Job) RetriesSpent() int {
+func (h History) RetriesSpent() int {
 	n := 0
-	for _, a := range j.History {
+	for _, a := range h {
 		if a.Reason.SpendsRetry() {
 			n++
 		}
@@ -138,22 +127,10 @@ func (j *Job) RetriesSpent() int {
 	return n
 }
 
-// Last returns the job's most recent attempt, or false for a first attempt.
-func (j *Job) Last() (Attempt, bool) {
-	if len(j.History) == 0 {
+// Last returns the most recent attempt, or false for none.
+func (h History) Last() (Attempt, bool) {
+	if len(h) == 0 {
 		return Attempt{}, false
 	}
-	return j.History[len(j.History)-1], true
-}
-
-// Rerun returns a copy of the job with the attempt appended to its history
-// and the checkpoint location updated, ready to publish again.
-func (j *Job) Rerun(a Attempt) *Job {
-	next := *j
-	a.Attempt = j.Attempt()
-	next.History = append(append([]Attempt(nil), j.History...), a)
-	if a.Checkpoint != "" {
-		next.Checkpoint = a.Checkpoint
-	}
-	return &next
+	return h[len(h)-1], true
 }

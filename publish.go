@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -14,9 +13,12 @@ import (
 )
 
 // Message attributes jobfleet sets on job messages, so that queues can be
-// inspected (and filtered) without reading bodies.
+// inspected (and filtered) without reading bodies. A Publisher sets
+// AttrType; jobfleet adds the run and attempt when it forwards a job, and the
+// reason when it dead-letters one.
 const (
 	AttrType    = queue.AttrType
+	AttrRun     = queue.AttrRun
 	AttrAttempt = queue.AttrAttempt
 	// AttrError carries the reason on dead-lettered messages.
 	AttrError = queue.AttrError
@@ -82,7 +84,7 @@ func (p *Publisher) Publish(ctx context.Context, jobs ...*Job) error {
 			failed[i] = err
 			continue
 		}
-		msg := queue.JobMessage(body, job.Type, job.Attempt())
+		msg := queue.JobMessage(body, job.Type)
 		if strings.HasSuffix(p.queueURL, ".fifo") {
 			msg.GroupID = job.Type
 			msg.DeduplicationID = DeduplicationID(job)
@@ -114,10 +116,10 @@ func Encode(job *Job) ([]byte, error) {
 	return body, nil
 }
 
-// DeduplicationID identifies one attempt of a job: the same job id and
-// attempt number is the same work.
+// DeduplicationID is the FIFO deduplication id of a job: its id, the
+// idempotency key.
 func DeduplicationID(job *Job) string {
-	return job.ID + "." + strconv.Itoa(job.Attempt())
+	return job.ID
 }
 
 // IsInvalid reports whether err says a job message was invalid, as opposed

@@ -35,8 +35,10 @@ func (o Outcome) Reason() Reason {
 // are the memory predictor's training data and the fleet's audit log; the
 // worker sends one per attempt to the records queue.
 type RunRecord struct {
-	JobID    string             `json:"job_id"`
-	Type     string             `json:"type"`
+	JobID string `json:"job_id"`
+	Type  string `json:"type"`
+	// Run names the run of the job the attempt belongs to.
+	Run      string             `json:"run,omitempty"`
 	Features map[string]float64 `json:"features,omitempty"`
 	Attempt  int                `json:"attempt"`
 	Outcome  Outcome            `json:"outcome"`

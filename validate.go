@@ -5,8 +5,6 @@ import (
 	"math"
 	"regexp"
 	"slices"
-	"strconv"
-	"strings"
 )
 
 var (
@@ -49,14 +47,6 @@ func (j *Job) Validate() error {
 	if j.Priority < MinPriority || j.Priority > MaxPriority {
 		return messageError("priority", ErrInvalidValue, "%d is outside [%d, %d]", j.Priority, MinPriority, MaxPriority)
 	}
-	if err := validateCheckpoint("checkpoint", j.Checkpoint); err != nil {
-		return err
-	}
-	for i, a := range j.History {
-		if err := a.validate("history[" + strconv.Itoa(i) + "]"); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 
@@ -81,24 +71,4 @@ func validateFeatures(features map[string]float64) error {
 		}
 	}
 	return nil
-}
-
-func validateCheckpoint(path, uri string) error {
-	if uri != "" && !strings.HasPrefix(uri, "s3://") {
-		return messageError(path, ErrInvalidValue, "%q: a checkpoint location is an s3:// URI", uri)
-	}
-	return nil
-}
-
-func (a *Attempt) validate(path string) error {
-	if a.Attempt < 1 {
-		return messageError(path+".attempt", ErrInvalidValue, "%d: attempts are numbered from 1", a.Attempt)
-	}
-	if !a.Reason.valid() {
-		return messageError(path+".reason", ErrInvalidValue, "%q: a reason is one of interrupted, evicted, oom, failed", a.Reason)
-	}
-	if a.AllocatedBytes < 0 || a.PeakBytes < 0 {
-		return messageError(path, ErrInvalidValue, "memory figures are not negative")
-	}
-	return validateCheckpoint(path+".checkpoint", a.Checkpoint)
 }

@@ -55,12 +55,13 @@ func TestRerunOfInterruptedJobAvoids(t *testing.T) {
 	reg := registry(t)
 	typ, _ := reg.Type("export")
 	pool, _ := reg.Pool(typ.Pool)
-	once := &jobfleet.Job{Version: 1, ID: "j", Type: "export", History: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonInterrupted}}}
-	if d := (Sizing{}).Decide(once, typ, pool, nil); !d.Class.AvoidInterrupted || d.Class.Name("jobfleet") != "jobfleet-export-cpu-1gi-ri" {
+	job := &jobfleet.Job{Version: 1, ID: "j", Type: "export"}
+	once := jobfleet.History{{Attempt: 1, Reason: jobfleet.ReasonInterrupted}}
+	if d := (Sizing{}).Decide(job, once, typ, pool, nil); !d.Class.AvoidInterrupted || d.Class.Name("jobfleet") != "jobfleet-export-cpu-1gi-ri" {
 		t.Errorf("once interrupted: %+v %s", d.Class, d.Class.Name("jobfleet"))
 	}
-	twice := &jobfleet.Job{Version: 1, ID: "j", Type: "export", History: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonInterrupted}, {Attempt: 2, Reason: jobfleet.ReasonInterrupted}}}
-	if d := (Sizing{}).Decide(twice, typ, pool, nil); d.Class.AvoidInterrupted || d.Class.Capacity != CapacityOnDemand {
+	twice := jobfleet.History{{Attempt: 1, Reason: jobfleet.ReasonInterrupted}, {Attempt: 2, Reason: jobfleet.ReasonInterrupted}}
+	if d := (Sizing{}).Decide(job, twice, typ, pool, nil); d.Class.AvoidInterrupted || d.Class.Capacity != CapacityOnDemand {
 		t.Errorf("twice interrupted: %+v, want on-demand without avoidance", d.Class)
 	}
 }

@@ -1,8 +1,11 @@
 package dispatcher
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/jobtype"
@@ -35,9 +38,16 @@ const (
 	CapacityOnDemand Capacity = jobfleet.CapacityOnDemand
 )
 
+// MaxNameLength bounds class names: they are label values
+// (scaledjob.keda.sh/name, jobfleet.io/class), which Kubernetes limits to
+// 63 characters, and SQS queue names, limited to 80.
+const MaxNameLength = 63
+
 // Name is the class's queue and ScaledJob name:
 // <prefix>-<type>-<pool>-<size>, with -spot or -od when the capacity is
-// pinned.
+// pinned and -ri for reruns of interrupted jobs. A name longer than
+// MaxNameLength is cut and ends in a hash of the whole name instead, so
+// names stay valid and distinct.
 func (c Class) Name(prefix string) string {
 	name := fmt.Sprintf("%s-%s-%s-%s", prefix, c.Type, c.Pool, jobtype.SizeName(c.Size))
 	switch c.Capacity {
@@ -49,7 +59,13 @@ func (c Class) Name(prefix string) string {
 	if c.AvoidInterrupted {
 		name += "-ri"
 	}
-	return name
+	if len(name) <= MaxNameLength {
+		return name
+	}
+	sum := sha256.Sum256([]byte(name))
+	hash := hex.EncodeToString(sum[:4])
+	head := strings.TrimRight(name[:MaxNameLength-len(hash)-1], "-")
+	return head + "-" + hash
 }
 
 // Model is what sizing needs of the predictor.
@@ -83,7 +99,10 @@ type Decision struct {
 // OOM-killed attempt, clamped to the type's bounds and rounded up to the
 // pool's size ladder; capacity from the type's spot policy, on-demand after
 // repeated interruptions.
-func (s Sizing) Decide(job *jobfleet.Job, t *jobtype.Type, pool *jobtype.Pool, model Model) Decision {
+//
+// history is the run's earlier attempts, as jobfleet recorded them (never
+// as a message says).
+func (s Sizing) Decide(job *jobfleet.Job, history jobfleet.History, t *jobtype.Type, pool *jobtype.Pool, model Model) Decision {
 	oomFactor := s.OOMFactor
 	if oomFactor <= 0 {
 		oomFactor = 1.5
@@ -100,7 +119,7 @@ func (s Sizing) Decide(job *jobfleet.Job, t *jobtype.Type, pool *jobtype.Pool, m
 			memory = d.Predicted
 		}
 	}
-	for _, a := range job.History {
+	for _, a := range history {
 		if a.Reason == jobfleet.ReasonOOM && a.AllocatedBytes > 0 {
 			memory = max(memory, int64(math.Ceil(float64(a.AllocatedBytes)*oomFactor)))
 		}
@@ -112,17 +131,17 @@ func (s Sizing) Decide(job *jobfleet.Job, t *jobtype.Type, pool *jobtype.Pool, m
 	if !ok {
 		size = pool.Largest()
 	}
-	d.Class = Class{Type: t.Name, Pool: pool.Name, Size: size, Capacity: capacity(job, t, pool, onDemandAfter)}
+	d.Class = Class{Type: t.Name, Pool: pool.Name, Size: size, Capacity: capacity(history, t, pool, onDemandAfter)}
 	// A rerun of an interrupted job that may land on spot again keeps
 	// away from the capacity just reclaimed.
-	d.Class.AvoidInterrupted = d.Class.Capacity != CapacityOnDemand && job.Count(jobfleet.ReasonInterrupted) > 0
+	d.Class.AvoidInterrupted = d.Class.Capacity != CapacityOnDemand && history.Count(jobfleet.ReasonInterrupted) > 0
 	return d
 }
 
 const mib = 1 << 20
 
-func capacity(job *jobfleet.Job, t *jobtype.Type, pool *jobtype.Pool, onDemandAfter int) Capacity {
-	interrupted := job.Count(jobfleet.ReasonInterrupted)
+func capacity(history jobfleet.History, t *jobtype.Type, pool *jobtype.Pool, onDemandAfter int) Capacity {
+	interrupted := history.Count(jobfleet.ReasonInterrupted)
 	switch {
 	case t.Spot == jobtype.OnDemandOnly:
 		return CapacityOnDemand

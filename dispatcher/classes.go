@@ -2,11 +2,11 @@ package dispatcher
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -15,9 +15,6 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/singleflight"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/utils/clock"
 
@@ -31,57 +28,100 @@ type QueueAPI interface {
 	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
 	DeleteQueue(ctx context.Context, in *sqs.DeleteQueueInput, opts ...func(*sqs.Options)) (*sqs.DeleteQueueOutput, error)
 	TagQueue(ctx context.Context, in *sqs.TagQueueInput, opts ...func(*sqs.Options)) (*sqs.TagQueueOutput, error)
+	UntagQueue(ctx context.Context, in *sqs.UntagQueueInput, opts ...func(*sqs.Options)) (*sqs.UntagQueueOutput, error)
 	ListQueueTags(ctx context.Context, in *sqs.ListQueueTagsInput, opts ...func(*sqs.Options)) (*sqs.ListQueueTagsOutput, error)
 }
 
-// tagLastDispatch records on a class queue when a job was last routed to
-// it, so the idle-class collector on any replica knows it is in use.
-const tagLastDispatch = "jobfleet:last-dispatch"
+// A class's state lives in its queue's tags, where every replica reads it:
+//
+//	jobfleet:managed        the queue is a class queue of jobfleet's
+//	jobfleet:ready          the leader created the queue and applied the ScaledJob (unix time)
+//	jobfleet:last-dispatch  a job was last routed here (unix time, refreshed every quarter of the idle TTL)
+//	jobfleet:collecting     the leader is removing the idle class (unix time)
+//
+// and the set of classes wanted lives in S3, one marker object per class
+// (<prefix>/classes/<name>.json) that any replica writes to ask for a
+// class. Only the leader creates, changes and deletes queues and
+// ScaledJobs, from these; a replica's memory holds only a cache of classes
+// it confirmed ready, each for at most classFresh.
+const (
+	tagManaged      = "jobfleet:managed"
+	tagReady        = "jobfleet:ready"
+	tagLastDispatch = "jobfleet:last-dispatch"
+	tagCollecting   = "jobfleet:collecting"
+)
 
-// classes keeps every class in use ready: its queue exists with a redrive
-// policy to the dead-letter queue, and its ScaledJob is applied. Ready
-// classes are cached, so routing a job makes no Kubernetes call.
+// A replica sends to a class it confirmed ready for at most
+// Config.ClassFresh without confirming again. The collector waits
+// Config.CollectFence after marking a class before removing it, long enough
+// for any send confirmed before the mark to have landed and shown in the
+// queue's counts (which lag up to a minute): so a job is never sent to a
+// queue that is then deleted.
+
+// errClassPending: the class is not ready yet; the leader has been asked
+// for it and the job returns to intake for a short while.
+var errClassPending = errors.New("the class is being created by the leader")
+
+// classes gives intake the queue of a class, on any replica.
 type classes struct {
 	sqs      QueueAPI
 	kube     dynamic.Interface
+	markers  *markers
 	registry *jobtype.Registry
 	tmpl     Template
 	deadARN  string
 	// maxReceives is the class queues' redrive threshold.
 	maxReceives int
 	ttl         time.Duration
+	fresh       time.Duration
 	clock       clock.Clock
 	log         zerolog.Logger
+	// leading is true on the replica that may change classes.
+	leading atomic.Bool
+	// wake nudges the leader's class controller after a request.
+	wake chan struct{}
 
 	mu     sync.Mutex
 	ready  map[Class]*classState
 	flight singleflight.Group
+	// create serializes the leader's changes to classes.
+	create sync.Mutex
 }
 
 type classState struct {
 	url        string
+	confirmed  time.Time // when the class was last seen ready
 	lastTagged time.Time
 }
 
 func (c *classes) prefix() string { return c.tmpl.prefix() }
 
-// ensure returns the class's queue URL, creating the queue and applying
-// the ScaledJob the first time.
+// ensure returns the queue URL of a ready class. A replica confirms a
+// class ready from its queue's tags at most every classFresh; the leader
+// creates a missing class itself; any other replica asks the leader for it
+// and returns errClassPending.
 func (c *classes) ensure(ctx context.Context, cl Class) (string, error) {
 	c.mu.Lock()
 	st, ok := c.ready[cl]
+	fresh := ok && c.clock.Since(st.confirmed) < c.fresh
 	c.mu.Unlock()
-	if ok {
-		c.touch(cl, st)
+	if fresh {
+		c.touch(st)
 		return st.url, nil
 	}
-	v, err, _ := c.flight.Do(cl.Name(c.prefix()), func() (any, error) {
-		url, err := c.create(ctx, cl)
+	name := cl.Name(c.prefix())
+	v, err, _ := c.flight.Do(name, func() (any, error) {
+		url, err := c.confirm(ctx, cl)
 		if err != nil {
 			return "", err
 		}
+		now := c.clock.Now()
 		c.mu.Lock()
-		c.ready[cl] = &classState{url: url, lastTagged: c.clock.Now()}
+		if st, ok := c.ready[cl]; ok {
+			st.url, st.confirmed = url, now
+		} else {
+			c.ready[cl] = &classState{url: url, confirmed: now, lastTagged: now}
+		}
 		c.mu.Unlock()
 		return url, nil
 	})
@@ -91,23 +131,81 @@ func (c *classes) ensure(ctx context.Context, cl Class) (string, error) {
 	return v.(string), nil
 }
 
+// confirm checks that a class is ready. When it is not, the leader
+// creates it, and any other replica asks the leader for it.
+func (c *classes) confirm(ctx context.Context, cl Class) (string, error) {
+	name := cl.Name(c.prefix())
+	url, tags, err := c.lookup(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	if url != "" && tags[tagReady] != "" && tags[tagCollecting] == "" {
+		return url, nil
+	}
+	if c.leading.Load() {
+		return c.createClass(ctx, cl)
+	}
+	if err := c.markers.request(ctx, name, cl); err != nil {
+		return "", fmt.Errorf("asking for class %s: %w", name, err)
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return "", fmt.Errorf("class %s: %w", name, errClassPending)
+}
+
+// lookup returns a class queue's URL and tags; an empty URL when the queue
+// does not exist.
+func (c *classes) lookup(ctx context.Context, name string) (string, map[string]string, error) {
+	out, err := c.sqs.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+	if isQueueMissing(err) {
+		return "", nil, nil
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("looking up queue %s: %w", name, err)
+	}
+	url := aws.ToString(out.QueueUrl)
+	tags, err := c.sqs.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(url)})
+	if isQueueMissing(err) {
+		return "", nil, nil
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("reading the tags of queue %s: %w", name, err)
+	}
+	return url, tags.Tags, nil
+}
+
 // forget drops a class from the cache, after its queue turned out to be
-// gone (collected by another replica).
+// gone.
 func (c *classes) forget(cl Class) {
 	c.mu.Lock()
 	delete(c.ready, cl)
 	c.mu.Unlock()
 }
 
+// forgetName drops a class by its name.
+func (c *classes) forgetName(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for cl := range c.ready {
+		if cl.Name(c.prefix()) == name {
+			delete(c.ready, cl)
+		}
+	}
+}
+
 // touch tags the queue with the time of the last dispatch, at most every
-// quarter of the idle TTL, in the background.
-func (c *classes) touch(cl Class, st *classState) {
+// quarter of the idle TTL, in the background. The collector leaves a class
+// alone for the idle TTL after it.
+func (c *classes) touch(st *classState) {
 	now := c.clock.Now()
 	c.mu.Lock()
 	due := now.Sub(st.lastTagged) >= c.ttl/4
 	if due {
 		st.lastTagged = now
 	}
+	url := st.url
 	c.mu.Unlock()
 	if !due {
 		return
@@ -115,76 +213,14 @@ func (c *classes) touch(cl Class, st *classState) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_, err := c.sqs.TagQueue(ctx, &sqs.TagQueueInput{QueueUrl: aws.String(st.url), Tags: map[string]string{tagLastDispatch: strconv.FormatInt(now.Unix(), 10)}})
+		_, err := c.sqs.TagQueue(ctx, &sqs.TagQueueInput{QueueUrl: aws.String(url), Tags: map[string]string{tagLastDispatch: strconv.FormatInt(now.Unix(), 10)}})
 		if err != nil {
-			c.log.Warn().Err(err).Str("queue", st.url).Msg("tagging a class queue as in use")
+			c.log.Warn().Err(err).Str("queue", url).Msg("tagging a class queue as in use")
 		}
 	}()
 }
 
-// create makes the class's queue and applies its ScaledJob.
-func (c *classes) create(ctx context.Context, cl Class) (string, error) {
-	typ, ok := c.registry.Type(cl.Type)
-	if !ok {
-		return "", fmt.Errorf("job type %q is not registered", cl.Type)
-	}
-	pool, _ := c.registry.Pool(typ.Pool)
-	name := cl.Name(c.prefix())
-	url, err := c.createQueue(ctx, name)
-	if err != nil {
-		return "", err
-	}
-	if c.kube != nil {
-		if err := c.apply(ctx, cl, typ, pool, url); err != nil {
-			return "", err
-		}
-	}
-	c.log.Info().Str("class", cl.String()).Str("queue", url).Msg("class ready")
-	return url, nil
-}
-
-func (c *classes) createQueue(ctx context.Context, name string) (string, error) {
-	if out, err := c.sqs.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)}); err == nil {
-		return aws.ToString(out.QueueUrl), nil
-	} else if !isQueueMissing(err) {
-		return "", fmt.Errorf("looking up queue %s: %w", name, err)
-	}
-	redrive, err := json.Marshal(map[string]any{"deadLetterTargetArn": c.deadARN, "maxReceiveCount": c.maxReceives})
-	if err != nil {
-		return "", err
-	}
-	out, err := c.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{
-		QueueName: aws.String(name),
-		Attributes: map[string]string{
-			string(sqstypes.QueueAttributeNameVisibilityTimeout):      strconv.Itoa(int(c.tmpl.visibility() / time.Second)),
-			string(sqstypes.QueueAttributeNameMessageRetentionPeriod): strconv.Itoa(14 * 24 * 3600),
-			string(sqstypes.QueueAttributeNameRedrivePolicy):          string(redrive),
-		},
-		Tags: map[string]string{"jobfleet:managed": "true", tagLastDispatch: strconv.FormatInt(c.clock.Now().Unix(), 10)},
-	})
-	if err != nil {
-		return "", fmt.Errorf("creating queue %s: %w", name, err)
-	}
-	return aws.ToString(out.QueueUrl), nil
-}
-
-// apply server-side applies the class's ScaledJob with field manager
-// jobfleet.
-func (c *classes) apply(ctx context.Context, cl Class, typ *jobtype.Type, pool *jobtype.Pool, url string) error {
-	sj := c.tmpl.ScaledJob(cl, typ, pool, url)
-	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(sj)
-	if err != nil {
-		return fmt.Errorf("converting ScaledJob %s: %w", sj.Name, err)
-	}
-	delete(obj, "status")
-	_, err = c.kube.Resource(scaledJobs).Namespace(c.tmpl.Namespace).Apply(ctx, sj.Name, &unstructured.Unstructured{Object: obj}, metav1.ApplyOptions{FieldManager: ManagedBy, Force: true})
-	if err != nil {
-		return fmt.Errorf("applying ScaledJob %s: %w", sj.Name, err)
-	}
-	return nil
-}
-
-// urls returns the queue URLs of the ready classes.
+// urls returns the queue URLs of the classes this replica confirmed.
 func (c *classes) urls() map[Class]string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -195,35 +231,12 @@ func (c *classes) urls() map[Class]string {
 	return out
 }
 
-// reconcile re-applies the ScaledJob of every class this replica routed
-// to, undoing drift (an edited or deleted ScaledJob).
-func (c *classes) reconcile(ctx context.Context) error {
-	if c.kube == nil {
-		return nil
-	}
-	c.mu.Lock()
-	ready := make(map[Class]string, len(c.ready))
-	for cl, st := range c.ready {
-		ready[cl] = st.url
-	}
-	c.mu.Unlock()
-	var errs []error
-	for cl, url := range ready {
-		typ, ok := c.registry.Type(cl.Type)
-		if !ok {
-			continue
-		}
-		pool, _ := c.registry.Pool(typ.Pool)
-		if err := c.apply(ctx, cl, typ, pool, url); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // isQueueMissing reports whether an SQS error says the queue does not
 // exist.
 func isQueueMissing(err error) bool {
+	if err == nil {
+		return false
+	}
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
 		switch apiErr.ErrorCode() {
@@ -233,15 +246,4 @@ func isQueueMissing(err error) bool {
 	}
 	var missing *sqstypes.QueueDoesNotExist
 	return errors.As(err, &missing)
-}
-
-// forgetName drops a class by its name, after the collector removed it.
-func (c *classes) forgetName(name string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for cl := range c.ready {
-		if cl.Name(c.prefix()) == name {
-			delete(c.ready, cl)
-		}
-	}
 }

@@ -3,8 +3,10 @@ package dispatcher
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
+	"github.com/jobfleet/jobfleet/internal/contract"
 	"github.com/jobfleet/jobfleet/jobtype"
 )
 
@@ -13,8 +15,13 @@ type Config struct {
 	// IntakeURL is the queue producers publish to. Required.
 	IntakeURL string
 	// DeadLetterURL receives jobs that cannot run, with the reason in the
-	// jobfleet-error attribute. Required.
+	// jobfleet-error attribute. Required, and not the intake queue.
 	DeadLetterURL string
+	// Bucket and Prefix locate jobfleet's records in S3: the runs of jobs
+	// and their attempts (shared with the workers), the wanted classes, and
+	// dead letters too large for SQS. Bucket is required; Prefix defaults to
+	// "jobfleet".
+	Bucket, Prefix string
 	// Registry is the job types and pools. Required.
 	Registry *jobtype.Registry
 	// Template configures the class ScaledJobs; its Namespace is required
@@ -47,16 +54,30 @@ type Config struct {
 	// ClassIdleTTL is how long a class stays with no messages and no Jobs
 	// before its ScaledJob and queue are removed. Default 30m.
 	ClassIdleTTL time.Duration
+	// ClassPoll is how often the leader looks for classes that replicas
+	// asked for; a job of a new class waits about twice as long. Default 2s.
+	ClassPoll time.Duration
+	// ClassFresh is how long a replica sends to a class it saw ready
+	// without looking again. Default 1m.
+	ClassFresh time.Duration
+	// CollectFence is how long the collector waits between marking an idle
+	// class and removing it, for sends confirmed before the mark to land
+	// and show in the queue's counts (which lag up to a minute on SQS).
+	// Default 3m; it must be longer than ClassFresh.
+	CollectFence time.Duration
 	// CollectInterval is how often the leader looks for idle classes.
 	// Default 1m.
 	CollectInterval time.Duration
-	// ReconcileInterval is how often ScaledJobs in use are re-applied.
-	// Default 5m.
+	// ReconcileInterval is how often the leader re-applies the ScaledJobs
+	// of every class. Default 5m.
 	ReconcileInterval time.Duration
 }
 
 // WithDefaults returns the config with zero values replaced by defaults.
 func (c Config) WithDefaults() Config {
+	if c.Prefix == "" {
+		c.Prefix = contract.DefaultPrefix
+	}
 	if c.Receivers == 0 {
 		c.Receivers = 4
 	}
@@ -81,6 +102,15 @@ func (c Config) WithDefaults() Config {
 	if c.ClassIdleTTL == 0 {
 		c.ClassIdleTTL = 30 * time.Minute
 	}
+	if c.ClassPoll == 0 {
+		c.ClassPoll = 2 * time.Second
+	}
+	if c.ClassFresh == 0 {
+		c.ClassFresh = time.Minute
+	}
+	if c.CollectFence == 0 {
+		c.CollectFence = 3 * time.Minute
+	}
 	if c.CollectInterval == 0 {
 		c.CollectInterval = time.Minute
 	}
@@ -93,29 +123,60 @@ func (c Config) WithDefaults() Config {
 // Validate reports every problem of a config with defaults applied.
 func (c Config) Validate() error {
 	var errs []error
-	if c.IntakeURL == "" {
-		errs = append(errs, errors.New("the intake queue URL is required"))
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	for _, q := range []struct{ name, url string }{{"intake", c.IntakeURL}, {"dead-letter", c.DeadLetterURL}} {
+		if q.url == "" {
+			bad("the %s queue URL is required", q.name)
+		} else if u, err := url.Parse(q.url); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("the %s queue URL %q is not a URL", q.name, q.url)
+		}
 	}
-	if c.DeadLetterURL == "" {
-		errs = append(errs, errors.New("the dead-letter queue URL is required"))
+	if c.IntakeURL != "" && c.IntakeURL == c.DeadLetterURL {
+		bad("the intake and dead-letter queues are the same queue (%s): dead letters would come back as jobs", c.IntakeURL)
+	}
+	if c.Bucket == "" {
+		errs = append(errs, errors.New("the bucket is required"))
 	}
 	if c.Registry == nil {
 		errs = append(errs, errors.New("the job type registry is required"))
 	}
 	if c.Receivers < 1 {
-		errs = append(errs, fmt.Errorf("receivers %d: at least 1", c.Receivers))
+		bad("receivers %d: at least 1", c.Receivers)
 	}
 	if c.MaxInFlight < 10*c.Receivers {
-		errs = append(errs, fmt.Errorf("max in flight %d: at least 10 per receiver (%d)", c.MaxInFlight, 10*c.Receivers))
+		bad("max in flight %d: at least 10 per receiver (%d)", c.MaxInFlight, 10*max(1, c.Receivers))
+	}
+	if c.Linger <= 0 {
+		bad("linger %v: above zero", c.Linger)
 	}
 	if c.IntakeVisibility < 10*time.Second || c.IntakeVisibility > 12*time.Hour {
-		errs = append(errs, fmt.Errorf("intake visibility %v: between 10s and 12h", c.IntakeVisibility))
+		bad("intake visibility %v: between 10s and 12h", c.IntakeVisibility)
 	}
 	if c.RetryDelay < 0 || c.RetryDelay > 12*time.Hour {
-		errs = append(errs, fmt.Errorf("retry delay %v: between 0 and 12h", c.RetryDelay))
+		bad("retry delay %v: between 0 and 12h", c.RetryDelay)
+	}
+	if c.DrainTimeout <= 0 {
+		bad("drain timeout %v: above zero", c.DrainTimeout)
 	}
 	if c.ClassMaxReceives < 1 || c.ClassMaxReceives > 1000 {
-		errs = append(errs, fmt.Errorf("class max receives %d: between 1 and 1000", c.ClassMaxReceives))
+		bad("class max receives %d: between 1 and 1000", c.ClassMaxReceives)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"class idle TTL", c.ClassIdleTTL}, {"class poll", c.ClassPoll}, {"class fresh", c.ClassFresh}, {"collect interval", c.CollectInterval}, {"reconcile interval", c.ReconcileInterval}} {
+		if d.v <= 0 {
+			bad("%s %v: above zero", d.name, d.v)
+		}
+	}
+	if c.CollectFence <= c.ClassFresh {
+		bad("collect fence %v: longer than class fresh (%v), or a replica may send to a class being removed", c.CollectFence, c.ClassFresh)
+	}
+	if c.Sizing.OOMFactor < 0 || (c.Sizing.OOMFactor > 0 && c.Sizing.OOMFactor <= 1) {
+		bad("OOM factor %v: above 1 (a rerun after an OOM kill needs more memory)", c.Sizing.OOMFactor)
+	}
+	if c.Sizing.OnDemandAfter < 0 {
+		bad("on-demand after %d: not negative", c.Sizing.OnDemandAfter)
 	}
 	return errors.Join(errs...)
 }

@@ -21,14 +21,16 @@ import (
 
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/dispatcher/interruption"
+	"github.com/jobfleet/jobfleet/internal/contract"
 	"github.com/jobfleet/jobfleet/predictor"
-	"github.com/jobfleet/jobfleet/worker"
 )
 
 // SQSAPI is every SQS call the dispatcher makes.
 type SQSAPI interface {
 	IntakeAPI
 	QueueAPI
+	// DeleteMessage deletes the class message of a dead pod's attempt.
+	DeleteMessage(ctx context.Context, in *sqs.DeleteMessageInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error)
 }
 
 // ModelSource supplies the current memory model; nil until one loaded.
@@ -36,11 +38,22 @@ type ModelSource interface {
 	Model() *predictor.Model
 }
 
+// AvoidSource supplies the capacity that reruns of interrupted jobs keep
+// away from, as the cluster records it (interruption.AvoidConfigMap), and
+// says when it changes.
+type AvoidSource interface {
+	Pairs() []interruption.Pair
+	Changed() <-chan struct{}
+}
+
 // Dispatcher drains the intake queue, sizes every job, and routes it to its
-// class queue, keeping each class's KEDA ScaledJob applied.
+// class queue. Its elected leader keeps each class's queue and KEDA
+// ScaledJob.
 type Dispatcher struct {
 	cfg     Config
 	sqs     SQSAPI
+	s3      S3API
+	store   contract.Store
 	kube    dynamic.Interface
 	classes *classes
 	sizing  Sizing
@@ -51,13 +64,14 @@ type Dispatcher struct {
 	ready   atomic.Bool
 
 	// Fleet-wide duties, run by the elected leader when a typed client is
-	// given.
+	// given, else by this replica.
 	kubeClient kubernetes.Interface
 	leader     *LeaderConfig
 	sensor     *sensor
 	records    *recordSink
 	retraining RetrainConfig
 	interrupt  *interruption.Controller
+	avoid      AvoidSource
 	onRoute    func(job *jobfleet.Job, d Decision)
 }
 
@@ -69,37 +83,39 @@ func WithRouteHook(f func(job *jobfleet.Job, d Decision)) Option {
 
 // WithInterruptions runs the interruption controller on this replica (every
 // replica may: SQS hands each notice to one), and steers reruns of
-// interrupted jobs away from the capacity it saw reclaimed.
-func WithInterruptions(c *interruption.Controller) Option {
+// interrupted jobs away from the capacity avoid records.
+func WithInterruptions(c *interruption.Controller, avoid AvoidSource) Option {
 	return func(d *Dispatcher) {
-		d.interrupt = c
-		d.cfg.Template.Avoid = c.Avoid.Pairs
+		d.interrupt, d.avoid = c, avoid
+		if avoid != nil {
+			d.cfg.Template.Avoid = avoid.Pairs
+		}
 	}
 }
 
-// WithRecords consumes the workers' run records into S3, keeps the live
-// coverage metric, and, when retrain.Every is set, has the leader retrain
-// the model from them on that schedule.
+// WithRecords consumes the workers' run records into S3, counts how many
+// fit their allocation, and, when retrain.Every is set, has the leader
+// retrain the model from them on that schedule.
 func WithRecords(s3 RecordsS3API, cfg RecordsConfig, retrain RetrainConfig) Option {
 	return func(d *Dispatcher) {
-		d.records = &recordSink{d: d, s3: s3, cfg: cfg, recent: map[string][]bool{}, next: map[string]int{}}
+		d.records = &recordSink{d: d, s3: s3, cfg: cfg}
 		d.retraining = retrain
 	}
 }
 
 // WithKubernetes gives the dispatcher a typed client for the fleet-wide
-// duties: collecting idle classes (which checks their Jobs) and, with
-// WithSensor, the failure sensor. With a LeaderConfig, only the elected
-// replica runs them; without one, this replica always does.
+// duties: collecting idle classes (which checks their Jobs) and the failure
+// sensor. With a LeaderConfig, only the elected replica runs them and
+// changes classes; without one, this replica always does.
 func WithKubernetes(kube kubernetes.Interface, leader *LeaderConfig) Option {
 	return func(d *Dispatcher) { d.kubeClient, d.leader = kube, leader }
 }
 
 // WithSensor enables the failure sensor, which reads the workers' claims
 // from S3.
-func WithSensor(s3 worker.S3API, cfg SensorConfig) Option {
+func WithSensor(cfg SensorConfig) Option {
 	return func(d *Dispatcher) {
-		d.sensor = &sensor{d: d, s3: s3, cfg: cfg, done: map[types.UID]bool{}}
+		d.sensor = &sensor{d: d, cfg: cfg, done: map[types.UID]bool{}}
 	}
 }
 
@@ -123,28 +139,36 @@ func WithRegisterer(r prometheus.Registerer) Option {
 }
 
 // New returns a dispatcher. The config is validated with defaults applied.
-// kube may be nil: the dispatcher then only routes jobs to class queues,
-// without ScaledJobs, for running jobs outside Kubernetes (jobfleet local).
-func New(cfg Config, sqsClient SQSAPI, kube dynamic.Interface, opts ...Option) (*Dispatcher, error) {
+// s3Client holds the runs of jobs, the wanted classes and dead letters too
+// large for SQS, in cfg.Bucket. kube may be nil: the dispatcher then only
+// routes jobs to class queues, without ScaledJobs, for running jobs outside
+// Kubernetes (jobfleet local).
+func New(cfg Config, sqsClient SQSAPI, s3Client S3API, kube dynamic.Interface, opts ...Option) (*Dispatcher, error) {
 	cfg = cfg.WithDefaults()
 	err := cfg.Validate()
 	if kube != nil && cfg.Template.Namespace == "" {
 		err = errors.Join(err, errors.New("the namespace of the ScaledJobs is required"))
 	}
+	if s3Client == nil {
+		err = errors.Join(err, errors.New("an S3 client is required"))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dispatcher config: %w", err)
 	}
-	d := &Dispatcher{cfg: cfg, sqs: sqsClient, kube: kube, sizing: cfg.Sizing, clock: clock.RealClock{}, log: zerolog.Nop()}
+	d := &Dispatcher{cfg: cfg, sqs: sqsClient, s3: s3Client, kube: kube, sizing: cfg.Sizing, clock: clock.RealClock{}, log: zerolog.Nop()}
 	for _, opt := range opts {
 		opt(d)
 	}
+	d.store = contract.Store{S3: s3Client, Bucket: cfg.Bucket, Prefix: cfg.Prefix}
 	if d.metrics == nil {
 		d.metrics = newMetrics(prometheus.DefaultRegisterer)
 	}
 	d.classes = &classes{
 		sqs: sqsClient, kube: kube, registry: cfg.Registry, tmpl: d.cfg.Template,
-		maxReceives: cfg.ClassMaxReceives, ttl: cfg.ClassIdleTTL, clock: d.clock,
+		markers:     newMarkers(s3Client, cfg.Bucket, cfg.Prefix),
+		maxReceives: cfg.ClassMaxReceives, ttl: cfg.ClassIdleTTL, fresh: cfg.ClassFresh, clock: d.clock,
 		log: d.log.With().Str("component", "classes").Logger(), ready: map[Class]*classState{},
+		wake: make(chan struct{}, 1),
 	}
 	return d, nil
 }
@@ -156,11 +180,28 @@ func (d *Dispatcher) ObserveSQSCall(operation string) {
 	d.metrics.sqsCalls.WithLabelValues(operation).Inc()
 }
 
+// ObserveModelReload counts one check for a new memory model in
+// jobfleet_dispatcher_model_reloads_total, by result: loaded, unchanged or
+// rejected. Give it to the model's reloader (predictor.Reloader.OnReload).
+func (d *Dispatcher) ObserveModelReload(changed bool, err error) {
+	result := "unchanged"
+	switch {
+	case err != nil:
+		result = "rejected"
+	case changed:
+		result = "loaded"
+	}
+	d.metrics.modelReloads.WithLabelValues(result).Inc()
+}
+
 // ClassQueues returns the queue URL of every class this replica routed to.
 func (d *Dispatcher) ClassQueues() map[Class]string { return d.classes.urls() }
 
 // Ready reports whether the dispatcher is receiving from intake.
 func (d *Dispatcher) Ready() bool { return d.ready.Load() }
+
+// Leading reports whether this replica runs the fleet-wide duties.
+func (d *Dispatcher) Leading() bool { return d.classes.leading.Load() }
 
 // Run dispatches until ctx ends, then forwards or returns to intake what it
 // holds, and returns.
@@ -175,24 +216,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.classes.deadARN = out.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]
 
 	var wg sync.WaitGroup
-	wg.Go(func() { d.every(ctx, d.cfg.ReconcileInterval, "reconciling ScaledJobs", d.classes.reconcile) })
 	if d.interrupt != nil {
 		wg.Go(func() {
 			if err := d.interrupt.Run(ctx); err != nil {
 				d.log.Error().Err(err).Msg("the interruption controller stopped")
-			}
-		})
-		// Re-apply the classes of reruns when the capacity to avoid changes.
-		wg.Go(func() {
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-d.interrupt.Avoid.Changed():
-				}
-				if err := d.classes.reconcile(ctx); err != nil && ctx.Err() == nil {
-					d.log.Warn().Err(err).Msg("re-applying ScaledJobs after an interruption")
-				}
 			}
 		})
 	}
@@ -200,30 +227,48 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		d.records.log = d.log.With().Str("component", "records").Logger()
 		wg.Go(func() { d.records.run(ctx) })
 	}
-	if d.kubeClient != nil {
-		duties := func(ctx context.Context) {
-			var duty sync.WaitGroup
+	duties := func(ctx context.Context) {
+		d.classes.leading.Store(true)
+		defer d.classes.leading.Store(false)
+		var duty sync.WaitGroup
+		duty.Go(func() { d.serveRequests(ctx) })
+		duty.Go(func() { d.every(ctx, d.cfg.ReconcileInterval, "reconciling ScaledJobs", d.reconcile) })
+		if d.avoid != nil {
+			// Re-apply the classes of reruns when the capacity to avoid
+			// changes.
 			duty.Go(func() {
-				d.every(ctx, d.cfg.CollectInterval, "collecting idle classes", func(ctx context.Context) error { return d.collect(ctx, d.kubeClient) })
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-d.avoid.Changed():
+					}
+					if err := d.reconcile(ctx); err != nil && ctx.Err() == nil {
+						d.log.Warn().Err(err).Msg("re-applying ScaledJobs after an interruption")
+					}
+				}
 			})
-			if d.sensor != nil {
-				d.sensor.kube, d.sensor.log = d.kubeClient, d.log.With().Str("component", "sensor").Logger()
-				duty.Go(func() { d.sensor.run(ctx) })
-			}
-			if d.records != nil && d.retraining.Every > 0 && d.retraining.Model != "" {
-				duty.Go(func() {
-					d.every(ctx, d.retraining.Every, "retraining the memory model", func(ctx context.Context) error {
-						return d.retrain(ctx, d.records.s3, d.records.cfg, d.retraining)
-					})
+		}
+		duty.Go(func() {
+			d.every(ctx, d.cfg.CollectInterval, "collecting idle classes", func(ctx context.Context) error { return d.collect(ctx, d.kubeClient) })
+		})
+		if d.sensor != nil && d.kubeClient != nil {
+			d.sensor.kube, d.sensor.log = d.kubeClient, d.log.With().Str("component", "sensor").Logger()
+			duty.Go(func() { d.sensor.run(ctx) })
+		}
+		if d.records != nil && d.retraining.Every > 0 && d.retraining.Model != "" {
+			duty.Go(func() {
+				d.every(ctx, d.retraining.Every, "retraining the memory model", func(ctx context.Context) error {
+					return d.retrain(ctx, d.records.s3, d.records.cfg, d.retraining)
 				})
-			}
-			duty.Wait()
+			})
 		}
-		if d.leader != nil {
-			wg.Go(func() { runLeader(ctx, d.kubeClient, d.cfg.Template.Namespace, *d.leader, d.log, duties) })
-		} else {
-			wg.Go(func() { duties(ctx) })
-		}
+		duty.Wait()
+	}
+	if d.leader != nil && d.kubeClient != nil {
+		wg.Go(func() { runLeader(ctx, d.kubeClient, d.cfg.Template.Namespace, *d.leader, d.log, duties) })
+	} else {
+		wg.Go(func() { duties(ctx) })
 	}
 	in := newIntake(d)
 	d.ready.Store(true)
@@ -264,9 +309,8 @@ func (d *Dispatcher) model() Model {
 
 // observe records a job that left intake.
 func (d *Dispatcher) observe(it *item, now time.Time, deleteFailed bool) {
-	outcome := "forwarded"
-	if !it.forward {
-		outcome = "dead_lettered"
+	outcome := it.outcome()
+	if outcome == "dead_lettered" {
 		d.log.Warn().Str("message_id", aws.ToString(it.msg.MessageId)).Str("type", it.jobType).Str("reason", it.reason).Msg("dead-lettered a job")
 	}
 	if deleteFailed {

@@ -17,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/contract"
+	"github.com/jobfleet/jobfleet/internal/queue"
 	"github.com/jobfleet/jobfleet/internal/testenv"
 	"github.com/jobfleet/jobfleet/predictor"
 )
@@ -24,6 +26,8 @@ import (
 // bundle is one test's queues, namespace and dispatcher settings.
 type bundle struct {
 	sqs    *testenv.SQS
+	s3     *testenv.S3
+	store  contract.Store
 	kube   *testenv.Kube
 	ns     string
 	intake string
@@ -39,13 +43,15 @@ func setup(t *testing.T) *bundle {
 
 func setupWith(t *testing.T, sqsEnv *testenv.SQS) *bundle {
 	t.Helper()
-	b := &bundle{sqs: sqsEnv, kube: testenv.StartKube(t)}
+	b := &bundle{sqs: sqsEnv, s3: testenv.StartS3(t), kube: testenv.StartKube(t)}
 	b.ns = b.kube.Namespace(t)
+	bucket := b.s3.CreateBucket(t)
+	b.store = contract.Store{S3: b.s3.Client, Bucket: bucket, Prefix: "jobfleet"}
 	b.intake = b.sqs.CreateQueue(t, "intake-", nil)
 	b.dead = b.sqs.CreateQueue(t, "dead-", nil)
 	b.prefix = testenv.UniqueName(t, "c", 20)
 	b.cfg = Config{
-		IntakeURL: b.intake, DeadLetterURL: b.dead, Registry: registry(t),
+		IntakeURL: b.intake, DeadLetterURL: b.dead, Registry: registry(t), Bucket: bucket,
 		Template: Template{
 			Namespace: b.ns, Prefix: b.prefix, WorkerImage: "jobfleet:test", Region: testenv.Region,
 			IntakeURL: b.intake, DeadLetterURL: b.dead, RecordsURL: "http://records", Bucket: "b", CheckpointPrefix: "jobfleet",
@@ -53,6 +59,7 @@ func setupWith(t *testing.T, sqsEnv *testenv.SQS) *bundle {
 		},
 		IntakeVisibility: 30 * time.Second,
 		RetryDelay:       time.Second,
+		ClassPoll:        200 * time.Millisecond,
 	}
 	t.Cleanup(func() { b.deleteClassQueues(context.Background()) })
 	return b
@@ -82,7 +89,7 @@ func (b *bundle) classURL(t *testing.T, name string) string {
 func (b *bundle) start(t *testing.T, cfg Config, opts ...Option) (d *Dispatcher, stop func()) {
 	t.Helper()
 	opts = append([]Option{WithRegisterer(prometheus.NewRegistry()), WithLogger(zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))}, opts...)
-	d, err := New(cfg, b.sqs.Client, b.kube.Dynamic, opts...)
+	d, err := New(cfg, b.sqs.Client, b.s3.Client, b.kube.Dynamic, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,12 +124,41 @@ type expectation struct {
 	size  int64
 }
 
-// publishMix publishes n jobs of four types, some with OOM and
-// interruption history, and returns where each must land.
+// rerun does what a worker does when an attempt of a job ends: it records
+// the run's history in the attempt's claim, with a rerun to follow, and
+// sends the next attempt to intake. It returns the run.
+func (b *bundle) rerun(t *testing.T, job *jobfleet.Job, history jobfleet.History) string {
+	t.Helper()
+	ctx, run, n := t.Context(), "run-"+job.ID, len(history)
+	if start, _, err := b.store.StartRun(ctx, job, run, time.Now()); err != nil || start != contract.Started {
+		t.Fatalf("starting a run of %s: %v %v", job.ID, start, err)
+	}
+	c := &contract.Claim{JobID: job.ID, Type: job.Type, Run: run, Attempt: n, Holder: "w", MessageID: "m"}
+	_, _, etag, err := b.store.Claim(ctx, c, time.Now(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.State, c.Next, c.Outcome, c.History = contract.ClaimEnded, contract.NextRerun, jobfleet.OutcomeFailed, history
+	if _, err := b.store.Update(ctx, c, etag); err != nil {
+		t.Fatal(err)
+	}
+	body, err := jobfleet.Encode(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := queue.Send(ctx, b.sqs.Client, b.intake, []queue.Message{queue.ForwardMessage(string(body), job.Type, run, n+1)}, queue.Retry{}); len(f) > 0 {
+		t.Fatal(f[0].Err)
+	}
+	return run
+}
+
+// publishMix publishes n jobs of four types, some of them reruns with OOM
+// and interruption history, and returns where each must land.
 func (b *bundle) publishMix(t *testing.T, n int) map[string]expectation {
 	t.Helper()
 	want := map[string]expectation{}
 	var jobs []*jobfleet.Job
+	reruns := map[*jobfleet.Job]jobfleet.History{}
 	for i := range n {
 		job := &jobfleet.Job{Version: 1, ID: fmt.Sprintf("job-%05d", i), Features: map[string]float64{"rows": float64(i)}, Priority: i % 10}
 		var class string
@@ -131,13 +167,13 @@ func (b *bundle) publishMix(t *testing.T, n int) map[string]expectation {
 		case 0: // predicted 1.5Gi, rounded up to 2Gi
 			job.Type, class, size = "export", b.prefix+"-export-cpu-2gi", 2*gib
 			if i%40 == 0 { // an OOM at 2Gi: 3Gi, rounded up to 4Gi
-				job.History = []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: 2 * gib}}
+				reruns[job] = jobfleet.History{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: 2 * gib}}
 				class, size = b.prefix+"-export-cpu-4gi", 4*gib
 			}
 		case 1: // no prediction: the default 8Gi
 			job.Type, class, size = "train", b.prefix+"-train-gpu-8gi", 8*gib
 			if i%20 == 1 { // interrupted twice: on-demand
-				job.History = []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonInterrupted}, {Attempt: 2, Reason: jobfleet.ReasonInterrupted}}
+				reruns[job] = jobfleet.History{{Attempt: 1, Reason: jobfleet.ReasonInterrupted}, {Attempt: 2, Reason: jobfleet.ReasonInterrupted}}
 				class = b.prefix + "-train-gpu-8gi-od"
 			}
 		case 2:
@@ -146,10 +182,15 @@ func (b *bundle) publishMix(t *testing.T, n int) map[string]expectation {
 			job.Type, class, size = "batch", b.prefix+"-batch-cpu-512mi-spot", 512<<20
 		}
 		want[job.ID] = expectation{class: class, size: size}
-		jobs = append(jobs, job)
+		if _, ok := reruns[job]; !ok {
+			jobs = append(jobs, job)
+		}
 	}
 	if err := jobfleet.NewPublisher(b.sqs.Client, b.intake).Publish(t.Context(), jobs...); err != nil {
 		t.Fatalf("publishing: %v", err)
+	}
+	for job, history := range reruns {
+		b.rerun(t, job, history)
 	}
 	return want
 }

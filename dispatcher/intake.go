@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/contract"
 	"github.com/jobfleet/jobfleet/internal/queue"
 )
 
@@ -32,17 +34,39 @@ const (
 )
 
 // item is one received message on its way to a class queue or the
-// dead-letter queue.
+// dead-letter queue, or only to be deleted.
 type item struct {
 	msg      sqstypes.Message
 	received time.Time
-	target   string
+	target   string // empty: deleted only
 	out      queue.Message
 	class    Class
-	forward  bool // to a class queue; false: dead-lettered
+	forward  bool // to a class queue
+	dead     bool // to the dead-letter queue
 	priority int
 	jobType  string
 	reason   string
+	// retry is set when the message could not be routed now and returns
+	// to intake after delay.
+	retry bool
+	delay time.Duration
+	// endRun, set on a rerun that is dead-lettered, ends the run once the
+	// dead letter is sent.
+	endRun *runRef
+	// label is the outcome counted for a message that is only deleted.
+	label string
+}
+
+type runRef struct{ jobID, run string }
+
+func (it *item) outcome() string {
+	switch {
+	case it.forward:
+		return "forwarded"
+	case it.dead:
+		return "dead_lettered"
+	}
+	return it.label
 }
 
 // intake drains the intake queue: several receivers long-poll for batches
@@ -139,8 +163,16 @@ func (in *intake) receive(ctx context.Context) {
 		failures = 0
 		in.release(taken - len(out.Messages))
 		now := in.d.clock.Now()
-		for _, m := range out.Messages {
-			in.add(ctx, in.route(ctx, m, now))
+		// Routing reads and writes S3 (the job's run); route the batch at
+		// once rather than one message after another.
+		items := make([]*item, len(out.Messages))
+		var routing sync.WaitGroup
+		for i, m := range out.Messages {
+			routing.Go(func() { items[i] = in.route(ctx, m, now) })
+		}
+		routing.Wait()
+		for _, it := range items {
+			in.add(ctx, it)
 		}
 	}
 }
@@ -151,34 +183,82 @@ func (in *intake) release(n int) {
 	}
 }
 
-// route decides where a message goes: its class queue, or the dead-letter
-// queue with the reason when it cannot run.
+// route decides where a message goes: its class queue, the dead-letter
+// queue with the reason when it cannot run, nowhere (deleted) when it is a
+// leftover of a run that ended, or back to intake for another try when S3
+// or the class is not available now.
+//
+// A producer's message starts a run of its job, recorded in S3; a rerun
+// carries its run and attempt, which must match what jobfleet recorded
+// (the previous attempt ended in a rerun), and its history comes from that
+// record. Nothing a message says about earlier attempts is believed.
 func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) *item {
 	it := &item{msg: m, received: now}
-	job, err := jobfleet.Decode([]byte(aws.ToString(m.Body)))
+	body := aws.ToString(m.Body)
+	job, err := jobfleet.Decode([]byte(body))
 	if err != nil {
-		return in.deadLetter(it, err.Error())
+		return in.deadLetter(ctx, it, err.Error())
 	}
 	it.jobType, it.priority = job.Type, job.Priority
 	typ, ok := in.d.cfg.Registry.Type(job.Type)
 	if !ok {
-		return in.deadLetter(it, fmt.Sprintf("unknown job type %q: no such type is registered", job.Type))
+		return in.deadLetter(ctx, it, fmt.Sprintf("unknown job type %q: no such type is registered", job.Type))
 	}
-	if spent := job.RetriesSpent(); spent >= typ.MaxAttempts {
-		return in.deadLetter(it, fmt.Sprintf("retry budget spent: %d of %d attempts failed or ran out of memory", spent, typ.MaxAttempts))
+	run, attempt, isRerun, err := queue.RunAttempt(m.MessageAttributes)
+	if err != nil {
+		return in.deadLetter(ctx, it, err.Error())
+	}
+	var history jobfleet.History
+	if !isRerun {
+		run, attempt = aws.ToString(m.MessageId), 1
+		start, cur, err := in.d.store.StartRun(ctx, job, run, now)
+		switch {
+		case err != nil:
+			return in.retryLater(it, fmt.Sprintf("recording the run of job %s: %v", job.ID, err), in.d.cfg.RetryDelay)
+		case start == contract.Duplicate:
+			return in.deadLetter(ctx, it, fmt.Sprintf("duplicate: job %s is already queued or running (run %s, started %s); a job id runs once at a time", job.ID, cur.ID, cur.CreatedAt.Format(time.RFC3339)))
+		case start == contract.Finished:
+			it.label = "duplicate"
+			in.log.Info().Str("job_id", job.ID).Str("run", run).Msg("this message's run ended already; deleting it again")
+			return it
+		}
+	} else {
+		history, err = in.d.store.VerifyRun(ctx, job.ID, run, attempt)
+		switch {
+		case errors.Is(err, contract.ErrForged):
+			return in.deadLetter(ctx, it, err.Error())
+		case errors.Is(err, contract.ErrStale):
+			it.label = "stale"
+			in.log.Info().Str("job_id", job.ID).Str("run", run).Int("attempt", attempt).Msg("a rerun of a run that ended; deleting it")
+			return it
+		case err != nil:
+			return in.retryLater(it, fmt.Sprintf("checking the rerun of job %s: %v", job.ID, err), in.d.cfg.RetryDelay)
+		}
+		if spent := history.RetriesSpent(); spent >= typ.MaxAttempts {
+			it.endRun = &runRef{jobID: job.ID, run: run}
+			return in.deadLetter(ctx, it, fmt.Sprintf("retry budget spent: %d of %d attempts failed or ran out of memory", spent, typ.MaxAttempts))
+		}
 	}
 	pool, _ := in.d.cfg.Registry.Pool(typ.Pool)
-	decision := in.d.sizing.Decide(job, typ, pool, in.d.model())
+	decision := in.d.sizing.Decide(job, history, typ, pool, in.d.model())
 	url, err := in.d.classes.ensure(ctx, decision.Class)
+	if errors.Is(err, errClassPending) {
+		return in.retryLater(it, err.Error(), 2*in.d.cfg.ClassPoll)
+	}
 	if err != nil {
-		it.reason = err.Error()
-		return it // target empty: retried later
+		return in.retryLater(it, err.Error(), in.d.cfg.RetryDelay)
 	}
 	it.target, it.class, it.forward = url, decision.Class, true
-	it.out = queue.JobMessage([]byte(aws.ToString(m.Body)), job.Type, job.Attempt())
+	it.out = queue.ForwardMessage(body, job.Type, run, attempt)
 	it.out.Attributes[AttrMemory] = queue.NumberAttribute(decision.Class.Size)
 	if decision.Predicted > 0 {
 		it.out.Attributes[AttrPredicted] = queue.NumberAttribute(decision.Predicted)
+	}
+	if queue.Size(it.out) > queue.MaxMessageBytes {
+		// Decode bounds bodies to leave room for these attributes; this
+		// only guards against that changing.
+		it.forward = false
+		return in.deadLetter(ctx, it, fmt.Sprintf("the job does not fit in one SQS message with jobfleet's attributes (%d bytes)", queue.Size(it.out)))
 	}
 	in.d.metrics.predictedBytes.WithLabelValues(job.Type, string(decision.Source)).Observe(float64(decision.Memory))
 	if in.d.onRoute != nil {
@@ -187,25 +267,34 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 	return it
 }
 
-func (in *intake) deadLetter(it *item, reason string) *item {
-	it.reason = reason
-	it.target = in.d.cfg.DeadLetterURL
-	attrs := map[string]sqstypes.MessageAttributeValue{}
-	for k, v := range it.msg.MessageAttributes {
-		if len(attrs) < 9 && k != queue.AttrError {
-			attrs[k] = v
-		}
+// deadLetter routes a message to the dead-letter queue with the reason; one
+// too large to dead-letter whole goes by reference, its body in S3.
+func (in *intake) deadLetter(ctx context.Context, it *item, reason string) *item {
+	it.reason, it.target, it.dead = reason, in.d.cfg.DeadLetterURL, true
+	out, err := in.d.store.FitDeadLetter(ctx, queue.DeadLetter(aws.ToString(it.msg.Body), it.msg.MessageAttributes, reason))
+	if err != nil {
+		it.dead, it.target = false, ""
+		return in.retryLater(it, err.Error(), in.d.cfg.RetryDelay)
 	}
-	attrs[queue.AttrError] = queue.StringAttribute(truncate(reason, 1000))
-	it.out = queue.Message{Body: aws.ToString(it.msg.Body), Attributes: attrs}
+	it.out = out
+	return it
+}
+
+// retryLater marks a message to return to intake after delay.
+func (in *intake) retryLater(it *item, reason string, delay time.Duration) *item {
+	it.retry, it.reason, it.delay = true, reason, delay
 	return it
 }
 
 // add buffers a routed message for its target, sending the buffer when it
 // is full.
 func (in *intake) add(ctx context.Context, it *item) {
-	if it.target == "" {
-		in.retryLater(ctx, []*item{it}, it.reason)
+	switch {
+	case it.retry:
+		in.giveBack(ctx, []*item{it}, it.reason)
+		return
+	case it.target == "":
+		in.addDeletes(ctx, []*item{it})
 		return
 	}
 	in.mu.Lock()
@@ -297,11 +386,19 @@ func (in *intake) send(ctx context.Context, target string, batch []*item) {
 				}
 				continue
 			}
+			if it.endRun != nil {
+				// A dead-lettered rerun ends its run before its message
+				// goes, so a crash in between repeats both.
+				if err := in.d.store.EndRun(ctx, it.endRun.jobID, it.endRun.run, jobfleet.OutcomeFailed, it.reason, in.d.clock.Now()); err != nil {
+					retry, retryErr = append(retry, it), err
+					continue
+				}
+			}
 			sent = append(sent, it)
 		}
 		if len(retry) > 0 {
 			in.log.Warn().Err(retryErr).Int("messages", len(retry)).Str("queue", target).Msg("forwarding failed; the messages return to intake")
-			in.retryLater(ctx, retry, fmt.Sprint(retryErr))
+			in.giveBack(ctx, retry, fmt.Sprint(retryErr))
 		}
 		if len(sent) > 0 {
 			in.addDeletes(ctx, sent)
@@ -368,14 +465,18 @@ func (in *intake) deleteBatch(ctx context.Context, batch []*item) {
 	})
 }
 
-// retryLater returns messages to intake after a short delay, for another
+// giveBack returns messages to intake after a short delay, for another
 // try, and frees their slots.
-func (in *intake) retryLater(ctx context.Context, items []*item, reason string) {
+func (in *intake) giveBack(ctx context.Context, items []*item, reason string) {
 	entries := make([]sqstypes.ChangeMessageVisibilityBatchRequestEntry, len(items))
 	for i, it := range items {
+		delay := it.delay
+		if delay == 0 {
+			delay = in.d.cfg.RetryDelay
+		}
 		entries[i] = sqstypes.ChangeMessageVisibilityBatchRequestEntry{
 			Id: aws.String(strconv.Itoa(i)), ReceiptHandle: it.msg.ReceiptHandle,
-			VisibilityTimeout: int32(in.d.cfg.RetryDelay / time.Second),
+			VisibilityTimeout: int32(max(delay, time.Second) / time.Second),
 		}
 		in.d.metrics.jobs.WithLabelValues(it.jobType, "retried").Inc()
 	}
@@ -390,13 +491,6 @@ func (in *intake) retryLater(ctx context.Context, items []*item, reason string) 
 	}
 	in.log.Debug().Int("messages", len(items)).Str("reason", reason).Msg("messages returned to intake for another try")
 	in.release(len(items))
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 func backoff(failures int) time.Duration {

@@ -14,7 +14,8 @@ type metrics struct {
 	classes        prometheus.Gauge
 	collected      prometheus.Counter
 	modelReloads   *prometheus.CounterVec
-	coverage       *prometheus.GaugeVec
+	sized          *prometheus.CounterVec
+	fit            *prometheus.CounterVec
 	records        *prometheus.CounterVec
 	sensor         *prometheus.CounterVec
 	checkpoints    *prometheus.CounterVec
@@ -47,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"type", "source"}),
 		classes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "jobfleet_dispatcher_classes",
-			Help: "Classes (class queue and ScaledJob) this replica has ready.",
+			Help: "Classes (class queue and ScaledJob) wanted, as the leader sees them; zero on other replicas, so the sum over replicas is the fleet's.",
 		}),
 		collected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "jobfleet_dispatcher_classes_collected_total",
@@ -57,9 +58,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "jobfleet_dispatcher_model_reloads_total",
 			Help: "Checks for a new memory model, by result (loaded, unchanged, rejected).",
 		}, []string{"result"}),
-		coverage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "jobfleet_run_coverage_ratio",
-			Help: "Share of a type's recent successful runs whose peak memory fit their allocation: the early warning of drift.",
+		sized: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobfleet_sized_runs_total",
+			Help: "Successful runs with a memory allocation, by type, from their run records. Coverage is the rate of jobfleet_sized_runs_within_allocation_total over the rate of this, summed over replicas.",
+		}, []string{"type"}),
+		fit: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobfleet_sized_runs_within_allocation_total",
+			Help: "Successful runs whose peak memory fit their allocation, by type: the early warning of drift when its rate falls behind jobfleet_sized_runs_total's.",
 		}, []string{"type"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jobfleet_run_records_total",
@@ -74,6 +79,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Interrupted or evicted attempts, by whether the worker uploaded a checkpoint before its grace period ended (completed) or had none to resume from (missing).",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.checkpoints, m.jobs, m.queueAge, m.handling, m.sqsCalls, m.predictedBytes, m.classes, m.collected, m.modelReloads, m.coverage, m.records, m.sensor)
+	reg.MustRegister(m.checkpoints, m.jobs, m.queueAge, m.handling, m.sqsCalls, m.predictedBytes, m.classes, m.collected, m.modelReloads, m.sized, m.fit, m.records, m.sensor)
 	return m
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"path"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -34,9 +33,6 @@ type RecordsConfig struct {
 	// are buffered before a file is written. Defaults 1000 and 1m.
 	FlushSize  int
 	FlushEvery time.Duration
-	// CoverageWindow is how many recent runs per type the coverage metric
-	// looks at. Default 200.
-	CoverageWindow int
 	// OnRecord, if set, is called with every valid record consumed.
 	OnRecord func(jobfleet.RunRecord)
 }
@@ -64,9 +60,6 @@ type recordSink struct {
 	cfg RecordsConfig
 	log zerolog.Logger
 
-	mu       sync.Mutex
-	recent   map[string][]bool // per type, whether recent runs fit
-	next     map[string]int
 	received []sqstypes.Message
 	lines    bytes.Buffer
 	oldest   time.Time
@@ -83,9 +76,6 @@ func (r *recordSink) run(ctx context.Context) {
 	}
 	if r.cfg.FlushEvery == 0 {
 		r.cfg.FlushEvery = time.Minute
-	}
-	if r.cfg.CoverageWindow == 0 {
-		r.cfg.CoverageWindow = 200
 	}
 	failures := 0
 	for ctx.Err() == nil {
@@ -130,7 +120,11 @@ func (r *recordSink) add(ctx context.Context, m sqstypes.Message) {
 	rec, err := jobfleet.DecodeRunRecord([]byte(body))
 	if err != nil {
 		r.d.metrics.records.WithLabelValues("malformed").Inc()
-		dead := queue.Message{Body: body, Attributes: map[string]sqstypes.MessageAttributeValue{queue.AttrError: queue.StringAttribute(truncate("malformed run record: "+err.Error(), 1000))}}
+		dead, err := r.d.store.FitDeadLetter(ctx, queue.DeadLetter(body, m.MessageAttributes, "malformed run record: "+err.Error()))
+		if err != nil {
+			r.log.Warn().Err(err).Msg("dead-lettering a malformed run record; it returns to the records queue")
+			return
+		}
 		if f := queue.Send(ctx, r.d.sqs, r.d.cfg.DeadLetterURL, []queue.Message{dead}, queue.Retry{}); len(f) > 0 {
 			r.log.Warn().Err(f[0].Err).Msg("dead-lettering a malformed run record; it returns to the records queue")
 			return
@@ -145,7 +139,10 @@ func (r *recordSink) add(ctx context.Context, m sqstypes.Message) {
 	r.lines.WriteString(body)
 	r.lines.WriteByte('\n')
 	if rec.Outcome == jobfleet.OutcomeSucceeded && rec.AllocatedBytes > 0 {
-		r.observe(rec.Type, rec.PeakBytes <= rec.AllocatedBytes)
+		r.d.metrics.sized.WithLabelValues(rec.Type).Inc()
+		if rec.PeakBytes <= rec.AllocatedBytes {
+			r.d.metrics.fit.WithLabelValues(rec.Type).Inc()
+		}
 	}
 	if r.cfg.OnRecord != nil {
 		r.cfg.OnRecord(*rec)
@@ -157,27 +154,6 @@ func (r *recordSink) add(ctx context.Context, m sqstypes.Message) {
 		}
 		r.d.metrics.checkpoints.WithLabelValues(result).Inc()
 	}
-}
-
-// observe updates the coverage of a type over its recent runs.
-func (r *recordSink) observe(typ string, fit bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	ring := r.recent[typ]
-	if len(ring) < r.cfg.CoverageWindow {
-		ring = append(ring, fit)
-	} else {
-		ring[r.next[typ]] = fit
-		r.next[typ] = (r.next[typ] + 1) % r.cfg.CoverageWindow
-	}
-	r.recent[typ] = ring
-	covered := 0
-	for _, f := range ring {
-		if f {
-			covered++
-		}
-	}
-	r.d.metrics.coverage.WithLabelValues(typ).Set(float64(covered) / float64(len(ring)))
 }
 
 // flush writes the buffered records as one gzip JSON Lines file and then

@@ -57,7 +57,7 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 	}
 
 	reg := prometheus.NewRegistry()
-	d, err := New(b.cfg, b.sqs.Client, b.kube.Dynamic, WithRegisterer(reg), WithRecords(store.Client,
+	d, err := New(b.cfg, b.sqs.Client, b.s3.Client, b.kube.Dynamic, WithRegisterer(reg), WithRecords(store.Client,
 		RecordsConfig{URL: recordsURL, Bucket: bucket, Prefix: "jobfleet", FlushSize: 20, FlushEvery: time.Second},
 		RetrainConfig{}))
 	if err != nil {
@@ -98,8 +98,9 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 	if stored != 60 {
 		t.Errorf("%d records stored, want 60", stored)
 	}
-	if got := testutil.ToFloat64(d.metrics.coverage.WithLabelValues("export")); got != 0.9 {
-		t.Errorf("coverage of export = %v, want 0.9 (one run in ten outgrew its allocation)", got)
+	sized, fit := testutil.ToFloat64(d.metrics.sized.WithLabelValues("export")), testutil.ToFloat64(d.metrics.fit.WithLabelValues("export"))
+	if sized != 60 || fit != 54 {
+		t.Errorf("sized runs %v, within allocation %v; want 60 and 54 (one run in ten outgrew its allocation)", sized, fit)
 	}
 	dead := b.sqs.Receive(t, b.dead, 1, true)
 	if reason := aws.ToString(dead[0].MessageAttributes[jobfleet.AttrError].StringValue); !strings.HasPrefix(reason, "malformed run record") {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"time"
 
 	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
@@ -15,6 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/jobfleet/jobfleet/dispatcher/interruption"
+	"github.com/jobfleet/jobfleet/internal/contract"
 	"github.com/jobfleet/jobfleet/jobtype"
 )
 
@@ -47,7 +47,7 @@ type Template struct {
 	// Prefix starts every class name. Default "jobfleet".
 	Prefix string
 	// WorkerImage holds the jobfleet binary at /jobfleet; an init
-	// container copies it into each job pod.
+	// container copies it into the pods of job types in command mode.
 	WorkerImage    string
 	ServiceAccount string
 	// Queues, bucket and prefix the workers use.
@@ -99,14 +99,23 @@ func (t Template) ScaledJob(c Class, typ *jobtype.Type, pool *jobtype.Pool, queu
 		limits[jobtype.GPUResource] = gpus
 	}
 
-	pod := corev1.PodSpec{
-		RestartPolicy:                 corev1.RestartPolicyNever,
-		ServiceAccountName:            t.ServiceAccount,
-		TerminationGracePeriodSeconds: ptr.To(int64(grace / time.Second)),
-		NodeSelector:                  t.nodeSelector(c, typ, pool),
-		Affinity:                      t.affinity(c),
-		Tolerations:                   tolerations(pool),
-		InitContainers: []corev1.Container{{
+	command := append([]string{binDir + "/jobfleet", "worker", "--"}, typ.Command...)
+	var initContainers []corev1.Container
+	mounts := []corev1.VolumeMount{
+		{Name: "checkpoint", MountPath: typ.Checkpoint.Dir},
+		{Name: "podinfo", MountPath: podinfoDir, ReadOnly: true},
+	}
+	volumes := []corev1.Volume{
+		{Name: "checkpoint", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		{Name: "podinfo", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
+			Items: []corev1.DownwardAPIVolumeFile{{Path: "annotations", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations"}}},
+		}}},
+	}
+	if typ.Mode == jobtype.ModeLibrary {
+		// The image's own program is the worker (worker.Run).
+		command = typ.Command
+	} else {
+		initContainers = []corev1.Container{{
 			Name:         "jobfleet",
 			Image:        t.WorkerImage,
 			Command:      []string{"/jobfleet", "install", binDir},
@@ -115,26 +124,28 @@ func (t Template) ScaledJob(c Class, typ *jobtype.Type, pool *jobtype.Pool, queu
 				Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi"), corev1.ResourceCPU: resource.MustParse("10m")},
 				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
 			},
-		}},
+		}}
+		mounts = append([]corev1.VolumeMount{{Name: "jobfleet-bin", MountPath: binDir, ReadOnly: true}}, mounts...)
+		volumes = append([]corev1.Volume{{Name: "jobfleet-bin", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}, volumes...)
+	}
+
+	pod := corev1.PodSpec{
+		RestartPolicy:                 corev1.RestartPolicyNever,
+		ServiceAccountName:            t.ServiceAccount,
+		TerminationGracePeriodSeconds: ptr.To(int64(grace / time.Second)),
+		NodeSelector:                  t.nodeSelector(c, typ, pool),
+		Affinity:                      t.affinity(c),
+		Tolerations:                   tolerations(pool),
+		InitContainers:                initContainers,
 		Containers: []corev1.Container{{
-			Name:      "job",
-			Image:     typ.Image,
-			Command:   append([]string{binDir + "/jobfleet", "worker", "--"}, typ.Command...),
-			Env:       t.env(c, typ, pool, queueURL),
-			Resources: corev1.ResourceRequirements{Requests: requests, Limits: limits},
-			VolumeMounts: []corev1.VolumeMount{
-				{Name: "jobfleet-bin", MountPath: binDir, ReadOnly: true},
-				{Name: "checkpoint", MountPath: typ.Checkpoint.Dir},
-				{Name: "podinfo", MountPath: podinfoDir, ReadOnly: true},
-			},
+			Name:         "job",
+			Image:        typ.Image,
+			Command:      command,
+			Env:          t.env(c, typ, pool, queueURL),
+			Resources:    corev1.ResourceRequirements{Requests: requests, Limits: limits},
+			VolumeMounts: mounts,
 		}},
-		Volumes: []corev1.Volume{
-			{Name: "jobfleet-bin", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-			{Name: "checkpoint", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-			{Name: "podinfo", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{
-				Items: []corev1.DownwardAPIVolumeFile{{Path: "annotations", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations"}}},
-			}}},
-		},
+		Volumes: volumes,
 	}
 
 	trigger := kedav1alpha1.ScaleTriggers{
@@ -240,35 +251,31 @@ func tolerations(pool *jobtype.Pool) []corev1.Toleration {
 	return out
 }
 
+// env is the job container's environment: the worker's configuration
+// (contract.WorkerEnv, which the worker reads back), the AWS settings, the
+// type's own variables and the template's.
 func (t Template) env(c Class, typ *jobtype.Type, pool *jobtype.Pool, queueURL string) []corev1.EnvVar {
-	env := []corev1.EnvVar{
-		{Name: "JOBFLEET_QUEUE", Value: queueURL},
-		{Name: "JOBFLEET_INTAKE", Value: t.IntakeURL},
-		{Name: "JOBFLEET_DEAD_LETTER", Value: t.DeadLetterURL},
-		{Name: "JOBFLEET_RECORDS", Value: t.RecordsURL},
-		{Name: "JOBFLEET_BUCKET", Value: t.Bucket},
-		{Name: "JOBFLEET_PREFIX", Value: t.CheckpointPrefix},
-		{Name: "JOBFLEET_JOB_TYPE", Value: typ.Name},
-		{Name: "JOBFLEET_MAX_ATTEMPTS", Value: strconv.Itoa(typ.MaxAttempts)},
-		{Name: "JOBFLEET_CHECKPOINT_DIR", Value: typ.Checkpoint.Dir},
-		{Name: "JOBFLEET_CHECKPOINT_INTERVAL", Value: typ.Checkpoint.Interval.String()},
-		{Name: "JOBFLEET_GRACE_PERIOD", Value: typ.Checkpoint.GracePeriod().String()},
-		{Name: "JOBFLEET_UPLOAD_GRACE", Value: typ.Checkpoint.UploadGrace.String()},
-		{Name: "JOBFLEET_MAX_RUNTIME", Value: typ.MaxRuntime.String()},
-		{Name: "JOBFLEET_VISIBILITY_TIMEOUT", Value: t.visibility().String()},
-		{Name: "JOBFLEET_MEMORY", Value: strconv.FormatInt(c.Size, 10)},
-		{Name: "JOBFLEET_POOL", Value: pool.Name},
-		{Name: "JOBFLEET_SIZE", Value: jobtype.SizeName(c.Size)},
-		{Name: "JOBFLEET_REASON_FILE", Value: podinfoDir + "/annotations"},
-		{Name: "JOBFLEET_LOG_FORMAT", Value: "json"},
-		{Name: "JOBFLEET_POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
-		{Name: "JOBFLEET_POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
-		{Name: "JOBFLEET_NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
-		{Name: "AWS_REGION", Value: t.Region},
+	we := contract.WorkerEnv{
+		Queue: queueURL, Intake: t.IntakeURL, DeadLetter: t.DeadLetterURL, Records: t.RecordsURL,
+		Bucket: t.Bucket, Prefix: t.CheckpointPrefix, JobType: typ.Name, MaxAttempts: typ.MaxAttempts,
+		CheckpointDir: typ.Checkpoint.Dir, CheckpointInterval: typ.Checkpoint.Interval,
+		GracePeriod: typ.Checkpoint.GracePeriod(), UploadGrace: typ.Checkpoint.UploadGrace,
+		MaxRuntime: typ.MaxRuntime, VisibilityTimeout: t.visibility(), Memory: c.Size,
+		ReasonFile: podinfoDir + "/annotations", Pool: pool.Name, Size: jobtype.SizeName(c.Size),
+		DownwardAPI: true,
 	}
 	if c.Capacity == CapacitySpot || c.Capacity == CapacityOnDemand {
-		env = append(env, corev1.EnvVar{Name: "JOBFLEET_CAPACITY_TYPE", Value: string(c.Capacity)})
+		we.CapacityType = string(c.Capacity)
 	}
+	var env []corev1.EnvVar
+	for _, v := range we.Environ() {
+		ev := corev1.EnvVar{Name: v.Name, Value: v.Value}
+		if v.FieldPath != "" {
+			ev = corev1.EnvVar{Name: v.Name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: v.FieldPath}}}
+		}
+		env = append(env, ev)
+	}
+	env = append(env, corev1.EnvVar{Name: "JOBFLEET_LOG_FORMAT", Value: "json"}, corev1.EnvVar{Name: "AWS_REGION", Value: t.Region})
 	if t.SQSEndpoint != "" {
 		env = append(env, corev1.EnvVar{Name: "AWS_ENDPOINT_URL_SQS", Value: t.SQSEndpoint})
 	}

@@ -37,7 +37,7 @@ func TestScaledJobGolden(t *testing.T) {
 	cases := []struct {
 		name    string
 		typ     string
-		history []jobfleet.Attempt
+		history jobfleet.History
 		tmpl    func(Template) Template
 	}{
 		{name: "cpu-any", typ: "export"},
@@ -52,7 +52,7 @@ func TestScaledJobGolden(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			typ, _ := reg.Type(tc.typ)
 			pool, _ := reg.Pool(typ.Pool)
-			d := Sizing{}.Decide(&jobfleet.Job{Version: 1, ID: "j", Type: tc.typ, History: tc.history}, typ, pool, nil)
+			d := Sizing{}.Decide(&jobfleet.Job{Version: 1, ID: "j", Type: tc.typ}, tc.history, typ, pool, nil)
 			tmpl := testTemplate("jobs")
 			if tc.tmpl != nil {
 				tmpl = tc.tmpl(tmpl)

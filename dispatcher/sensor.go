@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,31 +19,38 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/jobfleet/jobfleet"
-	"github.com/jobfleet/jobfleet/internal/queue"
-	"github.com/jobfleet/jobfleet/worker"
+	"github.com/jobfleet/jobfleet/internal/contract"
 )
 
-// Sensor settings: where the workers record their claims.
+// SensorConfig configures the failure sensor.
 type SensorConfig struct {
-	// Bucket and Prefix are the workers' checkpoint bucket and prefix.
-	Bucket, Prefix string
+	// Queues are where the sensor sends what a dead pod's worker would
+	// have: the records queue for the run record (the intake and
+	// dead-letter queues are the dispatcher's own).
+	RecordsURL string
+	// Resync is how often the sensor looks again at every pod and every
+	// pod index, for deaths it missed. Default 10m.
+	Resync time.Duration
 }
 
 // sensor watches jobfleet's pods for deaths the worker inside could not
 // report: a container killed for exceeding its memory limit (the worker
 // itself died with the job), or a pod that disappeared with its node. It
-// reruns the job at once, rather than after the message's visibility
-// timeout, with the attempt in its history, so an OOM rerun gets more
-// memory and the retry budget applies.
+// ends the attempt in the worker's place, at once rather than after the
+// message's visibility timeout, with the attempt in the run's history, so an
+// OOM rerun gets more memory and the retry budget applies.
 //
-// It learns which job a pod ran from the pod index the worker writes after
-// claiming (worker.PodKey): the claim, the class queue, the receipt handle
-// and the job message. A pod that died before its worker claimed anything
-// needs nothing: its message was never taken, or returns on its own.
+// It learns which attempt a pod ran from the pod index the worker writes
+// after claiming (contract.PodIndex), and acts only when the attempt's
+// claim is still running and still names that pod and message: a claim that
+// another worker took over, or that ended, is not its business. It ends the
+// claim with a conditional write, so a worker that reports at the same
+// moment and the sensor cannot both act. At start, and at every resync, it
+// also looks for pod indexes whose pods are gone: pods that died while no
+// leader was watching.
 type sensor struct {
 	d    *Dispatcher
 	kube kubernetes.Interface
-	s3   worker.S3API
 	cfg  SensorConfig
 	log  zerolog.Logger
 
@@ -50,11 +60,21 @@ type sensor struct {
 
 // run watches pods until ctx ends.
 func (s *sensor) run(ctx context.Context) {
-	factory := informers.NewSharedInformerFactoryWithOptions(s.kube, 10*time.Minute,
-		informers.WithNamespace(s.d.cfg.Template.Namespace),
+	if s.cfg.Resync == 0 {
+		s.cfg.Resync = 10 * time.Minute
+	}
+	ns := s.d.cfg.Template.Namespace
+	factory := informers.NewSharedInformerFactoryWithOptions(s.kube, s.cfg.Resync,
+		informers.WithNamespace(ns),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = LabelManagedBy + "=" + ManagedBy }))
 	inf := factory.Core().V1().Pods().Informer()
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		// Add sees pods that ended before the sensor started.
+		AddFunc: func(obj any) {
+			if pod, ok := obj.(*corev1.Pod); ok {
+				s.check(ctx, pod, false)
+			}
+		},
 		UpdateFunc: func(_, obj any) {
 			if pod, ok := obj.(*corev1.Pod); ok {
 				s.check(ctx, pod, false)
@@ -70,8 +90,55 @@ func (s *sensor) run(ctx context.Context) {
 		},
 	})
 	factory.Start(ctx.Done())
-	<-ctx.Done()
-	factory.Shutdown()
+	defer factory.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		return
+	}
+	ticker := s.d.clock.NewTicker(s.cfg.Resync)
+	defer ticker.Stop()
+	for {
+		if err := s.orphans(ctx, inf.GetStore()); err != nil && ctx.Err() == nil {
+			s.log.Warn().Err(err).Msg("looking for the attempts of pods that are gone")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C():
+		}
+	}
+}
+
+// orphans ends the attempts of pods that are gone without their worker
+// reporting, found by their pod indexes.
+func (s *sensor) orphans(ctx context.Context, pods cache.Store) error {
+	ns := s.d.cfg.Template.Namespace
+	prefix := s.d.store.PodPrefix(ns)
+	var token *string
+	var errs []error
+	for {
+		page, err := s.d.s3.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(s.d.cfg.Bucket), Prefix: aws.String(prefix), ContinuationToken: token})
+		if err != nil {
+			return fmt.Errorf("listing pod indexes: %w", err)
+		}
+		for _, obj := range page.Contents {
+			name, ok := strings.CutSuffix(strings.TrimPrefix(aws.ToString(obj.Key), prefix), ".json")
+			if !ok || strings.HasSuffix(name, ".stop") || strings.Contains(name, "/") {
+				continue
+			}
+			if _, exists, _ := pods.GetByKey(ns + "/" + name); exists {
+				continue
+			}
+			// Gone: its index stays only when its worker did not finish.
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+			if err := s.rerun(ctx, pod, jobfleet.ReasonEvicted, "the pod is gone and its worker never reported"); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if !aws.ToBool(page.IsTruncated) {
+			return errors.Join(errs...)
+		}
+		token = page.NextContinuationToken
+	}
 }
 
 // check acts on a pod that ended without its worker finishing.
@@ -88,7 +155,7 @@ func (s *sensor) check(ctx context.Context, pod *corev1.Pod, deleted bool) {
 	s.done[pod.UID] = true
 	s.mu.Unlock()
 	if err := s.rerun(ctx, pod, reason, detail); err != nil {
-		s.log.Error().Err(err).Str("pod", pod.Name).Msg("rerunning the job of a dead pod; its message returns after its visibility timeout")
+		s.log.Error().Err(err).Str("pod", pod.Name).Msg("ending the attempt of a dead pod; its message returns after its visibility timeout")
 		s.mu.Lock()
 		delete(s.done, pod.UID) // a later event may try again
 		s.mu.Unlock()
@@ -106,43 +173,52 @@ func deathReason(pod *corev1.Pod, deleted bool) (jobfleet.Reason, string) {
 		return "", ""
 	}
 	reason := jobfleet.ReasonEvicted
-	if pod.Annotations[worker.AnnotationInterruption] != "" {
+	if pod.Annotations[contract.AnnotationInterruption] != "" {
 		reason = jobfleet.ReasonInterrupted
 	}
 	switch {
 	case pod.Status.Phase == corev1.PodFailed && pod.Status.Reason != "":
 		return reason, "the pod failed: " + pod.Status.Reason
+	case pod.Status.Phase == corev1.PodFailed:
+		return reason, "the pod failed"
 	case deleted:
 		return reason, "the pod was deleted before its worker finished"
 	}
 	return "", ""
 }
 
-// rerun publishes the rerun of a dead pod's job, finishes its claim and
-// deletes its class message: in this order, so that a crash in between
-// leaves the claim running and a later event, or the message's return,
-// completes the work.
+// rerun ends the attempt of a dead pod as its worker would have: the
+// outcome and what follows (a rerun, or the dead letter when the budget is
+// spent) go into the claim first, with a conditional write, then the claim
+// is completed (contract.Store.Complete) and the pod index removed. A crash
+// anywhere leaves a claim that the next event, or the message's next
+// receiver, completes.
 func (s *sensor) rerun(ctx context.Context, pod *corev1.Pod, reason jobfleet.Reason, detail string) error {
-	index, err := worker.ReadClaim(ctx, s.s3, s.cfg.Bucket, worker.PodKey(s.cfg.Prefix, pod.Namespace, pod.Name))
-	if errors.Is(err, worker.ErrNoClaim) {
-		return nil // the worker never claimed a job
+	store := s.d.store
+	index, err := store.ReadPodIndex(ctx, pod.Namespace, pod.Name)
+	if errors.Is(err, contract.ErrNotFound) {
+		return nil // the worker claimed nothing, or finished
 	}
 	if err != nil {
 		return err
 	}
-	claimKey := worker.ClaimKey(s.cfg.Prefix, index.JobID, index.Attempt)
-	claim, err := worker.ReadClaim(ctx, s.s3, s.cfg.Bucket, claimKey)
+	claim, etag, err := store.ReadClaim(ctx, index.JobID, index.Run, index.Attempt)
+	if errors.Is(err, contract.ErrNotFound) {
+		return store.DeletePodIndex(ctx, pod.Namespace, pod.Name)
+	}
 	if err != nil {
 		return err
 	}
-	if claim.State == worker.ClaimFinished || claim.MessageID != index.MessageID {
-		return nil // the worker reported, or another pod took the attempt over
+	if claim.State == contract.ClaimEnded || claim.Pod != pod.Name || claim.MessageID != index.MessageID {
+		// The worker reported, or another worker took the attempt over:
+		// not this pod's to end.
+		return store.DeletePodIndex(ctx, pod.Namespace, pod.Name)
 	}
-	job, err := jobfleet.Decode(index.Job)
-	if err != nil {
-		return fmt.Errorf("the pod index of %s holds an invalid job: %w", pod.Name, err)
+	now := s.d.clock.Now().UTC()
+	att := jobfleet.Attempt{Attempt: claim.Attempt, Reason: reason, Error: detail, Node: pod.Spec.NodeName, StartedAt: claim.ClaimedAt, EndedAt: now}
+	if att.Node == "" {
+		att.Node = claim.Node
 	}
-	att := jobfleet.Attempt{Reason: reason, Error: detail, Node: pod.Spec.NodeName, EndedAt: s.d.clock.Now().UTC(), StartedAt: claim.ClaimedAt}
 	for _, c := range pod.Spec.Containers {
 		if c.Name == "job" {
 			att.AllocatedBytes = c.Resources.Limits.Memory().Value()
@@ -152,25 +228,44 @@ func (s *sensor) rerun(ctx context.Context, pod *corev1.Pod, reason jobfleet.Rea
 		att.PeakBytes = att.AllocatedBytes
 		att.ExitCode = 137
 	}
-	next := job.Rerun(att)
-	body, err := jobfleet.Encode(next)
-	if err != nil {
+	maxAttempts := 0
+	if typ, ok := s.d.cfg.Registry.Type(claim.Type); ok {
+		maxAttempts = typ.MaxAttempts
+	}
+	claim.History = append(append(jobfleet.History(nil), claim.History...), att)
+	claim.State, claim.Outcome, claim.EndedAt = contract.ClaimEnded, outcomeOf(reason), now
+	claim.Next, claim.Reason = contract.NextRerun, ""
+	switch {
+	case maxAttempts > 0 && reason.SpendsRetry() && claim.History.RetriesSpent() >= maxAttempts:
+		claim.Next, claim.Reason = contract.NextDeadLetter, fmt.Sprintf("retry budget spent: %d of %d attempts failed or ran out of memory; last: %s", claim.History.RetriesSpent(), maxAttempts, detail)
+	case len(claim.History) >= contract.MaxTotalAttempts:
+		claim.Next, claim.Reason = contract.NextDeadLetter, fmt.Sprintf("%d attempts, the most any job gets", len(claim.History))
+	}
+	claim.Record = &jobfleet.RunRecord{
+		JobID: claim.JobID, Type: claim.Type, Run: claim.Run, Attempt: claim.Attempt, Outcome: claim.Outcome,
+		Error: detail, ExitCode: att.ExitCode, AllocatedBytes: att.AllocatedBytes, PeakBytes: att.PeakBytes,
+		StartedAt: claim.ClaimedAt, EndedAt: now, DurationSecs: now.Sub(claim.ClaimedAt).Seconds(), Node: att.Node,
+		Pool: pod.Labels[LabelPool], Size: pod.Labels[LabelSize],
+	}
+	if job, err := jobfleet.Decode([]byte(index.Body)); err == nil {
+		claim.Record.Features = job.Features
+	}
+	if _, err := store.Update(ctx, claim, etag); err != nil {
+		if errors.Is(err, contract.ErrConflict) {
+			return nil // the worker, or another sensor, ended it first
+		}
 		return err
 	}
-	if f := queue.Send(ctx, s.d.sqs, s.d.cfg.IntakeURL, []queue.Message{queue.JobMessage(body, next.Type, next.Attempt())}, queue.Retry{}); len(f) > 0 {
-		return fmt.Errorf("requeueing job %s: %w", job.ID, f[0].Err)
+	queues := contract.Queues{Intake: s.d.cfg.IntakeURL, DeadLetter: s.d.cfg.DeadLetterURL, Records: s.cfg.RecordsURL}
+	if err := store.Complete(ctx, s.d.sqs, queues, claim, index.Body, claim.ReceiptHandle, now); err != nil {
+		// The claim says how to finish: the message's next receiver does.
+		s.log.Warn().Err(err).Str("job_id", claim.JobID).Msg("completing the dead pod's attempt; its message's next receiver will")
 	}
-	claim.State, claim.Outcome, claim.FinishedAt = worker.ClaimFinished, outcomeOf(reason), s.d.clock.Now().UTC()
-	if err := worker.WriteClaim(ctx, s.s3, s.cfg.Bucket, claimKey, claim); err != nil {
-		return err
-	}
-	if f := queue.Delete(ctx, s.d.sqs, index.QueueURL, []string{index.ReceiptHandle}, queue.Retry{}); len(f) > 0 {
-		// The message returns later; the finished claim makes its worker
-		// delete it without running.
-		s.log.Warn().Err(f[0].Err).Str("job_id", job.ID).Msg("deleting the dead pod's message")
+	if err := store.DeletePodIndex(ctx, pod.Namespace, pod.Name); err != nil {
+		s.log.Warn().Err(err).Str("pod", pod.Name).Msg("deleting a dead pod's index")
 	}
 	s.d.metrics.sensor.WithLabelValues(string(reason)).Inc()
-	s.log.Info().Str("job_id", job.ID).Str("pod", pod.Name).Str("reason", string(reason)).Str("detail", detail).Msg("reran the job of a dead pod")
+	s.log.Info().Str("job_id", claim.JobID).Str("pod", pod.Name).Str("reason", string(reason)).Str("next", string(claim.Next)).Str("detail", detail).Msg("ended the attempt of a dead pod")
 	return nil
 }
 

@@ -34,7 +34,7 @@ func TestDecide(t *testing.T) {
 		name     string
 		typ      string
 		model    Model
-		history  []jobfleet.Attempt
+		history  jobfleet.History
 		wantSize int64
 		wantCap  Capacity
 		wantName string
@@ -56,8 +56,8 @@ func TestDecide(t *testing.T) {
 			t.Parallel()
 			typ, _ := reg.Type(tt.typ)
 			pool, _ := reg.Pool(typ.Pool)
-			job := &jobfleet.Job{Version: 1, ID: "j", Type: tt.typ, History: tt.history}
-			d := Sizing{}.Decide(job, typ, pool, tt.model)
+			job := &jobfleet.Job{Version: 1, ID: "j", Type: tt.typ}
+			d := Sizing{}.Decide(job, tt.history, typ, pool, tt.model)
 			if d.Class.Size != tt.wantSize || d.Class.Capacity != tt.wantCap {
 				t.Errorf("class = %v, want size %d capacity %s", d.Class, tt.wantSize, tt.wantCap)
 			}

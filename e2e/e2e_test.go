@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/contract"
 	"github.com/jobfleet/jobfleet/internal/queue"
 	"github.com/jobfleet/jobfleet/internal/testenv"
 )
@@ -124,13 +125,15 @@ func TestFailingJobIsDeadLettered(t *testing.T) {
 `))
 	s.publish(t, jobs("broken", "broken", 1)...)
 	var dead []string
-	var reason string
+	var reason, run string
+	var attempt int
 	await(t, 3*time.Minute, "the job in the dead-letter queue", func(ctx context.Context) (bool, error) {
 		for _, m := range s.receive(ctx, s.dead) {
 			dead = append(dead, aws.ToString(m.Body))
 			if a, ok := m.MessageAttributes[queue.AttrError]; ok {
 				reason = aws.ToString(a.StringValue)
 			}
+			run, attempt, _, _ = queue.RunAttempt(m.MessageAttributes)
 		}
 		return len(dead) > 0, nil
 	})
@@ -138,10 +141,17 @@ func TestFailingJobIsDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the dead letter is not a job: %v", err)
 	}
-	if len(job.History) != 2 {
-		t.Fatalf("history = %+v, want two attempts", job.History)
+	last, _, err := s.store().ReadClaim(t.Context(), job.ID, run, attempt)
+	if err != nil {
+		t.Fatalf("the dead letter's attempt %d of run %q: %v", attempt, run, err)
 	}
-	for i, a := range job.History {
+	if len(last.History) != 2 {
+		t.Fatalf("history = %+v, want two attempts", last.History)
+	}
+	if r, _, err := s.store().ReadRun(t.Context(), job.ID); err != nil || r.State != contract.RunEnded {
+		t.Errorf("the dead-lettered job's run = %+v %v, want ended", r, err)
+	}
+	for i, a := range last.History {
 		if a.Reason != jobfleet.ReasonFailed || a.ExitCode != 3 || a.Node == "" {
 			t.Errorf("attempt %d: %+v", i+1, a)
 		}

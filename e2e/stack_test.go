@@ -27,10 +27,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/clock"
 
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/dispatcher"
 	"github.com/jobfleet/jobfleet/dispatcher/interruption"
+	"github.com/jobfleet/jobfleet/internal/contract"
 	"github.com/jobfleet/jobfleet/internal/testenv"
 	"github.com/jobfleet/jobfleet/jobtype"
 )
@@ -117,11 +119,16 @@ types:
 func (s *stack) dispatch(t *testing.T, reg *jobtype.Registry) (stop func()) {
 	t.Helper()
 	log := zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	avoid := &interruption.AvoidConfigMap{Client: s.cluster.Typed, Namespace: s.ns, TTL: time.Hour, Clock: clock.RealClock{}}
+	if err := avoid.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
 	interruptions := interruption.New(interruption.Config{QueueURL: s.interrupt, Namespace: s.ns},
 		&interruption.Kubernetes{Client: s.cluster.Typed, Namespace: s.ns},
-		s.sqs.Client, interruption.NewMetrics(prometheus.NewRegistry()), log, nil)
+		s.sqs.Client, avoid, s.store(), interruption.NewMetrics(prometheus.NewRegistry()), log, nil)
 	cfg := dispatcher.Config{
-		IntakeURL: s.intake, DeadLetterURL: s.dead, Registry: reg,
+		IntakeURL: s.intake, DeadLetterURL: s.dead, Registry: reg, Bucket: s.bucket, ClassPoll: 500 * time.Millisecond,
 		Template: dispatcher.Template{
 			Namespace: s.ns, Prefix: s.prefix, WorkerImage: "jobfleet:e2e", Region: testenv.Region,
 			IntakeURL: s.intake, DeadLetterURL: s.dead, RecordsURL: s.records, Bucket: s.bucket, CheckpointPrefix: "jobfleet",
@@ -129,17 +136,18 @@ func (s *stack) dispatch(t *testing.T, reg *jobtype.Registry) (stop func()) {
 			VisibilityTimeout: 30 * time.Second,
 		},
 		IntakeVisibility: 30 * time.Second, RetryDelay: time.Second, ClassIdleTTL: 20 * time.Second, CollectInterval: 2 * time.Second,
+		ClassFresh: 2 * time.Second, CollectFence: 6 * time.Second,
 	}
-	d, err := dispatcher.New(cfg, s.sqs.Client, s.cluster.Dynamic,
+	d, err := dispatcher.New(cfg, s.sqs.Client, s.s3.Client, s.cluster.Dynamic,
 		dispatcher.WithRegisterer(prometheus.NewRegistry()),
 		dispatcher.WithLogger(log),
 		dispatcher.WithKubernetes(s.cluster.Typed, nil),
-		dispatcher.WithSensor(s.s3.Client, dispatcher.SensorConfig{Bucket: s.bucket, Prefix: "jobfleet"}),
-		dispatcher.WithInterruptions(interruptions))
+		dispatcher.WithSensor(dispatcher.SensorConfig{RecordsURL: s.records}),
+		dispatcher.WithInterruptions(interruptions, avoid))
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
 	var once sync.Once
@@ -274,12 +282,25 @@ func await(t *testing.T, timeout time.Duration, what string, cond func(ctx conte
 	}
 }
 
-// checkpointed reports whether a job's checkpoint is in S3. Each call is
-// bounded, so that one stuck request cannot use up a test's wait.
+// store is the stack's jobfleet records in S3.
+func (s *stack) store() contract.Store {
+	return contract.Store{S3: s.s3.Client, Bucket: s.bucket}
+}
+
+// checkpointed reports whether the current run of a job has a checkpoint
+// in S3. Each call is bounded, so that one stuck request cannot use up a
+// test's wait.
 func (s *stack) checkpointed(ctx context.Context, jobID string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err := s.s3.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String("jobfleet/" + jobID + "/checkpoint/manifest.json")})
+	run, _, err := s.store().ReadRun(ctx, jobID)
+	if errors.Is(err, contract.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	_, err = s.s3.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.store().CheckpointPrefix(jobID, run.ID) + "/manifest.json")})
 	var notFound *s3types.NotFound
 	if errors.As(err, &notFound) {
 		return false, nil

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/units"
 )
 
 // Defaults applied where the registry file leaves a setting out.
@@ -146,6 +147,12 @@ func Parse(file string, data []byte) (*Registry, error) {
 		reg.types[t.Name] = t
 		reg.names = append(reg.names, t.Name)
 	}
+	if len(typeNodes) == 0 && len(d.problems) == 0 {
+		d.add(root.Content[0], "types", "no job types: a registry needs at least one type, or no job can run")
+	}
+	if len(poolNodes) == 0 && len(d.problems) == 0 {
+		d.add(root.Content[0], "pools", "no pools: every job type runs on a pool")
+	}
 	if err := d.err(); err != nil {
 		return nil, err
 	}
@@ -269,9 +276,9 @@ func (d *decoder) duration(dst *time.Duration, path string) func(*yaml.Node) {
 		if !ok {
 			return
 		}
-		dur, err := time.ParseDuration(v)
+		dur, err := units.ParseDuration(v)
 		if err != nil || dur <= 0 {
-			d.add(n, path, "must be a positive duration such as 90s or 5m, got %q", v)
+			d.add(n, path, "must be a positive duration such as 90s, 5m, 12h or 7d, got %q", v)
 			return
 		}
 		*dst = dur
@@ -306,13 +313,14 @@ func (d *decoder) bytes(dst *int64, path string) func(*yaml.Node) {
 func (d *decoder) pool(n *yaml.Node, path string) *Pool {
 	p := &Pool{}
 	var sizes []string
+	sizesSet := false
 	lines := d.mapping(n, path, map[string]func(*yaml.Node){
 		"name":          d.str(&p.Name, path+".name"),
 		"nodePool":      d.str(&p.NodePool, path+".nodePool"),
 		"gpu":           d.boolean(&p.GPU, path+".gpu"),
 		"arch":          d.str(&p.Arch, path+".arch"),
 		"capacityTypes": d.strs(&p.CapacityTypes, path+".capacityTypes"),
-		"sizes":         d.strs(&sizes, path+".sizes"),
+		"sizes":         func(m *yaml.Node) { sizesSet = true; d.strs(&sizes, path+".sizes")(m) },
 		"tolerations":   d.strs(&p.Tolerations, path+".tolerations"),
 	}, "name")
 	line := func(field string) *yaml.Node {
@@ -341,13 +349,20 @@ func (d *decoder) pool(n *yaml.Node, path string) *Pool {
 			d.add(line("capacityTypes"), path+".capacityTypes", "%q: spot or on-demand", c)
 		}
 	}
-	if len(sizes) == 0 {
+	if sizesSet && len(sizes) == 0 {
+		d.add(line("sizes"), path+".sizes", "a pool needs at least one size (leave sizes out for the default ladder)")
+	}
+	if !sizesSet {
 		sizes = DefaultSizes
 	}
 	for _, s := range sizes {
 		q, err := resource.ParseQuantity(s)
 		if err != nil || q.Sign() <= 0 {
 			d.add(line("sizes"), path+".sizes", "%q is not a memory size such as 512Mi or 2Gi", s)
+			continue
+		}
+		if v := q.Value(); v%(1<<20) != 0 && v%1e6 != 0 {
+			d.add(line("sizes"), path+".sizes", "%q: sizes are whole MiB (512Mi, 2Gi) or MB (500M, 3G)", s)
 			continue
 		}
 		p.Sizes = append(p.Sizes, q.Value())
@@ -379,7 +394,7 @@ func (d *decoder) pool(n *yaml.Node, path string) *Pool {
 func (d *decoder) jobType(n *yaml.Node, path string) (*Type, map[string]int) {
 	t := &Type{}
 	var cpu resource.Quantity
-	var spot string
+	var spot, mode string
 	var memoryLines, checkpointLines, gpuLines map[string]int
 	memoryNode, checkpointNode, gpuNode := n, n, n
 	lines := d.mapping(n, path, map[string]func(*yaml.Node){
@@ -427,6 +442,7 @@ func (d *decoder) jobType(n *yaml.Node, path string) (*Type, map[string]int) {
 				"uploadGrace": d.duration(&t.Checkpoint.UploadGrace, path+".checkpoint.uploadGrace"),
 			})
 		},
+		"mode":         d.str(&mode, path+".mode"),
 		"maxRuntime":   d.duration(&t.MaxRuntime, path+".maxRuntime"),
 		"maxAttempts":  d.integer(&t.MaxAttempts, path+".maxAttempts"),
 		"maxReplicas":  d.integer(&t.MaxReplicas, path+".maxReplicas"),
@@ -434,6 +450,7 @@ func (d *decoder) jobType(n *yaml.Node, path string) (*Type, map[string]int) {
 	}, "name", "image", "command", "pool")
 	t.CPU = cpu
 	t.Spot = SpotPolicy(spot)
+	t.Mode = Mode(mode)
 	// Flatten the nested lines so checkType can point at any setting.
 	for prefix, nested := range map[string]map[string]int{"memory.": memoryLines, "checkpoint.": checkpointLines, "gpu.": gpuLines} {
 		for k, v := range nested {
@@ -482,6 +499,13 @@ func (d *decoder) checkType(t *Type, reg *Registry, lines map[string]int, path s
 	}
 	if t.CPU.IsZero() {
 		t.CPU = resource.MustParse(DefaultCPU)
+	}
+	switch t.Mode {
+	case "":
+		t.Mode = ModeCommand
+	case ModeCommand, ModeLibrary:
+	default:
+		problem("mode", "%q: command (the image's command runs under jobfleet's worker) or library (the image runs a Go program that calls worker.Run)", t.Mode)
 	}
 	switch t.Spot {
 	case "":

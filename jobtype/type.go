@@ -3,7 +3,7 @@ package jobtype
 import (
 	"fmt"
 	"slices"
-	"strings"
+	"strconv"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -60,7 +60,24 @@ type Type struct {
 	// DoNotDisrupt asks Karpenter not to consolidate nodes running this type
 	// (karpenter.sh/do-not-disrupt), for long training jobs.
 	DoNotDisrupt bool
+	// Mode says how the image runs the job: its command under `jobfleet
+	// worker --` (ModeCommand, the default), or a Go program that calls
+	// worker.Run itself (ModeLibrary).
+	Mode Mode
 }
+
+// Mode is how a job type's image runs its jobs.
+type Mode string
+
+// Modes of a job type.
+const (
+	// ModeCommand: the pod runs `jobfleet worker -- <command>`, with the
+	// worker copied in by an init container.
+	ModeCommand Mode = "command"
+	// ModeLibrary: the pod runs the image's command directly; it is a Go
+	// program that calls worker.Run with worker.FromEnv.
+	ModeLibrary Mode = "library"
+)
 
 // GPU is a job type's GPU need.
 type GPU struct {
@@ -143,9 +160,18 @@ func (p *Pool) AllowsCapacity(capacityType string) bool {
 }
 
 // SizeName is the short name of a memory size used in class and queue
-// names: "512mi", "2gi".
+// names: "512mi", "2gi", or "3g" for a decimal size. The registry accepts
+// only sizes of whole MiB or MB, which always have such a name.
 func SizeName(bytes int64) string {
-	return strings.ToLower(formatBytes(bytes))
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"ti", 1 << 40}, {"gi", 1 << 30}, {"t", 1e12}, {"g", 1e9}, {"mi", 1 << 20}, {"m", 1e6}, {"ki", 1 << 10}, {"k", 1e3}} {
+		if bytes >= u.size && bytes%u.size == 0 {
+			return strconv.FormatInt(bytes/u.size, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(bytes, 10) + "b"
 }
 
 // formatBytes writes a memory size the way Kubernetes does: "512Mi", "2Gi".

@@ -26,9 +26,10 @@ func setup(t testing.TB) (*testenv.SQS, *loadtest.InProcess, loadtest.Config) {
 	dead := sqs.CreateQueue(t, "lt-dead-", nil)
 	prefix := testenv.UniqueName(t, "lt", 24)
 	t.Cleanup(func() { deleteQueues(sqs, prefix) })
+	s3 := testenv.StartS3(t)
 	target := &loadtest.InProcess{
-		Client: sqs.Client, Log: zerolog.Nop(),
-		Config: dispatcher.Config{IntakeURL: intake, DeadLetterURL: dead, Registry: reg, Template: dispatcher.Template{Prefix: prefix}, IntakeVisibility: 10 * time.Second},
+		Client: sqs.Client, S3: s3.Client, Log: zerolog.Nop(),
+		Config: dispatcher.Config{IntakeURL: intake, DeadLetterURL: dead, Bucket: s3.CreateBucket(t), Registry: reg, Template: dispatcher.Template{Prefix: prefix}, IntakeVisibility: 10 * time.Second},
 	}
 	return sqs, target, loadtest.Config{Mix: loadtest.LocalMix(), Intake: intake, ClassPrefix: prefix, Timeout: 5 * time.Minute}
 }

@@ -19,6 +19,9 @@ import (
 type InProcess struct {
 	Config dispatcher.Config
 	Client *sqs.Client
+	// S3 holds the dispatcher's records (runs and classes), in
+	// Config.Bucket.
+	S3     dispatcher.S3API
 	Log    zerolog.Logger
 	Models dispatcher.ModelSource
 
@@ -41,7 +44,7 @@ func (p *InProcess) Start(ctx context.Context) error {
 	if p.Models != nil {
 		opts = append(opts, dispatcher.WithModels(p.Models))
 	}
-	d, err := dispatcher.New(cfg, client, nil, opts...)
+	d, err := dispatcher.New(cfg, client, p.S3, nil, opts...)
 	if err != nil {
 		return err
 	}

@@ -19,20 +19,21 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
+
+	"github.com/jobfleet/jobfleet/internal/contract"
 )
 
 // S3API is the S3 calls the worker makes.
 type S3API interface {
-	PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
-	GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+	contract.S3API
 	DeleteObjects(ctx context.Context, in *s3.DeleteObjectsInput, opts ...func(*s3.Options)) (*s3.DeleteObjectsOutput, error)
 }
 
-// A checkpoint is stored content-addressed under the job's prefix:
+// A checkpoint is stored content-addressed under its run's prefix
+// (contract.Store.CheckpointPrefix):
 //
-//	<prefix>/<job id>/checkpoint/objects/<sha256>   one object per distinct file content
-//	<prefix>/<job id>/checkpoint/manifest.json      path -> sha256, written last
+//	.../runs/<run>/checkpoint/objects/<sha256>   one object per distinct file content
+//	.../runs/<run>/checkpoint/manifest.json      path -> sha256, written last
 //
 // The manifest names only objects that were uploaded before it, so a
 // partial upload is never mistaken for a complete checkpoint: until the new
@@ -43,6 +44,7 @@ const manifestVersion = 1
 type manifest struct {
 	Version    int            `json:"version"`
 	JobID      string         `json:"job_id"`
+	Run        string         `json:"run"`
 	Attempt    int            `json:"attempt"`
 	Generation int            `json:"generation"`
 	CreatedAt  time.Time      `json:"created_at"`
@@ -60,7 +62,7 @@ type manifestFile struct {
 type checkpointStore struct {
 	s3     S3API
 	bucket string
-	prefix string // <prefix>/<job id>/checkpoint
+	prefix string // contract.Store.CheckpointPrefix
 	dir    string
 
 	last   *manifest            // the latest complete checkpoint
@@ -74,11 +76,11 @@ type fileStamp struct {
 	sha     string
 }
 
-func newCheckpointStore(api S3API, bucket, prefix, jobID, dir string) *checkpointStore {
+func newCheckpointStore(api S3API, bucket, prefix, dir string) *checkpointStore {
 	return &checkpointStore{
 		s3:     api,
 		bucket: bucket,
-		prefix: path.Join(prefix, jobID, "checkpoint"),
+		prefix: prefix,
 		dir:    dir,
 		hashes: map[string]fileStamp{},
 		stored: map[string]bool{},
@@ -102,7 +104,7 @@ var errCorruptCheckpoint = errors.New("corrupt checkpoint")
 // returns false when the job has none.
 func (c *checkpointStore) restore(ctx context.Context) (bool, error) {
 	out, err := c.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(c.bucket), Key: aws.String(c.manifestKey())})
-	if isNotFound(err) {
+	if contract.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
@@ -113,12 +115,9 @@ func (c *checkpointStore) restore(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("reading checkpoint manifest: %w", err)
 	}
-	var m manifest
-	if err := json.Unmarshal(data, &m); err != nil {
+	m, err := decodeManifest(data)
+	if err != nil {
 		return false, fmt.Errorf("%w: manifest %s: %w", errCorruptCheckpoint, c.manifestKey(), err)
-	}
-	if m.Version != manifestVersion {
-		return false, fmt.Errorf("%w: manifest %s has version %d", errCorruptCheckpoint, c.manifestKey(), m.Version)
 	}
 	for _, f := range m.Files {
 		if err := c.download(ctx, f); err != nil {
@@ -126,8 +125,43 @@ func (c *checkpointStore) restore(ctx context.Context) (bool, error) {
 		}
 		c.stored[f.SHA256] = true
 	}
-	c.last = &m
+	c.last = m
 	return true, nil
+}
+
+// decodeManifest parses a checkpoint manifest and checks everything restore
+// relies on: the version, and for every file a path inside the directory
+// named once, a SHA-256 and a size.
+func decodeManifest(data []byte) (*manifest, error) {
+	var m manifest
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	if m.Version != manifestVersion {
+		return nil, fmt.Errorf("version %d, this worker reads version %d", m.Version, manifestVersion)
+	}
+	if m.Generation < 1 {
+		return nil, fmt.Errorf("generation %d", m.Generation)
+	}
+	seen := make(map[string]bool, len(m.Files))
+	for i, f := range m.Files {
+		switch {
+		case f.Path == "" || !filepath.IsLocal(filepath.FromSlash(f.Path)) || strings.Contains(f.Path, "\\") || path.Clean(f.Path) != f.Path:
+			return nil, fmt.Errorf("files[%d]: path %q is not inside the checkpoint directory", i, f.Path)
+		case seen[f.Path]:
+			return nil, fmt.Errorf("files[%d]: path %q is listed twice", i, f.Path)
+		case len(f.SHA256) != sha256.Size*2 || strings.Trim(f.SHA256, "0123456789abcdef") != "":
+			return nil, fmt.Errorf("files[%d]: %q is not a SHA-256", i, f.SHA256)
+		case f.Size < 0:
+			return nil, fmt.Errorf("files[%d]: size %d", i, f.Size)
+		case f.Mode&^fs.ModePerm != 0:
+			return nil, fmt.Errorf("files[%d]: mode %v is not a permission", i, f.Mode)
+		}
+		seen[f.Path] = true
+	}
+	return &m, nil
 }
 
 func (c *checkpointStore) download(ctx context.Context, f manifestFile) error {
@@ -137,7 +171,7 @@ func (c *checkpointStore) download(ctx context.Context, f manifestFile) error {
 	}
 	out, err := c.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(c.bucket), Key: aws.String(c.objectKey(f.SHA256))})
 	if err != nil {
-		if isNotFound(err) {
+		if contract.IsNotFound(err) {
 			return fmt.Errorf("%w: object of %s is missing", errCorruptCheckpoint, f.Path)
 		}
 		return fmt.Errorf("downloading checkpoint file %s: %w", f.Path, err)
@@ -186,7 +220,7 @@ func (c *checkpointStore) localPath(p string) (string, error) {
 // upload stores the directory as a new checkpoint when it changed since the
 // last one. It uploads only file contents S3 does not hold yet, then the
 // manifest. It returns whether a new checkpoint was written.
-func (c *checkpointStore) upload(ctx context.Context, jobID string, attempt int, now time.Time) (bool, error) {
+func (c *checkpointStore) upload(ctx context.Context, jobID, run string, attempt int, now time.Time) (bool, error) {
 	files, err := c.scan()
 	if err != nil {
 		return false, err
@@ -206,7 +240,7 @@ func (c *checkpointStore) upload(ctx context.Context, jobID string, attempt int,
 		}
 		c.stored[f.SHA256] = true
 	}
-	m := &manifest{Version: manifestVersion, JobID: jobID, Attempt: attempt, CreatedAt: now.UTC(), Files: files, Generation: 1}
+	m := &manifest{Version: manifestVersion, JobID: jobID, Run: run, Attempt: attempt, CreatedAt: now.UTC(), Files: files, Generation: 1}
 	if c.last != nil {
 		m.Generation = c.last.Generation + 1
 	}
@@ -345,28 +379,4 @@ func sameFiles(a, b []manifestFile) bool {
 		}
 	}
 	return true
-}
-
-// isNotFound reports whether an S3 error says the object does not exist.
-func isNotFound(err error) bool {
-	var apiErr smithy.APIError
-	if errors.As(err, &apiErr) {
-		switch apiErr.ErrorCode() {
-		case "NoSuchKey", "NotFound", "404":
-			return true
-		}
-	}
-	return false
-}
-
-// isPreconditionFailed reports whether an S3 conditional write lost.
-func isPreconditionFailed(err error) bool {
-	var apiErr smithy.APIError
-	if errors.As(err, &apiErr) {
-		switch apiErr.ErrorCode() {
-		case "PreconditionFailed", "ConditionalRequestConflict", "412":
-			return true
-		}
-	}
-	return false
 }

@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"runtime"
 	"time"
 
+	"github.com/jobfleet/jobfleet/internal/cgroup"
+	"github.com/jobfleet/jobfleet/internal/contract"
 	"github.com/jobfleet/jobfleet/jobtype"
 )
 
@@ -23,8 +26,8 @@ type Config struct {
 	DeadLetterURL string
 	// RecordsURL receives one run record per attempt. Required.
 	RecordsURL string
-	// Bucket and Prefix locate checkpoints and claims in S3:
-	// s3://<Bucket>/<Prefix>/<job id>/. Bucket is required; Prefix
+	// Bucket and Prefix locate claims and checkpoints in S3:
+	// s3://<Bucket>/<Prefix>/jobs/<job id>/. Bucket is required; Prefix
 	// defaults to "jobfleet".
 	Bucket string
 	Prefix string
@@ -45,17 +48,20 @@ type Config struct {
 	// job runs. Default 5m.
 	CheckpointInterval time.Duration
 	// GracePeriod is the time from SIGTERM to SIGKILL the worker gets (the
-	// pod's terminationGracePeriodSeconds). Default 2m.
+	// pod's terminationGracePeriodSeconds). Default 2m. When the
+	// interruption controller tells the worker of an earlier deadline (a
+	// late spot notice), the worker plans its stop from that one.
 	GracePeriod time.Duration
 	// UploadGrace is the part of GracePeriod kept for the final checkpoint
-	// upload and the requeue; the job gets the rest to stop. Default 1m,
-	// at most half of GracePeriod.
+	// upload and the requeue; the job gets the rest to stop. Default 1m;
+	// it must be shorter than GracePeriod.
 	UploadGrace time.Duration
 	// MaxRuntime bounds one attempt. Default 24h.
 	MaxRuntime time.Duration
-	// VisibilityTimeout is how long a received message stays invisible;
-	// the worker extends it by this much every third of it while the job
-	// runs. Default 2m.
+	// VisibilityTimeout is how long a received message stays invisible and
+	// how long the claim's lease lasts; the worker renews both every third
+	// of it. A worker that could renew neither for this long stops its job,
+	// since another may take the attempt over. Default 2m.
 	VisibilityTimeout time.Duration
 	// IdleTimeout is how long the worker waits for a message before it
 	// exits: KEDA may start a pod for a message another pod took. Default
@@ -69,8 +75,8 @@ type Config struct {
 	MemoryLimit int64
 	// Cgroup selects how memory is measured. Default CgroupContainer.
 	Cgroup CgroupMode
-	// CgroupParent is where CgroupJob creates job cgroups. Default
-	// DefaultCgroupParent().
+	// CgroupParent is where CgroupJob creates job cgroups. Default: a
+	// jobfleet directory in the host's memory cgroup hierarchy.
 	CgroupParent string
 	// ReasonFile is a downward-API file of the pod's annotations; the
 	// dispatcher's interruption handler annotates the pod with why it is
@@ -92,6 +98,31 @@ type Config struct {
 	Hooks Hooks
 }
 
+// CgroupMode says how the worker measures a job's memory and tells an OOM
+// kill.
+type CgroupMode string
+
+const (
+	// CgroupContainer reads the memory cgroup the worker itself runs in: in
+	// a pod, the container's, which holds the job. The default.
+	CgroupContainer CgroupMode = "container"
+	// CgroupJob creates a memory cgroup per job under CgroupParent, limited
+	// to the job's memory, and runs the job's command in it. For running
+	// jobs outside Kubernetes (jobfleet local); needs root on Linux.
+	CgroupJob CgroupMode = "job"
+	// CgroupOff measures the peak resident set of the job's process from
+	// the kernel's rusage and cannot tell an OOM kill from other SIGKILLs
+	// unless the peak was near the limit.
+	CgroupOff CgroupMode = "off"
+)
+
+// Peak sources reported in run records.
+const (
+	SourceCgroupV2 = cgroup.SourceV2
+	SourceCgroupV1 = cgroup.SourceV1
+	SourceRusage   = "rusage"
+)
+
 // Placement is where a worker runs.
 type Placement struct {
 	Node         string
@@ -106,13 +137,36 @@ type Placement struct {
 
 // Defaults of Config.
 const (
-	DefaultPrefix            = "jobfleet"
-	DefaultMaxTotalAttempts  = 25
+	DefaultPrefix            = contract.DefaultPrefix
+	DefaultMaxTotalAttempts  = contract.MaxTotalAttempts
 	DefaultGracePeriod       = 2 * time.Minute
 	DefaultVisibilityTimeout = 2 * time.Minute
 	DefaultIdleTimeout       = 20 * time.Second
 	DefaultReasonFile        = "/etc/jobfleet/podinfo/annotations"
 )
+
+// FromEnv returns the configuration that jobfleet's pod template (or
+// `jobfleet local`) gives a worker in JOBFLEET_* environment variables;
+// `jobfleet worker --help` lists them. lookup is usually os.LookupEnv.
+func FromEnv(lookup func(string) (string, bool)) (Config, error) {
+	env, err := contract.ParseWorkerEnv(lookup)
+	if err != nil {
+		return Config{}, err
+	}
+	return Config{
+		QueueURL: env.Queue, IntakeURL: env.Intake, DeadLetterURL: env.DeadLetter, RecordsURL: env.Records,
+		Bucket: env.Bucket, Prefix: env.Prefix, JobType: env.JobType, MaxAttempts: env.MaxAttempts,
+		CheckpointDir: env.CheckpointDir, CheckpointInterval: env.CheckpointInterval,
+		GracePeriod: env.GracePeriod, UploadGrace: env.UploadGrace, MaxRuntime: env.MaxRuntime,
+		VisibilityTimeout: env.VisibilityTimeout, IdleTimeout: env.IdleTimeout, MaxJobs: env.MaxJobs,
+		MemoryLimit: env.Memory, Cgroup: CgroupMode(env.Cgroup), CgroupParent: env.CgroupParent,
+		ReasonFile: env.ReasonFile, Pod: env.Pod, PodNamespace: env.PodNamespace,
+		Placement: Placement{
+			Node: env.Node, InstanceType: env.InstanceType, CapacityType: env.CapacityType, Zone: env.Zone,
+			Pool: env.Pool, Size: env.Size,
+		},
+	}, nil
+}
 
 // WithDefaults returns the config with zero values replaced by defaults.
 func (c Config) WithDefaults() Config {
@@ -135,9 +189,8 @@ func (c Config) WithDefaults() Config {
 		c.GracePeriod = DefaultGracePeriod
 	}
 	if c.UploadGrace == 0 {
-		c.UploadGrace = jobtype.DefaultUploadGrace
+		c.UploadGrace = min(jobtype.DefaultUploadGrace, c.GracePeriod/2)
 	}
-	c.UploadGrace = min(c.UploadGrace, c.GracePeriod/2)
 	if c.MaxRuntime == 0 {
 		c.MaxRuntime = jobtype.DefaultMaxRuntime
 	}
@@ -154,7 +207,7 @@ func (c Config) WithDefaults() Config {
 		c.Cgroup = CgroupContainer
 	}
 	if c.CgroupParent == "" {
-		c.CgroupParent = DefaultCgroupParent()
+		c.CgroupParent = cgroup.DefaultParent()
 	}
 	if c.ReasonFile == "" {
 		c.ReasonFile = DefaultReasonFile
@@ -174,44 +227,66 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// Validate reports every problem of a config with defaults applied.
+// Validate reports every problem of a config with defaults applied. Each
+// names the setting and the environment variable that sets it.
 func (c Config) Validate() error {
 	var errs []error
-	required := map[string]string{
-		"queue URL": c.QueueURL, "intake queue URL": c.IntakeURL, "dead-letter queue URL": c.DeadLetterURL,
-		"records queue URL": c.RecordsURL, "bucket": c.Bucket,
-	}
-	for _, name := range []string{"queue URL", "intake queue URL", "dead-letter queue URL", "records queue URL", "bucket"} {
-		if required[name] == "" {
-			errs = append(errs, fmt.Errorf("the %s is required", name))
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	for _, q := range []struct{ name, env, url string }{
+		{"QueueURL", "JOBFLEET_QUEUE", c.QueueURL},
+		{"IntakeURL", "JOBFLEET_INTAKE", c.IntakeURL},
+		{"DeadLetterURL", "JOBFLEET_DEAD_LETTER", c.DeadLetterURL},
+		{"RecordsURL", "JOBFLEET_RECORDS", c.RecordsURL},
+	} {
+		if q.url == "" {
+			bad("%s (%s) is required", q.name, q.env)
+			continue
+		}
+		if u, err := url.Parse(q.url); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("%s (%s) %q is not a queue URL", q.name, q.env, q.url)
 		}
 	}
+	if c.Bucket == "" {
+		bad("Bucket (JOBFLEET_BUCKET) is required")
+	}
 	if c.MaxAttempts < 1 {
-		errs = append(errs, fmt.Errorf("max attempts %d: at least 1", c.MaxAttempts))
+		bad("MaxAttempts (JOBFLEET_MAX_ATTEMPTS) %d: at least 1", c.MaxAttempts)
+	}
+	if c.MaxTotalAttempts < c.MaxAttempts {
+		bad("MaxTotalAttempts %d: at least MaxAttempts (%d)", c.MaxTotalAttempts, c.MaxAttempts)
 	}
 	if c.MaxJobs < 1 {
-		errs = append(errs, fmt.Errorf("max jobs %d: at least 1", c.MaxJobs))
+		bad("MaxJobs (JOBFLEET_MAX_JOBS) %d: at least 1", c.MaxJobs)
 	}
 	if c.VisibilityTimeout < 3*time.Second || c.VisibilityTimeout > 12*time.Hour {
-		errs = append(errs, fmt.Errorf("visibility timeout %v: between 3s and 12h (the SQS maximum)", c.VisibilityTimeout))
+		bad("VisibilityTimeout (JOBFLEET_VISIBILITY_TIMEOUT) %v: between 3s and 12h (the SQS maximum)", c.VisibilityTimeout)
+	}
+	if c.IdleTimeout <= 0 {
+		bad("IdleTimeout (JOBFLEET_IDLE_TIMEOUT) %v: above zero", c.IdleTimeout)
 	}
 	if c.GracePeriod < 2*time.Second {
-		errs = append(errs, fmt.Errorf("grace period %v: at least 2s", c.GracePeriod))
+		bad("GracePeriod (JOBFLEET_GRACE_PERIOD) %v: at least 2s", c.GracePeriod)
+	}
+	if c.UploadGrace <= 0 || c.UploadGrace >= c.GracePeriod {
+		bad("UploadGrace (JOBFLEET_UPLOAD_GRACE) %v: above zero and shorter than the grace period (%v), which must also leave the job time to stop", c.UploadGrace, c.GracePeriod)
+	}
+	if c.MaxRuntime <= 0 {
+		bad("MaxRuntime (JOBFLEET_MAX_RUNTIME) %v: above zero", c.MaxRuntime)
 	}
 	if c.CheckpointInterval < time.Second {
-		errs = append(errs, fmt.Errorf("checkpoint interval %v: at least 1s", c.CheckpointInterval))
+		bad("CheckpointInterval (JOBFLEET_CHECKPOINT_INTERVAL) %v: at least 1s", c.CheckpointInterval)
 	}
 	if c.MemoryLimit < 0 {
-		errs = append(errs, fmt.Errorf("memory limit %d: not negative", c.MemoryLimit))
+		bad("MemoryLimit (JOBFLEET_MEMORY) %d: not negative", c.MemoryLimit)
 	}
 	switch c.Cgroup {
 	case CgroupContainer, CgroupOff:
 	case CgroupJob:
 		if c.MemoryLimit == 0 {
-			errs = append(errs, errors.New("cgroup mode job needs a memory limit"))
+			bad("Cgroup (JOBFLEET_CGROUP) job needs a memory limit (JOBFLEET_MEMORY)")
 		}
 	default:
-		errs = append(errs, fmt.Errorf("cgroup mode %q: container, job or off", c.Cgroup))
+		bad("Cgroup (JOBFLEET_CGROUP) %q: container, job or off", c.Cgroup)
 	}
 	return errors.Join(errs...)
 }

@@ -11,18 +11,18 @@ import (
 	"github.com/jobfleet/jobfleet/worker"
 )
 
-// A job written in Go: it resumes from its checkpoint directory and saves
+// A job written in Go, the image's program of a job type with
+// `mode: library`: it resumes from its checkpoint directory and saves
 // progress there; when the pod is stopped, ctx ends and the worker uploads
-// the directory and requeues the job.
+// the directory and requeues the job. Its configuration is the environment
+// jobfleet's pod template gives it.
 func ExampleRun() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	cfg := worker.Config{
-		QueueURL:      os.Getenv("JOBFLEET_QUEUE"),
-		IntakeURL:     os.Getenv("JOBFLEET_INTAKE"),
-		DeadLetterURL: os.Getenv("JOBFLEET_DEAD_LETTER"),
-		RecordsURL:    os.Getenv("JOBFLEET_RECORDS"),
-		Bucket:        os.Getenv("JOBFLEET_BUCKET"),
+	cfg, err := worker.FromEnv(os.LookupEnv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
 	}
 	train := worker.HandlerFunc(func(ctx context.Context, job *worker.Job) error {
 		epochFile := filepath.Join(job.CheckpointDir, "epoch")

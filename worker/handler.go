@@ -5,24 +5,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
 	"strconv"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/cgroup"
 )
 
 // Handler runs one job. It returns nil when the job succeeded.
 //
 // ctx is cancelled when the worker must stop early: the pod is being
-// terminated (context.Cause is ErrStopping) or the attempt exceeded the job
-// type's maximum runtime (ErrMaxRuntime). A handler that is stopping should
-// save its progress in job.CheckpointDir and return promptly; the worker
-// uploads the directory and requeues the job, which resumes from it.
+// terminated (context.Cause is ErrStopping), the attempt exceeded the job
+// type's maximum runtime (ErrMaxRuntime), or the worker lost its hold on
+// the attempt (ErrLostAttempt). A handler that is stopping should save its
+// progress in job.CheckpointDir and return promptly; the worker uploads the
+// directory and requeues the job, which resumes from it.
+//
+// A handler that panics fails the attempt, as an error would; the worker
+// recovers and records the panic.
 type Handler interface {
 	Work(ctx context.Context, job *Job) error
 }
@@ -41,6 +42,11 @@ var (
 	// ErrMaxRuntime: the attempt ran longer than the job type allows. It
 	// counts as failed.
 	ErrMaxRuntime = errors.New("maximum runtime exceeded")
+	// ErrLostAttempt: the worker could renew neither its message's
+	// visibility nor its claim for a whole visibility timeout, or another
+	// worker took the attempt over. The job stops and nothing is recorded:
+	// the attempt belongs to whoever holds it now.
+	ErrLostAttempt = errors.New("lost the hold on the attempt")
 )
 
 // ErrSkipRetry, wrapped in a handler's error, dead-letters the job at once
@@ -52,6 +58,10 @@ var ErrSkipRetry = errors.New("skip retry")
 type Job struct {
 	// Message is the job message.
 	Message *jobfleet.Job
+	// Run identifies this run of the job, and Attempt this attempt of it,
+	// from 1.
+	Run     string
+	Attempt int
 	// CheckpointDir is the job's checkpoint directory, restored from S3
 	// before the handler starts and uploaded while it runs. Write files
 	// there atomically (write a temporary file, then rename it).
@@ -65,8 +75,8 @@ type Job struct {
 	MemoryLimit int64
 
 	env         []string
-	cgroup      *memoryCgroup
-	stopGrace   time.Duration
+	cgroup      *cgroup.Memory
+	stopGrace   func() time.Duration
 	stdout      io.Writer
 	stderr      io.Writer
 	rusagePeak  int64
@@ -77,6 +87,7 @@ type Job struct {
 const (
 	EnvJobID         = "JOBFLEET_JOB_ID"
 	EnvJobType       = "JOBFLEET_JOB_TYPE"
+	EnvRun           = "JOBFLEET_RUN"
 	EnvAttempt       = "JOBFLEET_ATTEMPT"
 	EnvParamsFile    = "JOBFLEET_PARAMS_FILE"
 	EnvFeatures      = "JOBFLEET_FEATURES"
@@ -86,8 +97,8 @@ const (
 )
 
 // Env returns the JOBFLEET_* environment that describes the job to its
-// command: job id, type, attempt, params file, features (JSON), checkpoint
-// directory, whether it resumes, and its memory limit.
+// command: job id, type, run, attempt, params file, features (JSON),
+// checkpoint directory, whether it resumes, and its memory limit.
 func (j *Job) Env() []string {
 	return append([]string(nil), j.env...)
 }
@@ -117,75 +128,6 @@ func Command(name string, args ...string) Handler {
 	return HandlerFunc(func(ctx context.Context, job *Job) error {
 		return runCommand(ctx, job, name, args)
 	})
-}
-
-func runCommand(ctx context.Context, job *Job, name string, args []string) error {
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), job.env...)
-	cmd.Stdout, cmd.Stderr = job.stdout, job.stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if cg := job.cgroup; cg != nil {
-		if cg.v2 {
-			fd, err := unix.Open(cg.dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return fmt.Errorf("opening job cgroup: %w", err)
-			}
-			defer unix.Close(fd)
-			cmd.SysProcAttr.UseCgroupFD = true
-			cmd.SysProcAttr.CgroupFD = fd
-		} else {
-			// cgroup v1 cannot start a process inside a cgroup; a shell
-			// moves itself in and then becomes the command, so the job
-			// never runs (or allocates) outside its limit.
-			cmd = exec.Command("/bin/sh", append([]string{"-c", `echo $$ > "$0" && exec "$@"`, cg.procsFile(), name}, args...)...)
-			cmd.Env = append(os.Environ(), job.env...)
-			cmd.Stdout, cmd.Stderr = job.stdout, job.stderr
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		}
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%w: starting %s: %w", ErrSkipRetry, name, err)
-	}
-	pgid := cmd.Process.Pid
-	exited := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		select {
-		case <-exited:
-			return
-		case <-ctx.Done():
-		}
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		t := time.NewTimer(job.stopGrace)
-		defer t.Stop()
-		select {
-		case <-exited:
-		case <-t.C:
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		}
-	}()
-	err := cmd.Wait()
-	close(exited)
-	<-stopped
-	// Whatever the command left behind in its group goes with it.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		job.rusagePeak = ru.Maxrss * 1024
-	}
-	if err == nil {
-		return nil
-	}
-	var exitErr *exec.ExitError
-	if !errors.As(err, &exitErr) {
-		return fmt.Errorf("waiting for %s: %w", name, err)
-	}
-	status, _ := exitErr.Sys().(syscall.WaitStatus)
-	if status.Signaled() {
-		job.wasSignaled = status.Signal() == syscall.SIGKILL
-		return &ExitError{Code: -1, Signal: status.Signal()}
-	}
-	return &ExitError{Code: status.ExitStatus()}
 }
 
 // exitCode returns the exit code to record for a handler's error.

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -9,46 +10,183 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/rs/zerolog"
+
+	"github.com/jobfleet/jobfleet/internal/contract"
 )
 
-// lease keeps a message invisible while the worker holds it, by extending
-// its visibility timeout every third of the timeout. KEDA counts in-flight
-// messages, so a held message keeps exactly one Job accounted for.
-type lease struct {
+// hold keeps the worker's hold on a message and, once it claimed the
+// attempt, on the attempt: every third of the visibility timeout it extends
+// the message's visibility and renews the claim's lease. KEDA counts
+// in-flight messages, so a held message keeps exactly one Job accounted for.
+//
+// Either renewal alone keeps the attempt safe: while the message is
+// invisible nobody else receives it, and while the lease is fresh nobody
+// else takes the claim over. When neither succeeded for most of a
+// visibility timeout, or another worker took the claim over, the hold is
+// lost: the worker must stop the job, because another may start it.
+type hold struct {
+	w   *Worker
+	log zerolog.Logger
+
+	mu       sync.Mutex
+	receipt  string
+	claim    *contract.Claim // nil until claimed, and after the attempt ended
+	etag     string
+	lastSQS  time.Time
+	lastS3   time.Time
+	lostErr  error
+	lost     chan struct{} // closed when the hold is lost
+	renewing bool          // the claim's lease is renewed
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
-func (w *Worker) holdMessage(ctx context.Context, log zerolog.Logger, msg *types.Message) *lease {
-	ctx, cancel := context.WithCancel(ctx)
-	l := &lease{cancel: cancel}
-	every := w.cfg.VisibilityTimeout / 3
-	timeout := int32(w.cfg.VisibilityTimeout / time.Second)
-	l.wg.Go(func() {
-		ticker := w.clock.NewTicker(every)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-ticker.C():
-			}
-			_, err := w.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
-				QueueUrl:          aws.String(w.cfg.QueueURL),
-				ReceiptHandle:     msg.ReceiptHandle,
-				VisibilityTimeout: timeout,
-			})
-			if err != nil && ctx.Err() == nil {
-				// The next tick tries again; two more fit before the
-				// message would reappear.
-				log.Warn().Err(err).Msg("extending the message's visibility")
-			}
-		}
-	})
-	return l
+// holdMessage starts extending a received message's visibility.
+func (w *Worker) holdMessage(ctx context.Context, log zerolog.Logger, msg *types.Message) *hold {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	now := w.clock.Now()
+	h := &hold{w: w, log: log, receipt: aws.ToString(msg.ReceiptHandle), lastSQS: now, lastS3: now, lost: make(chan struct{}), cancel: cancel}
+	h.wg.Go(func() { h.run(ctx) })
+	return h
 }
 
-func (l *lease) stop() {
-	l.cancel()
-	l.wg.Wait()
+func (h *hold) run(ctx context.Context) {
+	vt := h.w.cfg.VisibilityTimeout
+	ticker := h.w.clock.NewTicker(vt / 3)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C():
+		}
+		h.extend(ctx)
+		h.renew(ctx)
+		h.mu.Lock()
+		now := h.w.clock.Now()
+		// Stop a sixth of the timeout before it runs out, so the job is
+		// gone before anyone else may take the attempt.
+		if h.lostErr == nil && now.Sub(h.lastSQS) >= vt-vt/6 && (!h.renewing || now.Sub(h.lastS3) >= vt-vt/6) {
+			h.loseLocked(errors.New("neither the message's visibility nor the claim could be renewed for most of a visibility timeout"))
+		}
+		h.mu.Unlock()
+	}
+}
+
+// extend pushes the message's visibility timeout out by another timeout.
+func (h *hold) extend(ctx context.Context) {
+	h.mu.Lock()
+	receipt := h.receipt
+	h.mu.Unlock()
+	_, err := h.w.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl:          aws.String(h.w.cfg.QueueURL),
+		ReceiptHandle:     aws.String(receipt),
+		VisibilityTimeout: int32(h.w.cfg.VisibilityTimeout / time.Second),
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			h.log.Warn().Err(err).Msg("extending the message's visibility")
+		}
+		return
+	}
+	h.mu.Lock()
+	h.lastSQS = h.w.clock.Now()
+	h.mu.Unlock()
+}
+
+// renew renews the claim's lease. A worker that received this message again
+// while we held it writes its receipt handle into the claim: we adopt it.
+// Anyone else's write means the attempt was taken from us.
+func (h *hold) renew(ctx context.Context) {
+	h.mu.Lock()
+	if !h.renewing || h.lostErr != nil {
+		h.mu.Unlock()
+		return
+	}
+	c := *h.claim
+	etag := h.etag
+	h.mu.Unlock()
+	c.RenewedAt = h.w.clock.Now().UTC()
+	newETag, err := h.w.store.Update(ctx, &c, etag)
+	if errors.Is(err, contract.ErrConflict) {
+		cur, curETag, rerr := h.w.store.ReadClaim(ctx, c.JobID, c.Run, c.Attempt)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		switch {
+		case rerr != nil:
+			h.log.Warn().Err(rerr).Msg("reading the claim after a conflicting write")
+		case cur.State == contract.ClaimRunning && cur.Holder == c.Holder:
+			h.receipt, h.claim, h.etag = cur.ReceiptHandle, cur, curETag
+			h.log.Info().Msg("the message was received again while held; continuing with its new receipt handle")
+		default:
+			h.loseLocked(errors.New("another worker took the attempt over"))
+		}
+		return
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			h.log.Warn().Err(err).Msg("renewing the claim")
+		}
+		return
+	}
+	h.mu.Lock()
+	if h.renewing && h.lostErr == nil {
+		h.claim, h.etag, h.lastS3 = &c, newETag, h.w.clock.Now()
+	}
+	h.mu.Unlock()
+}
+
+func (h *hold) loseLocked(err error) {
+	h.lostErr = err
+	close(h.lost)
+	h.log.Error().Err(err).Msg("lost the hold on the attempt; stopping the job")
+}
+
+// own starts renewing the lease of a claim just taken.
+func (h *hold) own(c *contract.Claim, etag string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.claim, h.etag, h.renewing, h.lastS3 = c, etag, true, h.w.clock.Now()
+}
+
+// current returns the held claim, its ETag and the message's receipt
+// handle, and stops renewing the lease: the caller writes the claim next.
+func (h *hold) current() (*contract.Claim, string, string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.renewing = false
+	if h.claim == nil {
+		return nil, "", h.receipt
+	}
+	c := *h.claim
+	return &c, h.etag, h.receipt
+}
+
+// wrote records the claim's new ETag after the caller wrote it.
+func (h *hold) wrote(c *contract.Claim, etag string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.claim, h.etag = c, etag
+}
+
+// receiptHandle is the message's current receipt handle.
+func (h *hold) receiptHandle() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.receipt
+}
+
+// Lost returns a channel closed when the hold is lost, and why.
+func (h *hold) lostCh() <-chan struct{} { return h.lost }
+
+func (h *hold) err() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lostErr
+}
+
+func (h *hold) stop() {
+	h.cancel()
+	h.wg.Wait()
 }

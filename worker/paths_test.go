@@ -1,9 +1,8 @@
 package worker_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +16,8 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/contract"
+	"github.com/jobfleet/jobfleet/internal/queue"
 	"github.com/jobfleet/jobfleet/internal/testenv"
 	"github.com/jobfleet/jobfleet/worker"
 )
@@ -30,8 +31,7 @@ func TestMaxRuntimeCountsAsFailure(t *testing.T) {
 	if err := b.run(t, t.Context(), cfg, "sleep", "60000"); err != nil {
 		t.Fatalf("worker: %v", err)
 	}
-	reruns, _ := b.jobsIn(t, b.intake, 1)
-	h := reruns[0].History
+	h := b.sentIn(t, b.intake, 1)[0].History
 	if len(h) != 1 || h[0].Reason != jobfleet.ReasonFailed || !strings.Contains(h[0].Error, "maximum runtime exceeded") {
 		t.Fatalf("rerun history = %+v", h)
 	}
@@ -58,13 +58,10 @@ func TestWrongTypeIsDeadLettered(t *testing.T) {
 }
 
 // writeClaim stores a claim as a worker would have.
-func (b *bundle) writeClaim(t *testing.T, cl worker.Claim) {
+func (b *bundle) writeClaim(t *testing.T, c *contract.Claim) {
 	t.Helper()
-	data, _ := json.Marshal(cl)
-	_, err := testenv.NewS3Client(b.s3.Endpoint).PutObject(t.Context(), &s3.PutObjectInput{
-		Bucket: aws.String(b.bucket), Key: aws.String(worker.ClaimKey("jobs", cl.JobID, cl.Attempt)), Body: bytes.NewReader(data),
-	})
-	if err != nil {
+	c.QueueURL = b.class
+	if _, _, _, err := b.store.Claim(t.Context(), c, c.RenewedAt, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -72,13 +69,14 @@ func (b *bundle) writeClaim(t *testing.T, cl worker.Claim) {
 func TestRedeliveryAfterWorkerDiedRunsTheJob(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.publish(t, &jobfleet.Job{ID: "orphan-1"})
-	// A worker received the message, claimed it, and died.
+	run := b.publishRun(t, &jobfleet.Job{ID: "orphan-1"})
+	// A worker received the message, claimed it, and died: its lease ran
+	// out.
 	out, err := b.sqs.Client.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(b.class), VisibilityTimeout: 1, WaitTimeSeconds: 2})
 	if err != nil || len(out.Messages) != 1 {
 		t.Fatalf("receiving: %v, %d messages", err, len(out.Messages))
 	}
-	b.writeClaim(t, worker.Claim{JobID: "orphan-1", Attempt: 1, MessageID: aws.ToString(out.Messages[0].MessageId), State: worker.ClaimRunning})
+	b.writeClaim(t, &contract.Claim{JobID: "orphan-1", Type: "test", Run: run, Attempt: 1, Holder: "dead", MessageID: aws.ToString(out.Messages[0].MessageId), RenewedAt: time.Now().Add(-time.Hour)})
 
 	// Its message reappears after the visibility timeout, and a new
 	// worker takes the attempt over.
@@ -93,39 +91,110 @@ func TestRedeliveryAfterWorkerDiedRunsTheJob(t *testing.T) {
 	b.assertEmpty(t, b.class, "class")
 }
 
-func TestFinishedAttemptIsNotRunAgain(t *testing.T) {
+func TestAttemptHeldByALiveWorkerIsLeftToIt(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	// The attempt finished, but deleting its message failed.
-	b.writeClaim(t, worker.Claim{JobID: "done-1", Attempt: 1, MessageID: "earlier", State: worker.ClaimFinished, Outcome: jobfleet.OutcomeSucceeded})
-	b.publish(t, &jobfleet.Job{ID: "done-1"})
+	run := b.publishRun(t, &jobfleet.Job{ID: "held-1"})
+	// A worker holds the attempt and renews its lease, but lost touch with
+	// SQS: its message reappears.
+	out, err := b.sqs.Client.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(b.class), VisibilityTimeout: 1, WaitTimeSeconds: 2})
+	if err != nil || len(out.Messages) != 1 {
+		t.Fatalf("receiving: %v, %d messages", err, len(out.Messages))
+	}
+	b.writeClaim(t, &contract.Claim{JobID: "held-1", Type: "test", Run: run, Attempt: 1, Holder: "alive", MessageID: aws.ToString(out.Messages[0].MessageId), RenewedAt: time.Now()})
+	cfg := b.cfg
+	cfg.IdleTimeout = 5 * time.Second
 	ran := false
-	err := b.runHandler(t, t.Context(), b.cfg, worker.HandlerFunc(func(context.Context, *worker.Job) error { ran = true; return nil }))
+	if err := b.runHandler(t, t.Context(), cfg, worker.HandlerFunc(func(context.Context, *worker.Job) error { ran = true; return nil })); err != nil {
+		t.Fatalf("worker: %v", err)
+	}
+	if ran {
+		t.Fatal("a second worker ran an attempt whose holder is alive")
+	}
+	c, _, err := b.store.ReadClaim(t.Context(), "held-1", run, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Holder != "alive" || c.State != contract.ClaimRunning || c.ReceiptHandle == "" {
+		t.Errorf("claim = %+v, want it still the live holder's, with the new receipt handle", c)
+	}
+	if visible, inFlight := b.sqs.Depth(t, b.class); visible != 0 || inFlight != 1 {
+		t.Errorf("class queue: %d visible, %d in flight; want the message kept hidden for its holder", visible, inFlight)
+	}
+}
+
+func TestEndedAttemptIsCompletedNotRunAgain(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// The attempt ended and recorded a rerun, but its worker died before
+	// sending it: the message comes back.
+	job := &jobfleet.Job{ID: "done-1"}
+	run := b.publishRun(t, job)
+	b.writeClaim(t, &contract.Claim{JobID: "done-1", Type: "test", Run: run, Attempt: 1, Holder: "gone", MessageID: "earlier", RenewedAt: time.Now()})
+	c, etag, err := b.store.ReadClaim(t.Context(), "done-1", run, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.State, c.Outcome, c.Next = contract.ClaimEnded, jobfleet.OutcomeInterrupted, contract.NextRerun
+	c.History = jobfleet.History{{Attempt: 1, Reason: jobfleet.ReasonInterrupted}}
+	c.Record = &jobfleet.RunRecord{JobID: "done-1", Type: "test", Run: run, Attempt: 1, Outcome: jobfleet.OutcomeInterrupted, EndedAt: time.Now()}
+	if _, err := b.store.Update(t.Context(), c, etag); err != nil {
+		t.Fatal(err)
+	}
+	ran := false
+	err = b.runHandler(t, t.Context(), b.cfg, worker.HandlerFunc(func(context.Context, *worker.Job) error { ran = true; return nil }))
 	if err != nil {
 		t.Fatalf("worker: %v", err)
 	}
 	if ran {
-		t.Error("a finished attempt ran again")
+		t.Error("an ended attempt ran again")
+	}
+	rerun := b.sentIn(t, b.intake, 1)[0]
+	if rerun.Attempt != 2 || rerun.Run != run || len(rerun.History) != 1 {
+		t.Errorf("the rerun its holder left unsent = %+v", rerun)
+	}
+	if recs := b.recordsOf(t, 1); recs[0].Outcome != jobfleet.OutcomeInterrupted {
+		t.Errorf("the run record its holder left unsent = %+v", recs[0])
 	}
 	b.assertEmpty(t, b.class, "class")
-	b.assertEmpty(t, b.records, "records")
+}
+
+// endAttempt records that attempt n of a run ended in a rerun, as its
+// worker would have.
+func (b *bundle) endAttempt(t *testing.T, job *jobfleet.Job, run string, n int) {
+	t.Helper()
+	b.writeClaim(t, &contract.Claim{JobID: job.ID, Type: job.Type, Run: run, Attempt: n, Holder: "earlier", MessageID: fmt.Sprint("earlier-", n), RenewedAt: time.Now()})
+	c, etag, err := b.store.ReadClaim(t.Context(), job.ID, run, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.State, c.Outcome, c.Next = contract.ClaimEnded, jobfleet.OutcomeInterrupted, contract.NextRerun
+	c.History = append(c.History, jobfleet.Attempt{Attempt: n, Reason: jobfleet.ReasonInterrupted})
+	if _, err := b.store.Update(t.Context(), c, etag); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestCorruptCheckpointStartsOver(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	client := testenv.NewS3Client(b.s3.Endpoint)
-	for key, body := range map[string]string{
-		"jobs/corrupt-1/checkpoint/manifest.json": `{"version":1,"files":[{"path":"progress","size":3,"sha256":"0000"}]}`,
-		"jobs/corrupt-2/checkpoint/manifest.json": `not json`,
-		"jobs/corrupt-3/checkpoint/manifest.json": `{"version":1,"files":[{"path":"../../etc/passwd","size":1,"sha256":"00"}]}`,
-	} {
+	manifests := map[string]string{
+		"corrupt-1": `{"version":1,"generation":1,"files":[{"path":"progress","size":3,"sha256":"` + strings.Repeat("0", 64) + `"}]}`,
+		"corrupt-2": `not json`,
+		"corrupt-3": `{"version":1,"generation":1,"files":[{"path":"../../etc/passwd","size":1,"sha256":"00"}]}`,
+	}
+	for id, body := range manifests {
+		// A second attempt of a run whose checkpoint is corrupt.
+		job := &jobfleet.Job{Version: jobfleet.Version, ID: id, Type: "test"}
+		run := b.startRun(t, job)
+		b.endAttempt(t, job, run, 1)
+		key := b.store.CheckpointPrefix(id, run) + "/manifest.json"
 		if _, err := client.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(key), Body: strings.NewReader(body)}); err != nil {
 			t.Fatal(err)
 		}
-	}
-	for _, id := range []string{"corrupt-1", "corrupt-2", "corrupt-3"} {
-		b.publish(t, &jobfleet.Job{ID: id, Checkpoint: "s3://" + b.bucket + "/jobs/" + id + "/checkpoint/"})
+		body, _ := jobfleet.Encode(job)
+		b.send(t, b.class, queue.ForwardMessage(string(body), job.Type, run, 2))
 	}
 	cfg := b.cfg
 	cfg.MaxJobs = 3
@@ -163,8 +232,7 @@ func TestEvictionWithoutAnnotationIsRecordedAsEvicted(t *testing.T) {
 	if err != nil {
 		t.Fatalf("worker: %v", err)
 	}
-	reruns, _ := b.jobsIn(t, b.intake, 1)
-	if h := reruns[0].History; len(h) != 1 || h[0].Reason != jobfleet.ReasonEvicted || h[0].Checkpoint != "" {
+	if h := b.sentIn(t, b.intake, 1)[0].History; len(h) != 1 || h[0].Reason != jobfleet.ReasonEvicted || h[0].Checkpoint != "" {
 		t.Errorf("rerun history = %+v, want one eviction without a checkpoint", h)
 	}
 	b.assertEmpty(t, b.class, "class")

@@ -13,7 +13,7 @@ type checkpointer struct {
 }
 
 func (w *Worker) startCheckpointing(ctx context.Context, a *attempt) *checkpointer {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx)) // uploads outlive the stop; stop() ends them
 	c := &checkpointer{cancel: cancel}
 	c.wg.Go(func() {
 		ticker := w.clock.NewTicker(w.cfg.CheckpointInterval)
@@ -24,7 +24,7 @@ func (w *Worker) startCheckpointing(ctx context.Context, a *attempt) *checkpoint
 				return
 			case <-ticker.C():
 			}
-			uploaded, err := a.store.upload(ctx, a.job.ID, a.job.Attempt(), w.clock.Now())
+			uploaded, err := a.store.upload(ctx, a.job.ID, a.run, a.number, w.clock.Now())
 			if uploaded {
 				a.uploads++
 				a.log.Debug().Int("generation", a.store.last.Generation).Msg("checkpoint uploaded")

@@ -2,7 +2,8 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/internal/awsclient"
+	"github.com/jobfleet/jobfleet/internal/cgroup"
+	"github.com/jobfleet/jobfleet/internal/contract"
 	"github.com/jobfleet/jobfleet/internal/queue"
 )
 
@@ -36,6 +39,8 @@ type Hooks struct {
 	Finished func(jobfleet.RunRecord)
 	// Checkpointed is called after every checkpoint upload attempt.
 	Checkpointed func(jobID string, uploaded bool, err error)
+	// State is called as an attempt enters each state.
+	State func(jobID string, attempt int, state State)
 }
 
 // Worker receives jobs from a class queue and runs them with a handler.
@@ -43,10 +48,12 @@ type Worker struct {
 	cfg     Config
 	sqs     SQSAPI
 	s3      S3API
+	store   contract.Store
 	handler Handler
 	clock   clock.WithTicker
 	log     zerolog.Logger
-	claims  *claims
+	jobsRun int
+	stop    *stopper
 }
 
 // Option configures a Worker.
@@ -68,22 +75,34 @@ func New(cfg Config, sqsClient SQSAPI, s3Client S3API, h Handler, opts ...Option
 	for _, opt := range opts {
 		opt(w)
 	}
-	w.claims = &claims{s3: s3Client, bucket: cfg.Bucket, prefix: cfg.Prefix}
+	w.store = contract.Store{S3: s3Client, Bucket: cfg.Bucket, Prefix: cfg.Prefix}
 	if cfg.Cgroup == CgroupJob {
-		if err := CheckJobCgroups(cfg.CgroupParent); err != nil {
+		if err := cgroup.Check(cfg.CgroupParent); err != nil {
 			return nil, fmt.Errorf("per-job memory cgroups: %w", err)
 		}
 	}
 	return w, nil
 }
 
+// ErrWrapped is returned by Run when the program runs as the command of
+// `jobfleet worker --`: the wrapper holds the job, so the program would find
+// its queue empty. Give its job type `mode: library` so its pods run it
+// directly.
+var ErrWrapped = errors.New("this program calls worker.Run, but runs under `jobfleet worker --`; give its job type mode: library")
+
 // Run receives and runs jobs until MaxJobs have run, no message arrived for
 // IdleTimeout, or ctx ends. Cancelling ctx is how the worker is told to
 // stop (SIGTERM): a running job is stopped, checkpointed and requeued within
-// the grace period. Run returns an error only when the outcome of a job
-// could not be recorded; its message then reappears for another worker.
+// the grace period. Run returns an error when an attempt could not be
+// finished (its message then reappears for another worker) or was lost to
+// another worker.
 func (w *Worker) Run(ctx context.Context) error {
-	for done := 0; done < w.cfg.MaxJobs; done++ {
+	if os.Getenv(contract.EnvWrapped) != "" {
+		return ErrWrapped
+	}
+	w.stop = newStopper(ctx, w)
+	defer w.stop.close()
+	for w.jobsRun < w.cfg.MaxJobs {
 		msg, err := w.receive(ctx)
 		if err != nil || msg == nil {
 			if ctx.Err() != nil {
@@ -120,12 +139,16 @@ func (w *Worker) receive(ctx context.Context) (*types.Message, error) {
 			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
 		})
 		if ctx.Err() != nil {
+			if err == nil && len(out.Messages) > 0 {
+				// Received as the stop came: hand it straight back.
+				w.release(context.WithoutCancel(ctx), aws.ToString(out.Messages[0].ReceiptHandle))
+			}
 			return nil, nil
 		}
 		if err != nil {
 			failures++
 			w.log.Warn().Err(err).Int("failures", failures).Msg("receiving a message")
-			if failures >= 5 {
+			if w.clock.Now().After(deadline) {
 				return nil, fmt.Errorf("receiving from %s: %w", w.cfg.QueueURL, err)
 			}
 			if err := sleep(ctx, w.clock, backoff(failures)); err != nil {
@@ -139,410 +162,128 @@ func (w *Worker) receive(ctx context.Context) (*types.Message, error) {
 	}
 }
 
-// attempt is the state of one job attempt while the worker holds it.
-type attempt struct {
-	msg       *types.Message
-	job       *jobfleet.Job
-	log       zerolog.Logger
-	started   time.Time
-	store     *checkpointStore
-	claim     *Claim
-	resumed   bool
-	uploads   int
-	stoppedAt time.Time // when SIGTERM arrived, zero if it did not
-	placement Placement // where the attempt ran
+// stopper knows when the worker was told to stop and by when everything
+// must be done: the grace period after SIGTERM, or the earlier deadline of
+// a late interruption notice that the interruption controller left for the
+// pod in S3 (or, where S3 cannot be read, in the pod's annotations).
+type stopper struct {
+	w    *Worker
+	done <-chan struct{}
+
+	once     sync.Once
+	ready    chan struct{}
+	at       time.Time
+	deadline time.Time
+	notice   *contract.StopNotice
+	quit     chan struct{}
 }
 
-// process runs one message to an outcome.
-func (w *Worker) process(ctx context.Context, msg *types.Message) error {
-	log := w.log.With().Str("message_id", aws.ToString(msg.MessageId)).Logger()
-	// Work that records outcomes must survive the stop signal; it is
-	// bounded by the grace period instead.
-	bg := context.WithoutCancel(ctx)
-
-	job, err := jobfleet.Decode([]byte(aws.ToString(msg.Body)))
-	if err != nil {
-		log.Error().Err(err).Msg("poison message: dead-lettering it")
-		return w.deadLetterRaw(bg, msg, err.Error())
-	}
-	if w.cfg.JobType != "" && job.Type != w.cfg.JobType {
-		reason := fmt.Sprintf("job type %q arrived on the class queue of type %q", job.Type, w.cfg.JobType)
-		log.Error().Str("job_id", job.ID).Msg(reason)
-		return w.deadLetterRaw(bg, msg, reason)
-	}
-	log = log.With().Str("job_id", job.ID).Str("type", job.Type).Int("attempt", job.Attempt()).Logger()
-	a := &attempt{msg: msg, job: job, log: log, started: w.clock.Now(), placement: w.cfg.Placement}
-	a.claim = &Claim{
-		JobID: job.ID, Type: job.Type, Attempt: job.Attempt(), MessageID: aws.ToString(msg.MessageId),
-		QueueURL: w.cfg.QueueURL, ReceiptHandle: aws.ToString(msg.ReceiptHandle),
-		Pod: w.cfg.Pod, Node: w.cfg.Placement.Node, State: ClaimRunning, ClaimedAt: a.started.UTC(),
-	}
-	var result claimResult
-	err = w.retry(bg, log, "claiming the attempt", func(ctx context.Context) error {
-		result, err = w.claims.claim(ctx, a.claim)
-		return err
-	})
-	if err != nil {
-		w.release(bg, msg)
-		return err
-	}
-	switch result {
-	case claimDuplicate:
-		log.Warn().Msg("another message owns this attempt; deleting the duplicate without running it")
-		return w.deleteMessage(bg, log, msg)
-	case claimDone:
-		log.Warn().Msg("this attempt already finished; deleting its leftover message")
-		return w.deleteMessage(bg, log, msg)
-	}
-
-	lease := w.holdMessage(bg, log, msg)
-	defer lease.stop()
-
-	if w.cfg.Pod != "" {
-		// Tell the failure sensor which job this pod runs.
-		index := *a.claim
-		index.Namespace, index.Job = w.cfg.PodNamespace, json.RawMessage(aws.ToString(msg.Body))
-		err := w.retry(bg, log, "recording the pod's job", func(ctx context.Context) error {
-			return w.claims.write(ctx, PodKey(w.cfg.Prefix, w.cfg.PodNamespace, w.cfg.Pod), &index)
-		})
-		if err != nil {
-			w.release(bg, msg)
-			return err
-		}
-	}
-
-	if ctx.Err() != nil {
-		// Stopped before the job started: hand the message straight back.
-		// The claim names this message, so its redelivery takes it over.
-		w.release(bg, msg)
-		return nil
-	}
-
-	a.store = newCheckpointStore(w.s3, w.cfg.Bucket, w.cfg.Prefix, job.ID, w.cfg.CheckpointDir)
-	if err := w.restore(ctx, a); err != nil {
-		w.release(bg, msg)
-		return err
-	}
-
-	outcome, peak, runErr := w.runJob(ctx, a)
-	return w.finish(bg, a, outcome, runErr, peak)
-}
-
-// restore prepares the checkpoint directory from the job's last checkpoint.
-func (w *Worker) restore(ctx context.Context, a *attempt) error {
-	if err := os.RemoveAll(w.cfg.CheckpointDir); err != nil {
-		return fmt.Errorf("clearing the checkpoint directory: %w", err)
-	}
-	if err := os.MkdirAll(w.cfg.CheckpointDir, 0o755); err != nil {
-		return fmt.Errorf("creating the checkpoint directory: %w", err)
-	}
-	err := w.retry(ctx, a.log, "restoring the checkpoint", func(ctx context.Context) error {
-		var err error
-		a.resumed, err = a.store.restore(ctx)
-		if errors.Is(err, errCorruptCheckpoint) {
-			return nil // handled below
-		}
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if a.store.last == nil && a.resumed {
-		a.resumed = false
-	}
-	if !a.resumed {
-		// A corrupt or partial restore leaves nothing behind: the job
-		// starts over rather than from half a checkpoint.
-		_ = os.RemoveAll(w.cfg.CheckpointDir)
-		_ = os.MkdirAll(w.cfg.CheckpointDir, 0o755)
-		if a.job.Checkpoint != "" {
-			a.log.Warn().Str("checkpoint", a.job.Checkpoint).Msg("the job's checkpoint could not be restored; starting over")
-		}
-		return nil
-	}
-	a.log.Info().Int("generation", a.store.last.Generation).Int("files", len(a.store.last.Files)).Msg("restored checkpoint")
-	return nil
-}
-
-// runJob runs the handler and classifies how it ended.
-func (w *Worker) runJob(ctx context.Context, a *attempt) (jobfleet.Outcome, peakReading, error) {
-	job := &Job{
-		Message:       a.job,
-		CheckpointDir: w.cfg.CheckpointDir,
-		Resumed:       a.resumed,
-		MemoryLimit:   w.cfg.MemoryLimit,
-		stopGrace:     max(time.Second, w.cfg.GracePeriod-w.cfg.UploadGrace),
-		stdout:        w.cfg.Stdout,
-		stderr:        w.cfg.Stderr,
-	}
-	paramsFile, err := w.writeParams(a.job)
-	if err != nil {
-		return jobfleet.OutcomeFailed, peakReading{}, err
-	}
-	defer os.Remove(paramsFile)
-	job.ParamsFile = paramsFile
-	features, _ := json.Marshal(a.job.Features)
-	job.env = []string{
-		EnvJobID + "=" + a.job.ID,
-		EnvJobType + "=" + a.job.Type,
-		EnvAttempt + "=" + strconv.Itoa(a.job.Attempt()),
-		EnvParamsFile + "=" + paramsFile,
-		EnvFeatures + "=" + string(features),
-		EnvCheckpointDir + "=" + w.cfg.CheckpointDir,
-		EnvResumed + "=" + strconv.FormatBool(a.resumed),
-		EnvMemoryLimit + "=" + formatInt(w.cfg.MemoryLimit),
-	}
-
-	meter, err := w.openMeter(a)
-	if err != nil {
-		return jobfleet.OutcomeFailed, peakReading{}, err
-	}
-	defer meter.close(a.log)
-	job.cgroup = meter.jobCgroup()
-
-	runCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	defer cancel(nil)
-	finished := make(chan struct{})
-	var watch sync.WaitGroup
-	var stoppedAt time.Time
-	watch.Go(func() {
-		limit := w.clock.NewTimer(w.cfg.MaxRuntime)
-		defer limit.Stop()
+func newStopper(ctx context.Context, w *Worker) *stopper {
+	s := &stopper{w: w, done: ctx.Done(), ready: make(chan struct{}), quit: make(chan struct{})}
+	go func() {
 		select {
-		case <-finished:
-		case <-ctx.Done():
-			stoppedAt = w.clock.Now()
-			a.log.Info().Msg("stop requested: stopping the job to checkpoint and requeue it")
-			cancel(ErrStopping)
-		case <-limit.C():
-			a.log.Warn().Dur("max_runtime", w.cfg.MaxRuntime).Msg("the job ran too long; stopping it")
-			cancel(ErrMaxRuntime)
+		case <-s.done:
+			s.learn()
+		case <-s.quit:
 		}
-	})
-	syncer := w.startCheckpointing(ctx, a)
-
-	a.log.Info().Bool("resumed", a.resumed).Int64("memory_limit", w.cfg.MemoryLimit).Msg("running job")
-	runErr := w.handler.Work(runCtx, job)
-	close(finished)
-	watch.Wait()
-	syncer.stop()
-	a.stoppedAt = stoppedAt
-
-	peak := meter.peak(job)
-	cause := context.Cause(runCtx)
-	switch {
-	case runErr == nil:
-		return jobfleet.OutcomeSucceeded, peak, nil
-	case errors.Is(cause, ErrStopping):
-		return w.stopOutcome(a), peak, runErr
-	case meter.oomKilled(job, peak):
-		return jobfleet.OutcomeOOM, peak, runErr
-	case errors.Is(cause, ErrMaxRuntime):
-		return jobfleet.OutcomeFailed, peak, fmt.Errorf("%w: %w", ErrMaxRuntime, runErr)
-	}
-	return jobfleet.OutcomeFailed, peak, runErr
+	}()
+	return s
 }
 
-// stopOutcome tells a spot interruption from other evictions by the pod
-// annotations the dispatcher's interruption handler sets, which also say
-// where the pod ran.
-func (w *Worker) stopOutcome(a *attempt) jobfleet.Outcome {
-	annotations := readAnnotations(w.cfg.ReasonFile)
-	reason := annotations[AnnotationInterruption]
-	if reason == "" {
-		return jobfleet.OutcomeEvicted
-	}
-	for key, field := range map[string]*string{
-		AnnotationInstanceType: &a.placement.InstanceType,
-		AnnotationZone:         &a.placement.Zone,
-		AnnotationCapacityType: &a.placement.CapacityType,
-	} {
-		if v := annotations[key]; v != "" {
-			*field = v
-		}
-	}
-	a.log.Info().Str("reason", reason).Str("instance_type", a.placement.InstanceType).Str("zone", a.placement.Zone).Msg("the node is being interrupted")
-	return jobfleet.OutcomeInterrupted
-}
+func (s *stopper) close() { close(s.quit) }
 
-func (w *Worker) writeParams(job *jobfleet.Job) (string, error) {
-	params := job.Params
-	if len(params) == 0 {
-		params = json.RawMessage("{}")
-	}
-	f, err := os.CreateTemp(w.cfg.WorkDir, "jobfleet-params-*.json")
-	if err != nil {
-		return "", fmt.Errorf("writing the params file: %w", err)
-	}
-	defer f.Close()
-	if _, err := f.Write(params); err != nil {
-		return "", fmt.Errorf("writing the params file: %w", err)
-	}
-	return f.Name(), nil
-}
-
-// finish records the attempt's outcome: the final checkpoint, the run
-// record, the rerun or dead letter, the claim, and last the delete of the
-// message. The message is deleted only when everything before succeeded.
-func (w *Worker) finish(ctx context.Context, a *attempt, outcome jobfleet.Outcome, runErr error, peak peakReading) error {
-	ended := w.clock.Now()
-	if !a.stoppedAt.IsZero() {
-		// Everything must be done before the kubelet's SIGKILL.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, a.stoppedAt.Add(w.cfg.GracePeriod-time.Second))
-		defer cancel()
-	}
-	log := a.log.With().Str("outcome", string(outcome)).Logger()
-
-	if outcome != jobfleet.OutcomeSucceeded {
-		// The final checkpoint, so the rerun resumes from the latest work.
-		uploadCtx := ctx
-		if !a.stoppedAt.IsZero() {
-			var cancel context.CancelFunc
-			uploadCtx, cancel = context.WithDeadline(ctx, a.stoppedAt.Add(w.cfg.GracePeriod-w.cfg.UploadGrace/4))
-			defer cancel()
-		}
-		err := w.retry(uploadCtx, log, "uploading the final checkpoint", func(ctx context.Context) error {
-			uploaded, err := a.store.upload(ctx, a.job.ID, a.job.Attempt(), w.clock.Now())
-			if uploaded {
-				a.uploads++
+// learn fixes the stop time and deadline, once.
+func (s *stopper) learn() {
+	s.once.Do(func() {
+		defer close(s.ready)
+		w := s.w
+		s.at = w.clock.Now()
+		s.deadline = s.at.Add(w.cfg.GracePeriod - stopMargin(w.cfg.GracePeriod))
+		s.notice = w.readStopNotice()
+		if s.notice != nil && !s.notice.Deadline.IsZero() {
+			if d := s.notice.Deadline.Add(-stopMargin(w.cfg.GracePeriod)); d.Before(s.deadline) {
+				s.deadline = d
+				w.log.Info().Time("deadline", d).Str("kind", s.notice.Kind).Msg("the pod must be gone before its grace period ends; planning the stop for the earlier deadline")
 			}
-			return err
-		})
-		if err != nil {
-			log.Error().Err(err).Msg("the final checkpoint was not uploaded; the rerun resumes from the previous one")
 		}
-	}
-
-	errText := ""
-	if runErr != nil {
-		errText = runErr.Error()
-	}
-	record := jobfleet.RunRecord{
-		JobID: a.job.ID, Type: a.job.Type, Features: a.job.Features, Attempt: a.job.Attempt(),
-		Outcome: outcome, Error: errText, ExitCode: exitCode(runErr),
-		AllocatedBytes: w.cfg.MemoryLimit, PeakBytes: peak.bytes, PeakSource: peak.source,
-		Resumed: a.resumed, Checkpoints: a.uploads,
-		StartedAt: a.started.UTC(), EndedAt: ended.UTC(), DurationSecs: ended.Sub(a.started).Seconds(),
-		Node: a.placement.Node, InstanceType: a.placement.InstanceType, CapacityType: a.placement.CapacityType,
-		Zone: a.placement.Zone, Arch: a.placement.Arch, Pool: a.placement.Pool, Size: a.placement.Size,
-	}
-	recordBody, err := json.Marshal(record)
-	if err != nil {
-		return fmt.Errorf("encoding the run record: %w", err)
-	}
-	if err := w.send(ctx, log, w.cfg.RecordsURL, queue.Message{Body: string(recordBody)}, "sending the run record"); err != nil {
-		return err
-	}
-
-	if outcome != jobfleet.OutcomeSucceeded {
-		if err := w.requeue(ctx, log, a, outcome, runErr, peak, ended); err != nil {
-			return err
-		}
-	}
-
-	a.claim.State, a.claim.Outcome, a.claim.FinishedAt = ClaimFinished, outcome, ended.UTC()
-	if err := w.retry(ctx, log, "finishing the claim", func(ctx context.Context) error { return w.claims.finish(ctx, a.claim) }); err != nil {
-		return err
-	}
-	if err := w.deleteMessage(ctx, log, a.msg); err != nil {
-		return err
-	}
-	log.Info().Int64("peak_bytes", peak.bytes).Str("peak_source", peak.source).Float64("duration_seconds", record.DurationSecs).Msg("job attempt finished")
-	if w.cfg.Hooks.Finished != nil {
-		w.cfg.Hooks.Finished(record)
-	}
-	return nil
+	})
 }
 
-// requeue publishes the rerun of an unsuccessful attempt to intake, or the
-// job to the dead-letter queue when its budget is spent.
-func (w *Worker) requeue(ctx context.Context, log zerolog.Logger, a *attempt, outcome jobfleet.Outcome, runErr error, peak peakReading, ended time.Time) error {
-	att := jobfleet.Attempt{
-		Reason: outcome.Reason(), ExitCode: exitCode(runErr),
-		Node: a.placement.Node, InstanceType: a.placement.InstanceType,
-		CapacityType: a.placement.CapacityType, Zone: a.placement.Zone,
-		AllocatedBytes: w.cfg.MemoryLimit, PeakBytes: peak.bytes,
-		StartedAt: a.started.UTC(), EndedAt: ended.UTC(),
+// stopping reports whether the stop came, and when everything must be done.
+func (s *stopper) stopping() (time.Time, bool) {
+	select {
+	case <-s.done:
+	default:
+		return time.Time{}, false
 	}
-	if runErr != nil {
-		att.Error = truncate(runErr.Error(), 500)
-	}
-	if a.store.last != nil {
-		att.Checkpoint = a.store.URI()
-	}
-	next := a.job.Rerun(att)
-
-	deadReason := ""
-	switch {
-	case errors.Is(runErr, ErrSkipRetry):
-		deadReason = "the job failed in a way a rerun cannot fix: " + att.Error
-	case outcome.Reason().SpendsRetry() && next.RetriesSpent() >= w.cfg.MaxAttempts:
-		deadReason = fmt.Sprintf("retry budget spent: %d of %d attempts %s; last: %s", next.RetriesSpent(), w.cfg.MaxAttempts, "failed or ran out of memory", att.Error)
-	case len(next.History) >= w.cfg.MaxTotalAttempts:
-		deadReason = fmt.Sprintf("%d attempts, the most any job gets", len(next.History))
-	}
-	body, err := jobfleet.Encode(next)
-	if err != nil {
-		return fmt.Errorf("encoding the rerun: %w", err)
-	}
-	if deadReason != "" {
-		log.Warn().Str("reason", deadReason).Msg("dead-lettering the job")
-		msg := queue.JobMessage(body, next.Type, next.Attempt())
-		msg.Attributes[queue.AttrError] = queue.StringAttribute(truncate(deadReason, 1000))
-		return w.send(ctx, log, w.cfg.DeadLetterURL, msg, "dead-lettering the job")
-	}
-	log.Info().Str("reason", string(att.Reason)).Bool("checkpoint", att.Checkpoint != "").Msg("requeueing the job for a rerun")
-	return w.send(ctx, log, w.cfg.IntakeURL, queue.JobMessage(body, next.Type, next.Attempt()), "requeueing the job")
+	s.learn()
+	return s.deadline, true
 }
 
-// deadLetterRaw moves a message that is not a runnable job to the
-// dead-letter queue, as it arrived, with the reason attached.
-func (w *Worker) deadLetterRaw(ctx context.Context, msg *types.Message, reason string) error {
-	log := w.log.With().Str("message_id", aws.ToString(msg.MessageId)).Logger()
-	dead := queue.Message{Body: aws.ToString(msg.Body), Attributes: map[string]types.MessageAttributeValue{}}
-	for k, v := range msg.MessageAttributes {
-		if len(dead.Attributes) < 9 {
-			dead.Attributes[k] = v
-		}
-	}
-	dead.Attributes[queue.AttrError] = queue.StringAttribute(truncate(reason, 1000))
-	if err := w.send(ctx, log, w.cfg.DeadLetterURL, dead, "dead-lettering a message"); err != nil {
-		return err
-	}
-	return w.deleteMessage(ctx, log, msg)
+// stopMargin is kept between the worker finishing and the kubelet's
+// SIGKILL.
+func stopMargin(grace time.Duration) time.Duration {
+	return min(2*time.Second, grace/10)
 }
 
-func (w *Worker) send(ctx context.Context, log zerolog.Logger, url string, msg queue.Message, what string) error {
-	return w.retry(ctx, log, what, func(ctx context.Context) error {
-		if failures := queue.Send(ctx, w.sqs, url, []queue.Message{msg}, queue.Retry{Attempts: 1}); len(failures) > 0 {
-			return failures[0].Err
+// readStopNotice reads why and until when the pod stops, from the stop
+// notice in S3, else from the annotations file. It waits for S3 no longer
+// than a tenth of the grace period.
+func (w *Worker) readStopNotice() *contract.StopNotice {
+	if w.cfg.Pod != "" && w.cfg.PodNamespace != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), max(time.Second, w.cfg.GracePeriod/10))
+		defer cancel()
+		n, err := w.store.ReadStopNotice(ctx, w.cfg.PodNamespace, w.cfg.Pod)
+		if err == nil {
+			return n
 		}
+		if !errors.Is(err, contract.ErrNotFound) {
+			w.log.Warn().Err(err).Msg("reading the pod's stop notice; using its annotations")
+		}
+	}
+	annotations := readAnnotations(w.cfg.ReasonFile)
+	kind := annotations[contract.AnnotationInterruption]
+	if kind == "" {
 		return nil
-	})
-}
-
-func (w *Worker) deleteMessage(ctx context.Context, log zerolog.Logger, msg *types.Message) error {
-	return w.retry(ctx, log, "deleting the message", func(ctx context.Context) error {
-		_, err := w.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(w.cfg.QueueURL), ReceiptHandle: msg.ReceiptHandle})
-		return err
-	})
-}
-
-// release makes a message visible again at once, for another worker.
-func (w *Worker) release(ctx context.Context, msg *types.Message) {
-	_, err := w.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
-		QueueUrl: aws.String(w.cfg.QueueURL), ReceiptHandle: msg.ReceiptHandle, VisibilityTimeout: 0,
-	})
-	if err != nil {
-		w.log.Warn().Err(err).Msg("releasing the message; it reappears after its visibility timeout")
 	}
+	n := &contract.StopNotice{
+		Kind: kind, InstanceType: annotations[contract.AnnotationInstanceType],
+		Zone: annotations[contract.AnnotationZone], CapacityType: annotations[contract.AnnotationCapacityType],
+	}
+	if t, err := time.Parse(time.RFC3339, annotations[contract.AnnotationDeadline]); err == nil {
+		n.Deadline = t
+	}
+	return n
 }
 
-// retry calls f until it succeeds or ctx ends, backing off with jitter.
-// The SDK retries each call already; this covers outages longer than that.
-func (w *Worker) retry(ctx context.Context, log zerolog.Logger, what string, f func(context.Context) error) error {
-	for failures := 0; ; failures++ {
+// bounded returns a context that outlives ctx's cancellation (the stop) by
+// the time left until the stop deadline.
+func (w *Worker) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		select {
+		case <-c.Done():
+			return
+		case <-ctx.Done():
+		}
+		deadline, _ := w.stop.stopping()
+		t := w.clock.NewTimer(deadline.Sub(w.clock.Now()))
+		defer t.Stop()
+		select {
+		case <-c.Done():
+		case <-t.C():
+			cancel()
+		}
+	}()
+	return c, cancel
+}
+
+// retry calls f until it succeeds, ctx ends, or it kept failing for window
+// (zero: no limit), backing off with jitter. The SDK retries each call
+// already; this covers outages longer than that.
+func (w *Worker) retry(ctx context.Context, log zerolog.Logger, what string, window time.Duration, f func(context.Context) error) error {
+	start := w.clock.Now()
+	for failures := 1; ; failures++ {
 		err := f(ctx)
 		if err == nil {
 			return nil
@@ -550,10 +291,46 @@ func (w *Worker) retry(ctx context.Context, log zerolog.Logger, what string, f f
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		log.Warn().Err(err).Int("failures", failures+1).Msg(what)
-		if err := sleep(ctx, w.clock, backoff(failures+1)); err != nil {
+		if isPermanent(err) || (window > 0 && w.clock.Since(start) >= window) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
+		log.Warn().Err(err).Int("failures", failures).Msg(what)
+		if err := sleep(ctx, w.clock, backoff(failures)); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+}
+
+// isPermanent reports errors that retrying cannot fix.
+func isPermanent(err error) bool {
+	return errors.Is(err, contract.ErrConflict) || errors.Is(err, contract.ErrForged) || errors.Is(err, contract.ErrStale)
+}
+
+func (w *Worker) send(ctx context.Context, log zerolog.Logger, url string, msg queue.Message, what string) error {
+	return w.retry(ctx, log, what, 0, func(ctx context.Context) error {
+		if failures := queue.Send(ctx, w.sqs, url, []queue.Message{msg}, queue.Retry{Attempts: 1}); len(failures) > 0 {
+			return failures[0].Err
+		}
+		return nil
+	})
+}
+
+func (w *Worker) deleteMessage(ctx context.Context, log zerolog.Logger, receipt string) error {
+	return w.retry(ctx, log, "deleting the message", 0, func(ctx context.Context) error {
+		_, err := w.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(w.cfg.QueueURL), ReceiptHandle: aws.String(receipt)})
+		return err
+	})
+}
+
+// release makes a message visible again at once, for another worker.
+func (w *Worker) release(ctx context.Context, receipt string) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := w.sqs.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl: aws.String(w.cfg.QueueURL), ReceiptHandle: aws.String(receipt), VisibilityTimeout: 0,
+	})
+	if err != nil {
+		w.log.Warn().Err(err).Msg("releasing the message; it reappears after its visibility timeout")
 	}
 }
 
@@ -594,15 +371,6 @@ func readAnnotations(file string) map[string]string {
 	return out
 }
 
-// Pod annotations the interruption handler sets before evicting a pod: the
-// kind of interruption, and where the pod ran.
-const (
-	AnnotationInterruption = "jobfleet.io/interruption"
-	AnnotationInstanceType = "jobfleet.io/instance-type"
-	AnnotationZone         = "jobfleet.io/zone"
-	AnnotationCapacityType = "jobfleet.io/capacity-type"
-)
-
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -610,12 +378,26 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
+// holderID names one hold of one message by this worker.
+func holderID(pod string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	if pod == "" {
+		pod, _ = os.Hostname()
+	}
+	return pod + "/" + hex.EncodeToString(b[:])
+}
+
 // Run runs a worker with AWS clients from the SDK's default configuration
 // (AWS_REGION, AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL_S3, ...), until MaxJobs
 // jobs ran, the queue stayed idle for IdleTimeout, or ctx ends. Cancel ctx on
 // SIGTERM (signal.NotifyContext) so a running job is checkpointed and
-// requeued.
+// requeued. In a pod of a job type with `mode: library`, take cfg from
+// FromEnv.
 func Run(ctx context.Context, cfg Config, h Handler, opts ...Option) error {
+	if os.Getenv(contract.EnvWrapped) != "" {
+		return ErrWrapped
+	}
 	clients, err := awsclient.Load(ctx, 10)
 	if err != nil {
 		return err

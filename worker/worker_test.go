@@ -21,6 +21,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/cgroup"
+	"github.com/jobfleet/jobfleet/internal/contract"
+	"github.com/jobfleet/jobfleet/internal/queue"
 	"github.com/jobfleet/jobfleet/internal/testenv"
 	"github.com/jobfleet/jobfleet/worker"
 )
@@ -33,6 +36,7 @@ const mib = 1 << 20
 type bundle struct {
 	sqs     *testenv.SQS
 	s3      *testenv.S3
+	store   contract.Store
 	bucket  string
 	class   string
 	intake  string
@@ -60,6 +64,7 @@ func setupOwnS3(t *testing.T) *bundle {
 
 func (b *bundle) init(t *testing.T) {
 	b.bucket = b.s3.CreateBucket(t)
+	b.store = contract.Store{S3: testenv.NewS3Client(b.s3.Endpoint), Bucket: b.bucket, Prefix: "jobs"}
 	b.class = b.sqs.CreateQueue(t, "class-", nil)
 	b.intake = b.sqs.CreateQueue(t, "intake-", nil)
 	b.dead = b.sqs.CreateQueue(t, "dead-", nil)
@@ -83,8 +88,30 @@ func (b *bundle) init(t *testing.T) {
 	}
 }
 
-// publish sends a job to the class queue and returns it.
+// publish does what the dispatcher does with a producer's new job: it
+// records a run of the job in S3 and forwards attempt 1 to the class
+// queue. It returns the job.
 func (b *bundle) publish(t *testing.T, job *jobfleet.Job) *jobfleet.Job {
+	t.Helper()
+	b.publishRun(t, job)
+	return job
+}
+
+// publishRun is publish, returning the run it started.
+func (b *bundle) publishRun(t *testing.T, job *jobfleet.Job) string {
+	t.Helper()
+	run := b.startRun(t, job)
+	body, err := jobfleet.Encode(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.send(t, b.class, queue.ForwardMessage(string(body), job.Type, run, 1))
+	return run
+}
+
+// startRun records a run of the job, as the dispatcher does when it
+// accepts a producer's message.
+func (b *bundle) startRun(t *testing.T, job *jobfleet.Job) string {
 	t.Helper()
 	if job.Version == 0 {
 		job.Version = jobfleet.Version
@@ -92,10 +119,19 @@ func (b *bundle) publish(t *testing.T, job *jobfleet.Job) *jobfleet.Job {
 	if job.Type == "" {
 		job.Type = "test"
 	}
-	if err := jobfleet.NewPublisher(b.sqs.Client, b.class).Publish(t.Context(), job); err != nil {
-		t.Fatalf("publishing: %v", err)
+	run := fmt.Sprintf("run-%d-%s", time.Now().UnixNano(), job.ID)
+	start, _, err := b.store.StartRun(t.Context(), job, run, time.Now())
+	if err != nil || start != contract.Started {
+		t.Fatalf("starting a run of %s: %v (%v)", job.ID, err, start)
 	}
-	return job
+	return run
+}
+
+func (b *bundle) send(t *testing.T, url string, m queue.Message) {
+	t.Helper()
+	if f := queue.Send(t.Context(), b.sqs.Client, url, []queue.Message{m}, queue.Retry{}); len(f) > 0 {
+		t.Fatalf("sending to %s: %v", url, f[0].Err)
+	}
 }
 
 // run runs a worker with the command until it exits.
@@ -127,19 +163,53 @@ func (b *bundle) recordsOf(t *testing.T, n int) []jobfleet.RunRecord {
 	return out
 }
 
-// jobsIn reads n job messages from a queue.
-func (b *bundle) jobsIn(t *testing.T, url string, n int) ([]*jobfleet.Job, []types.Message) {
+// sent is a job message jobfleet sent on: a rerun to intake, or a dead
+// letter, with the run's history as jobfleet recorded it.
+type sent struct {
+	Job     *jobfleet.Job
+	Run     string
+	Attempt int
+	History jobfleet.History
+	Msg     types.Message
+}
+
+// sentIn reads n job messages from a queue, with their run's history: for
+// a rerun (to intake), the history its previous attempt's claim recorded;
+// for a dead letter, the history of the attempt that ended the run.
+func (b *bundle) sentIn(t *testing.T, url string, n int) []sent {
 	t.Helper()
-	msgs := b.sqs.Receive(t, url, n, true)
-	var jobs []*jobfleet.Job
-	for _, m := range msgs {
+	var out []sent
+	for _, m := range b.sqs.Receive(t, url, n, true) {
 		job, err := jobfleet.Decode([]byte(aws.ToString(m.Body)))
 		if err != nil {
 			t.Fatalf("invalid job in %s: %v", url, err)
 		}
-		jobs = append(jobs, job)
+		run, attempt, ok, err := queue.RunAttempt(m.MessageAttributes)
+		if err != nil || !ok {
+			t.Fatalf("a message jobfleet sent on carries no run and attempt: %v", err)
+		}
+		s := sent{Job: job, Run: run, Attempt: attempt, Msg: m}
+		claimOf := attempt - 1
+		if url == b.dead {
+			claimOf = attempt
+		}
+		if claimOf >= 1 {
+			c, _, err := b.store.ReadClaim(t.Context(), job.ID, run, claimOf)
+			if err != nil {
+				t.Fatalf("reading the claim of attempt %d of %s: %v", claimOf, job.ID, err)
+			}
+			s.History = c.History
+		}
+		out = append(out, s)
 	}
-	return jobs, msgs
+	return out
+}
+
+// forward sends a rerun on to the class queue, as the dispatcher does
+// once it checked it.
+func (b *bundle) forward(t *testing.T, s sent) {
+	t.Helper()
+	b.send(t, b.class, queue.ForwardMessage(aws.ToString(s.Msg.Body), s.Job.Type, s.Run, s.Attempt))
 }
 
 // assertEmpty checks that a queue holds nothing, visible or in flight.
@@ -150,13 +220,14 @@ func (b *bundle) assertEmpty(t *testing.T, url, name string) {
 	}
 }
 
-// cgroupJobMode returns CgroupJob where this host lets the test create
-// memory cgroups, and the reason when it does not.
-func cgroupJobMode() (worker.CgroupMode, string) {
-	if err := worker.CheckJobCgroups(worker.DefaultCgroupParent()); err != nil {
-		return worker.CgroupOff, err.Error()
+// requireJobCgroups fails the test where this host does not let it create
+// memory cgroups: the tests that need them run as root on Linux, as the
+// end-to-end tier does (docs/testing.md), and are never skipped.
+func requireJobCgroups(t *testing.T) {
+	t.Helper()
+	if err := cgroup.Check(cgroup.DefaultParent()); err != nil {
+		t.Fatalf("this test enforces memory limits with a cgroup per job and needs root on Linux with a memory cgroup controller: %v", err)
 	}
-	return worker.CgroupJob, ""
 }
 
 func TestSuccessRecordsPeakAndDeletes(t *testing.T) {
@@ -165,7 +236,8 @@ func TestSuccessRecordsPeakAndDeletes(t *testing.T) {
 	const allocated = 300
 	cfg := b.cfg
 	cfg.MemoryLimit = 1 << 30
-	cfg.Cgroup, _ = cgroupJobMode()
+	requireJobCgroups(t)
+	cfg.Cgroup = worker.CgroupJob
 	job := b.publish(t, &jobfleet.Job{ID: "alloc-1", Features: map[string]float64{"rows": 42}, Params: json.RawMessage(`{"k":"v"}`)})
 
 	if err := b.run(t, t.Context(), cfg, "alloc", strconv.Itoa(allocated), "200"); err != nil {
@@ -178,12 +250,7 @@ func TestSuccessRecordsPeakAndDeletes(t *testing.T) {
 	}
 	peakMiB := float64(rec.PeakBytes) / mib
 	upper := allocated * 1.1
-	if rec.PeakSource == worker.SourceRusage {
-		// Without a cgroup the peak comes from the child's rusage, which
-		// Linux seeds with the parent's resident set when the child execs.
-		upper += 100
-	}
-	if peakMiB < allocated*0.9 || peakMiB > upper {
+	if peakMiB < allocated*0.9 || peakMiB > upper || rec.PeakSource == worker.SourceRusage {
 		t.Errorf("peak = %.1f MiB (%s), want within 10%% of the %d MiB allocated", peakMiB, rec.PeakSource, allocated)
 	}
 	if rec.Node != "node-a" || rec.CapacityType != jobfleet.CapacitySpot || rec.Features["rows"] != 42 || rec.AllocatedBytes != 1<<30 {
@@ -228,12 +295,13 @@ func (c counter) last(t *testing.T, verb string) (int, bool) {
 	return value, found
 }
 
-// checkpointProgress reads the progress file of the job's latest complete
+// checkpointProgress reads the progress file of a run's latest complete
 // checkpoint from S3, or -1.
-func (b *bundle) checkpointProgress(t *testing.T, jobID string) int {
+func (b *bundle) checkpointProgress(t *testing.T, jobID, run string) int {
 	t.Helper()
 	client := testenv.NewS3Client(b.s3.Endpoint)
-	out, err := client.GetObject(t.Context(), &s3.GetObjectInput{Bucket: aws.String(b.bucket), Key: aws.String("jobs/" + jobID + "/checkpoint/manifest.json")})
+	prefix := b.store.CheckpointPrefix(jobID, run)
+	out, err := client.GetObject(t.Context(), &s3.GetObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(prefix + "/manifest.json")})
 	if err != nil {
 		return -1
 	}
@@ -251,7 +319,7 @@ func (b *bundle) checkpointProgress(t *testing.T, jobID string) int {
 		if f.Path != "progress" {
 			continue
 		}
-		obj, err := client.GetObject(t.Context(), &s3.GetObjectInput{Bucket: aws.String(b.bucket), Key: aws.String("jobs/" + jobID + "/checkpoint/objects/" + f.SHA256)})
+		obj, err := client.GetObject(t.Context(), &s3.GetObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(prefix + "/objects/" + f.SHA256)})
 		if err != nil {
 			t.Fatalf("manifest names a missing object: %v", err)
 		}
@@ -264,16 +332,16 @@ func (b *bundle) checkpointProgress(t *testing.T, jobID string) int {
 	return -1
 }
 
-// eventually waits for cond, polling; it fails the test at the deadline.
 func TestSIGTERMCheckpointsRequeuesAndResumes(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	c := counter{log: filepath.Join(t.TempDir(), "count.log")}
 	cfg := b.cfg
 	cfg.CheckpointInterval = time.Second
-	job := b.publish(t, &jobfleet.Job{ID: "count-1"})
+	job := &jobfleet.Job{ID: "count-1"}
+	run := b.publishRun(t, job)
 	// The interruption handler annotates the pod before evicting it.
-	annotations := worker.AnnotationInterruption + `="spot-interruption"` + "\n" + worker.AnnotationInstanceType + `="c7i.2xlarge"` + "\n" + worker.AnnotationZone + `="us-east-1c"` + "\n"
+	annotations := contract.AnnotationInterruption + `="spot-interruption"` + "\n" + contract.AnnotationInstanceType + `="c7i.2xlarge"` + "\n" + contract.AnnotationZone + `="us-east-1c"` + "\n"
 	if err := os.WriteFile(cfg.ReasonFile, []byte(annotations), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +350,7 @@ func TestSIGTERMCheckpointsRequeuesAndResumes(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- b.run(t, ctx, cfg, c.args(100000, 2*time.Millisecond)...) }()
 	// Let it run past a periodic checkpoint, then send the stop signal.
-	testenv.Eventually(t, 30*time.Second, "a periodic checkpoint", func() bool { return b.checkpointProgress(t, job.ID) > 0 })
+	testenv.Eventually(t, 30*time.Second, "a periodic checkpoint", func() bool { return b.checkpointProgress(t, job.ID, run) > 0 })
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("worker: %v", err)
@@ -291,21 +359,20 @@ func TestSIGTERMCheckpointsRequeuesAndResumes(t *testing.T) {
 	if !ok {
 		t.Fatalf("the job never got SIGTERM; log: %v", c.lines(t))
 	}
-	if got := b.checkpointProgress(t, job.ID); got != stoppedAt {
+	if got := b.checkpointProgress(t, job.ID, run); got != stoppedAt {
 		t.Errorf("final checkpoint holds progress %d, the job stopped at %d", got, stoppedAt)
 	}
 
-	reruns, _ := b.jobsIn(t, b.intake, 1)
-	rerun := reruns[0]
-	if rerun.ID != job.ID || rerun.Attempt() != 2 || len(rerun.History) != 1 {
+	rerun := b.sentIn(t, b.intake, 1)[0]
+	if rerun.Job.ID != job.ID || rerun.Run != run || rerun.Attempt != 2 || len(rerun.History) != 1 {
 		t.Fatalf("rerun = %+v", rerun)
 	}
 	h := rerun.History[0]
 	if h.Reason != jobfleet.ReasonInterrupted || h.Node != "node-a" || h.InstanceType != "c7i.2xlarge" || h.Zone != "us-east-1c" || h.CapacityType != jobfleet.CapacitySpot || h.Checkpoint == "" {
 		t.Errorf("rerun history = %+v", h)
 	}
-	if rerun.Checkpoint != h.Checkpoint || rerun.RetriesSpent() != 0 {
-		t.Errorf("rerun checkpoint %q, retries spent %d", rerun.Checkpoint, rerun.RetriesSpent())
+	if rerun.History.RetriesSpent() != 0 {
+		t.Errorf("an interrupted attempt spent a retry")
 	}
 	b.assertEmpty(t, b.class, "class")
 	recs := b.recordsOf(t, 1)
@@ -318,7 +385,7 @@ func TestSIGTERMCheckpointsRequeuesAndResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := stoppedAt + 300
-	b.publish(t, rerun)
+	b.forward(t, rerun)
 	if err := b.run(t, t.Context(), cfg, c.args(target, time.Millisecond)...); err != nil {
 		t.Fatalf("rerun worker: %v", err)
 	}
@@ -388,10 +455,7 @@ func TestLongJobIsNeverReceivedTwice(t *testing.T) {
 
 func TestOOMRequeuesWithHistory(t *testing.T) {
 	t.Parallel()
-	mode, why := cgroupJobMode()
-	if mode != worker.CgroupJob {
-		t.Skipf("this host does not let the test create a memory cgroup, so no limit can be enforced: %s", why)
-	}
+	requireJobCgroups(t)
 	b := setup(t)
 	cfg := b.cfg
 	cfg.Cgroup = worker.CgroupJob
@@ -405,13 +469,13 @@ func TestOOMRequeuesWithHistory(t *testing.T) {
 	if recs[0].Outcome != jobfleet.OutcomeOOM || recs[0].ExitCode != 137 {
 		t.Fatalf("run record = %+v, want an OOM kill", recs[0])
 	}
-	reruns, _ := b.jobsIn(t, b.intake, 1)
-	h := reruns[0].History
-	if reruns[0].ID != job.ID || len(h) != 1 || h[0].Reason != jobfleet.ReasonOOM || h[0].AllocatedBytes != 64*mib || h[0].PeakBytes < 60*mib {
+	rerun := b.sentIn(t, b.intake, 1)[0]
+	h := rerun.History
+	if rerun.Job.ID != job.ID || len(h) != 1 || h[0].Reason != jobfleet.ReasonOOM || h[0].AllocatedBytes != 64*mib || h[0].PeakBytes < 60*mib {
 		t.Fatalf("rerun history = %+v, want one OOM attempt at 64 MiB", h)
 	}
-	if reruns[0].RetriesSpent() != 1 {
-		t.Errorf("an OOM attempt spends a retry; spent %d", reruns[0].RetriesSpent())
+	if h.RetriesSpent() != 1 {
+		t.Errorf("an OOM attempt spends a retry; spent %d", h.RetriesSpent())
 	}
 	b.assertEmpty(t, b.class, "class")
 	b.assertEmpty(t, b.dead, "dead-letter")
@@ -427,22 +491,25 @@ func TestRetryBudgetEndsInDeadLetter(t *testing.T) {
 	if err := b.run(t, t.Context(), cfg, "fail", "3"); err != nil {
 		t.Fatalf("worker: %v", err)
 	}
-	reruns, _ := b.jobsIn(t, b.intake, 1)
+	reruns := b.sentIn(t, b.intake, 1)
 	if h := reruns[0].History; len(h) != 1 || h[0].Reason != jobfleet.ReasonFailed || h[0].ExitCode != 3 {
 		t.Fatalf("first rerun history = %+v", h)
 	}
 	b.assertEmpty(t, b.dead, "dead-letter")
 
-	b.publish(t, reruns[0])
+	b.forward(t, reruns[0])
 	if err := b.run(t, t.Context(), cfg, "fail", "3"); err != nil {
 		t.Fatalf("worker: %v", err)
 	}
-	dead, msgs := b.jobsIn(t, b.dead, 1)
-	if h := dead[0].History; len(h) != 2 || h[1].Attempt != 2 || h[1].Reason != jobfleet.ReasonFailed {
+	dead := b.sentIn(t, b.dead, 1)[0]
+	if h := dead.History; len(h) != 2 || h[1].Attempt != 2 || h[1].Reason != jobfleet.ReasonFailed {
 		t.Fatalf("dead-lettered job history = %+v", h)
 	}
-	if reason := aws.ToString(msgs[0].MessageAttributes[jobfleet.AttrError].StringValue); !strings.Contains(reason, "retry budget spent: 2 of 2") {
+	if reason := aws.ToString(dead.Msg.MessageAttributes[jobfleet.AttrError].StringValue); !strings.Contains(reason, "retry budget spent: 2 of 2") {
 		t.Errorf("dead letter reason = %q", reason)
+	}
+	if r, _, err := b.store.ReadRun(t.Context(), dead.Job.ID); err != nil || r.State != contract.RunEnded {
+		t.Errorf("the dead-lettered job's run = %+v, %v; want it ended", r, err)
 	}
 	if recs := b.recordsOf(t, 2); recs[0].Outcome != jobfleet.OutcomeFailed || recs[1].Outcome != jobfleet.OutcomeFailed {
 		t.Errorf("run records = %+v", recs)
@@ -482,8 +549,10 @@ func TestDuplicateAttemptRunsOnce(t *testing.T) {
 	c := counter{log: filepath.Join(t.TempDir(), "count.log")}
 	// The dispatcher crashed between sending and deleting: the same attempt
 	// of a job arrives twice.
-	b.publish(t, &jobfleet.Job{ID: "dup-1"})
-	b.publish(t, &jobfleet.Job{ID: "dup-1"})
+	job := &jobfleet.Job{Version: jobfleet.Version, ID: "dup-1", Type: "test"}
+	run := b.publishRun(t, job)
+	body, _ := jobfleet.Encode(job)
+	b.send(t, b.class, queue.ForwardMessage(string(body), job.Type, run, 1))
 	cfg := b.cfg
 	cfg.MaxJobs = 2
 	if err := b.run(t, t.Context(), cfg, c.args(5, time.Millisecond)...); err != nil {
@@ -589,8 +658,8 @@ func TestGoHandler(t *testing.T) {
 	if strings.Join(seen, ",") != "go-1:3:9,go-2:-1:0" {
 		t.Errorf("handler saw %v", seen)
 	}
-	dead, msgs := b.jobsIn(t, b.dead, 1)
-	if dead[0].ID != "go-2" || !strings.Contains(aws.ToString(msgs[0].MessageAttributes[jobfleet.AttrError].StringValue), "cannot fix") {
+	dead := b.sentIn(t, b.dead, 1)
+	if dead[0].Job.ID != "go-2" || !strings.Contains(aws.ToString(dead[0].Msg.MessageAttributes[jobfleet.AttrError].StringValue), "cannot fix") {
 		t.Errorf("dead letter = %+v", dead[0])
 	}
 	b.assertEmpty(t, b.intake, "intake")
@@ -598,8 +667,11 @@ func TestGoHandler(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
-	err := worker.Config{Cgroup: worker.CgroupJob, VisibilityTimeout: time.Second}.WithDefaults().Validate()
-	for _, want := range []string{"queue URL is required", "bucket is required", "visibility timeout 1s", "cgroup mode job needs a memory limit"} {
+	err := worker.Config{Cgroup: worker.CgroupJob, VisibilityTimeout: time.Second, QueueURL: "jobfleet-train", MaxRuntime: -time.Hour, IdleTimeout: -time.Second,
+		GracePeriod: 30 * time.Second, UploadGrace: time.Minute}.WithDefaults().Validate()
+	for _, want := range []string{"IntakeURL (JOBFLEET_INTAKE) is required", "Bucket (JOBFLEET_BUCKET) is required", "VisibilityTimeout (JOBFLEET_VISIBILITY_TIMEOUT) 1s",
+		"JOBFLEET_MEMORY", `QueueURL (JOBFLEET_QUEUE) "jobfleet-train" is not a queue URL`, "MaxRuntime (JOBFLEET_MAX_RUNTIME) -1h0m0s: above zero",
+		"IdleTimeout (JOBFLEET_IDLE_TIMEOUT) -1s", "UploadGrace (JOBFLEET_UPLOAD_GRACE) 1m0s: above zero and shorter than the grace period (30s)"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to report %q", err, want)
 		}

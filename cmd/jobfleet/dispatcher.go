@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"sync"
 	"time"
@@ -16,10 +18,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/clock"
 
 	"github.com/jobfleet/jobfleet/dispatcher"
 	"github.com/jobfleet/jobfleet/dispatcher/interruption"
 	"github.com/jobfleet/jobfleet/internal/awsclient"
+	"github.com/jobfleet/jobfleet/internal/contract"
 	"github.com/jobfleet/jobfleet/jobtype"
 	"github.com/jobfleet/jobfleet/predictor"
 )
@@ -42,7 +46,8 @@ type DispatcherCmd struct {
 	TriggerAuth    string        `name:"trigger-auth" env:"JOBFLEET_TRIGGER_AUTH" help:"KEDA TriggerAuthentication for the SQS triggers; default: KEDA's own identity (identityOwner operator)."`
 	Polling        time.Duration `name:"polling-interval" env:"JOBFLEET_POLLING_INTERVAL" default:"10s" help:"How often KEDA checks each class queue."`
 
-	RetrainEvery    time.Duration `name:"retrain-every" env:"JOBFLEET_RETRAIN_EVERY" default:"24h" help:"How often the leader retrains the model from the stored run records and writes it to --model; 0 never."`
+	Retrain         bool          `name:"retrain" env:"JOBFLEET_RETRAIN" default:"true" negatable:"" help:"Have the leader retrain the model from the stored run records every --retrain-every and write it to --model (with --model); --no-retrain never retrains."`
+	RetrainEvery    time.Duration `name:"retrain-every" env:"JOBFLEET_RETRAIN_EVERY" default:"24h" help:"How often the leader retrains the model."`
 	RetrainWindow   time.Duration `name:"retrain-window" env:"JOBFLEET_RETRAIN_WINDOW" default:"720h" help:"Retrain on the run records of this last period."`
 	RetrainFeatures []string      `name:"retrain-features" env:"JOBFLEET_RETRAIN_FEATURES" sep:"," placeholder:"NAME,..." help:"Job features the retrained model reads, most telling first; default all the run records carry, in the order the model finds best (up to four)."`
 	Model           string        `name:"model" env:"JOBFLEET_MODEL" placeholder:"PATH|s3://BUCKET/KEY" help:"Memory model to size jobs with, reloaded when it changes; without one, jobs get their type's default."`
@@ -60,11 +65,62 @@ type DispatcherCmd struct {
 	RebalanceEvicts   bool          `name:"rebalance-evicts" env:"JOBFLEET_REBALANCE_EVICTS" help:"On a rebalance recommendation, checkpoint and move the node's jobs at once instead of only tainting it."`
 	AvoidFor          time.Duration `name:"avoid-for" env:"JOBFLEET_AVOID_FOR" default:"1h" help:"How long reruns of interrupted jobs keep away from an instance type and zone whose spot capacity was reclaimed."`
 	KubeQPS           float32       `name:"kube-qps" env:"JOBFLEET_KUBE_QPS" default:"100" help:"Kubernetes API requests per second (evicting a full node takes two per pod)."`
+	AvoidConfigMap    string        `name:"avoid-configmap" env:"JOBFLEET_AVOID_CONFIGMAP" default:"jobfleet-avoid" help:"ConfigMap in --namespace where every replica records the interrupted capacity that reruns avoid."`
 
 	LeaderElect bool   `name:"leader-elect" env:"JOBFLEET_LEADER_ELECT" default:"true" negatable:"" help:"Elect one replica (a Lease) to collect idle classes and run the failure sensor; --no-leader-elect runs them here unconditionally."`
 	Lease       string `name:"lease" env:"JOBFLEET_LEASE" default:"jobfleet-dispatcher" help:"Name of the leader election Lease."`
 
 	MetricsAddr string `name:"metrics-addr" env:"JOBFLEET_METRICS_ADDR" default:":9090" help:"Address of /metrics, /healthz and /readyz."`
+}
+
+// Validate rejects settings that cannot work, naming the flag; kong calls
+// it after parsing.
+func (c *DispatcherCmd) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Intake == c.DeadLetter {
+		bad("--intake and --dead-letter are the same queue: dead letters would come back as jobs")
+	}
+	for _, q := range []struct{ flag, url string }{{"--intake", c.Intake}, {"--dead-letter", c.DeadLetter}, {"--records", c.Records}, {"--interruption-queue", c.InterruptionQueue}} {
+		if q.url == "" {
+			continue
+		}
+		if u, err := url.Parse(q.url); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("%s %q is not a queue URL", q.flag, q.url)
+		}
+	}
+	positive := []struct {
+		flag string
+		v    time.Duration
+	}{{"--linger", c.Linger}, {"--class-idle-ttl", c.ClassIdleTTL}, {"--retrain-every", c.RetrainEvery}, {"--retrain-window", c.RetrainWindow},
+		{"--model-reload", c.ModelReload}, {"--intake-visibility", c.IntakeVisibility}, {"--avoid-for", c.AvoidFor}, {"--polling-interval", c.Polling}}
+	for _, p := range positive {
+		if p.v <= 0 {
+			bad("%s %v: above zero", p.flag, p.v)
+		}
+	}
+	if c.Receivers < 1 {
+		bad("--receivers %d: at least 1", c.Receivers)
+	}
+	if c.MaxInFlight < 10*max(1, c.Receivers) {
+		bad("--max-in-flight %d: at least 10 per receiver (%d)", c.MaxInFlight, 10*max(1, c.Receivers))
+	}
+	if !(c.OOMFactor > 1) {
+		bad("--oom-factor %v: above 1 (a rerun after an OOM kill needs more memory)", c.OOMFactor)
+	}
+	if c.OnDemandAfter < 1 {
+		bad("--on-demand-after %d: at least 1", c.OnDemandAfter)
+	}
+	if c.KubeQPS <= 0 {
+		bad("--kube-qps %v: above zero", c.KubeQPS)
+	}
+	if c.InterruptionQueue != "" && !c.Kubernetes {
+		bad("--interruption-queue needs Kubernetes (it taints nodes and evicts pods); drop it or --no-kubernetes")
+	}
+	if c.InterruptionQueue != "" && (c.InterruptionQueue == c.Intake || c.InterruptionQueue == c.DeadLetter || c.InterruptionQueue == c.Records) {
+		bad("--interruption-queue must be jobfleet's own queue of EC2 events, not the intake, dead-letter or records queue")
+	}
+	return errors.Join(errs...)
 }
 
 // Run dispatches until a signal.
@@ -76,6 +132,16 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 	clients, err := awsclient.Load(ctx, 10)
 	if err != nil {
 		return err
+	}
+	if c.Model != "" {
+		// A model that cannot be read is a mistake to report now, unless
+		// retraining will write the first one.
+		if _, err := predictor.Load(ctx, clients.S3, c.Model); err != nil {
+			if !(c.Retrain && (errors.Is(err, fs.ErrNotExist) || contract.IsNotFound(err))) {
+				return fmt.Errorf("--model %s: %w", c.Model, err)
+			}
+			g.log.Warn().Str("model", c.Model).Msg("no model yet: jobs get their type's default memory until the first retraining writes one")
+		}
 	}
 	var kube dynamic.Interface
 	var typed kubernetes.Interface
@@ -100,7 +166,7 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	cfg := dispatcher.Config{
-		IntakeURL: c.Intake, DeadLetterURL: c.DeadLetter, Registry: reg,
+		IntakeURL: c.Intake, DeadLetterURL: c.DeadLetter, Registry: reg, Bucket: c.Bucket, Prefix: c.Prefix,
 		Receivers: c.Receivers, MaxInFlight: c.MaxInFlight, Linger: c.Linger, ClassIdleTTL: c.ClassIdleTTL,
 		IntakeVisibility: c.IntakeVisibility,
 		Sizing:           dispatcher.Sizing{OOMFactor: c.OOMFactor, OnDemandAfter: c.OnDemandAfter},
@@ -112,36 +178,49 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 			TriggerAuthentication: c.TriggerAuth, PollingInterval: c.Polling,
 		},
 	}
+	retrainEvery := c.RetrainEvery
+	if !c.Retrain {
+		retrainEvery = 0
+	}
 	opts := []dispatcher.Option{
 		dispatcher.WithLogger(g.log), dispatcher.WithRegisterer(promReg),
 		dispatcher.WithRecords(clients.S3,
 			dispatcher.RecordsConfig{URL: c.Records, Bucket: c.Bucket, Prefix: c.Prefix},
-			dispatcher.RetrainConfig{Every: c.RetrainEvery, Window: c.RetrainWindow, Model: c.Model, Options: retrainOptions(c.RetrainFeatures)}),
+			dispatcher.RetrainConfig{Every: retrainEvery, Window: c.RetrainWindow, Model: c.Model, Options: retrainOptions(c.RetrainFeatures)}),
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var reloader *predictor.Reloader
 	if c.Model != "" {
-		reloader := predictor.NewReloader(c.Model, clients.S3, c.ModelReload, g.log.With().Str("component", "model").Logger(), nil)
+		reloader = predictor.NewReloader(c.Model, clients.S3, c.ModelReload, g.log.With().Str("component", "model").Logger(), nil)
 		opts = append(opts, dispatcher.WithModels(reloader))
-		wg.Go(func() { reloader.Run(ctx) })
 	}
 	if c.Kubernetes {
 		opts = append(opts,
 			dispatcher.WithKubernetes(typed, leader),
-			dispatcher.WithSensor(clients.S3, dispatcher.SensorConfig{Bucket: c.Bucket, Prefix: c.Prefix}))
+			dispatcher.WithSensor(dispatcher.SensorConfig{RecordsURL: c.Records}))
 	}
-	if c.InterruptionQueue != "" && c.Kubernetes {
+	if c.InterruptionQueue != "" {
+		avoid := &interruption.AvoidConfigMap{Client: typed, Namespace: c.Namespace, Name: c.AvoidConfigMap, TTL: c.AvoidFor, Clock: clock.RealClock{}}
+		if err := avoid.Start(ctx); err != nil {
+			return err
+		}
+		store := contract.Store{S3: clients.S3, Bucket: c.Bucket, Prefix: c.Prefix}
 		ctrl := interruption.New(interruption.Config{
 			QueueURL: c.InterruptionQueue, Namespace: c.Namespace, RebalanceEvicts: c.RebalanceEvicts, AvoidFor: c.AvoidFor,
 		}, &interruption.Kubernetes{Client: typed, Namespace: c.Namespace, EC2: clients.EC2},
-			clients.SQS, interruption.NewMetrics(promReg), g.log.With().Str("component", "interruption").Logger(), nil)
-		opts = append(opts, dispatcher.WithInterruptions(ctrl))
+			clients.SQS, avoid, store, interruption.NewMetrics(promReg), g.log.With().Str("component", "interruption").Logger(), nil)
+		opts = append(opts, dispatcher.WithInterruptions(ctrl, avoid))
 	}
-	d, err := dispatcher.New(cfg, clients.SQS, kube, opts...)
+	d, err := dispatcher.New(cfg, clients.SQS, clients.S3, kube, opts...)
 	if err != nil {
 		return err
+	}
+	if reloader != nil {
+		reloader.OnReload = d.ObserveModelReload
+		wg.Go(func() { reloader.Run(ctx) })
 	}
 	awsclient.SQSCalls.OnCall = d.ObserveSQSCall
 	if c.MetricsAddr != "" {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/jobfleet/jobfleet/internal/awsclient"
@@ -54,6 +55,16 @@ func (c *LoadtestCmd) Run(ctx context.Context, g *Globals) error {
 			return err
 		}
 		defer server.Stop()
+		s3Server, err := localstack.StartS3(0)
+		if err != nil {
+			return err
+		}
+		defer s3Server.Stop()
+		s3Client := s3.NewFromConfig(aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")},
+			func(o *s3.Options) { o.BaseEndpoint = aws.String(s3Server.Endpoint); o.UsePathStyle = true })
+		if _, err := s3Client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("loadtest")}); err != nil {
+			return fmt.Errorf("creating the bucket: %w", err)
+		}
 		api = sqs.NewFromConfig(aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")},
 			func(o *sqs.Options) { o.BaseEndpoint = aws.String(server.Endpoint) })
 		urls := map[string]string{}
@@ -81,9 +92,10 @@ func (c *LoadtestCmd) Run(ctx context.Context, g *Globals) error {
 		target = &loadtest.Process{
 			Binary: self,
 			Args: []string{"--log-level", "warn", "--no-kubernetes", "--intake", cfg.Intake, "--dead-letter", urls["loadtest-dead-letter"],
-				"--records", urls["loadtest-records"], "--bucket", "unused", "--registry", registry, "--class-prefix", cfg.ClassPrefix,
+				"--records", urls["loadtest-records"], "--bucket", "loadtest", "--registry", registry, "--class-prefix", cfg.ClassPrefix,
 				"--intake-visibility", "15s", "--retrain-every", "0"},
-			Env:    []string{"AWS_ENDPOINT_URL_SQS=" + server.Endpoint, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=local", "AWS_SECRET_ACCESS_KEY=local"},
+			Env: []string{"AWS_ENDPOINT_URL_SQS=" + server.Endpoint, "AWS_ENDPOINT_URL_S3=" + s3Server.Endpoint,
+				"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=local", "AWS_SECRET_ACCESS_KEY=local"},
 			Output: os.Stderr,
 		}
 	} else {

@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/contract"
+	"github.com/jobfleet/jobfleet/internal/queue"
 	"github.com/jobfleet/jobfleet/internal/testenv"
 )
 
@@ -25,18 +27,29 @@ func TestWorkerCommandSIGTERM(t *testing.T) {
 	class, intake := sqs.CreateQueue(t, "class-", nil), sqs.CreateQueue(t, "intake-", nil)
 	dead, records := sqs.CreateQueue(t, "dead-", nil), sqs.CreateQueue(t, "records-", nil)
 	bin, testjob := testenv.Build(t, "./cmd/jobfleet"), testenv.Build(t, "./internal/testenv/testjob")
-	if err := jobfleet.NewPublisher(sqs.Client, class).Publish(t.Context(), &jobfleet.Job{Version: 1, ID: "cli-1", Type: "count"}); err != nil {
+	// The dispatcher accepted the job: its run is recorded and attempt 1
+	// waits in the class queue.
+	store := contract.Store{S3: s3.Client, Bucket: bucket}
+	job := &jobfleet.Job{Version: 1, ID: "cli-1", Type: "count"}
+	if _, _, err := store.StartRun(t.Context(), job, "run-1", time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	body, _ := jobfleet.Encode(job)
+	if f := queue.Send(t.Context(), sqs.Client, class, []queue.Message{queue.ForwardMessage(string(body), job.Type, "run-1", 1)}, queue.Retry{}); len(f) > 0 {
+		t.Fatal(f[0].Err)
+	}
 	logFile := filepath.Join(t.TempDir(), "count.log")
-	cmd := exec.Command(bin, "worker", "--log-format", "json", "--job-type", "count",
-		"--checkpoint-dir", filepath.Join(t.TempDir(), "ckpt"), "--checkpoint-interval", "1s",
-		"--grace-period", "10s", "--upload-grace", "4s", "--cgroup", "off", "--reason-file", filepath.Join(t.TempDir(), "none"),
-		"--", testjob, "count", "1000000", "2", logFile)
+	// The environment a pod template gives the worker.
+	env := contract.WorkerEnv{
+		Queue: class, Intake: intake, DeadLetter: dead, Records: records, Bucket: bucket, JobType: "count",
+		CheckpointDir: filepath.Join(t.TempDir(), "ckpt"), CheckpointInterval: time.Second,
+		GracePeriod: 10 * time.Second, UploadGrace: 4 * time.Second, Cgroup: "off",
+		ReasonFile: filepath.Join(t.TempDir(), "none"), Node: "node-7",
+	}
+	cmd := exec.Command(bin, "--log-format", "json", "worker", "--", testjob, "count", "1000000", "2", logFile)
 	cmd.Env = append(os.Environ(), sqs.Env()...)
 	cmd.Env = append(cmd.Env, s3.Env()...)
-	cmd.Env = append(cmd.Env, "JOBFLEET_QUEUE="+class, "JOBFLEET_INTAKE="+intake, "JOBFLEET_DEAD_LETTER="+dead,
-		"JOBFLEET_RECORDS="+records, "JOBFLEET_BUCKET="+bucket, "JOBFLEET_NODE_NAME=node-7")
+	cmd.Env = append(cmd.Env, env.Strings()...)
 	var out testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -63,12 +76,16 @@ func TestWorkerCommandSIGTERM(t *testing.T) {
 		t.Errorf("the worker took %v to stop, longer than its grace period", took)
 	}
 	msgs := sqs.Receive(t, intake, 1, true)
-	rerun, err := jobfleet.Decode([]byte(aws.ToString(msgs[0].Body)))
-	if err != nil {
+	if _, err := jobfleet.Decode([]byte(aws.ToString(msgs[0].Body))); err != nil {
 		t.Fatal(err)
 	}
-	if len(rerun.History) != 1 || rerun.History[0].Reason != jobfleet.ReasonEvicted || rerun.History[0].Node != "node-7" || rerun.Checkpoint == "" {
-		t.Errorf("rerun = %+v", rerun)
+	run, attempt, _, _ := queue.RunAttempt(msgs[0].MessageAttributes)
+	ended, _, err := store.ReadClaim(t.Context(), job.ID, run, 1)
+	if err != nil || attempt != 2 {
+		t.Fatalf("rerun of run %q attempt %d; claim of attempt 1: %v", run, attempt, err)
+	}
+	if h := ended.History; len(h) != 1 || h[0].Reason != jobfleet.ReasonEvicted || h[0].Node != "node-7" || h[0].Checkpoint == "" {
+		t.Errorf("history = %+v", h)
 	}
 	data, _ := os.ReadFile(logFile)
 	if !strings.Contains(string(data), "stop ") {

@@ -14,7 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"k8s.io/utils/clock"
 
-	"github.com/jobfleet/jobfleet/worker"
+	"github.com/jobfleet/jobfleet/internal/contract"
 )
 
 // Labels, taints and annotations.
@@ -23,14 +23,17 @@ const (
 	// notice's kind.
 	TaintKey = "jobfleet.io/interruption"
 	// AnnotationInterruption is set on each jobfleet pod before it is
-	// evicted: the worker reads it (through a downward-API file) to record
-	// its rerun as interrupted rather than evicted.
-	AnnotationInterruption = worker.AnnotationInterruption
+	// evicted: the worker reads it (through a downward-API file, where it
+	// cannot read the stop notice in S3) to record its rerun as
+	// interrupted rather than evicted.
+	AnnotationInterruption = contract.AnnotationInterruption
 	// AnnotationInstanceType, AnnotationZone and AnnotationCapacityType
-	// tell the worker where it ran, for the rerun's history.
-	AnnotationInstanceType = worker.AnnotationInstanceType
-	AnnotationZone         = worker.AnnotationZone
-	AnnotationCapacityType = worker.AnnotationCapacityType
+	// tell the worker where it ran, for the rerun's history, and
+	// AnnotationDeadline when the pod must be gone.
+	AnnotationInstanceType = contract.AnnotationInstanceType
+	AnnotationZone         = contract.AnnotationZone
+	AnnotationCapacityType = contract.AnnotationCapacityType
+	AnnotationDeadline     = contract.AnnotationDeadline
 
 	labelInstanceType = "node.kubernetes.io/instance-type"
 	labelZone         = "topology.kubernetes.io/zone"
@@ -47,6 +50,19 @@ const (
 type SQSAPI interface {
 	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
 	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
+}
+
+// StopNotices is where the controller tells each pod's worker why and
+// until when its pod stops, before evicting it: the pod's own grace period
+// may end after the instance does. contract.Store implements it.
+type StopNotices interface {
+	WriteStopNotice(ctx context.Context, namespace, pod string, n *contract.StopNotice) error
+}
+
+// AvoidRecorder remembers interrupted (instance type, zone) pairs where
+// every replica's reruns see them.
+type AvoidRecorder interface {
+	Add(ctx context.Context, instanceType, zone string) error
 }
 
 // Config configures the controller.
@@ -66,6 +82,10 @@ type Config struct {
 	AvoidFor time.Duration
 	// Concurrency bounds the API calls in flight for one notice. Default 32.
 	Concurrency int
+	// RetryFor is how long a notice whose handling failed on a transient
+	// error keeps coming back to be handled again, from its own time.
+	// Default 10m.
+	RetryFor time.Duration
 }
 
 // Controller acts on interruption notices.
@@ -76,8 +96,8 @@ type Controller struct {
 	clock   clock.Clock
 	log     zerolog.Logger
 	metrics *Metrics
-	// Avoid remembers interrupted (instance type, zone) pairs.
-	Avoid *Avoid
+	avoid   AvoidRecorder
+	stops   StopNotices
 }
 
 // Cluster is what the controller acts on: the nodes of instances and the
@@ -115,8 +135,10 @@ type Pod struct {
 	Grace int64
 }
 
-// New returns a controller acting on a cluster.
-func New(cfg Config, cluster Cluster, sqsAPI SQSAPI, metrics *Metrics, log zerolog.Logger, clk clock.Clock) *Controller {
+// New returns a controller acting on a cluster. avoid records the
+// interrupted capacity, and stops receives the pods' stop notices; either
+// may be nil.
+func New(cfg Config, cluster Cluster, sqsAPI SQSAPI, avoid AvoidRecorder, stops StopNotices, metrics *Metrics, log zerolog.Logger, clk clock.Clock) *Controller {
 	if cfg.Margin == 0 {
 		cfg.Margin = 10 * time.Second
 	}
@@ -126,10 +148,13 @@ func New(cfg Config, cluster Cluster, sqsAPI SQSAPI, metrics *Metrics, log zerol
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 32
 	}
+	if cfg.RetryFor == 0 {
+		cfg.RetryFor = 10 * time.Minute
+	}
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	return &Controller{cfg: cfg, cluster: cluster, sqs: sqsAPI, clock: clk, log: log, metrics: metrics, Avoid: NewAvoid(cfg.AvoidFor, clk)}
+	return &Controller{cfg: cfg, cluster: cluster, sqs: sqsAPI, clock: clk, log: log, metrics: metrics, avoid: avoid, stops: stops}
 }
 
 // Run consumes the interruption queue until ctx ends.
@@ -139,8 +164,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	failures := 0
 	for ctx.Err() == nil {
+		// A notice that fails to be handled comes back after 15s: its
+		// deadline is two minutes away at most.
 		out, err := c.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-			QueueUrl: aws.String(c.cfg.QueueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 20, VisibilityTimeout: 60,
+			QueueUrl: aws.String(c.cfg.QueueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 20, VisibilityTimeout: 15,
 		})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -159,15 +186,18 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 		failures = 0
 		var wg sync.WaitGroup
-		for _, m := range out.Messages {
-			wg.Go(func() { c.handleMessage(ctx, m) })
+		done := make([]bool, len(out.Messages))
+		for i, m := range out.Messages {
+			wg.Go(func() { done[i] = c.handleMessage(ctx, m) })
 		}
 		wg.Wait()
-		if len(out.Messages) > 0 {
-			entries := make([]sqstypes.DeleteMessageBatchRequestEntry, len(out.Messages))
-			for i, m := range out.Messages {
-				entries[i] = sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
+		var entries []sqstypes.DeleteMessageBatchRequestEntry
+		for i, m := range out.Messages {
+			if done[i] {
+				entries = append(entries, sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})
 			}
+		}
+		if len(entries) > 0 {
 			if _, err := c.sqs.DeleteMessageBatch(context.WithoutCancel(ctx), &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(c.cfg.QueueURL), Entries: entries}); err != nil {
 				c.log.Warn().Err(err).Msg("deleting handled notices; they will be handled again, harmlessly")
 			}
@@ -176,29 +206,40 @@ func (c *Controller) Run(ctx context.Context) error {
 	return nil
 }
 
-// handleMessage decodes and acts on one message. Every message is deleted
-// afterwards, whatever happened: a notice is only useful before its
-// deadline, and retrying an unreadable one forever helps nobody.
-func (c *Controller) handleMessage(ctx context.Context, m sqstypes.Message) {
+// handleMessage decodes and acts on one message, and reports whether it
+// may be deleted. As Karpenter's interruption controller does, a notice
+// that cannot be read (malformed, unknown) is deleted, logged and counted,
+// never retried; one whose handling failed on an API error is kept, so it
+// comes back and is handled again, until RetryFor after its time, when its
+// deadline is long past.
+func (c *Controller) handleMessage(ctx context.Context, m sqstypes.Message) bool {
 	log := c.log.With().Str("message_id", aws.ToString(m.MessageId)).Logger()
 	n, err := Parse([]byte(aws.ToString(m.Body)))
 	switch {
 	case errors.Is(err, ErrUnknown):
 		c.metrics.messages.WithLabelValues("unknown").Inc()
 		log.Warn().Err(err).Msg("ignoring an event of an unknown type")
-		return
+		return true
 	case err != nil:
 		c.metrics.messages.WithLabelValues("malformed").Inc()
 		log.Error().Err(err).Msg("ignoring a malformed event")
-		return
+		return true
 	case n == nil:
 		c.metrics.messages.WithLabelValues("no_action").Inc()
-		return
+		return true
+	}
+	if err := c.Handle(ctx, n); err != nil {
+		if ctx.Err() == nil && c.clock.Since(n.Time) < c.cfg.RetryFor {
+			c.metrics.messages.WithLabelValues("retried").Inc()
+			log.Error().Err(err).Str("kind", string(n.Kind)).Msg("acting on an interruption notice; it comes back to be handled again")
+			return false
+		}
+		c.metrics.messages.WithLabelValues("failed").Inc()
+		log.Error().Err(err).Str("kind", string(n.Kind)).Dur("retried_for", c.cfg.RetryFor).Msg("acting on an interruption notice failed; giving up, its deadline is past")
+		return true
 	}
 	c.metrics.messages.WithLabelValues("handled").Inc()
-	if err := c.Handle(ctx, n); err != nil {
-		log.Error().Err(err).Str("kind", string(n.Kind)).Msg("acting on an interruption notice")
-	}
+	return true
 }
 
 // Handle acts on one notice.
@@ -224,8 +265,12 @@ func (c *Controller) Handle(ctx context.Context, n *Notice) error {
 
 func (c *Controller) handleNode(ctx context.Context, n *Notice, node *Node) error {
 	log := c.log.With().Str("node", node.Name).Str("kind", string(n.Kind)).Logger()
-	if n.Kind == SpotInterruption || n.Kind == CapacityReservationInterruption {
-		c.Avoid.Add(node.InstanceType, node.Zone)
+	if (n.Kind == SpotInterruption || n.Kind == CapacityReservationInterruption) && c.avoid != nil {
+		if err := c.avoid.Add(ctx, node.InstanceType, node.Zone); err != nil {
+			// Reruns may land on the same capacity; moving the pods matters
+			// more.
+			log.Warn().Err(err).Msg("recording the interrupted capacity for reruns to avoid")
+		}
 	}
 	if err := c.cluster.Taint(ctx, node.Name, n.Kind); err != nil {
 		return fmt.Errorf("tainting: %w", err)
@@ -239,12 +284,6 @@ func (c *Controller) handleNode(ctx context.Context, n *Notice, node *Node) erro
 	if err != nil {
 		return fmt.Errorf("listing pods: %w", err)
 	}
-	annotations := map[string]string{
-		AnnotationInterruption: string(n.Kind),
-		AnnotationInstanceType: node.InstanceType,
-		AnnotationZone:         node.Zone,
-		AnnotationCapacityType: node.CapacityType,
-	}
 	sem := make(chan struct{}, c.cfg.Concurrency)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -253,7 +292,7 @@ func (c *Controller) handleNode(ctx context.Context, n *Notice, node *Node) erro
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := c.movePod(ctx, n, pod, annotations); err != nil {
+			if err := c.movePod(ctx, n, node, pod); err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("pod %s: %w", pod.Name, err))
 				mu.Unlock()
@@ -265,16 +304,35 @@ func (c *Controller) handleNode(ctx context.Context, n *Notice, node *Node) erro
 	return errors.Join(errs...)
 }
 
-// movePod marks a pod with the interruption and evicts it. A pod whose
-// instance is already gone is deleted at once, so its job reruns now
-// rather than after its message's visibility timeout.
-func (c *Controller) movePod(ctx context.Context, n *Notice, pod Pod, annotations map[string]string) error {
-	if err := c.cluster.Annotate(ctx, pod, annotations); err != nil {
-		return fmt.Errorf("annotating: %w", err)
-	}
+// movePod tells a pod's worker why and until when its pod stops (a stop
+// notice in S3, and annotations), then evicts it. A pod whose instance is
+// already gone is deleted at once, so its job reruns now rather than after
+// its message's visibility timeout.
+func (c *Controller) movePod(ctx context.Context, n *Notice, node *Node, pod Pod) error {
 	grace := c.grace(n, pod)
 	if n.Gone() {
 		grace = 0
+	}
+	deadline := c.clock.Now().Add(time.Duration(grace) * time.Second).UTC().Truncate(time.Second)
+	if c.stops != nil && grace > 0 {
+		notice := &contract.StopNotice{
+			Kind: string(n.Kind), Deadline: deadline, Node: node.Name,
+			InstanceType: node.InstanceType, Zone: node.Zone, CapacityType: node.CapacityType,
+		}
+		if err := c.stops.WriteStopNotice(ctx, pod.Namespace, pod.Name, notice); err != nil {
+			// The annotations below say the same, less promptly.
+			c.log.Warn().Err(err).Str("pod", pod.Name).Msg("writing the pod's stop notice")
+		}
+	}
+	annotations := map[string]string{
+		AnnotationInterruption: string(n.Kind),
+		AnnotationInstanceType: node.InstanceType,
+		AnnotationZone:         node.Zone,
+		AnnotationCapacityType: node.CapacityType,
+		AnnotationDeadline:     deadline.Format(time.RFC3339),
+	}
+	if err := c.cluster.Annotate(ctx, pod, annotations); err != nil {
+		return fmt.Errorf("annotating: %w", err)
 	}
 	if err := c.cluster.Evict(ctx, pod, grace); err != nil {
 		return fmt.Errorf("evicting: %w", err)

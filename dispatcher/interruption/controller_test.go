@@ -17,20 +17,26 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 
+	"github.com/jobfleet/jobfleet/internal/contract"
 	"github.com/jobfleet/jobfleet/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// bundle is one test's namespace, nodes and controller.
+// bundle is one test's namespace, nodes and controller. The controller
+// talks to the API server through a proxy, to cut it off.
 type bundle struct {
 	kube    kubernetes.Interface
 	ns      string
 	cluster *Kubernetes
 	c       *Controller
 	metrics *Metrics
+	avoid   *AvoidConfigMap
+	stops   contract.Store
+	proxy   *testenv.Proxy
 	nodes   int
 }
 
@@ -44,10 +50,20 @@ func setup(t testing.TB, cfg Config) *bundle {
 		t.Fatal(err)
 	}
 	b := &bundle{kube: client, ns: k.Namespace(t)}
+	b.proxy = testenv.NewProxy(t, rc.Host)
+	proxied := rc
+	proxied.Host = b.proxy.Endpoint
+	proxiedClient, err := kubernetes.NewForConfig(&proxied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s3 := testenv.StartS3(t)
+	b.stops = contract.Store{S3: testenv.NewS3Client(s3.Endpoint), Bucket: s3.CreateBucket(t)}
 	cfg.Namespace = b.ns
 	b.metrics = NewMetrics(prometheus.NewRegistry())
-	b.cluster = &Kubernetes{Client: client, Namespace: b.ns}
-	b.c = New(cfg, b.cluster, nil, b.metrics, zerolog.New(zerolog.NewTestWriter(t)), nil)
+	b.cluster = &Kubernetes{Client: proxiedClient, Namespace: b.ns}
+	b.avoid = &AvoidConfigMap{Client: proxiedClient, Namespace: b.ns, TTL: time.Hour, Clock: clock.RealClock{}}
+	b.c = New(cfg, b.cluster, nil, b.avoid, b.stops, b.metrics, zerolog.New(zerolog.NewTestWriter(t)), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	if err := b.cluster.Start(ctx); err != nil {
@@ -199,8 +215,25 @@ func TestSpotInterruptionEvictsWithinTheDeadline(t *testing.T) {
 	if got := states[node+"-other"]; got != "running" {
 		t.Errorf("a pod not of jobfleet's was touched: %q", got)
 	}
-	if pairs := b.c.Avoid.Pairs(); len(pairs) != 1 || pairs[0] != (Pair{"g5.xlarge", "us-east-2a"}) {
-		t.Errorf("avoided pairs = %v", pairs)
+	// The interrupted capacity is recorded in the cluster, where another
+	// replica's view of it sees it too.
+	other := &AvoidConfigMap{Client: b.kube, Namespace: b.ns, TTL: time.Hour, Clock: clock.RealClock{}}
+	if err := other.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the interrupted pair in the avoid ConfigMap", func() bool {
+		pairs := other.Pairs()
+		return len(pairs) == 1 && pairs[0] == (Pair{"g5.xlarge", "us-east-2a"})
+	})
+	// Each pod's worker learns why its pod stops and until when.
+	for i := range 3 {
+		stop, err := b.stops.ReadStopNotice(t.Context(), b.ns, fmt.Sprintf("%s-job-%d", node, i))
+		if err != nil {
+			t.Fatalf("pod %d's stop notice: %v", i, err)
+		}
+		if stop.Kind != string(SpotInterruption) || stop.InstanceType != "g5.xlarge" || time.Until(stop.Deadline) > 91*time.Second || time.Until(stop.Deadline) < 80*time.Second {
+			t.Errorf("pod %d's stop notice = %+v, want its 90s grace", i, stop)
+		}
 	}
 	if got := testutil.ToFloat64(b.metrics.evicted.WithLabelValues(string(SpotInterruption))); got != 3 {
 		t.Errorf("evicted metric = %v", got)
@@ -225,6 +258,56 @@ func TestLateNoticeShortensGrace(t *testing.T) {
 	// 120 - 80 - 10 = 30s left, at most.
 	if !strings.HasPrefix(got, "evicted grace=29") && !strings.HasPrefix(got, "evicted grace=30") {
 		t.Errorf("pod = %q, want a grace cut to the deadline", got)
+	}
+	// The worker, whose own grace period is 90s, learns the real deadline.
+	stop, err := b.stops.ReadStopNotice(t.Context(), b.ns, node+"-job-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := time.Until(stop.Deadline); left > 31*time.Second || left < 20*time.Second {
+		t.Errorf("the stop notice's deadline is %v away, want the 30s the notice left", left)
+	}
+}
+
+// TestFailedHandlingIsRetried cuts the controller off the API server while
+// a notice arrives: the notice is kept, comes back, and is handled once the
+// API server is reachable again.
+func TestFailedHandlingIsRetried(t *testing.T) {
+	t.Parallel()
+	env := testenv.StartSQS(t)
+	url := env.CreateQueue(t, "interruptions-", nil)
+	b := setup(t, Config{})
+	node, instance := b.node(t)
+	b.pods(t, node, 1)
+	b.c.sqs, b.c.cfg.QueueURL = env.Client, url
+	spot, _ := os.ReadFile("testdata/spot-interruption.json")
+	body := strings.ReplaceAll(strings.ReplaceAll(string(spot), "i-1234567890abcdef0", instance), "2026-11-22T10:00:00Z", time.Now().UTC().Format(time.RFC3339))
+	b.proxy.Down()
+	if _, err := env.Client.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(body)}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- b.c.Run(ctx) }()
+	testenv.Eventually(t, 60*time.Second, "a failed handling kept for retry", func() bool {
+		return testutil.ToFloat64(b.metrics.messages.WithLabelValues("retried")) >= 1
+	})
+	if visible, inFlight := env.Depth(t, url); visible+inFlight != 1 {
+		t.Errorf("after a failed handling the queue holds %d messages, want the notice kept", visible+inFlight)
+	}
+	b.proxy.Up()
+	testenv.Eventually(t, 60*time.Second, "the notice handled on its return", func() bool {
+		return testutil.ToFloat64(b.metrics.messages.WithLabelValues("handled")) == 1
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := b.podStates(t, node)[node+"-job-0"]; !strings.HasPrefix(got, "evicted") {
+		t.Errorf("pod = %q, want it evicted once the API server came back", got)
+	}
+	if visible, inFlight := env.Depth(t, url); visible+inFlight != 0 {
+		t.Errorf("the handled notice is still queued")
 	}
 }
 

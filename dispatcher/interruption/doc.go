@@ -8,6 +8,7 @@
 //
 // Notices are decoded by a registry keyed by source, detail-type and
 // version, as Karpenter's interruption controller does; unknown and
-// malformed events are deleted, logged and counted, never retried forever,
+// malformed events are deleted, logged and counted, never retried; notices
+// whose handling failed on an API error come back and are handled again,
 // and duplicates are harmless.
 package interruption

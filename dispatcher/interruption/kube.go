@@ -59,8 +59,11 @@ func instanceID(providerID string) string {
 }
 
 // Start watches nodes, indexed by instance id, and returns once the index
-// is filled.
+// is filled. Calling it again does nothing.
 func (k *Kubernetes) Start(ctx context.Context) error {
+	if k.nodes != nil {
+		return nil
+	}
 	factory := informers.NewSharedInformerFactory(k.Client, 10*time.Minute)
 	inf := factory.Core().V1().Nodes().Informer()
 	if err := inf.AddIndexers(cache.Indexers{indexInstance: func(obj any) ([]string, error) {

@@ -16,7 +16,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jobfleet_interruption_messages_total",
-			Help: "Messages read from the interruption queue, by result (handled, no_action, unknown, malformed).",
+			Help: "Messages read from the interruption queue, by result (handled, no_action, unknown, malformed, retried: kept to be handled again after a failure, failed: given up after RetryFor).",
 		}, []string{"result"}),
 		notices: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jobfleet_interruption_notices_total",

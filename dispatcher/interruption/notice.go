@@ -121,6 +121,11 @@ func Parse(data []byte) (*Notice, error) {
 		return nil, nil
 	}
 	n.ID, n.Time = env.ID, env.Time
+	if n.Time.IsZero() {
+		// The deadline of a warning is two minutes after its time; without
+		// one, any grace computed from it is wrong.
+		return nil, fmt.Errorf("%w: %s has no time", ErrMalformed, env.DetailType)
+	}
 	if len(n.InstanceIDs) == 0 {
 		return nil, fmt.Errorf("%w: %s names no instance", ErrMalformed, env.DetailType)
 	}

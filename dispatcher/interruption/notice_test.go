@@ -3,6 +3,8 @@ package interruption
 import (
 	"errors"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -67,8 +69,10 @@ func TestParseMalformed(t *testing.T) {
 		{"not JSON", `{"version":`},
 		{"no detail", `{"version":"0","source":"aws.ec2","detail-type":"EC2 Spot Instance Interruption Warning"}`},
 		{"detail of the wrong shape", `{"version":"0","source":"aws.ec2","detail-type":"EC2 Spot Instance Interruption Warning","detail":[1]}`},
-		{"no instance", `{"version":"0","source":"aws.ec2","detail-type":"EC2 Spot Instance Interruption Warning","detail":{}}`},
-		{"not an instance id", `{"version":"0","source":"aws.ec2","detail-type":"EC2 Spot Instance Interruption Warning","detail":{"instance-id":"../x"}}`},
+		{"no instance", `{"version":"0","time":"2026-11-22T10:00:00Z","source":"aws.ec2","detail-type":"EC2 Spot Instance Interruption Warning","detail":{}}`},
+		{"not an instance id", `{"version":"0","time":"2026-11-22T10:00:00Z","source":"aws.ec2","detail-type":"EC2 Spot Instance Interruption Warning","detail":{"instance-id":"../x"}}`},
+		{"spot warning without time", `{"version":"0","source":"aws.ec2","detail-type":"EC2 Spot Instance Interruption Warning","detail":{"instance-id":"i-1234567890abcdef0","instance-action":"terminate"}}`},
+		{"spot warning with a null time", `{"version":"0","time":null,"source":"aws.ec2","detail-type":"EC2 Spot Instance Interruption Warning","detail":{"instance-id":"i-1234567890abcdef0"}}`},
 		{"unknown state", `{"version":"0","source":"aws.ec2","detail-type":"EC2 Instance State-change Notification","detail":{"instance-id":"i-1","state":"melting"}}`},
 		{"bad time", `{"version":"0","time":"yesterday","source":"aws.ec2","detail-type":"EC2 Spot Instance Interruption Warning","detail":{"instance-id":"i-1"}}`},
 	}
@@ -83,4 +87,42 @@ func TestParseMalformed(t *testing.T) {
 	if _, err := Parse([]byte(`{"version":"1","source":"aws.ec2","detail-type":"EC2 Spot Instance Interruption Warning","detail":{"instance-id":"i-1"}}`)); !errors.Is(err, ErrUnknown) {
 		t.Errorf("a newer version is not ErrUnknown: %v", err)
 	}
+}
+
+// FuzzParse feeds the event parser anything: it never panics, every error
+// is ErrMalformed or ErrUnknown, and every notice it returns names
+// instances and has a time, so its deadline is real.
+func FuzzParse(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.json")
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(`{"version":"0","source":"aws.ec2","detail-type":"EC2 Spot Instance Interruption Warning","detail":{"instance-id":"i-1"}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		n, err := Parse(data)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnknown) {
+				t.Fatalf("Parse error %v is neither ErrMalformed nor ErrUnknown", err)
+			}
+			return
+		}
+		if n == nil {
+			return
+		}
+		if n.Time.IsZero() || len(n.InstanceIDs) == 0 {
+			t.Fatalf("notice without a time or an instance: %+v", n)
+		}
+		for _, id := range n.InstanceIDs {
+			if !strings.HasPrefix(id, "i-") {
+				t.Fatalf("instance id %q", id)
+			}
+		}
+		if d := n.Deadline(); (n.Kind == SpotInterruption || n.Kind == CapacityReservationInterruption) && d.Sub(n.Time) != 2*time.Minute {
+			t.Fatalf("deadline %v for a notice of %v", d, n.Time)
+		}
+	})
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/jobfleet/jobfleet/dispatcher"
 	"github.com/jobfleet/jobfleet/dispatcher/interruption"
+	"github.com/jobfleet/jobfleet/internal/contract"
 	"github.com/jobfleet/jobfleet/jobtype"
 )
 
@@ -57,7 +58,7 @@ type executor struct {
 	concurrency int
 	dir         string
 	env         []string
-	args        func(p *pod, url string) []string
+	workerEnv   func(p *pod, url string, n *node) contract.WorkerEnv
 	log         zerolog.Logger
 	onExit      func(p *pod, err error)
 
@@ -226,12 +227,9 @@ func (e *executor) start(cl dispatcher.Class, url string) error {
 	if err := os.MkdirAll(p.dir, 0o755); err != nil {
 		return err
 	}
-	args := append([]string{"worker"}, e.args(p, url)...)
-	args = append(args, "--pod", p.name, "--node", n.Name, "--instance-type", n.InstanceType, "--zone", n.Zone, "--capacity-type", n.CapacityType,
-		"--reason-file", filepath.Join(p.dir, "annotations"), "--checkpoint-dir", filepath.Join(p.dir, "checkpoint"), "--")
-	args = append(args, typ.Command...)
+	args := append([]string{"--log-format", "json", "worker", "--"}, typ.Command...)
 	p.cmd = exec.Command(e.binary, args...)
-	p.cmd.Env = append(os.Environ(), e.env...)
+	p.cmd.Env = append(append(os.Environ(), e.env...), e.workerEnv(p, url, n).Strings()...)
 	logFile, err := os.Create(filepath.Join(p.dir, "output.log"))
 	if err != nil {
 		return err

@@ -27,15 +27,17 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
+	"k8s.io/utils/clock"
 
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/dispatcher"
 	"github.com/jobfleet/jobfleet/dispatcher/interruption"
+	"github.com/jobfleet/jobfleet/internal/cgroup"
+	"github.com/jobfleet/jobfleet/internal/contract"
 	"github.com/jobfleet/jobfleet/internal/demo"
 	"github.com/jobfleet/jobfleet/internal/localstack"
 	"github.com/jobfleet/jobfleet/jobtype"
 	"github.com/jobfleet/jobfleet/predictor"
-	"github.com/jobfleet/jobfleet/worker"
 )
 
 //go:embed spot-interruption.json
@@ -111,9 +113,9 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	}
 	defer os.RemoveAll(work)
 	sum := &Summary{}
-	cgroupMode := worker.CgroupJob
-	if err := worker.CheckJobCgroups(worker.DefaultCgroupParent()); err != nil {
-		cgroupMode = worker.CgroupOff
+	cgroupMode := "job"
+	if err := cgroup.Check(cgroup.DefaultParent()); err != nil {
+		cgroupMode = "off"
 		sum.CgroupNote = fmt.Sprintf("memory limits are not enforced and peaks come from rusage: %v (run as root on Linux with a cgroup v1 or v2 memory controller to enforce them)", err)
 		fmt.Fprintf(opts.Out, "note: %s\n", sum.CgroupNote)
 	}
@@ -164,29 +166,34 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if err := os.MkdirAll(filepath.Join(work, "progress"), 0o755); err != nil {
 		return nil, err
 	}
-	exec.args = func(p *pod, url string) []string {
+	// The same environment a pod template gives a worker.
+	exec.workerEnv = func(p *pod, url string, n *node) contract.WorkerEnv {
 		typ, _ := reg.Type(p.class.Type)
-		return []string{
-			"--log-format", "json", "--queue", url, "--intake", queues["jobfleet-intake"], "--dead-letter", queues["jobfleet-dead-letter"],
-			"--records", queues["jobfleet-records"], "--bucket", bucket, "--job-type", typ.Name,
-			"--max-attempts", fmt.Sprint(typ.MaxAttempts), "--checkpoint-interval", typ.Checkpoint.Interval.String(),
-			"--grace-period", typ.Checkpoint.GracePeriod().String(), "--upload-grace", typ.Checkpoint.UploadGrace.String(),
-			"--max-runtime", typ.MaxRuntime.String(), "--visibility-timeout", "30s", "--idle-timeout", "3s",
-			"--memory", fmt.Sprint(p.class.Size), "--cgroup", string(cgroupMode), "--pool", p.class.Pool,
-			"--size", jobtype.SizeName(p.class.Size), "--pod-namespace", "local",
+		return contract.WorkerEnv{
+			Queue: url, Intake: queues["jobfleet-intake"], DeadLetter: queues["jobfleet-dead-letter"],
+			Records: queues["jobfleet-records"], Bucket: bucket, JobType: typ.Name, MaxAttempts: typ.MaxAttempts,
+			CheckpointDir: filepath.Join(p.dir, "checkpoint"), CheckpointInterval: typ.Checkpoint.Interval,
+			GracePeriod: typ.Checkpoint.GracePeriod(), UploadGrace: typ.Checkpoint.UploadGrace, MaxRuntime: typ.MaxRuntime,
+			VisibilityTimeout: 30 * time.Second, IdleTimeout: 3 * time.Second, Memory: p.class.Size, Cgroup: cgroupMode,
+			ReasonFile: filepath.Join(p.dir, "annotations"), Pod: p.name, PodNamespace: "local", Node: n.Name,
+			InstanceType: n.InstanceType, CapacityType: n.CapacityType, Zone: n.Zone,
+			Pool: p.class.Pool, Size: jobtype.SizeName(p.class.Size),
 		}
 	}
 
+	store := contract.Store{S3: s3Client, Bucket: bucket}
+	avoid := interruption.NewAvoid(time.Hour, clock.RealClock{})
 	ctrl := interruption.New(interruption.Config{QueueURL: queues["jobfleet-interruptions"], Namespace: "local", Margin: 2 * time.Second},
-		exec, sqsClient, interruption.NewMetrics(prometheus.NewRegistry()), opts.Log.With().Str("component", "interruption").Logger(), nil)
+		exec, sqsClient, avoid, store, interruption.NewMetrics(prometheus.NewRegistry()), opts.Log.With().Str("component", "interruption").Logger(), nil)
 	d, err := dispatcher.New(dispatcher.Config{
 		IntakeURL: queues["jobfleet-intake"], DeadLetterURL: queues["jobfleet-dead-letter"], Registry: reg,
-		Template: dispatcher.Template{Prefix: "jobfleet"}, IntakeVisibility: 30 * time.Second, RetryDelay: time.Second,
-	}, sqsClient, nil,
+		Bucket: bucket, Template: dispatcher.Template{Prefix: "jobfleet"}, IntakeVisibility: 30 * time.Second, RetryDelay: time.Second,
+		ClassPoll: 500 * time.Millisecond,
+	}, sqsClient, s3Client, nil,
 		dispatcher.WithLogger(opts.Log.With().Str("component", "dispatcher").Logger()),
 		dispatcher.WithRegisterer(prometheus.NewRegistry()),
 		dispatcher.WithModels(staticModel{model}),
-		dispatcher.WithInterruptions(ctrl),
+		dispatcher.WithInterruptions(ctrl, avoid),
 		dispatcher.WithRouteHook(func(job *jobfleet.Job, dec dispatcher.Decision) {
 			st.mu.Lock()
 			defer st.mu.Unlock()
@@ -209,7 +216,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	exec.classes, exec.avoid = d.ClassQueues, ctrl.Avoid.Pairs
+	exec.classes, exec.avoid = d.ClassQueues, avoid.Pairs
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()

@@ -176,7 +176,7 @@ func StartSQS(ctx context.Context, opts SQSOptions) (*SQSServer, error) {
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "FAUXQS_PORT="+strconv.Itoa(opts.Port), "FAUXQS_LOGGER=false")
 	cmd.Stderr = logw
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	cmd.SysProcAttr = childAttr()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, fmt.Errorf("starting the SQS emulator: %w", err)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -18,10 +19,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
-// Limits of one SQS batch call.
+// Limits of SQS: entries and bytes of one batch call, and bytes of one
+// message (its body and attributes).
 const (
 	MaxBatchEntries = 10
 	MaxBatchBytes   = 1 << 20
+	MaxMessageBytes = 1 << 20
 )
 
 // SendAPI is the SQS call Send makes.
@@ -122,7 +125,7 @@ func Send(ctx context.Context, api SendAPI, queueURL string, msgs []Message, r R
 			return allFailed(batch, fmt.Errorf("sending messages: %w", err), true)
 		}
 		return entryFailures(out.Failed, "sending message")
-	}, func(idx int) int { return messageSize(msgs[idx]) })
+	}, func(idx int) int { return Size(msgs[idx]) })
 }
 
 // Delete deletes messages by receipt handle. It returns the receipts that
@@ -248,14 +251,38 @@ func batches(indexes []int, size func(int) int) [][]int {
 	return out
 }
 
-// messageSize is what SQS counts against the batch limit: the body plus
-// attribute names, types and values.
-func messageSize(m Message) int {
+// Size is what SQS counts against its message and batch limits: the body
+// plus attribute names, types and values.
+func Size(m Message) int {
 	n := len(m.Body)
 	for name, v := range m.Attributes {
 		n += len(name) + len(aws.ToString(v.DataType)) + len(aws.ToString(v.StringValue)) + len(v.BinaryValue)
 	}
 	return n
+}
+
+// DeadLetter is a message for the dead-letter queue: the body as it
+// arrived, its attributes (as many as SQS allows beside the reason), and the
+// reason in AttrError.
+func DeadLetter(body string, attrs map[string]types.MessageAttributeValue, reason string) Message {
+	dead := Message{Body: body, Attributes: map[string]types.MessageAttributeValue{}}
+	names := make([]string, 0, len(attrs))
+	for k := range attrs {
+		if k != AttrError && k != AttrBodyRef {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		if len(dead.Attributes) < 8 {
+			dead.Attributes[k] = attrs[k]
+		}
+	}
+	if len(reason) > 1000 {
+		reason = reason[:1000] + "..."
+	}
+	dead.Attributes[AttrError] = StringAttribute(reason)
+	return dead
 }
 
 // StringAttribute is a String message attribute value.
@@ -268,20 +295,52 @@ func NumberAttribute(v int64) types.MessageAttributeValue {
 	return types.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(strconv.FormatInt(v, 10))}
 }
 
-// Message attributes jobfleet sets on job messages.
+// Message attributes jobfleet sets on job messages: the type (producers
+// set it too), and on the messages jobfleet forwards and reruns, the run and
+// the attempt number. The run and attempt name records in S3 that only
+// jobfleet writes, so a message that carries them proves nothing by
+// itself: the receiver checks them against those records.
 const (
 	AttrType    = "jobfleet-type"
+	AttrRun     = "jobfleet-run"
 	AttrAttempt = "jobfleet-attempt"
 	AttrError   = "jobfleet-error"
+	// AttrBodyRef points to the body of a dead-lettered message that was
+	// too large to dead-letter whole, stored in S3 (an s3:// URI).
+	AttrBodyRef = "jobfleet-body-ref"
 )
 
-// JobMessage is an encoded job message with jobfleet's attributes.
-func JobMessage(body []byte, jobType string, attempt int) Message {
+// JobMessage is an encoded job message with its type attribute, as
+// producers publish it.
+func JobMessage(body []byte, jobType string) Message {
 	return Message{
-		Body: string(body),
-		Attributes: map[string]types.MessageAttributeValue{
-			AttrType:    StringAttribute(jobType),
-			AttrAttempt: NumberAttribute(int64(attempt)),
-		},
+		Body:       string(body),
+		Attributes: map[string]types.MessageAttributeValue{AttrType: StringAttribute(jobType)},
 	}
+}
+
+// ForwardMessage is a job message for attempt n of a run, as jobfleet
+// forwards it to a class queue or reruns it through intake.
+func ForwardMessage(body, jobType, run string, attempt int) Message {
+	m := JobMessage([]byte(body), jobType)
+	m.Attributes[AttrRun] = StringAttribute(run)
+	m.Attributes[AttrAttempt] = NumberAttribute(int64(attempt))
+	return m
+}
+
+// RunAttempt reads the run and attempt attributes of a received message.
+// ok is false when the message carries neither; err is set when it carries
+// them malformed or only one of them.
+func RunAttempt(attrs map[string]types.MessageAttributeValue) (run string, attempt int, ok bool, err error) {
+	r, hasRun := attrs[AttrRun]
+	a, hasAttempt := attrs[AttrAttempt]
+	if !hasRun && !hasAttempt {
+		return "", 0, false, nil
+	}
+	run = aws.ToString(r.StringValue)
+	n, perr := strconv.Atoi(aws.ToString(a.StringValue))
+	if !hasRun || !hasAttempt || run == "" || len(run) > 128 || strings.ContainsAny(run, "/\\") || perr != nil || n < 1 || n > 1000 {
+		return "", 0, true, fmt.Errorf("malformed %s/%s attributes (%q, %q)", AttrRun, AttrAttempt, run, aws.ToString(a.StringValue))
+	}
+	return run, n, true, nil
 }

@@ -206,7 +206,7 @@ func (r *PodRunner) start(ctx context.Context, pod *corev1.Pod) error {
 	p.cmd = exec.Command(args[0], args[1:]...)
 	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	p.cmd.SysProcAttr = childAttr(syscall.SIGKILL)
 	if err := p.cmd.Start(); err != nil {
 		logFile.Close()
 		return err

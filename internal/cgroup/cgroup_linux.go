@@ -1,9 +1,10 @@
-package worker
+package cgroup
 
 import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,72 +13,95 @@ import (
 	"time"
 )
 
-// CgroupMode says how the worker measures a job's memory and tells an OOM
-// kill.
-type CgroupMode string
-
 const (
-	// CgroupContainer reads the memory cgroup the worker itself runs in: in
-	// a pod, the container's, which holds the job. The default.
-	CgroupContainer CgroupMode = "container"
-	// CgroupJob creates a memory cgroup per job under CgroupParent, limited
-	// to the job's memory, and runs the job's command in it. For running
-	// jobs outside Kubernetes (jobfleet local); needs root.
-	CgroupJob CgroupMode = "job"
-	// CgroupOff measures the peak resident set of the job's process from
-	// the kernel's rusage and cannot tell an OOM kill from other SIGKILLs
-	// unless the peak was near the limit.
-	CgroupOff CgroupMode = "off"
+	root   = "/sys/fs/cgroup"
+	v1Root = "/sys/fs/cgroup/memory"
 )
 
-// Peak sources reported in run records.
-const (
-	SourceCgroupV2 = "cgroup-v2"
-	SourceCgroupV1 = "cgroup-v1"
-	SourceRusage   = "rusage"
-)
-
-const (
-	cgroupRoot   = "/sys/fs/cgroup"
-	cgroupV1Root = "/sys/fs/cgroup/memory"
-)
-
-// memoryCgroup is one memory cgroup directory, v1 or v2.
-type memoryCgroup struct {
+// Memory is one memory cgroup directory, v1 or v2.
+type Memory struct {
 	dir     string
 	v2      bool
-	created bool // by the worker, for one job; removed afterwards
+	created bool // by us, for one job; removed on Close
 	oomBase int64
+	// peakFile is memory.peak opened for reading and writing: on cgroup v2
+	// (Linux 6.12+), a reset applies to reads through the same open file
+	// only, so the peak is read through it after a reset.
+	peakFile *os.File
 }
 
-func (c *memoryCgroup) source() string {
+// Dir is the cgroup's directory.
+func (c *Memory) Dir() string { return c.dir }
+
+// V2 reports whether the cgroup is a cgroup v2 one.
+func (c *Memory) V2() bool { return c.v2 }
+
+// Created reports whether the cgroup was made for one job.
+func (c *Memory) Created() bool { return c.created }
+
+// ProcsFile is where a process is written to join the cgroup.
+func (c *Memory) ProcsFile() string { return filepath.Join(c.dir, "cgroup.procs") }
+
+// Source names how the cgroup measures: cgroup-v1 or cgroup-v2.
+func (c *Memory) Source() string {
 	if c.v2 {
-		return SourceCgroupV2
+		return SourceV2
 	}
-	return SourceCgroupV1
+	return SourceV1
 }
 
-// peak returns the cgroup's high-water mark of memory use.
-func (c *memoryCgroup) peak() (int64, error) {
-	file := "memory.max_usage_in_bytes"
+func (c *Memory) peakName() string {
 	if c.v2 {
-		file = "memory.peak"
+		return "memory.peak"
 	}
-	return readInt(filepath.Join(c.dir, file))
+	return "memory.max_usage_in_bytes"
 }
 
-// resetPeak restarts the high-water mark, where the cgroup lets us.
-func (c *memoryCgroup) resetPeak() {
-	file := "memory.max_usage_in_bytes"
-	if c.v2 {
-		file = "memory.peak"
+// ResetPeak restarts the cgroup's high-water mark at its current usage, so
+// that a job run after another in the same cgroup is measured alone. On
+// cgroup v1 the reset is global. On cgroup v2 it needs Linux 6.12 and holds
+// only for reads through the file it was written to, which Peak then uses;
+// an older kernel returns an error, and the peak includes earlier jobs.
+func (c *Memory) ResetPeak() error {
+	path := filepath.Join(c.dir, c.peakName())
+	if !c.v2 {
+		if err := os.WriteFile(path, []byte("0"), 0o644); err != nil {
+			return fmt.Errorf("resetting %s: %w", path, err)
+		}
+		return nil
 	}
-	_ = os.WriteFile(filepath.Join(c.dir, file), []byte("0"), 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("resetting %s (Linux 6.12 or later resets it): %w", path, err)
+	}
+	if _, err := f.Write([]byte("reset\n")); err != nil {
+		f.Close()
+		return fmt.Errorf("resetting %s (Linux 6.12 or later resets it): %w", path, err)
+	}
+	if c.peakFile != nil {
+		c.peakFile.Close()
+	}
+	c.peakFile = f
+	return nil
+}
+
+// Peak returns the cgroup's high-water mark of memory use since it was
+// created or last reset.
+func (c *Memory) Peak() (int64, error) {
+	if c.peakFile != nil {
+		data := make([]byte, 64)
+		n, err := c.peakFile.ReadAt(data, 0)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return 0, fmt.Errorf("reading %s: %w", c.peakFile.Name(), err)
+		}
+		return parseInt(string(data[:n]))
+	}
+	return readInt(filepath.Join(c.dir, c.peakName()))
 }
 
 // oomKills returns how many processes the kernel killed for exceeding the
 // cgroup's limit.
-func (c *memoryCgroup) oomKills() (int64, error) {
+func (c *Memory) oomKills() (int64, error) {
 	file := "memory.oom_control" // v1: "oom_kill N" since Linux 4.13
 	if c.v2 {
 		file = "memory.events"
@@ -85,15 +109,15 @@ func (c *memoryCgroup) oomKills() (int64, error) {
 	return readKeyed(filepath.Join(c.dir, file), "oom_kill")
 }
 
-// oomKilled reports whether an OOM kill happened since the cgroup was
-// opened for the job.
-func (c *memoryCgroup) oomKilled() bool {
+// OOMKilled reports whether the kernel killed a process of the cgroup for
+// exceeding its limit since the cgroup was opened.
+func (c *Memory) OOMKilled() bool {
 	n, err := c.oomKills()
 	return err == nil && n > c.oomBase
 }
 
-// ownCgroup finds the memory cgroup this process runs in.
-func ownCgroup() (*memoryCgroup, error) {
+// Own finds the memory cgroup this process runs in.
+func Own() (*Memory, error) {
 	f, err := os.Open("/proc/self/cgroup")
 	if err != nil {
 		return nil, fmt.Errorf("reading own cgroup: %w", err)
@@ -119,24 +143,24 @@ func ownCgroup() (*memoryCgroup, error) {
 	// A v1 memory controller wins: on hybrid hosts the v2 hierarchy holds
 	// no memory controller.
 	if v1Path != "" {
-		for _, dir := range []string{filepath.Join(cgroupV1Root, v1Path), cgroupV1Root} {
+		for _, dir := range []string{filepath.Join(v1Root, v1Path), v1Root} {
 			if exists(filepath.Join(dir, "memory.max_usage_in_bytes")) {
-				return openCgroup(dir, false)
+				return open(dir, false)
 			}
 		}
 	}
 	if haveV2 {
-		for _, dir := range []string{filepath.Join(cgroupRoot, v2Path), cgroupRoot} {
+		for _, dir := range []string{filepath.Join(root, v2Path), root} {
 			if exists(filepath.Join(dir, "memory.peak")) {
-				return openCgroup(dir, true)
+				return open(dir, true)
 			}
 		}
 	}
 	return nil, errors.New("no memory cgroup with a peak counter is visible (cgroup v2 memory.peak needs Linux 5.19)")
 }
 
-func openCgroup(dir string, v2 bool) (*memoryCgroup, error) {
-	c := &memoryCgroup{dir: dir, v2: v2}
+func open(dir string, v2 bool) (*Memory, error) {
+	c := &Memory{dir: dir, v2: v2}
 	base, err := c.oomKills()
 	if err != nil {
 		return nil, fmt.Errorf("reading OOM kills of cgroup %s: %w", dir, err)
@@ -145,30 +169,29 @@ func openCgroup(dir string, v2 bool) (*memoryCgroup, error) {
 	return c, nil
 }
 
-// DefaultCgroupParent returns where per-job cgroups are created: a jobfleet
+// DefaultParent returns where per-job cgroups are created: a jobfleet
 // directory in the v1 memory hierarchy when the host has one, else in the
 // v2 hierarchy.
-func DefaultCgroupParent() string {
-	if exists(filepath.Join(cgroupV1Root, "memory.limit_in_bytes")) || exists(filepath.Join(cgroupV1Root, "cgroup.procs")) {
-		return filepath.Join(cgroupV1Root, "jobfleet")
+func DefaultParent() string {
+	if exists(filepath.Join(v1Root, "memory.limit_in_bytes")) || exists(filepath.Join(v1Root, "cgroup.procs")) {
+		return filepath.Join(v1Root, "jobfleet")
 	}
-	return filepath.Join(cgroupRoot, "jobfleet")
+	return filepath.Join(root, "jobfleet")
 }
 
-// CheckJobCgroups reports whether per-job memory cgroups can be created
-// under parent, and why not when they cannot. `jobfleet local` and the tests
-// use it to say plainly why memory limits are not enforced.
-func CheckJobCgroups(parent string) error {
-	c, err := newJobCgroup(parent, "probe", 64<<20)
+// Check reports whether per-job memory cgroups can be created under
+// parent, and why not when they cannot.
+func Check(parent string) error {
+	c, err := NewJob(parent, "probe", 64<<20)
 	if err != nil {
 		return err
 	}
-	return c.remove()
+	return c.Close()
 }
 
-// newJobCgroup creates a cgroup for one job with a memory limit.
-func newJobCgroup(parent, name string, limit int64) (*memoryCgroup, error) {
-	v2 := !strings.HasPrefix(parent, cgroupV1Root)
+// NewJob creates a cgroup for one job with a memory limit.
+func NewJob(parent, name string, limit int64) (*Memory, error) {
+	v2 := !strings.HasPrefix(parent, v1Root)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, fmt.Errorf("creating cgroup parent %s (per-job memory limits need root and a writable cgroup hierarchy): %w", parent, err)
 	}
@@ -183,14 +206,14 @@ func newJobCgroup(parent, name string, limit int64) (*memoryCgroup, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating a job cgroup under %s: %w", parent, err)
 	}
-	c := &memoryCgroup{dir: dir, v2: v2, created: true}
+	c := &Memory{dir: dir, v2: v2, created: true}
 	limitFile := "memory.limit_in_bytes"
 	if v2 {
 		limitFile = "memory.max"
 	}
 	if limit > 0 {
 		if err := os.WriteFile(filepath.Join(dir, limitFile), []byte(strconv.FormatInt(limit, 10)), 0o644); err != nil {
-			_ = c.remove()
+			_ = c.Close()
 			return nil, fmt.Errorf("setting the memory limit of cgroup %s: %w", dir, err)
 		}
 		if v2 {
@@ -199,8 +222,8 @@ func newJobCgroup(parent, name string, limit int64) (*memoryCgroup, error) {
 			_ = os.WriteFile(filepath.Join(dir, "memory.swap.max"), []byte("0"), 0o644)
 		}
 	}
-	if _, err := c.peak(); err != nil {
-		_ = c.remove()
+	if _, err := c.Peak(); err != nil {
+		_ = c.Close()
 		return nil, fmt.Errorf("cgroup %s has no memory peak counter: %w", dir, err)
 	}
 	return c, nil
@@ -220,18 +243,13 @@ func enableMemoryController(parent string) error {
 	return nil
 }
 
-// procsFile is where a process is written to join the cgroup.
-func (c *memoryCgroup) procsFile() string {
-	return filepath.Join(c.dir, "cgroup.procs")
-}
-
 // killAll kills every process left in a job cgroup.
-func (c *memoryCgroup) killAll() {
+func (c *Memory) killAll() {
 	if c.v2 && exists(filepath.Join(c.dir, "cgroup.kill")) {
 		_ = os.WriteFile(filepath.Join(c.dir, "cgroup.kill"), []byte("1"), 0o644)
 		return
 	}
-	data, err := os.ReadFile(c.procsFile())
+	data, err := os.ReadFile(c.ProcsFile())
 	if err != nil {
 		return
 	}
@@ -242,8 +260,12 @@ func (c *memoryCgroup) killAll() {
 	}
 }
 
-// remove deletes a job cgroup once its processes are gone.
-func (c *memoryCgroup) remove() error {
+// Close releases the cgroup: a job cgroup is emptied and removed.
+func (c *Memory) Close() error {
+	if c.peakFile != nil {
+		c.peakFile.Close()
+		c.peakFile = nil
+	}
 	if !c.created {
 		return nil
 	}
@@ -264,7 +286,11 @@ func readInt(path string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	s := strings.TrimSpace(string(data))
+	return parseInt(string(data))
+}
+
+func parseInt(s string) (int64, error) {
+	s = strings.TrimSpace(s)
 	if s == "max" {
 		return 0, nil
 	}
