@@ -177,7 +177,7 @@ func (w *Worker) process(ctx context.Context, msg *types.Message) error {
 	w.jobsRun++
 	outcome, peak, runErr := w.runJob(ctx, a)
 	if errors.Is(runErr, ErrLostAttempt) {
-		return fmt.Errorf("job %s attempt %d: %w", job.ID, number, h.err())
+		return fmt.Errorf("job %s attempt %d: %w: %w", job.ID, number, ErrLostAttempt, h.err())
 	}
 	return w.finish(fin, a, outcome, runErr, peak)
 }
@@ -205,17 +205,15 @@ func (w *Worker) abandon(ctx context.Context, a *attempt, err error) error {
 	return fmt.Errorf("job %s attempt %d: %w", a.job.ID, a.number, err)
 }
 
-// restore prepares the checkpoint directory: empty for a run's first
-// attempt, else the run's last complete checkpoint.
+// restore prepares the checkpoint directory from the run's last complete
+// checkpoint: empty for a new run, the latest work for a rerun or for an
+// attempt taken over from a worker that died.
 func (w *Worker) restore(ctx context.Context, a *attempt) error {
 	if err := os.RemoveAll(w.cfg.CheckpointDir); err != nil {
 		return fmt.Errorf("clearing the checkpoint directory: %w", err)
 	}
 	if err := os.MkdirAll(w.cfg.CheckpointDir, 0o755); err != nil {
 		return fmt.Errorf("creating the checkpoint directory: %w", err)
-	}
-	if a.number == 1 {
-		return nil
 	}
 	err := w.retry(ctx, a.log, "restoring the checkpoint", w.cfg.VisibilityTimeout, func(ctx context.Context) error {
 		var err error
@@ -414,7 +412,10 @@ func (w *Worker) finish(ctx context.Context, a *attempt, outcome jobfleet.Outcom
 		// when stopping, leave time to record and requeue afterwards.
 		uploadCtx, cancel := ctx, context.CancelFunc(func() {})
 		if stopping {
-			uploadCtx, cancel = context.WithDeadline(ctx, deadline.Add(-min(w.cfg.UploadGrace/4, 10*time.Second)))
+			// Keep a quarter of the upload grace, at most 10s, for what
+			// follows the upload; less when the deadline came early.
+			reserve := min(w.cfg.UploadGrace/4, 10*time.Second, deadline.Sub(w.clock.Now())/4)
+			uploadCtx, cancel = context.WithDeadline(ctx, deadline.Add(-reserve))
 		}
 		err := w.retry(uploadCtx, log, "uploading the final checkpoint", 0, func(ctx context.Context) error {
 			uploaded, err := a.store.upload(ctx, a.job.ID, a.run, a.number, w.clock.Now())

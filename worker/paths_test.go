@@ -2,7 +2,11 @@ package worker_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +20,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/cgroup"
 	"github.com/jobfleet/jobfleet/internal/contract"
 	"github.com/jobfleet/jobfleet/internal/queue"
 	"github.com/jobfleet/jobfleet/internal/testenv"
@@ -238,20 +243,58 @@ func TestEvictionWithoutAnnotationIsRecordedAsEvicted(t *testing.T) {
 	b.assertEmpty(t, b.class, "class")
 }
 
-func TestContainerCgroupMeasuresTheWorkersCgroup(t *testing.T) {
+// TestContainerPeakIsResetBetweenJobs runs `jobfleet worker` as a pod's
+// container does, alone in a memory cgroup of its own, for two jobs: a
+// first that allocates 256 MiB and a second that allocates 16. Each job's
+// peak is its own: the second is not charged with the first's.
+func TestContainerPeakIsResetBetweenJobs(t *testing.T) {
 	t.Parallel()
+	requireJobCgroups(t)
 	b := setup(t)
-	cfg := b.cfg
-	cfg.Cgroup = worker.CgroupContainer
-	b.publish(t, &jobfleet.Job{ID: "container-1"})
-	if err := b.run(t, t.Context(), cfg, "alloc", "16"); err != nil {
-		t.Fatalf("worker: %v", err)
+	bin := testenv.Build(t, "./cmd/jobfleet")
+	dir, err := os.MkdirTemp(cgroup.DefaultParent(), "container-")
+	if err != nil {
+		t.Fatal(err)
 	}
-	rec := b.recordsOf(t, 1)[0]
-	if rec.Outcome != jobfleet.OutcomeSucceeded || rec.PeakBytes < 16*mib {
-		t.Errorf("run record = %+v", rec)
+	t.Cleanup(func() { _ = os.Remove(dir) })
+	b.publish(t, &jobfleet.Job{ID: "big", Params: json.RawMessage(`{"mib":256}`)})
+	env := contract.WorkerEnv{
+		Queue: b.class, Intake: b.intake, DeadLetter: b.dead, Records: b.records, Bucket: b.bucket, Prefix: "jobs",
+		CheckpointDir: filepath.Join(t.TempDir(), "ckpt"), IdleTimeout: 30 * time.Second, MaxJobs: 2, Cgroup: "container",
+		ReasonFile: filepath.Join(t.TempDir(), "none"),
 	}
-	t.Logf("peak source in container mode here: %s", rec.PeakSource)
+	cmd := exec.Command("/bin/sh", "-c", `echo $$ > "$0" && exec "$@"`, filepath.Join(dir, "cgroup.procs"),
+		bin, "--log-format", "json", "worker", "--", b.testjob, "alloc-params", "200")
+	cmd.Env = append(append(append(os.Environ(), b.sqs.Env()...), b.s3.Env()...), env.Strings()...)
+	out := &testenv.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The second job only once the first ended, so it runs second.
+	testenv.Eventually(t, 30*time.Second, "the first job's record", func() bool {
+		visible, _ := b.sqs.Depth(t, b.records)
+		return visible == 1
+	})
+	b.publish(t, &jobfleet.Job{ID: "small", Params: json.RawMessage(`{"mib":16}`)})
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the worker: %v\n%s", err, out.String())
+	}
+	peaks := map[string]jobfleet.RunRecord{}
+	for _, r := range b.recordsOf(t, 2) {
+		peaks[r.JobID] = r
+	}
+	big, small := peaks["big"], peaks["small"]
+	if big.PeakSource != worker.SourceCgroupV1 && big.PeakSource != worker.SourceCgroupV2 {
+		t.Fatalf("measured by %q, want the container's cgroup", big.PeakSource)
+	}
+	if big.PeakBytes < 256*mib {
+		t.Errorf("the first job's peak %d MiB, want at least the 256 it allocated", big.PeakBytes/mib)
+	}
+	if small.PeakBytes >= 128*mib {
+		t.Errorf("the second job's peak %d MiB (%s): it carries the first job's 256", small.PeakBytes/mib, small.PeakSource)
+	}
+	t.Logf("peaks: first %d MiB, second %d MiB, by %s", big.PeakBytes/mib, small.PeakBytes/mib, big.PeakSource)
 }
 
 // countingSQS passes calls to the real emulator and counts visibility

@@ -4,6 +4,7 @@
 // worker gives every job.
 //
 //	testjob alloc <MiB> [hold-ms]          allocate and touch memory, then exit 0
+//	testjob alloc-params [hold-ms]         the same, with the MiB from the job's params ({"mib": N})
 //	testjob count <target> <step-ms> <log> count to target, one step per step-ms, resuming from the checkpoint;
 //	                                       a log that is a directory holds one <job id>.log per job
 //	testjob fail <code>                    exit with code
@@ -11,6 +12,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/signal"
@@ -27,15 +29,25 @@ func main() {
 	}
 	switch os.Args[1] {
 	case "alloc":
-		mib := atoi(arg(2))
-		buf := make([]byte, mib<<20)
-		for i := 0; i < len(buf); i += 4096 {
-			buf[i] = 1
-		}
+		hold := ""
 		if len(os.Args) > 3 {
-			time.Sleep(time.Duration(atoi(os.Args[3])) * time.Millisecond)
+			hold = os.Args[3]
 		}
-		fmt.Printf("allocated %d MiB, checksum %d\n", mib, buf[len(buf)-4096])
+		alloc(atoi(arg(2)), hold)
+	case "alloc-params":
+		var p struct{ MiB int }
+		data, err := os.ReadFile(os.Getenv("JOBFLEET_PARAMS_FILE"))
+		if err == nil {
+			err = json.Unmarshal(data, &p)
+		}
+		if err != nil {
+			fail(err)
+		}
+		hold := ""
+		if len(os.Args) > 2 {
+			hold = os.Args[2]
+		}
+		alloc(p.MiB, hold)
 	case "count":
 		count(atoi(arg(2)), time.Duration(atoi(arg(3)))*time.Millisecond, arg(4))
 	case "fail":
@@ -47,6 +59,18 @@ func main() {
 		fmt.Fprintf(os.Stderr, "unknown mode %q\n", os.Args[1])
 		os.Exit(2)
 	}
+}
+
+// alloc allocates and touches mib MiB, and holds them for hold ms.
+func alloc(mib int, hold string) {
+	buf := make([]byte, mib<<20)
+	for i := 0; i < len(buf); i += 4096 {
+		buf[i] = 1
+	}
+	if hold != "" {
+		time.Sleep(time.Duration(atoi(hold)) * time.Millisecond)
+	}
+	fmt.Printf("allocated %d MiB, checksum %d\n", mib, buf[len(buf)-4096])
 }
 
 // count advances a counter kept in the checkpoint directory, so that a rerun
