@@ -59,7 +59,9 @@ func TestSIGTERMWithS3DownRunsOnce(t *testing.T) {
 
 	ctx, stop := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- f.runProxied(t, ctx, cfg, worker.Command(f.testjob, c.args(3000, 2*time.Millisecond)...)) }()
+	go func() {
+		done <- f.runProxied(t, ctx, cfg, worker.Command(f.testjob, c.args(3000, 2*time.Millisecond)...))
+	}()
 	testenv.Eventually(t, 30*time.Second, "a periodic checkpoint", func() bool { return f.checkpointProgress(t, job.ID, run) > 0 })
 	f.s3Proxy.Down()
 	stop()
