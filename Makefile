@@ -39,9 +39,14 @@ unit:
 e2e: controlplane
 	$(GO) test -race -count=1 -timeout 30m $(GOTESTFLAGS) ./e2e/
 
-## fuzz: fuzz the job message decoder for a minute
+## fuzz: fuzz every parser of outside input (job messages, interruption
+## events, the registry, checkpoint manifests), FUZZTIME each
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 60s .
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x .
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./dispatcher/interruption/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./jobtype/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeManifest$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 100x ./worker/
 
 ## controlplane: build and cache etcd, kube-apiserver and the autoscalers
 controlplane:

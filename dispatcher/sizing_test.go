@@ -1,7 +1,10 @@
 package dispatcher
 
 import (
+	"strings"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/jobtype"
@@ -68,5 +71,47 @@ func TestDecide(t *testing.T) {
 				t.Errorf("memory %d is not whole MiB within the class size %d", d.Memory, d.Class.Size)
 			}
 		})
+	}
+}
+
+// TestClassNamesAreValidLabelValues: the longest class a registry allows
+// (a 30-character type, a 12-character pool, 128Gi, spot, a rerun class)
+// has a name that is a valid label value and queue name, distinct from its
+// neighbours'.
+func TestClassNamesAreValidLabelValues(t *testing.T) {
+	t.Parallel()
+	typ, pool := strings.Repeat("t", 30), strings.Repeat("p", 12)
+	seen := map[string]Class{}
+	for _, size := range []int64{128 * gib, 96 * gib, 3 * gib, 3e9} {
+		for _, c := range []Capacity{CapacityAny, CapacitySpot, CapacityOnDemand} {
+			for _, ri := range []bool{false, true} {
+				cl := Class{Type: typ, Pool: pool, Size: size, Capacity: c, AvoidInterrupted: ri}
+				for _, prefix := range []string{"jobfleet", "a-much-longer-prefix"} {
+					name := cl.Name(prefix)
+					if errs := validation.IsValidLabelValue(name); len(errs) > 0 || len(name) > MaxNameLength {
+						t.Errorf("%s: %v", name, errs)
+					}
+					if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+						t.Errorf("%s is not a valid object name: %v", name, errs)
+					}
+					if other, dup := seen[name]; dup && other != cl {
+						t.Errorf("%s names both %v and %v", name, other, cl)
+					}
+					seen[name] = cl
+				}
+			}
+		}
+	}
+	if got := (Class{Type: "export", Pool: "cpu", Size: 3 * gib}).Name("jobfleet"); got != "jobfleet-export-cpu-3gi" {
+		t.Errorf("a short name is %s, want it whole", got)
+	}
+}
+
+func TestSizeNames(t *testing.T) {
+	t.Parallel()
+	for size, want := range map[int64]string{3 * gib: "3gi", 512 << 20: "512mi", 3e9: "3g", 1536 << 20: "1536mi", 128 * gib: "128gi", 500e6: "500m", 1 << 40: "1ti"} {
+		if got := jobtype.SizeName(size); got != want {
+			t.Errorf("SizeName(%d) = %s, want %s", size, got, want)
+		}
 	}
 }

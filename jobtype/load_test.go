@@ -2,6 +2,8 @@ package jobtype_test
 
 import (
 	"errors"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,11 +104,24 @@ func TestParseProblems(t *testing.T) {
 		{name: "spot on on-demand pool", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    capacityTypes: [on-demand]", 1) + "    spot: spot\n", want: `types[0].spot: pool "cpu" does not launch spot capacity`},
 		{name: "bad toleration", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    tolerations: [dedicated=ml]", 1), want: "want key[=value]:effect"},
 		{name: "bad feature", yaml: base + "    features: [rows, rows]\n", want: `"rows" is listed twice`},
+		{name: "pools but no types", yaml: "pools:\n  - name: cpu\ntypes: []\n", want: "f.yaml:1: types: no job types"},
+		{name: "pools and no types key", yaml: "pools:\n  - name: cpu\n", want: "types: required"},
+		{name: "no pools", yaml: "pools: []\ntypes: []\n", want: "no job types"},
+		{name: "a pool with no sizes", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    sizes: []", 1), want: "pools[0].sizes: a pool needs at least one size"},
+		{name: "a size of odd bytes", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    sizes: [1000001k]", 1), want: `"1000001k": sizes are whole MiB`},
+		{name: "unknown mode", yaml: base + "    mode: daemon\n", want: `types[0].mode: "daemon": command`},
+		{name: "duration in days", yaml: base + "    maxRuntime: 2w\n    checkpoint: {interval: 1.5d}\n", want: ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := jobtype.Parse("f.yaml", []byte(tt.yaml))
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Parse() = %v, want the registry accepted", err)
+				}
+				return
+			}
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Parse() error = %v, want one containing %q", err, tt.want)
 			}
@@ -140,4 +155,42 @@ func TestPoolSizeFor(t *testing.T) {
 	if got := jobtype.SizeName(512 << 20); got != "512mi" {
 		t.Errorf("SizeName(512Mi) = %q", got)
 	}
+}
+
+// FuzzParse feeds the registry loader anything: it never panics, reports
+// problems as a *LoadError (or a YAML error), and a registry it accepts is
+// consistent: every type's pool exists, sizes ascend, bounds hold.
+func FuzzParse(f *testing.F) {
+	for _, file := range []string{"testdata/valid.yaml", "testdata/invalid.yaml"} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte("pools:\n  - name: cpu\ntypes:\n  - name: t\n    image: i\n    command: [c]\n    pool: cpu\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		reg, err := jobtype.Parse("f.yaml", data)
+		if err != nil {
+			return
+		}
+		if len(reg.Types()) == 0 {
+			t.Fatal("accepted a registry without types")
+		}
+		for _, typ := range reg.Types() {
+			pool, ok := reg.Pool(typ.Pool)
+			if !ok {
+				t.Fatalf("type %s on a missing pool %q", typ.Name, typ.Pool)
+			}
+			if len(pool.Sizes) == 0 || !slices.IsSorted(pool.Sizes) {
+				t.Fatalf("pool %s sizes %v", pool.Name, pool.Sizes)
+			}
+			if typ.Memory.Min > typ.Memory.Default || typ.Memory.Default > typ.Memory.Max || typ.Memory.Max > pool.Largest() {
+				t.Fatalf("type %s memory %+v on pool sizes %v", typ.Name, typ.Memory, pool.Sizes)
+			}
+			if typ.Checkpoint.UploadGrace <= 0 || typ.Checkpoint.StopGrace <= 0 || typ.MaxAttempts < 1 {
+				t.Fatalf("type %s settings %+v", typ.Name, typ)
+			}
+		}
+	})
 }
