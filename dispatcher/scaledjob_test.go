@@ -42,6 +42,7 @@ func TestScaledJobGolden(t *testing.T) {
 	}{
 		{name: "cpu-any", typ: "export"},
 		{name: "gpu-do-not-disrupt", typ: "train"},
+		{name: "library-mode", typ: "embed"},
 		{name: "on-demand-after-interruptions", typ: "export", history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonInterrupted}, {Attempt: 2, Reason: jobfleet.ReasonInterrupted}}},
 		{name: "local-endpoint-trigger-auth", typ: "batch", tmpl: func(t Template) Template {
 			t.SQSEndpoint, t.S3Endpoint, t.TriggerAuthentication = "http://127.0.0.1:4566", "http://127.0.0.1:4567", "jobfleet-sqs"
