@@ -215,7 +215,13 @@ func (c *classes) touch(st *classState) {
 		defer cancel()
 		_, err := c.sqs.TagQueue(ctx, &sqs.TagQueueInput{QueueUrl: aws.String(url), Tags: map[string]string{tagLastDispatch: strconv.FormatInt(now.Unix(), 10)}})
 		if err != nil {
-			c.log.Warn().Err(err).Str("queue", url).Msg("tagging a class queue as in use")
+			// The next job routed here tries again. Until one succeeds the
+			// collector may mark the class, which makes replicas ask for it
+			// again, and a job sent meanwhile keeps it: nothing is lost.
+			c.mu.Lock()
+			st.lastTagged = time.Time{}
+			c.mu.Unlock()
+			c.log.Warn().Err(err).Str("queue", url).Msg("tagging a class queue as in use; the next job routed here tries again")
 		}
 	}()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -289,11 +290,14 @@ func TestDispatchTenThousandJobs(t *testing.T) {
 	t.Logf("published in %v", time.Since(start))
 	model := staticModels{constantModel(map[string]float64{"export": 1.5 * gib, "report": 1.2 * gib, "batch": 300 << 20})}
 
-	_, stop := b.start(t, b.cfg, WithModels(model))
+	d, stop := b.start(t, b.cfg, WithModels(model))
 	classes := classNames(want)
 	start = time.Now()
 	b.waitForClasses(t, classes, n, 5*time.Minute)
 	t.Logf("dispatched in %v", time.Since(start))
+	testenv.Eventually(t, 10*time.Second, "the classes gauge to count the classes", func() bool {
+		return testutil.ToFloat64(d.metrics.classes) == float64(len(classes))
+	})
 	deadMsgs := b.sqs.Receive(t, b.dead, 2*bad, true)
 	stop()
 

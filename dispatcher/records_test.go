@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
 
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/internal/testenv"
@@ -171,5 +174,36 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 	}
 	if !slices.Equal(third.Features, []string{"rows"}) {
 		t.Errorf("retrained with features %v, want [rows]: the named ones the records carry", third.Features)
+	}
+}
+
+// TestModelReloadsAreCounted: every check of the model file is counted
+// by result, where the reloader reports it.
+func TestModelReloadsAreCounted(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	d, err := New(b.cfg, b.sqs.Client, b.s3.Client, nil, WithRegisterer(prometheus.NewRegistry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "model.json")
+	if err := predictor.Save(t.Context(), nil, file, constantModel(map[string]float64{"export": gib})); err != nil {
+		t.Fatal(err)
+	}
+	r := predictor.NewReloader(file, nil, time.Hour, zerolog.Nop(), nil)
+	check := func() {
+		changed, err := r.Check(t.Context())
+		d.ObserveModelReload(changed, err)
+	}
+	check()
+	check()
+	if err := os.WriteFile(file, []byte("not a model"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	check()
+	for result, want := range map[string]float64{"loaded": 1, "unchanged": 1, "rejected": 1} {
+		if got := testutil.ToFloat64(d.metrics.modelReloads.WithLabelValues(result)); got != want {
+			t.Errorf("model reloads{%s} = %v, want %v", result, got, want)
+		}
 	}
 }
