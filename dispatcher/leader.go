@@ -2,6 +2,8 @@ package dispatcher
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"os"
 	"time"
 
@@ -17,7 +19,9 @@ import (
 type LeaderConfig struct {
 	// Lease is the name of the Lease object. Default "jobfleet-dispatcher".
 	Lease string
-	// Identity names this replica. Default: the hostname.
+	// Identity names this replica; it must differ between replicas.
+	// Default: the hostname and a random suffix, as Kubernetes' own
+	// controllers do, so two replicas on one host do not both lead.
 	Identity string
 }
 
@@ -28,7 +32,10 @@ func runLeader(ctx context.Context, kube kubernetes.Interface, namespace string,
 		cfg.Lease = "jobfleet-dispatcher"
 	}
 	if cfg.Identity == "" {
-		cfg.Identity, _ = os.Hostname()
+		host, _ := os.Hostname()
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		cfg.Identity = host + "_" + hex.EncodeToString(b[:])
 	}
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metaName(namespace, cfg.Lease),

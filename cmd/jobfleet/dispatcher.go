@@ -60,6 +60,10 @@ type DispatcherCmd struct {
 	OnDemandAfter    int           `name:"on-demand-after" env:"JOBFLEET_ON_DEMAND_AFTER" default:"2" help:"Run a job on on-demand capacity after this many interruptions."`
 	IntakeVisibility time.Duration `name:"intake-visibility" env:"JOBFLEET_INTAKE_VISIBILITY" default:"2m" help:"Visibility timeout of received intake messages: how soon a crashed replica's messages return."`
 	ClassIdleTTL     time.Duration `name:"class-idle-ttl" env:"JOBFLEET_CLASS_IDLE_TTL" default:"30m" help:"Remove a class's ScaledJob and queue after it has been idle this long."`
+	ClassPoll        time.Duration `name:"class-poll" env:"JOBFLEET_CLASS_POLL" default:"2s" help:"How often the leader looks for classes replicas asked for."`
+	ClassFresh       time.Duration `name:"class-fresh" env:"JOBFLEET_CLASS_FRESH" default:"1m" help:"How long a replica sends to a class it saw ready before looking again."`
+	CollectInterval  time.Duration `name:"collect-interval" env:"JOBFLEET_COLLECT_INTERVAL" default:"1m" help:"How often the leader looks for idle classes."`
+	CollectFence     time.Duration `name:"collect-fence" env:"JOBFLEET_COLLECT_FENCE" default:"3m" help:"How long an idle class stays marked before it is removed; longer than --class-fresh plus SQS's minute of lag in counting messages."`
 
 	InterruptionQueue string        `name:"interruption-queue" env:"JOBFLEET_INTERRUPTION_QUEUE" placeholder:"URL" help:"jobfleet's own EventBridge target queue of EC2 interruption events; without it, interruptions are not handled."`
 	RebalanceEvicts   bool          `name:"rebalance-evicts" env:"JOBFLEET_REBALANCE_EVICTS" help:"On a rebalance recommendation, checkpoint and move the node's jobs at once instead of only tainting it."`
@@ -67,8 +71,9 @@ type DispatcherCmd struct {
 	KubeQPS           float32       `name:"kube-qps" env:"JOBFLEET_KUBE_QPS" default:"100" help:"Kubernetes API requests per second (evicting a full node takes two per pod)."`
 	AvoidConfigMap    string        `name:"avoid-configmap" env:"JOBFLEET_AVOID_CONFIGMAP" default:"jobfleet-avoid" help:"ConfigMap in --namespace where every replica records the interrupted capacity that reruns avoid."`
 
-	LeaderElect bool   `name:"leader-elect" env:"JOBFLEET_LEADER_ELECT" default:"true" negatable:"" help:"Elect one replica (a Lease) to collect idle classes and run the failure sensor; --no-leader-elect runs them here unconditionally."`
+	LeaderElect bool   `name:"leader-elect" env:"JOBFLEET_LEADER_ELECT" default:"true" negatable:"" help:"Elect one replica (a Lease) to manage classes, collect idle ones and run the failure sensor; --no-leader-elect runs them here unconditionally (run one replica only)."`
 	Lease       string `name:"lease" env:"JOBFLEET_LEASE" default:"jobfleet-dispatcher" help:"Name of the leader election Lease."`
+	Identity    string `name:"identity" env:"JOBFLEET_IDENTITY,JOBFLEET_POD_NAME" help:"This replica's name in the leader election (default: the hostname and a random suffix)."`
 
 	MetricsAddr string `name:"metrics-addr" env:"JOBFLEET_METRICS_ADDR" default:":9090" help:"Address of /metrics, /healthz and /readyz."`
 }
@@ -92,12 +97,15 @@ func (c *DispatcherCmd) Validate() error {
 	positive := []struct {
 		flag string
 		v    time.Duration
-	}{{"--linger", c.Linger}, {"--class-idle-ttl", c.ClassIdleTTL}, {"--retrain-every", c.RetrainEvery}, {"--retrain-window", c.RetrainWindow},
+	}{{"--linger", c.Linger}, {"--class-idle-ttl", c.ClassIdleTTL}, {"--class-poll", c.ClassPoll}, {"--class-fresh", c.ClassFresh}, {"--collect-interval", c.CollectInterval}, {"--retrain-every", c.RetrainEvery}, {"--retrain-window", c.RetrainWindow},
 		{"--model-reload", c.ModelReload}, {"--intake-visibility", c.IntakeVisibility}, {"--avoid-for", c.AvoidFor}, {"--polling-interval", c.Polling}}
 	for _, p := range positive {
 		if p.v <= 0 {
 			bad("%s %v: above zero", p.flag, p.v)
 		}
+	}
+	if c.CollectFence <= c.ClassFresh {
+		bad("--collect-fence %v: longer than --class-fresh (%v), or a replica may send to a class being removed", c.CollectFence, c.ClassFresh)
 	}
 	if c.Receivers < 1 {
 		bad("--receivers %d: at least 1", c.Receivers)
@@ -160,24 +168,12 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	var leader *dispatcher.LeaderConfig
 	if c.LeaderElect {
-		leader = &dispatcher.LeaderConfig{Lease: c.Lease}
+		leader = &dispatcher.LeaderConfig{Lease: c.Lease, Identity: c.Identity}
 	}
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	cfg := dispatcher.Config{
-		IntakeURL: c.Intake, DeadLetterURL: c.DeadLetter, Registry: reg, Bucket: c.Bucket, Prefix: c.Prefix,
-		Receivers: c.Receivers, MaxInFlight: c.MaxInFlight, Linger: c.Linger, ClassIdleTTL: c.ClassIdleTTL,
-		IntakeVisibility: c.IntakeVisibility,
-		Sizing:           dispatcher.Sizing{OOMFactor: c.OOMFactor, OnDemandAfter: c.OnDemandAfter},
-		Template: dispatcher.Template{
-			Namespace: c.Namespace, Prefix: c.ClassPrefix, WorkerImage: c.WorkerImage, ServiceAccount: c.ServiceAccount,
-			IntakeURL: c.Intake, DeadLetterURL: c.DeadLetter, RecordsURL: c.Records,
-			Bucket: c.Bucket, CheckpointPrefix: c.Prefix, Region: clients.Config.Region,
-			SQSEndpoint: os.Getenv("AWS_ENDPOINT_URL_SQS"), S3Endpoint: os.Getenv("AWS_ENDPOINT_URL_S3"),
-			TriggerAuthentication: c.TriggerAuth, PollingInterval: c.Polling,
-		},
-	}
+	cfg := c.config(reg, clients.Config.Region)
 	retrainEvery := c.RetrainEvery
 	if !c.Retrain {
 		retrainEvery = 0
@@ -237,6 +233,24 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 		defer srv.Close()
 	}
 	return d.Run(ctx)
+}
+
+// config is the dispatcher's configuration from the flags.
+func (c *DispatcherCmd) config(reg *jobtype.Registry, region string) dispatcher.Config {
+	return dispatcher.Config{
+		IntakeURL: c.Intake, DeadLetterURL: c.DeadLetter, Registry: reg, Bucket: c.Bucket, Prefix: c.Prefix,
+		Receivers: c.Receivers, MaxInFlight: c.MaxInFlight, Linger: c.Linger, ClassIdleTTL: c.ClassIdleTTL,
+		ClassPoll: c.ClassPoll, ClassFresh: c.ClassFresh, CollectInterval: c.CollectInterval, CollectFence: c.CollectFence,
+		IntakeVisibility: c.IntakeVisibility,
+		Sizing:           dispatcher.Sizing{OOMFactor: c.OOMFactor, OnDemandAfter: c.OnDemandAfter},
+		Template: dispatcher.Template{
+			Namespace: c.Namespace, Prefix: c.ClassPrefix, WorkerImage: c.WorkerImage, ServiceAccount: c.ServiceAccount,
+			IntakeURL: c.Intake, DeadLetterURL: c.DeadLetter, RecordsURL: c.Records,
+			Bucket: c.Bucket, CheckpointPrefix: c.Prefix, Region: region,
+			SQSEndpoint: os.Getenv("AWS_ENDPOINT_URL_SQS"), S3Endpoint: os.Getenv("AWS_ENDPOINT_URL_S3"),
+			TriggerAuthentication: c.TriggerAuth, PollingInterval: c.Polling,
+		},
+	}
 }
 
 // kubeConfig loads the client configuration: an explicit kubeconfig, the
