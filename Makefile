@@ -6,7 +6,7 @@
 GO ?= go
 GOTESTFLAGS ?=
 
-.PHONY: all run stack test vet lint unit e2e fuzz build controlplane clean-cache
+.PHONY: all run stack test vet lint unit faults e2e fuzz build controlplane clean-cache
 
 all: build
 
@@ -22,7 +22,7 @@ stack:
 	$(GO) run ./cmd/jobfleet stack
 
 ## test: format check, vet, lint, and every test tier with the race detector
-test: vet lint controlplane unit e2e
+test: vet lint controlplane unit faults e2e
 
 vet:
 	@unformatted="$$("$$($(GO) env GOROOT)/bin/gofmt" -l .)"; if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
@@ -33,7 +33,12 @@ lint:
 
 ## unit: unit and integration tests (real SQS, S3 and API server)
 unit:
-	$(GO) test -race -count=1 -timeout 30m $(GOTESTFLAGS) $$($(GO) list ./... | grep -v '/e2e$$')
+	$(GO) test -race -count=1 -timeout 30m $(GOTESTFLAGS) $$($(GO) list ./... | grep -v -e '/e2e$$' -e '/faults$$')
+
+## faults: the fault matrix: a fault injected per scenario into the real
+## dispatcher and worker processes; jobs lost, run twice and stranded are 0
+faults:
+	$(GO) test -race -count=1 -timeout 20m $(GOTESTFLAGS) ./faults/
 
 ## e2e: the end-to-end scenarios on the full control plane (KEDA, Karpenter, KWOK)
 e2e: controlplane
