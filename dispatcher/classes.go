@@ -73,9 +73,10 @@ type classes struct {
 	// maxReceives is the class queues' redrive threshold.
 	maxReceives int
 	ttl         time.Duration
-	fresh       time.Duration
-	clock       clock.Clock
-	log         zerolog.Logger
+	// freshFor is how long a confirmation stays good (Config.ClassFresh).
+	freshFor time.Duration
+	clock    clock.Clock
+	log      zerolog.Logger
 	// leading is true on the replica that may change classes.
 	leading atomic.Bool
 	// wake nudges the leader's class controller after a request.
@@ -103,9 +104,9 @@ func (c *classes) prefix() string { return c.tmpl.prefix() }
 func (c *classes) ensure(ctx context.Context, cl Class) (string, error) {
 	c.mu.Lock()
 	st, ok := c.ready[cl]
-	fresh := ok && c.clock.Since(st.confirmed) < c.fresh
+	isFresh := ok && c.clock.Since(st.confirmed) < c.freshFor
 	c.mu.Unlock()
-	if fresh {
+	if isFresh {
 		c.touch(st)
 		return st.url, nil
 	}
@@ -117,12 +118,15 @@ func (c *classes) ensure(ctx context.Context, cl Class) (string, error) {
 		}
 		now := c.clock.Now()
 		c.mu.Lock()
-		if st, ok := c.ready[cl]; ok {
+		st, ok := c.ready[cl]
+		if ok {
 			st.url, st.confirmed = url, now
 		} else {
-			c.ready[cl] = &classState{url: url, confirmed: now, lastTagged: now}
+			st = &classState{url: url, confirmed: now}
+			c.ready[cl] = st
 		}
 		c.mu.Unlock()
+		c.touch(st)
 		return url, nil
 	})
 	if err != nil {
@@ -174,6 +178,15 @@ func (c *classes) lookup(ctx context.Context, name string) (string, map[string]s
 		return "", nil, fmt.Errorf("reading the tags of queue %s: %w", name, err)
 	}
 	return url, tags.Tags, nil
+}
+
+// fresh reports whether this replica confirmed a class ready within the
+// last ClassFresh: the collector's fence covers sends made so soon after.
+func (c *classes) fresh(cl Class) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, ok := c.ready[cl]
+	return ok && c.clock.Since(st.confirmed) < c.freshFor
 }
 
 // forget drops a class from the cache, after its queue turned out to be

@@ -166,7 +166,7 @@ func New(cfg Config, sqsClient SQSAPI, s3Client S3API, kube dynamic.Interface, o
 	d.classes = &classes{
 		sqs: sqsClient, kube: kube, registry: cfg.Registry, tmpl: d.cfg.Template,
 		markers:     newMarkers(s3Client, cfg.Bucket, cfg.Prefix),
-		maxReceives: cfg.ClassMaxReceives, ttl: cfg.ClassIdleTTL, fresh: cfg.ClassFresh, clock: d.clock,
+		maxReceives: cfg.ClassMaxReceives, ttl: cfg.ClassIdleTTL, freshFor: cfg.ClassFresh, clock: d.clock,
 		log: d.log.With().Str("component", "classes").Logger(), ready: map[Class]*classState{},
 		wake: make(chan struct{}, 1),
 	}

@@ -131,7 +131,11 @@ type expectation struct {
 func (b *bundle) rerun(t *testing.T, job *jobfleet.Job, history jobfleet.History) string {
 	t.Helper()
 	ctx, run, n := t.Context(), "run-"+job.ID, len(history)
-	if start, _, err := b.store.StartRun(ctx, job, run, time.Now()); err != nil || start != contract.Started {
+	body, err := jobfleet.Encode(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if start, _, err := b.store.StartRun(ctx, job, string(body), run, time.Now()); err != nil || start != contract.Started {
 		t.Fatalf("starting a run of %s: %v %v", job.ID, start, err)
 	}
 	c := &contract.Claim{JobID: job.ID, Type: job.Type, Run: run, Attempt: n, Holder: "w", MessageID: "m"}
@@ -141,10 +145,6 @@ func (b *bundle) rerun(t *testing.T, job *jobfleet.Job, history jobfleet.History
 	}
 	c.State, c.Next, c.Outcome, c.History = contract.ClaimEnded, contract.NextRerun, jobfleet.OutcomeFailed, history
 	if _, err := b.store.Update(ctx, c, etag); err != nil {
-		t.Fatal(err)
-	}
-	body, err := jobfleet.Encode(job)
-	if err != nil {
 		t.Fatal(err)
 	}
 	if f := queue.Send(ctx, b.sqs.Client, b.intake, []queue.Message{queue.ForwardMessage(string(body), job.Type, run, n+1)}, queue.Retry{}); len(f) > 0 {

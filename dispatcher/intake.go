@@ -85,6 +85,8 @@ type intake struct {
 	deletes []*item
 	oldest  map[string]time.Time // when each buffer's first item arrived
 	delOld  time.Time
+	toRoute chan received
+	routing sync.WaitGroup
 	sends   sync.WaitGroup
 	// sendSem and deleteSem bound the batch calls in flight. They are
 	// separate because a send that succeeds queues its deletes while it
@@ -106,8 +108,26 @@ func newIntake(d *Dispatcher) *intake {
 	}
 }
 
+// routers is how many messages are routed at once: routing waits on S3,
+// and long-lived routers keep their grown stacks.
+const routers = 64
+
+// received is a message on its way to a router.
+type received struct {
+	msg sqstypes.Message
+	at  time.Time
+}
+
 // run receives until ctx ends, then forwards or releases what it holds.
 func (in *intake) run(ctx context.Context) {
+	in.toRoute = make(chan received)
+	for range routers {
+		in.routing.Go(func() {
+			for r := range in.toRoute {
+				in.add(ctx, in.route(ctx, r.msg, r.at))
+			}
+		})
+	}
 	var receivers sync.WaitGroup
 	for range in.d.cfg.Receivers {
 		receivers.Go(func() { in.receive(ctx) })
@@ -116,6 +136,8 @@ func (in *intake) run(ctx context.Context) {
 	var linger sync.WaitGroup
 	linger.Go(func() { in.lingerLoop(lingerDone) })
 	receivers.Wait()
+	close(in.toRoute)
+	in.routing.Wait()
 	close(lingerDone)
 	linger.Wait()
 
@@ -163,16 +185,11 @@ func (in *intake) receive(ctx context.Context) {
 		failures = 0
 		in.release(taken - len(out.Messages))
 		now := in.d.clock.Now()
-		// Routing reads and writes S3 (the job's run); route the batch at
-		// once rather than one message after another.
-		items := make([]*item, len(out.Messages))
-		var routing sync.WaitGroup
-		for i, m := range out.Messages {
-			routing.Go(func() { items[i] = in.route(ctx, m, now) })
-		}
-		routing.Wait()
-		for _, it := range items {
-			in.add(ctx, it)
+		// Routing waits on S3 (the job's run): the routers route the batch
+		// while this receiver receives the next; the semaphore bounds the
+		// messages held.
+		for _, m := range out.Messages {
+			in.toRoute <- received{msg: m, at: now}
 		}
 	}
 }
@@ -211,7 +228,7 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 	var history jobfleet.History
 	if !isRerun {
 		run, attempt = aws.ToString(m.MessageId), 1
-		start, cur, err := in.d.store.StartRun(ctx, job, run, now)
+		start, cur, err := in.d.store.StartRun(ctx, job, body, run, now)
 		switch {
 		case err != nil:
 			return in.retryLater(it, fmt.Sprintf("recording the run of job %s: %v", job.ID, err), in.d.cfg.RetryDelay)
@@ -223,7 +240,7 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 			return it
 		}
 	} else {
-		history, err = in.d.store.VerifyRun(ctx, job.ID, run, attempt)
+		history, err = in.d.store.VerifyRun(ctx, job.ID, body, run, attempt)
 		switch {
 		case errors.Is(err, contract.ErrForged):
 			return in.deadLetter(ctx, it, err.Error())
@@ -258,6 +275,7 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 		// Decode bounds bodies to leave room for these attributes; this
 		// only guards against that changing.
 		it.forward = false
+		it.endRun = &runRef{jobID: job.ID, run: run}
 		return in.deadLetter(ctx, it, fmt.Sprintf("the job does not fit in one SQS message with jobfleet's attributes (%d bytes)", queue.Size(it.out)))
 	}
 	in.d.metrics.predictedBytes.WithLabelValues(job.Type, string(decision.Source)).Observe(float64(decision.Memory))
@@ -367,6 +385,25 @@ func (in *intake) send(ctx context.Context, target string, batch []*item) {
 	in.sendSem <- struct{}{}
 	in.sends.Go(func() {
 		defer func() { <-in.sendSem }()
+		// A class confirmed too long ago may be being collected since:
+		// its jobs go back to intake and are routed afresh.
+		var stale []*item
+		keep := batch[:0]
+		for _, it := range batch {
+			if it.forward && !in.d.classes.fresh(it.class) {
+				it.delay = time.Second
+				stale = append(stale, it)
+				continue
+			}
+			keep = append(keep, it)
+		}
+		batch = keep
+		if len(stale) > 0 {
+			in.giveBack(ctx, stale, "the class's confirmation expired before the send")
+		}
+		if len(batch) == 0 {
+			return
+		}
 		msgs := make([]queue.Message, len(batch))
 		for i, it := range batch {
 			msgs[i] = it.out

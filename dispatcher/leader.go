@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -42,6 +43,10 @@ func runLeader(ctx context.Context, kube kubernetes.Interface, namespace string,
 		Client:     kube.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: cfg.Identity},
 	}
+	// client-go runs OnStartedLeading in a goroutine it does not wait for:
+	// a term's duties wait for the last term's to end, so two terms never
+	// overlap.
+	var term sync.Mutex
 	for ctx.Err() == nil {
 		leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
 			Lock:            lock,
@@ -52,11 +57,19 @@ func runLeader(ctx context.Context, kube kubernetes.Interface, namespace string,
 			Name:            cfg.Lease,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(lctx context.Context) {
-					log.Info().Str("identity", cfg.Identity).Msg("leading: collecting idle classes and watching for dead pods")
+					term.Lock()
+					defer term.Unlock()
+					if lctx.Err() != nil {
+						return // the term ended while the last one finished
+					}
+					log.Info().Str("identity", cfg.Identity).Msg("leading: managing classes, collecting idle ones and watching for dead pods")
 					f(lctx)
 				},
 				OnStoppedLeading: func() { log.Info().Str("identity", cfg.Identity).Msg("stopped leading") },
 			},
 		})
 	}
+	// Wait for the last term's duties, which client-go does not.
+	term.Lock()
+	defer term.Unlock()
 }

@@ -235,6 +235,15 @@ func TestSensorActsOnPodsThatDiedWhileNoLeaderRan(t *testing.T) {
 	_ = d
 	oom := b.claimAs(t, first, "p-oom")
 	gone := b.claimAs(t, first, "p-gone")
+	// p-gone's worker stopped renewing its claim long ago.
+	cur, etag, err := b.store.ReadClaim(t.Context(), gone.JobID, gone.Run, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.RenewedAt = time.Now().Add(-time.Hour)
+	if _, err := b.store.Update(t.Context(), cur, etag); err != nil {
+		t.Fatal(err)
+	}
 	b.oomKill(t, client, "p-oom")
 	// p-gone's pod vanished with its node: only its index is left.
 

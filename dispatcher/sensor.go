@@ -86,6 +86,9 @@ func (s *sensor) run(ctx context.Context) {
 			}
 			if pod, ok := obj.(*corev1.Pod); ok {
 				s.check(ctx, pod, true)
+				s.mu.Lock()
+				delete(s.done, pod.UID) // its last event
+				s.mu.Unlock()
 			}
 		},
 	})
@@ -130,7 +133,7 @@ func (s *sensor) orphans(ctx context.Context, pods cache.Store) error {
 			}
 			// Gone: its index stays only when its worker did not finish.
 			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
-			if err := s.rerun(ctx, pod, jobfleet.ReasonEvicted, "the pod is gone and its worker never reported"); err != nil {
+			if err := s.rerun(ctx, pod, jobfleet.ReasonEvicted, "the pod is gone and its worker never reported", true); err != nil && !errors.Is(err, errNotYet) {
 				errs = append(errs, err)
 			}
 		}
@@ -154,13 +157,50 @@ func (s *sensor) check(ctx context.Context, pod *corev1.Pod, deleted bool) {
 	}
 	s.done[pod.UID] = true
 	s.mu.Unlock()
-	if err := s.rerun(ctx, pod, reason, detail); err != nil {
+	// A pod deleted without a final status may still run on a node the
+	// API server lost touch with: its worker's claim must have gone stale.
+	mayRun := deleted && pod.Status.Phase != corev1.PodFailed && !jobTerminated(pod)
+	err := s.rerun(ctx, pod, reason, detail, mayRun)
+	var later *notYetError
+	switch {
+	case errors.As(err, &later):
+		s.log.Info().Str("pod", pod.Name).Dur("wait", later.wait).Msg("a deleted pod's worker may still run; looking again once its claim's lease has run out")
+		t := s.d.clock.NewTimer(later.wait)
+		go func() {
+			defer t.Stop()
+			select {
+			case <-ctx.Done():
+			case <-t.C():
+				if err := s.rerun(ctx, pod, reason, detail, mayRun); err != nil {
+					s.log.Error().Err(err).Str("pod", pod.Name).Msg("ending the attempt of a deleted pod; the next resync or its message's return will")
+				}
+			}
+		}()
+	case err != nil:
 		s.log.Error().Err(err).Str("pod", pod.Name).Msg("ending the attempt of a dead pod; its message returns after its visibility timeout")
 		s.mu.Lock()
 		delete(s.done, pod.UID) // a later event may try again
 		s.mu.Unlock()
 	}
 }
+
+// jobTerminated reports whether the pod's job container has terminated.
+func jobTerminated(pod *corev1.Pod) bool {
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == "job" && cs.State.Terminated != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// errNotYet: the attempt's holder may still run; look again after wait.
+var errNotYet = errors.New("the claim's lease is still fresh")
+
+type notYetError struct{ wait time.Duration }
+
+func (e *notYetError) Error() string { return errNotYet.Error() }
+func (e *notYetError) Unwrap() error { return errNotYet }
 
 // deathReason says whether a pod died in a way its worker cannot report.
 func deathReason(pod *corev1.Pod, deleted bool) (jobfleet.Reason, string) {
@@ -193,7 +233,23 @@ func deathReason(pod *corev1.Pod, deleted bool) (jobfleet.Reason, string) {
 // is completed (contract.Store.Complete) and the pod index removed. A crash
 // anywhere leaves a claim that the next event, or the message's next
 // receiver, completes.
-func (s *sensor) rerun(ctx context.Context, pod *corev1.Pod, reason jobfleet.Reason, detail string) error {
+//
+// mayRun says the pod's containers may still run (it was deleted without
+// a final status): then the claim's lease must have run out first, or the
+// holder would be rerun while it runs.
+func (s *sensor) rerun(ctx context.Context, pod *corev1.Pod, reason jobfleet.Reason, detail string, mayRun bool) error {
+	for range 3 {
+		err := s.rerunOnce(ctx, pod, reason, detail, mayRun)
+		if !errors.Is(err, contract.ErrConflict) {
+			return err
+		}
+		// The claim changed under us (a receipt handed to the holder, a
+		// renewal): look again.
+	}
+	return fmt.Errorf("ending the attempt of pod %s: %w", pod.Name, contract.ErrConflict)
+}
+
+func (s *sensor) rerunOnce(ctx context.Context, pod *corev1.Pod, reason jobfleet.Reason, detail string, mayRun bool) error {
 	store := s.d.store
 	index, err := store.ReadPodIndex(ctx, pod.Namespace, pod.Name)
 	if errors.Is(err, contract.ErrNotFound) {
@@ -215,6 +271,12 @@ func (s *sensor) rerun(ctx context.Context, pod *corev1.Pod, reason jobfleet.Rea
 		return store.DeletePodIndex(ctx, pod.Namespace, pod.Name)
 	}
 	now := s.d.clock.Now().UTC()
+	// The worker's own takeover rule: a visibility timeout, a third of one
+	// and two seconds after the last renewal.
+	vt := s.d.cfg.Template.visibility()
+	if lease := vt + vt/3 + 2*time.Second; mayRun && now.Sub(claim.RenewedAt) < lease {
+		return &notYetError{wait: lease - now.Sub(claim.RenewedAt) + time.Second}
+	}
 	att := jobfleet.Attempt{Attempt: claim.Attempt, Reason: reason, Error: detail, Node: pod.Spec.NodeName, StartedAt: claim.ClaimedAt, EndedAt: now}
 	if att.Node == "" {
 		att.Node = claim.Node
@@ -251,13 +313,10 @@ func (s *sensor) rerun(ctx context.Context, pod *corev1.Pod, reason jobfleet.Rea
 		claim.Record.Features = job.Features
 	}
 	if _, err := store.Update(ctx, claim, etag); err != nil {
-		if errors.Is(err, contract.ErrConflict) {
-			return nil // the worker, or another sensor, ended it first
-		}
-		return err
+		return err // on a conflict, rerun reads the claim again
 	}
 	queues := contract.Queues{Intake: s.d.cfg.IntakeURL, DeadLetter: s.d.cfg.DeadLetterURL, Records: s.cfg.RecordsURL}
-	if err := store.Complete(ctx, s.d.sqs, queues, claim, index.Body, claim.ReceiptHandle, now); err != nil {
+	if err := store.Complete(ctx, s.d.sqs, queues, claim, index.Body, claim.QueueURL, claim.ReceiptHandle, now, contract.Once(ctx)); err != nil {
 		// The claim says how to finish: the message's next receiver does.
 		s.log.Warn().Err(err).Str("job_id", claim.JobID).Msg("completing the dead pod's attempt; its message's next receiver will")
 	}

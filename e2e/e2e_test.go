@@ -133,7 +133,7 @@ func TestFailingJobIsDeadLettered(t *testing.T) {
 			if a, ok := m.MessageAttributes[queue.AttrError]; ok {
 				reason = aws.ToString(a.StringValue)
 			}
-			run, attempt, _, _ = queue.RunAttempt(m.MessageAttributes)
+			run, attempt = queue.DeadRunAttempt(m.MessageAttributes)
 		}
 		return len(dead) > 0, nil
 	})

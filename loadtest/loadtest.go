@@ -27,7 +27,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/schollz/progressbar/v3"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
 
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/internal/awsclient"
@@ -175,7 +176,7 @@ func jobs(cfg Config, runID string) []*jobfleet.Job {
 
 // publish sends the jobs, at the rate if one is set, recording when each
 // was sent.
-func publish(ctx context.Context, api SQSAPI, url string, all []*jobfleet.Job, rate float64, sent *sync.Map, bar *progressbar.ProgressBar) error {
+func publish(ctx context.Context, api SQSAPI, url string, all []*jobfleet.Job, rate float64, sent *sync.Map, bar *progressBar) error {
 	pub := jobfleet.NewPublisher(api, url)
 	var batches [][]*jobfleet.Job
 	for i := 0; i < len(all); i += 10 {
@@ -199,9 +200,7 @@ func publish(ctx context.Context, api SQSAPI, url string, all []*jobfleet.Job, r
 				for _, j := range b {
 					sent.Store(j.ID, now)
 				}
-				if bar != nil {
-					_ = bar.Add(len(b))
-				}
+				bar.add(len(b))
 			}
 		})
 	}
@@ -347,9 +346,11 @@ func drain(ctx context.Context, api SQSAPI, consumers int, queues func() []strin
 func dispatch(ctx context.Context, api SQSAPI, target Target, cfg Config, runID string, res *Result) error {
 	all := jobs(cfg, runID)
 	var sent sync.Map
-	bar := newBar(cfg, "publishing")
 	if cfg.Rate == 0 {
-		if err := publish(ctx, api, cfg.Intake, all, 0, &sent, bar); err != nil {
+		bar := newBar(cfg, "publishing")
+		err := publish(ctx, api, cfg.Intake, all, 0, &sent, bar)
+		bar.finish()
+		if err != nil {
 			return fmt.Errorf("publishing: %w", err)
 		}
 	}
@@ -369,15 +370,14 @@ func dispatch(ctx context.Context, api SQSAPI, target Target, cfg Config, runID 
 	} else {
 		published <- nil
 	}
-	bar = newBar(cfg, "routed")
+	bar := newBar(cfg, "routed")
+	defer bar.finish()
 	killed := false
 	deadline := time.Now().Add(cfg.Timeout)
 	for ctx.Err() == nil && time.Now().Before(deadline) {
 		routed, waiting, err := depths(ctx, api, cfg)
 		if err == nil {
-			if bar != nil {
-				_ = bar.Set(min(routed, cfg.Jobs))
-			}
+			bar.set(min(routed, cfg.Jobs))
 			if cfg.Chaos && !killed && routed >= cfg.Jobs/3 {
 				killed = true
 				if err := target.Kill(); err != nil {
@@ -402,9 +402,7 @@ func dispatch(ctx context.Context, api SQSAPI, target Target, cfg Config, runID 
 		return fmt.Errorf("publishing: %w", err)
 	}
 	_ = target.Stop()
-	if bar != nil {
-		_ = bar.Finish()
-	}
+	bar.finish()
 
 	// Account for every job.
 	arr := newArrivals(start)
@@ -505,13 +503,46 @@ func depths(ctx context.Context, api SQSAPI, cfg Config) (routed, waiting int, e
 	return routed, waiting, err
 }
 
-func newBar(cfg Config, what string) *progressbar.ProgressBar {
+// progressBar shows jobs done on Config.Progress; nil shows nothing.
+type progressBar struct {
+	p    *mpb.Progress
+	b    *mpb.Bar
+	once sync.Once
+}
+
+func newBar(cfg Config, what string) *progressBar {
 	if cfg.Progress == nil {
 		return nil
 	}
-	return progressbar.NewOptions(cfg.Jobs, progressbar.OptionSetWriter(cfg.Progress), progressbar.OptionSetDescription(what),
-		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString("jobs"), progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(cfg.Progress) }))
+	p := mpb.New(mpb.WithOutput(cfg.Progress), mpb.WithWidth(40), mpb.WithRefreshRate(100*time.Millisecond))
+	b := p.AddBar(int64(cfg.Jobs),
+		mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-10s", what)), decor.CountersNoUnit(" %d/%d jobs")),
+		mpb.AppendDecorators(decor.AverageSpeed(0, " %.0f jobs/s")))
+	return &progressBar{p: p, b: b}
+}
+
+func (b *progressBar) add(n int) {
+	if b != nil {
+		b.b.IncrBy(n)
+	}
+}
+
+func (b *progressBar) set(n int) {
+	if b != nil {
+		b.b.SetCurrent(int64(n))
+	}
+}
+
+// finish completes the bar and waits for its last drawing; again, it does
+// nothing.
+func (b *progressBar) finish() {
+	if b == nil {
+		return
+	}
+	b.once.Do(func() {
+		b.b.SetTotal(-1, true)
+		b.p.Wait()
+	})
 }
 
 // CountingClient returns an SQS client whose requests are counted.

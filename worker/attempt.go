@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,7 +102,7 @@ func (w *Worker) process(ctx context.Context, msg *types.Message) error {
 	// The run and its history come from jobfleet's records, never from the
 	// message.
 	err = w.retry(ctx, log, "checking the run", w.cfg.VisibilityTimeout, func(ctx context.Context) error {
-		a.history, err = w.store.VerifyRun(ctx, job.ID, run, number)
+		a.history, err = w.store.VerifyRun(ctx, job.ID, aws.ToString(msg.Body), run, number)
 		return err
 	})
 	switch {
@@ -124,7 +126,7 @@ func (w *Worker) process(ctx context.Context, msg *types.Message) error {
 	var etag string
 	var found *contract.Claim
 	err = w.retry(ctx, log, "claiming the attempt", w.cfg.VisibilityTimeout, func(ctx context.Context) error {
-		result, found, etag, err = w.store.Claim(ctx, claim, w.clock.Now(), w.cfg.VisibilityTimeout)
+		result, found, etag, err = w.store.Claim(ctx, claim, w.clock.Now(), w.leaseTimeout())
 		return err
 	})
 	if err != nil {
@@ -145,6 +147,12 @@ func (w *Worker) process(ctx context.Context, msg *types.Message) error {
 		log.Warn().Str("holder", found.Holder).Msg("this message's attempt is running elsewhere; handed the message over to it")
 		return nil
 	case contract.Ended:
+		if found.MessageID != claim.MessageID {
+			// A duplicate of an attempt that ended: its holder's own
+			// message, if it comes back, finishes what is left.
+			log.Warn().Msg("this attempt ended already; deleting a duplicate of its message")
+			return w.deleteMessage(fin, log, h.receiptHandle())
+		}
 		log.Warn().Str("next", string(found.Next)).Msg("this attempt ended already; finishing what its holder left undone")
 		a.claim = found
 		return w.complete(fin, a)
@@ -166,6 +174,7 @@ func (w *Worker) process(ctx context.Context, msg *types.Message) error {
 		}
 	}
 	a.store = newCheckpointStore(w.s3, w.cfg.Bucket, w.store.CheckpointPrefix(job.ID, run), w.cfg.CheckpointDir)
+	a.store.fence = h.err
 	if err := w.restore(ctx, a); err != nil {
 		return w.abandon(ctx, a, err)
 	}
@@ -174,12 +183,19 @@ func (w *Worker) process(ctx context.Context, msg *types.Message) error {
 		return w.abandon(ctx, a, nil)
 	}
 
-	w.jobsRun++
 	outcome, peak, runErr := w.runJob(ctx, a)
+	w.jobsRun++
 	if errors.Is(runErr, ErrLostAttempt) {
 		return fmt.Errorf("job %s attempt %d: %w: %w", job.ID, number, ErrLostAttempt, h.err())
 	}
 	return w.finish(fin, a, outcome, runErr, peak)
+}
+
+// leaseTimeout is how long after a holder's last renewal its attempt may
+// be taken over: a visibility timeout, plus the tick by which a holder may
+// notice late that it lost its hold, plus the second it takes to stop.
+func (w *Worker) leaseTimeout() time.Duration {
+	return w.cfg.VisibilityTimeout + w.cfg.VisibilityTimeout/3 + 2*time.Second
 }
 
 // abandon hands an attempt that could not start back: the claim's lease is
@@ -188,7 +204,10 @@ func (w *Worker) process(ctx context.Context, msg *types.Message) error {
 // was stopped.
 func (w *Worker) abandon(ctx context.Context, a *attempt, err error) error {
 	bg := context.WithoutCancel(ctx)
-	if c, etag, _ := a.hold.current(); c != nil {
+	c, etag, receipt := a.hold.current()
+	// Stop extending first, or an extension could hide the message again.
+	a.hold.stop()
+	if c != nil {
 		c.RenewedAt = time.Time{}
 		sctx, cancel := context.WithTimeout(bg, 5*time.Second)
 		if _, uerr := w.store.Update(sctx, c, etag); uerr != nil {
@@ -196,7 +215,15 @@ func (w *Worker) abandon(ctx context.Context, a *attempt, err error) error {
 		}
 		cancel()
 	}
-	w.release(bg, a.hold.receiptHandle())
+	if w.cfg.Pod != "" {
+		// The attempt did not run: the failure sensor must not end it.
+		sctx, cancel := context.WithTimeout(bg, 5*time.Second)
+		if derr := w.store.DeletePodIndex(sctx, w.cfg.PodNamespace, w.cfg.Pod); derr != nil {
+			a.log.Warn().Err(derr).Msg("deleting the pod index of an attempt that did not start")
+		}
+		cancel()
+	}
+	w.release(bg, receipt)
 	if ctx.Err() != nil {
 		a.log.Info().Msg("stopped before the job started; its message is handed back")
 		return nil
@@ -209,11 +236,8 @@ func (w *Worker) abandon(ctx context.Context, a *attempt, err error) error {
 // checkpoint: empty for a new run, the latest work for a rerun or for an
 // attempt taken over from a worker that died.
 func (w *Worker) restore(ctx context.Context, a *attempt) error {
-	if err := os.RemoveAll(w.cfg.CheckpointDir); err != nil {
-		return fmt.Errorf("clearing the checkpoint directory: %w", err)
-	}
-	if err := os.MkdirAll(w.cfg.CheckpointDir, 0o755); err != nil {
-		return fmt.Errorf("creating the checkpoint directory: %w", err)
+	if err := emptyDir(w.cfg.CheckpointDir); err != nil {
+		return err
 	}
 	err := w.retry(ctx, a.log, "restoring the checkpoint", w.cfg.VisibilityTimeout, func(ctx context.Context) error {
 		var err error
@@ -231,10 +255,28 @@ func (w *Worker) restore(ctx context.Context, a *attempt) error {
 		// A corrupt or partial restore leaves nothing behind: the job
 		// starts over rather than from half a checkpoint.
 		a.resumed = false
-		_ = os.RemoveAll(w.cfg.CheckpointDir)
-		return os.MkdirAll(w.cfg.CheckpointDir, 0o755)
+		return emptyDir(w.cfg.CheckpointDir)
 	}
 	a.log.Info().Int("generation", a.store.last.Generation).Int("files", len(a.store.last.Files)).Msg("restored checkpoint")
+	return nil
+}
+
+// emptyDir makes dir an empty directory. It removes what is inside, not
+// dir itself: in a pod, dir is a volume's mount point, which cannot be
+// removed.
+func emptyDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating the checkpoint directory: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("clearing the checkpoint directory: %w", err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("clearing the checkpoint directory: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -247,9 +289,15 @@ func (w *Worker) runJob(ctx context.Context, a *attempt) (jobfleet.Outcome, peak
 		CheckpointDir: w.cfg.CheckpointDir,
 		Resumed:       a.resumed,
 		MemoryLimit:   w.cfg.MemoryLimit,
-		stopGrace:     w.stopGrace,
-		stdout:        w.cfg.Stdout,
-		stderr:        w.cfg.Stderr,
+		stopGrace: func() time.Duration {
+			if a.hold.err() != nil {
+				// Another worker may take the attempt over: stop now.
+				return time.Second
+			}
+			return w.stopGrace()
+		},
+		stdout: w.cfg.Stdout,
+		stderr: w.cfg.Stderr,
 	}
 	paramsFile, err := w.writeParams(a.job)
 	if err != nil {
@@ -404,6 +452,17 @@ func (w *Worker) writeParams(job *jobfleet.Job) (string, error) {
 // carries on.
 func (w *Worker) finish(ctx context.Context, a *attempt, outcome jobfleet.Outcome, runErr error, peak peakReading) error {
 	ended := w.clock.Now()
+	// Retries end when the hold is lost (SQS unreachable for most of a
+	// visibility timeout): the message comes back to another worker.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-a.hold.lostCh():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	log := a.log.With().Str("outcome", string(outcome)).Logger()
 	deadline, stopping := w.stop.stopping()
 
@@ -467,13 +526,23 @@ func (w *Worker) finish(ctx context.Context, a *attempt, outcome jobfleet.Outcom
 	}
 	err := w.retry(ctx, log, "recording the outcome in the claim", 0, func(ctx context.Context) error {
 		newETag, err := w.store.Update(ctx, c, etag)
+		if errors.Is(err, contract.ErrConflict) {
+			// Still ours if another receiver of our message only handed
+			// us its receipt handle: write again over its version.
+			cur, curETag, rerr := a.hold.reread(ctx, c)
+			if rerr != nil {
+				return rerr
+			}
+			c.ReceiptHandle, c.Seq, etag = cur.ReceiptHandle, cur.Seq, curETag
+			return errors.New("the claim changed under us; writing again")
+		}
 		if err == nil {
 			a.hold.wrote(c, newETag)
 		}
 		return err
 	})
-	if errors.Is(err, contract.ErrConflict) {
-		return fmt.Errorf("job %s attempt %d: %w: the claim changed while the job ran", a.job.ID, a.number, ErrLostAttempt)
+	if errors.Is(err, ErrLostAttempt) || errors.Is(err, contract.ErrConflict) {
+		return fmt.Errorf("job %s attempt %d: %w", a.job.ID, a.number, err)
 	}
 	if err != nil {
 		// Not recorded: nothing may follow. The message comes back and the
@@ -514,9 +583,10 @@ func (w *Worker) complete(ctx context.Context, a *attempt) error {
 		log.Warn().Str("reason", c.Reason).Msg("dead-lettering the job")
 	}
 	queues := contract.Queues{Intake: w.cfg.IntakeURL, DeadLetter: w.cfg.DeadLetterURL, Records: w.cfg.RecordsURL}
-	err := w.retry(ctx, log, "completing the attempt", 0, func(ctx context.Context) error {
-		return w.store.Complete(ctx, w.sqs, queues, c, aws.ToString(a.msg.Body), a.hold.receiptHandle(), w.clock.Now())
-	})
+	retry := func(what string, step func(context.Context) error) error {
+		return w.retry(ctx, log, what, 0, step)
+	}
+	err := w.store.Complete(ctx, w.sqs, queues, c, aws.ToString(a.msg.Body), w.cfg.QueueURL, a.hold.receiptHandle(), w.clock.Now(), retry)
 	if err != nil {
 		return err
 	}
@@ -539,7 +609,10 @@ func (w *Worker) complete(ctx context.Context, a *attempt) error {
 }
 
 // deadLetterRaw moves a message that is not a runnable job to the
-// dead-letter queue, as it arrived, with the reason attached.
+// dead-letter queue, as it arrived, with the reason attached. When it is
+// the genuine message of a live run (a worker too old to read it, a type
+// sent to the wrong class), the run ends with it, so its job id is not
+// blocked.
 func (w *Worker) deadLetterRaw(ctx context.Context, h *hold, msg *types.Message, reason string) error {
 	log := w.log.With().Str("message_id", aws.ToString(msg.MessageId)).Logger()
 	dead := queue.DeadLetter(aws.ToString(msg.Body), msg.MessageAttributes, reason)
@@ -554,5 +627,34 @@ func (w *Worker) deadLetterRaw(ctx context.Context, h *hold, msg *types.Message,
 	if err := w.send(ctx, log, w.cfg.DeadLetterURL, dead, "dead-lettering a message"); err != nil {
 		return err
 	}
+	if jobID, run, ok := w.genuineRun(ctx, msg); ok {
+		err := w.retry(ctx, log, "ending the run of a dead-lettered message", 0, func(ctx context.Context) error {
+			return w.store.EndRun(ctx, jobID, run, jobfleet.OutcomeFailed, reason, w.clock.Now())
+		})
+		if err != nil {
+			return err
+		}
+	}
 	return w.deleteMessage(ctx, log, h.receiptHandle())
+}
+
+// genuineRun returns the job id and run of a message that jobfleet's
+// records show as the message of a live run, whatever its body holds
+// otherwise: the run keeps the hash of the body that started it.
+func (w *Worker) genuineRun(ctx context.Context, msg *types.Message) (string, string, bool) {
+	run, attempt, ok, err := queue.RunAttempt(msg.MessageAttributes)
+	if !ok || err != nil {
+		return "", "", false
+	}
+	var head struct {
+		ID string `json:"id"`
+	}
+	body := aws.ToString(msg.Body)
+	if json.Unmarshal([]byte(body), &head) != nil || head.ID == "" || len(head.ID) > 128 || strings.ContainsAny(head.ID, "/\\") {
+		return "", "", false
+	}
+	if _, err := w.store.VerifyRun(ctx, head.ID, body, run, attempt); err != nil {
+		return "", "", false
+	}
+	return head.ID, run, true
 }

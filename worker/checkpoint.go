@@ -65,6 +65,10 @@ type checkpointStore struct {
 	prefix string // contract.Store.CheckpointPrefix
 	dir    string
 
+	// fence, when set, is asked before the manifest is written and before
+	// objects are pruned: a worker that lost its attempt writes nothing.
+	fence func() error
+
 	last   *manifest            // the latest complete checkpoint
 	hashes map[string]fileStamp // path -> what was hashed, to skip unchanged files
 	stored map[string]bool      // object hashes known to be in S3
@@ -248,6 +252,11 @@ func (c *checkpointStore) upload(ctx context.Context, jobID, run string, attempt
 	if err != nil {
 		return false, fmt.Errorf("encoding checkpoint manifest: %w", err)
 	}
+	if c.fence != nil {
+		if err := c.fence(); err != nil {
+			return false, err
+		}
+	}
 	_, err = c.s3.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:      aws.String(c.bucket),
 		Key:         aws.String(c.manifestKey()),
@@ -266,7 +275,7 @@ func (c *checkpointStore) upload(ctx context.Context, jobID, run string, attempt
 // prune deletes objects the previous manifest used and the new one does
 // not. It is best effort: a leftover object costs storage, not correctness.
 func (c *checkpointStore) prune(ctx context.Context, previous *manifest) {
-	if previous == nil {
+	if previous == nil || (c.fence != nil && c.fence() != nil) {
 		return
 	}
 	keep := map[string]bool{}

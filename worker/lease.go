@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -28,6 +29,9 @@ type hold struct {
 	w   *Worker
 	log zerolog.Logger
 
+	// renewMu is held for a whole renewal, so that the claim's writer
+	// (current) waits for one in progress and gets its ETag.
+	renewMu  sync.Mutex
 	mu       sync.Mutex
 	receipt  string
 	claim    *contract.Claim // nil until claimed, and after the attempt ended
@@ -53,7 +57,8 @@ func (w *Worker) holdMessage(ctx context.Context, log zerolog.Logger, msg *types
 
 func (h *hold) run(ctx context.Context) {
 	vt := h.w.cfg.VisibilityTimeout
-	ticker := h.w.clock.NewTicker(vt / 3)
+	tick := vt / 3
+	ticker := h.w.clock.NewTicker(tick)
 	defer ticker.Stop()
 	for {
 		select {
@@ -61,13 +66,27 @@ func (h *hold) run(ctx context.Context) {
 			return
 		case <-ticker.C():
 		}
-		h.extend(ctx)
-		h.renew(ctx)
+		// Both renewals at once, each bounded by a tick, so a slow one
+		// (the SDK retrying an unreachable endpoint) cannot starve the
+		// other.
+		var both sync.WaitGroup
+		both.Go(func() {
+			c, cancel := context.WithTimeout(ctx, tick)
+			defer cancel()
+			h.extend(c)
+		})
+		both.Go(func() {
+			c, cancel := context.WithTimeout(ctx, tick)
+			defer cancel()
+			h.renew(c)
+		})
+		both.Wait()
 		h.mu.Lock()
 		now := h.w.clock.Now()
-		// Stop a sixth of the timeout before it runs out, so the job is
-		// gone before anyone else may take the attempt.
-		if h.lostErr == nil && now.Sub(h.lastSQS) >= vt-vt/6 && (!h.renewing || now.Sub(h.lastS3) >= vt-vt/6) {
+		// Checked every tick: give up once neither renewal succeeded for
+		// two ticks, before the next tick could find the timeout passed,
+		// so the job is gone before anyone else may take the attempt.
+		if h.lostErr == nil && now.Sub(h.lastSQS) >= vt-tick && (!h.renewing || now.Sub(h.lastS3) >= vt-tick) {
 			h.loseLocked(errors.New("neither the message's visibility nor the claim could be renewed for most of a visibility timeout"))
 		}
 		h.mu.Unlock()
@@ -99,6 +118,8 @@ func (h *hold) extend(ctx context.Context) {
 // while we held it writes its receipt handle into the claim: we adopt it.
 // Anyone else's write means the attempt was taken from us.
 func (h *hold) renew(ctx context.Context) {
+	h.renewMu.Lock()
+	defer h.renewMu.Unlock()
 	h.mu.Lock()
 	if !h.renewing || h.lostErr != nil {
 		h.mu.Unlock()
@@ -152,7 +173,10 @@ func (h *hold) own(c *contract.Claim, etag string) {
 
 // current returns the held claim, its ETag and the message's receipt
 // handle, and stops renewing the lease: the caller writes the claim next.
+// It waits for a renewal in progress.
 func (h *hold) current() (*contract.Claim, string, string) {
+	h.renewMu.Lock()
+	defer h.renewMu.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.renewing = false
@@ -168,6 +192,24 @@ func (h *hold) wrote(c *contract.Claim, etag string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.claim, h.etag = c, etag
+}
+
+// reread takes the claim as it is now after a conflicting write: it is
+// still ours when it runs under our holder id (another receiver of our
+// message wrote its receipt handle into it); then the caller may write it
+// again with the returned ETag.
+func (h *hold) reread(ctx context.Context, c *contract.Claim) (*contract.Claim, string, error) {
+	cur, etag, err := h.w.store.ReadClaim(ctx, c.JobID, c.Run, c.Attempt)
+	if err != nil {
+		return nil, "", err
+	}
+	if cur.State != contract.ClaimRunning || cur.Holder != c.Holder {
+		return nil, "", fmt.Errorf("%w: the claim is now %s by %s", ErrLostAttempt, cur.State, cur.Holder)
+	}
+	h.mu.Lock()
+	h.receipt, h.claim, h.etag = cur.ReceiptHandle, cur, etag
+	h.mu.Unlock()
+	return cur, etag, nil
 }
 
 // receiptHandle is the message's current receipt handle.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,10 +133,16 @@ func TestEndedAttemptIsCompletedNotRunAgain(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	// The attempt ended and recorded a rerun, but its worker died before
-	// sending it: the message comes back.
+	// sending it: its message comes back. A duplicate of that message
+	// (another message id) arrives too.
 	job := &jobfleet.Job{ID: "done-1"}
 	run := b.publishRun(t, job)
-	b.writeClaim(t, &contract.Claim{JobID: "done-1", Type: "test", Run: run, Attempt: 1, Holder: "gone", MessageID: "earlier", RenewedAt: time.Now()})
+	out, err := b.sqs.Client.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(b.class), VisibilityTimeout: 30, WaitTimeSeconds: 2})
+	if err != nil || len(out.Messages) != 1 {
+		t.Fatalf("receiving: %v", err)
+	}
+	own := out.Messages[0]
+	b.writeClaim(t, &contract.Claim{JobID: "done-1", Type: "test", Run: run, Attempt: 1, Holder: "gone", MessageID: aws.ToString(own.MessageId), RenewedAt: time.Now()})
 	c, etag, err := b.store.ReadClaim(t.Context(), "done-1", run, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -146,9 +153,20 @@ func TestEndedAttemptIsCompletedNotRunAgain(t *testing.T) {
 	if _, err := b.store.Update(t.Context(), c, etag); err != nil {
 		t.Fatal(err)
 	}
+	b.send(t, b.class, queue.ForwardMessage(aws.ToString(own.Body), "test", run, 1)) // the duplicate
 	ran := false
-	err = b.runHandler(t, t.Context(), b.cfg, worker.HandlerFunc(func(context.Context, *worker.Job) error { ran = true; return nil }))
-	if err != nil {
+	h := worker.HandlerFunc(func(context.Context, *worker.Job) error { ran = true; return nil })
+	if err := b.runHandler(t, t.Context(), b.cfg, h); err != nil {
+		t.Fatalf("worker: %v", err)
+	}
+	if visible, _ := b.sqs.Depth(t, b.intake); visible != 0 {
+		t.Fatalf("the duplicate of an ended attempt sent %d reruns, want none", visible)
+	}
+	// Now the holder's own message comes back.
+	if _, err := b.sqs.Client.ChangeMessageVisibility(t.Context(), &sqs.ChangeMessageVisibilityInput{QueueUrl: aws.String(b.class), ReceiptHandle: own.ReceiptHandle, VisibilityTimeout: 0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.runHandler(t, t.Context(), b.cfg, h); err != nil {
 		t.Fatalf("worker: %v", err)
 	}
 	if ran {
@@ -162,6 +180,7 @@ func TestEndedAttemptIsCompletedNotRunAgain(t *testing.T) {
 		t.Errorf("the run record its holder left unsent = %+v", recs[0])
 	}
 	b.assertEmpty(t, b.class, "class")
+	b.assertEmpty(t, b.intake, "intake")
 }
 
 // endAttempt records that attempt n of a run ended in a rerun, as its
@@ -345,4 +364,38 @@ func TestLeaseExtendsBeforeExpiry(t *testing.T) {
 	}
 	b.recordsOf(t, 1)
 	b.assertEmpty(t, b.class, "class")
+}
+
+// TestCheckpointDirIsAMountPoint: in a pod the checkpoint directory is an
+// emptyDir volume's mount point, which cannot be removed: the worker
+// empties it instead, and the job runs (here a tmpfs mounted for the test).
+func TestCheckpointDirIsAMountPoint(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	cfg := b.cfg
+	if err := os.MkdirAll(cfg.CheckpointDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", cfg.CheckpointDir, "tmpfs", 0, "size=16m"); err != nil {
+		t.Fatalf("mounting a tmpfs as a pod's volume (the test needs root, as the memory tests do): %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(cfg.CheckpointDir, syscall.MNT_DETACH) })
+	if err := os.WriteFile(filepath.Join(cfg.CheckpointDir, "left-over"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.publish(t, &jobfleet.Job{ID: "mounted"})
+	var files []os.DirEntry
+	err := b.runHandler(t, t.Context(), cfg, worker.HandlerFunc(func(_ context.Context, j *worker.Job) error {
+		files, _ = os.ReadDir(j.CheckpointDir)
+		return nil
+	}))
+	if err != nil {
+		t.Fatalf("worker: %v", err)
+	}
+	if len(files) != 0 {
+		t.Errorf("the job found %d files in its checkpoint directory, want it emptied", len(files))
+	}
+	if rec := b.recordsOf(t, 1)[0]; rec.Outcome != jobfleet.OutcomeSucceeded {
+		t.Errorf("run record = %+v", rec)
+	}
 }

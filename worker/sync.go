@@ -24,6 +24,9 @@ func (w *Worker) startCheckpointing(ctx context.Context, a *attempt) *checkpoint
 				return
 			case <-ticker.C():
 			}
+			if a.hold.err() != nil {
+				return // the attempt may be another worker's now
+			}
 			uploaded, err := a.store.upload(ctx, a.job.ID, a.run, a.number, w.clock.Now())
 			if uploaded {
 				a.uploads++

@@ -120,7 +120,11 @@ func (b *bundle) startRun(t *testing.T, job *jobfleet.Job) string {
 		job.Type = "test"
 	}
 	run := fmt.Sprintf("run-%d-%s", time.Now().UnixNano(), job.ID)
-	start, _, err := b.store.StartRun(t.Context(), job, run, time.Now())
+	body, err := jobfleet.Encode(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, _, err := b.store.StartRun(t.Context(), job, string(body), run, time.Now())
 	if err != nil || start != contract.Started {
 		t.Fatalf("starting a run of %s: %v (%v)", job.ID, err, start)
 	}
@@ -185,6 +189,10 @@ func (b *bundle) sentIn(t *testing.T, url string, n int) []sent {
 			t.Fatalf("invalid job in %s: %v", url, err)
 		}
 		run, attempt, ok, err := queue.RunAttempt(m.MessageAttributes)
+		if url == b.dead {
+			run, attempt = queue.DeadRunAttempt(m.MessageAttributes)
+			ok, err = run != "" && attempt > 0, nil
+		}
 		if err != nil || !ok {
 			t.Fatalf("a message jobfleet sent on carries no run and attempt: %v", err)
 		}

@@ -93,7 +93,7 @@ func (c *LoadtestCmd) Run(ctx context.Context, g *Globals) error {
 			Binary: self,
 			Args: []string{"--log-level", "warn", "--no-kubernetes", "--intake", cfg.Intake, "--dead-letter", urls["loadtest-dead-letter"],
 				"--records", urls["loadtest-records"], "--bucket", "loadtest", "--registry", registry, "--class-prefix", cfg.ClassPrefix,
-				"--intake-visibility", "15s", "--retrain-every", "0"},
+				"--intake-visibility", "15s", "--no-retrain"},
 			Env: []string{"AWS_ENDPOINT_URL_SQS=" + server.Endpoint, "AWS_ENDPOINT_URL_S3=" + s3Server.Endpoint,
 				"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=local", "AWS_SECRET_ACCESS_KEY=local"},
 			Output: os.Stderr,

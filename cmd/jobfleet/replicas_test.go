@@ -110,7 +110,7 @@ func (f *fleet) run(ctx context.Context, t *testing.T, url string, body, id, rec
 		t.Errorf("job %s forwarded without its run: %v", job.ID, err)
 		return
 	}
-	if _, err := f.store.VerifyRun(ctx, job.ID, run, attempt); err != nil {
+	if _, err := f.store.VerifyRun(ctx, job.ID, aws.ToString(body), run, attempt); err != nil {
 		return // a leftover of a run that ended: a worker deletes it
 	}
 	c := &contract.Claim{JobID: job.ID, Type: job.Type, Run: run, Attempt: attempt, Holder: aws.ToString(id), MessageID: aws.ToString(id), QueueURL: url, ReceiptHandle: aws.ToString(receipt)}
@@ -127,7 +127,7 @@ func (f *fleet) run(ctx context.Context, t *testing.T, url string, body, id, rec
 		if _, err := f.store.Update(ctx, found, etag); err != nil {
 			return
 		}
-		if err := f.store.Complete(ctx, f.sqs.Client, contract.Queues{Intake: f.intake, DeadLetter: f.dead}, found, aws.ToString(body), aws.ToString(receipt), time.Now()); err != nil {
+		if err := f.store.Complete(ctx, f.sqs.Client, contract.Queues{Intake: f.intake, DeadLetter: f.dead}, found, aws.ToString(body), url, aws.ToString(receipt), time.Now(), contract.Once(ctx)); err != nil {
 			return
 		}
 		f.mu.Lock()

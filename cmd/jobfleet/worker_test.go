@@ -31,10 +31,10 @@ func TestWorkerCommandSIGTERM(t *testing.T) {
 	// waits in the class queue.
 	store := contract.Store{S3: s3.Client, Bucket: bucket}
 	job := &jobfleet.Job{Version: 1, ID: "cli-1", Type: "count"}
-	if _, _, err := store.StartRun(t.Context(), job, "run-1", time.Now()); err != nil {
+	body, _ := jobfleet.Encode(job)
+	if _, _, err := store.StartRun(t.Context(), job, string(body), "run-1", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	body, _ := jobfleet.Encode(job)
 	if f := queue.Send(t.Context(), sqs.Client, class, []queue.Message{queue.ForwardMessage(string(body), job.Type, "run-1", 1)}, queue.Retry{}); len(f) > 0 {
 		t.Fatal(f[0].Err)
 	}

@@ -229,7 +229,12 @@ func (c *Controller) handleMessage(ctx context.Context, m sqstypes.Message) bool
 		return true
 	}
 	if err := c.Handle(ctx, n); err != nil {
-		if ctx.Err() == nil && c.clock.Since(n.Time) < c.cfg.RetryFor {
+		if ctx.Err() != nil {
+			// Stopping: another replica handles the notice when it comes
+			// back.
+			return false
+		}
+		if c.clock.Since(n.Time) < c.cfg.RetryFor {
 			c.metrics.messages.WithLabelValues("retried").Inc()
 			log.Error().Err(err).Str("kind", string(n.Kind)).Msg("acting on an interruption notice; it comes back to be handled again")
 			return false

@@ -199,9 +199,10 @@ func (s Store) PreviousAttempt(ctx context.Context, jobID, run string, attempt i
 var ErrForged = errors.New("not a rerun jobfleet made")
 
 // VerifyRun checks that a message for attempt n of a run is jobfleet's own:
-// the run is the job's current, live run, and attempt n follows an attempt
-// that ended in a rerun. It returns the run's history so far.
-func (s Store) VerifyRun(ctx context.Context, jobID, run string, attempt int) (jobfleet.History, error) {
+// the run is the job's current, live run, the message is the one that
+// started it (body), and attempt n follows an attempt that ended in a
+// rerun. It returns the run's history so far.
+func (s Store) VerifyRun(ctx context.Context, jobID, body, run string, attempt int) (jobfleet.History, error) {
 	if run == "" || attempt < 1 {
 		return nil, fmt.Errorf("%w: no run or attempt", ErrForged)
 	}
@@ -214,6 +215,9 @@ func (s Store) VerifyRun(ctx context.Context, jobID, run string, attempt int) (j
 	}
 	if cur.ID != run {
 		return nil, fmt.Errorf("%w: run %s is not job %s's current run %s", ErrForged, run, jobID, cur.ID)
+	}
+	if cur.BodySHA256 != "" && cur.BodySHA256 != BodyHash(body) {
+		return nil, fmt.Errorf("%w: the message is not the one that started run %s of job %s", ErrForged, run, jobID)
 	}
 	if cur.State != RunLive {
 		return nil, fmt.Errorf("%w: run %s of job %s ended (%s)", ErrStale, run, jobID, cur.Outcome)

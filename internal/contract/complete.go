@@ -27,23 +27,33 @@ type Queues struct {
 	Intake, DeadLetter, Records string
 }
 
+// Retry runs one step of Complete, trying again as the caller sees fit.
+type Retry func(what string, step func(context.Context) error) error
+
+// Once runs a step once.
+func Once(ctx context.Context) Retry {
+	return func(_ string, step func(context.Context) error) error { return step(ctx) }
+}
+
 // Complete does what an ended claim says follows, and then deletes the
-// attempt's message (body is its job message, receipt its receipt handle):
-// the run record, then the rerun through intake or the dead letter (and the
-// end of the run), or the end of the run of a job that succeeded. Every
-// step is safe to repeat, so whoever finds an ended claim whose holder died
-// on the way (a worker that receives the message again, or the failure
-// sensor) completes it the same way; a crash anywhere leaves the message to
-// come back and be completed.
-func (s Store) Complete(ctx context.Context, api SQSAPI, q Queues, c *Claim, body, receipt string, now time.Time) error {
+// attempt's message from queueURL with receipt (the receiver's own): the
+// run record, then the rerun through intake or the dead letter (and the end
+// of the run), or the end of the run of a job that succeeded. Each step is
+// retried on its own (retry), so a failed delete does not send the rerun
+// again. A crash anywhere leaves the message to come back to a worker,
+// whose claim finds the attempt ended and completes it the same way: the
+// rerun is then sent twice at worst, and its claim runs it once.
+func (s Store) Complete(ctx context.Context, api SQSAPI, q Queues, c *Claim, body, queueURL, receipt string, now time.Time, retry Retry) error {
 	if c.State != ClaimEnded {
 		return fmt.Errorf("completing attempt %d of job %s: the claim has not ended", c.Attempt, c.JobID)
 	}
 	send := func(url string, m queue.Message, what string) error {
-		if f := queue.Send(ctx, api, url, []queue.Message{m}, queue.Retry{Attempts: 2}); len(f) > 0 {
-			return fmt.Errorf("%s: %w", what, f[0].Err)
-		}
-		return nil
+		return retry(what, func(ctx context.Context) error {
+			if f := queue.Send(ctx, api, url, []queue.Message{m}, queue.Retry{Attempts: 2}); len(f) > 0 {
+				return fmt.Errorf("%s: %w", what, f[0].Err)
+			}
+			return nil
+		})
 	}
 	if c.Record != nil && q.Records != "" {
 		data, err := json.Marshal(c.Record)
@@ -54,6 +64,11 @@ func (s Store) Complete(ctx context.Context, api SQSAPI, q Queues, c *Claim, bod
 			return err
 		}
 	}
+	endRun := func(reason string) error {
+		return retry("ending the run", func(ctx context.Context) error {
+			return s.EndRun(ctx, c.JobID, c.Run, c.Outcome, reason, now)
+		})
+	}
 	switch c.Next {
 	case NextRerun:
 		if err := send(q.Intake, queue.ForwardMessage(body, c.Type, c.Run, c.Attempt+1), "requeueing the job"); err != nil {
@@ -61,26 +76,32 @@ func (s Store) Complete(ctx context.Context, api SQSAPI, q Queues, c *Claim, bod
 		}
 	case NextDeadLetter:
 		m := queue.ForwardMessage(body, c.Type, c.Run, c.Attempt)
-		m, err := s.FitDeadLetter(ctx, queue.DeadLetter(m.Body, m.Attributes, c.Reason))
-		if err != nil {
+		m = queue.DeadLetter(m.Body, m.Attributes, c.Reason)
+		if err := retry("storing a large dead letter's body", func(ctx context.Context) error {
+			var err error
+			m, err = s.FitDeadLetter(ctx, m)
+			return err
+		}); err != nil {
 			return err
 		}
 		if err := send(q.DeadLetter, m, "dead-lettering the job"); err != nil {
 			return err
 		}
-		if err := s.EndRun(ctx, c.JobID, c.Run, c.Outcome, c.Reason, now); err != nil {
+		if err := endRun(c.Reason); err != nil {
 			return err
 		}
 	case NextDone:
-		if err := s.EndRun(ctx, c.JobID, c.Run, c.Outcome, "", now); err != nil {
+		if err := endRun(""); err != nil {
 			return err
 		}
 	default:
 		return fmt.Errorf("completing attempt %d of job %s: unknown next step %q", c.Attempt, c.JobID, c.Next)
 	}
-	_, err := api.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(c.QueueURL), ReceiptHandle: aws.String(receipt)})
-	if err != nil {
-		return fmt.Errorf("deleting the attempt's message: %w", err)
-	}
-	return nil
+	return retry("deleting the message", func(ctx context.Context) error {
+		_, err := api.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(queueURL), ReceiptHandle: aws.String(receipt)})
+		if err != nil {
+			return fmt.Errorf("deleting the attempt's message: %w", err)
+		}
+		return nil
+	})
 }

@@ -2,6 +2,8 @@ package contract
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -32,6 +34,9 @@ type Run struct {
 	ID        string    `json:"run"`
 	State     RunState  `json:"state"`
 	CreatedAt time.Time `json:"created_at"`
+	// BodySHA256 is the hash of the job message that started the run:
+	// every attempt of the run must carry the same message.
+	BodySHA256 string `json:"body_sha256"`
 	// Outcome, Reason and EndedAt are set when the run ended: the outcome
 	// of its last attempt, and why it was dead-lettered.
 	Outcome jobfleet.Outcome `json:"outcome,omitempty"`
@@ -69,8 +74,8 @@ func (s Store) ReadRun(ctx context.Context, jobID string) (*Run, string, error) 
 // It returns Duplicate with the live run when another message started one,
 // and Finished when this message's run ended already. A run that ended is
 // replaced by the new one.
-func (s Store) StartRun(ctx context.Context, job *jobfleet.Job, runID string, now time.Time) (Start, *Run, error) {
-	next := &Run{JobID: job.ID, Type: job.Type, ID: runID, State: RunLive, CreatedAt: now.UTC(), Seq: 1}
+func (s Store) StartRun(ctx context.Context, job *jobfleet.Job, body, runID string, now time.Time) (Start, *Run, error) {
+	next := &Run{JobID: job.ID, Type: job.Type, ID: runID, State: RunLive, CreatedAt: now.UTC(), BodySHA256: BodyHash(body), Seq: 1}
 	for range 5 {
 		_, err := s.write(ctx, s.RunKey(job.ID), next, true, "")
 		if err == nil {
@@ -102,6 +107,12 @@ func (s Store) StartRun(ctx context.Context, job *jobfleet.Job, runID string, no
 		}
 	}
 	return 0, nil, fmt.Errorf("starting a run of job %s: %w", job.ID, ErrConflict)
+}
+
+// BodyHash is the hash a run keeps of its job message.
+func BodyHash(body string) string {
+	sum := sha256.Sum256([]byte(body))
+	return hex.EncodeToString(sum[:])
 }
 
 // EndRun records that a run ended. It does nothing when the run ended

@@ -21,20 +21,22 @@ func newStore(t *testing.T) contract.Store {
 
 var job = &jobfleet.Job{Version: 1, ID: "job-1", Type: "train"}
 
+const body = `{"version":1,"id":"job-1","type":"train"}`
+
 func TestStartRun(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	ctx, now := t.Context(), time.Now()
-	start, run, err := s.StartRun(ctx, job, "m-1", now)
+	start, run, err := s.StartRun(ctx, job, body, "m-1", now)
 	if err != nil || start != contract.Started || run.ID != "m-1" {
 		t.Fatalf("first message: %v %+v %v", start, run, err)
 	}
 	// The same message again (a redelivery) continues its run.
-	if start, _, err := s.StartRun(ctx, job, "m-1", now); err != nil || start != contract.Started {
+	if start, _, err := s.StartRun(ctx, job, body, "m-1", now); err != nil || start != contract.Started {
 		t.Fatalf("redelivery: %v %v", start, err)
 	}
 	// Another message with the id while the run is live is a duplicate.
-	if start, cur, err := s.StartRun(ctx, job, "m-2", now); err != nil || start != contract.Duplicate || cur.ID != "m-1" {
+	if start, cur, err := s.StartRun(ctx, job, body, "m-2", now); err != nil || start != contract.Duplicate || cur.ID != "m-1" {
 		t.Fatalf("duplicate: %v %+v %v", start, cur, err)
 	}
 	if err := s.EndRun(ctx, job.ID, "m-1", jobfleet.OutcomeSucceeded, "", now); err != nil {
@@ -42,11 +44,11 @@ func TestStartRun(t *testing.T) {
 	}
 	// The first message once more, after its run ended: its delete was
 	// lost, it must not start again.
-	if start, _, err := s.StartRun(ctx, job, "m-1", now); err != nil || start != contract.Finished {
+	if start, _, err := s.StartRun(ctx, job, body, "m-1", now); err != nil || start != contract.Finished {
 		t.Fatalf("the ended run's own message: %v %v", start, err)
 	}
 	// A later message reuses the id: a new run, from nothing.
-	start, run, err = s.StartRun(ctx, job, "m-3", now)
+	start, run, err = s.StartRun(ctx, job, body, "m-3", now)
 	if err != nil || start != contract.Started || run.ID != "m-3" || run.State != contract.RunLive {
 		t.Fatalf("reuse after the run ended: %v %+v %v", start, run, err)
 	}
@@ -65,7 +67,7 @@ func TestStartRunRace(t *testing.T) {
 	results := map[contract.Start]int{}
 	for i := range 16 {
 		wg.Go(func() {
-			start, _, err := s.StartRun(t.Context(), job, "m-"+string(rune('a'+i)), time.Now())
+			start, _, err := s.StartRun(t.Context(), job, body, "m-"+string(rune('a'+i)), time.Now())
 			if err != nil {
 				t.Error(err)
 				return
@@ -157,19 +159,19 @@ func TestVerifyRun(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	ctx, now := t.Context(), time.Now()
-	if _, err := s.VerifyRun(ctx, job.ID, "forged", 2); !errors.Is(err, contract.ErrForged) {
+	if _, err := s.VerifyRun(ctx, job.ID, body, "forged", 2); !errors.Is(err, contract.ErrForged) {
 		t.Errorf("a run jobfleet never started = %v, want ErrForged", err)
 	}
-	if _, _, err := s.StartRun(ctx, job, "r", now); err != nil {
+	if _, _, err := s.StartRun(ctx, job, body, "r", now); err != nil {
 		t.Fatal(err)
 	}
-	if h, err := s.VerifyRun(ctx, job.ID, "r", 1); err != nil || len(h) != 0 {
+	if h, err := s.VerifyRun(ctx, job.ID, body, "r", 1); err != nil || len(h) != 0 {
 		t.Errorf("attempt 1 of the live run = %v %v", h, err)
 	}
-	if _, err := s.VerifyRun(ctx, job.ID, "r", 2); !errors.Is(err, contract.ErrForged) {
+	if _, err := s.VerifyRun(ctx, job.ID, body, "r", 2); !errors.Is(err, contract.ErrForged) {
 		t.Errorf("attempt 2 before attempt 1 ended = %v, want ErrForged", err)
 	}
-	if _, err := s.VerifyRun(ctx, job.ID, "other", 1); !errors.Is(err, contract.ErrForged) {
+	if _, err := s.VerifyRun(ctx, job.ID, body, "other", 1); !errors.Is(err, contract.ErrForged) {
 		t.Errorf("another run of the job = %v, want ErrForged", err)
 	}
 	_, _, etag, err := s.Claim(ctx, claim("r", "m", "w"), now, time.Minute)
@@ -182,17 +184,20 @@ func TestVerifyRun(t *testing.T) {
 	if _, err := s.Update(ctx, c, etag); err != nil {
 		t.Fatal(err)
 	}
-	h, err := s.VerifyRun(ctx, job.ID, "r", 2)
+	h, err := s.VerifyRun(ctx, job.ID, body, "r", 2)
 	if err != nil || len(h) != 1 || h[0].AllocatedBytes != 1<<30 {
 		t.Errorf("attempt 2 after attempt 1 ended in a rerun = %+v %v", h, err)
 	}
-	if _, err := s.VerifyRun(ctx, job.ID, "r", 3); !errors.Is(err, contract.ErrForged) {
+	if _, err := s.VerifyRun(ctx, job.ID, body, "r", 3); !errors.Is(err, contract.ErrForged) {
 		t.Errorf("attempt 3 = %v, want ErrForged", err)
+	}
+	if _, err := s.VerifyRun(ctx, job.ID, `{"version":1,"id":"job-1","type":"train","params":{"evil":1}}`, "r", 2); !errors.Is(err, contract.ErrForged) {
+		t.Errorf("attempt 2 with another body = %v, want ErrForged", err)
 	}
 	if err := s.EndRun(ctx, job.ID, "r", jobfleet.OutcomeSucceeded, "", now); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.VerifyRun(ctx, job.ID, "r", 2); !errors.Is(err, contract.ErrStale) {
+	if _, err := s.VerifyRun(ctx, job.ID, body, "r", 2); !errors.Is(err, contract.ErrStale) {
 		t.Errorf("a rerun of an ended run = %v, want ErrStale", err)
 	}
 }

@@ -262,10 +262,12 @@ func Size(m Message) int {
 }
 
 // DeadLetter is a message for the dead-letter queue: the body as it
-// arrived, its attributes (as many as SQS allows beside the reason), and the
-// reason in AttrError.
+// arrived, its attributes (as many as SQS allows beside the reason; a run
+// and attempt renamed AttrDeadRun and AttrDeadAttempt), and the reason in
+// AttrError.
 func DeadLetter(body string, attrs map[string]types.MessageAttributeValue, reason string) Message {
 	dead := Message{Body: body, Attributes: map[string]types.MessageAttributeValue{}}
+	renamed := map[string]string{AttrRun: AttrDeadRun, AttrAttempt: AttrDeadAttempt}
 	names := make([]string, 0, len(attrs))
 	for k := range attrs {
 		if k != AttrError && k != AttrBodyRef {
@@ -275,7 +277,11 @@ func DeadLetter(body string, attrs map[string]types.MessageAttributeValue, reaso
 	slices.Sort(names)
 	for _, k := range names {
 		if len(dead.Attributes) < 8 {
-			dead.Attributes[k] = attrs[k]
+			name := k
+			if r, ok := renamed[k]; ok {
+				name = r
+			}
+			dead.Attributes[name] = attrs[k]
 		}
 	}
 	if len(reason) > 1000 {
@@ -308,6 +314,11 @@ const (
 	// AttrBodyRef points to the body of a dead-lettered message that was
 	// too large to dead-letter whole, stored in S3 (an s3:// URI).
 	AttrBodyRef = "jobfleet-body-ref"
+	// AttrDeadRun and AttrDeadAttempt keep, on a dead letter, the run and
+	// attempt it ended: renamed, so that a dead letter redriven to intake
+	// is a new submission, not a rerun of a run that ended.
+	AttrDeadRun     = "jobfleet-dead-run"
+	AttrDeadAttempt = "jobfleet-dead-attempt"
 )
 
 // JobMessage is an encoded job message with its type attribute, as
@@ -326,6 +337,13 @@ func ForwardMessage(body, jobType, run string, attempt int) Message {
 	m.Attributes[AttrRun] = StringAttribute(run)
 	m.Attributes[AttrAttempt] = NumberAttribute(int64(attempt))
 	return m
+}
+
+// DeadRunAttempt reads the run and attempt a dead letter ended, if any.
+func DeadRunAttempt(attrs map[string]types.MessageAttributeValue) (run string, attempt int) {
+	run = aws.ToString(attrs[AttrDeadRun].StringValue)
+	attempt, _ = strconv.Atoi(aws.ToString(attrs[AttrDeadAttempt].StringValue))
+	return run, attempt
 }
 
 // RunAttempt reads the run and attempt attributes of a received message.
