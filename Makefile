@@ -6,12 +6,20 @@
 GO ?= go
 GOTESTFLAGS ?=
 
-.PHONY: all run stack test vet lint unit faults e2e fuzz build controlplane clean-cache
+.PHONY: all run stack test vet lint unit faults e2e fuzz build image controlplane clean-cache
 
 all: build
 
 build:
 	$(GO) build -o bin/jobfleet ./cmd/jobfleet
+
+## image: the multi-platform OCI image (linux/amd64, linux/arm64) in
+## dist/image, an OCI layout; PUSH=registry/repo:tag also pushes it
+## (INSECURE=1 for a plain-HTTP registry). No Docker needed.
+PUSH ?=
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+image:
+	$(GO) run ./deploy/image --out dist/image --version $(VERSION) $(if $(PUSH),--push $(PUSH)) $(if $(INSECURE),--insecure)
 
 ## run: the embedded default, jobs flowing end to end on this machine
 run:

@@ -40,7 +40,7 @@ func TestSIGKILLLosesNoJob(t *testing.T) {
 		cmd := exec.Command(bin, "dispatcher", "--log-format", "json",
 			"--intake", b.intake, "--dead-letter", b.dead, "--records", "http://records", "--bucket", b.store.Bucket,
 			"--registry", registryFile, "--namespace", b.ns, "--kubeconfig", kubeconfig, "--model", modelFile,
-			"--metrics-addr", "127.0.0.1:0", "--intake-visibility", "10s")
+			"--metrics-addr", "127.0.0.1:0", "--intake-visibility", "10s", "--worker-image", "jobfleet:test")
 		cmd.Env = append(append(os.Environ(), b.sqs.Env()...), b.s3.Env()...)
 		cmd.Env = append(cmd.Env, "JOBFLEET_CLASS_PREFIX="+b.prefix)
 		out := &testenv.Buffer{}

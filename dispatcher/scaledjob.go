@@ -118,7 +118,7 @@ func (t Template) ScaledJob(c Class, typ *jobtype.Type, pool *jobtype.Pool, queu
 		initContainers = []corev1.Container{{
 			Name:         "jobfleet",
 			Image:        t.WorkerImage,
-			Command:      []string{"/jobfleet", "install", binDir},
+			Command:      []string{"/jobfleet-worker", "install", binDir},
 			VolumeMounts: []corev1.VolumeMount{{Name: "jobfleet-bin", MountPath: binDir}},
 			Resources: corev1.ResourceRequirements{
 				Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi"), corev1.ResourceCPU: resource.MustParse("10m")},

@@ -14,17 +14,18 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/contract"
 	"github.com/jobfleet/jobfleet/internal/units"
 )
 
 // Defaults applied where the registry file leaves a setting out.
 const (
-	DefaultCheckpointDir      = "/var/run/jobfleet/checkpoint"
-	DefaultCheckpointInterval = 5 * time.Minute
+	DefaultCheckpointDir      = contract.DefaultCheckpointDir
+	DefaultCheckpointInterval = contract.DefaultCheckpointInterval
 	DefaultStopGrace          = 30 * time.Second
-	DefaultUploadGrace        = time.Minute
-	DefaultMaxRuntime         = 24 * time.Hour
-	DefaultMaxAttempts        = 3
+	DefaultUploadGrace        = contract.DefaultUploadGrace
+	DefaultMaxRuntime         = contract.DefaultMaxRuntime
+	DefaultMaxAttempts        = contract.DefaultMaxAttempts
 	DefaultMaxReplicas        = 100
 	DefaultArch               = "amd64"
 	DefaultCPU                = "1"

@@ -11,7 +11,6 @@ import (
 
 	"github.com/jobfleet/jobfleet/internal/cgroup"
 	"github.com/jobfleet/jobfleet/internal/contract"
-	"github.com/jobfleet/jobfleet/jobtype"
 )
 
 // Config configures a worker. Zero values take the documented defaults.
@@ -174,25 +173,25 @@ func (c Config) WithDefaults() Config {
 		c.Prefix = DefaultPrefix
 	}
 	if c.MaxAttempts == 0 {
-		c.MaxAttempts = jobtype.DefaultMaxAttempts
+		c.MaxAttempts = contract.DefaultMaxAttempts
 	}
 	if c.MaxTotalAttempts == 0 {
 		c.MaxTotalAttempts = DefaultMaxTotalAttempts
 	}
 	if c.CheckpointDir == "" {
-		c.CheckpointDir = jobtype.DefaultCheckpointDir
+		c.CheckpointDir = contract.DefaultCheckpointDir
 	}
 	if c.CheckpointInterval == 0 {
-		c.CheckpointInterval = jobtype.DefaultCheckpointInterval
+		c.CheckpointInterval = contract.DefaultCheckpointInterval
 	}
 	if c.GracePeriod == 0 {
 		c.GracePeriod = DefaultGracePeriod
 	}
 	if c.UploadGrace == 0 {
-		c.UploadGrace = min(jobtype.DefaultUploadGrace, c.GracePeriod/2)
+		c.UploadGrace = min(contract.DefaultUploadGrace, c.GracePeriod/2)
 	}
 	if c.MaxRuntime == 0 {
-		c.MaxRuntime = jobtype.DefaultMaxRuntime
+		c.MaxRuntime = contract.DefaultMaxRuntime
 	}
 	if c.VisibilityTimeout == 0 {
 		c.VisibilityTimeout = DefaultVisibilityTimeout

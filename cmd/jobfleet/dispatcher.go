@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"k8s.io/client-go/dynamic"
@@ -41,7 +42,7 @@ type DispatcherCmd struct {
 	Kubernetes     bool          `name:"kubernetes" env:"JOBFLEET_KUBERNETES" default:"true" negatable:"" help:"Manage KEDA ScaledJobs; --no-kubernetes only routes jobs to class queues (for load tests and local runs)."`
 	Namespace      string        `name:"namespace" env:"JOBFLEET_NAMESPACE" default:"jobfleet" help:"Namespace of the ScaledJobs and job pods."`
 	Kubeconfig     string        `name:"kubeconfig" env:"JOBFLEET_KUBECONFIG,KUBECONFIG" type:"path" help:"Kubeconfig file; default: the in-cluster service account, else ~/.kube/config."`
-	WorkerImage    string        `name:"worker-image" env:"JOBFLEET_WORKER_IMAGE" default:"ghcr.io/jobfleet/jobfleet:latest" help:"Image holding /jobfleet, copied into every job pod."`
+	WorkerImage    string        `name:"worker-image" env:"JOBFLEET_WORKER_IMAGE" placeholder:"IMAGE" help:"jobfleet's image (make image PUSH=...), whose /jobfleet-worker an init container copies into the pods of command-mode job types; required with --kubernetes."`
 	ServiceAccount string        `name:"service-account" env:"JOBFLEET_SERVICE_ACCOUNT" default:"jobfleet-worker" help:"Service account of job pods (SQS and S3 access through IRSA)."`
 	TriggerAuth    string        `name:"trigger-auth" env:"JOBFLEET_TRIGGER_AUTH" help:"KEDA TriggerAuthentication for the SQS triggers; default: KEDA's own identity (identityOwner operator)."`
 	Polling        time.Duration `name:"polling-interval" env:"JOBFLEET_POLLING_INTERVAL" default:"10s" help:"How often KEDA checks each class queue."`
@@ -121,6 +122,9 @@ func (c *DispatcherCmd) Validate() error {
 	}
 	if c.KubeQPS <= 0 {
 		bad("--kube-qps %v: above zero", c.KubeQPS)
+	}
+	if c.Kubernetes && c.WorkerImage == "" {
+		bad("--worker-image: required with --kubernetes: the image job pods copy the worker from (build and push it with make image PUSH=registry/repo:tag)")
 	}
 	if c.InterruptionQueue != "" && !c.Kubernetes {
 		bad("--interruption-queue needs Kubernetes (it taints nodes and evicts pods); drop it or --no-kubernetes")
@@ -206,7 +210,7 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 		store := contract.Store{S3: clients.S3, Bucket: c.Bucket, Prefix: c.Prefix}
 		ctrl := interruption.New(interruption.Config{
 			QueueURL: c.InterruptionQueue, Namespace: c.Namespace, RebalanceEvicts: c.RebalanceEvicts, AvoidFor: c.AvoidFor,
-		}, &interruption.Kubernetes{Client: typed, Namespace: c.Namespace, EC2: clients.EC2},
+		}, &interruption.Kubernetes{Client: typed, Namespace: c.Namespace, EC2: ec2.NewFromConfig(clients.Config)},
 			clients.SQS, avoid, store, interruption.NewMetrics(promReg), g.log.With().Str("component", "interruption").Logger(), nil)
 		opts = append(opts, dispatcher.WithInterruptions(ctrl, avoid))
 	}

@@ -32,6 +32,7 @@ func TestDispatcherRejectsBadFlags(t *testing.T) {
 		{name: "the same intake and dead-letter queue", args: []string{"--dead-letter", "http://127.0.0.1:1/q/intake"}, want: "--intake and --dead-letter are the same queue"},
 		{name: "interruptions without Kubernetes", args: []string{"--interruption-queue", "http://127.0.0.1:1/q/int"}, want: "--interruption-queue needs Kubernetes"},
 		{name: "intake not a URL", args: []string{"--intake", "jobfleet-intake"}, want: `--intake "jobfleet-intake" is not a queue URL`},
+		{name: "Kubernetes without a worker image", args: []string{"--kubernetes"}, want: "--worker-image: required with --kubernetes"},
 		{name: "unreadable model", args: []string{"--model", "/nonexistent/model.json", "--no-retrain"}, want: "--model /nonexistent/model.json"},
 	}
 	for _, tt := range tests {

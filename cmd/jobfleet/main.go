@@ -12,9 +12,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	// Embedded time zone data, for an image with no /usr/share/zoneinfo.
+	_ "time/tzdata"
 
 	"github.com/alecthomas/kong"
 	"github.com/rs/zerolog"
+	// CA roots for when the system has none (the image's empty base).
+	_ "golang.org/x/crypto/x509roots/fallback"
 
 	"github.com/jobfleet/jobfleet/internal/logging"
 )

@@ -13,7 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 )
@@ -30,7 +29,6 @@ type Clients struct {
 	Config aws.Config
 	SQS    *sqs.Client
 	S3     *s3.Client
-	EC2    *ec2.Client
 }
 
 // Load reads the SDK's default configuration and builds the clients. Calls
@@ -71,7 +69,6 @@ func New(cfg aws.Config) *Clients {
 		S3: s3.NewFromConfig(cfg, func(o *s3.Options) {
 			o.UsePathStyle = customS3Endpoint(cfg)
 		}),
-		EC2: ec2.NewFromConfig(cfg),
 	}
 }
 

@@ -50,6 +50,16 @@ type WorkerEnv struct {
 	DownwardAPI                bool
 }
 
+// Defaults that the registry gives a job type and the worker takes when
+// its environment leaves a setting out: one source, so the two agree.
+const (
+	DefaultCheckpointDir      = "/var/run/jobfleet/checkpoint"
+	DefaultCheckpointInterval = 5 * time.Minute
+	DefaultUploadGrace        = time.Minute
+	DefaultMaxRuntime         = 24 * time.Hour
+	DefaultMaxAttempts        = 3
+)
+
 // EnvVar is one environment variable: a value, or the pod field it comes
 // from (a downward-API field path).
 type EnvVar struct {

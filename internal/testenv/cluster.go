@@ -175,7 +175,7 @@ func startCluster(t testing.TB, env []string) (*Cluster, error) {
 			return nil, fmt.Errorf("%w; its log ends:\n%s", err, c.Log(name, 2000))
 		}
 	}
-	runner, err := NewPodRunner(typed, Build(t, "./cmd/jobfleet"), filepath.Join(dir, "pods"), env)
+	runner, err := NewPodRunner(typed, Build(t, "./cmd/jobfleet-worker"), filepath.Join(dir, "pods"), env)
 	if err != nil {
 		return nil, err
 	}
