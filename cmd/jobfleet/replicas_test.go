@@ -20,8 +20,10 @@ import (
 	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/jobfleet/jobfleet"
@@ -170,6 +172,8 @@ func TestLeaderKilledWhileJobsFlow(t *testing.T) {
 			}
 		}
 	})
+	stopWatch, watched := f.watchScaledJobs(t)
+	defer stopWatch()
 	f.start(t, "a")
 	testenv.Eventually(t, 30*time.Second, "replica a to lead", func() bool { return f.leader(t.Context()) == "a" })
 	f.start(t, "b")
@@ -243,7 +247,8 @@ func TestLeaderKilledWhileJobsFlow(t *testing.T) {
 		t.Errorf("the dead-letter queue holds %d messages", visible+inFlight)
 	}
 
-	// Every ScaledJob is exactly what the flags render for its class.
+	// Every ScaledJob, in every version written while the test ran, is
+	// exactly what the flags render for its class.
 	var cli CLI
 	parser, err := newParser(&cli, &testenv.Buffer{}, &testenv.Buffer{})
 	if err != nil {
@@ -258,46 +263,94 @@ func TestLeaderKilledWhileJobsFlow(t *testing.T) {
 	}
 	tmpl := cli.Dispatcher.config(reg, testenv.Region).Template
 	tmpl.SQSEndpoint, tmpl.S3Endpoint = f.sqs.Endpoint, f.s3.Endpoint
-	list, err := f.kube.Dynamic.Resource(scaledJobsResource).Namespace(f.ns).List(t.Context(), metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(list.Items) == 0 {
-		t.Fatal("no ScaledJob left to compare")
-	}
-	for _, item := range list.Items {
-		var live kedav1alpha1.ScaledJob
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(item.Object, &live); err != nil {
-			t.Fatal(err)
+	stopWatch()
+	compared := map[string]bool{}
+	for _, seen := range watched() {
+		if seen.class == nil {
+			continue // collected before its marker could be read
 		}
-		cl := f.marker(t, live.Name)
-		typ, _ := reg.Type(cl.Type)
+		live := seen.job
+		typ, _ := reg.Type(seen.class.Type)
 		pool, _ := reg.Pool(typ.Pool)
-		want := tmpl.ScaledJob(cl, typ, pool, live.Annotations[dispatcher.AnnotationQueue])
+		want := tmpl.ScaledJob(*seen.class, typ, pool, live.Annotations[dispatcher.AnnotationQueue])
 		if !equality.Semantic.DeepEqual(want.Spec, live.Spec) || !equality.Semantic.DeepEqual(want.Labels, live.Labels) {
 			gotJSON, _ := json.Marshal(live.Spec)
 			wantJSON, _ := json.Marshal(want.Spec)
-			t.Errorf("ScaledJob %s differs from what one replica renders:\n got %s\nwant %s", live.Name, gotJSON, wantJSON)
+			t.Errorf("ScaledJob %s (resource version %s) differs from what one replica renders:\n got %s\nwant %s", live.Name, live.ResourceVersion, gotJSON, wantJSON)
 		}
 		for _, mf := range live.ManagedFields {
 			if mf.Manager != dispatcher.ManagedBy {
 				t.Errorf("ScaledJob %s has fields managed by %q", live.Name, mf.Manager)
 			}
 		}
+		compared[live.Name] = true
+	}
+	// export, report, batch and embed: at least one class each.
+	if len(compared) < 4 {
+		t.Errorf("compared %d ScaledJobs (%v), want every class of the test", len(compared), compared)
 	}
 }
 
-// marker reads the class a ScaledJob was made for, from its marker.
-func (f *fleet) marker(t *testing.T, name string) dispatcher.Class {
+// seenScaledJob is one version of a ScaledJob observed by watchScaledJobs,
+// with the class its marker names.
+type seenScaledJob struct {
+	job   kedav1alpha1.ScaledJob
+	class *dispatcher.Class
+}
+
+// watchScaledJobs records every version of every ScaledJob written in the
+// fleet's namespace until stop is called; seen returns them.
+func (f *fleet) watchScaledJobs(t *testing.T) (stop func(), seen func() []seenScaledJob) {
 	t.Helper()
-	out, err := f.s3.Client.GetObject(t.Context(), &s3.GetObjectInput{Bucket: aws.String(f.store.Bucket), Key: aws.String("jobfleet/classes/" + name + ".json")})
+	w, err := f.kube.Dynamic.Resource(scaledJobsResource).Namespace(f.ns).Watch(t.Context(), metav1.ListOptions{})
 	if err != nil {
-		t.Fatalf("the marker of class %s: %v", name, err)
+		t.Fatal(err)
+	}
+	var (
+		mu   sync.Mutex
+		got  []seenScaledJob
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			if ev.Type != watch.Added && ev.Type != watch.Modified {
+				continue
+			}
+			u, ok := ev.Object.(*unstructured.Unstructured)
+			if !ok {
+				continue
+			}
+			var sj kedav1alpha1.ScaledJob
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &sj); err != nil {
+				t.Errorf("a ScaledJob that does not decode: %v", err)
+				continue
+			}
+			cl, _ := f.marker(context.WithoutCancel(t.Context()), sj.Name)
+			mu.Lock()
+			got = append(got, seenScaledJob{job: sj, class: cl})
+			mu.Unlock()
+		}
+	}()
+	stop = func() { w.Stop(); <-done }
+	seen = func() []seenScaledJob {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]seenScaledJob(nil), got...)
+	}
+	return stop, seen
+}
+
+// marker reads the class a ScaledJob was made for, from its marker.
+func (f *fleet) marker(ctx context.Context, name string) (*dispatcher.Class, error) {
+	out, err := f.s3.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(f.store.Bucket), Key: aws.String("jobfleet/classes/" + name + ".json")})
+	if err != nil {
+		return nil, err
 	}
 	defer out.Body.Close()
 	var cl dispatcher.Class
 	if err := json.NewDecoder(out.Body).Decode(&cl); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	return cl
+	return &cl, nil
 }
