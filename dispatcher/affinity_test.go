@@ -8,6 +8,7 @@ import (
 
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/dispatcher/interruption"
+	"github.com/jobfleet/jobfleet/jobtype"
 )
 
 // matches evaluates required node affinity for a node's labels.
@@ -33,7 +34,7 @@ func TestAvoidAffinityExcludesExactlyThePairs(t *testing.T) {
 	t.Parallel()
 	pairs := []interruption.Pair{{InstanceType: "g5.xlarge", Zone: "us-east-2a"}, {InstanceType: "g5.xlarge", Zone: "us-east-2b"}, {InstanceType: "m7i.large", Zone: "us-east-2a"}, {InstanceType: "c7i.large", Zone: "us-east-2c"}}
 	tmpl := Template{Avoid: func() []interruption.Pair { return pairs }}
-	aff := tmpl.affinity(Class{AvoidInterrupted: true})
+	aff := tmpl.affinity(Class{AvoidInterrupted: true}, &jobtype.Type{Archs: []string{"amd64"}})
 	for _, typ := range []string{"g5.xlarge", "m7i.large", "c7i.large", "r7i.large"} {
 		for _, zone := range []string{"us-east-2a", "us-east-2b", "us-east-2c"} {
 			avoided := slices.Contains(pairs, interruption.Pair{InstanceType: typ, Zone: zone})
@@ -42,10 +43,10 @@ func TestAvoidAffinityExcludesExactlyThePairs(t *testing.T) {
 			}
 		}
 	}
-	if a := (Template{Avoid: func() []interruption.Pair { return nil }}).affinity(Class{AvoidInterrupted: true}); a != nil {
+	if a := (Template{Avoid: func() []interruption.Pair { return nil }}).affinity(Class{AvoidInterrupted: true}, &jobtype.Type{Archs: []string{"amd64"}}); a != nil {
 		t.Errorf("no pairs to avoid gives affinity %+v", a)
 	}
-	if a := tmpl.affinity(Class{}); a != nil {
+	if a := tmpl.affinity(Class{}, &jobtype.Type{Archs: []string{"amd64"}}); a != nil {
 		t.Error("a first attempt's class avoids pairs")
 	}
 }

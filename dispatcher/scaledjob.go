@@ -133,8 +133,9 @@ func (t Template) ScaledJob(c Class, typ *jobtype.Type, pool *jobtype.Pool, queu
 		RestartPolicy:                 corev1.RestartPolicyNever,
 		ServiceAccountName:            t.ServiceAccount,
 		TerminationGracePeriodSeconds: ptr.To(int64(grace / time.Second)),
-		NodeSelector:                  t.nodeSelector(c, typ, pool),
-		Affinity:                      t.affinity(c),
+		NodeSelector:                  nodeSelector(c, typ, pool),
+		Affinity:                      t.affinity(c, typ),
+		TopologySpreadConstraints:     spread(c, pool),
 		Tolerations:                   tolerations(pool),
 		InitContainers:                initContainers,
 		Containers: []corev1.Container{{
@@ -220,10 +221,17 @@ func (t Template) pollingInterval() time.Duration {
 	return t.PollingInterval
 }
 
-func (t Template) nodeSelector(c Class, typ *jobtype.Type, pool *jobtype.Pool) map[string]string {
-	sel := map[string]string{
-		LabelNodePool: pool.NodePool,
-		LabelArch:     pool.Arch,
+// nodeSelector pins a class's pods to its pool's NodePools: by name, or,
+// for a split pool's two NodePools, by their pool label; to its
+// architecture when there is one; to a capacity type when the class has
+// one; and to a GPU model.
+func nodeSelector(c Class, typ *jobtype.Type, pool *jobtype.Pool) map[string]string {
+	sel := map[string]string{LabelNodePool: pool.NodePool}
+	if pool.SpotPercent > 0 {
+		sel = map[string]string{LabelPool: pool.Name}
+	}
+	if len(typ.Archs) == 1 {
+		sel[LabelArch] = typ.Archs[0]
 	}
 	switch c.Capacity {
 	case CapacitySpot, CapacityOnDemand:
@@ -233,6 +241,26 @@ func (t Template) nodeSelector(c Class, typ *jobtype.Type, pool *jobtype.Pool) m
 		sel[LabelGPUName] = typ.GPU.Kind
 	}
 	return sel
+}
+
+// spread has a split pool's pods, when their class lets Karpenter choose
+// the capacity type, spread evenly over CapacitySpreadLabel, whose values
+// the pool's spot and on-demand NodePools share out in its ratio:
+// Karpenter's documented pattern for a spot/on-demand split. minDomains
+// counts the values no node has yet as empty, so that the first pods do
+// not all land on the first node's value.
+func spread(c Class, pool *jobtype.Pool) []corev1.TopologySpreadConstraint {
+	spot, onDemand := pool.Split()
+	if spot == 0 || c.Capacity != CapacityAny {
+		return nil
+	}
+	return []corev1.TopologySpreadConstraint{{
+		MaxSkew:           1,
+		MinDomains:        ptr.To(int32(spot + onDemand)),
+		TopologyKey:       jobtype.CapacitySpreadLabel,
+		WhenUnsatisfiable: corev1.DoNotSchedule,
+		LabelSelector:     &metav1.LabelSelector{MatchLabels: map[string]string{LabelPool: pool.Name}},
+	}}
 }
 
 func tolerations(pool *jobtype.Pool) []corev1.Toleration {
@@ -316,7 +344,31 @@ const maxAvoidTypes = 4
 // conjunction of those disjunctions becomes node selector terms (which are
 // ORed) by choosing, for each avoided type, either to exclude the type or
 // to exclude its zones.
-func (t Template) affinity(c Class) *corev1.Affinity {
+//
+// A type whose image has several architectures its pool offers gets them as
+// one more requirement of every term.
+func (t Template) affinity(c Class, typ *jobtype.Type) *corev1.Affinity {
+	var archs []corev1.NodeSelectorRequirement
+	if len(typ.Archs) > 1 {
+		archs = []corev1.NodeSelectorRequirement{{Key: LabelArch, Operator: corev1.NodeSelectorOpIn, Values: typ.Archs}}
+	}
+	terms := t.avoidTerms(c)
+	if len(terms) == 0 && len(archs) == 0 {
+		return nil
+	}
+	if len(terms) == 0 {
+		terms = []corev1.NodeSelectorTerm{{}}
+	}
+	for i := range terms {
+		terms[i].MatchExpressions = slices.Concat(archs, terms[i].MatchExpressions)
+	}
+	return &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: terms},
+	}}
+}
+
+// avoidTerms are the node selector terms of an AvoidInterrupted class.
+func (t Template) avoidTerms(c Class) []corev1.NodeSelectorTerm {
 	if !c.AvoidInterrupted || t.Avoid == nil {
 		return nil
 	}
@@ -360,7 +412,5 @@ func (t Template) affinity(c Class) *corev1.Affinity {
 		}
 		terms = append(terms, corev1.NodeSelectorTerm{MatchExpressions: exprs})
 	}
-	return &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
-		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: terms},
-	}}
+	return terms
 }

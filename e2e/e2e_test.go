@@ -3,14 +3,19 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/dispatcher"
 	"github.com/jobfleet/jobfleet/internal/contract"
 	"github.com/jobfleet/jobfleet/internal/queue"
 	"github.com/jobfleet/jobfleet/internal/testenv"
@@ -22,15 +27,16 @@ import (
 const fleetTypes = `
   - {name: etl, image: x, command: [TESTJOB, count, "160", "100", LOGS], pool: cpu, cpu: 100m,
      memory: {default: 128Mi}, checkpoint: {interval: 10s}}
-  - {name: report, image: x, command: [TESTJOB, alloc, "32", "500"], pool: cpu, cpu: 100m,
+  - {name: report, image: x, command: [TESTJOB, alloc, "32", "500"], pool: cpu, cpu: 100m, archs: [arm64],
      memory: {default: 256Mi}}
   - {name: train, image: x, command: [TESTJOB, count, "160", "100", LOGS], pool: gpu, cpu: 100m, gpu: {count: 1},
      memory: {default: 256Mi}, checkpoint: {interval: 10s}}
 `
 
-// TestFleet publishes 30 jobs of three types, one of them GPU, with
-// `jobfleet publish`: every job succeeds once, on the right kind of node,
-// checkpointing to S3; then the fleet scales to zero.
+// TestFleet publishes 30 jobs of three types, one of them GPU and one
+// built for arm64 only, with `jobfleet publish`: every job succeeds once,
+// on the right kind of node, checkpointing to S3; then the fleet scales to
+// zero.
 func TestFleet(t *testing.T) {
 	s := setup(t)
 	s.dispatch(t, s.registry(t, fleetTypes))
@@ -50,6 +56,13 @@ func TestFleet(t *testing.T) {
 		gpuNode := node.NodePool == "jobfleet-gpu" || node.GPUs > 0
 		if want := j.Type == "train"; gpuNode != want {
 			t.Errorf("%s (%s) ran on %s %+v: on a GPU node = %v, want %v", j.ID, j.Type, r.Node, node, gpuNode, want)
+		}
+		wantArch := map[string]string{"report": "arm64"}[j.Type]
+		if wantArch == "" {
+			wantArch = "amd64"
+		}
+		if node.Arch != wantArch {
+			t.Errorf("%s (%s) ran on a %s node %s, want %s", j.ID, j.Type, node.Arch, r.Node, wantArch)
 		}
 		if j.Type != "report" {
 			if ok, err := s.checkpointed(t.Context(), j.ID); r.Checkpoints < 1 || !ok {
@@ -93,6 +106,44 @@ func TestFleet(t *testing.T) {
 	if dead := s.receive(t.Context(), s.dead); len(dead) > 0 {
 		t.Errorf("%d dead-lettered messages: %s", len(dead), aws.ToString(dead[0].Body))
 	}
+}
+
+// TestSpotOnDemandSplit: ten jobs of a type on a pool split 60/40 between
+// spot and on-demand, all running at once, land six on spot nodes and four
+// on on-demand ones, on nodes of both architectures the type's image has.
+func TestSpotOnDemandSplit(t *testing.T) {
+	s := setup(t)
+	gate := filepath.Join(t.TempDir(), "gate")
+	s.dispatch(t, s.registry(t, `
+  - {name: spread, image: x, command: [TESTJOB, wait, `+gate+`], pool: split, cpu: 100m, archs: [amd64, arm64],
+     memory: {default: 64Mi}}
+`))
+	all := jobs("spread", "spread", 10)
+	s.publish(t, all...)
+	var pods []corev1.Pod
+	await(t, 3*time.Minute, "10 pods running at once", func(ctx context.Context) (bool, error) {
+		list, err := s.cluster.Typed.CoreV1().Pods(s.ns).List(ctx, metav1.ListOptions{LabelSelector: dispatcher.LabelType + "=spread"})
+		if err != nil {
+			return false, err
+		}
+		pods = slices.DeleteFunc(list.Items, func(p corev1.Pod) bool { return p.Status.Phase != corev1.PodRunning })
+		return len(pods) == len(all), nil
+	})
+	capacity := map[string]int{}
+	spreads := map[string]int{}
+	for _, p := range pods {
+		node := s.node(t, p.Spec.NodeName)
+		capacity[node.CapacityType]++
+		spreads[node.Spread]++
+	}
+	t.Logf("pods by capacity type %v, by spread value %v", capacity, spreads)
+	if capacity["spot"] != 6 || capacity["on-demand"] != 4 {
+		t.Errorf("pods by capacity type %v, want 6 spot and 4 on-demand", capacity)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.awaitRuns(t, 3*time.Minute, "10 jobs to succeed", func(runs []jobfleet.RunRecord) bool { return succeeded(runs) == len(all) })
 }
 
 // TestOOMRerunsWithMoreMemory: a job whose container exceeds its memory

@@ -91,26 +91,50 @@ func setup(t *testing.T) *stack {
 	return s
 }
 
-// registry parses job types for the test, with the pools of the stack's
-// NodePools. TESTJOB in a command is the test job binary, LOGS the test's
-// log directory.
-func (s *stack) registry(t *testing.T, types string) *jobtype.Registry {
-	t.Helper()
-	yaml := `
+// pools are the end-to-end registry's pools, on the simulated instance
+// types of internal/testenv/e2e/instance-types.json: a CPU pool of two
+// architectures, a GPU pool, and a 60/40 spot/on-demand split.
+const pools = `
 pools:
   - name: cpu
-    nodePool: jobfleet-cpu
+    archs: [amd64, arm64]
+    instanceTypes: [m7i.large, m7i.xlarge, m7i.2xlarge, m7g.large, m7g.xlarge]
     sizes: [64Mi, 128Mi, 256Mi, 512Mi, 1Gi, 2Gi]
+    consolidateAfter: 5s
   - name: gpu
-    nodePool: jobfleet-gpu
     gpu: true
+    instanceTypes: [g5.xlarge, g5.2xlarge]
     sizes: [256Mi, 512Mi, 1Gi, 2Gi]
+    consolidateAfter: 5s
+  - name: split
+    archs: [amd64, arm64]
+    spotPercent: 60
+    instanceTypes: [m7i.large, m7g.large]
+    sizes: [64Mi, 128Mi]
+    consolidateAfter: 5s
 types:
-` + strings.NewReplacer("TESTJOB", s.testjob, "LOGS", s.logs).Replace(types)
+`
+
+// registry parses job types for the test, with the stack's pools, and
+// applies the NodePools `jobfleet nodepools --kwok` renders from them.
+// TESTJOB in a command is the test job binary, LOGS the test's log
+// directory.
+func (s *stack) registry(t *testing.T, types string) *jobtype.Registry {
+	t.Helper()
+	yaml := pools + strings.NewReplacer("TESTJOB", s.testjob, "LOGS", s.logs).Replace(types)
 	reg, err := jobtype.Parse("e2e.yaml", []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
+	rendered, err := dispatcher.RenderNodePools(reg, dispatcher.NodeClass{KWOK: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := rendered.Objects()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cluster.Apply(t, objs)
 	return reg
 }
 

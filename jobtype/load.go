@@ -28,7 +28,11 @@ const (
 	DefaultMaxAttempts        = contract.DefaultMaxAttempts
 	DefaultMaxReplicas        = 100
 	DefaultArch               = "amd64"
-	DefaultCPU                = "1"
+	DefaultConsolidateAfter   = time.Minute
+	DefaultExpireAfter        = 30 * 24 * time.Hour
+	// DefaultAMI is the EC2NodeClass AMI alias of a pool that names none.
+	DefaultAMI = "al2023@latest"
+	DefaultCPU = "1"
 	// GPUResource is the extended resource GPU pods request.
 	GPUResource = "nvidia.com/gpu"
 )
@@ -36,6 +40,15 @@ const (
 // DefaultSizes is the size ladder of a pool that names none: roughly
 // doubling, with intermediate steps above 8Gi where doubling wastes most.
 var DefaultSizes = []string{"256Mi", "512Mi", "1Gi", "2Gi", "4Gi", "8Gi", "12Gi", "16Gi", "24Gi", "32Gi", "48Gi", "64Gi", "96Gi", "128Gi"}
+
+// Default root volumes: GPU nodes pull multi-GB images, so theirs is large
+// and fast.
+var (
+	DefaultRootVolume    = Volume{Size: 50 << 30, IOPS: 3000, Throughput: 125}
+	DefaultGPURootVolume = Volume{Size: 200 << 30, IOPS: 10000, Throughput: 1000}
+)
+
+var amiFamilies = []string{"al2023", "al2", "bottlerocket"}
 
 // Registry is a loaded, valid set of pools and job types.
 type Registry struct {
@@ -63,6 +76,40 @@ func (r *Registry) Types() []*Type {
 		out[i] = r.types[name]
 	}
 	return out
+}
+
+// LongestAttempt is the longest one attempt of the pool's job types may
+// take: its maxRuntime plus its grace period.
+func (r *Registry) LongestAttempt(pool string) time.Duration {
+	var longest time.Duration
+	for _, t := range r.types {
+		if t.Pool == pool {
+			longest = max(longest, t.MaxRuntime+t.Checkpoint.GracePeriod())
+		}
+	}
+	return longest
+}
+
+// Pools returns every pool, by name.
+func (r *Registry) Pools() []*Pool {
+	out := make([]*Pool, 0, len(r.pools))
+	for _, name := range sortedKeys(r.pools) {
+		out = append(out, r.pools[name])
+	}
+	return out
+}
+
+// poolName is the name a pool's node sets, if any.
+func poolName(n *yaml.Node) string {
+	if n.Kind != yaml.MappingNode {
+		return ""
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "name" {
+			return n.Content[i+1].Value
+		}
+	}
+	return ""
 }
 
 // Problem is one thing wrong in a registry file.
@@ -147,6 +194,19 @@ func Parse(file string, data []byte) (*Registry, error) {
 		d.checkType(t, reg, lines, path)
 		reg.types[t.Name] = t
 		reg.names = append(reg.names, t.Name)
+	}
+	for i, n := range poolNodes {
+		p := reg.pools[poolName(n)]
+		if p == nil {
+			continue
+		}
+		longest := reg.LongestAttempt(p.Name)
+		switch {
+		case p.ExpireAfter == 0:
+			p.ExpireAfter = max(DefaultExpireAfter, 2*longest)
+		case p.ExpireAfter < longest:
+			d.add(n, fmt.Sprintf("pools[%d].expireAfter", i), "%v is shorter than the longest attempt of the pool's job types (%v, maxRuntime plus grace): Karpenter would expire nodes under running jobs", p.ExpireAfter, longest)
+		}
 	}
 	if len(typeNodes) == 0 && len(d.problems) == 0 {
 		d.add(root.Content[0], "types", "no job types: a registry needs at least one type, or no job can run")
@@ -301,6 +361,22 @@ func (d *decoder) quantity(dst *resource.Quantity, path string) func(*yaml.Node)
 	}
 }
 
+func (d *decoder) quantities(dst *map[string]resource.Quantity, path string) func(*yaml.Node) {
+	return func(m *yaml.Node) {
+		*dst = map[string]resource.Quantity{}
+		fields := map[string]func(*yaml.Node){}
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			name := m.Content[i].Value
+			fields[name] = func(v *yaml.Node) {
+				var q resource.Quantity
+				d.quantity(&q, path+"."+name)(v)
+				(*dst)[name] = q
+			}
+		}
+		d.mapping(m, path, fields)
+	}
+}
+
 func (d *decoder) bytes(dst *int64, path string) func(*yaml.Node) {
 	return func(n *yaml.Node) {
 		var q resource.Quantity
@@ -314,15 +390,32 @@ func (d *decoder) bytes(dst *int64, path string) func(*yaml.Node) {
 func (d *decoder) pool(n *yaml.Node, path string) *Pool {
 	p := &Pool{}
 	var sizes []string
+	var arch string
+	var rootSize resource.Quantity
 	sizesSet := false
 	lines := d.mapping(n, path, map[string]func(*yaml.Node){
-		"name":          d.str(&p.Name, path+".name"),
-		"nodePool":      d.str(&p.NodePool, path+".nodePool"),
-		"gpu":           d.boolean(&p.GPU, path+".gpu"),
-		"arch":          d.str(&p.Arch, path+".arch"),
-		"capacityTypes": d.strs(&p.CapacityTypes, path+".capacityTypes"),
-		"sizes":         func(m *yaml.Node) { sizesSet = true; d.strs(&sizes, path+".sizes")(m) },
-		"tolerations":   d.strs(&p.Tolerations, path+".tolerations"),
+		"name":             d.str(&p.Name, path+".name"),
+		"nodePool":         d.str(&p.NodePool, path+".nodePool"),
+		"gpu":              d.boolean(&p.GPU, path+".gpu"),
+		"arch":             d.str(&arch, path+".arch"),
+		"archs":            d.strs(&p.Archs, path+".archs"),
+		"capacityTypes":    d.strs(&p.CapacityTypes, path+".capacityTypes"),
+		"spotPercent":      d.integer(&p.SpotPercent, path+".spotPercent"),
+		"sizes":            func(m *yaml.Node) { sizesSet = true; d.strs(&sizes, path+".sizes")(m) },
+		"tolerations":      d.strs(&p.Tolerations, path+".tolerations"),
+		"instanceTypes":    d.strs(&p.InstanceTypes, path+".instanceTypes"),
+		"instanceFamilies": d.strs(&p.InstanceFamilies, path+".instanceFamilies"),
+		"limits":           d.quantities(&p.Limits, path+".limits"),
+		"consolidateAfter": d.duration(&p.ConsolidateAfter, path+".consolidateAfter"),
+		"expireAfter":      d.duration(&p.ExpireAfter, path+".expireAfter"),
+		"ami":              d.str(&p.AMI, path+".ami"),
+		"rootVolume": func(m *yaml.Node) {
+			d.mapping(m, path+".rootVolume", map[string]func(*yaml.Node){
+				"size":       d.quantity(&rootSize, path+".rootVolume.size"),
+				"iops":       d.integer(&p.RootVolume.IOPS, path+".rootVolume.iops"),
+				"throughput": d.integer(&p.RootVolume.Throughput, path+".rootVolume.throughput"),
+			})
+		},
 	}, "name")
 	line := func(field string) *yaml.Node {
 		if l := lines[field]; l != 0 {
@@ -333,14 +426,84 @@ func (d *decoder) pool(n *yaml.Node, path string) *Pool {
 	if p.Name != "" && !poolNamePattern(p.Name) {
 		d.add(line("name"), path+".name", "%q: a pool name is 1-12 lower-case letters or digits", p.Name)
 	}
+	switch {
+	case arch != "" && len(p.Archs) > 0:
+		d.add(line("arch"), path+".arch", "set arch or archs, not both")
+	case arch != "":
+		p.Archs = []string{arch}
+	case lines["archs"] != 0 && len(p.Archs) == 0:
+		d.add(line("archs"), path+".archs", "at least one architecture (amd64, arm64)")
+	case len(p.Archs) == 0:
+		p.Archs = []string{DefaultArch}
+	}
+	archField := "archs"
+	if arch != "" {
+		archField = "arch"
+	}
+	for i, a := range p.Archs {
+		if a != "amd64" && a != "arm64" {
+			d.add(line(archField), path+"."+archField, "%q: amd64 or arm64", a)
+		}
+		if slices.Contains(p.Archs[:i], a) {
+			d.add(line(archField), path+"."+archField, "%q is listed twice", a)
+		}
+	}
+	if p.NodePool != "" && len(validation.IsDNS1123Subdomain(p.NodePool)) > 0 {
+		d.add(line("nodePool"), path+".nodePool", "%q is not a valid Kubernetes object name", p.NodePool)
+	}
+	for _, f := range []struct {
+		field  string
+		values []string
+	}{{"instanceTypes", p.InstanceTypes}, {"instanceFamilies", p.InstanceFamilies}} {
+		if lines[f.field] != 0 && len(f.values) == 0 {
+			d.add(line(f.field), path+"."+f.field, "leave it out to allow every one; an empty list allows none")
+		}
+		for _, v := range f.values {
+			if len(validation.IsValidLabelValue(v)) > 0 || v == "" {
+				d.add(line(f.field), path+"."+f.field, "%q is not a valid node label value", v)
+			}
+		}
+	}
+	for name := range p.Limits {
+		if len(validation.IsQualifiedName(name)) > 0 {
+			d.add(line("limits"), path+".limits", "%q is not a resource name such as cpu, memory or nvidia.com/gpu", name)
+		}
+	}
+	if p.ConsolidateAfter == 0 {
+		p.ConsolidateAfter = DefaultConsolidateAfter
+	}
+	if p.AMI == "" {
+		p.AMI = DefaultAMI
+	}
+	if family, version, ok := strings.Cut(p.AMI, "@"); !ok || !slices.Contains(amiFamilies, family) || (version != "latest" && !strings.HasPrefix(version, "v")) {
+		d.add(line("ami"), path+".ami", "%q: an AMI alias, family@version, such as al2023@v20251117 or bottlerocket@latest (families: %s)", p.AMI, strings.Join(amiFamilies, ", "))
+	}
+	p.RootVolume.Size = rootSize.Value()
+	def := DefaultRootVolume
+	if p.GPU {
+		def = DefaultGPURootVolume
+	}
+	if p.RootVolume.Size == 0 {
+		p.RootVolume.Size = def.Size
+	}
+	if p.RootVolume.IOPS == 0 {
+		p.RootVolume.IOPS = max(def.IOPS, 4*p.RootVolume.Throughput)
+	}
+	if p.RootVolume.Throughput == 0 {
+		p.RootVolume.Throughput = min(def.Throughput, p.RootVolume.IOPS/4)
+	}
+	switch v := p.RootVolume; {
+	case v.Size < 20<<30:
+		d.add(line("rootVolume"), path+".rootVolume.size", "%s: at least 20Gi (images, logs and emptyDir volumes live there)", formatBytes(v.Size))
+	case v.IOPS < 3000 || v.IOPS > 16000:
+		d.add(line("rootVolume"), path+".rootVolume.iops", "%d: gp3 volumes take 3000 to 16000", v.IOPS)
+	case v.Throughput < 125 || v.Throughput > 1000:
+		d.add(line("rootVolume"), path+".rootVolume.throughput", "%d: gp3 volumes take 125 to 1000 MiB/s", v.Throughput)
+	case v.Throughput*4 > v.IOPS:
+		d.add(line("rootVolume"), path+".rootVolume.throughput", "%d MiB/s needs at least %d iops (gp3 gives 0.25 MiB/s per iops)", v.Throughput, v.Throughput*4)
+	}
 	if p.NodePool == "" {
 		p.NodePool = "jobfleet-" + p.Name
-	}
-	if p.Arch == "" {
-		p.Arch = DefaultArch
-	}
-	if p.Arch != "amd64" && p.Arch != "arm64" {
-		d.add(line("arch"), path+".arch", "%q: amd64 or arm64", p.Arch)
 	}
 	if len(p.CapacityTypes) == 0 {
 		p.CapacityTypes = []string{jobfleet.CapacitySpot, jobfleet.CapacityOnDemand}
@@ -348,6 +511,14 @@ func (d *decoder) pool(n *yaml.Node, path string) *Pool {
 	for _, c := range p.CapacityTypes {
 		if c != jobfleet.CapacitySpot && c != jobfleet.CapacityOnDemand {
 			d.add(line("capacityTypes"), path+".capacityTypes", "%q: spot or on-demand", c)
+		}
+	}
+	if lines["spotPercent"] != 0 {
+		switch {
+		case p.SpotPercent < 5 || p.SpotPercent > 95 || p.SpotPercent%5 != 0:
+			d.add(line("spotPercent"), path+".spotPercent", "%d: a multiple of 5 from 5 to 95 (the percentage of the pool's pods on spot; leave it out for no split)", p.SpotPercent)
+		case !p.AllowsCapacity(jobfleet.CapacitySpot) || !p.AllowsCapacity(jobfleet.CapacityOnDemand):
+			d.add(line("spotPercent"), path+".spotPercent", "a split needs capacityTypes with both spot and on-demand")
 		}
 	}
 	if sizesSet && len(sizes) == 0 {
@@ -416,6 +587,7 @@ func (d *decoder) jobType(n *yaml.Node, path string) (*Type, map[string]int) {
 			d.mapping(m, path+".env", fields)
 		},
 		"pool":     d.str(&t.Pool, path+".pool"),
+		"archs":    d.strs(&t.Archs, path+".archs"),
 		"cpu":      d.quantity(&cpu, path+".cpu"),
 		"spot":     d.str(&spot, path+".spot"),
 		"features": d.strs(&t.Features, path+".features"),
@@ -576,6 +748,29 @@ func (d *decoder) checkType(t *Type, reg *Registry, lines map[string]int, path s
 	if !ok {
 		problem("pool", "%q is not a pool defined in this file (pools: %s)", t.Pool, strings.Join(sortedKeys(reg.pools), ", "))
 		return
+	}
+	for i, a := range t.Archs {
+		if a != "amd64" && a != "arm64" {
+			problem("archs", "%q: amd64 or arm64", a)
+		}
+		if slices.Contains(t.Archs[:i], a) {
+			problem("archs", "%q is listed twice", a)
+		}
+	}
+	switch {
+	case lines["archs"] != 0 && len(t.Archs) == 0:
+		problem("archs", "at least one architecture (amd64, arm64)")
+	case len(t.Archs) == 0 && len(pool.Archs) == 1:
+		t.Archs = slices.Clone(pool.Archs)
+	case len(t.Archs) == 0:
+		// An image is amd64 unless the type says otherwise.
+		t.Archs = []string{DefaultArch}
+	default:
+		declared := t.Archs
+		t.Archs = slices.DeleteFunc(slices.Clone(pool.Archs), func(a string) bool { return !slices.Contains(declared, a) })
+		if len(t.Archs) == 0 {
+			problem("archs", "the image's %s: pool %q has only %s nodes", strings.Join(declared, ", "), pool.Name, strings.Join(pool.Archs, ", "))
+		}
 	}
 	if pool.GPU && t.GPU.Count == 0 {
 		problem("pool", "pool %q is a GPU pool; a type there needs gpu.count", pool.Name)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	"github.com/jobfleet/jobfleet/jobtype"
 )
 
@@ -48,7 +50,7 @@ func TestLoad(t *testing.T) {
 		t.Errorf("gpu pool = %+v", gpu)
 	}
 	arm, _ := reg.Pool("arm")
-	if arm.Arch != "arm64" || arm.NodePool != "jobfleet-arm" || len(arm.Sizes) != len(jobtype.DefaultSizes) {
+	if !slices.Equal(arm.Archs, []string{"arm64"}) || arm.NodePool != "jobfleet-arm" || len(arm.Sizes) != len(jobtype.DefaultSizes) {
 		t.Errorf("arm pool = %+v", arm)
 	}
 	report, _ := reg.Type("report")
@@ -110,6 +112,17 @@ func TestParseProblems(t *testing.T) {
 		{name: "a pool with no sizes", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    sizes: []", 1), want: "pools[0].sizes: a pool needs at least one size"},
 		{name: "a size of odd bytes", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    sizes: [1000001k]", 1), want: `"1000001k": sizes are whole MiB`},
 		{name: "unknown mode", yaml: base + "    mode: daemon\n", want: `types[0].mode: "daemon": command`},
+		{name: "arch and archs", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    arch: amd64\n    archs: [arm64]", 1), want: "pools[0].arch: set arch or archs, not both"},
+		{name: "unknown arch", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    archs: [amd64, riscv64]", 1), want: `pools[0].archs: "riscv64": amd64 or arm64`},
+		{name: "an image of no arch the pool has", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    arch: arm64", 1) + "    archs: [amd64]\n", want: `types[0].archs: the image's amd64: pool "cpu" has only arm64 nodes`},
+		{name: "split not a multiple of 5", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    spotPercent: 62", 1), want: "pools[0].spotPercent: 62: a multiple of 5 from 5 to 95"},
+		{name: "split of a spot-only pool", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    capacityTypes: [spot]\n    spotPercent: 60", 1), want: "pools[0].spotPercent: a split needs capacityTypes with both spot and on-demand"},
+		{name: "an AMI not an alias", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    ami: ami-0123456789", 1), want: `pools[0].ami: "ami-0123456789": an AMI alias`},
+		{name: "a small root volume", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    rootVolume: {size: 8Gi}", 1), want: "pools[0].rootVolume.size: 8Gi: at least 20Gi"},
+		{name: "throughput beyond the iops", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    rootVolume: {iops: 3000, throughput: 1000}", 1), want: "pools[0].rootVolume.throughput: 1000 MiB/s needs at least 4000 iops"},
+		{name: "a bad limit", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    limits: {cpu: lots}", 1), want: `pools[0].limits.cpu: must be a positive Kubernetes quantity`},
+		{name: "nodes expire under jobs", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    expireAfter: 12h", 1) + "    maxRuntime: 1d\n", want: "pools[0].expireAfter: 12h0m0s is shorter than the longest attempt of the pool's job types (24h1m30s"},
+		{name: "empty instance types", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    instanceTypes: []", 1), want: "pools[0].instanceTypes: leave it out"},
 		{name: "duration in days", yaml: base + "    maxRuntime: 2w\n    checkpoint: {interval: 1.5d}\n", want: ""},
 	}
 	for _, tt := range tests {
@@ -126,6 +139,68 @@ func TestParseProblems(t *testing.T) {
 				t.Fatalf("Parse() error = %v, want one containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestPoolPlacement: the settings NodePools are rendered from, with their
+// defaults.
+func TestPoolPlacement(t *testing.T) {
+	t.Parallel()
+	reg, err := jobtype.Parse("f.yaml", []byte(`
+pools:
+  - name: cpu
+    archs: [amd64, arm64]
+    spotPercent: 60
+    instanceFamilies: [m7i, m7g]
+    limits: {cpu: "1000", memory: 4000Gi}
+  - name: gpu
+    gpu: true
+    ami: al2023@v20251117
+types:
+  - name: multi
+    image: i
+    command: [c]
+    pool: cpu
+    archs: [arm64, amd64]
+  - name: plain
+    image: i
+    command: [c]
+    pool: cpu
+  - name: train
+    image: i
+    command: [c]
+    pool: gpu
+    gpu: {count: 1}
+    maxRuntime: 30d
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpu, _ := reg.Pool("cpu")
+	if spot, od := cpu.Split(); spot != 3 || od != 2 {
+		t.Errorf("a 60%% split = %d:%d, want 3:2", spot, od)
+	}
+	if !slices.Equal(cpu.Archs, []string{"amd64", "arm64"}) || !cpu.Limits["memory"].Equal(resource.MustParse("4000Gi")) || cpu.RootVolume != jobtype.DefaultRootVolume {
+		t.Errorf("cpu pool = %+v", cpu)
+	}
+	if cpu.ExpireAfter != jobtype.DefaultExpireAfter || cpu.ConsolidateAfter != jobtype.DefaultConsolidateAfter || cpu.AMI != jobtype.DefaultAMI {
+		t.Errorf("cpu pool defaults: expire %v, consolidate %v, ami %q", cpu.ExpireAfter, cpu.ConsolidateAfter, cpu.AMI)
+	}
+	multi, _ := reg.Type("multi")
+	plain, _ := reg.Type("plain")
+	if !slices.Equal(multi.Archs, []string{"amd64", "arm64"}) || !slices.Equal(plain.Archs, []string{"amd64"}) {
+		t.Errorf("archs: multi %v, plain %v; want both of the pool's, and amd64 for a type that lists none", multi.Archs, plain.Archs)
+	}
+	gpu, _ := reg.Pool("gpu")
+	if gpu.RootVolume != jobtype.DefaultGPURootVolume || gpu.AMI != "al2023@v20251117" {
+		t.Errorf("gpu pool = %+v", gpu)
+	}
+	train, _ := reg.Type("train")
+	if want := 2 * (train.MaxRuntime + train.Checkpoint.GracePeriod()); gpu.ExpireAfter != want {
+		t.Errorf("gpu expireAfter = %v, want twice the longest attempt, %v", gpu.ExpireAfter, want)
+	}
+	if spot, od := gpu.Split(); spot != 0 || od != 0 {
+		t.Errorf("an unsplit pool's split = %d:%d", spot, od)
 	}
 }
 

@@ -60,6 +60,9 @@ type Type struct {
 	// DoNotDisrupt asks Karpenter not to consolidate nodes running this type
 	// (karpenter.sh/do-not-disrupt), for long training jobs.
 	DoNotDisrupt bool
+	// Archs are the CPU architectures the type's pods may run on: those its
+	// image is built for that its pool offers.
+	Archs []string
 	// Mode says how the image runs the job: its command under `jobfleet
 	// worker --` (ModeCommand, the default), or a Go program that calls
 	// worker.Run itself (ModeLibrary).
@@ -118,24 +121,81 @@ func (c Checkpoint) GracePeriod() time.Duration {
 	return c.StopGrace + c.UploadGrace
 }
 
-// Pool is a family of Karpenter NodePools a job type runs on.
+// Pool is a family of Karpenter NodePools a job type runs on. `jobfleet
+// nodepools` renders its NodePools (and EC2NodeClass) from the same
+// definition the dispatcher's pod templates come from.
 type Pool struct {
 	// Name identifies the pool in job types and class names.
 	Name string
-	// NodePool is the Karpenter NodePool's name (karpenter.sh/nodepool).
+	// NodePool is the Karpenter NodePool's name (karpenter.sh/nodepool); a
+	// split pool has two, NodePool-spot and NodePool-on-demand.
 	NodePool string
 	// GPU pools carry the GPU taint; only GPU job types run there.
 	GPU bool
-	// Arch is the CPU architecture (kubernetes.io/arch).
-	Arch string
+	// Archs are the CPU architectures (kubernetes.io/arch) the pool's nodes
+	// may have. A pool of several doubles the capacity a job whose image
+	// has them all can use.
+	Archs []string
 	// CapacityTypes are the capacity types the NodePool may launch.
 	CapacityTypes []string
+	// SpotPercent, when above zero, splits the pool's pods between spot and
+	// on-demand nodes: SpotPercent of them on spot, the rest on-demand
+	// (two NodePools and a topology spread over CapacitySpreadLabel).
+	SpotPercent int
 	// Sizes is the ascending ladder of memory sizes, in bytes, that
 	// predictions are rounded up to.
 	Sizes []int64
 	// Tolerations are taints of the pool's nodes that its pods tolerate,
-	// as key[=value]:effect strings.
+	// as key[=value]:effect strings; the NodePools put them on the nodes.
 	Tolerations []string
+	// InstanceTypes and InstanceFamilies, when set, limit the instance
+	// types the NodePools may launch.
+	InstanceTypes, InstanceFamilies []string
+	// Limits cap the resources the pool's NodePools may launch in total
+	// (e.g. cpu, memory, nvidia.com/gpu).
+	Limits map[string]resource.Quantity
+	// ConsolidateAfter is how long a node stays empty before Karpenter
+	// removes it.
+	ConsolidateAfter time.Duration
+	// ExpireAfter is the longest a node lives; at least the longest
+	// attempt of the pool's job types.
+	ExpireAfter time.Duration
+	// AMI is the EC2NodeClass's AMI alias (family@version): pin the version
+	// on GPU pools, whose nodes a new AMI would otherwise drift.
+	AMI string
+	// RootVolume is the nodes' root EBS volume (gp3, encrypted).
+	RootVolume Volume
+}
+
+// Volume is an EBS gp3 volume.
+type Volume struct {
+	// Size in bytes.
+	Size int64
+	// IOPS and Throughput (MiB/s) provisioned.
+	IOPS, Throughput int
+}
+
+// CapacitySpreadLabel is the node label a split pool's pods spread over:
+// each of its NodePools gives its nodes some of the values.
+const CapacitySpreadLabel = "jobfleet.io/capacity-spread"
+
+// Split returns how many values of CapacitySpreadLabel the spot and the
+// on-demand NodePool of a split pool take: 3 and 2 for a 60% split. Pods
+// spread evenly over the values, so the ratio of values is the ratio of
+// pods. Both are zero for a pool that is not split.
+func (p *Pool) Split() (spot, onDemand int) {
+	if p.SpotPercent <= 0 || p.SpotPercent >= 100 {
+		return 0, 0
+	}
+	g := gcd(p.SpotPercent, 100-p.SpotPercent)
+	return p.SpotPercent / g, (100 - p.SpotPercent) / g
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 // SizeFor rounds memory up to the pool's ladder. It returns false when memory

@@ -44,6 +44,7 @@ type CLI struct {
 	Publish    PublishCmd    `cmd:"" help:"Publish job messages to the intake queue."`
 	Dispatcher DispatcherCmd `cmd:"" help:"Run the dispatcher: size every job from intake and route it to its class's queue and ScaledJob."`
 	Worker     WorkerCmd     `cmd:"" help:"Run jobs from a class queue: the entrypoint of every job pod (jobfleet worker [flags] -- <command>)."`
+	NodePools  NodePoolsCmd  `cmd:"" name:"nodepools" help:"Render the Karpenter NodePools and EC2NodeClasses of the registry's pools."`
 	Predict    PredictCmd    `cmd:"" help:"Train and evaluate the memory predictor."`
 	Loadtest   LoadtestCmd   `cmd:"" help:"Measure a dispatcher: jobs per second, latency, SQS calls per job, lost and duplicated jobs, against a plain receive-send-delete loop."`
 	Local      LocalCmd      `cmd:"" help:"Run all of jobfleet on this machine: the queues, the dispatcher and predictor, workers as local processes, and a demo workload with a spot interruption."`

@@ -135,8 +135,19 @@ func (k *Kubernetes) Taint(ctx context.Context, name string, kind Kind) error {
 				return nil
 			}
 		}
-		node.Spec.Taints = append(node.Spec.Taints, corev1.Taint{Key: TaintKey, Value: string(kind), Effect: corev1.TaintEffectNoSchedule})
-		_, err = k.Client.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
+		// A merge patch of the whole list, made conditional on the version
+		// read: a taint another controller added meanwhile is a conflict,
+		// tried again, never lost. Patch, not update: the dispatcher's
+		// ClusterRole may only patch nodes.
+		taints := append(node.Spec.Taints, corev1.Taint{Key: TaintKey, Value: string(kind), Effect: corev1.TaintEffectNoSchedule})
+		patch, err := json.Marshal(map[string]any{
+			"metadata": map[string]any{"resourceVersion": node.ResourceVersion},
+			"spec":     map[string]any{"taints": taints},
+		})
+		if err != nil {
+			return err
+		}
+		_, err = k.Client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{})
 		return err
 	})
 }

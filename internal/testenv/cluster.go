@@ -1,11 +1,11 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -24,13 +24,16 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/cache"
-	"sigs.k8s.io/yaml"
+	"k8s.io/utils/ptr"
 )
 
-//go:embed e2e/karpenter.yaml e2e/kwok.yaml e2e/instance-types.json
+//go:embed e2e/kwok.yaml e2e/instance-types.json
 var e2eFiles embed.FS
 
 // Cluster is the end-to-end stack: the API server with KEDA's and
@@ -64,7 +67,6 @@ var (
 	ScaledJobs = schema.GroupVersionResource{Group: "keda.sh", Version: "v1alpha1", Resource: "scaledjobs"}
 	NodePools  = schema.GroupVersionResource{Group: "karpenter.sh", Version: "v1", Resource: "nodepools"}
 	NodeClaims = schema.GroupVersionResource{Group: "karpenter.sh", Version: "v1", Resource: "nodeclaims"}
-	nodeClass  = schema.GroupVersionResource{Group: "karpenter.kwok.sh", Version: "v1alpha1", Resource: "kwoknodeclasses"}
 )
 
 // StartCluster returns the test binary's end-to-end stack, building its
@@ -111,7 +113,7 @@ func startCluster(t testing.TB, env []string) (*Cluster, error) {
 		return nil, err
 	}
 	files := map[string]string{}
-	for _, name := range []string{"karpenter.yaml", "kwok.yaml", "instance-types.json"} {
+	for _, name := range []string{"kwok.yaml", "instance-types.json"} {
 		data, err := e2eFiles.ReadFile("e2e/" + name)
 		if err != nil {
 			return nil, err
@@ -166,9 +168,6 @@ func startCluster(t testing.TB, env []string) (*Cluster, error) {
 		if err := c.start(comp.name, filepath.Join(bin, comp.bin), comp.args, comp.env); err != nil {
 			return nil, err
 		}
-	}
-	if err := c.applyKarpenter(files["karpenter.yaml"]); err != nil {
-		return nil, err
 	}
 	for name, port := range map[string]string{"keda-operator": kedaHealth, "karpenter": karpenterHealth} {
 		if err := awaitReady(name, "http://127.0.0.1:"+port+"/readyz", time.Minute); err != nil {
@@ -272,36 +271,39 @@ func tailFile(path string, n int) (string, error) {
 	return string(data), nil
 }
 
-// applyKarpenter creates the KWOK node class and the NodePools.
-func (c *Cluster) applyKarpenter(file string) error {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return err
-	}
-	for _, doc := range bytes.Split(data, []byte("\n---\n")) {
-		var obj unstructured.Unstructured
-		if err := yaml.Unmarshal(doc, &obj.Object); err != nil {
-			return fmt.Errorf("reading %s: %w", file, err)
+// Apply creates or updates objects, server-side, as jobfleet's field
+// manager: the end-to-end tests apply the NodePools `jobfleet nodepools`
+// renders. Each test may apply the same objects; the result is the same.
+func (c *Cluster) Apply(t testing.TB, objs []*unstructured.Unstructured) {
+	t.Helper()
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(c.Typed.Discovery()))
+	for _, obj := range objs {
+		data, err := json.Marshal(obj.Object)
+		if err != nil {
+			t.Fatal(err)
 		}
-		gvr := NodePools
-		if obj.GetKind() == "KWOKNodeClass" {
-			gvr = nodeClass
-		}
-		// The CRDs were just installed; their resources may take a moment
-		// to be served.
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			_, err = c.Dynamic.Resource(gvr).Create(context.Background(), &obj, metav1.CreateOptions{})
-			if err == nil || apierrors.IsAlreadyExists(err) {
-				break
+		gvk := obj.GroupVersionKind()
+		// The CRDs were installed as the stack started; their resources may
+		// take a moment to be served.
+		var last error
+		err = wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+			if err != nil {
+				mapper.Reset()
+				last = err
+				return false, nil
 			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("creating %s %s: %w", obj.GetKind(), obj.GetName(), err)
+			_, err = c.Dynamic.Resource(mapping.Resource).Patch(ctx, obj.GetName(), types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: "jobfleet", Force: ptr.To(true)})
+			if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+				return false, err
 			}
-			time.Sleep(200 * time.Millisecond)
+			last = err
+			return err == nil, nil
+		})
+		if err != nil {
+			t.Fatalf("applying %s %s: %v (last: %v)", gvk.Kind, obj.GetName(), err, last)
 		}
 	}
-	return nil
 }
 
 // LabelInstanceID is the label through which jobfleet's interruption
@@ -319,8 +321,11 @@ func InstanceID(node string) string {
 // NodeInfo is what the cluster remembers of a node, which consolidation
 // may have deleted by the time a test looks.
 type NodeInfo struct {
-	NodePool, CapacityType, InstanceType, Zone, InstanceID string
-	GPUs                                                   int64
+	NodePool, CapacityType, InstanceType, Zone, InstanceID, Arch string
+	GPUs                                                         int64
+	// Spread is the node's jobfleet.io/capacity-spread value, in a split
+	// pool.
+	Spread string
 }
 
 // Node returns what the cluster saw of a node, false if it never saw it.
@@ -347,7 +352,8 @@ func (c *Cluster) watchNodes(ctx context.Context) error {
 		c.nodes[n.Name] = NodeInfo{
 			NodePool: n.Labels["karpenter.sh/nodepool"], CapacityType: n.Labels["karpenter.sh/capacity-type"],
 			InstanceType: n.Labels["node.kubernetes.io/instance-type"], Zone: n.Labels["topology.kubernetes.io/zone"],
-			InstanceID: n.Labels[LabelInstanceID], GPUs: gpus.Value(),
+			InstanceID: n.Labels[LabelInstanceID], GPUs: gpus.Value(), Arch: n.Labels[corev1.LabelArchStable],
+			Spread: n.Labels["jobfleet.io/capacity-spread"],
 		}
 		c.nodesMu.Unlock()
 		if n.Labels[LabelInstanceID] != InstanceID(n.Name) {

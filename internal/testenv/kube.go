@@ -47,7 +47,54 @@ const (
 	KwokVersion      = "v0.7.0"
 	KedaVersion      = "v2.17.2"
 	KarpenterVersion = "v1.8.0"
+	// KarpenterAWSVersion is the AWS provider's module, whose EC2NodeClass
+	// CRD the API server installs (the e2e tier runs the KWOK provider).
+	KarpenterAWSVersion = "v1.8.2"
 )
+
+// CRDFiles are the CRD manifests the API server installs: KEDA's,
+// Karpenter's, the KWOK provider's node class and the AWS provider's
+// EC2NodeClass, from the module cache.
+func CRDFiles() ([]string, error) {
+	keda, err := moduleDir("github.com/kedacore/keda/v2")
+	if err != nil {
+		return nil, err
+	}
+	karpenter, err := moduleDir("sigs.k8s.io/karpenter@" + KarpenterVersion)
+	if err != nil {
+		return nil, err
+	}
+	aws, err := moduleDir("github.com/aws/karpenter-provider-aws@" + KarpenterAWSVersion)
+	if err != nil {
+		return nil, err
+	}
+	var files []string
+	for _, dir := range []string{filepath.Join(keda, "config", "crd", "bases"), filepath.Join(karpenter, "pkg", "apis", "crds"), filepath.Join(karpenter, "kwok", "apis", "crds")} {
+		matches, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+		if err != nil || len(matches) == 0 {
+			return nil, fmt.Errorf("no CRDs in %s: %v", dir, err)
+		}
+		files = append(files, matches...)
+	}
+	return append(files, filepath.Join(aws, "pkg", "apis", "crds", "karpenter.k8s.aws_ec2nodeclasses.yaml")), nil
+}
+
+// Tool returns the path of a tool deploy/tools builds (helm,
+// kubeconform), building it the first time on a machine.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	buildMuCP.Lock()
+	defer buildMuCP.Unlock()
+	script := filepath.Join(moduleRoot(t), "deploy", "tools", "build.sh")
+	if out, err := exec.Command(script).CombinedOutput(); err != nil {
+		t.Fatalf("building the test tools (%s): %v\n%s", script, err, out)
+	}
+	out, err := exec.Command(script, "--path", name).Output()
+	if err != nil {
+		t.Fatalf("locating %s: %v", name, err)
+	}
+	return strings.TrimSpace(string(out))
+}
 
 // StartKube returns the test binary's API server, starting it (and
 // building the binaries, the first time on a machine) when needed.
@@ -70,11 +117,7 @@ func startKube(t testing.TB) (*Kube, error) {
 	if err != nil {
 		return nil, err
 	}
-	crds, err := moduleDir("github.com/kedacore/keda/v2")
-	if err != nil {
-		return nil, err
-	}
-	karpenter, err := moduleDir("sigs.k8s.io/karpenter@" + KarpenterVersion)
+	crds, err := CRDFiles()
 	if err != nil {
 		return nil, err
 	}
@@ -90,12 +133,8 @@ func startKube(t testing.TB) (*Kube, error) {
 		}
 	}
 	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths: []string{
-			filepath.Join(crds, "config", "crd", "bases"),
-			filepath.Join(karpenter, "pkg", "apis", "crds"),
-			filepath.Join(karpenter, "kwok", "apis", "crds"),
-		},
+		BinaryAssetsDirectory:    assets,
+		CRDDirectoryPaths:        crds,
 		ErrorIfCRDPathMissing:    true,
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  30 * time.Second,

@@ -9,6 +9,7 @@
 //	                                       a log that is a directory holds one <job id>.log per job
 //	testjob fail <code>                    exit with code
 //	testjob sleep <ms>                     sleep, then exit 0
+//	testjob wait <file>                    wait until the file exists, then exit 0
 package main
 
 import (
@@ -55,6 +56,13 @@ func main() {
 		os.Exit(atoi(arg(2)))
 	case "sleep":
 		time.Sleep(time.Duration(atoi(arg(2))) * time.Millisecond)
+	case "wait":
+		for {
+			if _, err := os.Stat(arg(2)); err == nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	default:
 		fmt.Fprintf(os.Stderr, "unknown mode %q\n", os.Args[1])
 		os.Exit(2)
