@@ -6,7 +6,7 @@
 GO ?= go
 GOTESTFLAGS ?=
 
-.PHONY: all run stack test vet lint unit faults e2e fuzz build image controlplane clean-cache
+.PHONY: all run stack test vet lint unit faults e2e fuzz build image controlplane tools deps clean-cache
 
 all: build
 
@@ -30,7 +30,7 @@ stack:
 	$(GO) run ./cmd/jobfleet stack
 
 ## test: format check, vet, lint, and every test tier with the race detector
-test: vet lint controlplane unit faults e2e
+test: vet lint deps unit faults e2e
 
 vet:
 	@unformatted="$$("$$($(GO) env GOROOT)/bin/gofmt" -l .)"; if [ -n "$$unformatted" ]; then echo "not gofmt-formatted:"; echo "$$unformatted"; exit 1; fi
@@ -64,3 +64,11 @@ fuzz:
 ## controlplane: build and cache etcd, kube-apiserver and the autoscalers
 controlplane:
 	deploy/local/controlplane/build.sh all
+
+## tools: build and cache helm and kubeconform (the chart's tests)
+tools:
+	deploy/tools/build.sh
+
+## deps: the control plane and the tools, built side by side
+deps:
+	deploy/local/controlplane/build.sh all & cp=$$!; deploy/tools/build.sh; tools=$$?; wait $$cp && exit $$tools

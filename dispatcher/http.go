@@ -9,12 +9,14 @@ import (
 )
 
 // Handler serves /metrics from the registry, /healthz (the process is up),
-// /readyz (the dispatcher is receiving from intake) and the Go profiler
-// under /debug/pprof/.
-func (d *Dispatcher) Handler(g prometheus.Gatherer) http.Handler {
+// /readyz (the dispatcher is receiving from intake) and, with profile, the
+// Go profiler under /debug/pprof/.
+func (d *Dispatcher) Handler(g prometheus.Gatherer, profile bool) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	if profile {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))

@@ -47,6 +47,9 @@ func (p *Process) Start(ctx context.Context) error {
 	ln.Close()
 	args := append([]string{"dispatcher"}, p.Args...)
 	args = append(args, "--metrics-addr", addr)
+	if os.Getenv("JOBFLEET_LOADTEST_PPROF") != "" {
+		args = append(args, "--pprof")
+	}
 	cmd := exec.Command(p.Binary, args...)
 	cmd.Env = append(os.Environ(), p.Env...)
 	if p.Output != nil {

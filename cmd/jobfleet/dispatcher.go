@@ -77,6 +77,7 @@ type DispatcherCmd struct {
 	Identity    string `name:"identity" env:"JOBFLEET_IDENTITY,JOBFLEET_POD_NAME" help:"This replica's name in the leader election (default: the hostname and a random suffix)."`
 
 	MetricsAddr string `name:"metrics-addr" env:"JOBFLEET_METRICS_ADDR" default:":9090" help:"Address of /metrics, /healthz and /readyz."`
+	Pprof       bool   `name:"pprof" env:"JOBFLEET_PPROF" help:"Also serve Go's profiler under /debug/pprof/ on --metrics-addr."`
 }
 
 // Validate rejects settings that cannot work, naming the flag; kong calls
@@ -228,7 +229,7 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 		if err != nil {
 			return fmt.Errorf("metrics address %s: %w", c.MetricsAddr, err)
 		}
-		srv := &http.Server{Handler: d.Handler(promReg), ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: d.Handler(promReg, c.Pprof), ReadHeaderTimeout: 10 * time.Second}
 		wg.Go(func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				g.log.Error().Err(err).Msg("metrics server")
