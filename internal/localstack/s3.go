@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,7 +33,7 @@ type S3Server struct {
 
 // StartS3 starts an S3 server on 127.0.0.1:port (zero picks a free port).
 func StartS3(port int) (*S3Server, error) {
-	backend := s3mem.New()
+	backend := checksumless{s3mem.New()}
 	faker := gofakes3.New(backend, gofakes3.WithAutoBucket(false), gofakes3.WithTimeSkewLimit(0))
 	s := &S3Server{handler: faker.Server()}
 	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
@@ -87,6 +89,22 @@ func (s *S3Server) Restart(ctx context.Context) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// checksumless stores objects without the checksum headers of the request
+// that wrote them. gofakes3 keeps every X-Amz-* request header as the
+// object's metadata and carries an old object's metadata over to the one
+// that replaces it, so a replaced object could answer with its
+// predecessor's checksum, which clients reject (and retry) forever.
+type checksumless struct{ gofakes3.Backend }
+
+func (b checksumless) PutObject(bucket, key string, meta map[string]string, input io.Reader, size int64, conditions *gofakes3.PutConditions) (gofakes3.PutObjectResult, error) {
+	for k := range meta {
+		if strings.HasPrefix(k, "X-Amz-Checksum-") {
+			delete(meta, k)
+		}
+	}
+	return b.Backend.PutObject(bucket, key, meta, input, size, conditions)
 }
 
 // portTaken reports whether something answers on the loopback port.
