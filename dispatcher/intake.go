@@ -210,6 +210,11 @@ func (in *intake) release(n int) {
 // (the previous attempt ended in a rerun), and its history comes from that
 // record. Nothing a message says about earlier attempts is believed.
 func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) *item {
+	// A message is decided well before its visibility timeout, or it goes
+	// back for another try: one stuck S3 request must not hold a router,
+	// and with it the receivers, forever.
+	ctx, cancel := context.WithTimeout(ctx, in.d.cfg.IntakeVisibility/2)
+	defer cancel()
 	it := &item{msg: m, received: now}
 	body := aws.ToString(m.Body)
 	job, err := jobfleet.Decode([]byte(body))

@@ -7,11 +7,14 @@ package awsclient
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -19,6 +22,9 @@ import (
 
 // SQSCalls counts every SQS request of the clients this package builds.
 var SQSCalls = &Calls{}
+
+// ResponseHeaderTimeout bounds the wait for a response to start.
+const ResponseHeaderTimeout = time.Minute
 
 // DefaultRegion is used when neither the environment nor a profile names a
 // region, so that the local stack works with no AWS configuration at all.
@@ -36,6 +42,12 @@ type Clients struct {
 // jitter) up to maxAttempts times; zero keeps the SDK default.
 func Load(ctx context.Context, maxAttempts int, opts ...func(*config.LoadOptions) error) (*Clients, error) {
 	opts = append([]func(*config.LoadOptions) error{
+		// A request whose response never starts (a connection that went
+		// half-open) fails and is retried instead of holding its caller
+		// forever. Long polls answer within 20 seconds.
+		config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+			t.ResponseHeaderTimeout = ResponseHeaderTimeout
+		})),
 		config.WithRetryer(func() aws.Retryer {
 			// No retry quota: jobfleet's processes must ride out an outage
 			// of any length, and the quota would stop retries after a few
