@@ -33,13 +33,14 @@ const fleetTypes = `
      memory: {default: 256Mi}, checkpoint: {interval: 10s}}
 `
 
-// TestFleet publishes 30 jobs of three types, one of them GPU and one
-// built for arm64 only, with `jobfleet publish`: every job succeeds once,
-// on the right kind of node, checkpointing to S3; then the fleet scales to
-// zero.
+// TestFleet installs the dispatcher with the Helm chart (two replicas,
+// authorized by the chart's RBAC alone) and publishes 30 jobs of three
+// types, one of them GPU and one built for arm64 only, with `jobfleet
+// publish`: every job succeeds once, on the right kind of node,
+// checkpointing to S3; then the fleet scales to zero.
 func TestFleet(t *testing.T) {
 	s := setup(t)
-	s.dispatch(t, s.registry(t, fleetTypes))
+	s.install(t, s.registry(t, fleetTypes))
 	all := append(append(jobs("etl", "etl", 10), jobs("report", "report", 10)...), jobs("train", "train", 10)...)
 	s.publish(t, all...)
 	s.awaitRuns(t, 5*time.Minute, "30 jobs to succeed", func(runs []jobfleet.RunRecord) bool { return succeeded(runs) == len(all) })

@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,6 +62,13 @@ type stack struct {
 
 	// runs holds every run record received so far.
 	runs []jobfleet.RunRecord
+	// registryYAML is the registry registry parsed, for the chart.
+	registryYAML string
+	// installed is set when the dispatcher is the chart's: it stores the
+	// run records in S3, where the test reads them; stored lists the files
+	// read.
+	installed bool
+	stored    map[string]bool
 }
 
 func setup(t *testing.T) *stack {
@@ -82,6 +92,15 @@ func setup(t *testing.T) *stack {
 		if t.Failed() {
 			for _, c := range []string{"keda-operator", "karpenter", "kube-scheduler", "kube-controller-manager"} {
 				t.Logf("--- %s log tail:\n%s", c, s.cluster.Log(c, 3000))
+			}
+			if pods, err := s.cluster.Typed.CoreV1().Pods(s.ns).List(context.Background(), metav1.ListOptions{}); err == nil {
+				for _, p := range pods.Items {
+					reason := ""
+					if cs := p.Status.ContainerStatuses; len(cs) > 0 && cs[0].State.Terminated != nil {
+						reason = cs[0].State.Terminated.Reason
+					}
+					t.Logf("pod %s: %s on %q %s", p.Name, p.Status.Phase, p.Spec.NodeName, reason)
+				}
 			}
 			for pod, out := range s.cluster.Runner.Output(s.ns, 4000) {
 				t.Logf("--- pod %s output:\n%s", pod, out)
@@ -126,6 +145,7 @@ func (s *stack) registry(t *testing.T, types string) *jobtype.Registry {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.registryYAML = yaml
 	rendered, err := dispatcher.RenderNodePools(reg, dispatcher.NodeClass{KWOK: true})
 	if err != nil {
 		t.Fatal(err)
@@ -187,6 +207,74 @@ func (s *stack) dispatch(t *testing.T, reg *jobtype.Registry) (stop func()) {
 	return stop
 }
 
+// chart is the Helm chart the end-to-end tier installs.
+const chart = "../deploy/chart/jobfleet"
+
+// install installs the dispatcher with the Helm chart, as a platform team
+// would, into the test's namespace: two replicas on the system node, which
+// the pod runner runs as the chart's service account, so that the API
+// server authorizes every call by the chart's RBAC alone. It returns when
+// a replica leads.
+func (s *stack) install(t *testing.T, reg *jobtype.Registry) {
+	t.Helper()
+	if reg == nil || s.registryYAML == "" {
+		t.Fatal("install needs the registry that s.registry parsed")
+	}
+	values := map[string]any{
+		"image":    map[string]any{"repository": "jobfleet", "tag": "e2e"},
+		"replicas": 2,
+		"aws": map[string]any{
+			"region": testenv.Region, "intakeQueue": s.intake, "deadLetterQueue": s.dead, "recordsQueue": s.records,
+			"interruptionQueue": s.interrupt, "bucket": s.bucket, "prefix": "jobfleet",
+			"sqsEndpoint": s.sqs.Endpoint, "s3Endpoint": s.s3.Endpoint,
+		},
+		"dispatcher": map[string]any{
+			"classPrefix": s.prefix, "retrain": false, "pollingInterval": "1s",
+			// The test's pace: idle classes go within a test, run records
+			// land in S3 within a second.
+			"extraArgs": []string{"--class-idle-ttl=20s", "--collect-interval=2s", "--class-fresh=2s", "--collect-fence=6s",
+				"--class-poll=500ms", "--intake-visibility=30s", "--records-flush=1s"},
+			// Both replicas run on this host, where a fixed port would
+			// collide.
+			"extraEnv": []map[string]string{{"name": "JOBFLEET_METRICS_ADDR", "value": "127.0.0.1:0"}},
+		},
+		"registry":     s.registryYAML,
+		"nodeSelector": map[string]string{testenv.LabelSystemNode: "true"},
+	}
+	data, err := json.Marshal(values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "values.json")
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	helm := testenv.Tool(t, "helm")
+	release := s.prefix
+	helmCmd := func(ctx context.Context, args ...string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, helm, append(args, "--namespace", s.ns, "--kubeconfig", s.cluster.Kubeconfig)...)
+		cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+		return cmd.CombinedOutput()
+	}
+	if out, err := helmCmd(t.Context(), "install", release, chart, "--values", file); err != nil {
+		t.Fatalf("helm install: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		// The ClusterRole and its binding outlive the namespace.
+		if out, err := helmCmd(context.Background(), "uninstall", release); err != nil {
+			t.Errorf("helm uninstall: %v\n%s", err, out)
+		}
+	})
+	s.installed, s.stored = true, map[string]bool{}
+	await(t, 2*time.Minute, "a dispatcher replica to lead", func(ctx context.Context) (bool, error) {
+		lease, err := s.cluster.Typed.CoordinationV1().Leases(s.ns).Get(ctx, "jobfleet-dispatcher", metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		return lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity != "", nil
+	})
+}
+
 // publish sends jobs to the intake queue with `jobfleet publish`, as JSON
 // Lines on its standard input.
 func (s *stack) publish(t *testing.T, jobs ...*jobfleet.Job) {
@@ -226,8 +314,13 @@ func (s *stack) awaitRuns(t *testing.T, timeout time.Duration, what string, done
 	})
 }
 
-// receiveRuns adds the records waiting in the records queue to s.runs.
+// receiveRuns adds the records waiting in the records queue to s.runs,
+// or, with the chart's dispatcher, which consumes that queue, the records
+// it stored in S3 since last time.
 func (s *stack) receiveRuns(ctx context.Context) error {
+	if s.installed {
+		return s.readStoredRuns(ctx)
+	}
 	for _, m := range s.receive(ctx, s.records) {
 		r, err := jobfleet.DecodeRunRecord([]byte(aws.ToString(m.Body)))
 		if err != nil {
@@ -236,6 +329,58 @@ func (s *stack) receiveRuns(ctx context.Context) error {
 		s.runs = append(s.runs, *r)
 	}
 	return nil
+}
+
+// readStoredRuns adds the run records in files the dispatcher stored in S3
+// that were not read before to s.runs.
+func (s *stack) readStoredRuns(ctx context.Context) error {
+	p := s3.NewListObjectsV2Paginator(s.s3.Client, &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(dispatcher.RecordsPrefix("jobfleet") + "/")})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return err
+		}
+		for _, o := range page.Contents {
+			key := aws.ToString(o.Key)
+			if s.stored[key] {
+				continue
+			}
+			out, err := s.s3.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: o.Key})
+			if err != nil {
+				return err
+			}
+			runs, err := decodeStoredRuns(out.Body)
+			out.Body.Close()
+			if err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+			s.runs = append(s.runs, runs...)
+			s.stored[key] = true
+		}
+	}
+	return nil
+}
+
+// decodeStoredRuns reads one gzip JSON Lines file of run records.
+func decodeStoredRuns(r io.Reader) ([]jobfleet.RunRecord, error) {
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, err
+	}
+	var runs []jobfleet.RunRecord
+	sc := bufio.NewScanner(zr)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		rec, err := jobfleet.DecodeRunRecord(sc.Bytes())
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, *rec)
+	}
+	return runs, sc.Err()
 }
 
 // receive takes what a queue holds now, without waiting for more.

@@ -51,6 +51,7 @@ type DispatcherCmd struct {
 	RetrainEvery    time.Duration `name:"retrain-every" env:"JOBFLEET_RETRAIN_EVERY" default:"24h" help:"How often the leader retrains the model."`
 	RetrainWindow   time.Duration `name:"retrain-window" env:"JOBFLEET_RETRAIN_WINDOW" default:"720h" help:"Retrain on the run records of this last period."`
 	RetrainFeatures []string      `name:"retrain-features" env:"JOBFLEET_RETRAIN_FEATURES" sep:"," placeholder:"NAME,..." help:"Job features the retrained model reads, most telling first; default all the run records carry, in the order the model finds best (up to four)."`
+	RecordsFlush    time.Duration `name:"records-flush" env:"JOBFLEET_RECORDS_FLUSH" default:"1m" help:"Longest a consumed run record waits before the batch it is in is stored in S3 (at most 1000 records a file)."`
 	Model           string        `name:"model" env:"JOBFLEET_MODEL" placeholder:"PATH|s3://BUCKET/KEY" help:"Memory model to size jobs with, reloaded when it changes; without one, jobs get their type's default."`
 	ModelReload     time.Duration `name:"model-reload" env:"JOBFLEET_MODEL_RELOAD" default:"1m" help:"How often to check for a new model."`
 
@@ -100,7 +101,7 @@ func (c *DispatcherCmd) Validate() error {
 		flag string
 		v    time.Duration
 	}{{"--linger", c.Linger}, {"--class-idle-ttl", c.ClassIdleTTL}, {"--class-poll", c.ClassPoll}, {"--class-fresh", c.ClassFresh}, {"--collect-interval", c.CollectInterval}, {"--retrain-every", c.RetrainEvery}, {"--retrain-window", c.RetrainWindow},
-		{"--model-reload", c.ModelReload}, {"--intake-visibility", c.IntakeVisibility}, {"--avoid-for", c.AvoidFor}, {"--polling-interval", c.Polling}}
+		{"--model-reload", c.ModelReload}, {"--records-flush", c.RecordsFlush}, {"--intake-visibility", c.IntakeVisibility}, {"--avoid-for", c.AvoidFor}, {"--polling-interval", c.Polling}}
 	for _, p := range positive {
 		if p.v <= 0 {
 			bad("%s %v: above zero", p.flag, p.v)
@@ -186,7 +187,7 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 	opts := []dispatcher.Option{
 		dispatcher.WithLogger(g.log), dispatcher.WithRegisterer(promReg),
 		dispatcher.WithRecords(clients.S3,
-			dispatcher.RecordsConfig{URL: c.Records, Bucket: c.Bucket, Prefix: c.Prefix},
+			dispatcher.RecordsConfig{URL: c.Records, Bucket: c.Bucket, Prefix: c.Prefix, FlushEvery: c.RecordsFlush},
 			dispatcher.RetrainConfig{Every: retrainEvery, Window: c.RetrainWindow, Model: c.Model, Options: retrainOptions(c.RetrainFeatures)}),
 	}
 	var wg sync.WaitGroup

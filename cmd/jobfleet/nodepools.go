@@ -14,7 +14,7 @@ type NodePoolsCmd struct {
 	Registry string `name:"registry" env:"JOBFLEET_REGISTRY" required:"" type:"existingfile" placeholder:"FILE" help:"Job types and pools (YAML), the file the dispatcher reads."`
 	Cluster  string `name:"cluster" env:"JOBFLEET_CLUSTER" placeholder:"NAME" help:"EKS cluster name: the EC2NodeClasses find subnets and security groups tagged karpenter.sh/discovery=NAME."`
 	NodeRole string `name:"node-role" env:"JOBFLEET_NODE_ROLE" placeholder:"ROLE" help:"IAM role (name) of the nodes Karpenter launches."`
-	KWOK     bool   `name:"kwok" help:"Render KWOKNodeClasses, for Karpenter's KWOK provider (simulated nodes), instead of EC2NodeClasses."`
+	KWOK     bool   `name:"kwok" env:"JOBFLEET_KWOK" help:"Render KWOKNodeClasses, for Karpenter's KWOK provider (simulated nodes), instead of EC2NodeClasses."`
 }
 
 // Help is shown under the flags.

@@ -20,6 +20,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -143,7 +144,7 @@ func startCluster(t testing.TB, env []string) (*Cluster, error) {
 	}{
 		{"kube-controller-manager", "kube-controller-manager-" + KubeVersion, []string{
 			"--kubeconfig=" + c.Kubeconfig, "--leader-elect=false", "--secure-port=0",
-			"--controllers=job-controller,garbage-collector-controller,pod-garbage-collector-controller,namespace-controller,ttl-after-finished-controller,node-lifecycle-controller",
+			"--controllers=job-controller,deployment-controller,replicaset-controller,garbage-collector-controller,pod-garbage-collector-controller,namespace-controller,ttl-after-finished-controller,node-lifecycle-controller",
 			"--concurrent-job-syncs=10",
 		}, nil},
 		{"kube-scheduler", "kube-scheduler-" + KubeVersion, []string{
@@ -174,9 +175,21 @@ func startCluster(t testing.TB, env []string) (*Cluster, error) {
 			return nil, fmt.Errorf("%w; its log ends:\n%s", err, c.Log(name, 2000))
 		}
 	}
-	runner, err := NewPodRunner(typed, Build(t, "./cmd/jobfleet-worker"), filepath.Join(dir, "pods"), env)
+	if err := c.createSystemNode(); err != nil {
+		return nil, err
+	}
+	entrypoints := map[string]string{
+		// A job pod's worker, copied from the image by the init container.
+		"/opt/jobfleet/jobfleet": Build(t, "./cmd/jobfleet-worker"),
+		// The image's own entrypoint, as the chart's dispatcher runs it.
+		"/jobfleet": Build(t, "./cmd/jobfleet"),
+	}
+	runner, err := NewPodRunner(typed, entrypoints, filepath.Join(dir, "pods"), env)
 	if err != nil {
 		return nil, err
+	}
+	runner.Kubeconfig = func(namespace, serviceAccount, path string) error {
+		return k.WriteServiceAccountKubeconfig(namespace, serviceAccount, path)
 	}
 	c.Runner = runner
 	ctx, cancel := context.WithCancel(context.Background())
@@ -304,6 +317,39 @@ func (c *Cluster) Apply(t testing.TB, objs []*unstructured.Unstructured) {
 			t.Fatalf("applying %s %s: %v (last: %v)", gvk.Kind, obj.GetName(), err, last)
 		}
 	}
+}
+
+// SystemNode is a simulated node outside Karpenter's pools, labelled
+// LabelSystemNode=true, for what must always run (the dispatcher installed
+// by the Helm chart), so that it never keeps a pool from scaling to zero.
+const (
+	SystemNode      = "jobfleet-system"
+	LabelSystemNode = "jobfleet.io/system"
+)
+
+// createSystemNode registers SystemNode with KWOK, which keeps it ready.
+func (c *Cluster) createSystemNode() error {
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        SystemNode,
+			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
+			Labels: map[string]string{
+				LabelSystemNode: "true", corev1.LabelHostname: SystemNode, corev1.LabelOSStable: "linux",
+				corev1.LabelArchStable: "amd64", corev1.LabelTopologyZone: Region + "a", "type": "kwok",
+			},
+		},
+		Status: corev1.NodeStatus{
+			Capacity: corev1.ResourceList{
+				corev1.ResourceCPU: resource.MustParse("16"), corev1.ResourceMemory: resource.MustParse("64Gi"), corev1.ResourcePods: resource.MustParse("110"),
+			},
+		},
+	}
+	node.Status.Allocatable = node.Status.Capacity
+	_, err := c.Typed.CoreV1().Nodes().Create(context.Background(), node, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating the system node: %w", err)
+	}
+	return nil
 }
 
 // LabelInstanceID is the label through which jobfleet's interruption

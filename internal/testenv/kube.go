@@ -238,11 +238,29 @@ func (k *Kube) Kubeconfig(t testing.TB) string {
 
 // WriteKubeconfig writes a kubeconfig file for the API server to path.
 func (k *Kube) WriteKubeconfig(path string) error {
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: k.Config.Host, CertificateAuthorityData: k.Config.CAData}
-	cfg.AuthInfos["test"] = &clientcmdapi.AuthInfo{
-		ClientCertificateData: k.Config.CertData, ClientKeyData: k.Config.KeyData, Token: k.Config.BearerToken,
+	return writeKubeconfig(k.Config, path)
+}
+
+// WriteServiceAccountKubeconfig writes to path a kubeconfig that
+// authenticates as a service account (the user
+// system:serviceaccount:<namespace>:<name> in the groups a service account
+// token carries), so that the API server's RBAC authorizes a process
+// exactly as it would the account's pods.
+func (k *Kube) WriteServiceAccountKubeconfig(namespace, name, path string) error {
+	u, err := k.env.AddUser(envtest.User{
+		Name:   "system:serviceaccount:" + namespace + ":" + name,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+	}, k.Config)
+	if err != nil {
+		return fmt.Errorf("adding service account %s/%s: %w", namespace, name, err)
 	}
+	return writeKubeconfig(u.Config(), path)
+}
+
+func writeKubeconfig(c *rest.Config, path string) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData}
+	cfg.AuthInfos["test"] = &clientcmdapi.AuthInfo{ClientCertificateData: c.CertData, ClientKeyData: c.KeyData, Token: c.BearerToken}
 	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "test"}
 	cfg.CurrentContext = "test"
 	if err := clientcmd.WriteToFile(*cfg, path); err != nil {

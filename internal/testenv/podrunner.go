@@ -23,18 +23,31 @@ import (
 	"k8s.io/client-go/util/retry"
 )
 
-// PodRunner plays the kubelet for jobfleet's pods on simulated nodes: it
-// runs each pod's container command as a local process (the real
-// `jobfleet worker`, the pod's environment resolved as a kubelet would),
-// inside a memory cgroup limited to the container's limit where the host
-// allows, and reports the pod's status from the process. A deleted or
-// evicted pod gets SIGTERM, then SIGKILL when its grace period runs out.
+// PodRunner plays the kubelet for jobfleet's pods on simulated nodes: job
+// pods and the pods of the dispatcher the Helm chart installs. It runs each
+// pod's first container as a local process (the real `jobfleet worker` or
+// `jobfleet dispatcher`, the pod's environment resolved as a kubelet
+// would), inside a memory cgroup limited to the container's limit where
+// the host allows, and reports the pod's status from the process. A
+// deleted or evicted pod gets SIGTERM, then SIGKILL when its grace period
+// runs out.
+//
+// What a container image would hold is mapped to local files: a command's
+// executable through the entrypoints, a ConfigMap or emptyDir volume to a
+// directory of the pod's own (paths under a mount point in the command and
+// environment are rewritten to it), and a service account's token to a
+// kubeconfig that authenticates as the account (KUBECONFIG).
 type PodRunner struct {
-	client  kubernetes.Interface
-	binary  string
-	dir     string
-	env     []string
-	cgroups bool
+	client      kubernetes.Interface
+	entrypoints map[string]string
+	dir         string
+	env         []string
+	cgroups     bool
+
+	// Kubeconfig, if set, writes to path a kubeconfig that authenticates
+	// as a service account; pods whose account token would be mounted get
+	// it as KUBECONFIG.
+	Kubeconfig func(namespace, serviceAccount, path string) error
 
 	mu   sync.Mutex
 	pods map[types.UID]*runningPod
@@ -55,12 +68,18 @@ type runningPod struct {
 // cgroupRoot is where the runner makes the pods' cgroups (cgroup v1).
 const cgroupRoot = "/sys/fs/cgroup/memory/jobfleet-pods"
 
-// NewPodRunner returns a runner of pods whose worker binary is binary.
-func NewPodRunner(client kubernetes.Interface, binary, dir string, env []string) (*PodRunner, error) {
+// ImageEntrypoint is the entrypoint of jobfleet's image, which runs a
+// container that has no command of its own.
+const ImageEntrypoint = "/jobfleet"
+
+// NewPodRunner returns a runner of pods. entrypoints maps an executable's
+// path in the image (a container's command[0], or ImageEntrypoint) to the
+// local binary to run instead; other commands run as they are.
+func NewPodRunner(client kubernetes.Interface, entrypoints map[string]string, dir string, env []string) (*PodRunner, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	r := &PodRunner{client: client, binary: binary, dir: dir, env: env, pods: map[types.UID]*runningPod{}, done: map[types.UID]bool{}}
+	r := &PodRunner{client: client, entrypoints: entrypoints, dir: dir, env: env, pods: map[types.UID]*runningPod{}, done: map[types.UID]bool{}}
 	if err := os.MkdirAll(cgroupRoot, 0o755); err == nil {
 		r.cgroups = true
 	}
@@ -73,8 +92,7 @@ func (r *PodRunner) EnforcesMemory() bool { return r.cgroups }
 
 // Start watches jobfleet's pods until ctx ends.
 func (r *PodRunner) Start(ctx context.Context) error {
-	factory := informers.NewSharedInformerFactoryWithOptions(r.client, time.Minute,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = "app.kubernetes.io/managed-by=jobfleet" }))
+	factory := informers.NewSharedInformerFactory(r.client, time.Minute)
 	inf := factory.Core().V1().Pods().Informer()
 	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { r.sync(ctx, obj) },
@@ -100,7 +118,7 @@ func (r *PodRunner) Wait() {
 
 func (r *PodRunner) sync(ctx context.Context, obj any) {
 	pod, ok := obj.(*corev1.Pod)
-	if !ok || pod.Spec.NodeName == "" {
+	if !ok || pod.Spec.NodeName == "" || !runs(pod) {
 		return
 	}
 	r.mu.Lock()
@@ -137,6 +155,74 @@ func (r *PodRunner) sync(ctx context.Context, obj any) {
 	}
 }
 
+// mountVolumes makes a directory of the pod's own for each ConfigMap and
+// emptyDir volume the container mounts, and returns what rewrites paths
+// under their mount points to those directories in the arguments and
+// environment. Other volumes are not mounted.
+func (r *PodRunner) mountVolumes(ctx context.Context, pod *corev1.Pod, c corev1.Container, dir string) (*strings.Replacer, error) {
+	var pairs []string
+	for _, m := range c.VolumeMounts {
+		i := slices.IndexFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == m.Name })
+		if i < 0 {
+			return nil, fmt.Errorf("volume mount %s names no volume", m.Name)
+		}
+		v := pod.Spec.Volumes[i]
+		if v.ConfigMap == nil && v.EmptyDir == nil {
+			// A job pod's checkpoint and downward-API files come from
+			// JOBFLEET_CHECKPOINT_DIR and JOBFLEET_REASON_FILE instead.
+			continue
+		}
+		local := filepath.Join(dir, "volumes", v.Name)
+		if err := os.MkdirAll(local, 0o755); err != nil {
+			return nil, err
+		}
+		switch {
+		case v.ConfigMap != nil:
+			cm, err := r.client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, v.ConfigMap.Name, metav1.GetOptions{})
+			if err != nil {
+				return nil, fmt.Errorf("volume %s: %w", v.Name, err)
+			}
+			for key, data := range cm.Data {
+				if err := os.WriteFile(filepath.Join(local, key), []byte(data), 0o644); err != nil {
+					return nil, err
+				}
+			}
+		}
+		pairs = append(pairs, strings.TrimSuffix(m.MountPath, "/"), local)
+	}
+	return strings.NewReplacer(pairs...), nil
+}
+
+// serviceAccountKubeconfig writes a kubeconfig for the pod's service
+// account where a kubelet would mount the account's token, and returns its
+// path ("" where none would be mounted).
+func (r *PodRunner) serviceAccountKubeconfig(ctx context.Context, pod *corev1.Pod, dir string) (string, error) {
+	if r.Kubeconfig == nil || pod.Spec.ServiceAccountName == "" || (pod.Spec.AutomountServiceAccountToken != nil && !*pod.Spec.AutomountServiceAccountToken) {
+		return "", nil
+	}
+	sa, err := r.client.CoreV1().ServiceAccounts(pod.Namespace).Get(ctx, pod.Spec.ServiceAccountName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if pod.Spec.AutomountServiceAccountToken == nil && sa.AutomountServiceAccountToken != nil && !*sa.AutomountServiceAccountToken {
+		return "", nil
+	}
+	path := filepath.Join(dir, "kubeconfig")
+	if err := r.Kubeconfig(pod.Namespace, sa.Name, path); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// runs reports whether the runner runs a pod: jobfleet's job pods, and the
+// dispatcher's as the chart installs them.
+func runs(pod *corev1.Pod) bool {
+	return pod.Labels["app.kubernetes.io/managed-by"] == "jobfleet" || pod.Labels["app.kubernetes.io/name"] == "jobfleet"
+}
+
 // writeAnnotations keeps the downward-API annotations file up to date.
 func (r *PodRunner) writeAnnotations(p *runningPod, pod *corev1.Pod) {
 	keys := make([]string, 0, len(pod.Annotations))
@@ -160,16 +246,22 @@ func (r *PodRunner) start(ctx context.Context, pod *corev1.Pod) error {
 		return fmt.Errorf("pod %s has no container", pod.Name)
 	}
 	c := pod.Spec.Containers[0]
-	if len(c.Command) == 0 {
-		return fmt.Errorf("container %s has no command", c.Name)
-	}
 	dir := filepath.Join(r.dir, pod.Namespace, pod.Name)
 	if err := os.MkdirAll(filepath.Join(dir, "checkpoint"), 0o755); err != nil {
 		return err
 	}
 	p := &runningPod{namespace: pod.Namespace, name: pod.Name, uid: pod.UID, dir: dir, exited: make(chan struct{})}
 	r.writeAnnotations(p, pod)
+	mounts, err := r.mountVolumes(ctx, pod, c, dir)
+	if err != nil {
+		return err
+	}
 	env := append(os.Environ(), r.env...)
+	if kubeconfig, err := r.serviceAccountKubeconfig(ctx, pod, dir); err != nil {
+		return err
+	} else if kubeconfig != "" {
+		env = append(env, "KUBECONFIG="+kubeconfig)
+	}
 	for _, e := range c.Env {
 		v := e.Value
 		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
@@ -182,13 +274,19 @@ func (r *PodRunner) start(ctx context.Context, pod *corev1.Pod) error {
 				v = pod.Spec.NodeName
 			}
 		}
-		env = append(env, e.Name+"="+v)
+		env = append(env, e.Name+"="+mounts.Replace(v))
 	}
 	// The volumes of the pod are directories of its own here.
 	env = append(env, "JOBFLEET_CHECKPOINT_DIR="+filepath.Join(dir, "checkpoint"), "JOBFLEET_REASON_FILE="+filepath.Join(dir, "annotations"))
-	args := slices.Clone(c.Command)
-	if args[0] == "/opt/jobfleet/jobfleet" {
-		args[0] = r.binary
+	args := append(slices.Clone(c.Command), c.Args...)
+	if len(c.Command) == 0 {
+		args = append([]string{ImageEntrypoint}, c.Args...)
+	}
+	if bin, ok := r.entrypoints[args[0]]; ok {
+		args[0] = bin
+	}
+	for i := range args[1:] {
+		args[i+1] = mounts.Replace(args[i+1])
 	}
 	if limit := c.Resources.Limits.Memory(); r.cgroups && !limit.IsZero() {
 		cg := filepath.Join(cgroupRoot, string(pod.UID))

@@ -31,14 +31,30 @@ karpenter_version=v1.8.0
 
 log() { printf '%s controlplane: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-# build_tool <wrapper dir> <package> <binary name> <version>
+# build_tool <wrapper dir> <package> <binary name> <version> [ldflags]
 build_tool() {
-	local dir=$1 pkg=$2 name=$3 version=$4
+	local dir=$1 pkg=$2 name=$3 version=$4 ldflags=${5:-}
 	local out=$bin/$name-$version
 	if [ -x "$out" ]; then log "$name $version cached"; return; fi
 	log "building $name $version (cold builds take minutes)"
-	(cd "$here/$dir" && CGO_ENABLED=0 go build -trimpath -o "$out.tmp" "$pkg")
+	(cd "$here/$dir" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg")
 	mv "$out.tmp" "$out"
+}
+
+# build_kube <binary name>: a Kubernetes binary that reports its version,
+# as a release build does (clients such as helm check the server's). One
+# built without it, by an older version of this script, is rebuilt.
+build_kube() {
+	local name=$1 out=$bin/$1-$kube_version
+	if [ -x "$out" ] && ! "$out" --version 2>/dev/null | grep -qF "$kube_version"; then
+		log "$name $kube_version does not report its version: rebuilding"
+		rm -f "$out"
+	fi
+	local minor=${kube_version#v1.}
+	minor=${minor%%.*}
+	local v=k8s.io/component-base/version
+	build_tool kube "k8s.io/kubernetes/cmd/$name" "$name" "$kube_version" \
+		"-X $v.gitVersion=$kube_version -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
 }
 
 # install_tool <module path@version> <binary name> <version>
@@ -56,12 +72,12 @@ install_tool() {
 
 core() {
 	build_tool etcd . etcd "$etcd_version"
-	build_tool kube k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "$kube_version"
+	build_kube kube-apiserver
 }
 
 autoscalers() {
-	build_tool kube k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager "$kube_version"
-	build_tool kube k8s.io/kubernetes/cmd/kube-scheduler kube-scheduler "$kube_version"
+	build_kube kube-controller-manager
+	build_kube kube-scheduler
 	install_tool "sigs.k8s.io/kwok/cmd/kwok@$kwok_version" kwok "$kwok_version"
 	install_tool "sigs.k8s.io/karpenter/kwok@$karpenter_version" karpenter-kwok "$karpenter_version"
 	build_tool keda github.com/kedacore/keda/v2/cmd/operator keda-operator "$keda_version"
