@@ -40,6 +40,7 @@ const fleetTypes = `
 // checkpointing to S3; then the fleet scales to zero.
 func TestFleet(t *testing.T) {
 	s := setup(t)
+	s.recordAWS(t)
 	s.install(t, s.registry(t, fleetTypes))
 	all := append(append(jobs("etl", "etl", 10), jobs("report", "report", 10)...), jobs("train", "train", 10)...)
 	s.publish(t, all...)
@@ -107,6 +108,19 @@ func TestFleet(t *testing.T) {
 	if dead := s.receive(t.Context(), s.dead); len(dead) > 0 {
 		t.Errorf("%d dead-lettered messages: %s", len(dead), aws.ToString(dead[0].Body))
 	}
+	// Every AWS call of the dispatcher, the workers and KEDA was one the
+	// CloudFormation stack's roles allow, and each grant was used.
+	s.checkLeastPrivilege(t, fleetUnused)
+}
+
+// fleetUnused are the grants TestFleet does not use, each with why. The
+// template test checks each against the code that makes the call.
+var fleetUnused = map[string]string{
+	"dispatcher: CompleteDeadPodsAttempts sqs:DeleteMessage":   "no job pod dies, so the failure sensor completes no attempt",
+	"dispatcher: ConsumeInterruptionNotices sqs:DeleteMessage": "no interruption notice arrives",
+	"dispatcher: ManageClassQueues sqs:UntagQueue":             "no class marked for collection gets busy again",
+	"worker: ConsumeClassQueue sqs:ChangeMessageVisibility":    "every job ends before its message's visibility needs extending",
+	"worker: LargeDeadLetterBodies s3:PutObject":               "no job is dead-lettered",
 }
 
 // TestSpotOnDemandSplit: ten jobs of a type on a pool split 60/40 between

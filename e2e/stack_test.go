@@ -35,6 +35,7 @@ import (
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/dispatcher"
 	"github.com/jobfleet/jobfleet/dispatcher/interruption"
+	"github.com/jobfleet/jobfleet/internal/awsaccess"
 	"github.com/jobfleet/jobfleet/internal/contract"
 	"github.com/jobfleet/jobfleet/internal/testenv"
 	"github.com/jobfleet/jobfleet/jobtype"
@@ -69,6 +70,9 @@ type stack struct {
 	// read.
 	installed bool
 	stored    map[string]bool
+	// recorded, when set, records the AWS calls of the chart's
+	// dispatcher, its workers and KEDA.
+	recorded *recorders
 }
 
 func setup(t *testing.T) *stack {
@@ -207,6 +211,102 @@ func (s *stack) dispatch(t *testing.T, reg *jobtype.Registry) (stop func()) {
 	return stop
 }
 
+// dispatcherAccessKey is the access key ID of the installed dispatcher's
+// AWS calls.
+const dispatcherAccessKey = "dispatcher"
+
+// recorders record the AWS calls made through them, by component.
+type recorders struct {
+	sqs, s3 *testenv.AWSRecorder
+	stack   awsaccess.Stack
+}
+
+// recordAWS gives the test queues named as deploy/aws/jobfleet.yaml names
+// a stack's, and has the chart's dispatcher, its workers and KEDA reach SQS
+// and S3 through recorders, so that checkLeastPrivilege can evaluate every
+// call they made against the stack's roles. Call it before install.
+func (s *stack) recordAWS(t *testing.T) {
+	t.Helper()
+	name := testenv.UniqueName(t, "s", 30)
+	for _, q := range []struct {
+		url  *string
+		name string
+	}{{&s.intake, "intake"}, {&s.dead, "dead-letter"}, {&s.records, "records"}, {&s.interrupt, "interruptions"}} {
+		out, err := s.sqs.Client.CreateQueue(t.Context(), &sqs.CreateQueueInput{QueueName: aws.String(name + "-" + q.name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		*q.url = aws.ToString(out.QueueUrl)
+		t.Cleanup(func() {
+			_, _ = s.sqs.Client.DeleteQueue(context.Background(), &sqs.DeleteQueueInput{QueueUrl: out.QueueUrl})
+		})
+	}
+	s.recorded = &recorders{
+		sqs: testenv.RecordAWS(t, s.sqs.Endpoint),
+		s3:  testenv.RecordAWS(t, s.s3.Endpoint),
+		stack: awsaccess.Stack{
+			Template: "../deploy/aws/jobfleet.yaml",
+			Params: map[string]string{
+				"Name": name, "ClassPrefix": s.prefix, "BucketName": s.bucket, "Prefix": "jobfleet", "Namespace": s.ns,
+				"KedaOperatorRoleArn": "arn:aws:iam::" + testenv.Account + ":role/keda-operator",
+			},
+			Region: testenv.Region, Account: testenv.Account,
+		},
+	}
+}
+
+// checkLeastPrivilege evaluates the recorded AWS calls against the stack's
+// roles: a call a role does not allow fails the test, and so does a grant
+// no call used, unless unused names it (by "component: statement action")
+// with the reason this test does not exercise it.
+func (s *stack) checkLeastPrivilege(t *testing.T, unused map[string]string) {
+	t.Helper()
+	components := map[string]awsaccess.Component{
+		dispatcherAccessKey: awsaccess.Dispatcher, testenv.AccessKey: awsaccess.Worker, testenv.KEDAAccessKey: awsaccess.KEDA,
+	}
+	calls := map[awsaccess.Component][]awsaccess.Call{awsaccess.Dispatcher: nil, awsaccess.Worker: nil, awsaccess.KEDA: nil}
+	for _, rec := range []*testenv.AWSRecorder{s.recorded.sqs, s.recorded.s3} {
+		for _, u := range rec.Unknown() {
+			t.Errorf("an AWS call whose permission cannot be checked: %s", u)
+		}
+		for _, c := range rec.Calls() {
+			comp, ok := components[c.AccessKeyID]
+			if !ok {
+				t.Errorf("an AWS call by an unknown caller: %s", c)
+				continue
+			}
+			calls[comp] = append(calls[comp], awsaccess.Call{Action: c.Action, Resource: c.Resource, Context: c.Context})
+		}
+	}
+	for comp, cs := range calls {
+		if len(cs) == 0 {
+			t.Errorf("no AWS call of the %s was recorded", comp)
+		}
+	}
+	rep, err := awsaccess.Check(s.recorded.stack, calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only SQS and S3 go through the recorders.
+	rep = rep.Only("sqs", "s3")
+	for _, d := range rep.Denied {
+		t.Errorf("denied by the stack's policies: %s", d)
+	}
+	seen := map[string]bool{}
+	for _, g := range rep.Unused {
+		key := fmt.Sprintf("%s: %s %s", g.Component, g.Statement, g.Action)
+		seen[key] = true
+		if _, ok := unused[key]; !ok {
+			t.Errorf("granted but never used: %s", g)
+		}
+	}
+	for key, why := range unused {
+		if !seen[key] {
+			t.Errorf("%q is listed as unused here (%s) but was used: take it off the list", key, why)
+		}
+	}
+}
+
 // chart is the Helm chart the end-to-end tier installs.
 const chart = "../deploy/chart/jobfleet"
 
@@ -217,6 +317,10 @@ const chart = "../deploy/chart/jobfleet"
 // a replica leads.
 func (s *stack) install(t *testing.T, reg *jobtype.Registry) {
 	t.Helper()
+	sqsEndpoint, s3Endpoint := s.sqs.Endpoint, s.s3.Endpoint
+	if s.recorded != nil {
+		sqsEndpoint, s3Endpoint = s.recorded.sqs.URL(), s.recorded.s3.URL()
+	}
 	if reg == nil || s.registryYAML == "" {
 		t.Fatal("install needs the registry that s.registry parsed")
 	}
@@ -226,7 +330,7 @@ func (s *stack) install(t *testing.T, reg *jobtype.Registry) {
 		"aws": map[string]any{
 			"region": testenv.Region, "intakeQueue": s.intake, "deadLetterQueue": s.dead, "recordsQueue": s.records,
 			"interruptionQueue": s.interrupt, "bucket": s.bucket, "prefix": "jobfleet",
-			"sqsEndpoint": s.sqs.Endpoint, "s3Endpoint": s.s3.Endpoint,
+			"sqsEndpoint": sqsEndpoint, "s3Endpoint": s3Endpoint,
 		},
 		"dispatcher": map[string]any{
 			"classPrefix": s.prefix, "retrain": false, "pollingInterval": "1s",
@@ -236,7 +340,9 @@ func (s *stack) install(t *testing.T, reg *jobtype.Registry) {
 				"--class-poll=500ms", "--intake-visibility=30s", "--records-flush=1s"},
 			// Both replicas run on this host, where a fixed port would
 			// collide.
-			"extraEnv": []map[string]string{{"name": "JOBFLEET_METRICS_ADDR", "value": "127.0.0.1:0"}},
+			"extraEnv": []map[string]string{{"name": "JOBFLEET_METRICS_ADDR", "value": "127.0.0.1:0"},
+				// Its calls are told apart from the workers' and KEDA's.
+				{"name": "AWS_ACCESS_KEY_ID", "value": dispatcherAccessKey}},
 		},
 		"registry":     s.registryYAML,
 		"nodeSelector": map[string]string{testenv.LabelSystemNode: "true"},

@@ -36,10 +36,17 @@ type AWSCall struct {
 	// arn:aws:s3:::<bucket>/<key>, arn:aws:s3:::<bucket> for a bucket, or
 	// "*" for s3:ListAllMyBuckets.
 	Resource string
+	// Context holds the condition keys IAM evaluates the call with that
+	// policies scope by: s3:prefix of an s3:ListBucket.
+	Context map[string][]string
 }
 
 func (c AWSCall) String() string {
-	return c.AccessKeyID + " " + c.Action + " " + c.Resource
+	s := c.AccessKeyID + " " + c.Action + " " + c.Resource
+	for _, k := range slices.Sorted(maps.Keys(c.Context)) {
+		s += " " + k + "=" + strings.Join(c.Context[k], ",")
+	}
+	return s
 }
 
 // AWSRecorder is a reverse proxy in front of the SQS emulator or the S3
@@ -179,9 +186,17 @@ func (r *AWSRecorder) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Host = pr.In.Host
 }
 
-// answered records the calls of a request the upstream answered.
+// answered records the calls of a request the upstream answered. S3
+// answers a read of a missing object with 404 only to a caller allowed to
+// list its key (s3:ListBucket with s3:prefix the key), and with 403 to any
+// other: code that relies on "not found" makes that call too.
 func (r *AWSRecorder) answered(resp *http.Response) error {
 	calls, _ := resp.Request.Context().Value(pendingKey{}).([]AWSCall)
+	if resp.StatusCode == http.StatusNotFound && len(calls) == 1 && (calls[0].Action == "s3:GetObject" || calls[0].Action == "s3:GetObjectVersion") {
+		bucket, key, _ := strings.Cut(strings.TrimPrefix(calls[0].Resource, "arn:aws:s3:::"), "/")
+		calls = append(slices.Clone(calls), AWSCall{AccessKeyID: calls[0].AccessKeyID, Action: "s3:ListBucket",
+			Resource: "arn:aws:s3:::" + bucket, Context: map[string][]string{"s3:prefix": {key}}})
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls = append(r.calls, calls...)
@@ -500,7 +515,11 @@ func mapS3(req *http.Request, cred credential) ([]AWSCall, error) {
 		if !ok {
 			return nil, fmt.Errorf("no IAM mapping for S3 bucket operation %s ?%s", op.method, op.sub)
 		}
-		return []AWSCall{call(action, "arn:aws:s3:::"+bucket)}, nil
+		c := call(action, "arn:aws:s3:::"+bucket)
+		if (action == "s3:ListBucket" || action == "s3:ListBucketVersions") && query.Has("prefix") {
+			c.Context = map[string][]string{"s3:prefix": {query.Get("prefix")}}
+		}
+		return []AWSCall{c}, nil
 	}
 	actions, ok := s3ObjectActions[op]
 	if !ok {

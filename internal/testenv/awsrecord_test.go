@@ -59,7 +59,7 @@ func s3Client(endpoint, keyID string) *s3.Client {
 func checkCalls(t *testing.T, rec *testenv.AWSRecorder, want []testenv.AWSCall) {
 	t.Helper()
 	got := rec.Calls()
-	if !slices.Equal(got, want) {
+	if callLines(got) != callLines(want) {
 		t.Errorf("recorded calls:\n%s\nwant:\n%s", callLines(got), callLines(want))
 	}
 }
@@ -336,7 +336,15 @@ func TestRecordAWSS3(t *testing.T) {
 	if !slices.Equal(keys, []string{"jobs/a.json", "jobs/b.json"}) {
 		t.Errorf("listed %q", keys)
 	}
-	expect(readerKey, "s3:ListBucket", "")
+	want = append(want, withPrefix(testenv.AWSCall{AccessKeyID: readerKey, Action: "s3:ListBucket", Resource: "arn:aws:s3:::" + bucket}, "jobs/"))
+
+	// A read of a missing object gets "not found" only with s3:ListBucket
+	// on its key: the recorder records that call too.
+	if _, err := reader.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String("jobs/missing.json")}); err == nil {
+		t.Error("reading a missing object succeeded")
+	}
+	expect(readerKey, "s3:GetObject", "jobs/missing.json")
+	want = append(want, withPrefix(testenv.AWSCall{AccessKeyID: readerKey, Action: "s3:ListBucket", Resource: "arn:aws:s3:::" + bucket}, "jobs/missing.json"))
 
 	if _, err := writer.CopyObject(ctx, &s3.CopyObjectInput{
 		Bucket: aws.String(bucket), Key: aws.String("archive/a.json"), CopySource: aws.String(bucket + "/jobs/a.json"),
@@ -681,11 +689,11 @@ func TestRecordAWSMapsRequests(t *testing.T) {
 		{name: "s3 ListBuckets", method: "GET", target: "/", header: s3Auth(),
 			want: []testenv.AWSCall{call("AKIAS", "s3:ListAllMyBuckets", "*")}},
 		{name: "s3 ListObjectsV2", method: "GET", target: "/b?list-type=2&prefix=jobs%2F&continuation-token=x", header: s3Auth(),
-			want: []testenv.AWSCall{call("AKIAS", "s3:ListBucket", "arn:aws:s3:::b")}},
+			want: []testenv.AWSCall{withPrefix(call("AKIAS", "s3:ListBucket", "arn:aws:s3:::b"), "jobs/")}},
 		{name: "s3 ListObjects", method: "GET", target: "/b/", header: s3Auth(),
 			want: []testenv.AWSCall{call("AKIAS", "s3:ListBucket", "arn:aws:s3:::b")}},
 		{name: "s3 ListObjectVersions", method: "GET", target: "/b?versions&prefix=jobs", header: s3Auth(),
-			want: []testenv.AWSCall{call("AKIAS", "s3:ListBucketVersions", "arn:aws:s3:::b")}},
+			want: []testenv.AWSCall{withPrefix(call("AKIAS", "s3:ListBucketVersions", "arn:aws:s3:::b"), "jobs")}},
 		{name: "s3 ListMultipartUploads", method: "GET", target: "/b?uploads", header: s3Auth(),
 			want: []testenv.AWSCall{call("AKIAS", "s3:ListBucketMultipartUploads", "arn:aws:s3:::b")}},
 		{name: "s3 HeadBucket", method: "HEAD", target: "/b", header: s3Auth(),
@@ -885,4 +893,10 @@ func TestRecordAWSRecordsOnlyAnsweredCalls(t *testing.T) {
 	}
 	checkCalls(t, rec, nil)
 	checkUnknown(t, rec)
+}
+
+// withPrefix is a call with the s3:prefix condition key.
+func withPrefix(c testenv.AWSCall, prefix string) testenv.AWSCall {
+	c.Context = map[string][]string{"s3:prefix": {prefix}}
+	return c
 }
