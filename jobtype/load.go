@@ -3,6 +3,7 @@ package jobtype
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -93,7 +94,7 @@ func (r *Registry) LongestAttempt(pool string) time.Duration {
 // Pools returns every pool, by name.
 func (r *Registry) Pools() []*Pool {
 	out := make([]*Pool, 0, len(r.pools))
-	for _, name := range sortedKeys(r.pools) {
+	for _, name := range slices.Sorted(maps.Keys(r.pools)) {
 		out = append(out, r.pools[name])
 	}
 	return out
@@ -251,7 +252,7 @@ func (d *decoder) mapping(n *yaml.Node, path string, fields map[string]func(*yam
 		fn, ok := fields[key.Value]
 		switch {
 		case !ok:
-			d.add(key, field, "unknown setting (known: %s)", strings.Join(sortedKeys(fields), ", "))
+			d.add(key, field, "unknown setting (known: %s)", strings.Join(slices.Sorted(maps.Keys(fields)), ", "))
 		case lines[key.Value] != 0:
 			d.add(key, field, "set twice (first on line %d)", lines[key.Value])
 		default:
@@ -746,7 +747,7 @@ func (d *decoder) checkType(t *Type, reg *Registry, lines map[string]int, path s
 	}
 	pool, ok := reg.pools[t.Pool]
 	if !ok {
-		problem("pool", "%q is not a pool defined in this file (pools: %s)", t.Pool, strings.Join(sortedKeys(reg.pools), ", "))
+		problem("pool", "%q is not a pool defined in this file (pools: %s)", t.Pool, strings.Join(slices.Sorted(maps.Keys(reg.pools)), ", "))
 		return
 	}
 	for i, a := range t.Archs {
@@ -866,15 +867,6 @@ func kindName(n *yaml.Node) string {
 		return "nothing"
 	}
 	return fmt.Sprintf("%q", n.Value)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // yamlErrorLine pulls the line number out of a YAML syntax error.

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -43,7 +44,7 @@ type Call struct {
 
 func (c Call) String() string {
 	s := c.Action + " " + c.Resource
-	for _, k := range sortedKeys(c.Context) {
+	for _, k := range slices.Sorted(maps.Keys(c.Context)) {
 		s += fmt.Sprintf(" %s=%s", k, strings.Join(c.Context[k], ","))
 	}
 	return s
@@ -141,7 +142,7 @@ func Check(s Stack, calls map[Component][]Call) (Report, error) {
 		return Report{}, err
 	}
 	var rep Report
-	for _, comp := range sortedKeys(calls) {
+	for _, comp := range slices.Sorted(maps.Keys(calls)) {
 		if err := check(res, targets, labels, comp, calls[comp], &rep); err != nil {
 			return Report{}, err
 		}
@@ -331,13 +332,4 @@ func IAMAction(service, operation string) string {
 		return b
 	}
 	return a
-}
-
-func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
-	keys := make([]K, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

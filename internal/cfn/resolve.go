@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"regexp"
 	"slices"
@@ -96,7 +97,7 @@ func (t *Template) Resolve(env Env) (*Resolved, error) {
 		return nil, err
 	}
 	var errs []error
-	for _, name := range sortedKeys(t.Conditions) {
+	for _, name := range slices.Sorted(maps.Keys(t.Conditions)) {
 		if _, err := r.condition(name); err != nil {
 			errs = append(errs, err)
 		}
@@ -108,7 +109,7 @@ func (t *Template) Resolve(env Env) (*Resolved, error) {
 		Env: env, Parameters: r.params, Conditions: r.conds,
 		Resources: map[string]Resource{}, Outputs: map[string]any{}, r: r,
 	}
-	for _, id := range sortedKeys(t.Resources) {
+	for _, id := range slices.Sorted(maps.Keys(t.Resources)) {
 		res := t.Resources[id]
 		created, err := r.created(id)
 		if err != nil {
@@ -135,7 +136,7 @@ func (t *Template) Resolve(env Env) (*Resolved, error) {
 		res.Properties, _ = props.(map[string]any)
 		out.Resources[id] = res
 	}
-	for _, name := range sortedKeys(t.Outputs) {
+	for _, name := range slices.Sorted(maps.Keys(t.Outputs)) {
 		o := t.Outputs[name]
 		if o.Condition != "" {
 			ok, err := r.condition(o.Condition)
@@ -215,12 +216,12 @@ func (res *Resolved) OfType(typ string) []string {
 func (r *resolver) parameters() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	for _, name := range sortedKeys(r.env.Parameters) {
+	for _, name := range slices.Sorted(maps.Keys(r.env.Parameters)) {
 		if _, ok := r.t.Parameters[name]; !ok {
 			bad("parameter %s: the template has no such parameter", name)
 		}
 	}
-	for _, name := range sortedKeys(r.t.Parameters) {
+	for _, name := range slices.Sorted(maps.Keys(r.t.Parameters)) {
 		p := r.t.Parameters[name]
 		s, given := r.env.Parameters[name]
 		if !given {
@@ -437,7 +438,7 @@ func (r *resolver) value(v any, path string) (any, error) {
 			return r.intrinsic(fn, arg, path+"."+fn)
 		}
 		out := make(map[string]any, len(v))
-		for _, k := range sortedKeys(v) {
+		for _, k := range slices.Sorted(maps.Keys(v)) {
 			x, err := r.value(v[k], path+"."+k)
 			if err != nil {
 				return nil, err
@@ -692,7 +693,7 @@ func (r *resolver) sub(arg any, path string) (any, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s[1]: want a mapping of variables, got %v", path, a[1])
 		}
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			v, err := r.value(m[k], path+"[1]."+k)
 			if err != nil {
 				return nil, err

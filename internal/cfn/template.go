@@ -3,6 +3,7 @@ package cfn
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -102,7 +103,7 @@ func Parse(data []byte) (*Template, error) {
 		Outputs:    map[string]Output{},
 		Mappings:   map[string]any{},
 	}
-	for _, key := range sortedKeys(root) {
+	for _, key := range slices.Sorted(maps.Keys(root)) {
 		val := root[key]
 		switch key {
 		case "AWSTemplateFormatVersion":
@@ -195,7 +196,7 @@ func (d *decoder) strings(path string, v any) []string {
 
 func (d *decoder) parameter(path string, v any) Parameter {
 	var p Parameter
-	for _, key := range sortedKeys(d.mapping(path, v)) {
+	for _, key := range slices.Sorted(maps.Keys(d.mapping(path, v))) {
 		val := v.(map[string]any)[key]
 		kp := path + "." + key
 		switch key {
@@ -246,7 +247,7 @@ func (d *decoder) parameter(path string, v any) Parameter {
 
 func (d *decoder) resource(path string, v any) Resource {
 	var r Resource
-	for _, key := range sortedKeys(d.mapping(path, v)) {
+	for _, key := range slices.Sorted(maps.Keys(d.mapping(path, v))) {
 		val := v.(map[string]any)[key]
 		kp := path + ": " + key
 		switch key {
@@ -281,7 +282,7 @@ func (d *decoder) resource(path string, v any) Resource {
 
 func (d *decoder) output(path string, v any) Output {
 	var o Output
-	for _, key := range sortedKeys(d.mapping(path, v)) {
+	for _, key := range slices.Sorted(maps.Keys(d.mapping(path, v))) {
 		val := v.(map[string]any)[key]
 		kp := path + ": " + key
 		switch key {
@@ -446,13 +447,4 @@ func scalarString(v any) string {
 		return strconv.FormatBool(v)
 	}
 	return fmt.Sprint(v)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

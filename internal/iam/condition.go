@@ -3,6 +3,7 @@ package iam
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -123,7 +124,7 @@ func compileBlock(name string, keys map[string]Values) (block, error) {
 	if len(keys) == 0 {
 		return block{}, fmt.Errorf("no condition keys")
 	}
-	for _, k := range sortedKeys(keys) {
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
 		vals := keys[k]
 		if len(vals) == 0 {
 			return block{}, fmt.Errorf("%s: no values", k)
@@ -214,13 +215,4 @@ func lookup(ctx map[string][]string, key string) Values {
 		}
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

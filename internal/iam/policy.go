@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 
 	"go.yaml.in/yaml/v3"
@@ -269,7 +271,7 @@ func (s *Statement) Validate() error {
 	if s.Principal != nil && s.NotPrincipal != nil {
 		bad("both Principal and NotPrincipal")
 	}
-	for _, op := range sortedKeys(s.Condition) {
+	for _, op := range slices.Sorted(maps.Keys(s.Condition)) {
 		if _, err := compileBlock(op, s.Condition[op]); err != nil {
 			errs = append(errs, fmt.Errorf("condition %s: %w", op, err))
 		}
