@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -72,7 +73,19 @@ type checkpointStore struct {
 	last   *manifest            // the latest complete checkpoint
 	hashes map[string]fileStamp // path -> what was hashed, to skip unchanged files
 	stored map[string]bool      // object hashes known to be in S3
+
+	// beforePut, when set, is called before a file is uploaded (tests).
+	beforePut func(path string)
 }
+
+// errFileChanged: a file changed or went away between the scan that hashed
+// it and its upload, as files a job writes atomically (write a temporary
+// file, rename it) do.
+var errFileChanged = errors.New("checkpoint file changed while it was uploaded")
+
+// uploadScans bounds the scans of one checkpoint whose files keep changing
+// under it; the next interval tries again.
+const uploadScans = 5
 
 type fileStamp struct {
 	size    int64
@@ -225,24 +238,26 @@ func (c *checkpointStore) localPath(p string) (string, error) {
 // last one. It uploads only file contents S3 does not hold yet, then the
 // manifest. It returns whether a new checkpoint was written.
 func (c *checkpointStore) upload(ctx context.Context, jobID, run string, attempt int, now time.Time) (bool, error) {
-	files, err := c.scan()
-	if err != nil {
-		return false, err
-	}
-	if c.last != nil && sameFiles(c.last.Files, files) {
-		return false, nil
-	}
-	if c.last == nil && len(files) == 0 {
-		return false, nil
-	}
-	for _, f := range files {
-		if c.stored[f.SHA256] {
-			continue
-		}
-		if err := c.put(ctx, f); err != nil {
+	var files []manifestFile
+	for scans := 1; ; scans++ {
+		var err error
+		if files, err = c.scan(); err != nil {
 			return false, err
 		}
-		c.stored[f.SHA256] = true
+		if c.last != nil && sameFiles(c.last.Files, files) {
+			return false, nil
+		}
+		if c.last == nil && len(files) == 0 {
+			return false, nil
+		}
+		err = c.putAll(ctx, files)
+		if errors.Is(err, errFileChanged) && scans < uploadScans {
+			continue // take the directory as it is now
+		}
+		if err != nil {
+			return false, err
+		}
+		break
 	}
 	m := &manifest{Version: manifestVersion, JobID: jobID, Run: run, Attempt: attempt, CreatedAt: now.UTC(), Files: files, Generation: 1}
 	if c.last != nil {
@@ -296,24 +311,64 @@ func (c *checkpointStore) prune(ctx context.Context, previous *manifest) {
 	_, _ = c.s3.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(c.bucket), Delete: &s3types.Delete{Objects: objs, Quiet: aws.Bool(true)}})
 }
 
+// putAll uploads the files whose contents S3 does not hold yet.
+func (c *checkpointStore) putAll(ctx context.Context, files []manifestFile) error {
+	for _, f := range files {
+		if c.stored[f.SHA256] {
+			continue
+		}
+		if err := c.put(ctx, f); err != nil {
+			return err
+		}
+		c.stored[f.SHA256] = true
+	}
+	return nil
+}
+
+// put uploads one file as the object of its hash. S3 checks the body
+// against the SHA-256 the scan computed, so a file that changed since is
+// never stored under the old contents' name; errFileChanged says to scan
+// again.
 func (c *checkpointStore) put(ctx context.Context, f manifestFile) error {
 	local, err := c.localPath(f.Path)
 	if err != nil {
 		return err
 	}
+	if c.beforePut != nil {
+		c.beforePut(f.Path)
+	}
 	file, err := os.Open(local)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %w", f.Path, errFileChanged)
+	}
 	if err != nil {
 		return fmt.Errorf("uploading checkpoint file %s: %w", f.Path, err)
 	}
 	defer file.Close()
+	if info, err := file.Stat(); err != nil || info.Size() != f.Size {
+		return fmt.Errorf("%s: %w", f.Path, errFileChanged)
+	}
+	sum, err := hex.DecodeString(f.SHA256)
+	if err != nil {
+		return fmt.Errorf("uploading checkpoint file %s: %w", f.Path, err)
+	}
 	_, err = c.s3.PutObject(ctx, &s3.PutObjectInput{
-		Bucket:        aws.String(c.bucket),
-		Key:           aws.String(c.objectKey(f.SHA256)),
-		Body:          file,
-		ContentLength: aws.Int64(f.Size),
+		Bucket:         aws.String(c.bucket),
+		Key:            aws.String(c.objectKey(f.SHA256)),
+		Body:           file,
+		ContentLength:  aws.Int64(f.Size),
+		ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(sum)),
 	})
 	if err != nil {
 		return fmt.Errorf("uploading checkpoint file %s: %w", f.Path, err)
+	}
+	// What was sent is still what was hashed (S3 checked it too).
+	if _, err := file.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("uploading checkpoint file %s: %w", f.Path, err)
+	}
+	h := sha256.New()
+	if n, err := io.Copy(h, file); err != nil || n != f.Size || !bytes.Equal(h.Sum(nil), sum) {
+		return fmt.Errorf("%s: %w", f.Path, errFileChanged)
 	}
 	return nil
 }
