@@ -111,7 +111,12 @@ func (c *classes) ensure(ctx context.Context, cl Class) (string, error) {
 		return st.url, nil
 	}
 	name := cl.Name(c.prefix())
-	v, err, _ := c.flight.Do(name, func() (any, error) {
+	// One confirmation per class at a time, shared by every router that
+	// waits for it: it runs on its own deadline, not the first caller's,
+	// and each caller waits no longer than its own.
+	ch := c.flight.DoChan(name, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), confirmTimeout)
+		defer cancel()
 		url, err := c.confirm(ctx, cl)
 		if err != nil {
 			return "", err
@@ -129,11 +134,19 @@ func (c *classes) ensure(ctx context.Context, cl Class) (string, error) {
 		c.touch(st)
 		return url, nil
 	})
-	if err != nil {
-		return "", err
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return "", res.Err
+		}
+		return res.Val.(string), nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("confirming class %s: %w", name, ctx.Err())
 	}
-	return v.(string), nil
 }
+
+// confirmTimeout bounds one confirmation of a class, creation included.
+const confirmTimeout = time.Minute
 
 // confirm checks that a class is ready. When it is not, the leader
 // creates it, and any other replica asks the leader for it.
