@@ -197,9 +197,6 @@ func TestParameterConstraints(t *testing.T) {
 		{"checkpoints kept less than SQS keeps a message", map[string]string{"CheckpointRetentionDays": "13"}, "parameter CheckpointRetentionDays"},
 		{"checkpoints kept as long as SQS keeps a message", map[string]string{"CheckpointRetentionDays": "14"}, ""},
 		{"records kept no day", map[string]string{"RecordRetentionDays": "0"}, "parameter RecordRetentionDays"},
-		{"intake never redriven", map[string]string{"IntakeMaxReceiveCount": "0"}, "parameter IntakeMaxReceiveCount"},
-		{"intake redriven after more receives than SQS allows", map[string]string{"IntakeMaxReceiveCount": "1001"}, "parameter IntakeMaxReceiveCount"},
-		{"a receive count that is not a number", map[string]string{"IntakeMaxReceiveCount": "ten"}, "parameter IntakeMaxReceiveCount"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -263,6 +260,12 @@ func TestQueuesAndBucketAreEncryptedAndTLSOnly(t *testing.T) {
 		props := r.Resources[id].Properties
 		if props["SqsManagedSseEnabled"] != true && props["KmsMasterKeyId"] == nil {
 			t.Errorf("%s has no server-side encryption", id)
+		}
+		// SQS would redrive a job the dispatcher handed back while its class
+		// was not ready, its run still live: the dispatcher dead-letters
+		// jobs itself, ending their runs.
+		if _, ok := props["RedrivePolicy"]; ok {
+			t.Errorf("%s has a redrive policy: SQS would dead-letter jobs behind the dispatcher's back", id)
 		}
 		arn := getAtt(t, r, id, "Arn")
 		if len(policies[arn]) != 1 {
