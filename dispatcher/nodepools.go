@@ -122,13 +122,12 @@ func nodePool(reg *jobtype.Registry, pool *jobtype.Pool, nc NodeClass, name stri
 	for _, tol := range tolerations(pool) {
 		taints = append(taints, corev1.Taint{Key: tol.Key, Value: tol.Value, Effect: tol.Effect})
 	}
-	budgets := []karpv1.Budget{{Nodes: "100%", Reasons: []karpv1.DisruptionReason{karpv1.DisruptionReasonEmpty}}}
-	if pool.GPU {
-		// A drifted GPU node (a new AMI, a changed node class) is replaced
-		// only once empty, never under a job.
-		budgets = append(budgets, karpv1.Budget{Nodes: "0", Reasons: []karpv1.DisruptionReason{karpv1.DisruptionReasonDrifted}})
-	} else {
-		budgets = append(budgets, karpv1.Budget{Nodes: "10%", Reasons: []karpv1.DisruptionReason{karpv1.DisruptionReasonDrifted}})
+	// Empty nodes go at once. A drifted node (a new AMI, a changed node
+	// class) is replaced only once empty: Karpenter would evict the jobs
+	// on it, and they would redo the work since their last checkpoint.
+	budgets := []karpv1.Budget{
+		{Nodes: "100%", Reasons: []karpv1.DisruptionReason{karpv1.DisruptionReasonEmpty}},
+		{Nodes: "0", Reasons: []karpv1.DisruptionReason{karpv1.DisruptionReasonDrifted}},
 	}
 	labels := map[string]string{LabelManagedBy: ManagedBy, LabelPool: pool.Name}
 	np := &karpv1.NodePool{
@@ -142,8 +141,10 @@ func nodePool(reg *jobtype.Registry, pool *jobtype.Pool, nc NodeClass, name stri
 					Taints:       taints,
 					NodeClassRef: nodeClassRef(pool, nc),
 					ExpireAfter:  karpv1.MustParseNillableDuration(duration(pool.ExpireAfter)),
-					// A node that expires or drifts drains; pods that may
-					// not be disrupted get their longest attempt to finish.
+					// An expired node drains: its jobs are evicted, checkpoint
+					// and rerun elsewhere (an eviction spends no retry), and
+					// jobs that may not be disrupted get their longest
+					// attempt to finish.
 					TerminationGracePeriod: &metav1.Duration{Duration: reg.LongestAttempt(pool.Name) + nodeTerminationPad},
 				},
 			},

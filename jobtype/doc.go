@@ -58,9 +58,10 @@
 //   - expireAfter: the longest a node lives; at least the longest attempt
 //     of the pool's types (maxRuntime plus grace), default the longer of 30
 //     days and twice that. Draining nodes give their pods that long too.
-//   - ami: the EC2NodeClass's AMI alias (default al2023@latest). Pin the
-//     version on GPU pools: their budgets never replace a drifted node under
-//     a job.
+//   - ami: the EC2NodeClass's AMI alias (default al2023@latest). The
+//     NodePools' budgets never replace a drifted node under a job, so with
+//     @latest busy nodes keep their AMI until they empty; pin the version on
+//     GPU pools.
 //   - rootVolume: size, iops and throughput of the encrypted gp3 root
 //     volume; GPU pools default to 200Gi, 10000 iops and 1000 MiB/s for
 //     multi-GB images, others to 50Gi, 3000 and 125.

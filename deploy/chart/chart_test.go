@@ -153,9 +153,24 @@ func TestRenderedObjectsDecodeStrictly(t *testing.T) {
 				t.Errorf("%s: %s %s: %v", example, obj.GetKind(), obj.GetName(), err)
 			}
 		}
-		for _, kind := range []string{"Deployment", "ServiceAccount", "ClusterRole", "Role", "RoleBinding", "ClusterRoleBinding", "ConfigMap", "NodePool", "EC2NodeClass"} {
+		for _, kind := range []string{"Deployment", "ServiceAccount", "Role", "RoleBinding", "ConfigMap", "NodePool", "EC2NodeClass"} {
 			if kinds[kind] == 0 {
 				t.Errorf("%s renders no %s (it renders %v)", example, kind, kinds)
+			}
+		}
+		// Cluster-wide permissions (node taints) only for the interruption
+		// handler, which runs only with an interruption queue.
+		values, err := os.ReadFile(example)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		if strings.Contains(string(values), "interruptionQueue:") {
+			want = 1
+		}
+		for _, kind := range []string{"ClusterRole", "ClusterRoleBinding"} {
+			if kinds[kind] != want {
+				t.Errorf("%s renders %d %s, want %d (it renders %v)", example, kinds[kind], kind, want, kinds)
 			}
 		}
 	}

@@ -41,9 +41,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: dispatcher
 {{- end }}
 
-{{/* The namespace of the ScaledJobs, job pods, Lease and avoid ConfigMap. */}}
+{{/* The namespace of the ScaledJobs, job pods, Lease and avoid ConfigMap:
+the release's. deploy/aws/jobfleet.yaml trusts one namespace for both
+service accounts and scopes the workers' pod notes in S3 to it. */}}
 {{- define "jobfleet.jobNamespace" -}}
-{{- default .Release.Namespace .Values.jobNamespace }}
+{{- if and .Values.jobNamespace (ne .Values.jobNamespace .Release.Namespace) }}
+{{- fail (printf "jobNamespace %q differs from the release namespace %q: the AWS stack (deploy/aws/jobfleet.yaml) trusts one namespace for the dispatcher's and the workers' service accounts; install the release into the namespace the jobs run in" .Values.jobNamespace .Release.Namespace) }}
+{{- end }}
+{{- .Release.Namespace }}
 {{- end }}
 
 {{- define "jobfleet.dispatcherServiceAccount" -}}
