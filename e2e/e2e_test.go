@@ -113,7 +113,7 @@ func TestFleet(t *testing.T) {
 	s.checkLeastPrivilege(t, fleetUnused)
 }
 
-// fleetUnused are the grants TestFleet does not use, each with why. The
+// fleetUnused are the grants TestFleet need not use, each with why. The
 // template test checks each against the code that makes the call.
 var fleetUnused = map[string]string{
 	"dispatcher: CompleteDeadPodsAttempts sqs:DeleteMessage":   "no job pod dies, so the failure sensor completes no attempt",

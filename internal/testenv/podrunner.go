@@ -202,6 +202,8 @@ func (r *PodRunner) serviceAccountKubeconfig(ctx context.Context, pod *corev1.Po
 	}
 	sa, err := r.client.CoreV1().ServiceAccounts(pod.Namespace).Get(ctx, pod.Spec.ServiceAccountName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
+		// No account, no token: the pod reaches no API server (KUBECONFIG
+		// is not inherited).
 		return "", nil
 	}
 	if err != nil {
@@ -256,7 +258,12 @@ func (r *PodRunner) start(ctx context.Context, pod *corev1.Pod) error {
 	if err != nil {
 		return err
 	}
-	env := append(os.Environ(), r.env...)
+	// A pod reaches the API server as its service account or not at all,
+	// never with the credentials of whoever runs the tests.
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "KUBECONFIG=") || strings.HasPrefix(kv, "JOBFLEET_KUBECONFIG=")
+	})
+	env = append(env, r.env...)
 	if kubeconfig, err := r.serviceAccountKubeconfig(ctx, pod, dir); err != nil {
 		return err
 	} else if kubeconfig != "" {
