@@ -277,12 +277,14 @@ const longTypes = `
 const stepsPerInterval = 100
 
 // TestSpotInterruption: a spot interruption warning arrives while 10 long
-// jobs run. Every worker gets SIGTERM and uploads its checkpoint; every
-// rerun lands on another node, resumes, and succeeds, having redone at
-// most one checkpoint interval of work.
+// jobs run, handled by the dispatcher the chart installs, under the
+// chart's RBAC alone (it taints the nodes, annotates and evicts the pods,
+// and records the capacity to avoid). Every worker gets SIGTERM and uploads
+// its checkpoint; every rerun lands on another node, resumes, and
+// succeeds, having redone at most one checkpoint interval of work.
 func TestSpotInterruption(t *testing.T) {
 	s := setup(t)
-	s.dispatch(t, s.registry(t, longTypes))
+	s.install(t, s.registry(t, longTypes))
 	all := jobs("long", "long", 10)
 	s.publish(t, all...)
 
