@@ -109,18 +109,9 @@ func TestFleet(t *testing.T) {
 		t.Errorf("%d dead-lettered messages: %s", len(dead), aws.ToString(dead[0].Body))
 	}
 	// Every AWS call of the dispatcher, the workers and KEDA was one the
-	// CloudFormation stack's roles allow, and each grant was used.
-	s.checkLeastPrivilege(t, fleetUnused)
-}
-
-// fleetUnused are the grants TestFleet need not use, each with why. The
-// template test checks each against the code that makes the call.
-var fleetUnused = map[string]string{
-	"dispatcher: CompleteDeadPodsAttempts sqs:DeleteMessage":   "no job pod dies, so the failure sensor completes no attempt",
-	"dispatcher: ConsumeInterruptionNotices sqs:DeleteMessage": "no interruption notice arrives",
-	"dispatcher: ManageClassQueues sqs:UntagQueue":             "no class marked for collection gets busy again",
-	"worker: ConsumeClassQueue sqs:ChangeMessageVisibility":    "every job ends before its message's visibility needs extending",
-	"worker: LargeDeadLetterBodies s3:PutObject":               "no job is dead-lettered",
+	// CloudFormation stack's roles allow (TestEveryGrantUsed checks the
+	// other way).
+	s.checkLeastPrivilege(t)
 }
 
 // TestSpotOnDemandSplit: ten jobs of a type on a pool split 60/40 between
@@ -284,6 +275,7 @@ const stepsPerInterval = 100
 // succeeds, having redone at most one checkpoint interval of work.
 func TestSpotInterruption(t *testing.T) {
 	s := setup(t)
+	s.recordAWS(t)
 	s.install(t, s.registry(t, longTypes))
 	all := jobs("long", "long", 10)
 	s.publish(t, all...)
@@ -355,6 +347,9 @@ func TestSpotInterruption(t *testing.T) {
 			t.Errorf("%s: %d steps redone, more than one checkpoint interval (%d)", j.ID, redone, stepsPerInterval)
 		}
 	}
+	// Every AWS call of the dispatcher, the workers and KEDA, interruption
+	// handling included, was one the stack's roles allow.
+	s.checkLeastPrivilege(t)
 }
 
 // TestInterruptedTwiceRunsOnDemand: a job interrupted twice reruns on
@@ -431,4 +426,45 @@ func redoneSteps(log []string) (int, error) {
 		return 0, fmt.Errorf("log %q: the job never got SIGTERM", log)
 	}
 	return most, nil
+}
+
+// TestEveryGrantUsed fails on a grant of deploy/aws/jobfleet.yaml's roles
+// that no recorded scenario (TestFleet, TestSpotInterruption) used, unless
+// notExercised says why no scenario here calls it. It runs after them: it
+// is the last test of the tier.
+func TestEveryGrantUsed(t *testing.T) {
+	grants.mu.Lock()
+	defer grants.mu.Unlock()
+	if len(grants.unused) < 2 {
+		t.Fatalf("%d scenarios recorded their AWS calls, want 2: run the whole tier (go test ./e2e)", len(grants.unused))
+	}
+	for key, g := range grants.unused[0] {
+		unusedEverywhere := true
+		for _, other := range grants.unused[1:] {
+			if _, ok := other[key]; !ok {
+				unusedEverywhere = false
+			}
+		}
+		if _, ok := notExercised[key]; unusedEverywhere && !ok {
+			t.Errorf("granted but never used: %s", g)
+		}
+	}
+	for key := range notExercised {
+		for _, unused := range grants.unused {
+			if _, ok := unused[key]; !ok {
+				t.Logf("%s, listed as not exercised, was used in a scenario", key)
+				break
+			}
+		}
+	}
+}
+
+// notExercised are the grants no end-to-end scenario needs to use, each
+// with why. The template's tests check each against the code that makes
+// the call.
+var notExercised = map[string]string{
+	"dispatcher: CompleteDeadPodsAttempts sqs:DeleteMessage":   "no job pod dies, so the failure sensor completes no attempt",
+	"dispatcher: ManageClassQueues sqs:UntagQueue":             "no class marked for collection gets busy again",
+	"worker: LargeDeadLetterBodies s3:PutObject":               "no job too large for a dead letter is dead-lettered",
+	"worker: ConsumeClassQueue sqs:ChangeMessageVisibility":    "a message is extended only when its job runs past a third of its visibility",
 }
