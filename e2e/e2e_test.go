@@ -463,8 +463,8 @@ func TestEveryGrantUsed(t *testing.T) {
 // with why. The template's tests check each against the code that makes
 // the call.
 var notExercised = map[string]string{
-	"dispatcher: CompleteDeadPodsAttempts sqs:DeleteMessage":   "no job pod dies, so the failure sensor completes no attempt",
-	"dispatcher: ManageClassQueues sqs:UntagQueue":             "no class marked for collection gets busy again",
-	"worker: LargeDeadLetterBodies s3:PutObject":               "no job too large for a dead letter is dead-lettered",
-	"worker: ConsumeClassQueue sqs:ChangeMessageVisibility":    "a message is extended only when its job runs past a third of its visibility",
+	"dispatcher: CompleteDeadPodsAttempts sqs:DeleteMessage": "no job pod dies, so the failure sensor completes no attempt",
+	"dispatcher: ManageClassQueues sqs:UntagQueue":           "no class marked for collection gets busy again",
+	"worker: LargeDeadLetterBodies s3:PutObject":             "no job too large for a dead letter is dead-lettered",
+	"worker: ConsumeClassQueue sqs:ChangeMessageVisibility":  "a message is extended only when its job runs past a third of its visibility",
 }
