@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -53,6 +54,7 @@ func Decode(data []byte) (*Job, error) {
 		}},
 		{name: "features", decode: decodeFeatures(&job.Features)},
 		{name: "priority", decode: intField(&job.Priority)},
+		{name: "labels", decode: decodeLabels(&job.Labels)},
 		{name: "version", decode: func(string, json.RawMessage) error { return nil }},
 	})
 	if err != nil {
@@ -217,6 +219,25 @@ func decodeFeatures(dst *map[string]float64) func(string, json.RawMessage) error
 			features[name] = f
 		}
 		*dst = features
+		return nil
+	}
+}
+
+func decodeLabels(dst *map[string]string) func(string, json.RawMessage) error {
+	return func(path string, raw json.RawMessage) error {
+		members, err := objectFields(path, raw)
+		if err != nil {
+			return err
+		}
+		labels := make(map[string]string, len(members))
+		for _, key := range slices.Sorted(maps.Keys(members)) {
+			var v string
+			if describe(members[key]) != "a string" || json.Unmarshal(members[key], &v) != nil {
+				return messageError(join(path, key), ErrWrongType, "a label value is a string, got %s", describe(members[key]))
+			}
+			labels[key] = v
+		}
+		*dst = labels
 		return nil
 	}
 }

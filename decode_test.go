@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"strings"
@@ -53,6 +54,16 @@ var messageCases = []struct {
 	{name: "duplicate nested key", json: `{"version":1,"id":"a","type":"b","params":{"x":{"k":1,"k":2}}}`, kind: jobfleet.ErrMalformed, schemaBlind: true},
 	{name: "duplicate feature", json: `{"version":1,"id":"a","type":"b","features":{"rows":1,"rows":1e12}}`, kind: jobfleet.ErrMalformed, schemaBlind: true}, {name: "id number", json: `{"version":1,"id":7,"type":"b"}`, kind: jobfleet.ErrWrongType},
 	{name: "id null", json: `{"version":1,"id":null,"type":"b"}`, kind: jobfleet.ErrWrongType},
+	{name: "labels", json: `{"version":1,"id":"a","type":"b","labels":{"team":"search","user":"ana.lópez@example.com","workflow-step":"train.3"}}`},
+	{name: "labels array", json: `{"version":1,"id":"a","type":"b","labels":["team"]}`, kind: jobfleet.ErrWrongType},
+	{name: "label number", json: `{"version":1,"id":"a","type":"b","labels":{"user":42}}`, kind: jobfleet.ErrWrongType},
+	{name: "label key with a slash", json: `{"version":1,"id":"a","type":"b","labels":{"team/x":"a"}}`, kind: jobfleet.ErrInvalidValue},
+	{name: "label key ending in a dot", json: `{"version":1,"id":"a","type":"b","labels":{"team.":"a"}}`, kind: jobfleet.ErrInvalidValue},
+	{name: "label value with a newline", json: `{"version":1,"id":"a","type":"b","labels":{"team":"a\nb"}}`, kind: jobfleet.ErrInvalidValue},
+	{name: "label value of 256 characters", json: `{"version":1,"id":"a","type":"b","labels":{"team":"` + strings.Repeat("é", 256) + `"}}`},
+	{name: "label value of 257 characters", json: `{"version":1,"id":"a","type":"b","labels":{"team":"` + strings.Repeat("é", 257) + `"}}`, kind: jobfleet.ErrInvalidValue},
+	{name: "17 labels", json: `{"version":1,"id":"a","type":"b","labels":{` + labelMembers(17) + `}}`, kind: jobfleet.ErrInvalidValue},
+	{name: "16 labels", json: `{"version":1,"id":"a","type":"b","labels":{` + labelMembers(16) + `}}`},
 	{name: "type array", json: `{"version":1,"id":"a","type":["b"]}`, kind: jobfleet.ErrWrongType},
 	{name: "params string", json: `{"version":1,"id":"a","type":"b","params":"x=1"}`, kind: jobfleet.ErrWrongType},
 	{name: "features array", json: `{"version":1,"id":"a","type":"b","features":[1,2]}`, kind: jobfleet.ErrWrongType},
@@ -299,4 +310,13 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-decoding %s: %v", data2, err)
 		}
 	})
+}
+
+// labelMembers is n label members, "l0":"v", "l1":"v", ...
+func labelMembers(n int) string {
+	members := make([]string, n)
+	for i := range members {
+		members[i] = fmt.Sprintf(`"l%d":"v"`, i)
+	}
+	return strings.Join(members, ",")
 }

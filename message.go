@@ -39,7 +39,18 @@ type Job struct {
 	Features map[string]float64 `json:"features,omitempty"`
 	// Priority orders jobs, from MinPriority to MaxPriority.
 	Priority int `json:"priority,omitempty"`
+	// Labels are the producer's names for the job (team, user, workflow,
+	// step), carried to its run records so that cost and waste can be
+	// attributed: at most MaxLabels, keys matching LabelKeyPattern, values
+	// of at most MaxLabelValueChars characters of printable text.
+	Labels map[string]string `json:"labels,omitempty"`
 }
+
+// Label bounds.
+const (
+	MaxLabels          = 16
+	MaxLabelValueChars = 256
+)
 
 // ReservedFields are the members a job message must not have: jobfleet
 // keeps a job's rerun history and checkpoint itself, in S3, so that no

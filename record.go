@@ -40,8 +40,10 @@ type RunRecord struct {
 	// Run names the run of the job the attempt belongs to.
 	Run      string             `json:"run,omitempty"`
 	Features map[string]float64 `json:"features,omitempty"`
-	Attempt  int                `json:"attempt"`
-	Outcome  Outcome            `json:"outcome"`
+	// Labels are the job message's labels.
+	Labels  map[string]string `json:"labels,omitempty"`
+	Attempt int               `json:"attempt"`
+	Outcome Outcome           `json:"outcome"`
 	// Error is a short detail of an unsuccessful outcome.
 	Error    string `json:"error,omitempty"`
 	ExitCode int    `json:"exit_code"`

@@ -2,9 +2,13 @@ package jobfleet
 
 import (
 	"encoding/json"
+	"maps"
 	"math"
 	"regexp"
 	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 var (
@@ -16,6 +20,9 @@ var (
 	TypeNamePattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,28}[a-z0-9])?$`)
 	// FeatureNamePattern is what a feature name looks like.
 	FeatureNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
+	// LabelKeyPattern is what a label key looks like: 1-63 letters, digits,
+	// '_', '.' or '-', starting and ending with a letter or digit.
+	LabelKeyPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$`)
 )
 
 // Validate checks the values of a job built in Go, as [Decode] does for a
@@ -46,6 +53,25 @@ func (j *Job) Validate() error {
 	}
 	if j.Priority < MinPriority || j.Priority > MaxPriority {
 		return messageError("priority", ErrInvalidValue, "%d is outside [%d, %d]", j.Priority, MinPriority, MaxPriority)
+	}
+	return validateLabels(j.Labels)
+}
+
+func validateLabels(labels map[string]string) error {
+	if len(labels) > MaxLabels {
+		return messageError("labels", ErrInvalidValue, "%d labels, at most %d", len(labels), MaxLabels)
+	}
+	for _, key := range slices.Sorted(maps.Keys(labels)) {
+		if !LabelKeyPattern.MatchString(key) {
+			return messageError("labels."+key, ErrInvalidValue, "%q: a label key is 1-63 letters, digits, '_', '.' or '-', starting and ending with a letter or digit", key)
+		}
+		v := labels[key]
+		if !utf8.ValidString(v) || strings.ContainsFunc(v, unicode.IsControl) {
+			return messageError("labels."+key, ErrInvalidValue, "a label value is printable UTF-8 text")
+		}
+		if n := utf8.RuneCountInString(v); n > MaxLabelValueChars {
+			return messageError("labels."+key, ErrInvalidValue, "%d characters, at most %d", n, MaxLabelValueChars)
+		}
 	}
 	return nil
 }

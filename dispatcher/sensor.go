@@ -310,7 +310,7 @@ func (s *sensor) rerunOnce(ctx context.Context, pod *corev1.Pod, reason jobfleet
 		Pool: pod.Labels[LabelPool], Size: pod.Labels[LabelSize],
 	}
 	if job, err := jobfleet.Decode([]byte(index.Body)); err == nil {
-		claim.Record.Features = job.Features
+		claim.Record.Features, claim.Record.Labels = job.Features, job.Labels
 	}
 	if _, err := store.Update(ctx, claim, etag); err != nil {
 		return err // on a conflict, rerun reads the claim again

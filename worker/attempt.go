@@ -496,7 +496,7 @@ func (w *Worker) finish(ctx context.Context, a *attempt, outcome jobfleet.Outcom
 		errText = runErr.Error()
 	}
 	record := &jobfleet.RunRecord{
-		JobID: a.job.ID, Type: a.job.Type, Run: a.run, Features: a.job.Features, Attempt: a.number,
+		JobID: a.job.ID, Type: a.job.Type, Run: a.run, Features: a.job.Features, Labels: a.job.Labels, Attempt: a.number,
 		Outcome: outcome, Error: errText, ExitCode: exitCode(runErr),
 		AllocatedBytes: w.cfg.MemoryLimit, PeakBytes: peak.bytes, PeakSource: peak.source,
 		Resumed: a.resumed, Checkpoints: a.uploads,

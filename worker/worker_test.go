@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -246,7 +247,8 @@ func TestSuccessRecordsPeakAndDeletes(t *testing.T) {
 	cfg.MemoryLimit = 1 << 30
 	requireJobCgroups(t)
 	cfg.Cgroup = worker.CgroupJob
-	job := b.publish(t, &jobfleet.Job{ID: "alloc-1", Features: map[string]float64{"rows": 42}, Params: json.RawMessage(`{"k":"v"}`)})
+	job := b.publish(t, &jobfleet.Job{ID: "alloc-1", Features: map[string]float64{"rows": 42}, Params: json.RawMessage(`{"k":"v"}`),
+		Labels: map[string]string{"team": "search", "workflow": "nightly"}})
 
 	if err := b.run(t, t.Context(), cfg, "alloc", strconv.Itoa(allocated), "200"); err != nil {
 		t.Fatalf("worker: %v", err)
@@ -263,6 +265,9 @@ func TestSuccessRecordsPeakAndDeletes(t *testing.T) {
 	}
 	if rec.Node != "node-a" || rec.CapacityType != jobfleet.CapacitySpot || rec.Features["rows"] != 42 || rec.AllocatedBytes != 1<<30 {
 		t.Errorf("run record placement and features = %+v", rec)
+	}
+	if !maps.Equal(rec.Labels, job.Labels) {
+		t.Errorf("run record labels %v, want the message's %v", rec.Labels, job.Labels)
 	}
 	t.Logf("peak %.1f MiB measured by %s", peakMiB, rec.PeakSource)
 	b.assertEmpty(t, b.class, "class")

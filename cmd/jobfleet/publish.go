@@ -28,6 +28,7 @@ type PublishCmd struct {
 	Params   string             `name:"params" env:"JOBFLEET_PARAMS" placeholder:"JSON" help:"Parameters of the job built from flags, a JSON object handed to the job unchanged."`
 	Feature  map[string]float64 `name:"feature" env:"JOBFLEET_FEATURE" mapsep:"," placeholder:"NAME=VALUE" help:"Feature of the job built from flags, for the memory predictor; repeat or separate with commas (rows=1e6,entities=200)."`
 	Priority int                `name:"priority" env:"JOBFLEET_PRIORITY" default:"0" help:"Priority of the job built from flags, 0 (lowest) to 9."`
+	Label    map[string]string  `name:"label" env:"JOBFLEET_LABEL" mapsep:"," placeholder:"KEY=VALUE" help:"Label of the job built from flags, carried to its run records (team=search,user=ana); repeat or separate with commas."`
 
 	SkipInvalid bool `name:"skip-invalid" env:"JOBFLEET_SKIP_INVALID" help:"Publish the valid jobs of the input and report the invalid ones, instead of publishing nothing when any job is invalid."`
 	PrintIDs    bool `name:"print-ids" env:"JOBFLEET_PRINT_IDS" help:"Print the id of every published job on standard output."`
@@ -86,8 +87,8 @@ func (c *PublishCmd) jobs(stdin io.Reader, warn io.Writer) ([]*jobfleet.Job, err
 		}
 		return []*jobfleet.Job{job}, nil
 	}
-	if c.ID != "" || c.Params != "" || len(c.Feature) > 0 || c.Priority != 0 {
-		return nil, errors.New("--id, --params, --feature and --priority describe a job built from flags: add --type")
+	if c.ID != "" || c.Params != "" || len(c.Feature) > 0 || c.Priority != 0 || len(c.Label) > 0 {
+		return nil, errors.New("--id, --params, --feature, --priority and --label describe a job built from flags: add --type")
 	}
 	in, name := stdin, "standard input"
 	if c.File != "" && c.File != "-" {
@@ -110,7 +111,7 @@ func (c *PublishCmd) jobFromFlags() (*jobfleet.Job, error) {
 		}
 		id = u.String()
 	}
-	job := &jobfleet.Job{Version: jobfleet.Version, ID: id, Type: c.Type, Features: c.Feature, Priority: c.Priority}
+	job := &jobfleet.Job{Version: jobfleet.Version, ID: id, Type: c.Type, Features: c.Feature, Priority: c.Priority, Labels: c.Label}
 	if c.Params != "" {
 		job.Params = json.RawMessage(c.Params)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,7 +107,7 @@ func TestPublishFromFlagsAndStdin(t *testing.T) {
 
 	// One job from flags, with the queue given by name.
 	code, stdout, stderr := runCLI(t, "", "publish", "--queue", name, "--type", "train", "--id", "flag-job",
-		"--params", `{"epochs":3}`, "--feature", "rows=1e6,model_params=350000000", "--priority", "7", "--print-ids")
+		"--params", `{"epochs":3}`, "--feature", "rows=1e6,model_params=350000000", "--priority", "7", "--label", "team=search,user=ana", "--label", "step=train", "--print-ids")
 	if code != 0 {
 		t.Fatalf("publish exited %d:\n%s", code, stderr)
 	}
@@ -130,6 +131,8 @@ func TestPublishFromFlagsAndStdin(t *testing.T) {
 	flag := jobs["flag-job"]
 	if flag == nil || flag.Type != "train" || flag.Priority != 7 || flag.Features["model_params"] != 3.5e8 || string(flag.Params) != `{"epochs":3}` {
 		t.Errorf("job from flags = %+v", flag)
+	} else if want := map[string]string{"team": "search", "user": "ana", "step": "train"}; !maps.Equal(flag.Labels, want) {
+		t.Errorf("job from flags has labels %v, want %v", flag.Labels, want)
 	}
 	if jobs["stdin-1"] == nil || jobs["stdin-2"].Features["rows"] != 5 {
 		t.Errorf("jobs from stdin = %v", jobs)
