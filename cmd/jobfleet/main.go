@@ -11,7 +11,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"reflect"
 	"syscall"
+	"time"
 	// Embedded time zone data, for an image with no /usr/share/zoneinfo.
 	_ "time/tzdata"
 
@@ -21,6 +23,7 @@ import (
 	_ "golang.org/x/crypto/x509roots/fallback"
 
 	"github.com/jobfleet/jobfleet/internal/logging"
+	"github.com/jobfleet/jobfleet/internal/units"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -137,8 +140,24 @@ func newParser(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
 		kong.Exit(exit),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true, WrapUpperBound: 100}),
 		kong.Vars{"version": version},
+		kong.TypeMapper(reflect.TypeFor[time.Duration](), durationMapper),
 	)
 }
+
+// durationMapper reads every duration flag and environment variable as
+// people write them: Go's units (90s, 1h30m) and days and weeks (7d, 1w).
+var durationMapper = kong.MapperFunc(func(ctx *kong.DecodeContext, target reflect.Value) error {
+	var s string
+	if err := ctx.Scan.PopValueInto("duration", &s); err != nil {
+		return err
+	}
+	d, err := units.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	target.SetInt(int64(d))
+	return nil
+})
 
 // exitPanic stops parsing after --help; run recovers it.
 type exitPanic int

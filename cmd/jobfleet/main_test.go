@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/alecthomas/kong"
 
@@ -84,5 +85,28 @@ func TestUsageErrors(t *testing.T) {
 				t.Fatalf("exit %d, stderr:\n%s\nwant a failure mentioning %q", code, stderr, tt.want)
 			}
 		})
+	}
+}
+
+// TestDurationsInDaysAndWeeks checks that duration flags and their
+// environment variables take days and weeks, as people write them.
+func TestDurationsInDaysAndWeeks(t *testing.T) {
+	t.Parallel()
+	var cli CLI
+	parser, err := newParser(&cli, &bytes.Buffer{}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parser.Parse([]string{"predict", "eval", "--retrain-every", "7d", "--window=1w2d"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cli.Predict.Eval.RetrainEvery, 7*24*time.Hour; got != want {
+		t.Errorf("--retrain-every 7d = %v, want %v", got, want)
+	}
+	if got, want := cli.Predict.Eval.Window, 9*24*time.Hour; got != want {
+		t.Errorf("--window 1w2d = %v, want %v", got, want)
+	}
+	if _, err := parser.Parse([]string{"predict", "eval", "--window", "30x"}); err == nil || !strings.Contains(err.Error(), "--window") {
+		t.Errorf("--window 30x: %v, want an error naming the flag", err)
 	}
 }
