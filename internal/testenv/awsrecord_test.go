@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -875,9 +876,24 @@ func TestRecordAWSStreamsUploads(t *testing.T) {
 // never answered is not recorded as made.
 func TestRecordAWSRecordsOnlyAnsweredCalls(t *testing.T) {
 	t.Parallel()
-	down := httptest.NewServer(http.NotFoundHandler())
-	down.Close()
-	rec := testenv.RecordAWS(t, down.URL)
+	// An upstream that hangs up on every connection. (A closed server's
+	// port could be reused by the recorder itself, which would then call
+	// itself.)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	rec := testenv.RecordAWS(t, "http://"+ln.Addr().String())
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, rec.URL()+"/b/k", nil)
 	if err != nil {
 		t.Fatal(err)
