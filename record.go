@@ -16,6 +16,9 @@ const (
 	OutcomeOOM         Outcome = "oom"
 	OutcomeInterrupted Outcome = "interrupted"
 	OutcomeEvicted     Outcome = "evicted"
+	// OutcomeCancelled: the job was cancelled while the attempt ran; its
+	// peak is a lower bound.
+	OutcomeCancelled Outcome = "cancelled"
 )
 
 // Reason returns the rerun reason of an unsuccessful outcome.
@@ -68,6 +71,11 @@ type RunRecord struct {
 	// Pool and Size name the class the attempt ran in.
 	Pool string `json:"pool,omitempty"`
 	Size string `json:"size,omitempty"`
+	// GPUs is how many GPUs the attempt had.
+	GPUs int `json:"gpus,omitempty"`
+	// LastCheckpointAt is when the attempt's last complete checkpoint was
+	// stored; zero when it stored none.
+	LastCheckpointAt time.Time `json:"last_checkpoint_at,omitzero"`
 }
 
 // DecodeRunRecord parses a run record, checking the fields the predictor
@@ -88,7 +96,7 @@ func DecodeRunRecord(data []byte) (*RunRecord, error) {
 		return nil, fmt.Errorf("run record of job %s: no end time", r.JobID)
 	}
 	switch r.Outcome {
-	case OutcomeSucceeded, OutcomeFailed, OutcomeOOM, OutcomeInterrupted, OutcomeEvicted:
+	case OutcomeSucceeded, OutcomeFailed, OutcomeOOM, OutcomeInterrupted, OutcomeEvicted, OutcomeCancelled:
 	default:
 		return nil, fmt.Errorf("run record of job %s: unknown outcome %q", r.JobID, r.Outcome)
 	}

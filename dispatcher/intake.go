@@ -53,11 +53,19 @@ type item struct {
 	// endRun, set on a rerun that is dead-lettered, ends the run once the
 	// dead letter is sent.
 	endRun *runRef
+	// reject, set on a job that cannot run (its type is unknown), records
+	// it as dead-lettered once the dead letter is sent, so that whoever
+	// waits for it learns why.
+	reject *jobfleet.Job
 	// label is the outcome counted for a message that is only deleted.
 	label string
 }
 
-type runRef struct{ jobID, run string }
+// runRef names a run to end with a status.
+type runRef struct {
+	jobID, run string
+	status     jobfleet.Status
+}
 
 func (it *item) outcome() string {
 	switch {
@@ -224,6 +232,7 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 	it.jobType, it.priority = job.Type, job.Priority
 	typ, ok := in.d.cfg.Registry.Type(job.Type)
 	if !ok {
+		it.reject = job
 		return in.deadLetter(ctx, it, fmt.Sprintf("unknown job type %q: no such type is registered", job.Type))
 	}
 	run, attempt, isRerun, err := queue.RunAttempt(m.MessageAttributes)
@@ -233,15 +242,19 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 	var history jobfleet.History
 	if !isRerun {
 		run, attempt = aws.ToString(m.MessageId), 1
-		start, cur, err := in.d.store.StartRun(ctx, job, body, run, now)
+		start, cur, err := in.d.store.StartRun(ctx, job, body, run, sentAt(m), now)
 		switch {
 		case err != nil:
 			return in.retryLater(it, fmt.Sprintf("recording the run of job %s: %v", job.ID, err), in.d.cfg.RetryDelay)
 		case start == contract.Duplicate:
-			return in.deadLetter(ctx, it, fmt.Sprintf("duplicate: job %s is already queued or running (run %s, started %s); a job id runs once at a time", job.ID, cur.ID, cur.CreatedAt.Format(time.RFC3339)))
+			return in.deadLetter(ctx, it, fmt.Sprintf("duplicate: job %s is already queued or running (run %s, started %s); a job id runs once at a time", job.ID, cur.Run, cur.CreatedAt.Format(time.RFC3339)))
 		case start == contract.Finished:
 			it.label = "duplicate"
 			in.log.Info().Str("job_id", job.ID).Str("run", run).Msg("this message's run ended already; deleting it again")
+			return it
+		case start == contract.Cancelled:
+			it.label = "cancelled"
+			in.log.Info().Str("job_id", job.ID).Time("cancelled_at", cur.CancelledAt).Msg("the job was cancelled after this message was sent; deleting it unrun")
 			return it
 		}
 	} else {
@@ -251,13 +264,13 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 			return in.deadLetter(ctx, it, err.Error())
 		case errors.Is(err, contract.ErrStale):
 			it.label = "stale"
-			in.log.Info().Str("job_id", job.ID).Str("run", run).Int("attempt", attempt).Msg("a rerun of a run that ended; deleting it")
+			in.log.Info().Str("job_id", job.ID).Str("run", run).Int("attempt", attempt).Msg("a rerun of a run that ended (done, dead-lettered or cancelled); deleting it")
 			return it
 		case err != nil:
 			return in.retryLater(it, fmt.Sprintf("checking the rerun of job %s: %v", job.ID, err), in.d.cfg.RetryDelay)
 		}
 		if spent := history.RetriesSpent(); spent >= typ.MaxAttempts {
-			it.endRun = &runRef{jobID: job.ID, run: run}
+			it.endRun = &runRef{jobID: job.ID, run: run, status: jobfleet.StatusFailed}
 			return in.deadLetter(ctx, it, fmt.Sprintf("retry budget spent: %d of %d attempts failed or ran out of memory", spent, typ.MaxAttempts))
 		}
 	}
@@ -270,6 +283,15 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 	if err != nil {
 		return in.retryLater(it, err.Error(), in.d.cfg.RetryDelay)
 	}
+	err = in.d.store.Sized(ctx, job.ID, run, attempt, decision.Class.Name(in.d.classes.prefix()), decision.Class.Size, now)
+	switch {
+	case errors.Is(err, contract.ErrStale):
+		it.label = "cancelled"
+		in.log.Info().Str("job_id", job.ID).Str("run", run).Msg("the job was cancelled while it was sized; deleting it unrun")
+		return it
+	case err != nil:
+		return in.retryLater(it, fmt.Sprintf("recording the size of job %s: %v", job.ID, err), in.d.cfg.RetryDelay)
+	}
 	it.target, it.class, it.forward = url, decision.Class, true
 	it.out = queue.ForwardMessage(body, job.Type, run, attempt)
 	it.out.Attributes[AttrMemory] = queue.NumberAttribute(decision.Class.Size)
@@ -280,7 +302,7 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 		// Decode bounds bodies to leave room for these attributes; this
 		// only guards against that changing.
 		it.forward = false
-		it.endRun = &runRef{jobID: job.ID, run: run}
+		it.endRun = &runRef{jobID: job.ID, run: run, status: jobfleet.StatusDeadLettered}
 		return in.deadLetter(ctx, it, fmt.Sprintf("the job does not fit in one SQS message with jobfleet's attributes (%d bytes)", queue.Size(it.out)))
 	}
 	in.d.metrics.predictedBytes.WithLabelValues(job.Type, string(decision.Source)).Observe(float64(decision.Memory))
@@ -428,13 +450,18 @@ func (in *intake) send(ctx context.Context, target string, batch []*item) {
 				}
 				continue
 			}
-			if it.endRun != nil {
-				// A dead-lettered rerun ends its run before its message
-				// goes, so a crash in between repeats both.
-				if err := in.d.store.EndRun(ctx, it.endRun.jobID, it.endRun.run, jobfleet.OutcomeFailed, it.reason, in.d.clock.Now()); err != nil {
-					retry, retryErr = append(retry, it), err
-					continue
-				}
+			// A dead-lettered job's state records it before its message
+			// goes, so a crash in between repeats both.
+			var err error
+			switch {
+			case it.endRun != nil:
+				err = in.d.store.EndRun(ctx, it.endRun.jobID, it.endRun.run, contract.End{Status: it.endRun.status, Reason: it.reason}, in.d.clock.Now())
+			case it.reject != nil:
+				err = in.d.store.Reject(ctx, it.reject, aws.ToString(it.msg.Body), aws.ToString(it.msg.MessageId), it.reason, in.d.clock.Now())
+			}
+			if err != nil {
+				retry, retryErr = append(retry, it), err
+				continue
 			}
 			sent = append(sent, it)
 		}
@@ -537,4 +564,14 @@ func (in *intake) giveBack(ctx context.Context, items []*item, reason string) {
 
 func backoff(failures int) time.Duration {
 	return min(200*time.Millisecond<<min(failures, 6), 10*time.Second)
+}
+
+// sentAt is when a message was sent to intake, by SQS's clock; zero when
+// SQS did not say.
+func sentAt(m sqstypes.Message) time.Time {
+	ms, err := strconv.ParseInt(m.Attributes[string(sqstypes.MessageSystemAttributeNameSentTimestamp)], 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }

@@ -186,7 +186,7 @@ func TestJobIDIsTheIdempotencyKey(t *testing.T) {
 	}
 	first := b.sqs.Receive(t, b.classURL(t, class), 1, true)
 	firstRun, _, _, _ := queue.RunAttempt(first[0].MessageAttributes)
-	if err := b.store.EndRun(t.Context(), job.ID, firstRun, jobfleet.OutcomeSucceeded, "", time.Now()); err != nil {
+	if err := b.store.EndRun(t.Context(), job.ID, firstRun, contract.End{Status: jobfleet.StatusSucceeded, Outcome: jobfleet.OutcomeSucceeded}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if err := pub.Publish(t.Context(), job); err != nil {
@@ -199,7 +199,7 @@ func TestJobIDIsTheIdempotencyKey(t *testing.T) {
 		t.Errorf("the id used again ran as run %s attempt %d, want a new run's attempt 1", run, attempt)
 	}
 	cur, _, err := b.store.ReadRun(t.Context(), job.ID)
-	if err != nil || cur.ID != run || cur.State != contract.RunLive {
+	if err != nil || cur.Run != run || cur.State != contract.RunLive {
 		t.Errorf("the job's run = %+v %v", cur, err)
 	}
 }

@@ -290,7 +290,7 @@ func (t Template) env(c Class, typ *jobtype.Type, pool *jobtype.Pool, queueURL s
 		GracePeriod: typ.Checkpoint.GracePeriod(), UploadGrace: typ.Checkpoint.UploadGrace,
 		MaxRuntime: typ.MaxRuntime, VisibilityTimeout: t.visibility(), Memory: c.Size,
 		ReasonFile: podinfoDir + "/annotations", Pool: pool.Name, Size: jobtype.SizeName(c.Size),
-		DownwardAPI: true,
+		GPUs: typ.GPU.Count, DownwardAPI: true,
 	}
 	if c.Capacity == CapacitySpot || c.Capacity == CapacityOnDemand {
 		we.CapacityType = string(c.Capacity)

@@ -575,7 +575,7 @@ func (s *stack) checkpointed(ctx context.Context, jobID string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	_, err = s.s3.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.store().CheckpointPrefix(jobID, run.ID) + "/manifest.json")})
+	_, err = s.s3.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.store().CheckpointPrefix(jobID, run.Run) + "/manifest.json")})
 	var notFound *s3types.NotFound
 	if errors.As(err, &notFound) {
 		return false, nil

@@ -60,6 +60,7 @@ type attempt struct {
 	uploads   int
 	stoppedAt time.Time // when SIGTERM arrived, zero if it did not
 	placement Placement // where the attempt ran
+	outputs   *outputs
 }
 
 func (w *Worker) enter(a *attempt, s State) {
@@ -181,6 +182,21 @@ func (w *Worker) process(ctx context.Context, msg *types.Message) error {
 	w.enter(a, StateRestored)
 	if ctx.Err() != nil {
 		return w.abandon(ctx, a, nil)
+	}
+	running := jobfleet.AttemptState{
+		Attempt: number, Pod: w.cfg.Pod, Node: a.placement.Node, CapacityType: a.placement.CapacityType,
+		InstanceType: a.placement.InstanceType, Zone: a.placement.Zone, AllocatedBytes: w.cfg.MemoryLimit,
+		Resumed: a.resumed, GPUs: a.placement.GPUs, StartedAt: a.started.UTC(),
+	}
+	err = w.retry(ctx, log, "recording that the job runs", w.cfg.VisibilityTimeout, func(ctx context.Context) error {
+		return w.store.Running(ctx, job.ID, run, running, w.clock.Now())
+	})
+	switch {
+	case errors.Is(err, contract.ErrStale) || errors.Is(err, contract.ErrForged):
+		log.Info().Err(err).Msg("the job was cancelled before it started")
+		return w.finish(fin, a, jobfleet.OutcomeCancelled, ErrCancelled, peakReading{})
+	case err != nil:
+		return w.abandon(ctx, a, err)
 	}
 
 	outcome, peak, runErr := w.runJob(ctx, a)
@@ -305,6 +321,10 @@ func (w *Worker) runJob(ctx context.Context, a *attempt) (jobfleet.Outcome, peak
 	}
 	defer os.Remove(paramsFile)
 	job.ParamsFile = paramsFile
+	if a.outputs, err = newOutputs(w.cfg.WorkDir); err != nil {
+		return jobfleet.OutcomeFailed, peakReading{}, err
+	}
+	job.OutputsDir, job.OutputsFile = a.outputs.dir, a.outputs.file
 	features, _ := json.Marshal(a.job.Features)
 	job.env = []string{
 		EnvJobID + "=" + a.job.ID,
@@ -316,6 +336,8 @@ func (w *Worker) runJob(ctx context.Context, a *attempt) (jobfleet.Outcome, peak
 		EnvCheckpointDir + "=" + w.cfg.CheckpointDir,
 		EnvResumed + "=" + strconv.FormatBool(a.resumed),
 		EnvMemoryLimit + "=" + formatInt(w.cfg.MemoryLimit),
+		EnvOutputsDir + "=" + a.outputs.dir,
+		EnvOutputsFile + "=" + a.outputs.file,
 	}
 
 	meter, err := w.openMeter(a)
@@ -328,6 +350,7 @@ func (w *Worker) runJob(ctx context.Context, a *attempt) (jobfleet.Outcome, peak
 	runCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancel(nil)
 	finished := make(chan struct{})
+	cancelled := w.watchCancel(runCtx, a)
 	var watch sync.WaitGroup
 	var stoppedAt time.Time
 	watch.Go(func() {
@@ -341,6 +364,9 @@ func (w *Worker) runJob(ctx context.Context, a *attempt) (jobfleet.Outcome, peak
 			cancel(ErrStopping)
 		case <-a.hold.lostCh():
 			cancel(ErrLostAttempt)
+		case <-cancelled:
+			a.log.Info().Msg("the job was cancelled; stopping it")
+			cancel(ErrCancelled)
 		case <-limit.C():
 			a.log.Warn().Dur("max_runtime", w.cfg.MaxRuntime).Msg("the job ran too long; stopping it")
 			cancel(ErrMaxRuntime)
@@ -364,6 +390,8 @@ func (w *Worker) runJob(ctx context.Context, a *attempt) (jobfleet.Outcome, peak
 		return jobfleet.OutcomeFailed, peak, ErrLostAttempt
 	case runErr == nil:
 		return jobfleet.OutcomeSucceeded, peak, nil
+	case errors.Is(cause, ErrCancelled):
+		return jobfleet.OutcomeCancelled, peak, fmt.Errorf("%w: %w", ErrCancelled, runErr)
 	case errors.As(runErr, &panicErr):
 		a.log.Error().Str("panic", fmt.Sprint(panicErr.Value)).Str("stack", string(panicErr.Stack)).Msg("the handler panicked")
 		return jobfleet.OutcomeFailed, peak, runErr
@@ -466,7 +494,21 @@ func (w *Worker) finish(ctx context.Context, a *attempt, outcome jobfleet.Outcom
 	log := a.log.With().Str("outcome", string(outcome)).Logger()
 	deadline, stopping := w.stop.stopping()
 
-	if outcome != jobfleet.OutcomeSucceeded {
+	var values map[string]string
+	var outputsURI string
+	if outcome == jobfleet.OutcomeSucceeded && a.outputs != nil {
+		var err error
+		values, outputsURI, err = w.collectOutputs(ctx, log, a)
+		if err != nil {
+			if !errors.Is(err, ErrOutputs) {
+				log.Error().Err(err).Msg("the outputs were not stored; the attempt will be taken over")
+				return fmt.Errorf("job %s attempt %d: %w", a.job.ID, a.number, err)
+			}
+			outcome, runErr = jobfleet.OutcomeFailed, fmt.Errorf("%w: %w", ErrSkipRetry, err)
+			log = a.log.With().Str("outcome", string(outcome)).Logger()
+		}
+	}
+	if outcome != jobfleet.OutcomeSucceeded && outcome != jobfleet.OutcomeCancelled {
 		// The final checkpoint, so the rerun resumes from the latest work;
 		// when stopping, leave time to record and requeue afterwards.
 		uploadCtx, cancel := ctx, context.CancelFunc(func() {})
@@ -503,10 +545,14 @@ func (w *Worker) finish(ctx context.Context, a *attempt, outcome jobfleet.Outcom
 		StartedAt: a.started.UTC(), EndedAt: ended.UTC(), DurationSecs: ended.Sub(a.started).Seconds(),
 		Node: a.placement.Node, InstanceType: a.placement.InstanceType, CapacityType: a.placement.CapacityType,
 		Zone: a.placement.Zone, Arch: a.placement.Arch, Pool: a.placement.Pool, Size: a.placement.Size,
+		GPUs: a.placement.GPUs,
+	}
+	if a.store != nil && a.store.last != nil {
+		record.LastCheckpointAt = a.store.last.CreatedAt
 	}
 	c, etag, _ := a.hold.current()
 	c.State, c.EndedAt, c.Outcome, c.Record, c.History = contract.ClaimEnded, ended.UTC(), outcome, record, a.history
-	c.Next = contract.NextDone
+	c.Next, c.Outputs, c.OutputsURI = contract.NextDone, values, outputsURI
 	if outcome != jobfleet.OutcomeSucceeded {
 		att := jobfleet.Attempt{
 			Attempt: a.number, Reason: outcome.Reason(), ExitCode: exitCode(runErr),
@@ -523,6 +569,9 @@ func (w *Worker) finish(ctx context.Context, a *attempt, outcome jobfleet.Outcom
 		}
 		c.History = append(append(jobfleet.History(nil), a.history...), att)
 		c.Next, c.Reason = w.next(c.History, runErr, att)
+		if outcome == jobfleet.OutcomeCancelled {
+			c.Next, c.Reason = contract.NextDone, "cancelled while attempt "+strconv.Itoa(a.number)+" ran"
+		}
 	}
 	err := w.retry(ctx, log, "recording the outcome in the claim", 0, func(ctx context.Context) error {
 		newETag, err := w.store.Update(ctx, c, etag)
@@ -629,7 +678,7 @@ func (w *Worker) deadLetterRaw(ctx context.Context, h *hold, msg *types.Message,
 	}
 	if jobID, run, ok := w.genuineRun(ctx, msg); ok {
 		err := w.retry(ctx, log, "ending the run of a dead-lettered message", 0, func(ctx context.Context) error {
-			return w.store.EndRun(ctx, jobID, run, jobfleet.OutcomeFailed, reason, w.clock.Now())
+			return w.store.EndRun(ctx, jobID, run, contract.End{Status: jobfleet.StatusDeadLettered, Reason: reason}, w.clock.Now())
 		})
 		if err != nil {
 			return err
@@ -657,4 +706,61 @@ func (w *Worker) genuineRun(ctx context.Context, msg *types.Message) (string, st
 		return "", "", false
 	}
 	return head.ID, run, true
+}
+
+// collectOutputs reads the key/value outputs of a job that succeeded and
+// stores its output files, retrying the upload for as long as the worker
+// holds the attempt. It returns ErrOutputs when the job left outputs that
+// jobfleet cannot take.
+func (w *Worker) collectOutputs(ctx context.Context, log zerolog.Logger, a *attempt) (map[string]string, string, error) {
+	defer a.outputs.remove()
+	values, err := a.outputs.values()
+	if err != nil {
+		return nil, "", err
+	}
+	prefix := w.store.OutputsPrefix(a.job.ID, a.run)
+	var files int
+	err = w.retry(ctx, log, "uploading the outputs", 0, func(ctx context.Context) error {
+		files, err = a.outputs.upload(ctx, w.s3, w.cfg.Bucket, prefix)
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	if files == 0 {
+		return values, "", nil
+	}
+	log.Info().Int("files", files).Msg("stored the job's outputs")
+	return values, w.store.URI(prefix) + "/", nil
+}
+
+// watchCancel checks, every CancelPoll while the job runs, whether the job
+// was cancelled, and closes the returned channel when it was.
+func (w *Worker) watchCancel(ctx context.Context, a *attempt) <-chan struct{} {
+	cancelled := make(chan struct{})
+	go func() {
+		ticker := w.clock.NewTicker(w.cfg.CancelPoll)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C():
+			}
+			c, cancel := context.WithTimeout(ctx, w.cfg.CancelPoll)
+			cur, _, err := w.store.ReadRun(c, a.job.ID)
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					a.log.Debug().Err(err).Msg("checking whether the job was cancelled")
+				}
+				continue
+			}
+			if cur.Run != a.run || (cur.State == contract.RunEnded && cur.Status == jobfleet.StatusCancelled) {
+				close(cancelled)
+				return
+			}
+		}
+	}()
+	return cancelled
 }

@@ -62,6 +62,9 @@ type Config struct {
 	// of it. A worker that could renew neither for this long stops its job,
 	// since another may take the attempt over. Default 2m.
 	VisibilityTimeout time.Duration
+	// CancelPoll is how often a running attempt checks whether its job was
+	// cancelled (one S3 read). Default 5s.
+	CancelPoll time.Duration
 	// IdleTimeout is how long the worker waits for a message before it
 	// exits: KEDA may start a pod for a message another pod took. Default
 	// 20s.
@@ -132,6 +135,8 @@ type Placement struct {
 	// Pool and Size name the job's class.
 	Pool string
 	Size string
+	// GPUs is how many GPUs the job was given.
+	GPUs int
 }
 
 // Defaults of Config.
@@ -141,6 +146,7 @@ const (
 	DefaultGracePeriod       = 2 * time.Minute
 	DefaultVisibilityTimeout = 2 * time.Minute
 	DefaultIdleTimeout       = 20 * time.Second
+	DefaultCancelPoll        = 5 * time.Second
 	DefaultReasonFile        = "/etc/jobfleet/podinfo/annotations"
 )
 
@@ -161,7 +167,7 @@ func FromEnv(lookup func(string) (string, bool)) (Config, error) {
 		MemoryLimit: env.Memory, Cgroup: CgroupMode(env.Cgroup), CgroupParent: env.CgroupParent,
 		ReasonFile: env.ReasonFile, Pod: env.Pod, PodNamespace: env.PodNamespace,
 		Placement: Placement{
-			Node: env.Node, InstanceType: env.InstanceType, CapacityType: env.CapacityType, Zone: env.Zone,
+			Node: env.Node, InstanceType: env.InstanceType, CapacityType: env.CapacityType, Zone: env.Zone, GPUs: env.GPUs,
 			Pool: env.Pool, Size: env.Size,
 		},
 	}, nil
@@ -195,6 +201,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.VisibilityTimeout == 0 {
 		c.VisibilityTimeout = DefaultVisibilityTimeout
+	}
+	if c.CancelPoll == 0 {
+		c.CancelPoll = DefaultCancelPoll
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = DefaultIdleTimeout

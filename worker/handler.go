@@ -17,8 +17,9 @@ import (
 //
 // ctx is cancelled when the worker must stop early: the pod is being
 // terminated (context.Cause is ErrStopping), the attempt exceeded the job
-// type's maximum runtime (ErrMaxRuntime), or the worker lost its hold on
-// the attempt (ErrLostAttempt). A handler that is stopping should save its
+// type's maximum runtime (ErrMaxRuntime), the worker lost its hold on the
+// attempt (ErrLostAttempt), or the job was cancelled (ErrCancelled). A
+// handler that is stopping should save its
 // progress in job.CheckpointDir and return promptly; the worker uploads the
 // directory and requeues the job, which resumes from it.
 //
@@ -47,6 +48,9 @@ var (
 	// worker took the attempt over. The job stops and nothing is recorded:
 	// the attempt belongs to whoever holds it now.
 	ErrLostAttempt = errors.New("lost the hold on the attempt")
+	// ErrCancelled: the job was cancelled (jobfleet cancel). The attempt
+	// is recorded as cancelled; nothing is retried or dead-lettered.
+	ErrCancelled = errors.New("the job was cancelled")
 )
 
 // ErrSkipRetry, wrapped in a handler's error, dead-letters the job at once
@@ -73,6 +77,13 @@ type Job struct {
 	// MemoryLimit is the memory the job was allocated, in bytes; zero when
 	// unknown.
 	MemoryLimit int64
+	// OutputsDir is an empty directory whose files are stored with the
+	// job's result when it succeeds; OutputsFile is where the job may write
+	// its key/value outputs as a JSON object of strings, numbers or
+	// booleans (at most MaxOutputs keys shaped as label keys, at most
+	// MaxOutputsFileBytes).
+	OutputsDir  string
+	OutputsFile string
 
 	env         []string
 	cgroup      *cgroup.Memory
@@ -94,11 +105,19 @@ const (
 	EnvCheckpointDir = "JOBFLEET_CHECKPOINT_DIR"
 	EnvResumed       = "JOBFLEET_RESUMED"
 	EnvMemoryLimit   = "JOBFLEET_MEMORY_LIMIT_BYTES"
+	// EnvOutputsDir is a directory whose files are uploaded to S3 when the
+	// job succeeds (<prefix>/jobs/<id>/runs/<run>/outputs/), and
+	// EnvOutputsFile a file the job may write a JSON object of small
+	// key/value outputs to (a metric, a model's location): both land in
+	// the job's result.
+	EnvOutputsDir  = "JOBFLEET_OUTPUTS_DIR"
+	EnvOutputsFile = "JOBFLEET_OUTPUTS_FILE"
 )
 
 // Env returns the JOBFLEET_* environment that describes the job to its
 // command: job id, type, run, attempt, params file, features (JSON),
-// checkpoint directory, whether it resumes, and its memory limit.
+// checkpoint directory, whether it resumes, its memory limit, and where
+// it leaves its outputs.
 func (j *Job) Env() []string {
 	return append([]string(nil), j.env...)
 }

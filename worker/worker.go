@@ -303,7 +303,7 @@ func (w *Worker) retry(ctx context.Context, log zerolog.Logger, what string, win
 
 // isPermanent reports errors that retrying cannot fix.
 func isPermanent(err error) bool {
-	return errors.Is(err, contract.ErrConflict) || errors.Is(err, contract.ErrForged) || errors.Is(err, contract.ErrStale) || errors.Is(err, ErrLostAttempt)
+	return errors.Is(err, contract.ErrConflict) || errors.Is(err, contract.ErrForged) || errors.Is(err, contract.ErrStale) || errors.Is(err, ErrLostAttempt) || errors.Is(err, ErrOutputs)
 }
 
 func (w *Worker) send(ctx context.Context, log zerolog.Logger, url string, msg queue.Message, what string) error {

@@ -45,6 +45,11 @@ type CLI struct {
 	Globals
 
 	Publish    PublishCmd    `cmd:"" help:"Publish job messages to the intake queue."`
+	Submit     SubmitCmd     `cmd:"" help:"Submit one job and, with --wait, wait for it to end (exit 0 succeeded, 1 failed, 2 cancelled or timed out, 3 jobfleet error)."`
+	Status     StatusCmd     `cmd:"" help:"Print a job's state: status, attempts, where they ran, memory, outputs."`
+	Wait       WaitCmd       `cmd:"" help:"Wait for a job to end (exit 0 succeeded, 1 failed, 2 cancelled or timed out, 3 jobfleet error)."`
+	Cancel     CancelCmd     `cmd:"" help:"Cancel a job: a queued job never runs, a running one stops within seconds, nothing is retried."`
+	List       ListCmd       `cmd:"" help:"List recent jobs, filtered by type, status or label."`
 	Dispatcher DispatcherCmd `cmd:"" help:"Run the dispatcher: size every job from intake and route it to its class's queue and ScaledJob."`
 	Worker     WorkerCmd     `cmd:"" help:"Run jobs from a class queue: the entrypoint of every job pod (jobfleet worker [flags] -- <command>)."`
 	NodePools  NodePoolsCmd  `cmd:"" name:"nodepools" help:"Render the Karpenter NodePools and EC2NodeClasses of the registry's pools."`

@@ -42,7 +42,11 @@ func (c *StackCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return fmt.Errorf("creating queue %s: %w", c.Queue, err)
 	}
-	s3Client := s3.NewFromConfig(cfg, func(o *s3.Options) { o.BaseEndpoint = aws.String(s3Server.Endpoint); o.UsePathStyle = true })
+	s3Client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.BaseEndpoint = aws.String(s3Server.Endpoint)
+		o.UsePathStyle = true
+		o.DisableLogOutputChecksumValidationSkipped = true
+	})
 	if _, err := s3Client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(c.Bucket)}); err != nil {
 		return fmt.Errorf("creating bucket %s: %w", c.Bucket, err)
 	}

@@ -89,6 +89,10 @@ type Claim struct {
 	// Record is the attempt's run record, sent again by whoever completes
 	// Next.
 	Record *jobfleet.RunRecord `json:"record,omitempty"`
+	// Outputs and OutputsURI are what an attempt that succeeded left: its
+	// key/value outputs and where its output files are stored.
+	Outputs    map[string]string `json:"outputs,omitempty"`
+	OutputsURI string            `json:"outputs_uri,omitempty"`
 
 	Seq int `json:"seq"`
 }
@@ -213,14 +217,14 @@ func (s Store) VerifyRun(ctx context.Context, jobID, body, run string, attempt i
 		}
 		return nil, err
 	}
-	if cur.ID != run {
-		return nil, fmt.Errorf("%w: run %s is not job %s's current run %s", ErrForged, run, jobID, cur.ID)
+	if cur.Run != run {
+		return nil, fmt.Errorf("%w: run %s is not job %s's current run %s", ErrForged, run, jobID, cur.Run)
 	}
 	if cur.BodySHA256 != "" && cur.BodySHA256 != BodyHash(body) {
 		return nil, fmt.Errorf("%w: the message is not the one that started run %s of job %s", ErrForged, run, jobID)
 	}
 	if cur.State != RunLive {
-		return nil, fmt.Errorf("%w: run %s of job %s ended (%s)", ErrStale, run, jobID, cur.Outcome)
+		return nil, fmt.Errorf("%w: run %s of job %s ended (%s)", ErrStale, run, jobID, cur.Status)
 	}
 	if attempt == 1 {
 		return nil, nil

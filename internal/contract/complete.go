@@ -9,6 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/jobfleet/jobfleet"
+
 	"github.com/jobfleet/jobfleet/internal/queue"
 )
 
@@ -64,13 +66,20 @@ func (s Store) Complete(ctx context.Context, api SQSAPI, q Queues, c *Claim, bod
 			return err
 		}
 	}
-	endRun := func(reason string) error {
+	attempt := c.attemptState()
+	endRun := func(end End) error {
+		end.Outcome, end.Attempt = c.Outcome, &attempt
 		return retry("ending the run", func(ctx context.Context) error {
-			return s.EndRun(ctx, c.JobID, c.Run, c.Outcome, reason, now)
+			return s.EndRun(ctx, c.JobID, c.Run, end, now)
 		})
 	}
 	switch c.Next {
 	case NextRerun:
+		if err := retry("recording the requeue", func(ctx context.Context) error {
+			return s.Requeued(ctx, c.JobID, c.Run, attempt, now)
+		}); err != nil {
+			return err
+		}
 		if err := send(q.Intake, queue.ForwardMessage(body, c.Type, c.Run, c.Attempt+1), "requeueing the job"); err != nil {
 			return err
 		}
@@ -87,11 +96,15 @@ func (s Store) Complete(ctx context.Context, api SQSAPI, q Queues, c *Claim, bod
 		if err := send(q.DeadLetter, m, "dead-lettering the job"); err != nil {
 			return err
 		}
-		if err := endRun(c.Reason); err != nil {
+		if err := endRun(End{Status: jobfleet.StatusFailed, Reason: c.Reason}); err != nil {
 			return err
 		}
 	case NextDone:
-		if err := endRun(""); err != nil {
+		end := End{Status: jobfleet.StatusSucceeded, Outputs: c.Outputs, OutputsURI: c.OutputsURI}
+		if c.Outcome == jobfleet.OutcomeCancelled {
+			end = End{Status: jobfleet.StatusCancelled, Reason: c.Reason}
+		}
+		if err := endRun(end); err != nil {
 			return err
 		}
 	default:
@@ -104,4 +117,16 @@ func (s Store) Complete(ctx context.Context, api SQSAPI, q Queues, c *Claim, bod
 		}
 		return nil
 	})
+}
+
+// attemptState is the ended attempt as the job's state shows it.
+func (c *Claim) attemptState() jobfleet.AttemptState {
+	var a jobfleet.AttemptState
+	if c.Record != nil {
+		a = jobfleet.AttemptOf(c.Record)
+	} else {
+		a = jobfleet.AttemptState{Attempt: c.Attempt, Outcome: c.Outcome, Node: c.Node, StartedAt: c.ClaimedAt, EndedAt: c.EndedAt}
+	}
+	a.Pod = c.Pod
+	return a
 }

@@ -47,7 +47,9 @@ type WorkerEnv struct {
 	Pod, PodNamespace, Node    string
 	InstanceType, CapacityType string
 	Zone, Pool, Size           string
-	DownwardAPI                bool
+	// GPUs is how many GPUs the job was given.
+	GPUs        int
+	DownwardAPI bool
 }
 
 // Defaults that the registry gives a job type and the worker takes when
@@ -210,6 +212,7 @@ var workerVars = []envVar{
 	str("JOBFLEET_ZONE", "Availability zone of this node.", func(e *WorkerEnv) *string { return &e.Zone }),
 	str("JOBFLEET_POOL", "Pool of the job's class.", func(e *WorkerEnv) *string { return &e.Pool }),
 	str("JOBFLEET_SIZE", "Size of the job's class.", func(e *WorkerEnv) *string { return &e.Size }),
+	integer("JOBFLEET_GPUS", "GPUs the job was given, for its usage (default 0).", func(e *WorkerEnv) *int { return &e.GPUs }),
 }
 
 // Environ writes the configuration as environment variables, leaving out

@@ -18,7 +18,7 @@ func fullEnv() contract.WorkerEnv {
 		MaxRuntime: 36 * time.Hour, VisibilityTimeout: 3 * time.Minute, IdleTimeout: 15 * time.Second, MaxJobs: 2,
 		Memory: 16 << 30, Cgroup: "container", CgroupParent: "/sys/fs/cgroup/x", ReasonFile: "/etc/podinfo/annotations",
 		Pod: "train-abc", PodNamespace: "jobs", Node: "ip-10-0-0-1", InstanceType: "g5.xlarge", CapacityType: "spot",
-		Zone: "us-east-1a", Pool: "gpu", Size: "16gi",
+		Zone: "us-east-1a", Pool: "gpu", Size: "16gi", GPUs: 4,
 	}
 }
 

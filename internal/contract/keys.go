@@ -42,3 +42,14 @@ func (s Store) StopKey(namespace, pod string) string {
 func (s Store) URI(key string) string {
 	return "s3://" + s.Bucket + "/" + key
 }
+
+// OutputsPrefix is where the output files of a run's job that succeeded
+// are stored, by their paths in the outputs directory.
+func (s Store) OutputsPrefix(jobID, run string) string {
+	return path.Join(s.prefix(), "jobs", jobID, "runs", run, "outputs")
+}
+
+// JobsPrefix is where every job's objects live, one folder per job id.
+func (s Store) JobsPrefix() string {
+	return path.Join(s.prefix(), "jobs") + "/"
+}

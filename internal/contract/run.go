@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jobfleet/jobfleet"
@@ -20,28 +21,26 @@ const (
 	RunEnded RunState = "ended"
 )
 
-// Run is jobfleet's record of a job id: its current run. A run starts when
-// the dispatcher accepts a producer's message for the id, and ends when the
-// job succeeds or is dead-lettered. Reruns after an interruption, an OOM
-// kill or a failure are attempts of the same run and resume from its
-// checkpoint. A later message with the id of an ended run starts a new run,
-// from nothing; another message with the id of a live run is a duplicate.
+// Run is jobfleet's record of a job id: its current run, and the job's
+// state as users see it (jobfleet.JobState). A run starts when the
+// dispatcher accepts a producer's message for the id, and ends when the job
+// succeeds, fails for good, is dead-lettered or is cancelled. Reruns after
+// an interruption, an OOM kill or a failure are attempts of the same run
+// and resume from its checkpoint. A later message with the id of an ended
+// run starts a new run, from nothing; another message with the id of a live
+// run is a duplicate.
+//
+// The dispatcher writes queued and sized, the worker running and how each
+// attempt ended, `jobfleet cancel` cancelled; every write is conditional
+// (If-None-Match or If-Match), and none moves the state backwards.
 type Run struct {
-	JobID string `json:"job_id"`
-	Type  string `json:"type"`
-	// ID names the run: the SQS message id of the intake message that
-	// started it (a redelivery of that message keeps it).
-	ID        string    `json:"run"`
-	State     RunState  `json:"state"`
-	CreatedAt time.Time `json:"created_at"`
+	jobfleet.JobState
+	State RunState `json:"state"`
 	// BodySHA256 is the hash of the job message that started the run:
 	// every attempt of the run must carry the same message.
 	BodySHA256 string `json:"body_sha256"`
-	// Outcome, Reason and EndedAt are set when the run ended: the outcome
-	// of its last attempt, and why it was dead-lettered.
+	// Outcome is the outcome of the last attempt that ended.
 	Outcome jobfleet.Outcome `json:"outcome,omitempty"`
-	Reason  string           `json:"reason,omitempty"`
-	EndedAt time.Time        `json:"ended_at,omitzero"`
 	Seq     int              `json:"seq"`
 }
 
@@ -58,6 +57,8 @@ const (
 	// Finished: this very message started a run that has ended already;
 	// its delete from intake was lost.
 	Finished
+	// Cancelled: the job was cancelled after this message was sent.
+	Cancelled
 )
 
 // ReadRun reads the current run of a job id.
@@ -70,12 +71,19 @@ func (s Store) ReadRun(ctx context.Context, jobID string) (*Run, string, error) 
 	return &r, etag, nil
 }
 
-// StartRun records that the intake message runID starts a run of the job.
-// It returns Duplicate with the live run when another message started one,
-// and Finished when this message's run ended already. A run that ended is
-// replaced by the new one.
-func (s Store) StartRun(ctx context.Context, job *jobfleet.Job, body, runID string, now time.Time) (Start, *Run, error) {
-	next := &Run{JobID: job.ID, Type: job.Type, ID: runID, State: RunLive, CreatedAt: now.UTC(), BodySHA256: BodyHash(body), Seq: 1}
+// StartRun records that the intake message runID, sent at sent, starts a
+// run of the job, queued. It returns Duplicate with the live run when
+// another message started one, Finished when this message's run ended
+// already, and Cancelled when the job was cancelled after the message was
+// sent. A run that ended is replaced by the new one.
+func (s Store) StartRun(ctx context.Context, job *jobfleet.Job, body, runID string, sent, now time.Time) (Start, *Run, error) {
+	next := &Run{
+		JobState: jobfleet.JobState{
+			JobID: job.ID, Type: job.Type, Run: runID, Status: jobfleet.StatusQueued, Labels: job.Labels,
+			Attempt: 1, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
+		},
+		State: RunLive, BodySHA256: BodyHash(body), Seq: 1,
+	}
 	for range 5 {
 		_, err := s.write(ctx, s.RunKey(job.ID), next, true, "")
 		if err == nil {
@@ -92,12 +100,14 @@ func (s Store) StartRun(ctx context.Context, job *jobfleet.Job, body, runID stri
 			return 0, nil, err
 		}
 		switch {
-		case cur.ID == runID && cur.State == RunLive:
+		case cur.Run == runID && cur.State == RunLive:
 			return Started, cur, nil
-		case cur.ID == runID:
+		case cur.Run == runID:
 			return Finished, cur, nil
 		case cur.State == RunLive:
 			return Duplicate, cur, nil
+		case cur.Status == jobfleet.StatusCancelled && !sent.IsZero() && !sent.After(cur.CancelledAt):
+			return Cancelled, cur, nil
 		}
 		next.Seq = cur.Seq + 1
 		if _, err := s.write(ctx, s.RunKey(job.ID), next, false, etag); err == nil {
@@ -115,24 +125,233 @@ func BodyHash(body string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// EndRun records that a run ended. It does nothing when the run ended
-// already or is no longer the job's current run.
-func (s Store) EndRun(ctx context.Context, jobID, runID string, outcome jobfleet.Outcome, reason string, now time.Time) error {
+// errUnchanged tells updateRun that the run needs no write.
+var errUnchanged = errors.New("unchanged")
+
+// updateRun changes the current run of a job with f and writes it back if
+// it did not change since it was read. f returns errUnchanged to leave the
+// run as it is, or another error to give up with it; updateRun returns the
+// run as it is afterwards.
+func (s Store) updateRun(ctx context.Context, jobID string, now time.Time, f func(*Run) error) (*Run, error) {
 	for range 5 {
 		cur, etag, err := s.ReadRun(ctx, jobID)
-		if errors.Is(err, ErrNotFound) {
+		if err != nil {
+			return nil, err
+		}
+		if err := f(cur); errors.Is(err, errUnchanged) {
+			return cur, nil
+		} else if err != nil {
+			return cur, err
+		}
+		cur.Seq++
+		cur.UpdatedAt = now.UTC()
+		if _, err := s.write(ctx, s.RunKey(jobID), cur, false, etag); !errors.Is(err, ErrConflict) {
+			return cur, err
+		}
+	}
+	return nil, fmt.Errorf("updating the run of job %s: %w", jobID, ErrConflict)
+}
+
+// liveRun checks that cur is the live run runID: ErrStale when the run
+// ended (a cancel, or a rerun of a run that ended), ErrForged when the job
+// has another run now.
+func liveRun(cur *Run, runID string) error {
+	switch {
+	case cur.Run != runID:
+		return fmt.Errorf("%w: run %s is not job %s's current run %s", ErrForged, runID, cur.JobID, cur.Run)
+	case cur.State != RunLive:
+		return fmt.Errorf("%w: run %s of job %s ended (%s)", ErrStale, runID, cur.JobID, cur.Status)
+	}
+	return nil
+}
+
+// Sized records the class and memory the dispatcher chose for an attempt.
+// It returns ErrStale when the run ended meanwhile (it was cancelled): the
+// attempt must not be forwarded.
+func (s Store) Sized(ctx context.Context, jobID, runID string, attempt int, class string, memory int64, now time.Time) error {
+	_, err := s.updateRun(ctx, jobID, now, func(cur *Run) error {
+		if err := liveRun(cur, runID); err != nil {
+			return err
+		}
+		if cur.Attempt > attempt || (cur.Attempt == attempt && cur.Status != jobfleet.StatusQueued && cur.Status != jobfleet.StatusSized && cur.Status != "") {
+			return errUnchanged // a redelivery of a message the worker took already
+		}
+		cur.Status, cur.Attempt, cur.Class, cur.MemoryBytes = jobfleet.StatusSized, attempt, class, memory
+		return nil
+	})
+	return err
+}
+
+// Running records that a worker runs an attempt. It returns ErrStale when
+// the run ended meanwhile (it was cancelled): the attempt must not run.
+func (s Store) Running(ctx context.Context, jobID, runID string, a jobfleet.AttemptState, now time.Time) error {
+	_, err := s.updateRun(ctx, jobID, now, func(cur *Run) error {
+		if err := liveRun(cur, runID); err != nil {
+			return err
+		}
+		if cur.Attempt > a.Attempt {
+			return errUnchanged
+		}
+		cur.Status, cur.Attempt = jobfleet.StatusRunning, a.Attempt
+		setAttempt(&cur.JobState, a)
+		return nil
+	})
+	return err
+}
+
+// Requeued records how an attempt ended that is followed by a rerun: the
+// job is queued again as attempt a.Attempt+1. A run that ended meanwhile
+// keeps its status, with the attempt's outcome added.
+func (s Store) Requeued(ctx context.Context, jobID, runID string, a jobfleet.AttemptState, now time.Time) error {
+	_, err := s.updateRun(ctx, jobID, now, func(cur *Run) error {
+		if cur.Run != runID {
+			return errUnchanged
+		}
+		setAttempt(&cur.JobState, a)
+		cur.Outcome, cur.ExitCode = a.Outcome, a.ExitCode
+		if cur.State == RunLive && cur.Attempt <= a.Attempt {
+			cur.Status, cur.Attempt, cur.Class, cur.MemoryBytes = jobfleet.StatusQueued, a.Attempt+1, "", 0
+		}
+		return nil
+	})
+	return err
+}
+
+// End is how a run ended.
+type End struct {
+	Status jobfleet.Status
+	// Outcome is the outcome of the last attempt, when one ran.
+	Outcome jobfleet.Outcome
+	Reason  string
+	// Attempt is the last attempt, when one ran.
+	Attempt *jobfleet.AttemptState
+	// Outputs and OutputsURI are what a job that succeeded left.
+	Outputs    map[string]string
+	OutputsURI string
+}
+
+// EndRun records that a run ended. When the run ended already (it was
+// cancelled while its last attempt ran) it keeps its status and only adds
+// the attempt; a run that is no longer the job's current run is left alone.
+func (s Store) EndRun(ctx context.Context, jobID, runID string, end End, now time.Time) error {
+	_, err := s.updateRun(ctx, jobID, now, func(cur *Run) error {
+		if cur.Run != runID {
+			return errUnchanged
+		}
+		if end.Attempt != nil {
+			setAttempt(&cur.JobState, *end.Attempt)
+			cur.ExitCode = end.Attempt.ExitCode
+		}
+		if cur.State == RunEnded {
+			if end.Attempt == nil {
+				return errUnchanged
+			}
 			return nil
+		}
+		cur.State, cur.Status, cur.Outcome, cur.Reason, cur.EndedAt = RunEnded, end.Status, end.Outcome, end.Reason, now.UTC()
+		cur.Outputs, cur.OutputsURI = end.Outputs, end.OutputsURI
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// ErrEnded marks a cancel of a job that ended already.
+var ErrEnded = errors.New("the job has ended")
+
+// Cancel cancels a job: its live run ends as cancelled, and every message
+// of the id sent before now is dropped unrun by whoever receives it. A job
+// id jobfleet has not seen yet is recorded as cancelled, so that its
+// message, if already sent, never runs. A job that ended already returns
+// its run with ErrEnded.
+func (s Store) Cancel(ctx context.Context, jobID, reason string, now time.Time) (*Run, error) {
+	now = now.UTC()
+	cancelled := &Run{
+		JobState: jobfleet.JobState{
+			JobID: jobID, Status: jobfleet.StatusCancelled, Reason: reason,
+			CreatedAt: now, UpdatedAt: now, EndedAt: now, CancelledAt: now,
+		},
+		State: RunEnded, Seq: 1,
+	}
+	for range 5 {
+		if _, err := s.write(ctx, s.RunKey(jobID), cancelled, true, ""); err == nil {
+			return cancelled, nil
+		} else if !errors.Is(err, ErrConflict) {
+			return nil, err
+		}
+		cur, err := s.updateRun(ctx, jobID, now, func(cur *Run) error {
+			switch {
+			case cur.State == RunLive:
+				cur.State, cur.Status, cur.Reason, cur.EndedAt = RunEnded, jobfleet.StatusCancelled, reason, now
+			case cur.Status == jobfleet.StatusCancelled:
+				// Cancelled again: messages sent since are dropped too.
+			default:
+				return ErrEnded
+			}
+			cur.CancelledAt = now
+			return nil
+		})
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		return cur, err
+	}
+	return nil, fmt.Errorf("cancelling job %s: %w", jobID, ErrConflict)
+}
+
+// setAttempt adds an attempt to a job's state, or updates the one with its
+// number, keeping what the update does not know (the pod).
+func setAttempt(st *jobfleet.JobState, a jobfleet.AttemptState) {
+	for i := range st.Attempts {
+		if st.Attempts[i].Attempt != a.Attempt {
+			continue
+		}
+		if a.Pod == "" {
+			a.Pod = st.Attempts[i].Pod
+		}
+		if a.StartedAt.IsZero() {
+			a.StartedAt = st.Attempts[i].StartedAt
+		}
+		st.Attempts[i] = a
+		return
+	}
+	st.Attempts = append(st.Attempts, a)
+	slices.SortFunc(st.Attempts, func(x, y jobfleet.AttemptState) int { return x.Attempt - y.Attempt })
+}
+
+// Reject records that the intake message runID of a job was dead-lettered
+// before it started a run (its type is unknown), so that whoever waits for
+// the job learns why. A live run of the id is left alone: the message was
+// not it.
+func (s Store) Reject(ctx context.Context, job *jobfleet.Job, body, runID, reason string, now time.Time) error {
+	now = now.UTC()
+	rejected := &Run{
+		JobState: jobfleet.JobState{
+			JobID: job.ID, Type: job.Type, Run: runID, Status: jobfleet.StatusDeadLettered, Reason: reason, Labels: job.Labels,
+			CreatedAt: now, UpdatedAt: now, EndedAt: now,
+		},
+		State: RunEnded, BodySHA256: BodyHash(body), Seq: 1,
+	}
+	for range 5 {
+		if _, err := s.write(ctx, s.RunKey(job.ID), rejected, true, ""); !errors.Is(err, ErrConflict) {
+			return err
+		}
+		cur, etag, err := s.ReadRun(ctx, job.ID)
+		if errors.Is(err, ErrNotFound) {
+			continue
 		}
 		if err != nil {
 			return err
 		}
-		if cur.ID != runID || cur.State == RunEnded {
+		if cur.State == RunLive || cur.Run == runID {
 			return nil
 		}
-		cur.State, cur.Outcome, cur.Reason, cur.EndedAt, cur.Seq = RunEnded, outcome, reason, now.UTC(), cur.Seq+1
-		if _, err := s.write(ctx, s.RunKey(jobID), cur, false, etag); !errors.Is(err, ErrConflict) {
+		rejected.Seq = cur.Seq + 1
+		if _, err := s.write(ctx, s.RunKey(job.ID), rejected, false, etag); !errors.Is(err, ErrConflict) {
 			return err
 		}
 	}
-	return fmt.Errorf("ending run %s of job %s: %w", runID, jobID, ErrConflict)
+	return fmt.Errorf("recording the dead letter of job %s: %w", job.ID, ErrConflict)
 }

@@ -96,8 +96,9 @@ func export(ctx context.Context, f map[string]float64) error {
 		}
 	}
 	h.Write(buf)
-	fmt.Printf("exported %d rows, sha256 %x\n", rows, h.Sum(nil)[:8])
-	return nil
+	sum := fmt.Sprintf("%x", h.Sum(nil)[:8])
+	fmt.Printf("exported %d rows, sha256 %s\n", rows, sum)
+	return writeOutputs(map[string]any{"rows": rows, "sha256": sum}, map[string]string{"export.sha256": sum + "\n"})
 }
 
 // aggregate builds, per entity, the values of its relationships and sums
@@ -123,7 +124,7 @@ func aggregate(ctx context.Context, f map[string]float64) error {
 		}
 	}
 	fmt.Printf("aggregated %d entities x %d relationships: %.1f\n", entities, density, total)
-	return nil
+	return writeOutputs(map[string]any{"entities": entities, "total": math.Round(total)}, nil)
 }
 
 // train runs epochs over a weight vector, checkpointing after each one and
@@ -166,6 +167,38 @@ func train(ctx context.Context, f map[string]float64, dir, jobID string) error {
 		}
 	}
 	fmt.Printf("trained %d epochs of %d parameters\n", epochs, params)
+	// A made-up metric that improves with epochs, for workflows to test.
+	accuracy := math.Round((1-0.5/float64(epochs+1))*1000) / 1000
+	model := fmt.Sprintf("epochs %d\nparameters %d\nfirst weight %g\n", epochs, params, firstOr(weights))
+	return writeOutputs(map[string]any{"accuracy": accuracy, "epochs": epochs}, map[string]string{"model.txt": model})
+}
+
+func firstOr(w []float32) float32 {
+	if len(w) == 0 {
+		return 0
+	}
+	return w[0]
+}
+
+// writeOutputs leaves a job's key/value outputs and output files where the
+// worker collects them, when it says where.
+func writeOutputs(values map[string]any, files map[string]string) error {
+	if path := os.Getenv("JOBFLEET_OUTPUTS_FILE"); path != "" {
+		data, err := json.Marshal(values)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			return fmt.Errorf("writing the outputs: %w", err)
+		}
+	}
+	if dir := os.Getenv("JOBFLEET_OUTPUTS_DIR"); dir != "" {
+		for name, content := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+				return fmt.Errorf("writing the outputs: %w", err)
+			}
+		}
+	}
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -65,6 +66,17 @@ type Options struct {
 	Timeout time.Duration
 	// Progress shows live progress bars on Out.
 	Progress bool
+	// OnServe, with Serve, is called once everything runs, with where.
+	OnServe func(Endpoints)
+}
+
+// Endpoints say where a serving local run is: the environment for AWS
+// clients (AWS_ENDPOINT_URL_SQS and the rest), its intake queue and its
+// bucket.
+type Endpoints struct {
+	Env       []string
+	IntakeURL string
+	Bucket    string
 }
 
 // Summary is what a demo run did.
@@ -133,7 +145,11 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	defer s3Server.Stop()
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
 	sqsClient := sqs.NewFromConfig(cfg, func(o *sqs.Options) { o.BaseEndpoint = aws.String(sqsServer.Endpoint) })
-	s3Client := s3.NewFromConfig(cfg, func(o *s3.Options) { o.BaseEndpoint = aws.String(s3Server.Endpoint); o.UsePathStyle = true })
+	s3Client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.BaseEndpoint = aws.String(s3Server.Endpoint)
+		o.UsePathStyle = true
+		o.DisableLogOutputChecksumValidationSkipped = true
+	})
 	queues := map[string]string{}
 	for _, name := range []string{"jobfleet-intake", "jobfleet-dead-letter", "jobfleet-records", "jobfleet-interruptions"} {
 		out, err := sqsClient.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
@@ -158,11 +174,11 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	st := &state{submitted: map[string]string{}, succeeded: map[string]bool{}, dead: map[string]bool{}, predicted: map[string]int64{}}
 	exec := newExecutor()
 	exec.sqs, exec.binary, exec.registry, exec.concurrency, exec.dir, exec.log = sqsClient, opts.Binary, reg, opts.Concurrency, work, opts.Log
-	exec.env = []string{
+	awsEnv := []string{
 		"AWS_ENDPOINT_URL_SQS=" + sqsServer.Endpoint, "AWS_ENDPOINT_URL_S3=" + s3Server.Endpoint,
 		"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=local", "AWS_SECRET_ACCESS_KEY=local",
-		demo.EnvLog + "=" + filepath.Join(work, "progress"),
 	}
+	exec.env = append(slices.Clone(awsEnv), demo.EnvLog+"="+filepath.Join(work, "progress"))
 	if err := os.MkdirAll(filepath.Join(work, "progress"), 0o755); err != nil {
 		return nil, err
 	}
@@ -256,6 +272,9 @@ In another terminal:
   export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
   jobfleet publish --queue jobfleet-intake --type aggregate --feature entities=100000,density=8 --print-ids
 `, sqsServer.Endpoint, queues["jobfleet-intake"], s3Server.Endpoint, bucket, sqsServer.Endpoint, s3Server.Endpoint)
+		if opts.OnServe != nil {
+			opts.OnServe(Endpoints{Env: awsEnv, IntakeURL: queues["jobfleet-intake"], Bucket: bucket})
+		}
 		<-ctx.Done()
 	}
 	return sum, nil

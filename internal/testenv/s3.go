@@ -62,6 +62,7 @@ func NewS3Client(endpoint string) *s3.Client {
 	return s3.NewFromConfig(AWSConfig(), func(o *s3.Options) {
 		o.BaseEndpoint = aws.String(endpoint)
 		o.UsePathStyle = true
+		o.DisableLogOutputChecksumValidationSkipped = true
 	})
 }
 

@@ -1,0 +1,84 @@
+package jobfleet_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/jobfleet/jobfleet"
+)
+
+func TestEventUsage(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	code := 0
+	st := &jobfleet.JobState{
+		JobID: "j", Type: "train", Run: "r", Status: jobfleet.StatusSucceeded, EndedAt: t0.Add(3 * time.Hour), ExitCode: &code,
+		Attempts: []jobfleet.AttemptState{
+			// Interrupted after 60 min, checkpointed at 50: 10 min redone.
+			{Attempt: 1, Outcome: jobfleet.OutcomeInterrupted, GPUs: 4, StartedAt: t0, EndedAt: t0.Add(60 * time.Minute), LastCheckpointAt: t0.Add(50 * time.Minute)},
+			// OOM-killed after 20 min with no checkpoint of its own, and
+			// the next attempt did not resume: all 20 min redone.
+			{Attempt: 2, Outcome: jobfleet.OutcomeOOM, GPUs: 4, Resumed: true, StartedAt: t0.Add(65 * time.Minute), EndedAt: t0.Add(85 * time.Minute), LastCheckpointAt: t0.Add(50 * time.Minute)},
+			{Attempt: 3, Outcome: jobfleet.OutcomeSucceeded, GPUs: 4, StartedAt: t0.Add(90 * time.Minute), EndedAt: t0.Add(150 * time.Minute)},
+		},
+	}
+	e := jobfleet.NewEvent(st, "s3://b/jobfleet/jobs/j/run.json")
+	if e.Usage.WallSeconds != 140*60 || e.Usage.GPUSeconds != 4*140*60 {
+		t.Errorf("usage %+v", e.Usage)
+	}
+	if want := 30.0 * 60; math.Abs(e.Usage.RedoneSeconds-want) > 1e-9 {
+		t.Errorf("redone %v, want %v", e.Usage.RedoneSeconds, want)
+	}
+	if e.ID != jobfleet.EventID("j", "r", time.Time{}) || e.ID == jobfleet.EventID("j", "r2", time.Time{}) {
+		t.Errorf("event ids: %s", e.ID)
+	}
+	validateEvent(t, e)
+
+	// A job cancelled before jobfleet received it has no run and no
+	// attempts; two such cancels are two events.
+	c1 := jobfleet.NewEvent(&jobfleet.JobState{JobID: "j", Status: jobfleet.StatusCancelled, CancelledAt: t0, EndedAt: t0}, "s3://b/k")
+	c2 := jobfleet.NewEvent(&jobfleet.JobState{JobID: "j", Status: jobfleet.StatusCancelled, CancelledAt: t0.Add(time.Second), EndedAt: t0}, "s3://b/k")
+	if c1.ID == c2.ID {
+		t.Error("two cancels of one id share an event id")
+	}
+	validateEvent(t, c1)
+}
+
+// validateEvent checks an event against the published JSON Schema.
+func validateEvent(t *testing.T, e *jobfleet.Event) {
+	t.Helper()
+	f, err := os.Open("docs/job-event.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	schemaDoc, err := jsonschema.UnmarshalJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	if err := c.AddResource("job-event.schema.json", schemaDoc); err != nil {
+		t.Fatal(err)
+	}
+	schema, err := c.Compile("job-event.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.Validate(doc); err != nil {
+		t.Errorf("the event does not match docs/job-event.schema.json: %v\n%s", err, data)
+	}
+}

@@ -1,0 +1,192 @@
+package contract_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/contract"
+)
+
+// status reads the job's state as `jobfleet status` shows it.
+func status(t *testing.T, s contract.Store) *contract.Run {
+	t.Helper()
+	cur, _, err := s.ReadRun(t.Context(), job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cur
+}
+
+func TestJobStateMovesForward(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx, now := t.Context(), time.Now()
+	labeled := *job
+	labeled.Labels = map[string]string{"team": "ranking"}
+	if _, _, err := s.StartRun(ctx, &labeled, body, "m-1", time.Time{}, now); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(t, s); st.Status != jobfleet.StatusQueued || st.Attempt != 1 || st.Labels["team"] != "ranking" {
+		t.Fatalf("after intake: %+v", st.JobState)
+	}
+	if err := s.Sized(ctx, job.ID, "m-1", 1, "jf-train-cpu-2g", 2<<30, now); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(t, s); st.Status != jobfleet.StatusSized || st.Class != "jf-train-cpu-2g" || st.MemoryBytes != 2<<30 {
+		t.Fatalf("after sizing: %+v", st.JobState)
+	}
+	first := jobfleet.AttemptState{Attempt: 1, Pod: "pod-a", Node: "node-a", CapacityType: "spot", InstanceType: "m7i.large", AllocatedBytes: 2 << 30, StartedAt: now}
+	if err := s.Running(ctx, job.ID, "m-1", first, now); err != nil {
+		t.Fatal(err)
+	}
+	// A redelivered intake message is sized again after the worker took
+	// it: the state does not move back.
+	if err := s.Sized(ctx, job.ID, "m-1", 1, "jf-train-cpu-2g", 2<<30, now); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(t, s); st.Status != jobfleet.StatusRunning || len(st.Attempts) != 1 || st.Attempts[0].Pod != "pod-a" || st.Attempts[0].CapacityType != "spot" {
+		t.Fatalf("running: %+v", st.JobState)
+	}
+	// The attempt is interrupted and requeued: attempt 2 is queued.
+	code := 143
+	first.Outcome, first.ExitCode, first.PeakBytes, first.EndedAt, first.Pod = jobfleet.OutcomeInterrupted, &code, 1<<30, now, ""
+	if err := s.Requeued(ctx, job.ID, "m-1", first, now); err != nil {
+		t.Fatal(err)
+	}
+	st := status(t, s)
+	if st.Status != jobfleet.StatusQueued || st.Attempt != 2 || st.Class != "" || len(st.Attempts) != 1 || st.Attempts[0].Outcome != jobfleet.OutcomeInterrupted || st.Attempts[0].Pod != "pod-a" {
+		t.Fatalf("requeued: %+v", st.JobState)
+	}
+	// A late sizing of attempt 1 does not move attempt 2 back.
+	if err := s.Sized(ctx, job.ID, "m-1", 1, "old", 1, now); err != nil || status(t, s).Class != "" {
+		t.Fatalf("late sizing of attempt 1: %v %+v", err, status(t, s).JobState)
+	}
+	if err := s.Sized(ctx, job.ID, "m-1", 2, "jf-train-cpu-4g", 4<<30, now); err != nil {
+		t.Fatal(err)
+	}
+	second := jobfleet.AttemptState{Attempt: 2, Pod: "pod-b", StartedAt: now}
+	if err := s.Running(ctx, job.ID, "m-1", second, now); err != nil {
+		t.Fatal(err)
+	}
+	zero := 0
+	second.Outcome, second.ExitCode, second.EndedAt = jobfleet.OutcomeSucceeded, &zero, now
+	end := contract.End{Status: jobfleet.StatusSucceeded, Outcome: jobfleet.OutcomeSucceeded, Attempt: &second, Outputs: map[string]string{"auc": "0.91"}, OutputsURI: "s3://b/jf/jobs/job-1/runs/m-1/outputs/"}
+	if err := s.EndRun(ctx, job.ID, "m-1", end, now); err != nil {
+		t.Fatal(err)
+	}
+	st = status(t, s)
+	if st.Status != jobfleet.StatusSucceeded || st.State != contract.RunEnded || st.Outputs["auc"] != "0.91" || st.OutputsURI == "" || len(st.Attempts) != 2 || st.ExitCode == nil || *st.ExitCode != 0 || st.EndedAt.IsZero() {
+		t.Fatalf("succeeded: %+v", st.JobState)
+	}
+	// Updates of an ended run do not reopen it.
+	if err := s.Running(ctx, job.ID, "m-1", second, now); !errors.Is(err, contract.ErrStale) {
+		t.Fatalf("running after the end: %v", err)
+	}
+	if err := s.Sized(ctx, job.ID, "m-1", 3, "x", 1, now); !errors.Is(err, contract.ErrStale) {
+		t.Fatalf("sizing after the end: %v", err)
+	}
+}
+
+func TestCancelBeforeIntake(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx, now := t.Context(), time.Now()
+	sent := now.Add(-time.Second)
+	if _, err := s.Cancel(ctx, job.ID, "not needed", now); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(t, s); st.Status != jobfleet.StatusCancelled || st.Run != "" || st.CancelledAt.IsZero() {
+		t.Fatalf("cancelled before intake: %+v", st.JobState)
+	}
+	// The message sent before the cancel is dropped...
+	if start, _, err := s.StartRun(ctx, job, body, "m-1", sent, now); err != nil || start != contract.Cancelled {
+		t.Fatalf("a message sent before the cancel: %v %v", start, err)
+	}
+	// ...one sent after it starts a run.
+	if start, _, err := s.StartRun(ctx, job, body, "m-2", now.Add(time.Second), now); err != nil || start != contract.Started {
+		t.Fatalf("a message sent after the cancel: %v %v", start, err)
+	}
+}
+
+func TestCancelLiveRun(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx, now := t.Context(), time.Now()
+	if _, _, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sized(ctx, job.ID, "m-1", 1, "c", 1<<30, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Cancel(ctx, job.ID, "changed my mind", now); err != nil {
+		t.Fatal(err)
+	}
+	st := status(t, s)
+	if st.Status != jobfleet.StatusCancelled || st.State != contract.RunEnded || st.Reason != "changed my mind" {
+		t.Fatalf("cancelled: %+v", st.JobState)
+	}
+	// The worker that receives the forwarded message must not run it.
+	if err := s.Running(ctx, job.ID, "m-1", jobfleet.AttemptState{Attempt: 1}, now); !errors.Is(err, contract.ErrStale) {
+		t.Fatalf("running a cancelled job: %v", err)
+	}
+	if _, err := s.VerifyRun(ctx, job.ID, body, "m-1", 1); !errors.Is(err, contract.ErrStale) {
+		t.Fatalf("verifying a cancelled run: %v", err)
+	}
+	// The attempt that ran when the cancel came ends: it is added, the job
+	// stays cancelled.
+	a := jobfleet.AttemptState{Attempt: 1, Outcome: jobfleet.OutcomeCancelled, EndedAt: now}
+	if err := s.EndRun(ctx, job.ID, "m-1", contract.End{Status: jobfleet.StatusCancelled, Outcome: jobfleet.OutcomeCancelled, Attempt: &a}, now); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(t, s); st.Status != jobfleet.StatusCancelled || len(st.Attempts) != 1 || st.Attempts[0].Outcome != jobfleet.OutcomeCancelled {
+		t.Fatalf("after the attempt ended: %+v", st.JobState)
+	}
+	// Cancelling again is harmless; the redelivered intake message is not
+	// started again.
+	if _, err := s.Cancel(ctx, job.ID, "again", now); err != nil {
+		t.Fatal(err)
+	}
+	if start, _, err := s.StartRun(ctx, job, body, "m-1", now.Add(-time.Minute), now); err != nil || start != contract.Finished {
+		t.Fatalf("the cancelled run's own message: %v %v", start, err)
+	}
+}
+
+func TestCancelEndedJob(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx, now := t.Context(), time.Now()
+	if _, _, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EndRun(ctx, job.ID, "m-1", contract.End{Status: jobfleet.StatusSucceeded, Outcome: jobfleet.OutcomeSucceeded}, now); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := s.Cancel(ctx, job.ID, "", now)
+	if !errors.Is(err, contract.ErrEnded) || cur == nil || cur.Status != jobfleet.StatusSucceeded {
+		t.Fatalf("cancelling a job that succeeded: %v %+v", err, cur)
+	}
+}
+
+func TestReject(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx, now := t.Context(), time.Now()
+	if err := s.Reject(ctx, job, body, "m-1", "unknown job type", now); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(t, s); st.Status != jobfleet.StatusDeadLettered || st.Reason != "unknown job type" || st.State != contract.RunEnded {
+		t.Fatalf("rejected: %+v", st.JobState)
+	}
+	// A live run is not touched by another message's rejection.
+	if _, _, err := s.StartRun(ctx, job, body, "m-2", time.Time{}, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reject(ctx, job, body, "m-3", "unknown job type", now); err != nil {
+		t.Fatal(err)
+	}
+	if st := status(t, s); st.Status != jobfleet.StatusQueued || st.Run != "m-2" {
+		t.Fatalf("a live run after another message's rejection: %+v", st.JobState)
+	}
+}
