@@ -55,6 +55,15 @@ func Decode(data []byte) (*Job, error) {
 		{name: "features", decode: decodeFeatures(&job.Features)},
 		{name: "priority", decode: intField(&job.Priority)},
 		{name: "labels", decode: decodeLabels(&job.Labels)},
+		{name: "task_token", decode: func(path string, raw json.RawMessage) error {
+			if err := stringField(&job.TaskToken)(path, raw); err != nil {
+				return err
+			}
+			if job.TaskToken == "" {
+				return messageError(path, ErrInvalidValue, "a task token must not be empty; leave task_token out instead")
+			}
+			return nil
+		}},
 		{name: "version", decode: func(string, json.RawMessage) error { return nil }},
 	})
 	if err != nil {

@@ -44,7 +44,16 @@ type Job struct {
 	// attributed: at most MaxLabels, keys matching LabelKeyPattern, values
 	// of at most MaxLabelValueChars characters of printable text.
 	Labels map[string]string `json:"labels,omitempty"`
+	// TaskToken is an AWS Step Functions task token (a state with
+	// .waitForTaskToken): jobfleet sends heartbeats while the job runs and
+	// SendTaskSuccess with the job's result, or SendTaskFailure with the
+	// reason, once it ended. At most MaxTaskTokenChars visible ASCII
+	// characters.
+	TaskToken string `json:"task_token,omitempty"`
 }
+
+// MaxTaskTokenChars is the longest task token Step Functions issues.
+const MaxTaskTokenChars = 2048
 
 // Label bounds.
 const (

@@ -23,6 +23,8 @@ var (
 	// LabelKeyPattern is what a label key looks like: 1-63 letters, digits,
 	// '_', '.' or '-', starting and ending with a letter or digit.
 	LabelKeyPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$`)
+	// taskTokenPattern is what a Step Functions task token looks like.
+	taskTokenPattern = regexp.MustCompile(`^[\x21-\x7e]+$`)
 )
 
 // Validate checks the values of a job built in Go, as [Decode] does for a
@@ -54,7 +56,13 @@ func (j *Job) Validate() error {
 	if j.Priority < MinPriority || j.Priority > MaxPriority {
 		return messageError("priority", ErrInvalidValue, "%d is outside [%d, %d]", j.Priority, MinPriority, MaxPriority)
 	}
-	return validateLabels(j.Labels)
+	if err := validateLabels(j.Labels); err != nil {
+		return err
+	}
+	if j.TaskToken != "" && (len(j.TaskToken) > MaxTaskTokenChars || !taskTokenPattern.MatchString(j.TaskToken)) {
+		return messageError("task_token", ErrInvalidValue, "a task token is 1-%d visible ASCII characters", MaxTaskTokenChars)
+	}
+	return nil
 }
 
 func validateLabels(labels map[string]string) error {

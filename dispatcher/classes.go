@@ -105,10 +105,14 @@ func (c *classes) ensure(ctx context.Context, cl Class) (string, error) {
 	c.mu.Lock()
 	st, ok := c.ready[cl]
 	isFresh := ok && c.clock.Since(st.confirmed) < c.freshFor
+	var url string
+	if isFresh {
+		url = st.url // a confirmation may rewrite it, under mu
+	}
 	c.mu.Unlock()
 	if isFresh {
 		c.touch(st)
-		return st.url, nil
+		return url, nil
 	}
 	name := cl.Name(c.prefix())
 	// One confirmation per class at a time, shared by every router that

@@ -50,18 +50,20 @@ type AvoidSource interface {
 // class queue. Its elected leader keeps each class's queue and KEDA
 // ScaledJob.
 type Dispatcher struct {
-	cfg     Config
-	sqs     SQSAPI
-	s3      S3API
-	store   contract.Store
-	kube    dynamic.Interface
-	classes *classes
-	sizing  Sizing
-	models  ModelSource
-	metrics *metrics
-	clock   clock.WithTicker
-	log     zerolog.Logger
-	ready   atomic.Bool
+	cfg   Config
+	sqs   SQSAPI
+	s3    S3API
+	store contract.Store
+	// announce tells of jobs that end in the dispatcher's hands.
+	announce contract.Announcer
+	kube     dynamic.Interface
+	classes  *classes
+	sizing   Sizing
+	models   ModelSource
+	metrics  *metrics
+	clock    clock.WithTicker
+	log      zerolog.Logger
+	ready    atomic.Bool
 
 	// Fleet-wide duties, run by the elected leader when a typed client is
 	// given, else by this replica.
@@ -119,6 +121,22 @@ func WithSensor(cfg SensorConfig) Option {
 	}
 }
 
+// SNSAPI is the SNS call of publishing completion events; *sns.Client
+// implements it.
+type SNSAPI = contract.SNSAPI
+
+// SFNAPI is the Step Functions calls of answering task tokens; *sfn.Client
+// implements it.
+type SFNAPI = contract.SFNAPI
+
+// WithAnnouncements publishes a completion event to Template.EventsTopic
+// for every job that ends in the dispatcher's hands (a job it cannot run,
+// a cancelled job it drops), through sns, and answers such a job's task
+// token through sfn. Either may be nil.
+func WithAnnouncements(sns SNSAPI, sfn SFNAPI) Option {
+	return func(d *Dispatcher) { d.announce.SNS, d.announce.SFN = sns, sfn }
+}
+
 // Option configures a Dispatcher.
 type Option func(*Dispatcher)
 
@@ -160,6 +178,10 @@ func New(cfg Config, sqsClient SQSAPI, s3Client S3API, kube dynamic.Interface, o
 		opt(d)
 	}
 	d.store = contract.Store{S3: s3Client, Bucket: cfg.Bucket, Prefix: cfg.Prefix}
+	d.announce.Topic = cfg.Template.EventsTopic
+	if d.announce.Topic != "" && d.announce.SNS == nil {
+		return nil, errors.New("dispatcher config: an events topic is set but no SNS client was given (WithAnnouncements)")
+	}
 	if d.metrics == nil {
 		d.metrics = newMetrics(prometheus.DefaultRegisterer)
 	}

@@ -253,9 +253,8 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 			in.log.Info().Str("job_id", job.ID).Str("run", run).Msg("this message's run ended already; deleting it again")
 			return it
 		case start == contract.Cancelled:
-			it.label = "cancelled"
 			in.log.Info().Str("job_id", job.ID).Time("cancelled_at", cur.CancelledAt).Msg("the job was cancelled after this message was sent; deleting it unrun")
-			return it
+			return in.dropEnded(ctx, it, job.ID, cur.Run, "cancelled")
 		}
 	} else {
 		history, err = in.d.store.VerifyRun(ctx, job.ID, body, run, attempt)
@@ -263,9 +262,8 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 		case errors.Is(err, contract.ErrForged):
 			return in.deadLetter(ctx, it, err.Error())
 		case errors.Is(err, contract.ErrStale):
-			it.label = "stale"
 			in.log.Info().Str("job_id", job.ID).Str("run", run).Int("attempt", attempt).Msg("a rerun of a run that ended (done, dead-lettered or cancelled); deleting it")
-			return it
+			return in.dropEnded(ctx, it, job.ID, run, "stale")
 		case err != nil:
 			return in.retryLater(it, fmt.Sprintf("checking the rerun of job %s: %v", job.ID, err), in.d.cfg.RetryDelay)
 		}
@@ -286,9 +284,8 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 	err = in.d.store.Sized(ctx, job.ID, run, attempt, decision.Class.Name(in.d.classes.prefix()), decision.Class.Size, now)
 	switch {
 	case errors.Is(err, contract.ErrStale):
-		it.label = "cancelled"
 		in.log.Info().Str("job_id", job.ID).Str("run", run).Msg("the job was cancelled while it was sized; deleting it unrun")
-		return it
+		return in.dropEnded(ctx, it, job.ID, run, "cancelled")
 	case err != nil:
 		return in.retryLater(it, fmt.Sprintf("recording the size of job %s: %v", job.ID, err), in.d.cfg.RetryDelay)
 	}
@@ -309,6 +306,17 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 	if in.d.onRoute != nil {
 		in.d.onRoute(job, decision)
 	}
+	return it
+}
+
+// dropEnded marks the message of a run that ended (a cancelled job, a
+// leftover rerun) to be deleted, once the end was announced: a cancelled
+// job's end is announced by whoever drops its message.
+func (in *intake) dropEnded(ctx context.Context, it *item, jobID, run, label string) *item {
+	if err := in.d.store.Announce(ctx, in.d.announce, jobID, run, in.d.clock.Now()); err != nil {
+		return in.retryLater(it, fmt.Sprintf("announcing the end of job %s: %v", jobID, err), in.d.cfg.RetryDelay)
+	}
+	it.label = label
 	return it
 }
 
@@ -456,8 +464,14 @@ func (in *intake) send(ctx context.Context, target string, batch []*item) {
 			switch {
 			case it.endRun != nil:
 				err = in.d.store.EndRun(ctx, it.endRun.jobID, it.endRun.run, contract.End{Status: it.endRun.status, Reason: it.reason}, in.d.clock.Now())
+				if err == nil {
+					err = in.d.store.Announce(ctx, in.d.announce, it.endRun.jobID, it.endRun.run, in.d.clock.Now())
+				}
 			case it.reject != nil:
 				err = in.d.store.Reject(ctx, it.reject, aws.ToString(it.msg.Body), aws.ToString(it.msg.MessageId), it.reason, in.d.clock.Now())
+				if err == nil {
+					err = in.d.store.Announce(ctx, in.d.announce, it.reject.ID, aws.ToString(it.msg.MessageId), in.d.clock.Now())
+				}
 			}
 			if err != nil {
 				retry, retryErr = append(retry, it), err

@@ -52,11 +52,15 @@ type Template struct {
 	ServiceAccount string
 	// Queues, bucket and prefix the workers use.
 	IntakeURL, DeadLetterURL, RecordsURL string
-	Bucket, CheckpointPrefix             string
-	Region                               string
-	// SQSEndpoint and S3Endpoint are custom endpoints (a local stack);
-	// empty for AWS. KEDA's trigger polls SQSEndpoint too.
-	SQSEndpoint, S3Endpoint string
+	// EventsTopic is the SNS topic of completion events, the workers' and
+	// the dispatcher's; empty publishes none.
+	EventsTopic              string
+	Bucket, CheckpointPrefix string
+	Region                   string
+	// SQSEndpoint, S3Endpoint, SNSEndpoint and SFNEndpoint are custom
+	// endpoints (a local stack); empty for AWS. KEDA's trigger polls
+	// SQSEndpoint too.
+	SQSEndpoint, S3Endpoint, SNSEndpoint, SFNEndpoint string
 	// TriggerAuthentication names a KEDA TriggerAuthentication for the
 	// trigger; without one KEDA uses its own identity (IRSA).
 	TriggerAuthentication string
@@ -284,7 +288,7 @@ func tolerations(pool *jobtype.Pool) []corev1.Toleration {
 // type's own variables and the template's.
 func (t Template) env(c Class, typ *jobtype.Type, pool *jobtype.Pool, queueURL string) []corev1.EnvVar {
 	we := contract.WorkerEnv{
-		Queue: queueURL, Intake: t.IntakeURL, DeadLetter: t.DeadLetterURL, Records: t.RecordsURL,
+		Queue: queueURL, Intake: t.IntakeURL, DeadLetter: t.DeadLetterURL, Records: t.RecordsURL, EventsTopic: t.EventsTopic,
 		Bucket: t.Bucket, Prefix: t.CheckpointPrefix, JobType: typ.Name, MaxAttempts: typ.MaxAttempts,
 		CheckpointDir: typ.Checkpoint.Dir, CheckpointInterval: typ.Checkpoint.Interval,
 		GracePeriod: typ.Checkpoint.GracePeriod(), UploadGrace: typ.Checkpoint.UploadGrace,
@@ -307,8 +311,12 @@ func (t Template) env(c Class, typ *jobtype.Type, pool *jobtype.Pool, queueURL s
 	if t.SQSEndpoint != "" {
 		env = append(env, corev1.EnvVar{Name: "AWS_ENDPOINT_URL_SQS", Value: t.SQSEndpoint})
 	}
-	if t.S3Endpoint != "" {
-		env = append(env, corev1.EnvVar{Name: "AWS_ENDPOINT_URL_S3", Value: t.S3Endpoint})
+	for _, e := range []struct{ name, url string }{
+		{"AWS_ENDPOINT_URL_S3", t.S3Endpoint}, {"AWS_ENDPOINT_URL_SNS", t.SNSEndpoint}, {"AWS_ENDPOINT_URL_SFN", t.SFNEndpoint},
+	} {
+		if e.url != "" {
+			env = append(env, corev1.EnvVar{Name: e.name, Value: e.url})
+		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(typ.Env)) {
 		env = append(env, corev1.EnvVar{Name: name, Value: typ.Env[name]})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/rs/zerolog"
 
@@ -111,7 +112,15 @@ func (w *Worker) process(ctx context.Context, msg *types.Message) error {
 		log.Error().Err(err).Msg("dead-lettering a message whose run jobfleet's records do not show")
 		return w.deadLetterRaw(fin, h, msg, err.Error())
 	case errors.Is(err, contract.ErrStale):
-		log.Warn().Err(err).Msg("deleting a leftover message of a run that ended")
+		log.Warn().Err(err).Msg("deleting a leftover message of a run that ended (done, dead-lettered or cancelled)")
+		// A job cancelled while its message waited is announced by
+		// whoever drops the message; a run that ended otherwise was
+		// announced already, and this does nothing.
+		if err := w.retry(fin, log, "announcing the end of the job", 0, func(ctx context.Context) error {
+			return w.store.Announce(ctx, w.announce, job.ID, run, w.clock.Now())
+		}); err != nil {
+			return err
+		}
 		return w.deleteMessage(fin, log, h.receiptHandle())
 	case err != nil:
 		return w.abandon(ctx, a, err)
@@ -351,6 +360,7 @@ func (w *Worker) runJob(ctx context.Context, a *attempt) (jobfleet.Outcome, peak
 	defer cancel(nil)
 	finished := make(chan struct{})
 	cancelled := w.watchCancel(runCtx, a)
+	w.heartbeat(runCtx, a)
 	var watch sync.WaitGroup
 	var stoppedAt time.Time
 	watch.Go(func() {
@@ -631,7 +641,7 @@ func (w *Worker) complete(ctx context.Context, a *attempt) error {
 	case contract.NextDeadLetter:
 		log.Warn().Str("reason", c.Reason).Msg("dead-lettering the job")
 	}
-	queues := contract.Queues{Intake: w.cfg.IntakeURL, DeadLetter: w.cfg.DeadLetterURL, Records: w.cfg.RecordsURL}
+	queues := contract.Queues{Intake: w.cfg.IntakeURL, DeadLetter: w.cfg.DeadLetterURL, Records: w.cfg.RecordsURL, Announcer: w.announce}
 	retry := func(what string, step func(context.Context) error) error {
 		return w.retry(ctx, log, what, 0, step)
 	}
@@ -678,7 +688,10 @@ func (w *Worker) deadLetterRaw(ctx context.Context, h *hold, msg *types.Message,
 	}
 	if jobID, run, ok := w.genuineRun(ctx, msg); ok {
 		err := w.retry(ctx, log, "ending the run of a dead-lettered message", 0, func(ctx context.Context) error {
-			return w.store.EndRun(ctx, jobID, run, contract.End{Status: jobfleet.StatusDeadLettered, Reason: reason}, w.clock.Now())
+			if err := w.store.EndRun(ctx, jobID, run, contract.End{Status: jobfleet.StatusDeadLettered, Reason: reason}, w.clock.Now()); err != nil {
+				return err
+			}
+			return w.store.Announce(ctx, w.announce, jobID, run, w.clock.Now())
 		})
 		if err != nil {
 			return err
@@ -763,4 +776,34 @@ func (w *Worker) watchCancel(ctx context.Context, a *attempt) <-chan struct{} {
 		}
 	}()
 	return cancelled
+}
+
+// heartbeat tells Step Functions that the job of a message with a task
+// token runs: at once, then every third of the visibility timeout until
+// ctx ends.
+func (w *Worker) heartbeat(ctx context.Context, a *attempt) {
+	if a.job.TaskToken == "" || w.announce.SFN == nil {
+		return
+	}
+	go func() {
+		ticker := w.clock.NewTicker(w.cfg.VisibilityTimeout / 3)
+		defer ticker.Stop()
+		for {
+			c, cancel := context.WithTimeout(ctx, w.cfg.VisibilityTimeout/3)
+			_, err := w.announce.SFN.SendTaskHeartbeat(c, &sfn.SendTaskHeartbeatInput{TaskToken: aws.String(a.job.TaskToken)})
+			cancel()
+			switch {
+			case contract.TaskGone(err):
+				a.log.Warn().Err(err).Msg("Step Functions no longer waits for this job; it runs on")
+				return
+			case err != nil && ctx.Err() == nil:
+				a.log.Warn().Err(err).Msg("sending a task heartbeat")
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-ticker.C():
+			}
+		}
+	}()
 }

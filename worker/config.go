@@ -25,6 +25,9 @@ type Config struct {
 	DeadLetterURL string
 	// RecordsURL receives one run record per attempt. Required.
 	RecordsURL string
+	// EventsTopic is the SNS topic that gets a completion event when a job
+	// ends; empty publishes none. Needs WithAnnouncements.
+	EventsTopic string
 	// Bucket and Prefix locate claims and checkpoints in S3:
 	// s3://<Bucket>/<Prefix>/jobs/<job id>/. Bucket is required; Prefix
 	// defaults to "jobfleet".
@@ -159,7 +162,7 @@ func FromEnv(lookup func(string) (string, bool)) (Config, error) {
 		return Config{}, err
 	}
 	return Config{
-		QueueURL: env.Queue, IntakeURL: env.Intake, DeadLetterURL: env.DeadLetter, RecordsURL: env.Records,
+		QueueURL: env.Queue, IntakeURL: env.Intake, DeadLetterURL: env.DeadLetter, RecordsURL: env.Records, EventsTopic: env.EventsTopic,
 		Bucket: env.Bucket, Prefix: env.Prefix, JobType: env.JobType, MaxAttempts: env.MaxAttempts,
 		CheckpointDir: env.CheckpointDir, CheckpointInterval: env.CheckpointInterval,
 		GracePeriod: env.GracePeriod, UploadGrace: env.UploadGrace, MaxRuntime: env.MaxRuntime,

@@ -54,6 +54,24 @@ type Worker struct {
 	log     zerolog.Logger
 	jobsRun int
 	stop    *stopper
+	// announce tells of jobs that ended: events and task token answers.
+	announce contract.Announcer
+}
+
+// SNSAPI is the SNS call of publishing completion events; *sns.Client
+// implements it.
+type SNSAPI = contract.SNSAPI
+
+// SFNAPI is the Step Functions calls of answering task tokens; *sfn.Client
+// implements it.
+type SFNAPI = contract.SFNAPI
+
+// WithAnnouncements publishes a completion event to Config.EventsTopic for
+// every job that ends, through sns, and answers the task token of a job
+// that carries one, through sfn (heartbeats while it runs, success or
+// failure when it ended). Either may be nil.
+func WithAnnouncements(sns SNSAPI, sfn SFNAPI) Option {
+	return func(w *Worker) { w.announce.SNS, w.announce.SFN = sns, sfn }
 }
 
 // Option configures a Worker.
@@ -76,6 +94,10 @@ func New(cfg Config, sqsClient SQSAPI, s3Client S3API, h Handler, opts ...Option
 		opt(w)
 	}
 	w.store = contract.Store{S3: s3Client, Bucket: cfg.Bucket, Prefix: cfg.Prefix}
+	w.announce.Topic = cfg.EventsTopic
+	if w.announce.Topic != "" && w.announce.SNS == nil {
+		return nil, errors.New("worker config: EventsTopic is set but no SNS client was given (WithAnnouncements)")
+	}
 	if cfg.Cgroup == CgroupJob {
 		if err := cgroup.Check(cfg.CgroupParent); err != nil {
 			return nil, fmt.Errorf("per-job memory cgroups: %w", err)
@@ -402,6 +424,7 @@ func Run(ctx context.Context, cfg Config, h Handler, opts ...Option) error {
 	if err != nil {
 		return err
 	}
+	opts = append([]Option{WithAnnouncements(clients.SNS, clients.SFN)}, opts...)
 	w, err := New(cfg, clients.SQS, clients.S3, h, opts...)
 	if err != nil {
 		return err

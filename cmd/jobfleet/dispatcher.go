@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"sync"
 	"time"
 
@@ -29,14 +30,18 @@ import (
 	"github.com/jobfleet/jobfleet/predictor"
 )
 
+// snsTopicARN is what an SNS topic's ARN looks like, in any partition.
+var snsTopicARN = regexp.MustCompile(`^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$`)
+
 // DispatcherCmd runs the dispatcher.
 type DispatcherCmd struct {
-	Intake     string `name:"intake" env:"JOBFLEET_INTAKE" required:"" placeholder:"URL" help:"Intake queue producers publish to."`
-	DeadLetter string `name:"dead-letter" env:"JOBFLEET_DEAD_LETTER" required:"" placeholder:"URL" help:"Dead-letter queue for jobs that cannot run."`
-	Records    string `name:"records" env:"JOBFLEET_RECORDS" required:"" placeholder:"URL" help:"Queue the workers send run records to."`
-	Bucket     string `name:"bucket" env:"JOBFLEET_BUCKET" required:"" help:"S3 bucket of checkpoints, claims and run records."`
-	Prefix     string `name:"prefix" env:"JOBFLEET_PREFIX" default:"jobfleet" help:"Key prefix in the bucket."`
-	Registry   string `name:"registry" env:"JOBFLEET_REGISTRY" required:"" type:"existingfile" placeholder:"FILE" help:"Job types and pools (YAML)."`
+	Intake      string `name:"intake" env:"JOBFLEET_INTAKE" required:"" placeholder:"URL" help:"Intake queue producers publish to."`
+	DeadLetter  string `name:"dead-letter" env:"JOBFLEET_DEAD_LETTER" required:"" placeholder:"URL" help:"Dead-letter queue for jobs that cannot run."`
+	Records     string `name:"records" env:"JOBFLEET_RECORDS" required:"" placeholder:"URL" help:"Queue the workers send run records to."`
+	EventsTopic string `name:"events-topic" env:"JOBFLEET_EVENTS_TOPIC" placeholder:"ARN" help:"SNS topic that gets one completion event per job end, from the dispatcher and the workers; empty publishes none."`
+	Bucket      string `name:"bucket" env:"JOBFLEET_BUCKET" required:"" help:"S3 bucket of checkpoints, claims and run records."`
+	Prefix      string `name:"prefix" env:"JOBFLEET_PREFIX" default:"jobfleet" help:"Key prefix in the bucket."`
+	Registry    string `name:"registry" env:"JOBFLEET_REGISTRY" required:"" type:"existingfile" placeholder:"FILE" help:"Job types and pools (YAML)."`
 
 	ClassPrefix    string        `name:"class-prefix" env:"JOBFLEET_CLASS_PREFIX" default:"jobfleet" help:"Start of every class queue and ScaledJob name."`
 	Kubernetes     bool          `name:"kubernetes" env:"JOBFLEET_KUBERNETES" default:"true" negatable:"" help:"Manage KEDA ScaledJobs; --no-kubernetes only routes jobs to class queues (for load tests and local runs)."`
@@ -88,6 +93,9 @@ func (c *DispatcherCmd) Validate() error {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.Intake == c.DeadLetter {
 		bad("--intake and --dead-letter are the same queue: dead letters would come back as jobs")
+	}
+	if c.EventsTopic != "" && !snsTopicARN.MatchString(c.EventsTopic) {
+		bad("--events-topic %q is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)", c.EventsTopic)
 	}
 	for _, q := range []struct{ flag, url string }{{"--intake", c.Intake}, {"--dead-letter", c.DeadLetter}, {"--records", c.Records}, {"--interruption-queue", c.InterruptionQueue}} {
 		if q.url == "" {
@@ -185,7 +193,7 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 		retrainEvery = 0
 	}
 	opts := []dispatcher.Option{
-		dispatcher.WithLogger(g.log), dispatcher.WithRegisterer(promReg),
+		dispatcher.WithLogger(g.log), dispatcher.WithRegisterer(promReg), dispatcher.WithAnnouncements(clients.SNS, clients.SFN),
 		dispatcher.WithRecords(clients.S3,
 			dispatcher.RecordsConfig{URL: c.Records, Bucket: c.Bucket, Prefix: c.Prefix, FlushEvery: c.RecordsFlush},
 			dispatcher.RetrainConfig{Every: retrainEvery, Window: c.RetrainWindow, Model: c.Model, Options: retrainOptions(c.RetrainFeatures)}),
@@ -251,9 +259,10 @@ func (c *DispatcherCmd) config(reg *jobtype.Registry, region string) dispatcher.
 		Sizing:           dispatcher.Sizing{OOMFactor: c.OOMFactor, OnDemandAfter: c.OnDemandAfter},
 		Template: dispatcher.Template{
 			Namespace: c.Namespace, Prefix: c.ClassPrefix, WorkerImage: c.WorkerImage, ServiceAccount: c.ServiceAccount,
-			IntakeURL: c.Intake, DeadLetterURL: c.DeadLetter, RecordsURL: c.Records,
+			IntakeURL: c.Intake, DeadLetterURL: c.DeadLetter, RecordsURL: c.Records, EventsTopic: c.EventsTopic,
 			Bucket: c.Bucket, CheckpointPrefix: c.Prefix, Region: region,
 			SQSEndpoint: os.Getenv("AWS_ENDPOINT_URL_SQS"), S3Endpoint: os.Getenv("AWS_ENDPOINT_URL_S3"),
+			SNSEndpoint: os.Getenv("AWS_ENDPOINT_URL_SNS"), SFNEndpoint: os.Getenv("AWS_ENDPOINT_URL_SFN"),
 			TriggerAuthentication: c.TriggerAuth, PollingInterval: c.Polling,
 		},
 	}

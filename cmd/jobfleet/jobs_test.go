@@ -24,6 +24,7 @@ import (
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/internal/contract"
 	"github.com/jobfleet/jobfleet/internal/local"
+	"github.com/jobfleet/jobfleet/internal/localstack"
 	"github.com/jobfleet/jobfleet/internal/testenv"
 )
 
@@ -34,6 +35,8 @@ type localFleet struct {
 	env    []string
 	intake string
 	bucket string
+	events string
+	sfn    *localstack.SFNServer
 	sqs    *sqs.Client
 	store  contract.Store
 }
@@ -64,7 +67,7 @@ func startLocalFleet(t *testing.T) *localFleet {
 	case <-time.After(2 * time.Minute):
 		t.Fatal("jobfleet local did not start")
 	}
-	f := &localFleet{bin: bin, env: append(os.Environ(), e.Env...), intake: e.IntakeURL, bucket: e.Bucket}
+	f := &localFleet{bin: bin, env: append(os.Environ(), e.Env...), intake: e.IntakeURL, bucket: e.Bucket, events: e.EventsURL, sfn: e.SFN}
 	f.env = append(f.env, "JOBFLEET_QUEUE="+e.IntakeURL, "JOBFLEET_BUCKET="+e.Bucket, "JOBFLEET_LOG_FORMAT=json")
 	cfg, err := config.LoadDefaultConfig(t.Context(), config.WithRegion("us-east-1"))
 	if err != nil {
@@ -299,6 +302,93 @@ func TestJobLifecycleCLI(t *testing.T) {
 		}
 		if code, _, stderr := f.jobfleet(t, "cancel", "export-1"); code != 0 || !strings.Contains(f.mustStatus(t, "export-1"), "succeeded") {
 			t.Errorf("cancelling a job that ended: exit %d\n%s", code, stderr)
+		}
+	})
+
+	t.Run("step functions task tokens", func(t *testing.T) {
+		pub := jobfleet.NewPublisher(f.sqs, f.intake)
+		good := &jobfleet.Job{Version: 1, ID: "sfn-good", Type: "aggregate", Features: map[string]float64{"entities": 5000, "density": 2}, TaskToken: "token-good"}
+		bad := &jobfleet.Job{Version: 1, ID: "sfn-bad", Type: "no-such-type", TaskToken: "token-bad"}
+		f.sfn.Issue(good.TaskToken)
+		f.sfn.Issue(bad.TaskToken)
+		if err := pub.Publish(t.Context(), good, bad); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{good.ID, bad.ID} {
+			if code, _, stderr := f.jobfleet(t, "wait", id, "--timeout", "1m"); code != 0 && code != 1 {
+				t.Fatalf("wait %s: exit %d\n%s", id, code, stderr)
+			}
+		}
+		await(t, "both callbacks", func() bool {
+			return len(f.sfn.Calls(good.TaskToken)) > 0 && len(f.sfn.Calls(bad.TaskToken)) > 0 &&
+				f.state(t, good.ID).TaskAnswered && f.state(t, bad.ID).TaskAnswered
+		})
+		var success []localstack.Callback
+		for _, c := range f.sfn.Calls(good.TaskToken) {
+			switch c.Action {
+			case "SendTaskSuccess":
+				success = append(success, c)
+			case "SendTaskHeartbeat":
+			default:
+				t.Errorf("the job that succeeded got %s", c.Action)
+			}
+		}
+		if len(success) != 1 || !success[0].Accepted {
+			t.Fatalf("SendTaskSuccess calls: %+v", success)
+		}
+		var result jobfleet.Event
+		if err := json.Unmarshal([]byte(success[0].Output), &result); err != nil || result.Status != jobfleet.StatusSucceeded || result.Outputs["entities"] != "5000" {
+			t.Errorf("task output %v: %s", err, success[0].Output)
+		}
+		calls := f.sfn.Calls(bad.TaskToken)
+		if len(calls) != 1 || calls[0].Action != "SendTaskFailure" || calls[0].Error != "jobfleet.dead-lettered" || !strings.Contains(calls[0].Cause, "unknown job type") {
+			t.Errorf("the job that could not run: %+v", calls)
+		}
+	})
+
+	t.Run("one event per job end", func(t *testing.T) {
+		want := map[string]jobfleet.Status{
+			"export-1": jobfleet.StatusSucceeded, "train-1": jobfleet.StatusCancelled, "queued-1": jobfleet.StatusCancelled,
+			"bad-1": jobfleet.StatusDeadLettered, "sfn-good": jobfleet.StatusSucceeded, "sfn-bad": jobfleet.StatusDeadLettered,
+		}
+		got := map[string][]jobfleet.Event{}
+		await(t, "an event for every job", func() bool {
+			out, err := f.sqs.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{
+				QueueUrl: aws.String(f.events), MaxNumberOfMessages: 10, MessageAttributeNames: []string{"All"},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range out.Messages {
+				var e jobfleet.Event
+				if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &e); err != nil {
+					t.Fatalf("an event that is not JSON: %v", err)
+				}
+				if a := m.MessageAttributes["status"]; aws.ToString(a.StringValue) != string(e.Status) {
+					t.Errorf("event of %s: status attribute %q, body %q", e.JobID, aws.ToString(a.StringValue), e.Status)
+				}
+				got[e.JobID] = append(got[e.JobID], e)
+				if _, err := f.sqs.DeleteMessage(t.Context(), &sqs.DeleteMessageInput{QueueUrl: aws.String(f.events), ReceiptHandle: m.ReceiptHandle}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return len(got) >= len(want)
+		})
+		for id, status := range want {
+			events := got[id]
+			if len(events) != 1 || events[0].Status != status {
+				t.Errorf("%s: %d events %+v, want one %s", id, len(events), events, status)
+				continue
+			}
+			if events[0].ID != jobfleet.EventID(id, events[0].Run, f.state(t, id).CancelledAt) {
+				t.Errorf("%s: event id %s", id, events[0].ID)
+			}
+		}
+		if e := got["export-1"]; len(e) == 1 && (e[0].Labels["workflow"] != "nightly" || e[0].Usage.WallSeconds <= 0 || len(e[0].Attempts) != 1) {
+			t.Errorf("export-1's event: %+v", e[0])
+		}
+		if e := got["train-1"]; len(e) == 1 && (len(e[0].Attempts) != 1 || e[0].Attempts[0].Outcome != jobfleet.OutcomeCancelled) {
+			t.Errorf("the cancelled running job's event has no cancelled attempt: %+v", e[0])
 		}
 	})
 }

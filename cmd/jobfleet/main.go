@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"strings"
 	"syscall"
 	"time"
 	// Embedded time zone data, for an image with no /usr/share/zoneinfo.
@@ -146,7 +147,28 @@ func newParser(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true, WrapUpperBound: 100}),
 		kong.Vars{"version": version},
 		kong.TypeMapper(reflect.TypeFor[time.Duration](), durationMapper),
+		kong.TypeMapper(reflect.TypeFor[map[string]string](), emptyMapMapper(reflect.TypeFor[map[string]string]())),
+		kong.TypeMapper(reflect.TypeFor[map[string]float64](), emptyMapMapper(reflect.TypeFor[map[string]float64]())),
 	)
+}
+
+// emptyMapMapper reads a map flag as kong does, except that an empty value
+// (--label= or JOBFLEET_LABEL="") means no entries: a workflow template
+// passes every flag, empty or not.
+func emptyMapMapper(typ reflect.Type) kong.MapperFunc {
+	next := kong.NewRegistry().RegisterDefaults().ForType(typ)
+	return func(ctx *kong.DecodeContext, target reflect.Value) error {
+		if t := ctx.Scan.Peek(); t.IsValue() {
+			if s, ok := t.Value.(string); ok && strings.TrimSpace(s) == "" {
+				ctx.Scan.Pop()
+				if target.IsNil() {
+					target.Set(reflect.MakeMap(typ))
+				}
+				return nil
+			}
+		}
+		return next.Decode(ctx, target)
+	}
 }
 
 // durationMapper reads every duration flag and environment variable as

@@ -110,3 +110,23 @@ func TestDurationsInDaysAndWeeks(t *testing.T) {
 		t.Errorf("--window 30x: %v, want an error naming the flag", err)
 	}
 }
+
+// TestEmptyMapFlags: a map flag given empty means no entries, as a workflow
+// template that always passes --feature and --label gives it.
+func TestEmptyMapFlags(t *testing.T) {
+	t.Parallel()
+	var cli CLI
+	parser, err := newParser(&cli, &bytes.Buffer{}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parser.Parse([]string{"submit", "--queue", "q", "--bucket", "b", "--type", "t", "--feature=", "--label=", "--label=team=a,user=b", "--feature", "rows=2"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(cli.Submit.Feature) != 1 || cli.Submit.Feature["rows"] != 2 || len(cli.Submit.Label) != 2 || cli.Submit.Label["user"] != "b" {
+		t.Errorf("features %v, labels %v", cli.Submit.Feature, cli.Submit.Label)
+	}
+	if _, err := parser.Parse([]string{"submit", "--queue", "q", "--bucket", "b", "--type", "t", "--label=team"}); err == nil {
+		t.Error("--label=team (no value) was accepted")
+	}
+}

@@ -1078,8 +1078,11 @@ func (n names) stack() awsaccess.Stack {
 
 func (n names) queue(suffix string) string { return queueARN(n.Name + "-" + suffix) }
 func (n names) class() string              { return queueARN(n.ClassPrefix + "-train-default-4gi") }
-func (n names) bucket() string             { return "arn:aws:s3:::" + n.Bucket }
-func (n names) object(key string) string   { return n.bucket() + "/" + n.Prefix + "/" + key }
+func (n names) topic() string {
+	return "arn:aws:sns:" + region + ":" + account + ":" + n.Name + "-events"
+}
+func (n names) bucket() string           { return "arn:aws:s3:::" + n.Bucket }
+func (n names) object(key string) string { return n.bucket() + "/" + n.Prefix + "/" + key }
 
 func call(action, resource string) awsaccess.Call {
 	return awsaccess.Call{Action: action, Resource: resource}
@@ -1102,6 +1105,7 @@ const (
 	runKey        = "jobs/j-1/run.json"
 	claimKey      = "jobs/j-1/runs/r-1/attempts/1.json"
 	manifestKey   = "jobs/j-1/runs/r-1/checkpoint/manifest.json"
+	outputsKey    = "jobs/j-1/runs/r-1/outputs/model/weights.bin"
 	checkpointKey = "jobs/j-1/runs/r-1/checkpoint/objects/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 	deadLetterKey = "dead-letters/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08.json"
 	recordsKey    = "records/dt=2026-11-30/101500.000000000-0a1b2c3d.jsonl.gz"
@@ -1173,6 +1177,11 @@ func (n names) calls() map[awsaccess.Component][]awsaccess.Call {
 			n.list("classes/"),
 			call("s3:GetObject", n.object(n.markerKey())),
 			call("s3:DeleteObject", n.object(n.markerKey())),
+			// contract.Store.Announce (intake.go, sensor.go): the
+			// completion event, and a task token's callback.
+			call("sns:Publish", n.topic()),
+			call("states:SendTaskSuccess", "*"),
+			call("states:SendTaskFailure", "*"),
 			// records.go flush, and retraining (predictor.LoadRecords).
 			call("s3:PutObject", n.object(recordsKey)),
 			n.list("records/"),
@@ -1208,6 +1217,14 @@ func (n names) calls() map[awsaccess.Component][]awsaccess.Call {
 			call("s3:PutObject", n.object(checkpointKey)),
 			call("s3:PutObject", n.object(manifestKey)),
 			call("s3:DeleteObject", n.object(checkpointKey)),
+			// outputs.go: a job's output files.
+			call("s3:PutObject", n.object(outputsKey)),
+			// contract.Store.Announce, attempt.go heartbeat: the completion
+			// event, and a task token's heartbeats and callback.
+			call("sns:Publish", n.topic()),
+			call("states:SendTaskHeartbeat", "*"),
+			call("states:SendTaskSuccess", "*"),
+			call("states:SendTaskFailure", "*"),
 			// contract/pod.go: its pod's index, stop notice (none, mostly)
 			// and their removal.
 			call("s3:PutObject", n.object(n.podKey())),

@@ -17,6 +17,8 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 )
 
@@ -35,6 +37,9 @@ type Clients struct {
 	Config aws.Config
 	SQS    *sqs.Client
 	S3     *s3.Client
+	// SNS publishes completion events; SFN answers task tokens.
+	SNS *sns.Client
+	SFN *sfn.Client
 }
 
 // Load reads the SDK's default configuration and builds the clients. Calls
@@ -84,6 +89,8 @@ func New(cfg aws.Config) *Clients {
 			// on every read is noise.
 			o.DisableLogOutputChecksumValidationSkipped = true
 		}),
+		SNS: sns.NewFromConfig(cfg),
+		SFN: sfn.NewFromConfig(cfg),
 	}
 }
 

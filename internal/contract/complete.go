@@ -24,9 +24,11 @@ type SQSAPI interface {
 	DeleteMessage(ctx context.Context, in *sqs.DeleteMessageInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error)
 }
 
-// Queues are where an ended attempt's results go.
+// Queues are where an ended attempt's results go, and who is told when
+// the job ended.
 type Queues struct {
 	Intake, DeadLetter, Records string
+	Announcer                   Announcer
 }
 
 // Retry runs one step of Complete, trying again as the caller sees fit.
@@ -69,8 +71,13 @@ func (s Store) Complete(ctx context.Context, api SQSAPI, q Queues, c *Claim, bod
 	attempt := c.attemptState()
 	endRun := func(end End) error {
 		end.Outcome, end.Attempt = c.Outcome, &attempt
-		return retry("ending the run", func(ctx context.Context) error {
+		if err := retry("ending the run", func(ctx context.Context) error {
 			return s.EndRun(ctx, c.JobID, c.Run, end, now)
+		}); err != nil {
+			return err
+		}
+		return retry("announcing the end of the job", func(ctx context.Context) error {
+			return s.Announce(ctx, q.Announcer, c.JobID, c.Run, now)
 		})
 	}
 	switch c.Next {

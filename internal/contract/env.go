@@ -18,6 +18,8 @@ import (
 type WorkerEnv struct {
 	// Queues, as URLs.
 	Queue, Intake, DeadLetter, Records string
+	// EventsTopic is the SNS topic of completion events.
+	EventsTopic string
 	// Bucket and Prefix locate claims and checkpoints.
 	Bucket, Prefix string
 	// JobType is the only type the worker runs.
@@ -161,6 +163,7 @@ var workerVars = []envVar{
 	queueURL("JOBFLEET_INTAKE", "Intake queue that reruns go to (URL). Required.", func(e *WorkerEnv) *string { return &e.Intake }),
 	queueURL("JOBFLEET_DEAD_LETTER", "Dead-letter queue for jobs that cannot run (URL). Required.", func(e *WorkerEnv) *string { return &e.DeadLetter }),
 	queueURL("JOBFLEET_RECORDS", "Queue that receives one run record per attempt (URL). Required.", func(e *WorkerEnv) *string { return &e.Records }),
+	str("JOBFLEET_EVENTS_TOPIC", "SNS topic (ARN) that gets a completion event when a job ends; empty publishes none.", func(e *WorkerEnv) *string { return &e.EventsTopic }),
 	str(EnvBucket, "S3 bucket of claims and checkpoints. Required.", func(e *WorkerEnv) *string { return &e.Bucket }),
 	str("JOBFLEET_PREFIX", "Key prefix in the bucket (default jobfleet).", func(e *WorkerEnv) *string { return &e.Prefix }),
 	str("JOBFLEET_JOB_TYPE", "The only job type this worker runs; other types are dead-lettered.", func(e *WorkerEnv) *string { return &e.JobType }),

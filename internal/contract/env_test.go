@@ -13,7 +13,8 @@ func fullEnv() contract.WorkerEnv {
 	return contract.WorkerEnv{
 		Queue: "https://sqs.us-east-1.amazonaws.com/1/jobfleet-train-gpu-16gi", Intake: "https://sqs.us-east-1.amazonaws.com/1/intake",
 		DeadLetter: "https://sqs.us-east-1.amazonaws.com/1/dead", Records: "https://sqs.us-east-1.amazonaws.com/1/records",
-		Bucket: "jobfleet-data", Prefix: "fleet", JobType: "train", MaxAttempts: 4,
+		EventsTopic: "arn:aws:sns:us-east-1:1:jobfleet-events",
+		Bucket:      "jobfleet-data", Prefix: "fleet", JobType: "train", MaxAttempts: 4,
 		CheckpointDir: "/ckpt", CheckpointInterval: 90 * time.Second, GracePeriod: 100 * time.Second, UploadGrace: time.Minute,
 		MaxRuntime: 36 * time.Hour, VisibilityTimeout: 3 * time.Minute, IdleTimeout: 15 * time.Second, MaxJobs: 2,
 		Memory: 16 << 30, Cgroup: "container", CgroupParent: "/sys/fs/cgroup/x", ReasonFile: "/etc/podinfo/annotations",

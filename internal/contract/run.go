@@ -41,7 +41,13 @@ type Run struct {
 	BodySHA256 string `json:"body_sha256"`
 	// Outcome is the outcome of the last attempt that ended.
 	Outcome jobfleet.Outcome `json:"outcome,omitempty"`
-	Seq     int              `json:"seq"`
+	// TaskToken is the Step Functions task token of the job message;
+	// EventSent and TaskAnswered say that the end of the run was published
+	// and the token answered (Announce).
+	TaskToken    string `json:"task_token,omitempty"`
+	EventSent    bool   `json:"event_sent,omitempty"`
+	TaskAnswered bool   `json:"task_answered,omitempty"`
+	Seq          int    `json:"seq"`
 }
 
 // Start is what StartRun found.
@@ -82,7 +88,7 @@ func (s Store) StartRun(ctx context.Context, job *jobfleet.Job, body, runID stri
 			JobID: job.ID, Type: job.Type, Run: runID, Status: jobfleet.StatusQueued, Labels: job.Labels,
 			Attempt: 1, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
 		},
-		State: RunLive, BodySHA256: BodyHash(body), Seq: 1,
+		State: RunLive, BodySHA256: BodyHash(body), TaskToken: job.TaskToken, Seq: 1,
 	}
 	for range 5 {
 		_, err := s.write(ctx, s.RunKey(job.ID), next, true, "")
@@ -332,7 +338,7 @@ func (s Store) Reject(ctx context.Context, job *jobfleet.Job, body, runID, reaso
 			JobID: job.ID, Type: job.Type, Run: runID, Status: jobfleet.StatusDeadLettered, Reason: reason, Labels: job.Labels,
 			CreatedAt: now, UpdatedAt: now, EndedAt: now,
 		},
-		State: RunEnded, BodySHA256: BodyHash(body), Seq: 1,
+		State: RunEnded, BodySHA256: BodyHash(body), TaskToken: job.TaskToken, Seq: 1,
 	}
 	for range 5 {
 		if _, err := s.write(ctx, s.RunKey(job.ID), rejected, true, ""); !errors.Is(err, ErrConflict) {

@@ -124,7 +124,24 @@ func aggregate(ctx context.Context, f map[string]float64) error {
 		}
 	}
 	fmt.Printf("aggregated %d entities x %d relationships: %.1f\n", entities, density, total)
-	return writeOutputs(map[string]any{"entities": entities, "total": math.Round(total)}, nil)
+	values := map[string]any{"entities": entities, "total": math.Round(total)}
+	// As a workflow's evaluation step: the best of the scores it was given.
+	var params struct {
+		Scores []json.Number `json:"scores"`
+	}
+	if err := readParams(&params); err != nil {
+		return err
+	}
+	for _, s := range params.Scores {
+		v, err := s.Float64()
+		if err != nil {
+			return fmt.Errorf("params.scores: %w", err)
+		}
+		if best, ok := values["accuracy"].(float64); !ok || v > best {
+			values["accuracy"] = v
+		}
+	}
+	return writeOutputs(values, nil)
 }
 
 // train runs epochs over a weight vector, checkpointing after each one and
@@ -167,8 +184,19 @@ func train(ctx context.Context, f map[string]float64, dir, jobID string) error {
 		}
 	}
 	fmt.Printf("trained %d epochs of %d parameters\n", epochs, params)
-	// A made-up metric that improves with epochs, for workflows to test.
-	accuracy := math.Round((1-0.5/float64(epochs+1))*1000) / 1000
+	// A made-up metric that improves with epochs and is best at a learning
+	// rate of 0.03, for workflows to test.
+	var hyper struct {
+		LearningRate float64 `json:"learning_rate"`
+	}
+	if err := readParams(&hyper); err != nil {
+		return err
+	}
+	penalty := 1.0
+	if hyper.LearningRate > 0 {
+		penalty += math.Abs(math.Log(hyper.LearningRate/0.03)) / 4
+	}
+	accuracy := math.Round((1-0.5/float64(epochs+1)*penalty)*1000) / 1000
 	model := fmt.Sprintf("epochs %d\nparameters %d\nfirst weight %g\n", epochs, params, firstOr(weights))
 	return writeOutputs(map[string]any{"accuracy": accuracy, "epochs": epochs}, map[string]string{"model.txt": model})
 }
@@ -178,6 +206,22 @@ func firstOr(w []float32) float32 {
 		return 0
 	}
 	return w[0]
+}
+
+// readParams reads the job's params file, when there is one, into v.
+func readParams(v any) error {
+	path := os.Getenv("JOBFLEET_PARAMS_FILE")
+	if path == "" {
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading the params: %w", err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("reading the params: %w", err)
+	}
+	return nil
 }
 
 // writeOutputs leaves a job's key/value outputs and output files where the

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/internal/local"
 	"github.com/jobfleet/jobfleet/internal/testenv"
 )
@@ -34,6 +35,26 @@ func TestDemo(t *testing.T) {
 	}
 	if sum.Interrupted == 0 || sum.Resumed == 0 {
 		t.Errorf("no training job was interrupted and resumed: %+v", sum)
+	}
+	// It ends with one job's state and a two-step workflow.
+	if sum.Status == nil || sum.Status.Status != jobfleet.StatusSucceeded || len(sum.Status.Attempts) == 0 {
+		t.Errorf("the job shown: %+v", sum.Status)
+	}
+	if len(sum.Workflow) != 2 {
+		t.Fatalf("workflow steps: %+v", sum.Workflow)
+	}
+	for _, step := range sum.Workflow {
+		if step.State.Status != jobfleet.StatusSucceeded || step.RunningAfter != 0 || len(step.State.Outputs) == 0 {
+			t.Errorf("workflow step %s: %+v, %d workers running after it", step.Name, step.State, step.RunningAfter)
+		}
+	}
+	if sum.Workflow[1].State.Outputs["accuracy"] == "" {
+		t.Errorf("the training step left no accuracy: %v", sum.Workflow[1].State.Outputs)
+	}
+	for _, want := range []string{"jobfleet status ", "ATTEMPT", "a two-step workflow", "workers running after it: 0"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the output lacks %q", want)
+		}
 	}
 	last := strings.TrimSpace(out.String())
 	last = last[strings.LastIndexByte(last, '\n')+1:]

@@ -23,6 +23,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -71,12 +73,15 @@ type Options struct {
 }
 
 // Endpoints say where a serving local run is: the environment for AWS
-// clients (AWS_ENDPOINT_URL_SQS and the rest), its intake queue and its
-// bucket.
+// clients (AWS_ENDPOINT_URL_SQS and the rest), its intake queue, its
+// bucket, the queue subscribed to its events topic, and its Step Functions
+// endpoint.
 type Endpoints struct {
 	Env       []string
 	IntakeURL string
 	Bucket    string
+	EventsURL string
+	SFN       *localstack.SFNServer
 }
 
 // Summary is what a demo run did.
@@ -88,6 +93,11 @@ type Summary struct {
 	Interrupted                  int
 	Types                        []TypeSummary
 	CgroupNote                   string
+	// Status is one demo job's state, a resumed one when there is one, as
+	// `jobfleet status` shows it; Workflow the two-step workflow run after
+	// the demo.
+	Status   *jobfleet.JobState
+	Workflow []WorkflowStep
 }
 
 // TypeSummary is one job type's results.
@@ -151,13 +161,30 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		o.DisableLogOutputChecksumValidationSkipped = true
 	})
 	queues := map[string]string{}
-	for _, name := range []string{"jobfleet-intake", "jobfleet-dead-letter", "jobfleet-records", "jobfleet-interruptions"} {
+	for _, name := range []string{"jobfleet-intake", "jobfleet-dead-letter", "jobfleet-records", "jobfleet-interruptions", "jobfleet-events"} {
 		out, err := sqsClient.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
 		if err != nil {
 			return nil, fmt.Errorf("creating queue %s: %w", name, err)
 		}
 		queues[name] = aws.ToString(out.QueueUrl)
 	}
+	// Completion events go to an SNS topic whose subscription delivers them
+	// to the jobfleet-events queue; task tokens are answered to a local
+	// Step Functions endpoint.
+	snsServer, err := localstack.StartSNS(0, sqsClient)
+	if err != nil {
+		return nil, err
+	}
+	defer snsServer.Stop()
+	topic := snsServer.CreateTopic("jobfleet-events")
+	snsServer.Subscribe(topic, queues["jobfleet-events"])
+	sfnServer, err := localstack.StartSFN(0)
+	if err != nil {
+		return nil, err
+	}
+	defer sfnServer.Stop()
+	snsClient := sns.NewFromConfig(cfg, func(o *sns.Options) { o.BaseEndpoint = aws.String(snsServer.Endpoint) })
+	sfnClient := sfn.NewFromConfig(cfg, func(o *sfn.Options) { o.BaseEndpoint = aws.String(sfnServer.Endpoint) })
 	const bucket = "jobfleet"
 	if _, err := s3Client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
 		return nil, fmt.Errorf("creating bucket: %w", err)
@@ -176,6 +203,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	exec.sqs, exec.binary, exec.registry, exec.concurrency, exec.dir, exec.log = sqsClient, opts.Binary, reg, opts.Concurrency, work, opts.Log
 	awsEnv := []string{
 		"AWS_ENDPOINT_URL_SQS=" + sqsServer.Endpoint, "AWS_ENDPOINT_URL_S3=" + s3Server.Endpoint,
+		"AWS_ENDPOINT_URL_SNS=" + snsServer.Endpoint, "AWS_ENDPOINT_URL_SFN=" + sfnServer.Endpoint,
 		"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=local", "AWS_SECRET_ACCESS_KEY=local",
 	}
 	exec.env = append(slices.Clone(awsEnv), demo.EnvLog+"="+filepath.Join(work, "progress"))
@@ -187,7 +215,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		typ, _ := reg.Type(p.class.Type)
 		return contract.WorkerEnv{
 			Queue: url, Intake: queues["jobfleet-intake"], DeadLetter: queues["jobfleet-dead-letter"],
-			Records: queues["jobfleet-records"], Bucket: bucket, JobType: typ.Name, MaxAttempts: typ.MaxAttempts,
+			Records: queues["jobfleet-records"], EventsTopic: topic, Bucket: bucket, JobType: typ.Name, MaxAttempts: typ.MaxAttempts,
 			CheckpointDir: filepath.Join(p.dir, "checkpoint"), CheckpointInterval: typ.Checkpoint.Interval,
 			GracePeriod: typ.Checkpoint.GracePeriod(), UploadGrace: typ.Checkpoint.UploadGrace, MaxRuntime: typ.MaxRuntime,
 			VisibilityTimeout: 30 * time.Second, IdleTimeout: 3 * time.Second, Memory: p.class.Size, Cgroup: cgroupMode,
@@ -203,11 +231,12 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		exec, sqsClient, avoid, store, interruption.NewMetrics(prometheus.NewRegistry()), opts.Log.With().Str("component", "interruption").Logger(), nil)
 	d, err := dispatcher.New(dispatcher.Config{
 		IntakeURL: queues["jobfleet-intake"], DeadLetterURL: queues["jobfleet-dead-letter"], Registry: reg,
-		Bucket: bucket, Template: dispatcher.Template{Prefix: "jobfleet"}, IntakeVisibility: 30 * time.Second, RetryDelay: time.Second,
+		Bucket: bucket, Template: dispatcher.Template{Prefix: "jobfleet", EventsTopic: topic}, IntakeVisibility: 30 * time.Second, RetryDelay: time.Second,
 		ClassPoll: 500 * time.Millisecond,
 	}, sqsClient, s3Client, nil,
 		dispatcher.WithLogger(opts.Log.With().Str("component", "dispatcher").Logger()),
 		dispatcher.WithRegisterer(prometheus.NewRegistry()),
+		dispatcher.WithAnnouncements(snsClient, sfnClient),
 		dispatcher.WithModels(staticModel{model}),
 		dispatcher.WithInterruptions(ctrl, avoid),
 		dispatcher.WithRouteHook(func(job *jobfleet.Job, dec dispatcher.Decision) {
@@ -257,6 +286,12 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 			return nil, err
 		}
 		summarize(st, work, sum)
+		if sum.Status, err = shownJob(ctx, store, st); err != nil {
+			return nil, err
+		}
+		if sum.Workflow, err = runWorkflow(ctx, sqsClient, queues["jobfleet-intake"], store, exec); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Serve {
 		fmt.Fprintf(opts.Out, `
@@ -273,7 +308,7 @@ In another terminal:
   jobfleet publish --queue jobfleet-intake --type aggregate --feature entities=100000,density=8 --print-ids
 `, sqsServer.Endpoint, queues["jobfleet-intake"], s3Server.Endpoint, bucket, sqsServer.Endpoint, s3Server.Endpoint)
 		if opts.OnServe != nil {
-			opts.OnServe(Endpoints{Env: awsEnv, IntakeURL: queues["jobfleet-intake"], Bucket: bucket})
+			opts.OnServe(Endpoints{Env: awsEnv, IntakeURL: queues["jobfleet-intake"], Bucket: bucket, EventsURL: queues["jobfleet-events"], SFN: sfnServer})
 		}
 		<-ctx.Done()
 	}
@@ -498,6 +533,37 @@ func (s *Summary) Print(w io.Writer) {
 	if s.CgroupNote != "" {
 		fmt.Fprintf(w, "\nnote: %s\n", s.CgroupNote)
 	}
+	if s.Status != nil {
+		printStatus(w, s.Status)
+	}
+	if len(s.Workflow) > 0 {
+		printWorkflow(w, s.Workflow)
+	}
 	fmt.Fprintf(w, "\njobfleet local: %d submitted, %d succeeded, %d dead-lettered, %d lost, %d resumed from checkpoint\n",
 		s.Submitted, s.Succeeded, s.DeadLettered, s.Lost, s.Resumed)
+}
+
+// shownJob picks the demo job whose state the summary shows: a training
+// job that resumed from its checkpoint when there is one, else any that
+// succeeded.
+func shownJob(ctx context.Context, store contract.Store, st *state) (*jobfleet.JobState, error) {
+	st.mu.Lock()
+	var id string
+	for _, r := range st.records {
+		if r.Outcome == jobfleet.OutcomeSucceeded && (id == "" || r.Resumed) {
+			id = r.JobID
+			if r.Resumed {
+				break
+			}
+		}
+	}
+	st.mu.Unlock()
+	if id == "" {
+		return nil, nil
+	}
+	cur, _, err := store.ReadRun(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("reading the state of job %s: %w", id, err)
+	}
+	return &cur.JobState, nil
 }

@@ -268,3 +268,18 @@ func writeKubeconfig(c *rest.Config, path string) error {
 	}
 	return nil
 }
+
+// ArgoVersion is the Argo Workflows release whose CRDs deploy/argo's
+// manifests are validated against.
+const ArgoVersion = "v3.7.6"
+
+// ArgoCRDFiles are Argo Workflows' full CRDs (with their whole schemas) of
+// Workflows and WorkflowTemplates, from the module cache.
+func ArgoCRDFiles() ([]string, error) {
+	dir, err := moduleDir("github.com/argoproj/argo-workflows/v3@" + ArgoVersion)
+	if err != nil {
+		return nil, err
+	}
+	full := filepath.Join(dir, "manifests", "base", "crds", "full")
+	return []string{filepath.Join(full, "argoproj.io_workflows.yaml"), filepath.Join(full, "argoproj.io_workflowtemplates.yaml")}, nil
+}

@@ -48,7 +48,7 @@ func RunWorker(ctx context.Context, command []string, log zerolog.Logger, stdout
 	if err != nil {
 		return err
 	}
-	w, err := worker.New(cfg, clients.SQS, clients.S3, worker.Command(command[0], command[1:]...), worker.WithLogger(log))
+	w, err := worker.New(cfg, clients.SQS, clients.S3, worker.Command(command[0], command[1:]...), worker.WithLogger(log), worker.WithAnnouncements(clients.SNS, clients.SFN))
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,8 @@
 //	testjob alloc <MiB> [hold-ms]          allocate and touch memory, then exit 0
 //	testjob alloc-params [hold-ms]         the same, with the MiB from the job's params ({"mib": N})
 //	testjob count <target> <step-ms> <log> count to target, one step per step-ms, resuming from the checkpoint;
-//	                                       a log that is a directory holds one <job id>.log per job
+//	                                       a log that is a directory holds one <job id>.log per job;
+//	                                       the count is its output "count"
 //	testjob fail <code>                    exit with code
 //	testjob sleep <ms>                     sleep, then exit 0
 //	testjob wait <file>                    wait until the file exists, then exit 0
@@ -114,6 +115,12 @@ func count(target int, step time.Duration, logFile string) {
 		}
 	}
 	appendLine(logFile, fmt.Sprintf("done %d", progress))
+	// Its key/value output, when the worker asks for outputs.
+	if out := os.Getenv("JOBFLEET_OUTPUTS_FILE"); out != "" {
+		if err := os.WriteFile(out, []byte(fmt.Sprintf(`{"count": %d}`, progress)), 0o644); err != nil {
+			fail(err)
+		}
+	}
 }
 
 // save writes the progress atomically, as checkpoint files should be.
