@@ -239,24 +239,9 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 	if err != nil {
 		return in.deadLetter(ctx, it, err.Error())
 	}
+	// A rerun's history comes from jobfleet's records; a new job has none.
 	var history jobfleet.History
-	if !isRerun {
-		run, attempt = aws.ToString(m.MessageId), 1
-		start, cur, err := in.d.store.StartRun(ctx, job, body, run, sentAt(m), now)
-		switch {
-		case err != nil:
-			return in.retryLater(it, fmt.Sprintf("recording the run of job %s: %v", job.ID, err), in.d.cfg.RetryDelay)
-		case start == contract.Duplicate:
-			return in.deadLetter(ctx, it, fmt.Sprintf("duplicate: job %s is already queued or running (run %s, started %s); a job id runs once at a time", job.ID, cur.Run, cur.CreatedAt.Format(time.RFC3339)))
-		case start == contract.Finished:
-			it.label = "duplicate"
-			in.log.Info().Str("job_id", job.ID).Str("run", run).Msg("this message's run ended already; deleting it again")
-			return it
-		case start == contract.Cancelled:
-			in.log.Info().Str("job_id", job.ID).Time("cancelled_at", cur.CancelledAt).Msg("the job was cancelled after this message was sent; deleting it unrun")
-			return in.dropEnded(ctx, it, job.ID, cur.Run, "cancelled")
-		}
-	} else {
+	if isRerun {
 		history, err = in.d.store.VerifyRun(ctx, job.ID, body, run, attempt)
 		switch {
 		case errors.Is(err, contract.ErrForged):
@@ -274,20 +259,49 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 	}
 	pool, _ := in.d.cfg.Registry.Pool(typ.Pool)
 	decision := in.d.sizing.Decide(job, history, typ, pool, in.d.model())
-	url, err := in.d.classes.ensure(ctx, decision.Class)
-	if errors.Is(err, errClassPending) {
-		return in.retryLater(it, err.Error(), 2*in.d.cfg.ClassPoll)
+	url, ensureErr := in.d.classes.ensure(ctx, decision.Class)
+	var size *contract.Sizing
+	if ensureErr == nil {
+		size = &contract.Sizing{Class: decision.Class.Name(in.d.classes.prefix()), Memory: decision.Class.Size}
 	}
-	if err != nil {
-		return in.retryLater(it, err.Error(), in.d.cfg.RetryDelay)
+	// The job's state says it is sized before it is forwarded: for a new
+	// job in the same write that starts its run.
+	needSized := size != nil
+	if !isRerun {
+		run, attempt = aws.ToString(m.MessageId), 1
+		start, cur, err := in.d.store.StartRun(ctx, job, body, run, sentAt(m), now, size)
+		switch {
+		case err != nil:
+			return in.retryLater(it, fmt.Sprintf("recording the run of job %s: %v", job.ID, err), in.d.cfg.RetryDelay)
+		case start == contract.Duplicate:
+			return in.deadLetter(ctx, it, fmt.Sprintf("duplicate: job %s is already queued or running (run %s, started %s); a job id runs once at a time", job.ID, cur.Run, cur.CreatedAt.Format(time.RFC3339)))
+		case start == contract.Finished:
+			it.label = "duplicate"
+			in.log.Info().Str("job_id", job.ID).Str("run", run).Msg("this message's run ended already; deleting it again")
+			return it
+		case start == contract.Cancelled:
+			in.log.Info().Str("job_id", job.ID).Time("cancelled_at", cur.CancelledAt).Msg("the job was cancelled after this message was sent; deleting it unrun")
+			return in.dropEnded(ctx, it, job.ID, cur.Run, "cancelled")
+		}
+		// A redelivered message finds its run written before, maybe
+		// still queued.
+		needSized = size != nil && (cur.Status == jobfleet.StatusQueued || cur.Class != size.Class)
 	}
-	err = in.d.store.Sized(ctx, job.ID, run, attempt, decision.Class.Name(in.d.classes.prefix()), decision.Class.Size, now)
-	switch {
-	case errors.Is(err, contract.ErrStale):
-		in.log.Info().Str("job_id", job.ID).Str("run", run).Msg("the job was cancelled while it was sized; deleting it unrun")
-		return in.dropEnded(ctx, it, job.ID, run, "cancelled")
-	case err != nil:
-		return in.retryLater(it, fmt.Sprintf("recording the size of job %s: %v", job.ID, err), in.d.cfg.RetryDelay)
+	if errors.Is(ensureErr, errClassPending) {
+		return in.retryLater(it, ensureErr.Error(), 2*in.d.cfg.ClassPoll)
+	}
+	if ensureErr != nil {
+		return in.retryLater(it, ensureErr.Error(), in.d.cfg.RetryDelay)
+	}
+	if needSized {
+		err = in.d.store.Sized(ctx, job.ID, run, attempt, size.Class, size.Memory, now)
+		switch {
+		case errors.Is(err, contract.ErrStale):
+			in.log.Info().Str("job_id", job.ID).Str("run", run).Msg("the job was cancelled while it was sized; deleting it unrun")
+			return in.dropEnded(ctx, it, job.ID, run, "cancelled")
+		case err != nil:
+			return in.retryLater(it, fmt.Sprintf("recording the size of job %s: %v", job.ID, err), in.d.cfg.RetryDelay)
+		}
 	}
 	it.target, it.class, it.forward = url, decision.Class, true
 	it.out = queue.ForwardMessage(body, job.Type, run, attempt)

@@ -22,6 +22,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +39,7 @@ import (
 	"github.com/jobfleet/jobfleet/dispatcher/interruption"
 	"github.com/jobfleet/jobfleet/internal/awsaccess"
 	"github.com/jobfleet/jobfleet/internal/contract"
+	"github.com/jobfleet/jobfleet/internal/localstack"
 	"github.com/jobfleet/jobfleet/internal/testenv"
 	"github.com/jobfleet/jobfleet/jobtype"
 )
@@ -73,6 +76,11 @@ type stack struct {
 	// recorded, when set, records the AWS calls of the chart's
 	// dispatcher, its workers and KEDA.
 	recorded *recorders
+	// sns and sfn, when set (announce), receive the completion events of
+	// the dispatcher's and workers' jobs and their task tokens' callbacks.
+	sns    *localstack.SNSServer
+	sfn    *localstack.SFNServer
+	events string // the events topic
 }
 
 func setup(t *testing.T) *stack {
@@ -186,12 +194,20 @@ func (s *stack) dispatch(t *testing.T, reg *jobtype.Registry) (stop func()) {
 		IntakeVisibility: 30 * time.Second, RetryDelay: time.Second, ClassIdleTTL: 20 * time.Second, CollectInterval: 2 * time.Second,
 		ClassFresh: 2 * time.Second, CollectFence: 6 * time.Second,
 	}
-	d, err := dispatcher.New(cfg, s.sqs.Client, s.s3.Client, s.cluster.Dynamic,
+	opts := []dispatcher.Option{}
+	if s.sns != nil {
+		cfg.Template.EventsTopic, cfg.Template.SNSEndpoint, cfg.Template.SFNEndpoint = s.events, s.sns.Endpoint, s.sfn.Endpoint
+		awsCfg := testenv.AWSConfig()
+		opts = append(opts, dispatcher.WithAnnouncements(
+			sns.NewFromConfig(awsCfg, func(o *sns.Options) { o.BaseEndpoint = aws.String(s.sns.Endpoint) }),
+			sfn.NewFromConfig(awsCfg, func(o *sfn.Options) { o.BaseEndpoint = aws.String(s.sfn.Endpoint) })))
+	}
+	d, err := dispatcher.New(cfg, s.sqs.Client, s.s3.Client, s.cluster.Dynamic, append(opts,
 		dispatcher.WithRegisterer(prometheus.NewRegistry()),
 		dispatcher.WithLogger(log),
 		dispatcher.WithKubernetes(s.cluster.Typed, nil),
 		dispatcher.WithSensor(dispatcher.SensorConfig{RecordsURL: s.records}),
-		dispatcher.WithInterruptions(interruptions, avoid))
+		dispatcher.WithInterruptions(interruptions, avoid))...)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -209,6 +225,23 @@ func (s *stack) dispatch(t *testing.T, reg *jobtype.Registry) (stop func()) {
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// announce starts local SNS and Step Functions servers on 127.0.0.1 that
+// the next dispatch's dispatcher and workers send completion events and
+// task token callbacks to.
+func (s *stack) announce(t *testing.T) {
+	t.Helper()
+	var err error
+	if s.sns, err = localstack.StartSNS(0, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.sns.Stop)
+	if s.sfn, err = localstack.StartSFN(0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.sfn.Stop)
+	s.events = s.sns.CreateTopic(testenv.UniqueName(t, "events-", 60))
 }
 
 // dispatcherAccessKey is the access key ID of the installed dispatcher's

@@ -125,7 +125,7 @@ func (b *bundle) startRun(t *testing.T, job *jobfleet.Job) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start, _, err := b.store.StartRun(t.Context(), job, string(body), run, time.Time{}, time.Now())
+	start, _, err := b.store.StartRun(t.Context(), job, string(body), run, time.Time{}, time.Now(), nil)
 	if err != nil || start != contract.Started {
 		t.Fatalf("starting a run of %s: %v (%v)", job.ID, err, start)
 	}

@@ -32,7 +32,7 @@ func TestWorkerCommandSIGTERM(t *testing.T) {
 	store := contract.Store{S3: s3.Client, Bucket: bucket}
 	job := &jobfleet.Job{Version: 1, ID: "cli-1", Type: "count"}
 	body, _ := jobfleet.Encode(job)
-	if _, _, err := store.StartRun(t.Context(), job, string(body), "run-1", time.Time{}, time.Now()); err != nil {
+	if _, _, err := store.StartRun(t.Context(), job, string(body), "run-1", time.Time{}, time.Now(), nil); err != nil {
 		t.Fatal(err)
 	}
 	if f := queue.Send(t.Context(), sqs.Client, class, []queue.Message{queue.ForwardMessage(string(body), job.Type, "run-1", 1)}, queue.Retry{}); len(f) > 0 {

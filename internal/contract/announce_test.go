@@ -45,7 +45,7 @@ func TestAnnounceOnce(t *testing.T) {
 	withToken.TaskToken = "tok-1"
 	withToken.Labels = map[string]string{"workflow": "nightly"}
 	sfnServer.Issue("tok-1")
-	if _, _, err := s.StartRun(ctx, &withToken, body, "m-1", time.Time{}, now); err != nil {
+	if _, _, err := s.StartRun(ctx, &withToken, body, "m-1", time.Time{}, now, nil); err != nil {
 		t.Fatal(err)
 	}
 	// A live run is not announced.
@@ -96,7 +96,7 @@ func TestAnnounceWaitsForTheCancelledAttempt(t *testing.T) {
 	s := newStore(t)
 	a, snsServer, _ := announcer(t)
 	ctx, now := t.Context(), time.Now()
-	if _, _, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now); err != nil {
+	if _, _, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Running(ctx, job.ID, "m-1", jobfleet.AttemptState{Attempt: 1, StartedAt: now}, now); err != nil {

@@ -77,18 +77,29 @@ func (s Store) ReadRun(ctx context.Context, jobID string) (*Run, string, error) 
 	return &r, etag, nil
 }
 
+// Sizing is the class and memory the dispatcher chose for an attempt.
+type Sizing struct {
+	Class  string
+	Memory int64
+}
+
 // StartRun records that the intake message runID, sent at sent, starts a
-// run of the job, queued. It returns Duplicate with the live run when
-// another message started one, Finished when this message's run ended
-// already, and Cancelled when the job was cancelled after the message was
-// sent. A run that ended is replaced by the new one.
-func (s Store) StartRun(ctx context.Context, job *jobfleet.Job, body, runID string, sent, now time.Time) (Start, *Run, error) {
+// run of the job: sized, when the dispatcher could size it at once (one
+// write for both), else queued. It returns Duplicate with the live run
+// when another message started one, Finished when this message's run
+// ended already, and Cancelled when the job was cancelled after the
+// message was sent. A run that ended is replaced by the new one. A
+// redelivered message finds its run as it is: Started, with that run.
+func (s Store) StartRun(ctx context.Context, job *jobfleet.Job, body, runID string, sent, now time.Time, size *Sizing) (Start, *Run, error) {
 	next := &Run{
 		JobState: jobfleet.JobState{
 			JobID: job.ID, Type: job.Type, Run: runID, Status: jobfleet.StatusQueued, Labels: job.Labels,
 			Attempt: 1, CreatedAt: now.UTC(), UpdatedAt: now.UTC(),
 		},
 		State: RunLive, BodySHA256: BodyHash(body), TaskToken: job.TaskToken, Seq: 1,
+	}
+	if size != nil {
+		next.Status, next.Class, next.MemoryBytes = jobfleet.StatusSized, size.Class, size.Memory
 	}
 	for range 5 {
 		_, err := s.write(ctx, s.RunKey(job.ID), next, true, "")

@@ -25,7 +25,7 @@ func TestJobStateMovesForward(t *testing.T) {
 	ctx, now := t.Context(), time.Now()
 	labeled := *job
 	labeled.Labels = map[string]string{"team": "ranking"}
-	if _, _, err := s.StartRun(ctx, &labeled, body, "m-1", time.Time{}, now); err != nil {
+	if _, _, err := s.StartRun(ctx, &labeled, body, "m-1", time.Time{}, now, nil); err != nil {
 		t.Fatal(err)
 	}
 	if st := status(t, s); st.Status != jobfleet.StatusQueued || st.Attempt != 1 || st.Labels["team"] != "ranking" {
@@ -101,11 +101,11 @@ func TestCancelBeforeIntake(t *testing.T) {
 		t.Fatalf("cancelled before intake: %+v", st.JobState)
 	}
 	// The message sent before the cancel is dropped...
-	if start, _, err := s.StartRun(ctx, job, body, "m-1", sent, now); err != nil || start != contract.Cancelled {
+	if start, _, err := s.StartRun(ctx, job, body, "m-1", sent, now, nil); err != nil || start != contract.Cancelled {
 		t.Fatalf("a message sent before the cancel: %v %v", start, err)
 	}
 	// ...one sent after it starts a run.
-	if start, _, err := s.StartRun(ctx, job, body, "m-2", now.Add(time.Second), now); err != nil || start != contract.Started {
+	if start, _, err := s.StartRun(ctx, job, body, "m-2", now.Add(time.Second), now, nil); err != nil || start != contract.Started {
 		t.Fatalf("a message sent after the cancel: %v %v", start, err)
 	}
 }
@@ -114,7 +114,7 @@ func TestCancelLiveRun(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	ctx, now := t.Context(), time.Now()
-	if _, _, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now); err != nil {
+	if _, _, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Sized(ctx, job.ID, "m-1", 1, "c", 1<<30, now); err != nil {
@@ -148,7 +148,7 @@ func TestCancelLiveRun(t *testing.T) {
 	if _, err := s.Cancel(ctx, job.ID, "again", now); err != nil {
 		t.Fatal(err)
 	}
-	if start, _, err := s.StartRun(ctx, job, body, "m-1", now.Add(-time.Minute), now); err != nil || start != contract.Finished {
+	if start, _, err := s.StartRun(ctx, job, body, "m-1", now.Add(-time.Minute), now, nil); err != nil || start != contract.Finished {
 		t.Fatalf("the cancelled run's own message: %v %v", start, err)
 	}
 }
@@ -157,7 +157,7 @@ func TestCancelEndedJob(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	ctx, now := t.Context(), time.Now()
-	if _, _, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now); err != nil {
+	if _, _, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.EndRun(ctx, job.ID, "m-1", contract.End{Status: jobfleet.StatusSucceeded, Outcome: jobfleet.OutcomeSucceeded}, now); err != nil {
@@ -180,7 +180,7 @@ func TestReject(t *testing.T) {
 		t.Fatalf("rejected: %+v", st.JobState)
 	}
 	// A live run is not touched by another message's rejection.
-	if _, _, err := s.StartRun(ctx, job, body, "m-2", time.Time{}, now); err != nil {
+	if _, _, err := s.StartRun(ctx, job, body, "m-2", time.Time{}, now, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Reject(ctx, job, body, "m-3", "unknown job type", now); err != nil {
@@ -188,5 +188,27 @@ func TestReject(t *testing.T) {
 	}
 	if st := status(t, s); st.Status != jobfleet.StatusQueued || st.Run != "m-2" {
 		t.Fatalf("a live run after another message's rejection: %+v", st.JobState)
+	}
+}
+
+// TestStartRunSized: a job the dispatcher could size at once is recorded
+// sized in the write that starts its run; a redelivery finds it as it is.
+func TestStartRunSized(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx, now := t.Context(), time.Now()
+	size := &contract.Sizing{Class: "jf-train-cpu-1gi", Memory: 1 << 30}
+	start, run, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now, size)
+	if err != nil || start != contract.Started || run.Status != jobfleet.StatusSized {
+		t.Fatalf("%v %+v %v", start, run, err)
+	}
+	if st := status(t, s); st.Status != jobfleet.StatusSized || st.Class != size.Class || st.MemoryBytes != size.Memory || st.Seq != 1 {
+		t.Fatalf("stored %+v", st)
+	}
+	if err := s.Running(ctx, job.ID, "m-1", jobfleet.AttemptState{Attempt: 1, StartedAt: now}, now); err != nil {
+		t.Fatal(err)
+	}
+	if start, cur, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now, size); err != nil || start != contract.Started || cur.Status != jobfleet.StatusRunning {
+		t.Fatalf("redelivery: %v %+v %v", start, cur, err)
 	}
 }

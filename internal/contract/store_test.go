@@ -27,16 +27,16 @@ func TestStartRun(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	ctx, now := t.Context(), time.Now()
-	start, run, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now)
+	start, run, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now, nil)
 	if err != nil || start != contract.Started || run.Run != "m-1" {
 		t.Fatalf("first message: %v %+v %v", start, run, err)
 	}
 	// The same message again (a redelivery) continues its run.
-	if start, _, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now); err != nil || start != contract.Started {
+	if start, _, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now, nil); err != nil || start != contract.Started {
 		t.Fatalf("redelivery: %v %v", start, err)
 	}
 	// Another message with the id while the run is live is a duplicate.
-	if start, cur, err := s.StartRun(ctx, job, body, "m-2", time.Time{}, now); err != nil || start != contract.Duplicate || cur.Run != "m-1" {
+	if start, cur, err := s.StartRun(ctx, job, body, "m-2", time.Time{}, now, nil); err != nil || start != contract.Duplicate || cur.Run != "m-1" {
 		t.Fatalf("duplicate: %v %+v %v", start, cur, err)
 	}
 	if err := s.EndRun(ctx, job.ID, "m-1", contract.End{Status: jobfleet.StatusSucceeded, Outcome: jobfleet.OutcomeSucceeded}, now); err != nil {
@@ -44,11 +44,11 @@ func TestStartRun(t *testing.T) {
 	}
 	// The first message once more, after its run ended: its delete was
 	// lost, it must not start again.
-	if start, _, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now); err != nil || start != contract.Finished {
+	if start, _, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now, nil); err != nil || start != contract.Finished {
 		t.Fatalf("the ended run's own message: %v %v", start, err)
 	}
 	// A later message reuses the id: a new run, from nothing.
-	start, run, err = s.StartRun(ctx, job, body, "m-3", time.Time{}, now)
+	start, run, err = s.StartRun(ctx, job, body, "m-3", time.Time{}, now, nil)
 	if err != nil || start != contract.Started || run.Run != "m-3" || run.State != contract.RunLive {
 		t.Fatalf("reuse after the run ended: %v %+v %v", start, run, err)
 	}
@@ -67,7 +67,7 @@ func TestStartRunRace(t *testing.T) {
 	results := map[contract.Start]int{}
 	for i := range 16 {
 		wg.Go(func() {
-			start, _, err := s.StartRun(t.Context(), job, body, "m-"+string(rune('a'+i)), time.Time{}, time.Now())
+			start, _, err := s.StartRun(t.Context(), job, body, "m-"+string(rune('a'+i)), time.Time{}, time.Now(), nil)
 			if err != nil {
 				t.Error(err)
 				return
@@ -162,7 +162,7 @@ func TestVerifyRun(t *testing.T) {
 	if _, err := s.VerifyRun(ctx, job.ID, body, "forged", 2); !errors.Is(err, contract.ErrForged) {
 		t.Errorf("a run jobfleet never started = %v, want ErrForged", err)
 	}
-	if _, _, err := s.StartRun(ctx, job, body, "r", time.Time{}, now); err != nil {
+	if _, _, err := s.StartRun(ctx, job, body, "r", time.Time{}, now, nil); err != nil {
 		t.Fatal(err)
 	}
 	if h, err := s.VerifyRun(ctx, job.ID, body, "r", 1); err != nil || len(h) != 0 {
