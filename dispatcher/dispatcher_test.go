@@ -135,7 +135,7 @@ func (b *bundle) rerun(t *testing.T, job *jobfleet.Job, history jobfleet.History
 	if err != nil {
 		t.Fatal(err)
 	}
-	if start, _, err := b.store.StartRun(ctx, job, string(body), run, time.Time{}, time.Now()); err != nil || start != contract.Started {
+	if start, _, err := b.store.StartRun(ctx, job, string(body), run, time.Time{}, time.Now(), nil); err != nil || start != contract.Started {
 		t.Fatalf("starting a run of %s: %v %v", job.ID, start, err)
 	}
 	c := &contract.Claim{JobID: job.ID, Type: job.Type, Run: run, Attempt: n, Holder: "w", MessageID: "m"}
