@@ -100,7 +100,7 @@ func WithInterruptions(c *interruption.Controller, avoid AvoidSource) Option {
 // retrain the model from them on that schedule.
 func WithRecords(s3 RecordsS3API, cfg RecordsConfig, retrain RetrainConfig) Option {
 	return func(d *Dispatcher) {
-		d.records = &recordSink{d: d, s3: s3, cfg: cfg}
+		d.records = &recordSink{d: d, s3: s3, cfg: cfg, attributes: map[string]bool{}}
 		d.retraining = retrain
 	}
 }

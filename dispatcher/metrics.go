@@ -19,6 +19,10 @@ type metrics struct {
 	records        *prometheus.CounterVec
 	sensor         *prometheus.CounterVec
 	checkpoints    *prometheus.CounterVec
+	// The cost of attempts, by type and the attribute label's value.
+	attemptSeconds       *prometheus.CounterVec
+	allocatedByteSeconds *prometheus.CounterVec
+	unusedByteSeconds    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -78,7 +82,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "jobfleet_interruption_checkpoints_total",
 			Help: "Interrupted or evicted attempts, by whether the worker uploaded a checkpoint before its grace period ended (completed) or had none to resume from (missing).",
 		}, []string{"result"}),
+		attemptSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobfleet_attempt_seconds_total",
+			Help: "Time attempts ran, from their run records, by job type, the value of the attribute label (--attribute-label, team by default) and outcome.",
+		}, []string{"type", "attribute", "outcome"}),
+		allocatedByteSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobfleet_allocated_byte_seconds_total",
+			Help: "Memory allocated to attempts times the time they ran, by job type and the value of the attribute label.",
+		}, []string{"type", "attribute"}),
+		unusedByteSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobfleet_unused_byte_seconds_total",
+			Help: "Memory allocated to attempts and above their peak, times the time they ran (the waste), by job type and the value of the attribute label.",
+		}, []string{"type", "attribute"}),
 	}
-	reg.MustRegister(m.checkpoints, m.jobs, m.queueAge, m.handling, m.sqsCalls, m.predictedBytes, m.classes, m.collected, m.modelReloads, m.sized, m.fit, m.records, m.sensor)
+	reg.MustRegister(m.attemptSeconds, m.allocatedByteSeconds, m.unusedByteSeconds, m.checkpoints, m.jobs, m.queueAge, m.handling, m.sqsCalls, m.predictedBytes, m.classes, m.collected, m.modelReloads, m.sized, m.fit, m.records, m.sensor)
 	return m
 }

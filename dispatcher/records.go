@@ -35,7 +35,17 @@ type RecordsConfig struct {
 	FlushEvery time.Duration
 	// OnRecord, if set, is called with every valid record consumed.
 	OnRecord func(jobfleet.RunRecord)
+	// AttributeLabel is the job label (team, say) the cost metrics are
+	// attributed by: jobfleet_attempt_seconds_total and the byte-seconds
+	// allocated and left unused. Default "team". At most
+	// MaxAttributeValues distinct values are kept; later ones count as
+	// "other", and jobs without the label as "none".
+	AttributeLabel string
 }
+
+// MaxAttributeValues bounds the values of the attribute label the cost
+// metrics keep apart.
+const MaxAttributeValues = 100
 
 // RetrainConfig schedules retraining of the memory model from the stored
 // run records, on the elected leader.
@@ -63,6 +73,8 @@ type recordSink struct {
 	received []sqstypes.Message
 	lines    bytes.Buffer
 	oldest   time.Time
+	// attributes are the attribute label's values kept apart so far.
+	attributes map[string]bool
 }
 
 // RecordsS3API is the S3 calls of the record consumer and retraining.
@@ -147,6 +159,7 @@ func (r *recordSink) add(ctx context.Context, m sqstypes.Message) {
 	if r.cfg.OnRecord != nil {
 		r.cfg.OnRecord(*rec)
 	}
+	r.attribute(rec)
 	if rec.Outcome == jobfleet.OutcomeInterrupted || rec.Outcome == jobfleet.OutcomeEvicted {
 		result := "missing"
 		if rec.Checkpoints > 0 {
@@ -237,4 +250,31 @@ func (d *Dispatcher) retrain(ctx context.Context, s3api RecordsS3API, rec Record
 	}
 	d.log.Info().Int("records", stats.Used).Int("missed", stats.Missed).Str("strategy", model.Strategy()).Strs("features", model.Features).Int("types", len(model.Types)).Str("model", cfg.Model).Msg("retrained the memory model")
 	return nil
+}
+
+// attribute adds an attempt to the cost metrics of its type and of the
+// value of its attribute label.
+func (r *recordSink) attribute(rec *jobfleet.RunRecord) {
+	key := r.cfg.AttributeLabel
+	if key == "" {
+		key = "team"
+	}
+	value, ok := rec.Labels[key]
+	switch {
+	case !ok || value == "":
+		value = "none"
+	case !r.attributes[value]:
+		if len(r.attributes) >= MaxAttributeValues {
+			value = "other"
+			break
+		}
+		r.attributes[value] = true
+	}
+	secs := max(0, rec.DurationSecs)
+	m := r.d.metrics
+	m.attemptSeconds.WithLabelValues(rec.Type, value, string(rec.Outcome)).Add(secs)
+	if rec.AllocatedBytes > 0 {
+		m.allocatedByteSeconds.WithLabelValues(rec.Type, value).Add(float64(rec.AllocatedBytes) * secs)
+		m.unusedByteSeconds.WithLabelValues(rec.Type, value).Add(float64(max(0, rec.AllocatedBytes-rec.PeakBytes)) * secs)
+	}
 }

@@ -46,6 +46,7 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 		}
 		rec := jobfleet.RunRecord{
 			JobID: "r-" + string(rune('a'+i%26)) + string(rune('a'+i/26)), Type: "export", Attempt: 1, Outcome: jobfleet.OutcomeSucceeded,
+			Labels: map[string]string{"team": []string{"search", "ads", ""}[i%3]}, DurationSecs: 60,
 			AllocatedBytes: 1 << 30, PeakBytes: peak, Features: map[string]float64{"rows": float64(i * 1000), "tenant": float64(i % 2)},
 			StartedAt: now.Add(-time.Duration(60-i) * time.Minute), EndedAt: now.Add(-time.Duration(59-i) * time.Minute),
 		}
@@ -104,6 +105,20 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 	sized, fit := testutil.ToFloat64(d.metrics.sized.WithLabelValues("export")), testutil.ToFloat64(d.metrics.fit.WithLabelValues("export"))
 	if sized != 60 || fit != 54 {
 		t.Errorf("sized runs %v, within allocation %v; want 60 and 54 (one run in ten outgrew its allocation)", sized, fit)
+	}
+	// Cost and waste attributed by the team label: 20 one-minute runs each.
+	for _, team := range []string{"search", "ads", "none"} {
+		if got := testutil.ToFloat64(d.metrics.attemptSeconds.WithLabelValues("export", team, "succeeded")); got != 20*60 {
+			t.Errorf("team %s: %v attempt seconds, want %v", team, got, 20*60)
+		}
+		if got := testutil.ToFloat64(d.metrics.allocatedByteSeconds.WithLabelValues("export", team)); got != 20*60*(1<<30) {
+			t.Errorf("team %s: %v allocated byte-seconds", team, got)
+		}
+	}
+	// Unused: 124 MiB below the 1 GiB for the runs that fit, none for the
+	// six that outgrew it; the outgrown ones are i%10 == 0, two per team.
+	if got, want := testutil.ToFloat64(d.metrics.unusedByteSeconds.WithLabelValues("export", "search")), float64(18*60*(124<<20)); got != want {
+		t.Errorf("search: %v unused byte-seconds, want %v", got, want)
 	}
 	dead := b.sqs.Receive(t, b.dead, 1, true)
 	if reason := aws.ToString(dead[0].MessageAttributes[jobfleet.AttrError].StringValue); !strings.HasPrefix(reason, "malformed run record") {

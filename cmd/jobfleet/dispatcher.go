@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/clock"
 
+	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/dispatcher"
 	"github.com/jobfleet/jobfleet/dispatcher/interruption"
 	"github.com/jobfleet/jobfleet/internal/awsclient"
@@ -35,13 +36,14 @@ var snsTopicARN = regexp.MustCompile(`^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Z
 
 // DispatcherCmd runs the dispatcher.
 type DispatcherCmd struct {
-	Intake      string `name:"intake" env:"JOBFLEET_INTAKE" required:"" placeholder:"URL" help:"Intake queue producers publish to."`
-	DeadLetter  string `name:"dead-letter" env:"JOBFLEET_DEAD_LETTER" required:"" placeholder:"URL" help:"Dead-letter queue for jobs that cannot run."`
-	Records     string `name:"records" env:"JOBFLEET_RECORDS" required:"" placeholder:"URL" help:"Queue the workers send run records to."`
-	EventsTopic string `name:"events-topic" env:"JOBFLEET_EVENTS_TOPIC" placeholder:"ARN" help:"SNS topic that gets one completion event per job end, from the dispatcher and the workers; empty publishes none."`
-	Bucket      string `name:"bucket" env:"JOBFLEET_BUCKET" required:"" help:"S3 bucket of checkpoints, claims and run records."`
-	Prefix      string `name:"prefix" env:"JOBFLEET_PREFIX" default:"jobfleet" help:"Key prefix in the bucket."`
-	Registry    string `name:"registry" env:"JOBFLEET_REGISTRY" required:"" type:"existingfile" placeholder:"FILE" help:"Job types and pools (YAML)."`
+	Intake         string `name:"intake" env:"JOBFLEET_INTAKE" required:"" placeholder:"URL" help:"Intake queue producers publish to."`
+	DeadLetter     string `name:"dead-letter" env:"JOBFLEET_DEAD_LETTER" required:"" placeholder:"URL" help:"Dead-letter queue for jobs that cannot run."`
+	Records        string `name:"records" env:"JOBFLEET_RECORDS" required:"" placeholder:"URL" help:"Queue the workers send run records to."`
+	AttributeLabel string `name:"attribute-label" env:"JOBFLEET_ATTRIBUTE_LABEL" default:"team" help:"Job label the cost metrics (attempt seconds, allocated and unused byte-seconds) are attributed by; at most 100 of its values are kept apart."`
+	EventsTopic    string `name:"events-topic" env:"JOBFLEET_EVENTS_TOPIC" placeholder:"ARN" help:"SNS topic that gets one completion event per job end, from the dispatcher and the workers; empty publishes none."`
+	Bucket         string `name:"bucket" env:"JOBFLEET_BUCKET" required:"" help:"S3 bucket of checkpoints, claims and run records."`
+	Prefix         string `name:"prefix" env:"JOBFLEET_PREFIX" default:"jobfleet" help:"Key prefix in the bucket."`
+	Registry       string `name:"registry" env:"JOBFLEET_REGISTRY" required:"" type:"existingfile" placeholder:"FILE" help:"Job types and pools (YAML)."`
 
 	ClassPrefix    string        `name:"class-prefix" env:"JOBFLEET_CLASS_PREFIX" default:"jobfleet" help:"Start of every class queue and ScaledJob name."`
 	Kubernetes     bool          `name:"kubernetes" env:"JOBFLEET_KUBERNETES" default:"true" negatable:"" help:"Manage KEDA ScaledJobs; --no-kubernetes only routes jobs to class queues (for load tests and local runs)."`
@@ -93,6 +95,9 @@ func (c *DispatcherCmd) Validate() error {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.Intake == c.DeadLetter {
 		bad("--intake and --dead-letter are the same queue: dead letters would come back as jobs")
+	}
+	if !jobfleet.LabelKeyPattern.MatchString(c.AttributeLabel) {
+		bad("--attribute-label %q is not a label key (%s)", c.AttributeLabel, jobfleet.LabelKeyPattern)
 	}
 	if c.EventsTopic != "" && !snsTopicARN.MatchString(c.EventsTopic) {
 		bad("--events-topic %q is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)", c.EventsTopic)
@@ -195,7 +200,7 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 	opts := []dispatcher.Option{
 		dispatcher.WithLogger(g.log), dispatcher.WithRegisterer(promReg), dispatcher.WithAnnouncements(clients.SNS, clients.SFN),
 		dispatcher.WithRecords(clients.S3,
-			dispatcher.RecordsConfig{URL: c.Records, Bucket: c.Bucket, Prefix: c.Prefix, FlushEvery: c.RecordsFlush},
+			dispatcher.RecordsConfig{URL: c.Records, Bucket: c.Bucket, Prefix: c.Prefix, FlushEvery: c.RecordsFlush, AttributeLabel: c.AttributeLabel},
 			dispatcher.RetrainConfig{Every: retrainEvery, Window: c.RetrainWindow, Model: c.Model, Options: retrainOptions(c.RetrainFeatures)}),
 	}
 	var wg sync.WaitGroup
