@@ -503,6 +503,9 @@ func (w *Worker) finish(ctx context.Context, a *attempt, outcome jobfleet.Outcom
 	}()
 	log := a.log.With().Str("outcome", string(outcome)).Logger()
 	deadline, stopping := w.stop.stopping()
+	if a.outputs != nil {
+		defer a.outputs.remove()
+	}
 
 	var values map[string]string
 	var outputsURI string
@@ -726,7 +729,6 @@ func (w *Worker) genuineRun(ctx context.Context, msg *types.Message) (string, st
 // holds the attempt. It returns ErrOutputs when the job left outputs that
 // jobfleet cannot take.
 func (w *Worker) collectOutputs(ctx context.Context, log zerolog.Logger, a *attempt) (map[string]string, string, error) {
-	defer a.outputs.remove()
 	values, err := a.outputs.values()
 	if err != nil {
 		return nil, "", err

@@ -57,7 +57,7 @@ func Print(w io.Writer, st *jobfleet.JobState, asJSON bool) error {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ATTEMPT\tOUTCOME\tEXIT\tCAPACITY\tINSTANCE\tNODE\tALLOCATED\tPEAK\tSTARTED\tDURATION")
+	fmt.Fprintln(tw, "ATTEMPT\tOUTCOME\tEXIT\tCAPACITY\tINSTANCE\tNODE\tALLOCATED\tPEAK\tRESUMED\tSTARTED\tDURATION")
 	for _, a := range st.Attempts {
 		exit, duration := "-", "-"
 		if a.ExitCode != nil {
@@ -66,9 +66,13 @@ func Print(w io.Writer, st *jobfleet.JobState, asJSON bool) error {
 		if !a.EndedAt.IsZero() {
 			duration = a.EndedAt.Sub(a.StartedAt).Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Attempt, cmp.Or(string(a.Outcome), "running"), exit,
+		resumed := "no"
+		if a.Resumed {
+			resumed = "yes"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Attempt, cmp.Or(string(a.Outcome), "running"), exit,
 			cmp.Or(a.CapacityType, "-"), cmp.Or(a.InstanceType, "-"), cmp.Or(a.Node, "-"),
-			formatBytes(a.AllocatedBytes), formatBytes(a.PeakBytes), FormatTime(a.StartedAt), duration)
+			formatBytes(a.AllocatedBytes), formatBytes(a.PeakBytes), resumed, FormatTime(a.StartedAt), duration)
 	}
 	return tw.Flush()
 }
