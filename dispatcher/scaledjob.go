@@ -296,8 +296,13 @@ func (t Template) env(c Class, typ *jobtype.Type, pool *jobtype.Pool, queueURL s
 		ReasonFile: podinfoDir + "/annotations", Pool: pool.Name, Size: jobtype.SizeName(c.Size),
 		GPUs: typ.GPU.Count, DownwardAPI: true,
 	}
-	if c.Capacity == CapacitySpot || c.Capacity == CapacityOnDemand {
+	// The capacity type the pod will have, when the class or its pool
+	// decides it; a pool that may launch both leaves it to Karpenter.
+	switch {
+	case c.Capacity == CapacitySpot || c.Capacity == CapacityOnDemand:
 		we.CapacityType = string(c.Capacity)
+	case len(pool.CapacityTypes) == 1:
+		we.CapacityType = pool.CapacityTypes[0]
 	}
 	var env []corev1.EnvVar
 	for _, v := range we.Environ() {

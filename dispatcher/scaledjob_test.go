@@ -90,3 +90,34 @@ func TestScaledJobGolden(t *testing.T) {
 		})
 	}
 }
+
+// TestScaledJobTellsTheCapacityType: a worker learns its capacity type
+// when its class pins it or its pool launches only one kind; a pool that
+// launches both leaves it unknown until a notice says.
+func TestScaledJobTellsTheCapacityType(t *testing.T) {
+	reg := registry(t)
+	typ, _ := reg.Type("export")
+	base, _ := reg.Pool(typ.Pool)
+	capacityEnv := func(c Class, capacityTypes ...string) string {
+		pool := *base
+		pool.CapacityTypes = capacityTypes
+		sj := testTemplate("jobs").ScaledJob(c, typ, &pool, "https://sqs.us-east-1.amazonaws.com/1/q")
+		for _, e := range sj.Spec.JobTargetRef.Template.Spec.Containers[0].Env {
+			if e.Name == "JOBFLEET_CAPACITY_TYPE" {
+				return e.Value
+			}
+		}
+		return ""
+	}
+	class := Class{Type: typ.Name, Pool: base.Name, Size: base.Sizes[0], Capacity: CapacityAny}
+	if got := capacityEnv(class, "spot"); got != "spot" {
+		t.Errorf("a spot-only pool: %q", got)
+	}
+	if got := capacityEnv(class, "spot", "on-demand"); got != "" {
+		t.Errorf("a pool of both: %q", got)
+	}
+	class.Capacity = CapacityOnDemand
+	if got := capacityEnv(class, "spot", "on-demand"); got != "on-demand" {
+		t.Errorf("an on-demand class: %q", got)
+	}
+}
