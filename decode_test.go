@@ -239,7 +239,7 @@ func TestValidate(t *testing.T) {
 // decoder on the same messages.
 func TestSchemaAgreesWithDecoder(t *testing.T) {
 	t.Parallel()
-	schema := compileSchema(t)
+	schema := compileSchema(t, "job-message.schema.json")
 	for _, tt := range messageCases {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -267,9 +267,10 @@ func TestSchemaAgreesWithDecoder(t *testing.T) {
 	}
 }
 
-func compileSchema(t testing.TB) *jsonschema.Schema {
+// compileSchema compiles one of the JSON Schemas published in docs/.
+func compileSchema(t testing.TB, name string) *jsonschema.Schema {
 	t.Helper()
-	f, err := os.Open("docs/job-message.schema.json")
+	f, err := os.Open("docs/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,10 +281,10 @@ func compileSchema(t testing.TB) *jsonschema.Schema {
 	}
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
-	if err := c.AddResource("job-message.schema.json", doc); err != nil {
+	if err := c.AddResource(name, doc); err != nil {
 		t.Fatal(err)
 	}
-	schema, err := c.Compile("job-message.schema.json")
+	schema, err := c.Compile(name)
 	if err != nil {
 		t.Fatal(err)
 	}

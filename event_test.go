@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
-	"os"
 	"testing"
 	"time"
 
@@ -52,24 +51,7 @@ func TestEventUsage(t *testing.T) {
 // validateEvent checks an event against the published JSON Schema.
 func validateEvent(t *testing.T, e *jobfleet.Event) {
 	t.Helper()
-	f, err := os.Open("docs/job-event.schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	schemaDoc, err := jsonschema.UnmarshalJSON(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	if err := c.AddResource("job-event.schema.json", schemaDoc); err != nil {
-		t.Fatal(err)
-	}
-	schema, err := c.Compile("job-event.schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	schema := compileSchema(t, "job-event.schema.json")
 	data, err := json.Marshal(e)
 	if err != nil {
 		t.Fatal(err)

@@ -76,14 +76,9 @@ func internal(err error) error {
 type SubmitCmd struct {
 	Queue string `name:"queue" short:"q" env:"JOBFLEET_QUEUE" required:"" placeholder:"URL|NAME" help:"Intake queue: its URL, or its name to look the URL up."`
 	StoreFlags
-	File     string             `name:"file" short:"f" env:"JOBFLEET_FILE" type:"path" placeholder:"PATH" help:"Read the job from a file holding one JSON job ('-': standard input), instead of building it from the flags below."`
-	Type     string             `name:"type" short:"t" env:"JOBFLEET_TYPE" help:"Job type of the job built from flags."`
-	ID       string             `name:"id" env:"JOBFLEET_ID" help:"Id of the job (default: a new UUIDv7). Submitting an id jobfleet knows attaches to that job instead of running it again."`
-	Params   string             `name:"params" env:"JOBFLEET_PARAMS" placeholder:"JSON" help:"Parameters of the job built from flags, a JSON object."`
-	Feature  map[string]float64 `name:"feature" env:"JOBFLEET_FEATURE" mapsep:"," placeholder:"NAME=VALUE" help:"Feature of the job built from flags, for the memory predictor."`
-	Priority int                `name:"priority" env:"JOBFLEET_PRIORITY" default:"0" help:"Priority of the job built from flags, 0 (lowest) to 9."`
-	Label    map[string]string  `name:"label" env:"JOBFLEET_LABEL" mapsep:"," placeholder:"KEY=VALUE" help:"Label of the job built from flags (team=search,workflow=nightly)."`
-	Wait     bool               `name:"wait" short:"w" env:"JOBFLEET_WAIT" help:"Wait for the job to end: exit 0 when it succeeded, 1 when it failed, 2 when it was cancelled or the wait timed out, 3 when jobfleet could not tell."`
+	File     string `name:"file" short:"f" env:"JOBFLEET_FILE" type:"path" placeholder:"PATH" help:"Read the job from a file holding one JSON job ('-': standard input), instead of building it from the flags below; --id still sets its id. Submitting an id jobfleet knows attaches to that job instead of running it again."`
+	JobFlags `embed:""`
+	Wait     bool `name:"wait" short:"w" env:"JOBFLEET_WAIT" help:"Wait for the job to end: exit 0 when it succeeded, 1 when it failed, 2 when it was cancelled or the wait timed out, 3 when jobfleet could not tell."`
 	WaitFlags
 }
 
@@ -154,8 +149,7 @@ func (c *SubmitCmd) job(stdin io.Reader) (*jobfleet.Job, error) {
 	if c.Type == "" {
 		return nil, errors.New("say which job to submit: --type (and the flags that build a job) or --file")
 	}
-	p := PublishCmd{Type: c.Type, ID: c.ID, Params: c.Params, Feature: c.Feature, Priority: c.Priority, Label: c.Label}
-	return p.jobFromFlags()
+	return c.JobFlags.job()
 }
 
 // StatusCmd prints a job's state.

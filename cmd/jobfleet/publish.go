@@ -17,18 +17,28 @@ import (
 	"github.com/jobfleet/jobfleet/internal/awsclient"
 )
 
+// JobFlags build one job from flags, for publish and submit.
+type JobFlags struct {
+	Type     string             `name:"type" short:"t" env:"JOBFLEET_TYPE" help:"The job's registered job type: one job is built from the flags below."`
+	ID       string             `name:"id" env:"JOBFLEET_ID" help:"Id of the job built from flags (default: a new UUIDv7). The id is the job's idempotency key."`
+	Params   string             `name:"params" env:"JOBFLEET_PARAMS" placeholder:"JSON" help:"Parameters of the job built from flags, a JSON object handed to the job unchanged."`
+	Feature  map[string]float64 `name:"feature" env:"JOBFLEET_FEATURE" mapsep:"," placeholder:"NAME=VALUE" help:"Feature of the job built from flags, for the memory predictor; repeat or separate with commas (rows=1e6,entities=200)."`
+	Priority int                `name:"priority" env:"JOBFLEET_PRIORITY" default:"0" help:"Priority of the job built from flags, 0 (lowest) to 9."`
+	Label    map[string]string  `name:"label" env:"JOBFLEET_LABEL" mapsep:"," placeholder:"KEY=VALUE" help:"Label of the job built from flags, carried to its state, events and run records (team=search,user=ana); repeat or separate with commas."`
+}
+
+// describesJob reports whether a flag other than --type describes a job.
+func (f *JobFlags) describesJob() bool {
+	return f.ID != "" || f.Params != "" || len(f.Feature) > 0 || f.Priority != 0 || len(f.Label) > 0
+}
+
 // PublishCmd publishes job messages.
 type PublishCmd struct {
 	Queue string `name:"queue" short:"q" env:"JOBFLEET_QUEUE" required:"" placeholder:"URL|NAME" help:"Intake queue: its URL, or its name to look the URL up."`
 
 	File string `name:"file" short:"f" env:"JOBFLEET_FILE" type:"path" placeholder:"PATH" help:"Read jobs from a file: one JSON job, or JSON Lines with one job per line. '-' reads standard input. Without --file and --type, jobs are read as JSON Lines from standard input."`
 
-	Type     string             `name:"type" short:"t" env:"JOBFLEET_TYPE" help:"Publish one job of this registered job type, built from the flags below."`
-	ID       string             `name:"id" env:"JOBFLEET_ID" help:"Id of the job built from flags (default: a new UUIDv7). The id is the job's idempotency key."`
-	Params   string             `name:"params" env:"JOBFLEET_PARAMS" placeholder:"JSON" help:"Parameters of the job built from flags, a JSON object handed to the job unchanged."`
-	Feature  map[string]float64 `name:"feature" env:"JOBFLEET_FEATURE" mapsep:"," placeholder:"NAME=VALUE" help:"Feature of the job built from flags, for the memory predictor; repeat or separate with commas (rows=1e6,entities=200)."`
-	Priority int                `name:"priority" env:"JOBFLEET_PRIORITY" default:"0" help:"Priority of the job built from flags, 0 (lowest) to 9."`
-	Label    map[string]string  `name:"label" env:"JOBFLEET_LABEL" mapsep:"," placeholder:"KEY=VALUE" help:"Label of the job built from flags, carried to its run records (team=search,user=ana); repeat or separate with commas."`
+	JobFlags `embed:""`
 
 	SkipInvalid bool `name:"skip-invalid" env:"JOBFLEET_SKIP_INVALID" help:"Publish the valid jobs of the input and report the invalid ones, instead of publishing nothing when any job is invalid."`
 	PrintIDs    bool `name:"print-ids" env:"JOBFLEET_PRINT_IDS" help:"Print the id of every published job on standard output."`
@@ -81,13 +91,13 @@ func (c *PublishCmd) jobs(stdin io.Reader, warn io.Writer) ([]*jobfleet.Job, err
 		if c.File != "" {
 			return nil, errors.New("--type builds one job from flags and --file reads jobs from a file: use one of them")
 		}
-		job, err := c.jobFromFlags()
+		job, err := c.JobFlags.job()
 		if err != nil {
 			return nil, err
 		}
 		return []*jobfleet.Job{job}, nil
 	}
-	if c.ID != "" || c.Params != "" || len(c.Feature) > 0 || c.Priority != 0 || len(c.Label) > 0 {
+	if c.describesJob() {
 		return nil, errors.New("--id, --params, --feature, --priority and --label describe a job built from flags: add --type")
 	}
 	in, name := stdin, "standard input"
@@ -102,7 +112,8 @@ func (c *PublishCmd) jobs(stdin io.Reader, warn io.Writer) ([]*jobfleet.Job, err
 	return readJobs(in, name, c.SkipInvalid, warn)
 }
 
-func (c *PublishCmd) jobFromFlags() (*jobfleet.Job, error) {
+// job builds the job the flags describe.
+func (c *JobFlags) job() (*jobfleet.Job, error) {
 	id := c.ID
 	if id == "" {
 		u, err := uuid.NewV7()

@@ -2,12 +2,9 @@ package localstack
 
 import (
 	"encoding/json"
-	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 )
 
 // SFNServer speaks the Step Functions JSON protocol for the task token
@@ -19,8 +16,7 @@ type SFNServer struct {
 	// Endpoint is the server's URL, for AWS_ENDPOINT_URL_SFN.
 	Endpoint string
 
-	server *http.Server
-	done   chan struct{}
+	http *httpServer
 
 	mu     sync.Mutex
 	tokens map[string]bool // token -> completed
@@ -41,24 +37,17 @@ type Callback struct {
 // StartSFN starts a Step Functions server on 127.0.0.1:port (zero picks a
 // free port).
 func StartSFN(port int) (*SFNServer, error) {
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		return nil, fmt.Errorf("starting the Step Functions server: %w", err)
+	s := &SFNServer{tokens: map[string]bool{}}
+	var err error
+	if s.http, err = serveHTTP("Step Functions", port, http.HandlerFunc(s.handle)); err != nil {
+		return nil, err
 	}
-	s := &SFNServer{Endpoint: "http://" + ln.Addr().String(), tokens: map[string]bool{}, done: make(chan struct{})}
-	s.server = &http.Server{Handler: http.HandlerFunc(s.handle), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		defer close(s.done)
-		_ = s.server.Serve(ln)
-	}()
+	s.Endpoint = s.http.endpoint
 	return s, nil
 }
 
 // Stop stops the server.
-func (s *SFNServer) Stop() {
-	_ = s.server.Close()
-	<-s.done
-}
+func (s *SFNServer) Stop() { s.http.stop() }
 
 // Issue makes a task token the server accepts callbacks for, as a state
 // with .waitForTaskToken does.

@@ -4,13 +4,11 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -27,8 +25,7 @@ type SNSServer struct {
 	// Endpoint is the server's URL, for AWS_ENDPOINT_URL_SNS.
 	Endpoint string
 
-	server *http.Server
-	done   chan struct{}
+	http *httpServer
 
 	mu        sync.Mutex
 	topics    map[string]bool
@@ -52,24 +49,17 @@ const SNSAccount = "000000000000"
 // port). deliver, when set, is the SQS client that delivers to subscribed
 // queues.
 func StartSNS(port int, deliver *sqs.Client) (*SNSServer, error) {
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		return nil, fmt.Errorf("starting the SNS server: %w", err)
+	s := &SNSServer{topics: map[string]bool{}, subs: map[string][]string{}, sqs: deliver}
+	var err error
+	if s.http, err = serveHTTP("SNS", port, http.HandlerFunc(s.handle)); err != nil {
+		return nil, err
 	}
-	s := &SNSServer{Endpoint: "http://" + ln.Addr().String(), topics: map[string]bool{}, subs: map[string][]string{}, sqs: deliver, done: make(chan struct{})}
-	s.server = &http.Server{Handler: http.HandlerFunc(s.handle), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		defer close(s.done)
-		_ = s.server.Serve(ln)
-	}()
+	s.Endpoint = s.http.endpoint
 	return s, nil
 }
 
 // Stop stops the server.
-func (s *SNSServer) Stop() {
-	_ = s.server.Close()
-	<-s.done
-}
+func (s *SNSServer) Stop() { s.http.stop() }
 
 // CreateTopic makes a topic and returns its ARN.
 func (s *SNSServer) CreateTopic(name string) string {
