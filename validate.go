@@ -12,8 +12,9 @@ import (
 )
 
 var (
-	// idPattern keeps job ids safe as S3 key segments and log fields.
-	idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+	// IDPattern is what a job id looks like: 1-128 letters, digits, ".", "_",
+	// ":" or "-", safe as an S3 key segment and a log field.
+	IDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 	// TypeNamePattern is what a job type name looks like: a DNS label of at
 	// most 30 characters, since it becomes part of queue and Kubernetes
 	// object names.
@@ -36,7 +37,7 @@ func (j *Job) Validate() error {
 	if j.ID == "" {
 		return messageError("id", ErrMissingField, "id is required")
 	}
-	if !idPattern.MatchString(j.ID) {
+	if !IDPattern.MatchString(j.ID) {
 		return messageError("id", ErrInvalidValue, "%q: an id is 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit", j.ID)
 	}
 	if j.Type == "" {

@@ -57,6 +57,9 @@ type item struct {
 	// it as dead-lettered once the dead letter is sent, so that whoever
 	// waits for it learns why.
 	reject *jobfleet.Job
+	// failTask, set on a duplicate with a task token of its own, answers
+	// that token once the dead letter is sent.
+	failTask *jobfleet.Job
 	// label is the outcome counted for a message that is only deleted.
 	label string
 }
@@ -274,13 +277,27 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 		case err != nil:
 			return in.retryLater(it, fmt.Sprintf("recording the run of job %s: %v", job.ID, err), in.d.cfg.RetryDelay)
 		case start == contract.Duplicate:
-			return in.deadLetter(ctx, it, fmt.Sprintf("duplicate: job %s is already queued or running (run %s, started %s); a job id runs once at a time", job.ID, cur.Run, cur.CreatedAt.Format(time.RFC3339)))
-		case start == contract.Finished:
+			reason := fmt.Sprintf("duplicate: job %s is already queued or running (run %s, started %s) with another message; a job id runs once at a time", job.ID, cur.Run, cur.CreatedAt.Format(time.RFC3339))
+			if cur.TaskToken != job.TaskToken {
+				it.failTask = job
+			}
+			return in.deadLetter(ctx, it, reason)
+		case start == contract.Repeated:
 			it.label = "duplicate"
-			in.log.Info().Str("job_id", job.ID).Str("run", run).Msg("this message's run ended already; deleting it again")
+			in.log.Info().Str("job_id", job.ID).Str("run", cur.Run).Msg("the same job was published again before its run ended; deleting the repeat")
 			return it
+		case start == contract.Finished:
+			in.log.Info().Str("job_id", job.ID).Str("run", run).Msg("this message's run ended already; deleting it again")
+			return in.dropEnded(ctx, it, job.ID, run, "duplicate")
 		case start == contract.Cancelled:
 			in.log.Info().Str("job_id", job.ID).Time("cancelled_at", cur.CancelledAt).Msg("the job was cancelled after this message was sent; deleting it unrun")
+			if cur.TaskToken != job.TaskToken {
+				// The cancel came before this message: the state does not
+				// know its token.
+				if err := in.d.announce.FailTask(ctx, job.TaskToken, job.ID, jobfleet.StatusCancelled, cur.Reason); err != nil {
+					in.log.Error().Err(err).Str("job_id", job.ID).Msg("answering the task token of a cancelled job; Step Functions waits for its timeout")
+				}
+			}
 			return in.dropEnded(ctx, it, job.ID, cur.Run, "cancelled")
 		}
 		// A redelivered message finds its run written before, maybe
@@ -324,14 +341,22 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 }
 
 // dropEnded marks the message of a run that ended (a cancelled job, a
-// leftover rerun) to be deleted, once the end was announced: a cancelled
+// leftover rerun) to be deleted, after announcing the end: a cancelled
 // job's end is announced by whoever drops its message.
 func (in *intake) dropEnded(ctx context.Context, it *item, jobID, run, label string) *item {
-	if err := in.d.store.Announce(ctx, in.d.announce, jobID, run, in.d.clock.Now()); err != nil {
-		return in.retryLater(it, fmt.Sprintf("announcing the end of job %s: %v", jobID, err), in.d.cfg.RetryDelay)
-	}
+	in.announce(ctx, jobID, run)
 	it.label = label
 	return it
+}
+
+// announce announces the end of a run once (contract.Store.Announce). A
+// failure is logged and counted, not retried: the message is dropped, or
+// dead-lettered, all the same.
+func (in *intake) announce(ctx context.Context, jobID, run string) {
+	if err := in.d.store.Announce(ctx, in.d.announce, jobID, run, in.d.clock.Now()); err != nil {
+		in.d.metrics.announceFailures.Inc()
+		in.log.Error().Err(err).Str("job_id", jobID).Str("run", run).Msg("announcing the end of a job; its completion event or task token callback is not sent")
+	}
 }
 
 // deadLetter routes a message to the dead-letter queue with the reason; one
@@ -472,19 +497,25 @@ func (in *intake) send(ctx context.Context, target string, batch []*item) {
 				}
 				continue
 			}
-			// A dead-lettered job's state records it before its message
-			// goes, so a crash in between repeats both.
+			// Once the dead letter is sent, the job's state records why and
+			// the end is announced; a crash in between sends the dead
+			// letter again. An announcement that fails is logged, not
+			// retried: retrying would send the dead letter again.
 			var err error
 			switch {
 			case it.endRun != nil:
 				err = in.d.store.EndRun(ctx, it.endRun.jobID, it.endRun.run, contract.End{Status: it.endRun.status, Reason: it.reason}, in.d.clock.Now())
 				if err == nil {
-					err = in.d.store.Announce(ctx, in.d.announce, it.endRun.jobID, it.endRun.run, in.d.clock.Now())
+					in.announce(ctx, it.endRun.jobID, it.endRun.run)
 				}
 			case it.reject != nil:
 				err = in.d.store.Reject(ctx, it.reject, aws.ToString(it.msg.Body), aws.ToString(it.msg.MessageId), it.reason, in.d.clock.Now())
 				if err == nil {
-					err = in.d.store.Announce(ctx, in.d.announce, it.reject.ID, aws.ToString(it.msg.MessageId), in.d.clock.Now())
+					in.announce(ctx, it.reject.ID, aws.ToString(it.msg.MessageId))
+				}
+			case it.failTask != nil:
+				if ferr := in.d.announce.FailTask(ctx, it.failTask.TaskToken, it.failTask.ID, jobfleet.StatusDeadLettered, it.reason); ferr != nil {
+					in.log.Error().Err(ferr).Str("job_id", it.failTask.ID).Msg("answering the task token of a duplicate; Step Functions waits for its timeout")
 				}
 			}
 			if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/internal/contract"
 	"github.com/jobfleet/jobfleet/internal/queue"
+	"github.com/jobfleet/jobfleet/internal/testenv"
 )
 
 // sendRaw sends a body to intake as a producer's SDK would, with
@@ -162,9 +163,9 @@ func TestNoProducerCanForgeARerun(t *testing.T) {
 	}
 }
 
-// TestJobIDIsTheIdempotencyKey: a second message with the id of a job that
-// is queued is a duplicate; once the job's run ended, the id runs again, as
-// a new run.
+// TestJobIDIsTheIdempotencyKey: the same job published again while it is
+// queued is dropped as a repeat; another job with its id is a duplicate;
+// once the job's run ended, the id runs again, as a new run.
 func TestJobIDIsTheIdempotencyKey(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -180,9 +181,23 @@ func TestJobIDIsTheIdempotencyKey(t *testing.T) {
 	if err := pub.Publish(t.Context(), job); err != nil {
 		t.Fatal(err)
 	}
+	other := &jobfleet.Job{Version: 1, ID: "daily-export", Type: "export", Params: []byte(`{"day": "2026-11-30"}`)}
+	if err := pub.Publish(t.Context(), other); err != nil {
+		t.Fatal(err)
+	}
 	dead := b.sqs.Receive(t, b.dead, 1, true)
-	if r := reason(dead[0]); !strings.Contains(r, "duplicate: job daily-export is already queued or running") {
-		t.Errorf("the duplicate's reason %q", r)
+	if r := reason(dead[0]); !strings.Contains(r, "duplicate: job daily-export is already queued or running") || !strings.Contains(aws.ToString(dead[0].Body), "2026-11-30") {
+		t.Errorf("the duplicate %s, reason %q", aws.ToString(dead[0].Body), reason(dead[0]))
+	}
+	testenv.Eventually(t, 30*time.Second, "intake to drain", func() bool {
+		visible, inFlight := b.sqs.Depth(t, b.intake)
+		return visible+inFlight == 0
+	})
+	if visible, inFlight := b.sqs.Depth(t, b.dead); visible+inFlight != 0 {
+		t.Errorf("the repeat was dead-lettered too")
+	}
+	if visible, _ := b.sqs.Depth(t, b.classURL(t, class)); visible != 1 {
+		t.Errorf("the class queue holds %d messages, want the job once", visible)
 	}
 	first := b.sqs.Receive(t, b.classURL(t, class), 1, true)
 	firstRun, _, _, _ := queue.RunAttempt(first[0].MessageAttributes)

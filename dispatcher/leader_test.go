@@ -277,6 +277,12 @@ func TestSensorLeavesAnAttemptTakenOver(t *testing.T) {
 	first := b.prefix + "-export-cpu-1gi"
 	b.waitForClasses(t, []string{first}, 1, time.Minute)
 	c := b.claimAs(t, first, "p-1")
+	// Intake deletes what it forwarded in batches, a moment later: only
+	// a rerun may be there at the end.
+	testenv.Eventually(t, 30*time.Second, "intake to delete the forwarded job", func() bool {
+		visible, inFlight := b.sqs.Depth(t, b.intake)
+		return visible+inFlight == 0
+	})
 	// The message came back (p-1 stopped renewing) and a worker in p-2
 	// took the attempt over.
 	cur, etag, err := b.store.ReadClaim(t.Context(), c.JobID, c.Run, 1)

@@ -6,19 +6,20 @@ import (
 
 // metrics are the dispatcher's Prometheus metrics.
 type metrics struct {
-	jobs           *prometheus.CounterVec
-	queueAge       *prometheus.HistogramVec
-	handling       *prometheus.HistogramVec
-	sqsCalls       *prometheus.CounterVec
-	predictedBytes *prometheus.HistogramVec
-	classes        prometheus.Gauge
-	collected      prometheus.Counter
-	modelReloads   *prometheus.CounterVec
-	sized          *prometheus.CounterVec
-	fit            *prometheus.CounterVec
-	records        *prometheus.CounterVec
-	sensor         *prometheus.CounterVec
-	checkpoints    *prometheus.CounterVec
+	jobs             *prometheus.CounterVec
+	queueAge         *prometheus.HistogramVec
+	handling         *prometheus.HistogramVec
+	sqsCalls         *prometheus.CounterVec
+	predictedBytes   *prometheus.HistogramVec
+	classes          prometheus.Gauge
+	collected        prometheus.Counter
+	modelReloads     *prometheus.CounterVec
+	sized            *prometheus.CounterVec
+	fit              *prometheus.CounterVec
+	records          *prometheus.CounterVec
+	sensor           *prometheus.CounterVec
+	checkpoints      *prometheus.CounterVec
+	announceFailures prometheus.Counter
 	// The cost of attempts, by type and the attribute label's value.
 	attemptSeconds       *prometheus.CounterVec
 	allocatedByteSeconds *prometheus.CounterVec
@@ -82,6 +83,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "jobfleet_interruption_checkpoints_total",
 			Help: "Interrupted or evicted attempts, by whether the worker uploaded a checkpoint before its grace period ended (completed) or had none to resume from (missing).",
 		}, []string{"result"}),
+		announceFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jobfleet_dispatcher_announce_failures_total",
+			Help: "Ends of jobs whose completion event or task token callback the dispatcher could not send.",
+		}),
 		attemptSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jobfleet_attempt_seconds_total",
 			Help: "Time attempts ran, from their run records, by job type, the value of the attribute label (--attribute-label, team by default) and outcome.",
@@ -95,6 +100,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Memory allocated to attempts and above their peak, times the time they ran (the waste), by job type and the value of the attribute label.",
 		}, []string{"type", "attribute"}),
 	}
-	reg.MustRegister(m.attemptSeconds, m.allocatedByteSeconds, m.unusedByteSeconds, m.checkpoints, m.jobs, m.queueAge, m.handling, m.sqsCalls, m.predictedBytes, m.classes, m.collected, m.modelReloads, m.sized, m.fit, m.records, m.sensor)
+	reg.MustRegister(m.announceFailures, m.attemptSeconds, m.allocatedByteSeconds, m.unusedByteSeconds, m.checkpoints, m.jobs, m.queueAge, m.handling, m.sqsCalls, m.predictedBytes, m.classes, m.collected, m.modelReloads, m.sized, m.fit, m.records, m.sensor)
 	return m
 }

@@ -71,6 +71,7 @@ type recordSink struct {
 	log zerolog.Logger
 
 	received []sqstypes.Message
+	records  []*jobfleet.RunRecord // decoded, in the order of received
 	lines    bytes.Buffer
 	oldest   time.Time
 	// attributes are the attribute label's values kept apart so far.
@@ -125,8 +126,8 @@ func (r *recordSink) run(ctx context.Context) {
 	}
 }
 
-// add takes one record: a valid one is buffered and counted for coverage,
-// a malformed one dead-lettered with the reason.
+// add takes one record: a valid one is buffered (and counted once
+// stored), a malformed one dead-lettered with the reason.
 func (r *recordSink) add(ctx context.Context, m sqstypes.Message) {
 	body := aws.ToString(m.Body)
 	rec, err := jobfleet.DecodeRunRecord([]byte(body))
@@ -148,16 +149,22 @@ func (r *recordSink) add(ctx context.Context, m sqstypes.Message) {
 		r.oldest = r.d.clock.Now()
 	}
 	r.received = append(r.received, m)
+	r.records = append(r.records, rec)
 	r.lines.WriteString(body)
 	r.lines.WriteByte('\n')
+	if r.cfg.OnRecord != nil {
+		r.cfg.OnRecord(*rec)
+	}
+}
+
+// count adds a stored record to the metrics, once: a record that returns
+// to the queue because it could not be stored is counted when it is.
+func (r *recordSink) count(rec *jobfleet.RunRecord) {
 	if rec.Outcome == jobfleet.OutcomeSucceeded && rec.AllocatedBytes > 0 {
 		r.d.metrics.sized.WithLabelValues(rec.Type).Inc()
 		if rec.PeakBytes <= rec.AllocatedBytes {
 			r.d.metrics.fit.WithLabelValues(rec.Type).Inc()
 		}
-	}
-	if r.cfg.OnRecord != nil {
-		r.cfg.OnRecord(*rec)
 	}
 	r.attribute(rec)
 	if rec.Outcome == jobfleet.OutcomeInterrupted || rec.Outcome == jobfleet.OutcomeEvicted {
@@ -195,6 +202,9 @@ func (r *recordSink) flush(ctx context.Context) {
 	for _, f := range queue.Delete(ctx, r.d.sqs, r.cfg.URL, receipts, queue.Retry{}) {
 		r.log.Warn().Err(f.Err).Msg("deleting a stored run record; it will be stored twice")
 	}
+	for _, rec := range r.records {
+		r.count(rec)
+	}
 	r.d.metrics.records.WithLabelValues("stored").Add(float64(len(r.received)))
 	r.log.Debug().Str("key", key).Int("records", len(r.received)).Msg("stored run records")
 	r.reset()
@@ -202,6 +212,8 @@ func (r *recordSink) flush(ctx context.Context) {
 
 func (r *recordSink) reset() {
 	r.received = r.received[:0]
+	clear(r.records)
+	r.records = r.records[:0]
 	r.lines.Reset()
 }
 

@@ -316,7 +316,12 @@ func (s *sensor) rerunOnce(ctx context.Context, pod *corev1.Pod, reason jobfleet
 		return err // on a conflict, rerun reads the claim again
 	}
 	queues := contract.Queues{Intake: s.d.cfg.IntakeURL, DeadLetter: s.d.cfg.DeadLetterURL, Records: s.cfg.RecordsURL, Announcer: s.d.announce}
-	if err := store.Complete(ctx, s.d.sqs, queues, claim, index.Body, claim.QueueURL, claim.ReceiptHandle, now, contract.Once(ctx)); err != nil {
+	err = store.Complete(ctx, s.d.sqs, queues, claim, index.Body, claim.QueueURL, claim.ReceiptHandle, now, contract.Once(ctx))
+	switch {
+	case errors.Is(err, contract.ErrNotAnnounced):
+		s.d.metrics.announceFailures.Inc()
+		s.log.Error().Err(err).Str("job_id", claim.JobID).Msg("completed the dead pod's attempt, but its completion event or task token callback was not sent")
+	case err != nil:
 		// The claim says how to finish: the message's next receiver does.
 		s.log.Warn().Err(err).Str("job_id", claim.JobID).Msg("completing the dead pod's attempt; its message's next receiver will")
 	}

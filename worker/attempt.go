@@ -116,11 +116,7 @@ func (w *Worker) process(ctx context.Context, msg *types.Message) error {
 		// A job cancelled while its message waited is announced by
 		// whoever drops the message; a run that ended otherwise was
 		// announced already, and this does nothing.
-		if err := w.retry(fin, log, "announcing the end of the job", 0, func(ctx context.Context) error {
-			return w.store.Announce(ctx, w.announce, job.ID, run, w.clock.Now())
-		}); err != nil {
-			return err
-		}
+		w.announceEnd(fin, log, job.ID, run)
 		return w.deleteMessage(fin, log, h.receiptHandle())
 	case err != nil:
 		return w.abandon(ctx, a, err)
@@ -211,6 +207,9 @@ func (w *Worker) process(ctx context.Context, msg *types.Message) error {
 	outcome, peak, runErr := w.runJob(ctx, a)
 	w.jobsRun++
 	if errors.Is(runErr, ErrLostAttempt) {
+		if a.outputs != nil {
+			a.outputs.remove()
+		}
 		return fmt.Errorf("job %s attempt %d: %w: %w", job.ID, number, ErrLostAttempt, h.err())
 	}
 	return w.finish(fin, a, outcome, runErr, peak)
@@ -582,7 +581,9 @@ func (w *Worker) finish(ctx context.Context, a *attempt, outcome jobfleet.Outcom
 		}
 		c.History = append(append(jobfleet.History(nil), a.history...), att)
 		c.Next, c.Reason = w.next(c.History, runErr, att)
-		if outcome == jobfleet.OutcomeCancelled {
+		if outcome == jobfleet.OutcomeCancelled || w.cancelled(ctx, a) {
+			// Nothing follows a cancel, even an attempt that failed before
+			// the worker noticed it.
 			c.Next, c.Reason = contract.NextDone, "cancelled while attempt "+strconv.Itoa(a.number)+" ran"
 		}
 	}
@@ -646,9 +647,17 @@ func (w *Worker) complete(ctx context.Context, a *attempt) error {
 	}
 	queues := contract.Queues{Intake: w.cfg.IntakeURL, DeadLetter: w.cfg.DeadLetterURL, Records: w.cfg.RecordsURL, Announcer: w.announce}
 	retry := func(what string, step func(context.Context) error) error {
-		return w.retry(ctx, log, what, 0, step)
+		window := time.Duration(0) // as long as the worker holds the attempt
+		if what == contract.StepAnnounce {
+			window = w.cfg.VisibilityTimeout
+		}
+		return w.retry(ctx, log, what, window, step)
 	}
 	err := w.store.Complete(ctx, w.sqs, queues, c, aws.ToString(a.msg.Body), w.cfg.QueueURL, a.hold.receiptHandle(), w.clock.Now(), retry)
+	if errors.Is(err, contract.ErrNotAnnounced) {
+		log.Error().Err(err).Msg("the job's end is recorded, but its completion event or task token callback could not be sent")
+		err = nil
+	}
 	if err != nil {
 		return err
 	}
@@ -691,14 +700,12 @@ func (w *Worker) deadLetterRaw(ctx context.Context, h *hold, msg *types.Message,
 	}
 	if jobID, run, ok := w.genuineRun(ctx, msg); ok {
 		err := w.retry(ctx, log, "ending the run of a dead-lettered message", 0, func(ctx context.Context) error {
-			if err := w.store.EndRun(ctx, jobID, run, contract.End{Status: jobfleet.StatusDeadLettered, Reason: reason}, w.clock.Now()); err != nil {
-				return err
-			}
-			return w.store.Announce(ctx, w.announce, jobID, run, w.clock.Now())
+			return w.store.EndRun(ctx, jobID, run, contract.End{Status: jobfleet.StatusDeadLettered, Reason: reason}, w.clock.Now())
 		})
 		if err != nil {
 			return err
 		}
+		w.announceEnd(ctx, log, jobID, run)
 	}
 	return w.deleteMessage(ctx, log, h.receiptHandle())
 }
@@ -808,4 +815,26 @@ func (w *Worker) heartbeat(ctx context.Context, a *attempt) {
 			}
 		}
 	}()
+}
+
+// announceEnd announces the end of a run, retrying for at most a
+// visibility timeout: a failure is logged, and what follows goes on.
+func (w *Worker) announceEnd(ctx context.Context, log zerolog.Logger, jobID, run string) {
+	err := w.retry(ctx, log, contract.StepAnnounce, w.cfg.VisibilityTimeout, func(ctx context.Context) error {
+		return w.store.Announce(ctx, w.announce, jobID, run, w.clock.Now())
+	})
+	if err != nil {
+		log.Error().Err(err).Str("job_id", jobID).Msg("the job's completion event or task token callback could not be sent")
+	}
+}
+
+// cancelled reports whether the job of an attempt that did not succeed was
+// cancelled meanwhile, so that it is neither rerun nor dead-lettered. When
+// S3 cannot say, it is not.
+func (w *Worker) cancelled(ctx context.Context, a *attempt) bool {
+	// Briefly: a stopping worker needs its time to record the attempt.
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	cur, _, err := w.store.ReadRun(ctx, a.job.ID)
+	return err == nil && cur.Run == a.run && cur.State == contract.RunEnded && cur.Status == jobfleet.StatusCancelled
 }

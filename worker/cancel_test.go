@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,9 +104,14 @@ func TestOutputs(t *testing.T) {
 	b := setup(t)
 	good := b.publish(t, &jobfleet.Job{ID: "outputs-good"})
 	bad := b.publish(t, &jobfleet.Job{ID: "outputs-bad"})
+	fifo := b.publish(t, &jobfleet.Job{ID: "outputs-fifo"})
 	h := worker.HandlerFunc(func(ctx context.Context, job *worker.Job) error {
-		if job.Message.ID == bad.ID {
+		switch job.Message.ID {
+		case bad.ID:
 			return os.WriteFile(job.OutputsFile, []byte(`{"not a key!": 1}`), 0o644)
+		case fifo.ID:
+			// A file nobody writes to would block a reader forever.
+			return syscall.Mkfifo(job.OutputsFile, 0o644)
 		}
 		if err := os.MkdirAll(filepath.Join(job.OutputsDir, "model"), 0o755); err != nil {
 			return err
@@ -116,7 +122,7 @@ func TestOutputs(t *testing.T) {
 		return os.WriteFile(job.OutputsFile, []byte(`{"accuracy": 0.931, "model": "s3://models/m1", "better": true}`), 0o644)
 	})
 	cfg := b.cfg
-	cfg.MaxJobs = 2
+	cfg.MaxJobs = 3
 	if err := b.runHandler(t, t.Context(), cfg, h); err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +147,12 @@ func TestOutputs(t *testing.T) {
 	if err != nil || cur.Status != jobfleet.StatusFailed || !strings.Contains(cur.Reason, `"not a key!"`) || len(cur.Attempts) != 1 {
 		t.Errorf("bad outputs: state %+v, %v", cur, err)
 	}
+	cur, _, err = b.store.ReadRun(t.Context(), fifo.ID)
+	if err != nil || cur.Status != jobfleet.StatusFailed || !strings.Contains(cur.Reason, "not a regular file") {
+		t.Errorf("outputs file a FIFO: state %+v, %v", cur, err)
+	}
 	if visible, _ := b.sqs.Depth(t, b.intake); visible != 0 {
-		t.Errorf("the job with bad outputs was retried")
+		t.Errorf("a job with bad outputs was retried")
 	}
 }
 

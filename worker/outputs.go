@@ -31,6 +31,8 @@ const (
 	MaxOutputs = 64
 	// MaxOutputFiles bounds the files of the outputs directory.
 	MaxOutputFiles = 10000
+	// MaxOutputFileBytes is the largest output file: one S3 PutObject.
+	MaxOutputFileBytes = 5 << 30
 )
 
 // ErrOutputs marks a job that succeeded but left outputs jobfleet cannot
@@ -62,10 +64,14 @@ func (o *outputs) remove() {
 // strings, numbers or booleans (kept as their JSON text), keys shaped as
 // label keys. No file means no values.
 func (o *outputs) values() (map[string]string, error) {
-	f, err := os.Open(o.file)
+	info, err := os.Lstat(o.file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if err == nil && !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file (%s)", ErrOutputs, EnvOutputsFile, info.Mode().Type())
+	}
+	f, err := os.Open(o.file)
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading %s: %w", ErrOutputs, EnvOutputsFile, err)
 	}
@@ -118,13 +124,16 @@ func (o *outputs) upload(ctx context.Context, api S3API, bucket, prefix string) 
 	n := 0
 	err := filepath.WalkDir(o.dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return err
+			return fmt.Errorf("%w: %w", ErrOutputs, err)
 		}
 		if !d.Type().IsRegular() {
 			return nil
 		}
 		if n++; n > MaxOutputFiles {
 			return fmt.Errorf("%w: the outputs directory holds more than %d files", ErrOutputs, MaxOutputFiles)
+		}
+		if info, err := d.Info(); err != nil || info.Size() > MaxOutputFileBytes {
+			return fmt.Errorf("%w: %s is larger than %d bytes, or unreadable", ErrOutputs, p, int64(MaxOutputFileBytes))
 		}
 		rel, err := filepath.Rel(o.dir, p)
 		if err != nil {
@@ -138,20 +147,21 @@ func (o *outputs) upload(ctx context.Context, api S3API, bucket, prefix string) 
 	return n, nil
 }
 
-// putFile uploads one file with its SHA-256, which S3 checks.
+// putFile uploads one file with its SHA-256, which S3 checks. A file the
+// worker cannot read is ErrOutputs: reading it again will not help.
 func putFile(ctx context.Context, api S3API, bucket, key, p string) error {
 	f, err := os.Open(p)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrOutputs, err)
 	}
 	defer f.Close()
 	h := sha256.New()
 	size, err := io.Copy(h, f)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrOutputs, err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrOutputs, err)
 	}
 	_, err = api.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: aws.String(bucket), Key: aws.String(key), Body: f, ContentLength: aws.Int64(size),

@@ -60,6 +60,14 @@ func (f WaitFlags) validate() error {
 	return nil
 }
 
+// checkID refuses what cannot be a job id before it becomes an S3 key.
+func checkID(id string) error {
+	if !jobfleet.IDPattern.MatchString(id) {
+		return fmt.Errorf("%q is not a job id: an id is 1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit", id)
+	}
+	return nil
+}
+
 // internal marks an error as jobfleet's own (exit 3).
 func internal(err error) error {
 	if err == nil {
@@ -161,6 +169,9 @@ type StatusCmd struct {
 
 // Run prints the state.
 func (c *StatusCmd) Run(ctx context.Context, g *Globals) error {
+	if err := checkID(c.ID); err != nil {
+		return err
+	}
 	clients, err := awsclient.Load(ctx, 0)
 	if err != nil {
 		return err
@@ -186,6 +197,9 @@ type WaitCmd struct {
 // or dead-lettered, 2 cancelled or timed out, 3 jobfleet could not tell.
 func (c *WaitCmd) Run(ctx context.Context, g *Globals) error {
 	if err := c.WaitFlags.validate(); err != nil {
+		return internal(err)
+	}
+	if err := checkID(c.ID); err != nil {
 		return internal(err)
 	}
 	clients, err := awsclient.Load(ctx, 0)
@@ -241,6 +255,9 @@ type CancelCmd struct {
 // Run cancels the job: a queued job never runs, a running job's worker
 // stops it within seconds, and nothing of it is retried.
 func (c *CancelCmd) Run(ctx context.Context, g *Globals) error {
+	if err := checkID(c.ID); err != nil {
+		return err
+	}
 	clients, err := awsclient.Load(ctx, 0)
 	if err != nil {
 		return err

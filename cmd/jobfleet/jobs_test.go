@@ -296,9 +296,22 @@ func TestJobLifecycleCLI(t *testing.T) {
 		if code, _, stderr := f.jobfleet(t, "wait", "export-1", "--bucket", "no-such-bucket", "--poll", "1s"); code != 3 {
 			t.Errorf("an unreadable state: exit %d, want 3\n%s", code, stderr)
 		}
-		// A mistake in the flags is jobfleet's own error too.
+		// A mistake in the flags is jobfleet's own error too, never the 2
+		// of a cancelled job.
 		if code, _, _ := f.jobfleet(t, "wait", "x", "--download-files"); code != 3 {
 			t.Errorf("--download-files without --outputs-dir: exit %d", code)
+		}
+		if code, _, _ := f.jobfleet(t, "wait", "x", "--timeout", "soon"); code != 3 {
+			t.Errorf("a bad --timeout: exit %d", code)
+		}
+		if code, _, _ := f.jobfleet(t, "submit", "--type", "export", "--feature", "rows"); code != 3 {
+			t.Errorf("a bad --feature: exit %d", code)
+		}
+		if code, _, stderr := f.jobfleet(t, "wait", "a/b"); code != 3 || !strings.Contains(stderr, "not a job id") {
+			t.Errorf("wait on an id that cannot be one: exit %d\n%s", code, stderr)
+		}
+		if code, _, stderr := f.jobfleet(t, "cancel", "../x"); code == 0 || !strings.Contains(stderr, "not a job id") {
+			t.Errorf("cancel of an id that cannot be one: exit %d\n%s", code, stderr)
 		}
 		if code, _, stderr := f.jobfleet(t, "cancel", "export-1"); code != 0 || !strings.Contains(f.mustStatus(t, "export-1"), "succeeded") {
 			t.Errorf("cancelling a job that ended: exit %d\n%s", code, stderr)

@@ -113,6 +113,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if errors.As(err, &parseErr) {
 			fmt.Fprintf(stderr, "jobfleet: %v\n", err)
 			_ = parseErr.Context.PrintUsage(true)
+			// submit and wait keep 2 for a cancelled or timed-out job.
+			if node := parseErr.Context.Selected(); node != nil && (node.Name == "submit" || node.Name == "wait") {
+				return exitInternal
+			}
 			return 2
 		}
 		fmt.Fprintf(stderr, "jobfleet: %v\n", err)

@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,12 +48,44 @@ const (
 	EventAttrWorkflow = "workflow"
 )
 
-// Step Functions bounds the callbacks' fields.
+// SNS and Step Functions bound what jobfleet sends them.
 const (
+	// maxEventBytes leaves room for the message attributes in SNS's
+	// 256 KiB.
+	maxEventBytes      = 250 << 10
 	maxTaskOutputBytes = 256 << 10
 	maxTaskCauseChars  = 32768
 	maxTaskErrorChars  = 256
 )
+
+// encodeEvent writes an event as JSON of at most limit bytes: when the
+// whole event is larger, without its attempts, and then without its
+// outputs too (the state document, at result_uri, has both).
+func encodeEvent(e *jobfleet.Event, limit int) ([]byte, error) {
+	encode := func(e *jobfleet.Event) ([]byte, error) {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(e); err != nil {
+			return nil, err
+		}
+		return bytes.TrimRight(b.Bytes(), "\n"), nil
+	}
+	data, err := encode(e)
+	if err != nil || len(data) <= limit {
+		return data, err
+	}
+	slim := *e
+	slim.Attempts = []jobfleet.AttemptState{}
+	if data, err = encode(&slim); err != nil || len(data) <= limit {
+		return data, err
+	}
+	slim.Outputs = nil
+	if data, err = encode(&slim); err != nil || len(data) <= limit {
+		return data, err
+	}
+	return nil, fmt.Errorf("the event of job %s is larger than %d bytes", e.JobID, limit)
+}
 
 // Announce tells that the run of a job ended, once: each of the event and
 // the callback is recorded in the run when it was sent, so a repeat (a
@@ -92,6 +125,18 @@ func (s Store) Announce(ctx context.Context, a Announcer, jobID, runID string, n
 	return nil
 }
 
+// FailTask answers the task token of a message that will not run, and
+// whose job's state will not answer it (a duplicate of another job, a
+// message of a job cancelled before it was received): SendTaskFailure with
+// the status and the reason. An empty token, or no Step Functions client,
+// answers nothing.
+func (a Announcer) FailTask(ctx context.Context, token, jobID string, status jobfleet.Status, reason string) error {
+	if token == "" || a.SFN == nil {
+		return nil
+	}
+	return answerTask(ctx, a.SFN, token, &jobfleet.Event{JobID: jobID, Status: status, Reason: reason})
+}
+
 // attemptRunning reports whether the run's last attempt has not ended.
 func attemptRunning(r *Run) bool {
 	n := len(r.Attempts)
@@ -110,7 +155,7 @@ func (s Store) markAnnounced(ctx context.Context, jobID, runID string, now time.
 }
 
 func publishEvent(ctx context.Context, a Announcer, e *jobfleet.Event) error {
-	data, err := json.Marshal(e)
+	data, err := encodeEvent(e, maxEventBytes)
 	if err != nil {
 		return fmt.Errorf("encoding the event of job %s: %w", e.JobID, err)
 	}
@@ -138,13 +183,7 @@ func answerTask(ctx context.Context, api SFNAPI, token string, e *jobfleet.Event
 	var err error
 	if e.Status == jobfleet.StatusSucceeded {
 		var data []byte
-		data, err = json.Marshal(e)
-		if err == nil && len(data) > maxTaskOutputBytes {
-			// The attempts are in the state document; the result fits.
-			slim := *e
-			slim.Attempts = []jobfleet.AttemptState{}
-			data, err = json.Marshal(slim)
-		}
+		data, err = encodeEvent(e, maxTaskOutputBytes)
 		if err != nil {
 			return fmt.Errorf("encoding the result of job %s: %w", e.JobID, err)
 		}

@@ -2,6 +2,8 @@ package contract_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,5 +124,35 @@ func TestAnnounceWaitsForTheCancelledAttempt(t *testing.T) {
 	var e jobfleet.Event
 	if len(events) != 1 || json.Unmarshal([]byte(events[0].Message), &e) != nil || e.Status != jobfleet.StatusCancelled || len(e.Attempts) != 1 {
 		t.Fatalf("events %+v", events)
+	}
+}
+
+// TestAnnounceLargeOutputs: the largest outputs a worker takes (64 KiB of
+// characters JSON would escape) still make an event SNS accepts.
+func TestAnnounceLargeOutputs(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	a, snsServer, _ := announcer(t)
+	ctx, now := t.Context(), time.Now()
+	if _, _, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now, nil); err != nil {
+		t.Fatal(err)
+	}
+	outputs := map[string]string{}
+	for i := range 63 {
+		outputs[fmt.Sprintf("k%d", i)] = strings.Repeat("<&>", 330)
+	}
+	if err := s.EndRun(ctx, job.ID, "m-1", contract.End{Status: jobfleet.StatusSucceeded, Outcome: jobfleet.OutcomeSucceeded, Outputs: outputs}, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Announce(ctx, a, job.ID, "m-1", now); err != nil {
+		t.Fatal(err)
+	}
+	events := snsServer.Published(a.Topic)
+	var e jobfleet.Event
+	if len(events) != 1 || json.Unmarshal([]byte(events[0].Message), &e) != nil || len(e.Outputs) != 63 {
+		t.Fatalf("%d events", len(events))
+	}
+	if n := len(events[0].Message); n > 256<<10 {
+		t.Errorf("the event is %d bytes, more than SNS takes", n)
 	}
 }

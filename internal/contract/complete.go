@@ -3,6 +3,7 @@ package contract
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -69,6 +70,7 @@ func (s Store) Complete(ctx context.Context, api SQSAPI, q Queues, c *Claim, bod
 		}
 	}
 	attempt := c.attemptState()
+	var notAnnounced error
 	endRun := func(end End) error {
 		end.Outcome, end.Attempt = c.Outcome, &attempt
 		if err := retry("ending the run", func(ctx context.Context) error {
@@ -76,9 +78,15 @@ func (s Store) Complete(ctx context.Context, api SQSAPI, q Queues, c *Claim, bod
 		}); err != nil {
 			return err
 		}
-		return retry("announcing the end of the job", func(ctx context.Context) error {
+		// An announcement that keeps failing (no permission to publish,
+		// SNS down for long) must not hold the attempt's message and pod:
+		// the caller bounds StepAnnounce, and the end is recorded.
+		if err := retry(StepAnnounce, func(ctx context.Context) error {
 			return s.Announce(ctx, q.Announcer, c.JobID, c.Run, now)
-		})
+		}); err != nil {
+			notAnnounced = err
+		}
+		return nil
 	}
 	switch c.Next {
 	case NextRerun:
@@ -117,14 +125,26 @@ func (s Store) Complete(ctx context.Context, api SQSAPI, q Queues, c *Claim, bod
 	default:
 		return fmt.Errorf("completing attempt %d of job %s: unknown next step %q", c.Attempt, c.JobID, c.Next)
 	}
-	return retry("deleting the message", func(ctx context.Context) error {
+	err := retry("deleting the message", func(ctx context.Context) error {
 		_, err := api.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(queueURL), ReceiptHandle: aws.String(receipt)})
 		if err != nil {
 			return fmt.Errorf("deleting the attempt's message: %w", err)
 		}
 		return nil
 	})
+	if err == nil && notAnnounced != nil {
+		return fmt.Errorf("%w: %w", ErrNotAnnounced, notAnnounced)
+	}
+	return err
 }
+
+// StepAnnounce names Complete's announcing step to its Retry, which should
+// bound it.
+const StepAnnounce = "announcing the end of the job"
+
+// ErrNotAnnounced: Complete did everything but announce the end of the
+// job (its completion event or task token callback).
+var ErrNotAnnounced = errors.New("the end of the job was not announced")
 
 // attemptState is the ended attempt as the job's state shows it.
 func (c *Claim) attemptState() jobfleet.AttemptState {

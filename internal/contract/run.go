@@ -65,6 +65,10 @@ const (
 	Finished
 	// Cancelled: the job was cancelled after this message was sent.
 	Cancelled
+	// Repeated: another message with the same job message started the
+	// job's current run, and this one was sent before that run ended: a
+	// repeated publish (a retried `jobfleet submit`), not a new run.
+	Repeated
 )
 
 // ReadRun reads the current run of a job id.
@@ -116,15 +120,18 @@ func (s Store) StartRun(ctx context.Context, job *jobfleet.Job, body, runID stri
 		if err != nil {
 			return 0, nil, err
 		}
+		repeated := cur.BodySHA256 == next.BodySHA256 && (cur.State == RunLive || (!sent.IsZero() && !sent.After(cur.EndedAt)))
 		switch {
 		case cur.Run == runID && cur.State == RunLive:
 			return Started, cur, nil
 		case cur.Run == runID:
 			return Finished, cur, nil
-		case cur.State == RunLive:
-			return Duplicate, cur, nil
 		case cur.Status == jobfleet.StatusCancelled && !sent.IsZero() && !sent.After(cur.CancelledAt):
 			return Cancelled, cur, nil
+		case repeated:
+			return Repeated, cur, nil
+		case cur.State == RunLive:
+			return Duplicate, cur, nil
 		}
 		next.Seq = cur.Seq + 1
 		if _, err := s.write(ctx, s.RunKey(job.ID), next, false, etag); err == nil {
@@ -225,7 +232,9 @@ func (s Store) Requeued(ctx context.Context, jobID, runID string, a jobfleet.Att
 			return errUnchanged
 		}
 		setAttempt(&cur.JobState, a)
-		cur.Outcome, cur.ExitCode = a.Outcome, a.ExitCode
+		if last := cur.Attempts[len(cur.Attempts)-1]; last.Attempt == a.Attempt {
+			cur.Outcome, cur.ExitCode = a.Outcome, a.ExitCode
+		}
 		if cur.State == RunLive && cur.Attempt <= a.Attempt {
 			cur.Status, cur.Attempt, cur.Class, cur.MemoryBytes = jobfleet.StatusQueued, a.Attempt+1, "", 0
 		}

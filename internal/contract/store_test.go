@@ -35,8 +35,13 @@ func TestStartRun(t *testing.T) {
 	if start, _, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now, nil); err != nil || start != contract.Started {
 		t.Fatalf("redelivery: %v %v", start, err)
 	}
-	// Another message with the id while the run is live is a duplicate.
-	if start, cur, err := s.StartRun(ctx, job, body, "m-2", time.Time{}, now, nil); err != nil || start != contract.Duplicate || cur.Run != "m-1" {
+	// The same job published again while the run is live is a repeat,
+	// dropped; another job with the id is a duplicate.
+	if start, cur, err := s.StartRun(ctx, job, body, "m-2", time.Time{}, now, nil); err != nil || start != contract.Repeated || cur.Run != "m-1" {
+		t.Fatalf("repeat: %v %+v %v", start, cur, err)
+	}
+	other := `{"version":1,"id":"job-1","type":"train","params":{"x":1}}`
+	if start, cur, err := s.StartRun(ctx, job, other, "m-2", time.Time{}, now, nil); err != nil || start != contract.Duplicate || cur.Run != "m-1" {
 		t.Fatalf("duplicate: %v %+v %v", start, cur, err)
 	}
 	if err := s.EndRun(ctx, job.ID, "m-1", contract.End{Status: jobfleet.StatusSucceeded, Outcome: jobfleet.OutcomeSucceeded}, now); err != nil {
@@ -47,8 +52,13 @@ func TestStartRun(t *testing.T) {
 	if start, _, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now, nil); err != nil || start != contract.Finished {
 		t.Fatalf("the ended run's own message: %v %v", start, err)
 	}
+	// The same job sent before the run ended (a retried submit whose
+	// message came late) does not run again.
+	if start, _, err := s.StartRun(ctx, job, body, "m-4", now.Add(-time.Second), now, nil); err != nil || start != contract.Repeated {
+		t.Fatalf("a repeat sent before the run ended: %v %v", start, err)
+	}
 	// A later message reuses the id: a new run, from nothing.
-	start, run, err = s.StartRun(ctx, job, body, "m-3", time.Time{}, now, nil)
+	start, run, err = s.StartRun(ctx, job, body, "m-3", now.Add(time.Second), now, nil)
 	if err != nil || start != contract.Started || run.Run != "m-3" || run.State != contract.RunLive {
 		t.Fatalf("reuse after the run ended: %v %+v %v", start, run, err)
 	}
@@ -58,7 +68,7 @@ func TestStartRun(t *testing.T) {
 }
 
 // TestStartRunRace starts the same job from many messages at once: one run
-// starts, every other message is a duplicate of it.
+// starts, every other message is a repeat of it.
 func TestStartRunRace(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
@@ -78,8 +88,8 @@ func TestStartRunRace(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if results[contract.Started] != 1 || results[contract.Duplicate] != 15 {
-		t.Errorf("results = %v, want one started and 15 duplicates", results)
+	if results[contract.Started] != 1 || results[contract.Repeated] != 15 {
+		t.Errorf("results = %v, want one started and 15 repeats", results)
 	}
 }
 
