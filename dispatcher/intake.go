@@ -283,8 +283,8 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 			}
 			return in.deadLetter(ctx, it, reason)
 		case start == contract.Repeated:
-			it.label = "duplicate"
-			in.log.Info().Str("job_id", job.ID).Str("run", cur.Run).Msg("the same job was published again before its run ended; deleting the repeat")
+			it.label = "repeated"
+			in.log.Warn().Str("job_id", job.ID).Str("run", cur.Run).Str("status", string(cur.Status)).Msg("the same job was published again before its run ended; deleting the repeat")
 			return it
 		case start == contract.Finished:
 			in.log.Info().Str("job_id", job.ID).Str("run", run).Msg("this message's run ended already; deleting it again")
@@ -295,6 +295,7 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 				// The cancel came before this message: the state does not
 				// know its token.
 				if err := in.d.announce.FailTask(ctx, job.TaskToken, job.ID, jobfleet.StatusCancelled, cur.Reason); err != nil {
+					in.d.metrics.announceFailures.Inc()
 					in.log.Error().Err(err).Str("job_id", job.ID).Msg("answering the task token of a cancelled job; Step Functions waits for its timeout")
 				}
 			}
@@ -515,6 +516,7 @@ func (in *intake) send(ctx context.Context, target string, batch []*item) {
 				}
 			case it.failTask != nil:
 				if ferr := in.d.announce.FailTask(ctx, it.failTask.TaskToken, it.failTask.ID, jobfleet.StatusDeadLettered, it.reason); ferr != nil {
+					in.d.metrics.announceFailures.Inc()
 					in.log.Error().Err(ferr).Str("job_id", it.failTask.ID).Msg("answering the task token of a duplicate; Step Functions waits for its timeout")
 				}
 			}

@@ -581,9 +581,10 @@ func (w *Worker) finish(ctx context.Context, a *attempt, outcome jobfleet.Outcom
 		}
 		c.History = append(append(jobfleet.History(nil), a.history...), att)
 		c.Next, c.Reason = w.next(c.History, runErr, att)
-		if outcome == jobfleet.OutcomeCancelled || w.cancelled(ctx, a) {
+		if outcome == jobfleet.OutcomeCancelled || (c.Next == contract.NextDeadLetter && w.cancelled(ctx, a)) {
 			// Nothing follows a cancel, even an attempt that failed before
-			// the worker noticed it.
+			// the worker noticed it (intake drops the rerun of a run that
+			// ended; a dead letter it would not).
 			c.Next, c.Reason = contract.NextDone, "cancelled while attempt "+strconv.Itoa(a.number)+" ran"
 		}
 	}

@@ -64,18 +64,17 @@ func (o *outputs) remove() {
 // strings, numbers or booleans (kept as their JSON text), keys shaped as
 // label keys. No file means no values.
 func (o *outputs) values() (map[string]string, error) {
-	info, err := os.Lstat(o.file)
+	f, err := openRegular(o.file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
-	if err == nil && !info.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s is not a regular file (%s)", ErrOutputs, EnvOutputsFile, info.Mode().Type())
-	}
-	f, err := os.Open(o.file)
 	if err != nil {
-		return nil, fmt.Errorf("%w: reading %s: %w", ErrOutputs, EnvOutputsFile, err)
+		return nil, fmt.Errorf("%w: %s is not a regular file jobfleet can read: %w", ErrOutputs, EnvOutputsFile, err)
 	}
 	defer f.Close()
+	if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is not a regular file", ErrOutputs, EnvOutputsFile)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxOutputsFileBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading %s: %w", ErrOutputs, EnvOutputsFile, err)
@@ -124,6 +123,9 @@ func (o *outputs) upload(ctx context.Context, api S3API, bucket, prefix string) 
 	n := 0
 	err := filepath.WalkDir(o.dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			if p == o.dir && errors.Is(err, fs.ErrNotExist) {
+				return fs.SkipAll // the job removed the directory: no files
+			}
 			return fmt.Errorf("%w: %w", ErrOutputs, err)
 		}
 		if !d.Type().IsRegular() {
@@ -150,11 +152,14 @@ func (o *outputs) upload(ctx context.Context, api S3API, bucket, prefix string) 
 // putFile uploads one file with its SHA-256, which S3 checks. A file the
 // worker cannot read is ErrOutputs: reading it again will not help.
 func putFile(ctx context.Context, api S3API, bucket, key, p string) error {
-	f, err := os.Open(p)
+	f, err := openRegular(p)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrOutputs, err)
 	}
 	defer f.Close()
+	if info, err := f.Stat(); err != nil || !info.Mode().IsRegular() {
+		return fmt.Errorf("%w: %s is no longer a regular file", ErrOutputs, p)
+	}
 	h := sha256.New()
 	size, err := io.Copy(h, f)
 	if err != nil {

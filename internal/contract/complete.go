@@ -116,7 +116,8 @@ func (s Store) Complete(ctx context.Context, api SQSAPI, q Queues, c *Claim, bod
 		}
 	case NextDone:
 		end := End{Status: jobfleet.StatusSucceeded, Outputs: c.Outputs, OutputsURI: c.OutputsURI}
-		if c.Outcome == jobfleet.OutcomeCancelled {
+		if c.Outcome != jobfleet.OutcomeSucceeded {
+			// Done without success: the job was cancelled.
 			end = End{Status: jobfleet.StatusCancelled, Reason: c.Reason}
 		}
 		if err := endRun(end); err != nil {

@@ -28,7 +28,8 @@ const (
 // an interruption, an OOM kill or a failure are attempts of the same run
 // and resume from its checkpoint. A later message with the id of an ended
 // run starts a new run, from nothing; another message with the id of a live
-// run is a duplicate.
+// run is a duplicate, unless it carries the same job (a repeated publish),
+// which is dropped.
 //
 // The dispatcher writes queued and sized, the worker running and how each
 // attempt ended, `jobfleet cancel` cancelled; every write is conditional
