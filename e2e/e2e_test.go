@@ -468,13 +468,8 @@ var notExercised = map[string]string{
 	"dispatcher: ManageClassQueues sqs:UntagQueue":           "no class marked for collection gets busy again",
 	"worker: LargeDeadLetterBodies s3:PutObject":             "no job too large for a dead letter is dead-lettered",
 	"worker: ConsumeClassQueue sqs:ChangeMessageVisibility":  "a message is extended only when its job runs past a third of its visibility",
-	// cmd/jobfleet's TestJobLifecycleCLI runs these against local SNS and
-	// Step Functions servers; this tier's stack has neither yet.
-	"dispatcher: PublishEvents sns:Publish":               "the e2e stack has no events topic",
-	"dispatcher: AnswerTaskTokens states:SendTaskSuccess": "no e2e job carries a task token",
-	"dispatcher: AnswerTaskTokens states:SendTaskFailure": "no e2e job carries a task token",
-	"worker: PublishEvents sns:Publish":                   "the e2e stack has no events topic",
-	"worker: AnswerTaskTokens states:SendTaskHeartbeat":   "no e2e job carries a task token",
-	"worker: AnswerTaskTokens states:SendTaskSuccess":     "no e2e job carries a task token",
-	"worker: AnswerTaskTokens states:SendTaskFailure":     "no e2e job carries a task token",
+	// Whether any message goes back to intake depends on which replica
+	// receives a new class's first jobs: the leader creates the class
+	// itself, another replica hands the job back until the leader has.
+	"dispatcher: ConsumeIntake sqs:ChangeMessageVisibility": "a job goes back to intake only when a replica that is not the leader meets a class not created yet, or S3 fails",
 }
