@@ -117,7 +117,7 @@ func WithKubernetes(kube kubernetes.Interface, leader *LeaderConfig) Option {
 // from S3.
 func WithSensor(cfg SensorConfig) Option {
 	return func(d *Dispatcher) {
-		d.sensor = &sensor{d: d, cfg: cfg, done: map[types.UID]bool{}}
+		d.sensor = &sensor{d: d, cfg: cfg, done: map[types.UID]bool{}, placed: map[types.UID]bool{}}
 	}
 }
 

@@ -54,8 +54,9 @@ type sensor struct {
 	cfg  SensorConfig
 	log  zerolog.Logger
 
-	mu   sync.Mutex
-	done map[types.UID]bool
+	mu     sync.Mutex
+	done   map[types.UID]bool
+	placed map[types.UID]bool
 }
 
 // run watches pods until ctx ends.
@@ -73,11 +74,13 @@ func (s *sensor) run(ctx context.Context) {
 		AddFunc: func(obj any) {
 			if pod, ok := obj.(*corev1.Pod); ok {
 				s.check(ctx, pod, false)
+				s.place(ctx, pod)
 			}
 		},
 		UpdateFunc: func(_, obj any) {
 			if pod, ok := obj.(*corev1.Pod); ok {
 				s.check(ctx, pod, false)
+				s.place(ctx, pod)
 			}
 		},
 		DeleteFunc: func(obj any) {
@@ -88,6 +91,7 @@ func (s *sensor) run(ctx context.Context) {
 				s.check(ctx, pod, true)
 				s.mu.Lock()
 				delete(s.done, pod.UID) // its last event
+				delete(s.placed, pod.UID)
 				s.mu.Unlock()
 			}
 		},
@@ -343,4 +347,56 @@ func outcomeOf(r jobfleet.Reason) jobfleet.Outcome {
 		return jobfleet.OutcomeEvicted
 	}
 	return jobfleet.OutcomeFailed
+}
+
+// placeTries and placeEvery bound how long the sensor looks for a running
+// pod's attempt: its worker writes the pod's index and the attempt's state
+// within a few seconds of starting.
+const (
+	placeTries = 15
+	placeEvery = 2 * time.Second
+)
+
+// place records, once per pod, where a running job pod's attempt runs
+// (its node's capacity type, instance type and zone) in the job's state:
+// a worker in a class that may land on spot or on-demand cannot read its
+// node. It needs the interruption controller's view of the nodes.
+func (s *sensor) place(ctx context.Context, pod *corev1.Pod) {
+	if s.d.interrupt == nil || pod.Spec.NodeName == "" || pod.Status.Phase != corev1.PodRunning {
+		return
+	}
+	s.mu.Lock()
+	if s.placed[pod.UID] {
+		s.mu.Unlock()
+		return
+	}
+	s.placed[pod.UID] = true
+	s.mu.Unlock()
+	ns, name, nodeName := pod.Namespace, pod.Name, pod.Spec.NodeName
+	go func() {
+		for try := range placeTries {
+			if try > 0 {
+				t := s.d.clock.NewTimer(placeEvery)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C():
+				}
+			}
+			node := s.d.interrupt.NodeNamed(nodeName)
+			if node == nil {
+				continue // the node informer has not seen it yet
+			}
+			index, err := s.d.store.ReadPodIndex(ctx, ns, name)
+			if err != nil {
+				continue // the worker has not claimed its attempt yet
+			}
+			found, err := s.d.store.Placed(ctx, index.JobID, index.Run, index.Attempt, node.CapacityType, node.InstanceType, node.Zone, s.d.clock.Now())
+			if err == nil && found {
+				return
+			}
+		}
+		s.log.Debug().Str("pod", name).Msg("no attempt of the pod to record its placement in")
+	}()
 }

@@ -162,6 +162,17 @@ func TestWorkflowLeavesNothingBetweenSteps(t *testing.T) {
 			t.Errorf("step %s: labels %v", st.typ, result.Labels)
 		}
 		last := result.Attempts[len(result.Attempts)-1]
+		// The dispatcher records where it ran from the node: the pools
+		// launch spot and on-demand, so the worker could not tell.
+		await(t, 30*time.Second, "step "+st.typ+"'s placement in its state", func(ctx context.Context) (bool, error) {
+			cur, _, err := s.store().ReadRun(ctx, id)
+			if err != nil {
+				return false, err
+			}
+			a := cur.Attempts[len(cur.Attempts)-1]
+			node := s.node(t, a.Node)
+			return a.CapacityType == node.CapacityType && a.InstanceType == node.InstanceType && a.CapacityType != "", nil
+		})
 		node := s.node(t, last.Node)
 		if onGPU := node.NodePool == "jobfleet-gpu" || node.GPUs > 0; onGPU != st.gpu {
 			t.Errorf("step %s ran on %s %+v: on a GPU node = %v, want %v", st.typ, last.Node, node, onGPU, st.gpu)

@@ -157,6 +157,15 @@ func New(cfg Config, cluster Cluster, sqsAPI SQSAPI, avoid AvoidRecorder, stops 
 	return &Controller{cfg: cfg, cluster: cluster, sqs: sqsAPI, clock: clk, log: log, metrics: metrics, avoid: avoid, stops: stops}
 }
 
+// NodeNamed returns where a node is (its instance type, zone and capacity
+// type) when the cluster can say: nil otherwise.
+func (c *Controller) NodeNamed(name string) *Node {
+	if n, ok := c.cluster.(interface{ NodeNamed(string) *Node }); ok {
+		return n.NodeNamed(name)
+	}
+	return nil
+}
+
 // Run consumes the interruption queue until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	if err := c.cluster.Start(ctx); err != nil {

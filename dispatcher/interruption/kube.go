@@ -119,6 +119,19 @@ func (k *Kubernetes) Node(ctx context.Context, instance string) (*Node, error) {
 	return nil, nil
 }
 
+// NodeNamed returns what the node informer knows of a node: nil before it
+// started, or when it knows no such node.
+func (k *Kubernetes) NodeNamed(name string) *Node {
+	if k.nodes == nil {
+		return nil
+	}
+	obj, ok, err := k.nodes.GetByKey(name)
+	if err != nil || !ok {
+		return nil
+	}
+	return nodeInfo(obj.(*corev1.Node))
+}
+
 func nodeInfo(n *corev1.Node) *Node {
 	return &Node{Name: n.Name, InstanceType: n.Labels[labelInstanceType], Zone: n.Labels[labelZone], CapacityType: n.Labels[labelCapacityType]}
 }

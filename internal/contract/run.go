@@ -329,17 +329,23 @@ func (s Store) Cancel(ctx context.Context, jobID, reason string, now time.Time) 
 }
 
 // setAttempt adds an attempt to a job's state, or updates the one with its
-// number, keeping what the update does not know (the pod).
+// number, keeping what the update does not know (the pod, where it ran).
 func setAttempt(st *jobfleet.JobState, a jobfleet.AttemptState) {
 	for i := range st.Attempts {
 		if st.Attempts[i].Attempt != a.Attempt {
 			continue
 		}
-		if a.Pod == "" {
-			a.Pod = st.Attempts[i].Pod
+		old := st.Attempts[i]
+		for _, f := range []struct{ to, from *string }{
+			{&a.Pod, &old.Pod}, {&a.Node, &old.Node}, {&a.CapacityType, &old.CapacityType},
+			{&a.InstanceType, &old.InstanceType}, {&a.Zone, &old.Zone},
+		} {
+			if *f.to == "" {
+				*f.to = *f.from
+			}
 		}
 		if a.StartedAt.IsZero() {
-			a.StartedAt = st.Attempts[i].StartedAt
+			a.StartedAt = old.StartedAt
 		}
 		st.Attempts[i] = a
 		return
@@ -381,4 +387,42 @@ func (s Store) Reject(ctx context.Context, job *jobfleet.Job, body, runID, reaso
 		}
 	}
 	return fmt.Errorf("recording the dead letter of job %s: %w", job.ID, ErrConflict)
+}
+
+// Placed records where an attempt runs (its node's capacity type, instance
+// type and zone), as the dispatcher learns it from the node, for an
+// attempt whose worker could not tell. What is known already is kept. It
+// reports false when the state shows no such attempt (yet).
+func (s Store) Placed(ctx context.Context, jobID, runID string, attempt int, capacityType, instanceType, zone string, now time.Time) (bool, error) {
+	found := false
+	_, err := s.updateRun(ctx, jobID, now, func(cur *Run) error {
+		if cur.Run != runID {
+			return errUnchanged
+		}
+		for i := range cur.Attempts {
+			a := &cur.Attempts[i]
+			if a.Attempt != attempt {
+				continue
+			}
+			found = true
+			changed := false
+			for _, f := range []struct {
+				to   *string
+				from string
+			}{{&a.CapacityType, capacityType}, {&a.InstanceType, instanceType}, {&a.Zone, zone}} {
+				if *f.to == "" && f.from != "" {
+					*f.to, changed = f.from, true
+				}
+			}
+			if !changed {
+				return errUnchanged
+			}
+			return nil
+		}
+		return errUnchanged
+	})
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return found, err
 }

@@ -212,3 +212,33 @@ func TestStartRunSized(t *testing.T) {
 		t.Fatalf("redelivery: %v %+v %v", start, cur, err)
 	}
 }
+
+// TestPlaced: where an attempt runs, learnt by the dispatcher from its
+// node, stays in the state when the worker, which could not tell, records
+// how the attempt ended.
+func TestPlaced(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx, now := t.Context(), time.Now()
+	if _, _, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now, nil); err != nil {
+		t.Fatal(err)
+	}
+	if found, err := s.Placed(ctx, job.ID, "m-1", 1, "spot", "m7i.large", "us-east-1a", now); err != nil || found {
+		t.Fatalf("placing an attempt that did not start: %v %v", found, err)
+	}
+	if err := s.Running(ctx, job.ID, "m-1", jobfleet.AttemptState{Attempt: 1, Pod: "p", Node: "n", StartedAt: now}, now); err != nil {
+		t.Fatal(err)
+	}
+	if found, err := s.Placed(ctx, job.ID, "m-1", 1, "spot", "m7i.large", "us-east-1a", now); err != nil || !found {
+		t.Fatalf("placing: %v %v", found, err)
+	}
+	zero := 0
+	end := jobfleet.AttemptState{Attempt: 1, Outcome: jobfleet.OutcomeSucceeded, ExitCode: &zero, EndedAt: now}
+	if err := s.EndRun(ctx, job.ID, "m-1", contract.End{Status: jobfleet.StatusSucceeded, Outcome: jobfleet.OutcomeSucceeded, Attempt: &end}, now); err != nil {
+		t.Fatal(err)
+	}
+	a := status(t, s).Attempts[0]
+	if a.CapacityType != "spot" || a.InstanceType != "m7i.large" || a.Zone != "us-east-1a" || a.Pod != "p" || a.Node != "n" || a.Outcome != jobfleet.OutcomeSucceeded {
+		t.Errorf("attempt %+v", a)
+	}
+}
