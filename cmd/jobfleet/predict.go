@@ -141,8 +141,8 @@ type PredictEvalCmd struct {
 	csvFlags
 	trainFlags
 	Split        float64       `name:"split" env:"JOBFLEET_PREDICT_SPLIT" default:"0" help:"Train once on this share of runs by time and test on the rest, instead of walking forward."`
-	RetrainEvery time.Duration `name:"retrain-every" env:"JOBFLEET_PREDICT_RETRAIN_EVERY" default:"168h" help:"Walking forward: retrain this often."`
-	Window       time.Duration `name:"window" env:"JOBFLEET_PREDICT_WINDOW" default:"720h" help:"Walking forward: train on the runs of this last period."`
+	RetrainEvery time.Duration `name:"retrain-every" env:"JOBFLEET_PREDICT_RETRAIN_EVERY" default:"0s" help:"Walking forward: retrain this often (0: 7d). Not with --split."`
+	Window       time.Duration `name:"window" env:"JOBFLEET_PREDICT_WINDOW" default:"0s" help:"Walking forward: train on the runs of this last period (0: 30d). Not with --split."`
 	ByType       bool          `name:"by-type" env:"JOBFLEET_PREDICT_BY_TYPE" help:"Also show results per type (the 20 largest)."`
 	JSON         bool          `name:"json" env:"JOBFLEET_PREDICT_JSON" help:"Print one JSON object."`
 }
@@ -151,6 +151,18 @@ type PredictEvalCmd struct {
 func (c *PredictEvalCmd) Run(g *Globals) error {
 	if c.CSV == "" {
 		return errors.New("--csv is required")
+	}
+	switch {
+	case c.Split > 0 && (c.RetrainEvery != 0 || c.Window != 0):
+		return errors.New("--split trains once and tests on the rest; --retrain-every and --window walk forward: use one or the other")
+	case c.RetrainEvery < 0 || c.Window < 0:
+		return errors.New("--retrain-every and --window must not be negative")
+	}
+	if c.RetrainEvery == 0 {
+		c.RetrainEvery = 7 * 24 * time.Hour
+	}
+	if c.Window == 0 {
+		c.Window = 30 * 24 * time.Hour
 	}
 	ds, stats, err := c.read()
 	if err != nil {
@@ -173,7 +185,7 @@ func printReport(w io.Writer, r *predictor.Report) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "method\tcoverage\tslack\toveralloc\tmean alloc\t")
 	for _, m := range r.Methods {
-		fmt.Fprintf(tw, "%s\t%.3f\t%.3f\t%.3f\t%.0f\t\n", m.Name, m.Coverage, m.Slack, m.OverallocRatio, m.MeanAlloc)
+		fmt.Fprintf(tw, "%s\t%.4f\t%.3f\t%.3f\t%.0f\t\n", m.Name, m.Coverage, m.Slack, m.OverallocRatio, m.MeanAlloc)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -183,9 +195,9 @@ func printReport(w io.Writer, r *predictor.Report) error {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "estimator\tjobs\tcoverage\tslack\tvs. method\tcoverage\tslack\t")
 		for _, s := range r.Sources {
-			fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\t\t\t\t\n", s.Source, s.Jobs, s.Coverage, s.Slack)
+			fmt.Fprintf(tw, "%s\t%d\t%.4f\t%.3f\t\t\t\t\n", s.Source, s.Jobs, s.Coverage, s.Slack)
 			for _, o := range s.Others {
-				fmt.Fprintf(tw, "\t\t\t\t%s\t%.3f\t%.3f\t\n", o.Name, o.Coverage, o.Slack)
+				fmt.Fprintf(tw, "\t\t\t\t%s\t%.4f\t%.3f\t\n", o.Name, o.Coverage, o.Slack)
 			}
 		}
 		if err := tw.Flush(); err != nil {
@@ -201,7 +213,7 @@ func printReport(w io.Writer, r *predictor.Report) error {
 				break
 			}
 			for _, m := range t.Methods {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%.3f\t%.3f\t%.3f\t\n", t.Type, t.Jobs, m.Name, m.Coverage, m.Slack, m.OverallocRatio)
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%.4f\t%.3f\t%.3f\t\n", t.Type, t.Jobs, m.Name, m.Coverage, m.Slack, m.OverallocRatio)
 			}
 		}
 		return tw.Flush()

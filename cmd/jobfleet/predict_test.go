@@ -182,3 +182,31 @@ func TestPredictErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestPredictEvalSplitRefusesWalkingForward: --split trains once, so the
+// walking-forward flags would be ignored; they are refused instead.
+func TestPredictEvalSplitRefusesWalkingForward(t *testing.T) {
+	t.Parallel()
+	for _, extra := range [][]string{{"--retrain-every", "7d"}, {"--window", "30d"}} {
+		args := append([]string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "user",
+			"--target-col", "mem_used_kb", "--split", "0.8"}, extra...)
+		code, _, stderr := runCLI(t, "", args...)
+		if code == 0 || !strings.Contains(stderr, "--split trains once") {
+			t.Errorf("%v: exit %d\n%s", extra, code, stderr)
+		}
+	}
+}
+
+// TestPredictEvalCoverageDigits: coverage is printed with four decimals,
+// so that 0.8998 never reads as 0.900.
+func TestPredictEvalCoverageDigits(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	r := &predictor.Report{TestJobs: 10000, Methods: []predictor.MethodResult{{Name: "predictor", Coverage: 0.8998, Slack: 0.21}}}
+	if err := printReport(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "0.8998") {
+		t.Errorf("coverage 0.8998 printed as:\n%s", b.String())
+	}
+}
