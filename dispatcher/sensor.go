@@ -351,10 +351,11 @@ func outcomeOf(r jobfleet.Reason) jobfleet.Outcome {
 
 // placeTries and placeEvery bound how long the sensor looks for a running
 // pod's attempt: its worker writes the pod's index and the attempt's state
-// within a few seconds of starting.
+// within a few seconds of starting, and deletes the index when the attempt
+// ended, so an attempt shorter than about a second may end unplaced.
 const (
-	placeTries = 15
-	placeEvery = 2 * time.Second
+	placeTries = 60
+	placeEvery = 500 * time.Millisecond
 )
 
 // place records, once per pod, where a running job pod's attempt runs
