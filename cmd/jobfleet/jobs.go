@@ -129,7 +129,10 @@ func (c *SubmitCmd) Run(ctx context.Context, g *Globals) error {
 
 func (c *SubmitCmd) job(stdin io.Reader) (*jobfleet.Job, error) {
 	if c.File != "" {
-		if c.Type != "" || c.Params != "" || len(c.Feature) > 0 || c.Priority != 0 || len(c.Label) > 0 {
+		// --id still names the job read from the file.
+		flags := c.JobFlags
+		flags.ID = ""
+		if flags.Type != "" || flags.describesJob() {
 			return nil, errors.New("--file reads the job from a file and --type, --params, --feature, --priority and --label build it from flags: use one of them")
 		}
 		in := stdin

@@ -130,3 +130,15 @@ func TestEmptyMapFlags(t *testing.T) {
 		t.Error("--label=team (no value) was accepted")
 	}
 }
+
+// TestSubmitFileRefusesJobFlags: a job read from a file is not also built
+// from flags (only --id may rename it).
+func TestSubmitFileRefusesJobFlags(t *testing.T) {
+	t.Parallel()
+	for _, flag := range []string{"--type=t", "--params={}", "--feature=rows=1", "--priority=2", "--label=team=a"} {
+		code, _, stderr := runCLI(t, "", "submit", "--queue", "q", "--bucket", "b", "--file", "-", flag)
+		if code != exitInternal || !strings.Contains(stderr, "--file reads the job from a file") {
+			t.Errorf("%s with --file: exit %d\n%s", flag, code, stderr)
+		}
+	}
+}
