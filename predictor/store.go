@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -16,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/rs/zerolog"
 	"k8s.io/utils/clock"
+
+	"github.com/jobfleet/jobfleet/internal/awsclient"
 )
 
 // S3API is the S3 calls the predictor makes for model files and run
@@ -28,11 +29,7 @@ type S3API interface {
 
 // ParseS3URI splits s3://bucket/key.
 func ParseS3URI(uri string) (bucket, key string, err error) {
-	u, err := url.Parse(uri)
-	if err != nil || u.Scheme != "s3" || u.Host == "" {
-		return "", "", fmt.Errorf("%q is not an s3://bucket/key URI", uri)
-	}
-	return u.Host, strings.TrimPrefix(u.Path, "/"), nil
+	return awsclient.ParseS3URI(uri)
 }
 
 // Save writes the model to a local path or an s3:// URI. A local file is

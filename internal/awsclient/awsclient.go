@@ -8,7 +8,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -99,4 +101,13 @@ func customS3Endpoint(cfg aws.Config) bool {
 		return true
 	}
 	return os.Getenv("AWS_ENDPOINT_URL_S3") != "" || os.Getenv("AWS_ENDPOINT_URL") != ""
+}
+
+// ParseS3URI splits s3://bucket/key.
+func ParseS3URI(uri string) (bucket, key string, err error) {
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme != "s3" || u.Host == "" {
+		return "", "", fmt.Errorf("%q is not an s3://bucket/key URI", uri)
+	}
+	return u.Host, strings.TrimPrefix(u.Path, "/"), nil
 }
