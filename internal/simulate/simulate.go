@@ -1,0 +1,382 @@
+// Package simulate replays a trace of jobs under policies (memory sizing,
+// OOM reruns, spot share and interruptions, checkpoints, Fargate or
+// Karpenter EC2 nodes) and reports what each would cost and risk. It is
+// deterministic: the same trace, policies and seeds give the same report.
+package simulate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+	"gonum.org/v1/gonum/stat/distuv"
+)
+
+// Options configure a simulation.
+type Options struct {
+	// Warmup is the start of the trace that is history only: learning
+	// sizing methods train on it, no policy is charged for it. Negative:
+	// none; zero: the longest sizing window of a learning policy.
+	Warmup Duration
+	// LabelKey names the label costs are also broken down by.
+	LabelKey string
+	// Progress, when set, is called with the job replays done and the
+	// total, from any goroutine.
+	Progress func(done, total int64)
+}
+
+// Stat is a mean over seeds with its 95% confidence interval (absent with
+// one seed).
+type Stat struct {
+	Mean float64  `json:"mean"`
+	Lo   *float64 `json:"ci95_low,omitempty"`
+	Hi   *float64 `json:"ci95_high,omitempty"`
+}
+
+// Report is the result of a simulation.
+type Report struct {
+	Jobs         int            `json:"jobs"`
+	HistoryJobs  int            `json:"history_jobs"`
+	Types        int            `json:"types"`
+	Censored     int            `json:"censored_jobs"`
+	SpanDays     float64        `json:"span_days"`
+	Skipped      map[string]int `json:"skipped,omitempty"`
+	Seeds        int            `json:"seeds"`
+	Baseline     string         `json:"baseline"`
+	LabelKey     string         `json:"label_key,omitempty"`
+	Policies     []*Result      `json:"policies"`
+	WarmupSecond float64        `json:"warmup_seconds"`
+}
+
+// Result is one policy's outcome, averaged over seeds.
+type Result struct {
+	Name        string       `json:"name"`
+	Assumptions []Assumption `json:"assumptions"`
+	// Cost is the total in USD; VsBaseline the paired difference with the
+	// baseline policy over the same seeds, and VsBaselinePct it relative
+	// to the baseline's mean.
+	Cost          Stat    `json:"cost_usd"`
+	CostPerJob    float64 `json:"cost_per_job_usd"`
+	VsBaseline    *Stat   `json:"vs_baseline_usd,omitempty"`
+	VsBaselinePct float64 `json:"vs_baseline_pct"`
+	// IdleCost is node cost no pod's share accounts for: empty or partly
+	// filled nodes.
+	IdleCost  float64 `json:"idle_cost_usd"`
+	NodeHours float64 `json:"node_hours"`
+	// Utilisation is what pods were allocated (and used) of the nodes'
+	// allocatable CPU and memory over their lifetime.
+	CPUUtil     float64 `json:"cpu_utilisation"`
+	MemUtil     float64 `json:"memory_utilisation"`
+	MemUsedUtil float64 `json:"memory_used_utilisation"`
+	// SlackGBh is allocated-but-unused memory of successful attempts, GB
+	// (GiB) hours.
+	SlackGBh float64 `json:"slack_gb_hours"`
+	// FirstOOMRate is the share of jobs whose first attempt was
+	// OOM-killed; OOMCost what OOM-killed attempts cost; Failed the jobs
+	// OOM-killed more than the reruns allow.
+	FirstOOMRate  float64 `json:"first_attempt_oom_rate"`
+	OOMCost       float64 `json:"oom_rerun_cost_usd"`
+	Failed        float64 `json:"failed_jobs"`
+	Unplaceable   int     `json:"unplaceable_jobs"`
+	Interruptions float64 `json:"interruptions"`
+	RedoneHours   float64 `json:"redone_hours"`
+	NodesLaunched float64 `json:"nodes_launched"`
+	// Waits are from submit to the job's command starting, seconds.
+	WaitP50  float64 `json:"wait_p50_seconds"`
+	WaitP95  float64 `json:"wait_p95_seconds"`
+	Makespan float64 `json:"makespan_seconds"`
+	// WaitQuantiles are the waits' 0th to 100th percentiles (first seed),
+	// for plots.
+	WaitQuantiles []float64 `json:"wait_percentiles"`
+	ByType        []Group   `json:"by_type"`
+	ByLabel       []Group   `json:"by_label,omitempty"`
+	// spot interruption rate per hour, per type, of spot attempts; for
+	// recommendations.
+	spotRate map[string]float64
+}
+
+// Group is the cost and risk of one job type or label value.
+type Group struct {
+	Key          string  `json:"key"`
+	Jobs         int     `json:"jobs"`
+	Cost         float64 `json:"cost_usd"`
+	CostPerJob   float64 `json:"cost_per_job_usd"`
+	SlackGBh     float64 `json:"slack_gb_hours"`
+	FirstOOMRate float64 `json:"first_attempt_oom_rate"`
+	MeanRuntime  float64 `json:"mean_runtime_seconds"`
+}
+
+// Run replays the trace under every policy of the file, with each seed.
+func Run(ctx context.Context, t *Trace, f *File, cat *Catalog, opts Options) (*Report, error) {
+	if len(t.Jobs) == 0 {
+		return nil, errors.New("the trace has no jobs")
+	}
+	warmup := opts.Warmup.Seconds()
+	if opts.Warmup == 0 {
+		for _, p := range f.Policies {
+			if p.Sizing.Method == SizingTypeQuantile || p.Sizing.Method == SizingPredictor {
+				warmup = max(warmup, p.Sizing.Window.Seconds())
+			}
+		}
+	}
+	warmup = max(warmup, 0)
+	first := sort.Search(len(t.Jobs), func(i int) bool { return t.Jobs[i].Submit >= t.Jobs[0].Submit+warmup })
+	if first == len(t.Jobs) {
+		return nil, fmt.Errorf("the trace spans %.1f days, no more than its %.1f days of warm-up: pass a shorter --warmup", (t.Jobs[len(t.Jobs)-1].Submit-t.Jobs[0].Submit)/86400, warmup/86400)
+	}
+	rep := &Report{Jobs: len(t.Jobs) - first, HistoryJobs: first, Seeds: f.Seeds, Baseline: f.Baseline, LabelKey: opts.LabelKey, Skipped: t.Skipped, WarmupSecond: warmup,
+		SpanDays: (t.Jobs[len(t.Jobs)-1].Submit - t.Jobs[first].Submit) / 86400}
+	types := map[string]bool{}
+	for _, j := range t.Jobs[first:] {
+		types[j.Type] = true
+		if j.Censored {
+			rep.Censored++
+		}
+	}
+	rep.Types = len(types)
+
+	// Sizing does not depend on the seed: once per policy.
+	allocs := make([][]float64, len(f.Policies))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i := range f.Policies {
+		g.Go(func() error {
+			a, err := allocate(gctx, t, &f.Policies[i])
+			if err != nil {
+				return fmt.Errorf("policy %s: sizing: %w", f.Policies[i].Name, err)
+			}
+			allocs[i] = a
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+
+	replays := make([][]*replay, len(f.Policies))
+	var done atomic.Int64
+	total := int64(len(f.Policies) * f.Seeds * rep.Jobs)
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	var mu sync.Mutex
+	for i := range f.Policies {
+		replays[i] = make([]*replay, f.Seeds)
+		for s := range f.Seeds {
+			g.Go(func() error {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				seed := uint64(s + 1)
+				r := &replay{t: t, p: &f.Policies[i], cat: cat, alloc: allocs[i], seed: seed, rng: newRand(seed, uint64(i))}
+				r.run(first)
+				mu.Lock()
+				replays[i][s] = r
+				mu.Unlock()
+				if opts.Progress != nil {
+					opts.Progress(done.Add(int64(rep.Jobs)), total)
+				}
+				return nil
+			})
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	base := slices.IndexFunc(f.Policies, func(p Policy) bool { return p.Name == f.Baseline })
+	baseCosts := costs(replays[base])
+	for i := range f.Policies {
+		res := summarise(t, first, &f.Policies[i], replays[i], opts.LabelKey)
+		if i != base {
+			diff := make([]float64, f.Seeds)
+			cs := costs(replays[i])
+			for s := range diff {
+				diff[s] = cs[s] - baseCosts[s]
+			}
+			d := meanCI(diff)
+			res.VsBaseline = &d
+			res.VsBaselinePct = d.Mean / meanCI(baseCosts).Mean * 100
+		}
+		rep.Policies = append(rep.Policies, res)
+	}
+	return rep, nil
+}
+
+// newRand is the random source of one policy's replay with one seed.
+func newRand(seed, policy uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, policy)) }
+
+func costs(rs []*replay) []float64 {
+	out := make([]float64, len(rs))
+	for i, r := range rs {
+		out[i] = r.nodeCost + r.fargateCost
+	}
+	return out
+}
+
+// meanCI is the mean of xs with Student's t 95% interval.
+func meanCI(xs []float64) Stat {
+	n := float64(len(xs))
+	var sum float64
+	for _, x := range xs {
+		sum += x
+	}
+	st := Stat{Mean: sum / n}
+	if len(xs) < 2 {
+		return st
+	}
+	var ss float64
+	for _, x := range xs {
+		ss += (x - st.Mean) * (x - st.Mean)
+	}
+	sd := math.Sqrt(ss / (n - 1))
+	half := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: n - 1}.Quantile(0.975) * sd / math.Sqrt(n)
+	lo, hi := st.Mean-half, st.Mean+half
+	st.Lo, st.Hi = &lo, &hi
+	return st
+}
+
+// summarise averages a policy's replays over seeds.
+func summarise(t *Trace, first int, p *Policy, rs []*replay, labelKey string) *Result {
+	res := &Result{Name: p.Name, Assumptions: p.Assumptions(), Cost: meanCI(costs(rs)), spotRate: map[string]float64{}}
+	n := float64(len(rs))
+	jobs := len(t.Jobs) - first
+	byType, byLabel := map[string]*groupAcc{}, map[string]*groupAcc{}
+	spotRate, spotRuns := map[string]float64{}, map[string]float64{}
+	var attributed float64
+	for k, r := range rs {
+		total := r.nodeCost + r.fargateCost
+		var waits []float64
+		var firstSubmit, lastEnd = math.Inf(1), math.Inf(-1)
+		var jobCost float64
+		for i := first; i < len(t.Jobs); i++ {
+			o := &r.out[i]
+			jobCost += o.cost
+		}
+		attributed += jobCost
+		// Idle node cost is spread over jobs in proportion to their share.
+		scale := 1.0
+		if jobCost > 0 {
+			scale = total / jobCost
+		}
+		for i := first; i < len(t.Jobs); i++ {
+			j, o := &t.Jobs[i], &r.out[i]
+			if o.unplaceable {
+				if k == 0 {
+					res.Unplaceable++
+				}
+				continue
+			}
+			if !math.IsNaN(o.firstStart) {
+				waits = append(waits, o.firstStart-j.Submit)
+			}
+			firstSubmit = min(firstSubmit, j.Submit)
+			lastEnd = max(lastEnd, o.end)
+			res.SlackGBh += o.slackGBh / n
+			res.OOMCost += o.oomCost * scale / n
+			res.RedoneHours += o.redone / 3600 / n
+			res.Interruptions += float64(o.interrupts) / n
+			if o.failed {
+				res.Failed += 1 / n
+			}
+			if o.firstOOM {
+				res.FirstOOMRate += 1 / n / float64(jobs)
+			}
+			if o.spotRuns > 0 {
+				spotRate[j.Type] += o.spotNodes
+				spotRuns[j.Type] += float64(o.spotRuns)
+			}
+			add := func(m map[string]*groupAcc, key string) {
+				a := m[key]
+				if a == nil {
+					a = &groupAcc{}
+					m[key] = a
+				}
+				if k == 0 {
+					a.jobs++
+					a.runtime += j.Runtime
+				}
+				a.cost += o.cost * scale / n
+				a.slack += o.slackGBh / n
+				if o.firstOOM {
+					a.firstOOM += 1 / n
+				}
+			}
+			add(byType, j.Type)
+			if labelKey != "" {
+				v, ok := j.Labels[labelKey]
+				if !ok {
+					v = "(none)"
+				}
+				add(byLabel, v)
+			}
+		}
+		res.NodeHours += r.nodeHours / n
+		if r.nodeCPUh > 0 {
+			res.CPUUtil += r.podCPUh / r.nodeCPUh / n
+			res.MemUtil += r.podMemGBh / r.nodeMemGBh / n
+			res.MemUsedUtil += r.usedMemGBh / r.nodeMemGBh / n
+		}
+		res.NodesLaunched += float64(r.nodesLaunched) / n
+		if len(waits) > 0 {
+			slices.Sort(waits)
+			res.WaitP50 += quantileSorted(waits, 0.5) / n
+			res.WaitP95 += quantileSorted(waits, 0.95) / n
+			if k == 0 {
+				for q := 0; q <= 100; q++ {
+					res.WaitQuantiles = append(res.WaitQuantiles, quantileSorted(waits, float64(q)/100))
+				}
+			}
+		}
+		if lastEnd > firstSubmit {
+			res.Makespan += (lastEnd - firstSubmit) / n
+		}
+	}
+	res.IdleCost = res.Cost.Mean - attributed/n
+	res.CostPerJob = res.Cost.Mean / float64(jobs)
+	for typ, rate := range spotRate {
+		res.spotRate[typ] = rate / spotRuns[typ]
+	}
+	res.ByType = groups(byType)
+	if labelKey != "" {
+		res.ByLabel = groups(byLabel)
+	}
+	return res
+}
+
+// groupAcc sums one group's jobs (first seed) and per-seed means.
+type groupAcc struct {
+	jobs                           int
+	cost, slack, firstOOM, runtime float64
+}
+
+// groups lists the groups, costliest first.
+func groups(m map[string]*groupAcc) []Group {
+	out := make([]Group, 0, len(m))
+	for key, a := range m {
+		out = append(out, Group{Key: key, Jobs: a.jobs, Cost: a.cost, CostPerJob: a.cost / float64(a.jobs),
+			SlackGBh: a.slack, FirstOOMRate: a.firstOOM / float64(a.jobs), MeanRuntime: a.runtime / float64(a.jobs)})
+	}
+	slices.SortFunc(out, func(a, b Group) int {
+		switch {
+		case a.Cost > b.Cost:
+			return -1
+		case a.Cost < b.Cost:
+			return 1
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+	return out
+}
+
+func quantileSorted(sorted []float64, q float64) float64 {
+	k := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(k, 0), len(sorted)-1)]
+}

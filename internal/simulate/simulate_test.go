@@ -1,0 +1,219 @@
+package simulate
+
+import (
+	"context"
+	"math"
+	"strings"
+	"testing"
+)
+
+const gib = 1 << 30
+
+func catalog(t *testing.T) *Catalog {
+	t.Helper()
+	c, err := LoadCatalog(DefaultCostData())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func policies(t *testing.T, yaml string) *File {
+	t.Helper()
+	f, err := ParsePolicies([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func run(t *testing.T, tr *Trace, f *File, opts Options) *Report {
+	t.Helper()
+	if opts.Warmup == 0 {
+		opts.Warmup = -1
+	}
+	rep, err := Run(context.Background(), tr, f, catalog(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func near(t *testing.T, what string, got, want, tol float64) {
+	t.Helper()
+	if math.Abs(got-want) > tol {
+		t.Errorf("%s = %.6g, want %.6g (within %.3g)", what, got, want, tol)
+	}
+}
+
+// One job on one node: every figure is known.
+func TestOneJobOneNode(t *testing.T) {
+	tr := &Trace{Jobs: []Job{{ID: "a", Type: "etl", Runtime: 3600, Peak: 1 * gib, Requested: math.NaN(), CPU: 1}}}
+	f := policies(t, `
+seeds: 1
+policies:
+- name: ec2
+  platform: ec2
+  sizing: {method: fixed, memory: 2Gi}
+  ec2: {families: [m5], nodeLaunch: 60s, imagePull: 20s, idleTimeout: 60s, batchWindow: 0s}
+- name: fargate
+  platform: fargate
+  sizing: {method: fixed, memory: 2Gi}
+  fargate: {startup: 45s}
+`)
+	rep := run(t, tr, f, Options{})
+	ec2, fg := rep.Policies[0], rep.Policies[1]
+
+	// m5.large (2 vCPU, 6903 MiB allocatable) is the cheapest m5 that
+	// holds 1 core and 2 GiB: 0.096 USD/h from launch until the idle
+	// timeout after the job: 60 + 20 + 3600 + 60 seconds.
+	near(t, "ec2 cost", ec2.Cost.Mean, 0.096*3740/3600, 1e-9)
+	near(t, "ec2 wait", ec2.WaitP50, 80, 1e-9)
+	near(t, "ec2 slack GB-h", ec2.SlackGBh, 1, 1e-9)
+	near(t, "ec2 makespan", ec2.Makespan, 3680, 1e-9)
+	near(t, "ec2 node hours", ec2.NodeHours, 3740.0/3600, 1e-9)
+	// The job's share of the node is its larger share of CPU and memory.
+	m5 := catalog(t).Instance("m5.large")
+	share := max(1000/m5.CPU, 2*gib/m5.Memory)
+	near(t, "ec2 idle cost", ec2.IdleCost, 0.096*3740/3600-0.096*3680/3600*share, 1e-9)
+
+	// Fargate: 1 vCPU and 2 GiB + 256 MiB round up to 1 vCPU / 3 GB,
+	// billed from the start-up to the end.
+	near(t, "fargate cost", fg.Cost.Mean, (3600+45)/3600.0*(0.04048+3*0.004445), 1e-9)
+	near(t, "fargate wait", fg.WaitP50, 45, 1e-9)
+	// Provisioned 3 GB, of which 256 MiB is Fargate's own: 1.75 GB-h slack.
+	near(t, "fargate slack GB-h", fg.SlackGBh, 1.75, 1e-9)
+	near(t, "fargate vs ec2 %", fg.VsBaselinePct, (fg.Cost.Mean-ec2.Cost.Mean)/ec2.Cost.Mean*100, 1e-9)
+}
+
+// A trace where p90 sizing is exactly computable: one type whose peaks
+// are 1..10 GiB, over and over.
+func TestTypeQuantileSizing(t *testing.T) {
+	var tr Trace
+	for day := range 40 {
+		for k := 1; k <= 10; k++ {
+			tr.Jobs = append(tr.Jobs, Job{ID: "j", Type: "train", Submit: float64(day*86400 + k*600), Runtime: 60, Peak: float64(k) * gib, Requested: math.NaN()})
+		}
+	}
+	f := policies(t, `
+seeds: 1
+policies:
+- name: p90
+  platform: ec2
+  sizing: {method: type-quantile, quantile: 0.9, window: 7d, retrainEvery: 1d}
+  ec2: {families: [r5]}
+- name: p90x1.2
+  platform: ec2
+  sizing: {method: type-quantile, quantile: 0.9, buffer: 1.2, window: 7d, retrainEvery: 1d}
+  ec2: {families: [r5]}
+`)
+	rep := run(t, &tr, f, Options{Warmup: Duration(7 * 86400 * 1e9)})
+	if rep.Jobs != 330 {
+		t.Fatalf("%d jobs after the warm-up, want 330", rep.Jobs)
+	}
+	p90, buffered := rep.Policies[0], rep.Policies[1]
+	// The 0.9 quantile of 1..10 GiB is 9 GiB: the 10 GiB jobs are killed.
+	near(t, "p90 first-attempt OOM rate", p90.FirstOOMRate, 0.1, 1e-12)
+	near(t, "p90x1.2 first-attempt OOM rate", buffered.FirstOOMRate, 0, 0)
+	// Slack of the successful attempts: the 9 GiB allocation over peaks
+	// 1..9 (36 GiB-minutes per 9 jobs) and the 10 GiB jobs' rerun at 13.5.
+	wantSlack := 33.0 * ((9*9 - 45) + 3.5) / 60
+	near(t, "p90 slack GB-h", p90.SlackGBh, wantSlack, 1e-9)
+	near(t, "p90x1.2 slack GB-h", buffered.SlackGBh, 33*(10.8*10-55)/60, 1e-9)
+	if p90.OOMCost <= 0 {
+		t.Errorf("OOM reruns cost nothing")
+	}
+}
+
+// Interruptions as a Poisson process: with no launch, pull or restore
+// time, the expected time to finish Ts of work in segments of tau, each
+// followed by a checkpoint of delta, is Daly's M(e^((tau+delta)/M) - 1)
+// per segment (the last segment takes no checkpoint).
+func TestInterruptionsMatchDaly(t *testing.T) {
+	const (
+		jobs  = 3000
+		work  = 10 * 3600.0
+		tau   = 3600.0
+		delta = 360.0
+		m     = 5 * 3600.0 // mean time between interruptions
+	)
+	var tr Trace
+	for i := range jobs {
+		tr.Jobs = append(tr.Jobs, Job{ID: "j", Type: "train", Submit: float64(i), Runtime: work, Peak: gib, Requested: math.NaN()})
+	}
+	f := policies(t, `
+seeds: 1
+policies:
+- name: spot
+  platform: ec2
+  sizing: {method: fixed, memory: 2Gi}
+  capacity: {spotShare: 1, onDemandAfter: 0}
+  interruptions: {model: rate, perHour: 0.2}
+  checkpoint: {interval: 1h, cost: 6m, onNotice: 0}
+  ec2: {families: [m5], packing: one-per-node, nodeLaunch: 0s, imagePull: 0s, idleTimeout: 0s, batchWindow: 0s}
+`)
+	r := replayOnce(t, &tr, f)
+	f1 := func(x float64) float64 { return m * (math.Exp(x/m) - 1) }
+	want := 9*f1(tau+delta) + f1(tau)
+	var sum, ss, redone, interrupts float64
+	for i, o := range r.out {
+		d := o.end - tr.Jobs[i].Submit
+		sum += d
+		ss += d * d
+		redone += o.redone
+		interrupts += float64(o.interrupts)
+	}
+	mean := sum / jobs
+	se := math.Sqrt((ss/jobs - mean*mean) / jobs)
+	if math.Abs(mean-want) > 4*se {
+		t.Errorf("mean time to finish %.0f s, Daly's closed form %.0f s (standard error %.0f s)", mean, want, se)
+	}
+	// The work lost per interruption: for exponential times X, E[min(X,
+	// tau) | X < tau+delta] in the nine checkpointed segments and
+	// E[X | X < tau] in the last, weighted by their expected interruptions
+	// (e^(s/M) - 1 per segment). Young's first-order estimate is half a
+	// segment.
+	lost := func(s float64) float64 {
+		return (m - (tau+m)*math.Exp(-tau/m) + tau*(math.Exp(-tau/m)-math.Exp(-s/m))) / (1 - math.Exp(-s/m))
+	}
+	wMid, wLast := 9*(math.Exp((tau+delta)/m)-1), math.Exp(tau/m)-1
+	exact := (wMid*lost(tau+delta) + wLast*lost(tau)) / (wMid + wLast)
+	perInterrupt := redone / interrupts
+	near(t, "work lost per interruption", perInterrupt, exact, 0.015*exact)
+	near(t, "Young's half segment against the exact loss", (tau+delta)/2, lost(tau+delta), 0.1*lost(tau+delta))
+	// Interruptions per hour of node time match the rate.
+	near(t, "interruptions per hour", interrupts/(sum/3600), 0.2, 0.01)
+}
+
+// replayOnce runs a policy file's first policy with seed 1.
+func replayOnce(t *testing.T, tr *Trace, f *File) *replay {
+	t.Helper()
+	p := &f.Policies[0]
+	alloc, err := allocate(context.Background(), tr, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &replay{t: tr, p: p, cat: catalog(t), alloc: alloc, seed: 1, rng: newRand(1, 0)}
+	r.run(0)
+	return r
+}
+
+func TestPolicyErrorsNameTheField(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{`policies: [{name: a, platform: gcp, sizing: {method: fixed, memory: 1Gi}}]`, "platform"},
+		{`policies: [{name: a, platform: ec2, sizing: {method: guess}}]`, "sizing.method"},
+		{`policies: [{name: a, platform: ec2, sizing: {method: fixed}}]`, "sizing.memory"},
+		{`policies: [{name: a, platform: fargate, sizing: {method: fixed, memory: 1Gi}, capacity: {spotShare: 0.6}}]`, "capacity.spotShare"},
+		{`policies: [{name: a, platform: ec2, sizing: {method: fixed, memory: 1Gi}, interruptions: {model: band, band: "7%"}}]`, "interruptions.band"},
+		{`policies: [{name: a, platform: ec2, sizing: {method: fixed, memory: 1Gi}, checkpoint: {interval: soon}}]`, "soon"},
+		{`policies: [{name: a, platform: ec2, sizing: {method: fixed, memory: 1Gi}, spot: 1}]`, "unknown field"},
+		{`baseline: b
+policies: [{name: a, platform: ec2, sizing: {method: fixed, memory: 1Gi}}]`, "baseline"},
+		{`policies: []`, "policies"},
+	} {
+		_, err := ParsePolicies([]byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one naming %s", tc.yaml, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,215 @@
+package simulate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+
+	"github.com/jobfleet/jobfleet/predictor"
+)
+
+// allocate returns each job's first-attempt memory under the policy's
+// sizing. Learning methods walk forward: every RetrainEvery they are
+// trained on the jobs that ended (in the trace) within the last Window,
+// and size the jobs submitted until the next retraining. A job whose peak
+// is censored enters training as its bound times OOM.CensoredGrowth (the
+// type quantile) or as an OOM-killed run (the predictor): never as a peak.
+func allocate(ctx context.Context, t *Trace, p *Policy) ([]float64, error) {
+	s := p.Sizing
+	alloc := make([]float64, len(t.Jobs))
+	switch s.Method {
+	case SizingFixed:
+		for i := range alloc {
+			alloc[i] = float64(s.Memory)
+		}
+	case SizingRequested:
+		for i, j := range t.Jobs {
+			alloc[i] = j.Requested
+			if !(alloc[i] > 0) {
+				alloc[i] = float64(s.Memory)
+			}
+		}
+	case SizingTypeQuantile, SizingPredictor:
+		if err := walkForward(ctx, t, p, alloc); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("sizing method %q", s.Method)
+	}
+	for i := range alloc {
+		a := alloc[i]
+		if s.Method != SizingRequested || !(t.Jobs[i].Requested > 0) {
+			a *= s.Buffer // a user's own request is taken as it is
+		}
+		a = max(a, float64(s.Minimum))
+		if s.Ladder {
+			a = ladder(a)
+		}
+		alloc[i] = a
+	}
+	return alloc, nil
+}
+
+// sizer is a learning sizing method.
+type sizer interface {
+	train(ctx context.Context, history []int) error
+	size(j int) float64
+}
+
+func walkForward(ctx context.Context, t *Trace, p *Policy, alloc []float64) error {
+	every, window := p.Sizing.RetrainEvery.Seconds(), p.Sizing.Window.Seconds()
+	// Jobs become history when they end.
+	byEnd := make([]int, len(t.Jobs))
+	for i := range byEnd {
+		byEnd[i] = i
+	}
+	end := func(i int) float64 { return t.Jobs[i].Submit + t.Jobs[i].Runtime }
+	sort.SliceStable(byEnd, func(a, b int) bool { return end(byEnd[a]) < end(byEnd[b]) })
+
+	var m sizer
+	if p.Sizing.Method == SizingPredictor {
+		m = &predictorSizer{t: t, q: p.Sizing.Quantile, growth: p.OOM.CensoredGrowth}
+	} else {
+		m = &quantileSizer{t: t, q: p.Sizing.Quantile, growth: p.OOM.CensoredGrowth}
+	}
+	trained := false
+	lo, hi := 0, 0
+	next := 0
+	for start := t.Jobs[0].Submit; next < len(t.Jobs); start += every {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for hi < len(byEnd) && end(byEnd[hi]) <= start {
+			hi++
+		}
+		for lo < hi && end(byEnd[lo]) < start-window {
+			lo++
+		}
+		if hi > lo {
+			if err := m.train(ctx, byEnd[lo:hi]); err != nil {
+				return err
+			}
+			trained = true
+		}
+		for next < len(t.Jobs) && t.Jobs[next].Submit < start+every {
+			if trained {
+				alloc[next] = m.size(next)
+			} else {
+				alloc[next] = math.NaN() // nothing has ended yet: the cold-start size
+			}
+			next++
+		}
+	}
+	for i := range alloc {
+		if math.IsNaN(alloc[i]) {
+			alloc[i] = coldStart(t, p, i)
+		}
+	}
+	return nil
+}
+
+// coldStart sizes a job submitted before any job ended: the policy's
+// memory if it names one, else the user's request, else 4 GiB.
+func coldStart(t *Trace, p *Policy, i int) float64 {
+	switch {
+	case p.Sizing.Memory > 0:
+		return float64(p.Sizing.Memory)
+	case t.Jobs[i].Requested > 0:
+		return t.Jobs[i].Requested
+	}
+	return 4 << 30
+}
+
+// need is what training takes a job to have needed.
+func need(j *Job, growth float64) float64 {
+	if j.Censored {
+		return j.Peak * growth
+	}
+	return j.Peak
+}
+
+// quantileSizer is the per-type quantile of past peaks; types without
+// history get the quantile over all types.
+type quantileSizer struct {
+	t      *Trace
+	q      float64
+	growth float64
+	byType map[string]float64
+	global float64
+}
+
+func (s *quantileSizer) train(_ context.Context, history []int) error {
+	groups := map[string][]float64{}
+	all := make([]float64, 0, len(history))
+	for _, i := range history {
+		j := &s.t.Jobs[i]
+		v := need(j, s.growth)
+		groups[j.Type] = append(groups[j.Type], v)
+		all = append(all, v)
+	}
+	s.byType = make(map[string]float64, len(groups))
+	for typ, vs := range groups {
+		s.byType[typ] = quantile(vs, s.q)
+	}
+	s.global = quantile(all, s.q)
+	return nil
+}
+
+func (s *quantileSizer) size(i int) float64 {
+	if v, ok := s.byType[s.t.Jobs[i].Type]; ok {
+		return v
+	}
+	return s.global
+}
+
+// quantile is the empirical q-quantile (the smallest value at least a q
+// share of values are at or below); it sorts vs.
+func quantile(vs []float64, q float64) float64 {
+	slices.Sort(vs)
+	k := int(math.Ceil(q*float64(len(vs)))) - 1
+	return vs[min(max(k, 0), len(vs)-1)]
+}
+
+// predictorSizer is jobfleet's predictor, retrained at each step.
+type predictorSizer struct {
+	t      *Trace
+	q      float64
+	growth float64
+	model  *predictor.Model
+}
+
+func (s *predictorSizer) train(ctx context.Context, history []int) error {
+	ds := &predictor.Dataset{Features: s.t.Features, Samples: make([]predictor.Sample, 0, len(history))}
+	for _, i := range history {
+		j := &s.t.Jobs[i]
+		smp := predictor.Sample{Time: j.Submit + j.Runtime, Type: j.Type, Features: j.Features, Peak: j.Peak, Baseline: math.NaN(), Allocated: math.NaN()}
+		if j.Censored {
+			smp.Missed, smp.Allocated = true, j.Peak
+		}
+		ds.Samples = append(ds.Samples, smp)
+	}
+	m, err := predictor.TrainContext(ctx, ds, predictor.Options{Quantile: s.q, Previous: s.model})
+	if errors.Is(err, predictor.ErrNoData) {
+		return nil // only censored jobs so far: keep the previous model
+	}
+	if err != nil {
+		return fmt.Errorf("training the predictor: %w", err)
+	}
+	s.model = m
+	return nil
+}
+
+func (s *predictorSizer) size(i int) float64 {
+	if s.model == nil {
+		return math.NaN()
+	}
+	j := &s.t.Jobs[i]
+	v, _ := s.model.PredictVector(j.Type, "", j.Features)
+	if !(v > 0) {
+		return math.NaN()
+	}
+	return v
+}

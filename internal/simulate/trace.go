@@ -1,0 +1,284 @@
+package simulate
+
+import (
+	"cmp"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jobfleet/jobfleet"
+)
+
+// Job is one job of a trace: what it needed, as measured when it ran.
+type Job struct {
+	ID string
+	// Submit is when the job was submitted, in seconds on the trace's clock.
+	Submit float64
+	Type   string
+	// Runtime is the seconds of work the job needs.
+	Runtime float64
+	// Peak is the most memory the job used, in bytes. When Censored, the
+	// job was only ever OOM-killed and Peak is a lower bound: it needed more.
+	Peak     float64
+	Censored bool
+	// Requested is the memory the user asked for, NaN when unknown.
+	Requested float64
+	// CPU in cores (0: the policy's default) and GPUs.
+	CPU  float64
+	GPUs int
+	// Labels are the job's labels (team, user, ...), Features its numeric
+	// features in the trace's Features order (NaN: missing).
+	Labels   map[string]string
+	Features []float64
+}
+
+// Trace is a set of jobs, sorted by submit time.
+type Trace struct {
+	Jobs     []Job
+	Features []string
+	// Skipped counts rows or jobs that could not be used, with why.
+	Skipped map[string]int
+}
+
+func (t *Trace) skip(why string) {
+	if t.Skipped == nil {
+		t.Skipped = map[string]int{}
+	}
+	t.Skipped[why]++
+}
+
+func (t *Trace) sort() {
+	slices.SortStableFunc(t.Jobs, func(a, b Job) int { return cmp.Compare(a.Submit, b.Submit) })
+}
+
+// CSVColumns names the columns a CSV trace is read from. Time, Type,
+// Runtime and Peak are required.
+type CSVColumns struct {
+	ID       string
+	Time     string // seconds
+	Type     string
+	Runtime  string // seconds
+	Peak     string
+	Request  string
+	CPU      string
+	GPU      string
+	Labels   []string
+	Features []string
+	// MemoryUnit is the bytes in one unit of the memory columns (1024 for
+	// the KB of SWF traces). Default 1.
+	MemoryUnit float64
+}
+
+// ReadCSV reads a CSV trace with a header row. Rows without a positive
+// runtime or peak memory (-1 or empty in SWF traces) are skipped and
+// counted; unreadable numbers are errors naming the line and column.
+func ReadCSV(r io.Reader, cols CSVColumns) (*Trace, error) {
+	if cols.MemoryUnit == 0 {
+		cols.MemoryUnit = 1
+	}
+	cr := csv.NewReader(r)
+	cr.ReuseRecord = true
+	header, err := cr.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, errors.New("the trace is empty")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the header: %w", err)
+	}
+	index := map[string]int{}
+	for i, h := range header {
+		index[strings.TrimSpace(h)] = i
+	}
+	var missing []string
+	col := func(flag, name string, required bool) int {
+		if name == "" {
+			if required {
+				missing = append(missing, fmt.Sprintf("%s is required", flag))
+			}
+			return -1
+		}
+		i, ok := index[name]
+		if !ok {
+			missing = append(missing, fmt.Sprintf("%s: no column %q", flag, name))
+		}
+		return i
+	}
+	idCol := col("--id-col", cols.ID, false)
+	timeCol := col("--time-col", cols.Time, true)
+	typeCol := col("--type-col", cols.Type, true)
+	runCol := col("--runtime-col", cols.Runtime, true)
+	peakCol := col("--peak-col", cols.Peak, true)
+	reqCol := col("--request-col", cols.Request, false)
+	cpuCol := col("--cpu-col", cols.CPU, false)
+	gpuCol := col("--gpu-col", cols.GPU, false)
+	labelCols := make([]int, len(cols.Labels))
+	for i, l := range cols.Labels {
+		labelCols[i] = col("--label-cols", l, true)
+	}
+	featureCols := make([]int, len(cols.Features))
+	for i, f := range cols.Features {
+		featureCols[i] = col("--features", f, true)
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%s (columns: %s)", strings.Join(missing, "; "), strings.Join(header, ", "))
+	}
+	t := &Trace{Features: slices.Clone(cols.Features)}
+	for line := 2; ; line++ {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		num := func(i int, name string) (float64, error) {
+			if i < 0 {
+				return math.NaN(), nil
+			}
+			s := strings.TrimSpace(rec[i])
+			if s == "" {
+				return math.NaN(), nil
+			}
+			v, err := strconv.ParseFloat(s, 64)
+			if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
+				return 0, fmt.Errorf("line %d column %s: %q is not a number", line, name, rec[i])
+			}
+			if v < 0 {
+				return math.NaN(), nil // -1 marks a missing value in SWF traces
+			}
+			return v, nil
+		}
+		var submit, runtime, peak, req, cpu, gpu float64
+		for _, f := range []struct {
+			col  int
+			name string
+			dst  *float64
+		}{{timeCol, cols.Time, &submit}, {runCol, cols.Runtime, &runtime}, {peakCol, cols.Peak, &peak}, {reqCol, cols.Request, &req}, {cpuCol, cols.CPU, &cpu}, {gpuCol, cols.GPU, &gpu}} {
+			if *f.dst, err = num(f.col, f.name); err != nil {
+				return nil, err
+			}
+		}
+		switch {
+		case math.IsNaN(submit):
+			return nil, fmt.Errorf("line %d column %s: no submit time", line, cols.Time)
+		case !(runtime > 0):
+			t.skip("no positive runtime")
+			continue
+		case !(peak > 0):
+			t.skip("no positive peak memory")
+			continue
+		}
+		j := Job{Submit: submit, Type: strings.TrimSpace(rec[typeCol]), Runtime: runtime, Peak: peak * cols.MemoryUnit, Requested: req * cols.MemoryUnit}
+		if j.Type == "" {
+			return nil, fmt.Errorf("line %d column %s: empty job type", line, cols.Type)
+		}
+		if idCol >= 0 {
+			j.ID = strings.TrimSpace(rec[idCol])
+		} else {
+			j.ID = strconv.Itoa(line - 1)
+		}
+		if !math.IsNaN(cpu) {
+			j.CPU = cpu
+		}
+		if !math.IsNaN(gpu) {
+			j.GPUs = int(gpu)
+		}
+		if len(labelCols) > 0 {
+			j.Labels = make(map[string]string, len(labelCols))
+			for i, c := range labelCols {
+				j.Labels[cols.Labels[i]] = strings.TrimSpace(rec[c])
+			}
+		}
+		j.Features = make([]float64, len(featureCols))
+		for i, c := range featureCols {
+			if j.Features[i], err = num(c, cols.Features[i]); err != nil {
+				return nil, err
+			}
+		}
+		t.Jobs = append(t.Jobs, j)
+	}
+	if len(t.Jobs) == 0 {
+		return nil, errors.New("no usable rows: every row lacks a positive runtime or peak memory")
+	}
+	t.sort()
+	return t, nil
+}
+
+// FromRecords turns run records into jobs, one per job and run: submitted
+// when its first attempt started, needing the peak and the work of its
+// successful attempt (plus what interrupted attempts had checkpointed). A
+// job that was only OOM-killed is censored at the most memory it was
+// given; jobs that never succeeded otherwise are skipped and counted.
+func FromRecords(records []*jobfleet.RunRecord) *Trace {
+	byJob := map[string][]*jobfleet.RunRecord{}
+	var order []string
+	for _, r := range records {
+		key := r.JobID + "\x00" + r.Run
+		if _, ok := byJob[key]; !ok {
+			order = append(order, key)
+		}
+		byJob[key] = append(byJob[key], r)
+	}
+	names := map[string]bool{}
+	for _, r := range records {
+		for k := range r.Features {
+			names[k] = true
+		}
+	}
+	t := &Trace{}
+	for k := range names {
+		t.Features = append(t.Features, k)
+	}
+	slices.Sort(t.Features)
+	for _, key := range order {
+		attempts := byJob[key]
+		slices.SortFunc(attempts, func(a, b *jobfleet.RunRecord) int { return a.StartedAt.Compare(b.StartedAt) })
+		first := attempts[0]
+		j := Job{ID: first.JobID, Submit: float64(first.StartedAt.UnixNano()) / 1e9, Type: first.Type, Requested: math.NaN(), GPUs: first.GPUs, Labels: first.Labels}
+		var succeeded bool
+		var oomAlloc, saved, longest float64
+		for _, a := range attempts {
+			longest = max(longest, a.DurationSecs)
+			switch a.Outcome {
+			case jobfleet.OutcomeSucceeded:
+				succeeded = true
+				j.Runtime = a.DurationSecs + saved
+				j.Peak = max(j.Peak, float64(a.PeakBytes))
+			case jobfleet.OutcomeOOM:
+				oomAlloc = max(oomAlloc, float64(a.AllocatedBytes))
+			case jobfleet.OutcomeInterrupted, jobfleet.OutcomeEvicted:
+				if !a.LastCheckpointAt.IsZero() {
+					saved += a.LastCheckpointAt.Sub(a.StartedAt).Seconds()
+				}
+				j.Peak = max(j.Peak, float64(a.PeakBytes))
+			}
+		}
+		switch {
+		case succeeded && j.Peak > 0 && j.Runtime > 0:
+			if oomAlloc > j.Peak {
+				j.Peak = oomAlloc // it was killed at this allocation: it needed more
+			}
+		case !succeeded && oomAlloc > 0 && longest > 0:
+			j.Peak, j.Censored, j.Runtime = oomAlloc, true, longest
+		default:
+			t.skip("never succeeded or OOM-killed")
+			continue
+		}
+		j.Features = make([]float64, len(t.Features))
+		for i, name := range t.Features {
+			v, ok := first.Features[name]
+			if !ok {
+				v = math.NaN()
+			}
+			j.Features[i] = v
+		}
+		t.Jobs = append(t.Jobs, j)
+	}
+	t.sort()
+	return t
+}
