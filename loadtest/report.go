@@ -1,30 +1,28 @@
 package loadtest
 
 import (
-	"bytes"
-	"fmt"
 	"html/template"
 	"io"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
-	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/vgsvg"
+
+	"github.com/jobfleet/jobfleet/internal/plotsvg"
 )
 
 // WriteReport writes a self-contained HTML page with the result and plots
 // of throughput and latency over time, the plain loop beside the
 // dispatcher.
 func WriteReport(w io.Writer, res *Result) error {
-	throughput, err := svg("Jobs forwarded per second", "seconds", "jobs/s", func(p *plot.Plot) error {
+	throughput, err := plotsvg.Render("Jobs forwarded per second", "seconds", "jobs/s", func(p *plot.Plot) error {
 		return plotutil.AddLinePoints(p, "dispatcher", points(res.Timeline, func(pt Point) float64 { return float64(pt.Jobs) }),
 			"plain loop", points(res.CeilingTimeline, func(pt Point) float64 { return float64(pt.Jobs) }))
 	})
 	if err != nil {
 		return err
 	}
-	latency, err := svg("Publish-to-class-queue latency", "seconds", "ms", func(p *plot.Plot) error {
+	latency, err := plotsvg.Render("Publish-to-class-queue latency", "seconds", "ms", func(p *plot.Plot) error {
 		return plotutil.AddLinePoints(p,
 			"dispatcher p50", points(res.Timeline, func(pt Point) float64 { return pt.P50Millis }),
 			"dispatcher p99", points(res.Timeline, func(pt Point) float64 { return pt.P99Millis }))
@@ -32,7 +30,7 @@ func WriteReport(w io.Writer, res *Result) error {
 	if err != nil {
 		return err
 	}
-	return page.Execute(w, map[string]any{"R": res, "Throughput": template.HTML(throughput), "Latency": template.HTML(latency)})
+	return page.Execute(w, map[string]any{"R": res, "Throughput": throughput, "Latency": latency})
 }
 
 func points(tl []Point, y func(Point) float64) plotter.XYs {
@@ -41,22 +39,6 @@ func points(tl []Point, y func(Point) float64) plotter.XYs {
 		xys[i].X, xys[i].Y = float64(pt.Second), y(pt)
 	}
 	return xys
-}
-
-func svg(title, x, y string, add func(*plot.Plot) error) (string, error) {
-	p := plot.New()
-	p.Title.Text, p.X.Label.Text, p.Y.Label.Text = title, x, y
-	p.Add(plotter.NewGrid())
-	if err := add(p); err != nil {
-		return "", fmt.Errorf("plotting %s: %w", title, err)
-	}
-	c := vgsvg.New(8*vg.Inch, 4*vg.Inch)
-	p.Draw(drawCanvas(c))
-	var buf bytes.Buffer
-	if _, err := c.WriteTo(&buf); err != nil {
-		return "", err
-	}
-	return buf.String(), nil
 }
 
 var page = template.Must(template.New("report").Parse(`<!DOCTYPE html>

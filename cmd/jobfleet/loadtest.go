@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,16 +120,8 @@ func (c *LoadtestCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	if c.Report != "" {
-		f, err := os.Create(c.Report)
-		if err != nil {
-			return err
-		}
-		if err := loadtest.WriteReport(f, res); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return err
+		if err := writeFile(c.Report, func(w io.Writer) error { return loadtest.WriteReport(w, res) }); err != nil {
+			return fmt.Errorf("--report: %w", err)
 		}
 	}
 	if c.JSON {

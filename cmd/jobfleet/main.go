@@ -55,6 +55,7 @@ type CLI struct {
 	Worker     WorkerCmd     `cmd:"" help:"Run jobs from a class queue: the entrypoint of every job pod (jobfleet worker [flags] -- <command>)."`
 	NodePools  NodePoolsCmd  `cmd:"" name:"nodepools" help:"Render the Karpenter NodePools and EC2NodeClasses of the registry's pools."`
 	Predict    PredictCmd    `cmd:"" help:"Train and evaluate the memory predictor."`
+	Simulate   SimulateCmd   `cmd:"" help:"Replay a trace of jobs under policies (sizing, spot share, interruptions, checkpoints, Fargate or Karpenter) and compare what each costs and risks."`
 	Loadtest   LoadtestCmd   `cmd:"" help:"Measure a dispatcher: jobs per second, latency, SQS calls per job, lost and duplicated jobs, against a plain receive-send-delete loop."`
 	Local      LocalCmd      `cmd:"" help:"Run all of jobfleet on this machine: the queues, the dispatcher and predictor, workers as local processes, and a demo workload with a spot interruption."`
 	DemoJob    DemoJobCmd    `cmd:"" name:"demo-job" hidden:"" help:"Run a demo job (what the demo's job types run)."`

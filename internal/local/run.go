@@ -98,6 +98,9 @@ type Summary struct {
 	// the demo.
 	Status   *jobfleet.JobState
 	Workflow []WorkflowStep
+	// Records are the run records the workers stored, as
+	// `jobfleet predict train` and `jobfleet simulate` read them.
+	Records []jobfleet.RunRecord
 }
 
 // TypeSummary is one job type's results.
@@ -463,6 +466,7 @@ func summarize(st *state, work string, sum *Summary) {
 		}
 	}
 	sum.Interrupted = st.interrupts
+	sum.Records = slices.Clone(st.records)
 	sum.EpochsComputed, sum.EpochsRedone, _ = demo.Redone(filepath.Join(work, "progress"))
 	byType := map[string]*TypeSummary{}
 	get := func(t string) *TypeSummary {

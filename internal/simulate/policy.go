@@ -86,6 +86,7 @@ const (
 	SizingRequested    = "requested"
 	SizingFixed        = "fixed"
 	SizingTypeQuantile = "type-quantile"
+	SizingTypeMax      = "type-max"
 	SizingPredictor    = "predictor"
 )
 
@@ -93,9 +94,11 @@ const (
 type Sizing struct {
 	// Method is requested (what the job asked for; Memory for jobs that
 	// asked for nothing), fixed (Memory), type-quantile (the Quantile of
-	// the job type's peaks in the last Window) or predictor (jobfleet's
-	// predictor trained on the last Window). Both learn only from jobs
-	// that ended before the retraining, every RetrainEvery.
+	// the job type's peaks in the last Window), type-max (the type's
+	// largest peak in the last Window: what a user who sizes for the worst
+	// run they saw asks for) or predictor (jobfleet's predictor trained on
+	// the last Window). The learning methods see only jobs that ended
+	// before each retraining, every RetrainEvery.
 	Method       string   `json:"method"`
 	Memory       Bytes    `json:"memory"`
 	Quantile     float64  `json:"quantile"`
@@ -148,6 +151,8 @@ type Checkpoint struct {
 	// restore one on a new node.
 	Cost    Duration `json:"cost"`
 	Restore Duration `json:"restore"`
+	// CostByType overrides Cost for some job types.
+	CostByType map[string]Duration `json:"costByType"`
 	// OnNotice is the probability that a checkpoint taken on the two-minute
 	// interruption notice completes (only when Cost fits in the notice).
 	OnNotice *float64 `json:"onNotice"`
@@ -301,11 +306,11 @@ func (p *Policy) complete() error {
 		if s.Memory <= 0 {
 			bad("sizing.memory", "required with method %s (the size of jobs that asked for none, or of every job)", s.Method)
 		}
-	case SizingTypeQuantile, SizingPredictor:
+	case SizingTypeQuantile, SizingTypeMax, SizingPredictor:
 	case "":
-		bad("sizing.method", "required: requested, fixed, type-quantile or predictor")
+		bad("sizing.method", "required: requested, fixed, type-quantile, type-max or predictor")
 	default:
-		bad("sizing.method", "%q is not requested, fixed, type-quantile or predictor", s.Method)
+		bad("sizing.method", "%q is not requested, fixed, type-quantile, type-max or predictor", s.Method)
 	}
 	if !(s.Quantile > 0 && s.Quantile < 1) {
 		bad("sizing.quantile", "%v is not between 0 and 1", s.Quantile)
@@ -454,6 +459,10 @@ func (p *Policy) Assumptions() []Assumption {
 		a = append(a, Assumption{"sizing.memory", gib(p.Sizing.Memory), "policy: for jobs the trace records no request for"})
 	case SizingFixed:
 		a = append(a, Assumption{"sizing.memory", gib(p.Sizing.Memory), "policy"})
+	case SizingTypeMax:
+		a = append(a,
+			Assumption{"sizing.window", d(p.Sizing.Window), "policy (walk forward: jobs that ended before each retraining)"},
+			Assumption{"sizing.retrainEvery", d(p.Sizing.RetrainEvery), "policy"})
 	default:
 		a = append(a,
 			Assumption{"sizing.quantile", fmt.Sprint(p.Sizing.Quantile), "policy"},
@@ -512,6 +521,14 @@ func (p *Policy) Assumptions() []Assumption {
 		)
 	}
 	return a
+}
+
+// cost is the checkpoint cost of a job type.
+func (c Checkpoint) cost(jobType string) Duration {
+	if d, ok := c.CostByType[jobType]; ok {
+		return d
+	}
+	return c.Cost
 }
 
 // rate is the interruption rate per instance-hour of a spot type under the

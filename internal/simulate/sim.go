@@ -456,8 +456,8 @@ func (r *replay) place(a *attempt, n *node) {
 
 // wall is the time an attempt takes to do work with periodic checkpoints
 // (none after the last piece).
-func (r *replay) wall(work float64) float64 {
-	tau, delta := r.p.Checkpoint.Interval.Seconds(), r.p.Checkpoint.Cost.Seconds()
+func (r *replay) wall(a *attempt, work float64) float64 {
+	tau, delta := r.p.Checkpoint.Interval.Seconds(), r.p.Checkpoint.cost(r.t.Jobs[a.job].Type).Seconds()
 	if tau <= 0 || work <= tau {
 		return work
 	}
@@ -466,8 +466,8 @@ func (r *replay) wall(work float64) float64 {
 
 // done is the work done, and the work checkpointed, after running for e
 // seconds of an attempt's wall time.
-func (r *replay) done(e float64) (work, saved float64) {
-	tau, delta := r.p.Checkpoint.Interval.Seconds(), r.p.Checkpoint.Cost.Seconds()
+func (r *replay) done(a *attempt, e float64) (work, saved float64) {
+	tau, delta := r.p.Checkpoint.Interval.Seconds(), r.p.Checkpoint.cost(r.t.Jobs[a.job].Type).Seconds()
 	if tau <= 0 {
 		return e, 0
 	}
@@ -484,7 +484,7 @@ func (r *replay) start(a *attempt) {
 		o.firstStart = r.now
 	}
 	a.willOOM = a.alloc < r.need(a.job)
-	runFor := r.wall(a.remaining)
+	runFor := r.wall(a, a.remaining)
 	if a.willOOM {
 		runFor = r.p.OOM.KilledAt * a.remaining
 	}
@@ -555,9 +555,9 @@ func (r *replay) interrupt(n *node) {
 			o.interrupts++
 			a.interruptions++
 			if !a.willOOM { // an attempt bound to be OOM-killed loses its work either way
-				work, saved := r.done(ran)
-				if ck.Interval > 0 && ck.Cost.Seconds() <= noticeSeconds && notice > a.runStart && r.rng.Float64() < *ck.OnNotice {
-					saved, _ = r.done(notice - a.runStart)
+				work, saved := r.done(a, ran)
+				if ck.Interval > 0 && ck.cost(r.t.Jobs[a.job].Type).Seconds() <= noticeSeconds && notice > a.runStart && r.rng.Float64() < *ck.OnNotice {
+					saved, _ = r.done(a, notice-a.runStart)
 				}
 				o.redone += work - saved
 				if saved > 0 {

@@ -55,6 +55,8 @@ type Report struct {
 	LabelKey     string         `json:"label_key,omitempty"`
 	Policies     []*Result      `json:"policies"`
 	WarmupSecond float64        `json:"warmup_seconds"`
+	// Recommendations are filled by the caller (see Recommend).
+	Recommendations []Recommendation `json:"recommendations,omitempty"`
 }
 
 // Result is one policy's outcome, averaged over seeds.
@@ -123,7 +125,7 @@ func Run(ctx context.Context, t *Trace, f *File, cat *Catalog, opts Options) (*R
 	warmup := opts.Warmup.Seconds()
 	if opts.Warmup == 0 {
 		for _, p := range f.Policies {
-			if p.Sizing.Method == SizingTypeQuantile || p.Sizing.Method == SizingPredictor {
+			if p.Sizing.Method == SizingTypeQuantile || p.Sizing.Method == SizingTypeMax || p.Sizing.Method == SizingPredictor {
 				warmup = max(warmup, p.Sizing.Window.Seconds())
 			}
 		}

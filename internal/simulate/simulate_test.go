@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -152,7 +153,7 @@ policies:
   checkpoint: {interval: 1h, cost: 6m, onNotice: 0}
   ec2: {families: [m5], packing: one-per-node, nodeLaunch: 0s, imagePull: 0s, idleTimeout: 0s, batchWindow: 0s}
 `)
-	r := replayOnce(t, &tr, f)
+	r := replayOnce(t, &tr, f, 0)
 	f1 := func(x float64) float64 { return m * (math.Exp(x/m) - 1) }
 	want := 9*f1(tau+delta) + f1(tau)
 	var sum, ss, redone, interrupts float64
@@ -185,10 +186,10 @@ policies:
 	near(t, "interruptions per hour", interrupts/(sum/3600), 0.2, 0.01)
 }
 
-// replayOnce runs a policy file's first policy with seed 1.
-func replayOnce(t *testing.T, tr *Trace, f *File) *replay {
+// replayOnce runs a policy file's i-th policy with seed 1.
+func replayOnce(t *testing.T, tr *Trace, f *File, i int) *replay {
 	t.Helper()
-	p := &f.Policies[0]
+	p := &f.Policies[i]
 	alloc, err := allocate(context.Background(), tr, p)
 	if err != nil {
 		t.Fatal(err)
@@ -215,5 +216,71 @@ policies: [{name: a, platform: ec2, sizing: {method: fixed, memory: 1Gi}}]`, "ba
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want one naming %s", tc.yaml, err, tc.want)
 		}
+	}
+}
+
+// Daly's interval minimises the expected time (so the cost) of a job on
+// spot capacity, and the replay's expected time matches his closed form
+// with a restart time (here the new node's launch).
+func TestDalyIntervalMinimisesTime(t *testing.T) {
+	const (
+		jobs   = 2000
+		work   = 20 * 3600.0
+		delta  = 360.0
+		m      = 5 * 3600.0
+		launch = 600.0
+	)
+	tau := DalyInterval(delta, m)
+	near(t, "Daly's interval", tau, math.Sqrt(2*delta*m)*(1+math.Sqrt(0.01)/3+0.01/9)-delta, 1e-9)
+	if y := YoungInterval(delta, m); math.Abs(y-3600) > 1e-9 {
+		t.Fatalf("Young's interval %v, want 3600", y)
+	}
+	var tr Trace
+	for i := range jobs {
+		tr.Jobs = append(tr.Jobs, Job{ID: "j", Type: "train", Submit: float64(i), Runtime: work, Peak: gib, Requested: math.NaN()})
+	}
+	var yaml strings.Builder
+	yaml.WriteString("seeds: 1\npolicies:\n")
+	for _, f := range []float64{0.5, 1, 2} {
+		fmt.Fprintf(&yaml, `- name: x%v
+  platform: ec2
+  sizing: {method: fixed, memory: 2Gi}
+  capacity: {spotShare: 1, onDemandAfter: 0}
+  interruptions: {model: rate, perHour: 0.2}
+  checkpoint: {interval: %ds, cost: 6m, onNotice: 0}
+  ec2: {families: [m5], packing: one-per-node, nodeLaunch: %ds, imagePull: 0s, idleTimeout: 0s, batchWindow: 0s}
+`, f, int(f*tau), int(launch))
+	}
+	f := policies(t, yaml.String())
+	means := make([]float64, 3)
+	for i := range means {
+		r := replayOnce(t, &tr, f, i)
+		for k, o := range r.out {
+			means[i] += (o.end - tr.Jobs[k].Submit) / jobs
+		}
+	}
+	if !(means[1] < means[0] && means[1] < means[2]) {
+		t.Errorf("mean times at half, one and twice Daly's interval: %.0f, %.0f, %.0f s: Daly's is not the shortest", means[0], means[1], means[2])
+	}
+	// The first launch can be interrupted too: M(e^(L/M) - 1) before the
+	// segments, each taking Daly's M e^(L/M) (e^(s/M) - 1).
+	ti := float64(int(tau))
+	segs := math.Floor(work / ti)
+	last := work - segs*ti
+	want := m*(math.Exp(launch/m)-1) + DalyWallTime(segs*ti, ti, delta, launch, m) + m*math.Exp(launch/m)*(math.Exp(last/m)-1)
+	if last == 0 {
+		t.Fatal("the work is a multiple of the interval; the last segment would take no checkpoint")
+	}
+	near(t, "mean time at Daly's interval", means[1], want, 0.01*want)
+
+	rep := run(t, &tr, &File{Seeds: 1, Baseline: "x1", Policies: f.Policies[1:2]}, Options{})
+	recs := Recommend(&File{Policies: f.Policies[1:2]}, rep)
+	if len(recs) != 1 {
+		t.Fatalf("%d recommendations, want 1", len(recs))
+	}
+	near(t, "recommended interruption rate", recs[0].Rate, 0.2, 1e-12)
+	near(t, "recommended interval", recs[0].Daly, tau, 1e-9)
+	if !recs[0].Periodic {
+		t.Errorf("a 20 h job with an interval under an hour should checkpoint periodically")
 	}
 }

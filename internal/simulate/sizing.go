@@ -32,7 +32,7 @@ func allocate(ctx context.Context, t *Trace, p *Policy) ([]float64, error) {
 				alloc[i] = float64(s.Memory)
 			}
 		}
-	case SizingTypeQuantile, SizingPredictor:
+	case SizingTypeQuantile, SizingTypeMax, SizingPredictor:
 		if err := walkForward(ctx, t, p, alloc); err != nil {
 			return nil, err
 		}
@@ -70,9 +70,12 @@ func walkForward(ctx context.Context, t *Trace, p *Policy, alloc []float64) erro
 	sort.SliceStable(byEnd, func(a, b int) bool { return end(byEnd[a]) < end(byEnd[b]) })
 
 	var m sizer
-	if p.Sizing.Method == SizingPredictor {
+	switch p.Sizing.Method {
+	case SizingPredictor:
 		m = &predictorSizer{t: t, q: p.Sizing.Quantile, growth: p.OOM.CensoredGrowth}
-	} else {
+	case SizingTypeMax:
+		m = &quantileSizer{t: t, q: 1, growth: p.OOM.CensoredGrowth}
+	default:
 		m = &quantileSizer{t: t, q: p.Sizing.Quantile, growth: p.OOM.CensoredGrowth}
 	}
 	trained := false

@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"cmp"
+	"context"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -10,8 +11,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/runrecords"
 )
 
 // Job is one job of a trace: what it needed, as measured when it ran.
@@ -281,4 +284,22 @@ func FromRecords(records []*jobfleet.RunRecord) *Trace {
 	}
 	t.sort()
 	return t
+}
+
+// LoadRecords reads a trace from run records in a directory or under an
+// s3://bucket/prefix (api may be nil for a directory).
+func LoadRecords(ctx context.Context, api runrecords.S3API, source string) (*Trace, error) {
+	var records []*jobfleet.RunRecord
+	stats, err := runrecords.Read(ctx, api, source, time.Time{}, func(r *jobfleet.RunRecord) { records = append(records, r) })
+	if err != nil {
+		return nil, err
+	}
+	t := FromRecords(records)
+	for range stats.Malformed {
+		t.skip("malformed records or files")
+	}
+	if len(t.Jobs) == 0 {
+		return nil, fmt.Errorf("no usable jobs in %s: %d records in %d files, %d malformed", source, stats.Records, stats.Files, stats.Malformed)
+	}
+	return t, nil
 }
