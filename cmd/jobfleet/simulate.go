@@ -116,6 +116,10 @@ func (c *SimulateCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	g.log.Debug().Dur("took", time.Since(start)).Int("jobs", rep.Jobs).Msg("replayed")
+	rep.CostData = "shipped with jobfleet (us-east-1: on-demand prices of 2026-07-20, Spot Advisor of about 2025-06, Fargate rates of 2026; see internal/simulate/costdata/README.md)"
+	if c.CostData != "" {
+		rep.CostData = c.CostData
+	}
 	if c.Recommend {
 		rep.Recommendations = simulate.Recommend(file, rep)
 	}

@@ -174,8 +174,8 @@ type EC2 struct {
 	// image pull on a node; IdleTimeout how long an empty node lives
 	// (Karpenter's consolidateAfter); BatchWindow how long Karpenter
 	// gathers pending pods before launching.
-	NodeLaunch  Duration  `json:"nodeLaunch"`
-	ImagePull   Duration  `json:"imagePull"`
+	NodeLaunch  *Duration `json:"nodeLaunch"`
+	ImagePull   *Duration `json:"imagePull"`
 	IdleTimeout *Duration `json:"idleTimeout"`
 	BatchWindow *Duration `json:"batchWindow"`
 }
@@ -184,7 +184,7 @@ type EC2 struct {
 type FargatePolicy struct {
 	// Startup is from the pod's creation to its container starting (billed
 	// from the image pull).
-	Startup Duration `json:"startup"`
+	Startup *Duration `json:"startup"`
 }
 
 // Platforms and packings.
@@ -412,11 +412,13 @@ func (p *Policy) complete() error {
 	if e.Packing == "" {
 		e.Packing = PackBin
 	}
-	if e.NodeLaunch == 0 {
-		e.NodeLaunch = Duration(60 * time.Second)
+	if e.NodeLaunch == nil {
+		d := Duration(60 * time.Second)
+		e.NodeLaunch = &d
 	}
-	if e.ImagePull == 0 {
-		e.ImagePull = Duration(20 * time.Second)
+	if e.ImagePull == nil {
+		d := Duration(20 * time.Second)
+		e.ImagePull = &d
 	}
 	if e.IdleTimeout == nil {
 		d := Duration(jobtype.DefaultConsolidateAfter)
@@ -432,8 +434,9 @@ func (p *Policy) complete() error {
 	if e.Arch != "amd64" && e.Arch != "arm64" {
 		bad("ec2.arch", "%q is not amd64 or arm64", e.Arch)
 	}
-	if p.Fargate.Startup == 0 {
-		p.Fargate.Startup = Duration(60 * time.Second)
+	if p.Fargate.Startup == nil {
+		d := Duration(60 * time.Second)
+		p.Fargate.Startup = &d
 	}
 	return errors.Join(errs...)
 }
@@ -509,14 +512,14 @@ func (p *Policy) Assumptions() []Assumption {
 		a = append(a,
 			Assumption{"ec2.instances", fmt.Sprintf("%s (GPU: %s), generation >= %d, %s", sel, strings.Join(p.EC2.GPUCategories, ","), p.EC2.MinGeneration, p.EC2.Arch), "jobfleet's CPU pools allow c, m, r; prices and shapes from costdata"},
 			Assumption{"ec2.packing", p.EC2.Packing, "policy"},
-			Assumption{"ec2.nodeLaunch", d(p.EC2.NodeLaunch), "assumed: EC2 launch to a Ready node"},
-			Assumption{"ec2.imagePull", d(p.EC2.ImagePull), "assumed: first pull of the job's image on a node"},
+			Assumption{"ec2.nodeLaunch", d(*p.EC2.NodeLaunch), "assumed: EC2 launch to a Ready node"},
+			Assumption{"ec2.imagePull", d(*p.EC2.ImagePull), "assumed: first pull of the job's image on a node"},
 			Assumption{"ec2.idleTimeout", d(*p.EC2.IdleTimeout), "jobfleet pools' consolidateAfter (1m)"},
 			Assumption{"ec2.batchWindow", d(*p.EC2.BatchWindow), "Karpenter's batchMaxDuration (10s)"},
 		)
 	} else {
 		a = append(a,
-			Assumption{"fargate.startup", d(p.Fargate.Startup), "assumed: pod creation to container start, billed from the image pull"},
+			Assumption{"fargate.startup", d(*p.Fargate.Startup), "assumed: pod creation to container start, billed from the image pull"},
 			Assumption{"fargate.billing", "per second, 60 s minimum, provisioned size", "costdata/fargate.json"},
 		)
 	}

@@ -22,7 +22,8 @@ const Columns = `Columns:
   cost           total USD over the replayed jobs (EC2 nodes from launch to removal, or Fargate pods), mean over seeds
   95% CI         Student's t interval of that mean over seeds
   vs baseline    paired difference with the baseline policy (same seeds), USD and percent, with its 95% interval
-  idle           node cost no pod's share accounts for (empty or partly filled nodes)
+  idle           node cost no pod's share accounts for (empty or partly filled nodes); a pod's share of a node is the
+                 mean of its shares of the node's CPU and memory (and GPUs), for the time it held them
   node-h         node hours (Fargate: pod hours)
   cpu, mem       share of the nodes' allocatable CPU and memory that pods were given, over the nodes' lifetime
   used           share of the nodes' allocatable memory that jobs used (their peak, while they ran)
@@ -47,7 +48,7 @@ func WriteText(w io.Writer, rep *Report) error {
 		slices.Sort(parts)
 		fmt.Fprintf(w, "skipped: %s\n", strings.Join(parts, ", "))
 	}
-	fmt.Fprintf(w, "seeds: %d   baseline: %s\n\n", rep.Seeds, rep.Baseline)
+	fmt.Fprintf(w, "seeds: %d   baseline: %s   cost data: %s\n\n", rep.Seeds, rep.Baseline, rep.CostData)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "policy\tcost\t95% CI\tper job\tvs baseline\t95% CI\tidle\tnode-h\tcpu\tmem\tused\t")
@@ -92,7 +93,7 @@ func WriteText(w io.Writer, rep *Report) error {
 				continue
 			}
 			shown[r.Policy]++
-			advice := "checkpoint every " + seconds(r.Daly)
+			advice := fmt.Sprintf("registry: checkpoint: {interval: %s}", time.Duration(r.Daly*float64(time.Second)).Round(time.Minute))
 			switch {
 			case r.Cost == 0:
 				advice = "no checkpoint cost given"

@@ -195,6 +195,9 @@ func (r *replay) arrive(i int) {
 	}
 	// The same jobs go to spot under every policy with the same seed.
 	a.spot = r.p.Capacity.SpotShare > 0 && spotDraw(r.seed, i) < r.p.Capacity.SpotShare
+	// Sized too small: its first attempt is bound to be OOM-killed (even
+	// if an interruption ends it first).
+	r.out[i].firstOOM = a.alloc < r.need(i)
 	if r.p.Platform == PlatformFargate {
 		r.runFargate(a, r.now)
 		return
@@ -275,9 +278,6 @@ func (r *replay) oomKilled(a *attempt) bool {
 	o := &r.out[a.job]
 	a.ooms++
 	o.ooms++
-	if a.ooms == 1 && a.attempts == 1 {
-		o.firstOOM = true
-	}
 	if a.ooms > r.p.OOM.MaxReruns {
 		o.failed = true
 		return false
@@ -492,16 +492,22 @@ func (r *replay) start(a *attempt) {
 	r.push(event{at: a.end, kind: evFinish, a: a, n: a.node, gen: a.gen})
 }
 
+// nodeShare is the part of a node's cost an attempt bears: the mean of
+// its shares of the node's CPU, memory and (on GPU nodes) GPUs, so the
+// shares of the pods a node holds never add up to more than the node.
+func nodeShare(a *attempt, t *Instance) float64 {
+	if t.GPUs > 0 {
+		return (a.cpu*1000/t.CPU + a.alloc/t.Memory + float64(a.gpus)/float64(t.GPUs)) / 3
+	}
+	return (a.cpu*1000/t.CPU + a.alloc/t.Memory) / 2
+}
+
 // account charges an attempt's time on its node, from placement to now.
 func (r *replay) account(a *attempt, ran float64, oom bool) {
 	n := a.node
 	o := &r.out[a.job]
 	held := r.now - a.placedAt
-	share := max(a.cpu*1000/n.typ.CPU, a.alloc/n.typ.Memory)
-	if n.typ.GPUs > 0 {
-		share = max(share, float64(a.gpus)/float64(n.typ.GPUs))
-	}
-	share = min(share, 1)
+	share := nodeShare(a, n.typ)
 	cost := n.typ.Price(n.spot) * held / 3600 * share
 	n.attributed += cost
 	o.cost += cost

@@ -55,6 +55,8 @@ type Report struct {
 	LabelKey     string         `json:"label_key,omitempty"`
 	Policies     []*Result      `json:"policies"`
 	WarmupSecond float64        `json:"warmup_seconds"`
+	// CostData says where the prices came from (set by the caller).
+	CostData string `json:"cost_data"`
 	// Recommendations are filled by the caller (see Recommend).
 	Recommendations []Recommendation `json:"recommendations,omitempty"`
 }

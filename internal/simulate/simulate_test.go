@@ -73,9 +73,9 @@ policies:
 	near(t, "ec2 slack GB-h", ec2.SlackGBh, 1, 1e-9)
 	near(t, "ec2 makespan", ec2.Makespan, 3680, 1e-9)
 	near(t, "ec2 node hours", ec2.NodeHours, 3740.0/3600, 1e-9)
-	// The job's share of the node is its larger share of CPU and memory.
+	// The job's share of the node is the mean of its CPU and memory shares.
 	m5 := catalog(t).Instance("m5.large")
-	share := max(1000/m5.CPU, 2*gib/m5.Memory)
+	share := (1000/m5.CPU + 2*gib/m5.Memory) / 2
 	near(t, "ec2 idle cost", ec2.IdleCost, 0.096*3740/3600-0.096*3680/3600*share, 1e-9)
 
 	// Fargate: 1 vCPU and 2 GiB + 256 MiB round up to 1 vCPU / 3 GB,
@@ -282,5 +282,35 @@ func TestDalyIntervalMinimisesTime(t *testing.T) {
 	near(t, "recommended interval", recs[0].Daly, tau, 1e-9)
 	if !recs[0].Periodic {
 		t.Errorf("a 20 h job with an interval under an hour should checkpoint periodically")
+	}
+}
+
+// A spot share caps the saving at the share times the spot discount.
+func TestSpotShareCapsTheSaving(t *testing.T) {
+	var tr Trace
+	for i := range 4000 {
+		tr.Jobs = append(tr.Jobs, Job{ID: "j", Type: "etl", Submit: float64(i * 7200), Runtime: 3600, Peak: gib, Requested: math.NaN()})
+	}
+	f := policies(t, `
+seeds: 4
+policies:
+- name: od
+  platform: ec2
+  sizing: {method: fixed, memory: 2Gi}
+  ec2: {families: [m5], packing: one-per-node, nodeLaunch: 0s, imagePull: 0s, idleTimeout: 0s, batchWindow: 0s}
+- name: 60/40
+  platform: ec2
+  sizing: {method: fixed, memory: 2Gi}
+  capacity: {spotShare: 0.6}
+  interruptions: {model: none}
+  ec2: {families: [m5], packing: one-per-node, nodeLaunch: 0s, imagePull: 0s, idleTimeout: 0s, batchWindow: 0s}
+`)
+	rep := run(t, &tr, f, Options{})
+	m5 := catalog(t).Instance("m5.large")
+	near(t, "on-demand cost", rep.Policies[0].Cost.Mean, 4000*m5.OnDemand, 1e-6)
+	want := -0.6 * m5.Spot.SavingsPct
+	near(t, "60/40 saving %", rep.Policies[1].VsBaselinePct, want, 0.03*m5.Spot.SavingsPct)
+	if ci := rep.Policies[1].VsBaseline; ci.Lo == nil || *ci.Lo > ci.Mean || *ci.Hi < ci.Mean {
+		t.Errorf("no confidence interval around the difference: %+v", ci)
 	}
 }
