@@ -214,4 +214,3 @@ policies:
 		t.Errorf("fargate: %+v: EKS Fargate has no GPUs", rep.Policies[1])
 	}
 }
-
