@@ -61,7 +61,7 @@ A policy file:
     capacity: {spotShare: 0.6}
     checkpoint: {interval: 10m, cost: 20s, restore: 30s}
 
-See docs/cost.md for every field, its default and its source.`
+See docs/simulate.md for every field, its default and its source.`
 }
 
 // Run replays the trace and prints the report.

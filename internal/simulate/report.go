@@ -22,8 +22,8 @@ const Columns = `Columns:
   cost           total USD over the replayed jobs (EC2 nodes from launch to removal, or Fargate pods), mean over seeds
   95% CI         Student's t interval of that mean over seeds
   vs baseline    paired difference with the baseline policy (same seeds), USD and percent, with its 95% interval
-  idle           node cost no pod's share accounts for (empty or partly filled nodes); a pod's share of a node is the
-                 mean of its shares of the node's CPU and memory (and GPUs), for the time it held them
+  idle           node cost no pod's share accounts for (empty or partly filled nodes); a pod bears its dominant share
+                 of the node (the largest of its CPU, memory and GPU shares) for the time it held it
   node-h         node hours (Fargate: pod hours)
   cpu, mem       share of the nodes' allocatable CPU and memory that pods were given, over the nodes' lifetime
   used           share of the nodes' allocatable memory that jobs used (their peak, while they ran)

@@ -492,14 +492,14 @@ func (r *replay) start(a *attempt) {
 	r.push(event{at: a.end, kind: evFinish, a: a, n: a.node, gen: a.gen})
 }
 
-// nodeShare is the part of a node's cost an attempt bears: the mean of
-// its shares of the node's CPU, memory and (on GPU nodes) GPUs, so the
-// shares of the pods a node holds never add up to more than the node.
+// nodeShare is the part of a node's cost an attempt bears: its dominant
+// share of the node's CPU, memory and (on GPU nodes) GPUs.
 func nodeShare(a *attempt, t *Instance) float64 {
+	share := max(a.cpu*1000/t.CPU, a.alloc/t.Memory)
 	if t.GPUs > 0 {
-		return (a.cpu*1000/t.CPU + a.alloc/t.Memory + float64(a.gpus)/float64(t.GPUs)) / 3
+		share = max(share, float64(a.gpus)/float64(t.GPUs))
 	}
-	return (a.cpu*1000/t.CPU + a.alloc/t.Memory) / 2
+	return min(share, 1)
 }
 
 // account charges an attempt's time on its node, from placement to now.
@@ -509,6 +509,9 @@ func (r *replay) account(a *attempt, ran float64, oom bool) {
 	held := r.now - a.placedAt
 	share := nodeShare(a, n.typ)
 	cost := n.typ.Price(n.spot) * held / 3600 * share
+	// Dominant shares of pods that fill different resources can add up to
+	// more than the node: never attribute more than it has cost so far.
+	cost = min(cost, max(0, n.typ.Price(n.spot)*(r.now-n.launch)/3600-n.attributed))
 	n.attributed += cost
 	o.cost += cost
 	if oom {

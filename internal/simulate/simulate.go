@@ -343,7 +343,7 @@ func summarise(t *Trace, first int, p *Policy, rs []*replay, labelKey string) *R
 			res.Makespan += (lastEnd - firstSubmit) / n
 		}
 	}
-	res.IdleCost = res.Cost.Mean - attributed/n
+	res.IdleCost = max(0, res.Cost.Mean-attributed/n) // Fargate: rounding only
 	res.CostPerJob = res.Cost.Mean / float64(jobs)
 	for typ, rate := range spotRate {
 		res.spotRate[typ] = rate / spotRuns[typ]
