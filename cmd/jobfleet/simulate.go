@@ -30,17 +30,17 @@ type SimulateCmd struct {
 	JSON       bool     `name:"json" env:"JOBFLEET_SIMULATE_JSON" help:"Print one JSON object."`
 	HTML       string   `name:"html" env:"JOBFLEET_SIMULATE_HTML" type:"path" placeholder:"FILE" help:"Also write an HTML report with plots."`
 	NoProgress bool     `name:"no-progress" env:"JOBFLEET_SIMULATE_NO_PROGRESS" help:"No progress bar (there is none when standard error is not a terminal)."`
-	IDCol      string   `name:"id-col" placeholder:"COL" help:"CSV: column with the job id."`
-	TimeCol    string   `name:"time-col" placeholder:"COL" help:"CSV: column with the submit time, in seconds."`
-	TypeCol    string   `name:"type-col" placeholder:"COL" help:"CSV: column naming the job type."`
-	RuntimeCol string   `name:"runtime-col" placeholder:"COL" help:"CSV: column with the runtime, in seconds."`
-	PeakCol    string   `name:"peak-col" placeholder:"COL" help:"CSV: column with the peak memory used."`
-	RequestCol string   `name:"request-col" placeholder:"COL" help:"CSV: column with the memory requested."`
-	CPUCol     string   `name:"cpu-col" placeholder:"COL" help:"CSV: column with the cores a job asks for (default: the policy's cpu)."`
-	GPUCol     string   `name:"gpu-col" placeholder:"COL" help:"CSV: column with the GPUs a job asks for."`
-	LabelCols  []string `name:"label-cols" sep:"," placeholder:"COL,..." help:"CSV: columns read as labels (the column name is the label key)."`
-	Features   []string `name:"features" sep:"," placeholder:"COL,..." help:"CSV: numeric columns the predictor policy reads as features."`
-	MemoryUnit string   `name:"memory-unit" default:"1" placeholder:"SIZE" help:"CSV: the size of one unit of the memory columns, e.g. 1Ki for the KB of SWF traces."`
+	IDCol      string   `name:"id-col" env:"JOBFLEET_SIMULATE_ID_COL" placeholder:"COL" help:"CSV: column with the job id."`
+	TimeCol    string   `name:"time-col" env:"JOBFLEET_SIMULATE_TIME_COL" placeholder:"COL" help:"CSV: column with the submit time, in seconds."`
+	TypeCol    string   `name:"type-col" env:"JOBFLEET_SIMULATE_TYPE_COL" placeholder:"COL" help:"CSV: column naming the job type."`
+	RuntimeCol string   `name:"runtime-col" env:"JOBFLEET_SIMULATE_RUNTIME_COL" placeholder:"COL" help:"CSV: column with the runtime, in seconds."`
+	PeakCol    string   `name:"peak-col" env:"JOBFLEET_SIMULATE_PEAK_COL" placeholder:"COL" help:"CSV: column with the peak memory used."`
+	RequestCol string   `name:"request-col" env:"JOBFLEET_SIMULATE_REQUEST_COL" placeholder:"COL" help:"CSV: column with the memory requested."`
+	CPUCol     string   `name:"cpu-col" env:"JOBFLEET_SIMULATE_CPU_COL" placeholder:"COL" help:"CSV: column with the cores a job asks for (default: the policy's cpu)."`
+	GPUCol     string   `name:"gpu-col" env:"JOBFLEET_SIMULATE_GPU_COL" placeholder:"COL" help:"CSV: column with the GPUs a job asks for."`
+	LabelCols  []string `name:"label-cols" env:"JOBFLEET_SIMULATE_LABEL_COLS" sep:"," placeholder:"COL,..." help:"CSV: columns read as labels (the column name is the label key)."`
+	Features   []string `name:"features" env:"JOBFLEET_SIMULATE_FEATURES" sep:"," placeholder:"COL,..." help:"CSV: numeric columns the predictor policy reads as features."`
+	MemoryUnit string   `name:"memory-unit" env:"JOBFLEET_SIMULATE_MEMORY_UNIT" default:"1" placeholder:"SIZE" help:"CSV: the size of one unit of the memory columns, e.g. 1Ki for the KB of SWF traces."`
 }
 
 // Help is shown under the flags.
