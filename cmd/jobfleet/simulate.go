@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -99,12 +100,18 @@ func (c *SimulateCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return fmt.Errorf("--trace: %w", err)
 	}
+	if c.ByLabel != "" && !strings.HasPrefix(c.Trace, "s3://") && strings.HasSuffix(c.Trace, ".csv") && !slices.Contains(c.LabelCols, c.ByLabel) {
+		return fmt.Errorf("--by-label %s: not a column of --label-cols (%s)", c.ByLabel, strings.Join(c.LabelCols, ","))
+	}
 	if f, ok := g.stderr.(*os.File); ok && !c.NoProgress && term.IsTerminal(int(f.Fd())) {
 		p := mpb.New(mpb.WithOutput(g.stderr), mpb.WithWidth(40), mpb.WithRefreshRate(100*time.Millisecond))
-		bar := p.AddBar(int64(len(trace.Jobs)*len(file.Policies)*file.Seeds),
+		bar := p.AddBar(0,
 			mpb.PrependDecorators(decor.Name("replaying "), decor.CountersNoUnit("%d/%d jobs")),
 			mpb.AppendDecorators(decor.Elapsed(decor.ET_STYLE_GO)))
-		opts.Progress = func(done, _ int64) { bar.SetCurrent(done) }
+		opts.Progress = func(done, total int64) {
+			bar.SetTotal(total, false)
+			bar.SetCurrent(done)
+		}
 		defer func() {
 			bar.Abort(false)
 			p.Wait()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -250,6 +251,8 @@ func loadFargate(fsys fs.FS) (Fargate, error) {
 		return f, fmt.Errorf("%s: eks_pod_sizing.configurations: missing", fileFargate)
 	case f.Overhead <= 0:
 		return f, fmt.Errorf("%s: eks_pod_sizing.memory_added_mb_per_pod: missing or not positive", fileFargate)
+	case f.MinimumSeconds <= 0:
+		return f, fmt.Errorf("%s: billing.minimum_seconds: missing or not positive", fileFargate)
 	}
 	for i, s := range doc.Sizing.Configs {
 		if s.VCPU <= 0 || s.MiB <= 0 {
@@ -288,8 +291,8 @@ func (r csvRow) str(col string) string { return strings.TrimSpace(r.record[r.ind
 
 func (r csvRow) num(col string) (float64, error) {
 	v, err := strconv.ParseFloat(r.str(col), 64)
-	if err != nil {
-		return 0, r.errorf(col, "%q is not a number", r.str(col))
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, r.errorf(col, "%q is not a finite number", r.str(col))
 	}
 	return v, nil
 }

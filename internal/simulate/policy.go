@@ -108,7 +108,7 @@ type Sizing struct {
 	// Ladder rounds sizes up to jobfleet's default size ladder.
 	Ladder bool `json:"ladder"`
 	// Minimum is the least a job is given.
-	Minimum Bytes `json:"minimum"`
+	Minimum *Bytes `json:"minimum"`
 }
 
 // OOM is what happens when a job needs more memory than it was given.
@@ -116,7 +116,7 @@ type OOM struct {
 	// RerunFactor multiplies the allocation of an OOM-killed attempt.
 	RerunFactor float64 `json:"rerunFactor"`
 	// MaxReruns after which the job fails.
-	MaxReruns int `json:"maxReruns"`
+	MaxReruns *int `json:"maxReruns"`
 	// KilledAt is the share of its runtime an attempt runs before it is
 	// killed.
 	KilledAt float64 `json:"killedAt"`
@@ -155,6 +155,8 @@ type Checkpoint struct {
 	CostByType map[string]Duration `json:"costByType"`
 	// OnNotice is the probability that a checkpoint taken on the two-minute
 	// interruption notice completes (only when Cost fits in the notice).
+	// Default 1 for jobs that checkpoint (Interval above 0), else 0; set it
+	// with Interval 0 for jobs that checkpoint only when told to stop.
 	OnNotice *float64 `json:"onNotice"`
 }
 
@@ -199,6 +201,9 @@ const (
 // of instances interrupted in a month, as its feed gives them.
 var bandEdges = map[string]float64{"<5%": 5, "5-10%": 11, "10-15%": 16, "15-20%": 22, ">20%": 100}
 
+// MaxSeeds bounds the replays per policy.
+const MaxSeeds = 200
+
 // File is a policy file: the policies compared and how.
 type File struct {
 	// Baseline names the policy the others are compared with (default the
@@ -228,6 +233,9 @@ func LoadPolicies(path string) (*File, error) {
 func ParsePolicies(data []byte) (*File, error) {
 	var f File
 	if err := yaml.UnmarshalStrict(data, &f); err != nil {
+		if located := locateValueError(data); located != nil {
+			return nil, located
+		}
 		return nil, err
 	}
 	if len(f.Policies) == 0 {
@@ -236,8 +244,8 @@ func ParsePolicies(data []byte) (*File, error) {
 	if f.Seeds == 0 {
 		f.Seeds = 10
 	}
-	if f.Seeds < 1 || f.Seeds > 1000 {
-		return nil, fmt.Errorf("seeds: %d is not between 1 and 1000", f.Seeds)
+	if f.Seeds < 1 || f.Seeds > MaxSeeds {
+		return nil, fmt.Errorf("seeds: %d is not between 1 and %d", f.Seeds, MaxSeeds)
 	}
 	names := map[string]bool{}
 	var errs []error
@@ -260,6 +268,67 @@ func ParsePolicies(data []byte) (*File, error) {
 		return nil, err
 	}
 	return &f, nil
+}
+
+// valueFields are the policy fields holding durations and memory sizes,
+// whose decoding errors do not say where they are.
+var valueFields = []struct {
+	path  []string
+	bytes bool
+}{
+	{[]string{"sizing", "memory"}, true}, {[]string{"sizing", "minimum"}, true},
+	{[]string{"sizing", "retrainEvery"}, false}, {[]string{"sizing", "window"}, false},
+	{[]string{"checkpoint", "interval"}, false}, {[]string{"checkpoint", "cost"}, false}, {[]string{"checkpoint", "restore"}, false},
+	{[]string{"ec2", "nodeLaunch"}, false}, {[]string{"ec2", "imagePull"}, false}, {[]string{"ec2", "idleTimeout"}, false}, {[]string{"ec2", "batchWindow"}, false},
+	{[]string{"fargate", "startup"}, false},
+}
+
+// locateValueError finds the duration or memory size that failed to
+// decode and names its policy and field.
+func locateValueError(data []byte) error {
+	var doc struct {
+		Policies []map[string]any `json:"policies"`
+	}
+	if yaml.Unmarshal(data, &doc) != nil {
+		return nil
+	}
+	for i, p := range doc.Policies {
+		name, _ := p["name"].(string)
+		check := func(field string, v any, isBytes bool) error {
+			raw, err := json.Marshal(v)
+			if err != nil {
+				return err
+			}
+			if isBytes {
+				var b Bytes
+				err = b.UnmarshalJSON(raw)
+			} else {
+				var d Duration
+				err = d.UnmarshalJSON(raw)
+			}
+			if err != nil {
+				return fmt.Errorf("policies[%d] (%s): %s: %w", i, name, field, err)
+			}
+			return nil
+		}
+		for _, f := range valueFields {
+			section, _ := p[f.path[0]].(map[string]any)
+			if v, ok := section[f.path[1]]; ok {
+				if err := check(strings.Join(f.path, "."), v, f.bytes); err != nil {
+					return err
+				}
+			}
+		}
+		ck, _ := p["checkpoint"].(map[string]any)
+		if byType, ok := ck["costByType"].(map[string]any); ok {
+			for typ, v := range byType {
+				if err := check("checkpoint.costByType."+typ, v, false); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // complete fills defaults and checks the policy; errors name the field.
@@ -298,8 +367,9 @@ func (p *Policy) complete() error {
 	if s.Window == 0 {
 		s.Window = Duration(30 * 24 * time.Hour)
 	}
-	if s.Minimum == 0 {
-		s.Minimum = 256 << 20
+	if s.Minimum == nil {
+		b := Bytes(256 << 20)
+		s.Minimum = &b
 	}
 	switch s.Method {
 	case SizingRequested, SizingFixed:
@@ -329,8 +399,9 @@ func (p *Policy) complete() error {
 	if o.RerunFactor == 0 {
 		o.RerunFactor = 1.5
 	}
-	if o.MaxReruns == 0 {
-		o.MaxReruns = contract.DefaultMaxAttempts - 1
+	if o.MaxReruns == nil {
+		n := contract.DefaultMaxAttempts - 1
+		o.MaxReruns = &n
 	}
 	if o.KilledAt == 0 {
 		o.KilledAt = 0.5
@@ -341,8 +412,8 @@ func (p *Policy) complete() error {
 	if !(o.RerunFactor > 1 && o.RerunFactor <= 10) {
 		bad("oom.rerunFactor", "%v is not above 1 (and at most 10)", o.RerunFactor)
 	}
-	if o.MaxReruns < 0 || o.MaxReruns > 20 {
-		bad("oom.maxReruns", "%d is not between 0 and 20", o.MaxReruns)
+	if *o.MaxReruns < 0 || *o.MaxReruns > 20 {
+		bad("oom.maxReruns", "%d is not between 0 and 20", *o.MaxReruns)
 	}
 	if !(o.KilledAt > 0 && o.KilledAt <= 1) {
 		bad("oom.killedAt", "%v is not in (0, 1]", o.KilledAt)
@@ -386,8 +457,11 @@ func (p *Policy) complete() error {
 
 	ck := &p.Checkpoint
 	if ck.OnNotice == nil {
-		one := 1.0
-		ck.OnNotice = &one
+		v := 0.0
+		if ck.Interval > 0 {
+			v = 1
+		}
+		ck.OnNotice = &v
 	}
 	if !(*ck.OnNotice >= 0 && *ck.OnNotice <= 1) {
 		bad("checkpoint.onNotice", "%v is not a probability", *ck.OnNotice)
@@ -474,11 +548,12 @@ func (p *Policy) Assumptions() []Assumption {
 	}
 	a = append(a,
 		Assumption{"sizing.buffer", fmt.Sprint(p.Sizing.Buffer), "policy"},
-		Assumption{"sizing.minimum", gib(p.Sizing.Minimum), "jobfleet's smallest size (256Mi)"},
+		Assumption{"sizing.minimum", gib(*p.Sizing.Minimum), "jobfleet's smallest size (256Mi)"},
+		Assumption{"sizing.coldStart", coldStartText(p), "what a learning method gives jobs submitted before any job ended"},
 		Assumption{"sizing.ladder", fmt.Sprint(p.Sizing.Ladder), "jobfleet's default size ladder (jobtype.DefaultSizes) when true"},
 		Assumption{"cpu", fmt.Sprint(p.CPU), "cores of jobs the trace gives none; jobfleet's default request is 1"},
 		Assumption{"oom.rerunFactor", fmt.Sprint(p.OOM.RerunFactor), "jobfleet's dispatcher reruns OOM-killed attempts with 1.5x"},
-		Assumption{"oom.maxReruns", fmt.Sprint(p.OOM.MaxReruns), "jobfleet's default of 3 attempts"},
+		Assumption{"oom.maxReruns", fmt.Sprint(*p.OOM.MaxReruns), "jobfleet's default of 3 attempts"},
 		Assumption{"oom.killedAt", fmt.Sprint(p.OOM.KilledAt), "assumed: an OOM-killed attempt ran this share of its runtime"},
 		Assumption{"oom.censoredGrowth", fmt.Sprint(p.OOM.CensoredGrowth), "assumed: a job only ever OOM-killed needs this times its largest allocation"},
 		Assumption{"capacity.spotShare", fmt.Sprint(p.Capacity.SpotShare), "policy"},
@@ -502,8 +577,17 @@ func (p *Policy) Assumptions() []Assumption {
 		Assumption{"checkpoint.interval", d(p.Checkpoint.Interval), ckSource},
 		Assumption{"checkpoint.cost", d(p.Checkpoint.Cost), "policy: time a job spends per checkpoint"},
 		Assumption{"checkpoint.restore", d(p.Checkpoint.Restore), "policy: time to restore on a new node"},
-		Assumption{"checkpoint.onNotice", fmt.Sprint(*p.Checkpoint.OnNotice), "probability the checkpoint on the 2-minute notice completes (when its cost fits)"},
+		Assumption{"checkpoint.onNotice", fmt.Sprint(*p.Checkpoint.OnNotice), "probability the checkpoint on the notice completes (when its cost fits in the notice)"},
+		Assumption{"interruption notice", "2m0s", "EC2's spot interruption notice; no pod is placed on a node within it"},
 	)
+	if len(p.Checkpoint.CostByType) > 0 {
+		types := make([]string, 0, len(p.Checkpoint.CostByType))
+		for t, c := range p.Checkpoint.CostByType {
+			types = append(types, t+"="+d(c))
+		}
+		slices.Sort(types)
+		a = append(a, Assumption{"checkpoint.costByType", strings.Join(types, ","), "policy"})
+	}
 	if p.Platform == PlatformEC2 {
 		sel := "categories " + strings.Join(p.EC2.Categories, ",")
 		if len(p.EC2.Families) > 0 {
@@ -516,11 +600,13 @@ func (p *Policy) Assumptions() []Assumption {
 			Assumption{"ec2.imagePull", d(*p.EC2.ImagePull), "assumed: first pull of the job's image on a node"},
 			Assumption{"ec2.idleTimeout", d(*p.EC2.IdleTimeout), "jobfleet pools' consolidateAfter (1m)"},
 			Assumption{"ec2.batchWindow", d(*p.EC2.BatchWindow), "Karpenter's batchMaxDuration (10s)"},
+			Assumption{"ec2.billing", "per second, 60 s minimum, from launch to removal", "EC2 Linux on-demand and spot billing"},
 		)
 	} else {
 		a = append(a,
 			Assumption{"fargate.startup", d(*p.Fargate.Startup), "assumed: pod creation to container start, billed from the image pull"},
 			Assumption{"fargate.billing", "per second, 60 s minimum, provisioned size", "costdata/fargate.json"},
+			Assumption{"fargate.overhead", "256 MiB added to each pod's memory before rounding up", "costdata/fargate.json (EKS pod sizing)"},
 		)
 	}
 	return a
@@ -532,6 +618,13 @@ func (c Checkpoint) cost(jobType string) Duration {
 		return d
 	}
 	return c.Cost
+}
+
+func coldStartText(p *Policy) string {
+	if p.Sizing.Memory > 0 {
+		return fmt.Sprintf("%.2f GiB", float64(p.Sizing.Memory)/(1<<30))
+	}
+	return "the job's request, else 4 GiB"
 }
 
 // rate is the interruption rate per instance-hour of a spot type under the

@@ -93,12 +93,13 @@ func WriteText(w io.Writer, rep *Report) error {
 				continue
 			}
 			shown[r.Policy]++
-			advice := fmt.Sprintf("registry: checkpoint: {interval: %s}", time.Duration(r.Daly*float64(time.Second)).Round(time.Minute))
+			interval := max(time.Duration(r.Daly*float64(time.Second)).Round(time.Second), 10*time.Second) // the registry's least
+			advice := fmt.Sprintf("registry: checkpoint: {interval: %s}", interval)
 			switch {
 			case r.Cost == 0:
 				advice = "no checkpoint cost given"
 			case !r.Periodic:
-				advice = "longer than its jobs: the notice checkpoint is enough"
+				advice = "longer than its jobs: few periodic checkpoints would complete"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%.5f\t%s\t%s\t%s\t%s\t\n", r.Policy, r.Type, r.Jobs, seconds(r.MeanRuntime), r.Rate, seconds(r.Cost), seconds(r.Young), seconds(r.Daly), advice)
 		}
@@ -193,7 +194,14 @@ func WriteHTML(w io.Writer, rep *Report) error {
 	for i, r := range rep.Policies {
 		names[i] = r.Name
 	}
-	cost, err := plotsvg.Render("Cost per policy", "", "USD", func(p *plot.Plot) error {
+	var plots []template.HTML
+	add := func(h template.HTML, err error) error {
+		if err == nil {
+			plots = append(plots, h)
+		}
+		return err
+	}
+	err := add(plotsvg.Render("Cost per policy", "", "USD", func(p *plot.Plot) error {
 		var work, oom, idle plotter.Values
 		for _, r := range rep.Policies {
 			work = append(work, r.Cost.Mean-r.OOMCost-r.IdleCost)
@@ -220,7 +228,7 @@ func WriteHTML(w io.Writer, rep *Report) error {
 		p.NominalX(names...)
 		p.Legend.Top = true
 		return nil
-	})
+	}))
 	if err != nil {
 		return err
 	}
@@ -258,43 +266,45 @@ func WriteHTML(w io.Writer, rep *Report) error {
 			return nil
 		})
 	}
-	slack, err := perType("Allocated but unused memory by type", "GiB hours", func(g Group) float64 { return g.SlackGBh })
-	if err != nil {
-		return err
-	}
-	oom, err := perType("First-attempt OOM rate by type", "share of jobs", func(g Group) float64 { return g.FirstOOMRate })
-	if err != nil {
-		return err
-	}
-	waits, err := plotsvg.Render("Wait from submit to start", "seconds", "share of jobs", func(p *plot.Plot) error {
-		var args []any
-		for _, r := range rep.Policies {
-			xys := make(plotter.XYs, len(r.WaitQuantiles))
-			for q, v := range r.WaitQuantiles {
-				xys[q].X, xys[q].Y = v, float64(q)/100
-			}
-			args = append(args, r.Name, xys)
+	if len(top) > 0 {
+		if err := add(perType("Allocated but unused memory by type", "GiB hours", func(g Group) float64 { return g.SlackGBh })); err != nil {
+			return err
 		}
-		return plotutil.AddLines(p, args...)
-	})
-	if err != nil {
-		return err
+		if err := add(perType("First-attempt OOM rate by type", "share of jobs", func(g Group) float64 { return g.FirstOOMRate })); err != nil {
+			return err
+		}
+	}
+	var args []any
+	for _, r := range rep.Policies {
+		if len(r.WaitQuantiles) == 0 {
+			continue // nothing ran
+		}
+		xys := make(plotter.XYs, len(r.WaitQuantiles))
+		for q, v := range r.WaitQuantiles {
+			xys[q].X, xys[q].Y = v, float64(q)/100
+		}
+		args = append(args, r.Name, xys)
+	}
+	if len(args) > 0 {
+		if err := add(plotsvg.Render("Wait from submit to start", "seconds", "share of jobs", func(p *plot.Plot) error {
+			return plotutil.AddLines(p, args...)
+		})); err != nil {
+			return err
+		}
 	}
 	var text strings.Builder
 	if err := WriteText(&text, rep); err != nil {
 		return err
 	}
-	return page.Execute(w, map[string]any{"Text": text.String(), "Cost": cost, "Slack": slack, "OOM": oom, "Waits": waits})
+	return page.Execute(w, map[string]any{"Text": text.String(), "Plots": plots})
 }
 
 var page = template.Must(template.New("simulate").Parse(`<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>jobfleet simulate</title>
 <style>body{font-family:sans-serif;margin:2em;max-width:80em} pre{font-size:12px;overflow-x:auto}</style></head>
 <body><h1>jobfleet simulate</h1>
-{{.Cost}}
-{{.Slack}}
-{{.OOM}}
-{{.Waits}}
+{{range .Plots}}{{.}}
+{{end}}
 <h2>Tables</h2>
 <pre>{{.Text}}</pre>
 </body></html>

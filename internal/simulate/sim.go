@@ -47,8 +47,8 @@ type node struct {
 	emptySince  float64
 	idleGen     int
 	gone        bool
-	idx         int // in replay.nodes while live
-	pulled      map[string]bool
+	idx         int                // in replay.nodes while live
+	pulled      map[string]float64 // job type -> when its image is pulled
 	// shares accrued per attempt: node-seconds times share, for cost
 	// attribution.
 	attributed float64
@@ -233,7 +233,11 @@ func (r *replay) runFargate(a *attempt, at float64) {
 	for {
 		size, ok := fargateSize(f, a.cpu, a.alloc)
 		if !ok || a.gpus > 0 {
-			o.unplaceable = true
+			if a.attempts == 0 {
+				o.unplaceable = true
+			} else {
+				o.failed = true // its rerun fits no Fargate size
+			}
 			return
 		}
 		a.attempts++
@@ -242,9 +246,9 @@ func (r *replay) runFargate(a *attempt, at float64) {
 			o.firstStart = start
 		}
 		oom := a.alloc < r.need(a.job)
-		work := a.remaining
+		work := r.wall(a, a.remaining)
 		if oom {
-			work *= r.p.OOM.KilledAt
+			work = r.p.OOM.KilledAt * a.remaining
 		}
 		billed := max(startup+work, f.MinimumSeconds)
 		cost := billed / 3600 * (size.VCPU*f.PerVCPUHour + size.Memory/(1<<30)*f.PerGBHour)
@@ -278,11 +282,14 @@ func (r *replay) oomKilled(a *attempt) bool {
 	o := &r.out[a.job]
 	a.ooms++
 	o.ooms++
-	if a.ooms > r.p.OOM.MaxReruns {
+	if a.ooms > *r.p.OOM.MaxReruns {
 		o.failed = true
 		return false
 	}
 	a.alloc *= r.p.OOM.RerunFactor
+	if r.p.Sizing.Ladder {
+		a.alloc = ladder(a.alloc)
+	}
 	return true
 }
 
@@ -296,8 +303,8 @@ func (r *replay) enqueue(a *attempt) {
 }
 
 // fits reports whether the attempt fits in a node's free resources.
-func (n *node) fits(a *attempt) bool {
-	return !n.gone && n.spot == a.spot && (n.typ.GPUs > 0) == (a.gpus > 0) &&
+func (n *node) fits(a *attempt, now float64) bool {
+	return !n.gone && n.interruptAt-now > noticeSeconds && n.spot == a.spot && (n.typ.GPUs > 0) == (a.gpus > 0) &&
 		n.cpu >= a.cpu*1000 && n.mem >= a.alloc && n.pods >= 1 && n.gpus >= a.gpus
 }
 
@@ -347,7 +354,7 @@ func (r *replay) provision() {
 		{
 			var best *node
 			for _, n := range r.nodes {
-				if n.fits(a) && (binpack || len(n.running) == 0) && (best == nil || n.mem < best.mem) {
+				if n.fits(a, r.now) && (binpack || len(n.running) == 0) && (best == nil || n.mem < best.mem) {
 					best = n
 				}
 			}
@@ -381,15 +388,24 @@ func (r *replay) provision() {
 				best, bestScore = t, score
 			}
 		}
+		if best == nil && a.spot {
+			// No spot offering fits: Karpenter launches on-demand.
+			a.spot = false
+			continue
+		}
 		if best == nil {
-			r.out[a.job].unplaceable = true
+			if a.attempts == 0 {
+				r.out[a.job].unplaceable = true
+			} else {
+				r.out[a.job].failed = true // its rerun fits no instance type
+			}
 			left = left[1:]
 			continue
 		}
 		n := r.launch(best, a.spot)
 		var rest []*attempt
 		for i, b := range left {
-			if (i == 0 || binpack) && n.fits(b) {
+			if (i == 0 || binpack) && n.fits(b, math.Inf(-1)) { // Karpenter does not know of a notice to come
 				r.place(b, n)
 			} else {
 				rest = append(rest, b)
@@ -442,11 +458,13 @@ func (r *replay) place(a *attempt, n *node) {
 	start := max(r.now, n.ready)
 	typ := r.t.Jobs[a.job].Type
 	if n.pulled == nil {
-		n.pulled = map[string]bool{}
+		n.pulled = map[string]float64{}
 	}
-	if !n.pulled[typ] {
-		n.pulled[typ] = true
+	if done, ok := n.pulled[typ]; ok {
+		start = max(start, done) // a pull under way
+	} else {
 		start += r.p.EC2.ImagePull.Seconds()
+		n.pulled[typ] = start
 	}
 	if a.resumed {
 		start += r.p.Checkpoint.Restore.Seconds()
@@ -565,7 +583,7 @@ func (r *replay) interrupt(n *node) {
 			a.interruptions++
 			if !a.willOOM { // an attempt bound to be OOM-killed loses its work either way
 				work, saved := r.done(a, ran)
-				if ck.Interval > 0 && ck.cost(r.t.Jobs[a.job].Type).Seconds() <= noticeSeconds && notice > a.runStart && r.rng.Float64() < *ck.OnNotice {
+				if *ck.OnNotice > 0 && ck.cost(r.t.Jobs[a.job].Type).Seconds() <= noticeSeconds && notice > a.runStart && r.rng.Float64() < *ck.OnNotice {
 					saved, _ = r.done(a, notice-a.runStart)
 				}
 				o.redone += work - saved

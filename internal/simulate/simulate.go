@@ -8,13 +8,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"runtime"
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
@@ -148,6 +148,22 @@ func Run(ctx context.Context, t *Trace, f *File, cat *Catalog, opts Options) (*R
 	}
 	rep.Types = len(types)
 
+	gpuJobs := slices.ContainsFunc(t.Jobs[first:], func(j Job) bool { return j.GPUs > 0 })
+	for i := range f.Policies {
+		p := &f.Policies[i]
+		if p.Platform != PlatformEC2 {
+			continue
+		}
+		if len(p.EC2.instanceTypes(cat, false)) == 0 {
+			return nil, fmt.Errorf("policies[%d] (%s): ec2: no instance type of the cost data matches categories %v, families %v, minGeneration %d, arch %s",
+				i, p.Name, p.EC2.Categories, p.EC2.Families, p.EC2.MinGeneration, p.EC2.Arch)
+		}
+		if gpuJobs && len(p.EC2.instanceTypes(cat, true)) == 0 {
+			return nil, fmt.Errorf("policies[%d] (%s): ec2.gpuCategories: no GPU instance type of the cost data matches %v, minGeneration %d, arch %s, and the trace has GPU jobs",
+				i, p.Name, p.EC2.GPUCategories, p.EC2.MinGeneration, p.EC2.Arch)
+		}
+	}
+
 	// Sizing does not depend on the seed: once per policy.
 	allocs := make([][]float64, len(f.Policies))
 	g, gctx := errgroup.WithContext(ctx)
@@ -166,25 +182,23 @@ func Run(ctx context.Context, t *Trace, f *File, cat *Catalog, opts Options) (*R
 		return nil, err
 	}
 
-	replays := make([][]*replay, len(f.Policies))
+	digests := make([][]*digest, len(f.Policies))
 	var done atomic.Int64
 	total := int64(len(f.Policies) * f.Seeds * rep.Jobs)
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
-	var mu sync.Mutex
 	for i := range f.Policies {
-		replays[i] = make([]*replay, f.Seeds)
+		digests[i] = make([]*digest, f.Seeds)
 		for s := range f.Seeds {
 			g.Go(func() error {
 				if err := gctx.Err(); err != nil {
 					return err
 				}
 				seed := uint64(s + 1)
-				r := &replay{t: t, p: &f.Policies[i], cat: cat, alloc: allocs[i], seed: seed, rng: newRand(seed, uint64(i))}
+				p := &f.Policies[i]
+				r := &replay{t: t, p: p, cat: cat, alloc: allocs[i], seed: seed, rng: newRand(seed, p.Name)}
 				r.run(first)
-				mu.Lock()
-				replays[i][s] = r
-				mu.Unlock()
+				digests[i][s] = digestOf(t, first, r, opts.LabelKey)
 				if opts.Progress != nil {
 					opts.Progress(done.Add(int64(rep.Jobs)), total)
 				}
@@ -196,33 +210,34 @@ func Run(ctx context.Context, t *Trace, f *File, cat *Catalog, opts Options) (*R
 		return nil, err
 	}
 	base := slices.IndexFunc(f.Policies, func(p Policy) bool { return p.Name == f.Baseline })
-	baseCosts := costs(replays[base])
+	var baseCost float64
+	for _, d := range digests[base] {
+		baseCost += d.cost / float64(f.Seeds)
+	}
 	for i := range f.Policies {
-		res := summarise(t, first, &f.Policies[i], replays[i], opts.LabelKey)
+		res := summarise(t, first, &f.Policies[i], digests[i], opts.LabelKey)
 		if i != base {
 			diff := make([]float64, f.Seeds)
-			cs := costs(replays[i])
 			for s := range diff {
-				diff[s] = cs[s] - baseCosts[s]
+				diff[s] = digests[i][s].cost - digests[base][s].cost
 			}
 			d := meanCI(diff)
 			res.VsBaseline = &d
-			res.VsBaselinePct = d.Mean / meanCI(baseCosts).Mean * 100
+			if baseCost > 0 {
+				res.VsBaselinePct = d.Mean / baseCost * 100
+			}
 		}
 		rep.Policies = append(rep.Policies, res)
 	}
 	return rep, nil
 }
 
-// newRand is the random source of one policy's replay with one seed.
-func newRand(seed, policy uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, policy)) }
-
-func costs(rs []*replay) []float64 {
-	out := make([]float64, len(rs))
-	for i, r := range rs {
-		out[i] = r.nodeCost + r.fargateCost
-	}
-	return out
+// newRand is the random source of one policy's replay with one seed: the
+// policy's name, not its place in the file, picks its stream.
+func newRand(seed uint64, policy string) *rand.Rand {
+	h := fnv.New64a()
+	h.Write([]byte(policy))
+	return rand.New(rand.NewPCG(seed, h.Sum64()))
 }
 
 // meanCI is the mean of xs with Student's t 95% interval.
@@ -247,103 +262,171 @@ func meanCI(xs []float64) Stat {
 	return st
 }
 
-// summarise averages a policy's replays over seeds.
-func summarise(t *Trace, first int, p *Policy, rs []*replay, labelKey string) *Result {
-	res := &Result{Name: p.Name, Assumptions: p.Assumptions(), Cost: meanCI(costs(rs)), spotRate: map[string]float64{}}
-	n := float64(len(rs))
-	jobs := len(t.Jobs) - first
-	byType, byLabel := map[string]*groupAcc{}, map[string]*groupAcc{}
-	spotRate, spotRuns := map[string]float64{}, map[string]float64{}
-	var attributed float64
-	for k, r := range rs {
-		total := r.nodeCost + r.fargateCost
-		var waits []float64
-		var firstSubmit, lastEnd = math.Inf(1), math.Inf(-1)
-		var jobCost float64
-		for i := first; i < len(t.Jobs); i++ {
-			o := &r.out[i]
-			jobCost += o.cost
-		}
-		attributed += jobCost
-		// Idle node cost is spread over jobs in proportion to their share.
-		scale := 1.0
-		if jobCost > 0 {
-			scale = total / jobCost
-		}
-		for i := first; i < len(t.Jobs); i++ {
-			j, o := &t.Jobs[i], &r.out[i]
-			if o.unplaceable {
-				if k == 0 {
-					res.Unplaceable++
-				}
-				continue
+// digest is what one replay (one policy, one seed) came to: kept instead
+// of its per-job outcomes, so memory does not grow with seeds.
+type digest struct {
+	cost, attributed              float64
+	nodeHours, nodesLaunched      float64
+	cpuUtil, memUtil, memUsedUtil float64
+	slack, oomCost, redone        float64
+	interrupts, failed, firstOOM  float64
+	unplaceable                   int
+	waitP50, waitP95, makespan    float64
+	waitQuantiles                 []float64
+	byType, byLabel               map[string]*groupAcc
+	spotRate, spotRuns            map[string]float64
+}
+
+// digestOf sums a replay's outcomes over the replayed jobs. Node cost no
+// pod's share accounts for is spread over the jobs in the groups, in
+// proportion to their cost.
+func digestOf(t *Trace, first int, r *replay, labelKey string) *digest {
+	d := &digest{cost: r.nodeCost + r.fargateCost, nodeHours: r.nodeHours, nodesLaunched: float64(r.nodesLaunched),
+		byType: map[string]*groupAcc{}, byLabel: map[string]*groupAcc{}, spotRate: map[string]float64{}, spotRuns: map[string]float64{}}
+	if r.nodeCPUh > 0 {
+		d.cpuUtil, d.memUtil, d.memUsedUtil = r.podCPUh/r.nodeCPUh, r.podMemGBh/r.nodeMemGBh, r.usedMemGBh/r.nodeMemGBh
+	}
+	for i := first; i < len(t.Jobs); i++ {
+		d.attributed += r.out[i].cost
+	}
+	scale := 1.0
+	if d.attributed > 0 {
+		scale = d.cost / d.attributed
+	}
+	var waits []float64
+	firstSubmit, lastEnd := math.Inf(1), math.Inf(-1)
+	for i := first; i < len(t.Jobs); i++ {
+		j, o := &t.Jobs[i], &r.out[i]
+		add := func(m map[string]*groupAcc, key string) {
+			a := m[key]
+			if a == nil {
+				a = &groupAcc{}
+				m[key] = a
 			}
-			if !math.IsNaN(o.firstStart) {
-				waits = append(waits, o.firstStart-j.Submit)
-			}
-			firstSubmit = min(firstSubmit, j.Submit)
-			lastEnd = max(lastEnd, o.end)
-			res.SlackGBh += o.slackGBh / n
-			res.OOMCost += o.oomCost * scale / n
-			res.RedoneHours += o.redone / 3600 / n
-			res.Interruptions += float64(o.interrupts) / n
-			if o.failed {
-				res.Failed += 1 / n
-			}
-			if o.firstOOM {
-				res.FirstOOMRate += 1 / n / float64(jobs)
-			}
-			if o.spotRuns > 0 {
-				spotRate[j.Type] += o.spotNodes
-				spotRuns[j.Type] += float64(o.spotRuns)
-			}
-			add := func(m map[string]*groupAcc, key string) {
-				a := m[key]
-				if a == nil {
-					a = &groupAcc{}
-					m[key] = a
-				}
-				if k == 0 {
-					a.jobs++
-					a.runtime += j.Runtime
-				}
-				a.cost += o.cost * scale / n
-				a.slack += o.slackGBh / n
-				if o.firstOOM {
-					a.firstOOM += 1 / n
-				}
-			}
-			add(byType, j.Type)
-			if labelKey != "" {
-				v, ok := j.Labels[labelKey]
-				if !ok {
-					v = "(none)"
-				}
-				add(byLabel, v)
+			a.cost += o.cost * scale
+			a.slack += o.slackGBh
+			if o.firstOOM && !o.unplaceable {
+				a.firstOOM++
 			}
 		}
-		res.NodeHours += r.nodeHours / n
-		if r.nodeCPUh > 0 {
-			res.CPUUtil += r.podCPUh / r.nodeCPUh / n
-			res.MemUtil += r.podMemGBh / r.nodeMemGBh / n
-			res.MemUsedUtil += r.usedMemGBh / r.nodeMemGBh / n
-		}
-		res.NodesLaunched += float64(r.nodesLaunched) / n
-		if len(waits) > 0 {
-			slices.Sort(waits)
-			res.WaitP50 += quantileSorted(waits, 0.5) / n
-			res.WaitP95 += quantileSorted(waits, 0.95) / n
-			if k == 0 {
-				for q := 0; q <= 100; q++ {
-					res.WaitQuantiles = append(res.WaitQuantiles, quantileSorted(waits, float64(q)/100))
-				}
+		add(d.byType, j.Type)
+		if labelKey != "" {
+			v, ok := j.Labels[labelKey]
+			if !ok {
+				v = "(none)"
 			}
+			add(d.byLabel, v)
 		}
-		if lastEnd > firstSubmit {
-			res.Makespan += (lastEnd - firstSubmit) / n
+		if o.unplaceable {
+			d.unplaceable++
+			continue
+		}
+		if !math.IsNaN(o.firstStart) {
+			waits = append(waits, o.firstStart-j.Submit)
+		}
+		firstSubmit = min(firstSubmit, j.Submit)
+		lastEnd = max(lastEnd, o.end)
+		d.slack += o.slackGBh
+		d.oomCost += o.oomCost
+		d.redone += o.redone / 3600
+		d.interrupts += float64(o.interrupts)
+		if o.failed {
+			d.failed++
+		}
+		if o.firstOOM {
+			d.firstOOM++
+		}
+		if o.spotRuns > 0 {
+			d.spotRate[j.Type] += o.spotNodes
+			d.spotRuns[j.Type] += float64(o.spotRuns)
 		}
 	}
-	res.IdleCost = max(0, res.Cost.Mean-attributed/n) // Fargate: rounding only
+	if len(waits) > 0 {
+		slices.Sort(waits)
+		d.waitP50, d.waitP95 = quantileSorted(waits, 0.5), quantileSorted(waits, 0.95)
+		for q := 0; q <= 100; q++ {
+			d.waitQuantiles = append(d.waitQuantiles, quantileSorted(waits, float64(q)/100))
+		}
+	}
+	if lastEnd > firstSubmit {
+		d.makespan = lastEnd - firstSubmit
+	}
+	return d
+}
+
+// summarise averages a policy's replays over seeds.
+func summarise(t *Trace, first int, p *Policy, ds []*digest, labelKey string) *Result {
+	costs := make([]float64, len(ds))
+	for i, d := range ds {
+		costs[i] = d.cost
+	}
+	res := &Result{Name: p.Name, Assumptions: p.Assumptions(), Cost: meanCI(costs), spotRate: map[string]float64{}}
+	n := float64(len(ds))
+	jobs := len(t.Jobs) - first
+	// Groups: their jobs and runtimes from the trace, the rest averaged.
+	byType, byLabel := map[string]*groupAcc{}, map[string]*groupAcc{}
+	for i := first; i < len(t.Jobs); i++ {
+		j := &t.Jobs[i]
+		count := func(m map[string]*groupAcc, key string) {
+			a := m[key]
+			if a == nil {
+				a = &groupAcc{}
+				m[key] = a
+			}
+			a.jobs++
+			a.runtime += j.Runtime
+		}
+		count(byType, j.Type)
+		if labelKey != "" {
+			v, ok := j.Labels[labelKey]
+			if !ok {
+				v = "(none)"
+			}
+			count(byLabel, v)
+		}
+	}
+	spotRate, spotRuns := map[string]float64{}, map[string]float64{}
+	var attributed, unplaced float64
+	for _, d := range ds {
+		attributed += d.attributed / n
+		res.NodeHours += d.nodeHours / n
+		res.NodesLaunched += d.nodesLaunched / n
+		res.CPUUtil += d.cpuUtil / n
+		res.MemUtil += d.memUtil / n
+		res.MemUsedUtil += d.memUsedUtil / n
+		res.SlackGBh += d.slack / n
+		res.OOMCost += d.oomCost / n
+		res.RedoneHours += d.redone / n
+		res.Interruptions += d.interrupts / n
+		res.Failed += d.failed / n
+		res.FirstOOMRate += d.firstOOM / float64(jobs) / n
+		unplaced += float64(d.unplaceable) / n
+		res.WaitP50 += d.waitP50 / n
+		res.WaitP95 += d.waitP95 / n
+		res.Makespan += d.makespan / n
+		for key, g := range d.byType {
+			a := byType[key]
+			a.cost += g.cost / n
+			a.slack += g.slack / n
+			a.firstOOM += g.firstOOM / n
+		}
+		for key, g := range d.byLabel {
+			a := byLabel[key]
+			if a == nil {
+				continue
+			}
+			a.cost += g.cost / n
+			a.slack += g.slack / n
+			a.firstOOM += g.firstOOM / n
+		}
+		for typ, rate := range d.spotRate {
+			spotRate[typ] += rate
+			spotRuns[typ] += d.spotRuns[typ]
+		}
+	}
+	res.Unplaceable = int(math.Round(unplaced))
+	res.WaitQuantiles = ds[0].waitQuantiles
+	res.IdleCost = max(0, res.Cost.Mean-attributed) // Fargate: rounding only
 	res.CostPerJob = res.Cost.Mean / float64(jobs)
 	for typ, rate := range spotRate {
 		res.spotRate[typ] = rate / spotRuns[typ]
@@ -355,7 +438,8 @@ func summarise(t *Trace, first int, p *Policy, rs []*replay, labelKey string) *R
 	return res
 }
 
-// groupAcc sums one group's jobs (first seed) and per-seed means.
+// groupAcc sums one group's jobs and runtime (from the trace) and its
+// cost, slack and first-attempt OOM kills (per seed, then averaged).
 type groupAcc struct {
 	jobs                           int
 	cost, slack, firstOOM, runtime float64

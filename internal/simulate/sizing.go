@@ -20,53 +20,63 @@ import (
 func allocate(ctx context.Context, t *Trace, p *Policy) ([]float64, error) {
 	s := p.Sizing
 	alloc := make([]float64, len(t.Jobs))
+	// final turns a method's size into what the job is given.
+	final := func(i int, a float64) float64 {
+		if s.Method != SizingRequested || !(t.Jobs[i].Requested > 0) {
+			a *= s.Buffer // a user's own request is taken as it is
+		}
+		a = max(a, float64(*s.Minimum))
+		if s.Ladder {
+			a = ladder(a)
+		}
+		return a
+	}
 	switch s.Method {
 	case SizingFixed:
 		for i := range alloc {
-			alloc[i] = float64(s.Memory)
+			alloc[i] = final(i, float64(s.Memory))
 		}
 	case SizingRequested:
 		for i, j := range t.Jobs {
-			alloc[i] = j.Requested
-			if !(alloc[i] > 0) {
-				alloc[i] = float64(s.Memory)
+			a := j.Requested
+			if !(a > 0) {
+				a = float64(s.Memory)
 			}
+			alloc[i] = final(i, a)
 		}
 	case SizingTypeQuantile, SizingTypeMax, SizingPredictor:
-		if err := walkForward(ctx, t, p, alloc); err != nil {
+		if err := walkForward(ctx, t, p, alloc, final); err != nil {
 			return nil, err
 		}
 	default:
 		return nil, fmt.Errorf("sizing method %q", s.Method)
 	}
-	for i := range alloc {
-		a := alloc[i]
-		if s.Method != SizingRequested || !(t.Jobs[i].Requested > 0) {
-			a *= s.Buffer // a user's own request is taken as it is
-		}
-		a = max(a, float64(s.Minimum))
-		if s.Ladder {
-			a = ladder(a)
-		}
-		alloc[i] = a
-	}
 	return alloc, nil
 }
 
-// sizer is a learning sizing method.
+// sizer is a learning sizing method; train sees the allocations the jobs
+// of its history were given.
 type sizer interface {
-	train(ctx context.Context, history []int) error
+	train(ctx context.Context, history []int, alloc []float64) error
 	size(j int) float64
 }
 
-func walkForward(ctx context.Context, t *Trace, p *Policy, alloc []float64) error {
+// known is when a job's need became known.
+func (j *Job) known() float64 {
+	if j.Known > 0 {
+		return j.Known
+	}
+	return j.Submit + j.Runtime
+}
+
+func walkForward(ctx context.Context, t *Trace, p *Policy, alloc []float64, final func(int, float64) float64) error {
 	every, window := p.Sizing.RetrainEvery.Seconds(), p.Sizing.Window.Seconds()
 	// Jobs become history when they end.
 	byEnd := make([]int, len(t.Jobs))
 	for i := range byEnd {
 		byEnd[i] = i
 	}
-	end := func(i int) float64 { return t.Jobs[i].Submit + t.Jobs[i].Runtime }
+	end := func(i int) float64 { return t.Jobs[i].known() }
 	sort.SliceStable(byEnd, func(a, b int) bool { return end(byEnd[a]) < end(byEnd[b]) })
 
 	var m sizer
@@ -92,23 +102,21 @@ func walkForward(ctx context.Context, t *Trace, p *Policy, alloc []float64) erro
 			lo++
 		}
 		if hi > lo {
-			if err := m.train(ctx, byEnd[lo:hi]); err != nil {
+			if err := m.train(ctx, byEnd[lo:hi], alloc); err != nil {
 				return err
 			}
 			trained = true
 		}
 		for next < len(t.Jobs) && t.Jobs[next].Submit < start+every {
+			a := math.NaN()
 			if trained {
-				alloc[next] = m.size(next)
-			} else {
-				alloc[next] = math.NaN() // nothing has ended yet: the cold-start size
+				a = m.size(next)
 			}
+			if math.IsNaN(a) {
+				a = coldStart(t, p, next) // nothing has ended yet
+			}
+			alloc[next] = final(next, a)
 			next++
-		}
-	}
-	for i := range alloc {
-		if math.IsNaN(alloc[i]) {
-			alloc[i] = coldStart(t, p, i)
 		}
 	}
 	return nil
@@ -144,7 +152,7 @@ type quantileSizer struct {
 	global float64
 }
 
-func (s *quantileSizer) train(_ context.Context, history []int) error {
+func (s *quantileSizer) train(_ context.Context, history []int, _ []float64) error {
 	groups := map[string][]float64{}
 	all := make([]float64, 0, len(history))
 	for _, i := range history {
@@ -184,13 +192,23 @@ type predictorSizer struct {
 	model  *predictor.Model
 }
 
-func (s *predictorSizer) train(ctx context.Context, history []int) error {
+func (s *predictorSizer) train(ctx context.Context, history []int, alloc []float64) error {
 	ds := &predictor.Dataset{Features: s.t.Features, Samples: make([]predictor.Sample, 0, len(history))}
 	for _, i := range history {
 		j := &s.t.Jobs[i]
-		smp := predictor.Sample{Time: j.Submit + j.Runtime, Type: j.Type, Features: j.Features, Peak: j.Peak, Baseline: math.NaN(), Allocated: math.NaN()}
-		if j.Censored {
+		// What the job was given and whether that sufficed, as run records
+		// tell the predictor: it adapts its margin from them.
+		smp := predictor.Sample{Time: j.known(), Type: j.Type, Features: j.Features, Peak: j.Peak, Baseline: math.NaN(), Allocated: alloc[i]}
+		switch {
+		case j.Censored:
+			// Only the kill is known: no peak to learn from.
 			smp.Missed, smp.Allocated = true, j.Peak
+		case alloc[i] < j.Peak:
+			// Killed at its allocation, then rerun with more: two records.
+			killed := smp
+			killed.Missed = true
+			ds.Samples = append(ds.Samples, killed)
+			smp.Allocated = math.NaN()
 		}
 		ds.Samples = append(ds.Samples, smp)
 	}

@@ -29,6 +29,9 @@ type Job struct {
 	// job was only ever OOM-killed and Peak is a lower bound: it needed more.
 	Peak     float64
 	Censored bool
+	// Known is when what the job needed became known (it ended): learning
+	// sizing methods see it from then on.
+	Known float64
 	// Requested is the memory the user asked for, NaN when unknown.
 	Requested float64
 	// CPU in cores (0: the policy's default) and GPUs.
@@ -76,6 +79,10 @@ type CSVColumns struct {
 	// the KB of SWF traces). Default 1.
 	MemoryUnit float64
 }
+
+// maxTime bounds submit times (about 3,000 years of seconds): beyond it,
+// adding a week is lost to rounding.
+const maxTime = 1e11
 
 // ReadCSV reads a CSV trace with a header row. Rows without a positive
 // runtime or peak memory (-1 or empty in SWF traces) are skipped and
@@ -167,8 +174,10 @@ func ReadCSV(r io.Reader, cols CSVColumns) (*Trace, error) {
 			}
 		}
 		switch {
-		case math.IsNaN(submit):
-			return nil, fmt.Errorf("line %d column %s: no submit time", line, cols.Time)
+		case math.IsNaN(submit) || submit > maxTime:
+			return nil, fmt.Errorf("line %d column %s: %q is not a submit time in seconds (0 to %g)", line, cols.Time, rec[timeCol], maxTime)
+		case !math.IsNaN(gpu) && (gpu > 64 || gpu != math.Trunc(gpu)):
+			return nil, fmt.Errorf("line %d column %s: %q is not a number of GPUs (0 to 64)", line, cols.GPU, rec[gpuCol])
 		case !(runtime > 0):
 			t.skip("no positive runtime")
 			continue
@@ -176,7 +185,7 @@ func ReadCSV(r io.Reader, cols CSVColumns) (*Trace, error) {
 			t.skip("no positive peak memory")
 			continue
 		}
-		j := Job{Submit: submit, Type: strings.TrimSpace(rec[typeCol]), Runtime: runtime, Peak: peak * cols.MemoryUnit, Requested: req * cols.MemoryUnit}
+		j := Job{Submit: submit, Known: submit + runtime, Type: strings.TrimSpace(rec[typeCol]), Runtime: runtime, Peak: peak * cols.MemoryUnit, Requested: req * cols.MemoryUnit}
 		if j.Type == "" {
 			return nil, fmt.Errorf("line %d column %s: empty job type", line, cols.Type)
 		}
@@ -245,33 +254,44 @@ func FromRecords(records []*jobfleet.RunRecord) *Trace {
 		j := Job{ID: first.JobID, Submit: float64(first.StartedAt.UnixNano()) / 1e9, Type: first.Type, Requested: math.NaN(), GPUs: first.GPUs, Labels: first.Labels}
 		var succeeded bool
 		var oomAlloc, saved, longest float64
+		var ended time.Time
 		for _, a := range attempts {
 			longest = max(longest, a.DurationSecs)
+			if a.EndedAt.After(ended) {
+				ended = a.EndedAt
+			}
 			switch a.Outcome {
 			case jobfleet.OutcomeSucceeded:
 				succeeded = true
 				j.Runtime = a.DurationSecs + saved
 				j.Peak = max(j.Peak, float64(a.PeakBytes))
+				continue
 			case jobfleet.OutcomeOOM:
 				oomAlloc = max(oomAlloc, float64(a.AllocatedBytes))
 			case jobfleet.OutcomeInterrupted, jobfleet.OutcomeEvicted:
-				if !a.LastCheckpointAt.IsZero() {
-					saved += a.LastCheckpointAt.Sub(a.StartedAt).Seconds()
-				}
 				j.Peak = max(j.Peak, float64(a.PeakBytes))
+			}
+			// The work this attempt checkpointed is not redone by the next;
+			// a checkpoint from before its start is the one it restored.
+			if a.LastCheckpointAt.After(a.StartedAt) {
+				saved += a.LastCheckpointAt.Sub(a.StartedAt).Seconds()
 			}
 		}
 		switch {
-		case succeeded && j.Peak > 0 && j.Runtime > 0:
-			if oomAlloc > j.Peak {
-				j.Peak = oomAlloc // it was killed at this allocation: it needed more
+		case succeeded && (j.Peak <= 0 || j.Runtime <= 0):
+			t.skip("succeeded without a measured peak or runtime")
+			continue
+		case succeeded:
+			if oomAlloc >= j.Peak {
+				j.Peak = oomAlloc + 1 // it was killed at this allocation: it needed more
 			}
-		case !succeeded && oomAlloc > 0 && longest > 0:
+		case oomAlloc > 0 && longest > 0:
 			j.Peak, j.Censored, j.Runtime = oomAlloc, true, longest
 		default:
 			t.skip("never succeeded or OOM-killed")
 			continue
 		}
+		j.Known = float64(ended.UnixNano()) / 1e9
 		j.Features = make([]float64, len(t.Features))
 		for i, name := range t.Features {
 			v, ok := first.Features[name]
