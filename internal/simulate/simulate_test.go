@@ -5,8 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
