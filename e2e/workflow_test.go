@@ -14,7 +14,11 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/yaml"
 
 	"github.com/jobfleet/jobfleet"
@@ -33,160 +37,255 @@ const workflowTypes = `
      memory: {default: 64Mi}}
 `
 
-// argoStep is the command of deploy/argo/jobfleet-job.yaml's submit step,
-// with its outputs' paths: what Argo's workflow-controller would run in the
-// step's pod.
-type argoStep struct {
-	command []string
-	outputs map[string]string // output parameter -> path
+// argoWorkflow runs three jobfleet steps through deploy/argo/jobfleet-job.yaml
+// (prepare, a GPU training, evaluate), each followed by a suspended
+// "settle" step the test resumes once it has checked the cluster.
+const argoWorkflow = `
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata:
+  generateName: train-
+spec:
+  entrypoint: main
+  serviceAccountName: argo-step
+  podGC: {strategy: OnPodSuccess}
+  arguments:
+    parameters:
+      - {name: jobfleet-image, value: "jobfleet:e2e"}
+  templates:
+    - name: main
+      steps:
+        - - name: prepare
+            templateRef: {name: jobfleet-job, template: submit}
+            arguments: {parameters: [{name: type, value: prepare}, {name: id, value: "{{workflow.uid}}-prepare"}, {name: labels, value: team=ml}, {name: timeout, value: 5m}, {name: metric, value: count}]}
+        - - {name: settle-1, template: settle}
+        - - name: train
+            templateRef: {name: jobfleet-job, template: submit}
+            arguments: {parameters: [{name: type, value: train}, {name: id, value: "{{workflow.uid}}-train"}, {name: labels, value: team=ml}, {name: timeout, value: 5m}, {name: metric, value: count}]}
+        - - {name: settle-2, template: settle}
+        - - name: evaluate
+            templateRef: {name: jobfleet-job, template: submit}
+            arguments: {parameters: [{name: type, value: evaluate}, {name: id, value: "{{workflow.uid}}-evaluate"}, {name: labels, value: team=ml}, {name: timeout, value: 5m}, {name: metric, value: count}]}
+    - name: settle
+      suspend: {}
+`
+
+// argoNode is a node of a Workflow's status.
+type argoNode struct {
+	DisplayName string `json:"displayName"`
+	Type        string `json:"type"`
+	Phase       string `json:"phase"`
+	Message     string `json:"message"`
+	Outputs     struct {
+		Parameters []struct {
+			Name  string `json:"name"`
+			Value string `json:"value"`
+		} `json:"parameters"`
+		ExitCode string `json:"exitCode"`
+	} `json:"outputs"`
 }
 
-func loadArgoStep(t *testing.T) *argoStep {
+func (n argoNode) output(name string) string {
+	for _, p := range n.Outputs.Parameters {
+		if p.Name == name {
+			return p.Value
+		}
+	}
+	return ""
+}
+
+// workflowNodes reads a Workflow's phase and nodes by display name.
+func (s *stack) workflowNodes(ctx context.Context, name string) (*unstructured.Unstructured, string, map[string]argoNode, error) {
+	wf, err := s.cluster.Dynamic.Resource(testenv.Workflows).Namespace(s.ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	phase, _, _ := unstructured.NestedString(wf.Object, "status", "phase")
+	raw, _, _ := unstructured.NestedMap(wf.Object, "status", "nodes")
+	data, err := json.Marshal(raw)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	var byID map[string]argoNode
+	if err := json.Unmarshal(data, &byID); err != nil {
+		return nil, "", nil, err
+	}
+	nodes := map[string]argoNode{}
+	for _, n := range byID {
+		nodes[n.DisplayName] = n
+	}
+	return wf, phase, nodes, nil
+}
+
+// resume resumes a Workflow's suspended step as `argo resume` does: it
+// marks the active suspend node succeeded.
+func (s *stack) resume(t *testing.T, name string) {
 	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		wf, err := s.cluster.Dynamic.Resource(testenv.Workflows).Namespace(s.ns).Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		nodes, _, _ := unstructured.NestedMap(wf.Object, "status", "nodes")
+		resumed := false
+		for id, raw := range nodes {
+			n, ok := raw.(map[string]any)
+			if !ok || n["type"] != "Suspend" || n["phase"] != "Running" {
+				continue
+			}
+			n["phase"], n["finishedAt"] = "Succeeded", time.Now().UTC().Format(time.RFC3339)
+			nodes[id] = n
+			resumed = true
+		}
+		if !resumed {
+			return errors.New("no suspended step")
+		}
+		if err := unstructured.SetNestedMap(wf.Object, nodes, "status", "nodes"); err != nil {
+			return err
+		}
+		_, err = s.cluster.Dynamic.Resource(testenv.Workflows).Namespace(s.ns).Update(t.Context(), wf, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("resuming workflow %s: %v", name, err)
+	}
+}
+
+// argoSetup starts Argo's workflow-controller and gives the test's
+// namespace what deploy/argo/jobfleet-job.yaml needs: the WorkflowTemplate
+// itself, the jobfleet-submit ConfigMap, and a service account with the
+// permissions of Argo's executor.
+func (s *stack) argoSetup(t *testing.T) {
+	t.Helper()
+	s.cluster.StartArgo(t)
+	ctx := t.Context()
 	data, err := os.ReadFile(filepath.Join("..", "deploy", "argo", "jobfleet-job.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wt struct {
-		Spec struct {
-			Templates []struct {
-				Name    string `json:"name"`
-				Outputs struct {
-					Parameters []struct {
-						Name      string `json:"name"`
-						ValueFrom struct {
-							Path string `json:"path"`
-						} `json:"valueFrom"`
-					} `json:"parameters"`
-				} `json:"outputs"`
-				Container struct {
-					Command []string `json:"command"`
-					Args    []string `json:"args"`
-				} `json:"container"`
-			} `json:"templates"`
-		} `json:"spec"`
-	}
-	if err := yaml.Unmarshal(data, &wt); err != nil {
+	var tmpl unstructured.Unstructured
+	if err := yaml.Unmarshal(data, &tmpl.Object); err != nil {
 		t.Fatal(err)
 	}
-	for _, tmpl := range wt.Spec.Templates {
-		if tmpl.Name != "submit" {
-			continue
-		}
-		step := &argoStep{command: append(tmpl.Container.Command, tmpl.Container.Args...), outputs: map[string]string{}}
-		for _, p := range tmpl.Outputs.Parameters {
-			step.outputs[p.Name] = p.ValueFrom.Path
-		}
-		return step
+	if _, err := s.cluster.Dynamic.Resource(testenv.WorkflowTemplates).Namespace(s.ns).Create(ctx, &tmpl, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating the WorkflowTemplate: %v", err)
 	}
-	t.Fatal("no submit template")
-	return nil
-}
-
-// run runs the step as Argo would, with its inputs substituted, the
-// jobfleet binary for /jobfleet and dir for the pod's /tmp/jobfleet
-// volume; it returns the exit code and the output parameters.
-func (a *argoStep) run(t *testing.T, s *stack, dir string, inputs map[string]string) (int, map[string]string) {
-	t.Helper()
-	vars := []string{"{{workflow.name}}", "e2e-workflow", "/tmp/jobfleet", dir}
-	for k, v := range inputs {
-		vars = append(vars, "{{inputs.parameters."+k+"}}", v)
-	}
-	r := strings.NewReplacer(vars...)
-	args := make([]string, len(a.command))
-	for i, arg := range a.command {
-		args[i] = r.Replace(arg)
-		if strings.Contains(args[i], "{{") {
-			t.Fatalf("the step's %q has a variable the test did not set", arg)
-		}
-	}
-	cmd := exec.CommandContext(t.Context(), s.jobfleet, args[1:]...)
-	// The ConfigMap jobfleet-submit's settings.
-	cmd.Env = append(append(os.Environ(), s.sqs.Env()...), s.s3.Env()...)
-	cmd.Env = append(cmd.Env, "JOBFLEET_QUEUE="+s.intake, "JOBFLEET_BUCKET="+s.bucket, "JOBFLEET_PREFIX=jobfleet", "JOBFLEET_LOG_FORMAT=json")
-	out, err := cmd.CombinedOutput()
-	code := 0
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		code = exit.ExitCode()
-	case err != nil:
+	core := s.cluster.Typed.CoreV1()
+	if _, err := core.ConfigMaps(s.ns).Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "jobfleet-submit"},
+		Data:       map[string]string{"JOBFLEET_QUEUE": s.intake, "JOBFLEET_BUCKET": s.bucket, "JOBFLEET_PREFIX": "jobfleet", "AWS_REGION": testenv.Region, "JOBFLEET_LOG_FORMAT": "json"},
+	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	outputs := map[string]string{}
-	for name, path := range a.outputs {
-		data, err := os.ReadFile(r.Replace(path))
-		if err == nil {
-			outputs[name] = string(data)
+	if _, err := core.ServiceAccounts(s.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "argo-step"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rbac := s.cluster.Typed.RbacV1()
+	if _, err := rbac.Roles(s.ns).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "argo-executor"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"argoproj.io"}, Resources: []string{"workflowtaskresults"}, Verbs: []string{"create", "patch"}},
+			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "watch", "patch"}},
+		},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rbac.RoleBindings(s.ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "argo-executor"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "argo-executor"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "argo-step", Namespace: s.ns}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- workflow-controller log tail:\n%s", s.cluster.Log("workflow-controller", 6000))
 		}
-	}
-	t.Logf("step %s exited %d", inputs["id"], code)
-	if code != 0 {
-		t.Logf("%s", out)
-	}
-	return code, outputs
+	})
 }
 
-// TestWorkflowLeavesNothingBetweenSteps runs a three-step workflow, a GPU
-// training between a preparation and an evaluation, through the real
-// stack, with the commands of deploy/argo/jobfleet-job.yaml's step as
-// Argo's workflow-controller would run them (the controller itself is not
-// built here; see docs/testing.md). Each step waits for its job; between
-// steps no job pod runs, no Job is active and, after Karpenter's
-// consolidation, no node is left.
+// TestWorkflowLeavesNothingBetweenSteps runs a three-step Argo workflow, a
+// GPU training between a preparation and an evaluation, with Argo's own
+// workflow-controller and executor and the shipped WorkflowTemplate
+// (deploy/argo/jobfleet-job.yaml), through the real stack. Each step
+// waits for its job; while the workflow is suspended between steps, no
+// job pod runs, no Job is active and, after Karpenter's consolidation, no
+// node is left. The steps' outputs (the job's result and metric) reach the
+// workflow.
 func TestWorkflowLeavesNothingBetweenSteps(t *testing.T) {
 	s := setup(t)
 	s.announce(t)
 	s.dispatch(t, s.registry(t, workflowTypes))
-	step := loadArgoStep(t)
+	s.argoSetup(t)
+	var wf unstructured.Unstructured
+	if err := yaml.Unmarshal([]byte(argoWorkflow), &wf.Object); err != nil {
+		t.Fatal(err)
+	}
+	created, err := s.cluster.Dynamic.Resource(testenv.Workflows).Namespace(s.ns).Create(t.Context(), &wf, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("creating the Workflow: %v", err)
+	}
+	name, uid := created.GetName(), string(created.GetUID())
 	steps := []struct {
-		typ, want string
-		gpu       bool
-	}{{"prepare", "10", false}, {"train", "120", true}, {"evaluate", "5", false}}
-	for i, st := range steps {
-		id := "wf-" + st.typ
-		code, outputs := step.run(t, s, t.TempDir(), map[string]string{
-			"type": st.typ, "id": id, "params": "{}", "features": "", "labels": "team=ml", "priority": "0", "timeout": "5m", "metric": "count",
-		})
-		if code != 0 {
-			t.Fatalf("step %s exited %d", st.typ, code)
-		}
-		var result jobfleet.JobState
-		if err := json.Unmarshal([]byte(outputs["result"]), &result); err != nil || result.Status != jobfleet.StatusSucceeded {
-			t.Fatalf("step %s: result %v %q", st.typ, err, outputs["result"])
-		}
-		if outputs["metric"] != st.want {
-			t.Errorf("step %s: metric output %q, want %q", st.typ, outputs["metric"], st.want)
-		}
-		if result.Labels["workflow"] != "e2e-workflow" || result.Labels["step"] != id || result.Labels["team"] != "ml" {
-			t.Errorf("step %s: labels %v", st.typ, result.Labels)
-		}
-		last := result.Attempts[len(result.Attempts)-1]
-		// The dispatcher records where the training ran (six seconds) from
-		// its node: the pools launch spot and on-demand, so the worker
-		// could not tell. The other steps end within a second.
-		await(t, 30*time.Second, "step "+st.typ+"'s placement in its state", func(ctx context.Context) (bool, error) {
-			if !st.gpu {
-				return true, nil
-			}
-			cur, _, err := s.store().ReadRun(ctx, id)
+		typ, want, settle string
+		gpu               bool
+	}{{"prepare", "10", "settle-1", false}, {"train", "120", "settle-2", true}, {"evaluate", "5", "", false}}
+	for _, st := range steps {
+		id := uid + "-" + st.typ
+		var node argoNode
+		await(t, 5*time.Minute, "the workflow's "+st.typ+" step", func(ctx context.Context) (bool, error) {
+			_, phase, nodes, err := s.workflowNodes(ctx, name)
 			if err != nil {
 				return false, err
 			}
-			a := cur.Attempts[len(cur.Attempts)-1]
-			node := s.node(t, a.Node)
-			return a.CapacityType == node.CapacityType && a.InstanceType == node.InstanceType && a.CapacityType != "", nil
+			node = nodes[st.typ]
+			if phase == "Failed" || phase == "Error" || node.Phase == "Failed" || node.Phase == "Error" {
+				return false, fmt.Errorf("workflow %s, step %s %s: %s", phase, st.typ, node.Phase, node.Message)
+			}
+			return node.Phase == "Succeeded", nil
 		})
-		node := s.node(t, last.Node)
-		if onGPU := node.NodePool == "jobfleet-gpu" || node.GPUs > 0; onGPU != st.gpu {
-			t.Errorf("step %s ran on %s %+v: on a GPU node = %v, want %v", st.typ, last.Node, node, onGPU, st.gpu)
+		var result jobfleet.JobState
+		if err := json.Unmarshal([]byte(node.output("result")), &result); err != nil || result.Status != jobfleet.StatusSucceeded {
+			t.Fatalf("step %s: result output %v %q", st.typ, err, node.output("result"))
 		}
-		if i == len(steps)-1 {
+		if got := node.output("metric"); got != st.want {
+			t.Errorf("step %s: metric output %q, want %q", st.typ, got, st.want)
+		}
+		if result.JobID != id || result.Labels["workflow"] != name || result.Labels["step"] != id || result.Labels["team"] != "ml" {
+			t.Errorf("step %s: job %s, labels %v", st.typ, result.JobID, result.Labels)
+		}
+		last := result.Attempts[len(result.Attempts)-1]
+		node1 := s.node(t, last.Node)
+		if onGPU := node1.NodePool == "jobfleet-gpu" || node1.GPUs > 0; onGPU != st.gpu {
+			t.Errorf("step %s ran on %s %+v: on a GPU node = %v, want %v", st.typ, last.Node, node1, onGPU, st.gpu)
+		}
+		if st.gpu {
+			// The dispatcher records where the training ran from its node:
+			// the pools launch spot and on-demand, so the worker could not tell.
+			await(t, 30*time.Second, "step "+st.typ+"'s placement in its state", func(ctx context.Context) (bool, error) {
+				cur, _, err := s.store().ReadRun(ctx, id)
+				if err != nil {
+					return false, err
+				}
+				a := cur.Attempts[len(cur.Attempts)-1]
+				n := s.node(t, a.Node)
+				return a.CapacityType == n.CapacityType && a.InstanceType == n.InstanceType && a.CapacityType != "", nil
+			})
+		}
+		if st.settle == "" {
 			break
 		}
-		// Between steps: nothing runs, and the nodes go.
+		// Between steps, the workflow suspended: nothing runs, and the
+		// nodes go.
 		var state string
 		await(t, 3*time.Minute, "the cluster to empty after step "+st.typ, func(ctx context.Context) (bool, error) {
+			_, _, nodes, err := s.workflowNodes(ctx, name)
+			if err != nil {
+				return false, err
+			}
+			if n := nodes[st.settle]; n.Phase != "Running" {
+				return false, fmt.Errorf("the %s step is %q, not suspended", st.settle, n.Phase)
+			}
 			pods, err := s.runningPods(ctx)
 			if err != nil {
 				return false, err
@@ -199,21 +298,26 @@ func TestWorkflowLeavesNothingBetweenSteps(t *testing.T) {
 			if err != nil {
 				return false, err
 			}
-			if now := fmt.Sprintf("running pods %d, active Jobs %d, NodeClaims %d", len(pods), active, len(claims.Items)); now != state {
+			if now := fmt.Sprintf("running job pods %d, active Jobs %d, NodeClaims %d", len(pods), active, len(claims.Items)); now != state {
 				state = now
 				t.Log(state)
 			}
 			return len(pods) == 0 && active == 0 && len(claims.Items) == 0, nil
 		})
+		s.resume(t, name)
 	}
+	await(t, time.Minute, "the workflow to succeed", func(ctx context.Context) (bool, error) {
+		_, phase, _, err := s.workflowNodes(ctx, name)
+		return phase == "Succeeded", err
+	})
 	// One event per job end.
 	for _, st := range steps {
 		n := 0
 		for _, p := range s.sns.Published(s.events) {
 			var e jobfleet.Event
-			if json.Unmarshal([]byte(p.Message), &e) == nil && e.JobID == "wf-"+st.typ {
+			if json.Unmarshal([]byte(p.Message), &e) == nil && e.JobID == uid+"-"+st.typ {
 				n++
-				if e.Status != jobfleet.StatusSucceeded || p.Attributes["workflow"] != "e2e-workflow" {
+				if e.Status != jobfleet.StatusSucceeded || p.Attributes["workflow"] != name {
 					t.Errorf("event of %s: %+v %v", st.typ, e, p.Attributes)
 				}
 			}

@@ -144,14 +144,14 @@ func TestStepPromises(t *testing.T) {
 	if !strings.Contains(string(aff), "key: karpenter.sh/nodepool") || !strings.Contains(string(aff), "operator: DoesNotExist") {
 		t.Errorf("the step may wait on a node jobfleet's pools launched:\n%s", aff)
 	}
-	for _, want := range []string{"--outputs-dir=/tmp/jobfleet", "--id={{inputs.parameters.id}}"} {
+	for _, want := range []string{"--outputs-dir=/tmp/jobfleet-outputs", "--id={{inputs.parameters.id}}"} {
 		if !slices.Contains(step.Container.Args, want) {
 			t.Errorf("the step's args lack %s", want)
 		}
 	}
 	// Outputs are read where --outputs-dir writes them.
 	for _, p := range step.Outputs.Parameters {
-		if p.ValueFrom == nil || !strings.HasPrefix(p.ValueFrom.Path, "/tmp/jobfleet/") {
+		if p.ValueFrom == nil || !strings.HasPrefix(p.ValueFrom.Path, "/tmp/jobfleet-outputs/") {
 			t.Errorf("output %s is not read from the outputs directory", p.Name)
 		}
 	}

@@ -183,6 +183,8 @@ func startCluster(t testing.TB, env []string) (*Cluster, error) {
 		"/opt/jobfleet/jobfleet": Build(t, "./cmd/jobfleet-worker"),
 		// The image's own entrypoint, as the chart's dispatcher runs it.
 		"/jobfleet": Build(t, "./cmd/jobfleet"),
+		// Argo's executor, in its step pods' init and wait containers.
+		"argoexec": argoExec(bin),
 	}
 	runner, err := NewPodRunner(typed, entrypoints, filepath.Join(dir, "pods"), env)
 	if err != nil {
@@ -191,6 +193,7 @@ func startCluster(t testing.TB, env []string) (*Cluster, error) {
 	runner.Kubeconfig = func(namespace, serviceAccount, path string) error {
 		return k.WriteServiceAccountKubeconfig(namespace, serviceAccount, path)
 	}
+	runner.NSExec = Build(t, "./internal/testenv/nsexec")
 	c.Runner = runner
 	ctx, cancel := context.WithCancel(context.Background())
 	onStop(func() { cancel(); runner.Wait() })

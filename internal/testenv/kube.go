@@ -238,7 +238,7 @@ func (k *Kube) Kubeconfig(t testing.TB) string {
 
 // WriteKubeconfig writes a kubeconfig file for the API server to path.
 func (k *Kube) WriteKubeconfig(path string) error {
-	return writeKubeconfig(k.Config, path)
+	return writeKubeconfig(k.Config, "", path)
 }
 
 // WriteServiceAccountKubeconfig writes to path a kubeconfig that
@@ -254,14 +254,16 @@ func (k *Kube) WriteServiceAccountKubeconfig(namespace, name, path string) error
 	if err != nil {
 		return fmt.Errorf("adding service account %s/%s: %w", namespace, name, err)
 	}
-	return writeKubeconfig(u.Config(), path)
+	// The context's namespace is the account's, as a pod's own namespace
+	// file says.
+	return writeKubeconfig(u.Config(), namespace, path)
 }
 
-func writeKubeconfig(c *rest.Config, path string) error {
+func writeKubeconfig(c *rest.Config, namespace, path string) error {
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData}
 	cfg.AuthInfos["test"] = &clientcmdapi.AuthInfo{ClientCertificateData: c.CertData, ClientKeyData: c.KeyData, Token: c.BearerToken}
-	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "test"}
+	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "test", Namespace: namespace}
 	cfg.CurrentContext = "test"
 	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
 		return fmt.Errorf("writing kubeconfig: %w", err)

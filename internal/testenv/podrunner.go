@@ -48,6 +48,9 @@ type PodRunner struct {
 	// as a service account; pods whose account token would be mounted get
 	// it as KUBECONFIG.
 	Kubeconfig func(namespace, serviceAccount, path string) error
+	// NSExec is the nsexec helper (./internal/testenv/nsexec) Argo's pods
+	// run their containers through.
+	NSExec string
 
 	mu   sync.Mutex
 	pods map[types.UID]*runningPod
@@ -63,6 +66,24 @@ type runningPod struct {
 	cgroup          string
 	exited          chan struct{}
 	deleting        bool
+
+	// procs are the processes of a pod of several containers (Argo's).
+	procsMu sync.Mutex
+	procs   []*exec.Cmd
+}
+
+// signal sends sig to the process groups of every container of the pod.
+func (p *runningPod) signal(sig syscall.Signal) {
+	if p.cmd != nil {
+		_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+	}
+	p.procsMu.Lock()
+	defer p.procsMu.Unlock()
+	for _, c := range p.procs {
+		if c.Process != nil && c.ProcessState == nil {
+			_ = syscall.Kill(-c.Process.Pid, sig)
+		}
+	}
 }
 
 // cgroupRoot is where the runner makes the pods' cgroups (cgroup v1).
@@ -110,7 +131,7 @@ func (r *PodRunner) Start(ctx context.Context) error {
 func (r *PodRunner) Wait() {
 	r.mu.Lock()
 	for _, p := range r.pods {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		p.signal(syscall.SIGKILL)
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
@@ -131,7 +152,11 @@ func (r *PodRunner) sync(ctx context.Context, obj any) {
 			go r.remove(ctx, pod.Namespace, pod.Name, pod.UID)
 		}
 	case p == nil && !r.done[pod.UID] && pod.Status.Phase == corev1.PodPending:
-		if err := r.start(ctx, pod); err != nil {
+		start := r.start
+		if isArgo(pod) {
+			start = r.startArgo
+		}
+		if err := start(ctx, pod); err != nil {
 			r.done[pod.UID] = true
 			go r.finish(ctx, pod.Namespace, pod.Name, pod.UID, 128, "StartError: "+err.Error())
 		}
@@ -143,12 +168,12 @@ func (r *PodRunner) sync(ctx context.Context, obj any) {
 			if pod.DeletionGracePeriodSeconds != nil {
 				grace = *pod.DeletionGracePeriodSeconds
 			}
-			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+			p.signal(syscall.SIGTERM)
 			go func() {
 				select {
 				case <-p.exited:
 				case <-time.After(time.Duration(grace) * time.Second):
-					_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+					p.signal(syscall.SIGKILL)
 				}
 			}()
 		}
@@ -219,10 +244,10 @@ func (r *PodRunner) serviceAccountKubeconfig(ctx context.Context, pod *corev1.Po
 	return path, nil
 }
 
-// runs reports whether the runner runs a pod: jobfleet's job pods, and the
-// dispatcher's as the chart installs them.
+// runs reports whether the runner runs a pod: jobfleet's job pods, the
+// dispatcher's as the chart installs them, and Argo Workflows' step pods.
 func runs(pod *corev1.Pod) bool {
-	return pod.Labels["app.kubernetes.io/managed-by"] == "jobfleet" || pod.Labels["app.kubernetes.io/name"] == "jobfleet"
+	return pod.Labels["app.kubernetes.io/managed-by"] == "jobfleet" || pod.Labels["app.kubernetes.io/name"] == "jobfleet" || isArgo(pod)
 }
 
 // writeAnnotations keeps the downward-API annotations file up to date.

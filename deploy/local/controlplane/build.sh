@@ -3,11 +3,12 @@
 # integration and end-to-end tests run against, and caches each binary by
 # version outside the checkout, so only the first run pays for the build.
 #
-#   deploy/local/controlplane/build.sh [all|core|autoscalers] [--print-dir]
+#   deploy/local/controlplane/build.sh [all|core|autoscalers|argo] [--print-dir]
 #
 # core:        etcd, kube-apiserver (enough for the dispatcher's integration tests)
 # autoscalers: kube-controller-manager, kube-scheduler, kwok, the KEDA operator, Karpenter (KWOK provider)
-# all:         both (the default)
+# argo:        Argo Workflows' workflow-controller and executor (argoexec)
+# all:         all three (the default)
 #
 # The cache lives in $JOBFLEET_CACHE_DIR, or $XDG_CACHE_HOME/jobfleet, or ~/.cache/jobfleet.
 set -euo pipefail
@@ -26,6 +27,7 @@ modver() { awk -v m="$2" '$1==m {print $2; exit} $1=="require" && $2==m {print $
 kube_version=$(modver kube k8s.io/kubernetes)
 etcd_version=$(modver etcd go.etcd.io/etcd/server/v3)
 keda_version=$(modver keda github.com/kedacore/keda/v2)
+argo_version=$(modver argo github.com/argoproj/argo-workflows/v3)
 kwok_version=v0.7.0
 karpenter_version=v1.8.0
 
@@ -86,10 +88,41 @@ autoscalers() {
 	(cd "$here/keda" && go mod download github.com/kedacore/keda/v2)
 }
 
+argo() {
+	build_tool argo github.com/argoproj/argo-workflows/v3/cmd/workflow-controller workflow-controller "$argo_version"
+	build_argoexec
+}
+
+# build_argoexec: argoexec's Linux signal code is a symlink in Argo's
+# repository (workflow/executor/osspecific/signal_linux.go ->
+# signal_darwin.go), and module zips drop symlinks, so the module as the
+# proxy serves it does not build for Linux. Build it from a copy of the
+# module with the link's target copied in its place.
+build_argoexec() {
+	local out=$bin/argoexec-$argo_version
+	if [ -x "$out" ]; then log "argoexec $argo_version cached"; return; fi
+	log "building argoexec $argo_version (cold builds take minutes)"
+	local src tmp
+	src=$(cd "$here/argo" && go mod download -json github.com/argoproj/argo-workflows/v3 | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[ -d "$src" ] || { echo "argo module source not found" >&2; return 1; }
+	tmp=$(mktemp -d)
+	cp -r "$src" "$tmp/argo"
+	chmod -R u+w "$tmp/argo"
+	local os=$tmp/argo/workflow/executor/osspecific
+	[ -e "$os/signal_linux.go" ] || cp "$os/signal_darwin.go" "$os/signal_linux.go"
+	cp "$here/argo/go.mod" "$tmp/go.mod"
+	cp "$here/argo/go.sum" "$tmp/go.sum"
+	echo "replace github.com/argoproj/argo-workflows/v3 => $tmp/argo" >> "$tmp/go.mod"
+	(cd "$here/argo" && CGO_ENABLED=0 go build -modfile "$tmp/go.mod" -trimpath -o "$out.tmp" github.com/argoproj/argo-workflows/v3/cmd/argoexec)
+	mv "$out.tmp" "$out"
+	rm -rf "$tmp"
+}
+
 case "$what" in
 core) core ;;
 autoscalers) autoscalers ;;
-all) core; autoscalers ;;
-*) echo "usage: $0 [all|core|autoscalers|--print-dir]" >&2; exit 2 ;;
+argo) argo ;;
+all) core; autoscalers; argo ;;
+*) echo "usage: $0 [all|core|autoscalers|argo|--print-dir]" >&2; exit 2 ;;
 esac
 log "ready in $bin"

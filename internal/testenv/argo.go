@@ -1,0 +1,74 @@
+package testenv
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+)
+
+// GVRs of Argo Workflows' resources.
+var (
+	Workflows         = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "workflows"}
+	WorkflowTemplates = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "workflowtemplates"}
+)
+
+var (
+	argoOnce sync.Once
+	argoErr  error
+)
+
+// StartArgo installs Argo Workflows' CRDs in the cluster and starts its
+// workflow-controller (built from its Go module by `make controlplane`),
+// once per test binary. The pod runner runs the step pods it creates, with
+// Argo's executor (argoexec) in their init, main and wait containers.
+func (c *Cluster) StartArgo(t testing.TB) {
+	t.Helper()
+	argoOnce.Do(func() { argoErr = c.startArgo(t) })
+	if argoErr != nil {
+		t.Fatalf("starting Argo's workflow-controller: %v", argoErr)
+	}
+}
+
+func (c *Cluster) startArgo(t testing.TB) error {
+	dir, err := moduleDir("github.com/argoproj/argo-workflows/v3@" + ArgoVersion)
+	if err != nil {
+		return err
+	}
+	crds, err := filepath.Glob(filepath.Join(dir, "manifests", "base", "crds", "minimal", "argoproj.io_*.yaml"))
+	if err != nil || len(crds) == 0 {
+		return fmt.Errorf("no Argo CRDs in %s: %v", dir, err)
+	}
+	if _, err := envtest.InstallCRDs(c.Config, envtest.CRDInstallOptions{Paths: crds, ErrorIfPathMissing: true}); err != nil {
+		return fmt.Errorf("installing Argo's CRDs: %w", err)
+	}
+	// The controller's configuration: its metrics on a free port.
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "workflow-controller-configmap", Namespace: "default"},
+		Data: map[string]string{
+			"metricsConfig":   "enabled: false\nport: " + strconv.Itoa(freePort()),
+			"telemetryConfig": "enabled: false\nport: " + strconv.Itoa(freePort()),
+		},
+	}
+	if _, err := c.Typed.CoreV1().ConfigMaps("default").Create(t.Context(), cm, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	bin, err := ControlPlaneBin(t, "all")
+	if err != nil {
+		return err
+	}
+	return c.start("workflow-controller", filepath.Join(bin, "workflow-controller-"+ArgoVersion),
+		[]string{"--kubeconfig=" + c.Kubeconfig, "--loglevel=info", "--executor-image=argoexec:" + ArgoVersion},
+		[]string{"LEADER_ELECTION_DISABLE=true", "ARGO_EXECUTOR_PLUGINS=false"})
+}
+
+// argoExec is the local argoexec binary the pod runner runs for Argo's
+// executor containers.
+func argoExec(bin string) string { return filepath.Join(bin, "argoexec-"+ArgoVersion) }
