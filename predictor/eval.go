@@ -23,8 +23,8 @@ type EvalOptions struct {
 	// days and 30 days.
 	RetrainEvery time.Duration
 	Window       time.Duration
-	// ByType adds per-type results.
-	ByType bool
+	// ByType adds per-type results, ByMonth per-month results.
+	ByType, ByMonth bool
 }
 
 // Method names in a Report.
@@ -44,9 +44,25 @@ type Report struct {
 	Methods  []MethodResult `json:"methods"`
 	// Types holds per-type results when asked for, largest types first.
 	Types []TypeResult `json:"types,omitempty"`
+	// Months holds per-month results when asked for, in time order: the
+	// calendar month (UTC) of runs timed in Unix seconds, else 30-day
+	// periods from time 0 ("day 0-29", ...).
+	Months []TypeResult `json:"months,omitempty"`
+	// Predictor says what the predictor used at its last retraining:
+	// the strategy auto resolved to, the features it read in their
+	// order, and whether it chose that order.
+	Predictor PredictorSetup `json:"predictor"`
 	// Sources breaks the predictor's results down by the estimator that
 	// made each prediction: the type's own, its pool's, or the global one.
 	Sources []SourceResult `json:"predictor_sources,omitempty"`
+}
+
+// PredictorSetup is what the predictor used.
+type PredictorSetup struct {
+	Strategy    string   `json:"strategy"`
+	Features    []string `json:"features"`
+	Order       string   `json:"feature_order"`
+	Retrainings int      `json:"retrainings"`
 }
 
 // SourceResult is the predictor's result on the test runs one kind of
@@ -71,13 +87,19 @@ type MethodResult struct {
 	OverallocRatio float64 `json:"overalloc_ratio"`
 	MeanAlloc      float64 `json:"mean_alloc"`
 	Jobs           int     `json:"jobs"`
+	// Missing counts the runs the method has no allocation for (the
+	// baseline's runs without a request): they are left out of its
+	// coverage, slack and means, not scored as uncovered.
+	Missing int `json:"missing,omitempty"`
 }
 
-// TypeResult is the methods' results on one type's test runs.
+// TypeResult is the methods' results on one group's test runs: a type's,
+// or a month's (Type then names the month).
 type TypeResult struct {
 	Type    string         `json:"type"`
 	Jobs    int            `json:"jobs"`
 	Methods []MethodResult `json:"methods"`
+	first   float64
 }
 
 // method is a way of choosing allocations, trained on history.
@@ -220,50 +242,76 @@ func Evaluate(ds *Dataset, opts EvalOptions, skipped int) (*Report, error) {
 		r.Methods = append(r.Methods, measure(m.name(), test, allocs[i]))
 	}
 	if opts.ByType {
-		r.Types = byType(test, methods, allocs)
+		r.Types = byGroup(test, methods, allocs, func(s Sample) string { return s.Type })
+		sort.SliceStable(r.Types, func(a, b int) bool {
+			if r.Types[a].Jobs != r.Types[b].Jobs {
+				return r.Types[a].Jobs > r.Types[b].Jobs
+			}
+			return r.Types[a].Type < r.Types[b].Type
+		})
+	}
+	if opts.ByMonth {
+		r.Months = byGroup(test, methods, allocs, monthOf)
+		sort.SliceStable(r.Months, func(a, b int) bool { return r.Months[a].first < r.Months[b].first })
+	}
+	if pred.model != nil {
+		r.Predictor = PredictorSetup{Strategy: pred.model.Strategy(), Features: slices.Clone(pred.model.Features), Order: opts.Train.FeatureOrder, Retrainings: pred.retrainings}
+		if r.Predictor.Order == "" {
+			r.Predictor.Order = FeatureOrderGiven
+		}
 	}
 	return r, nil
 }
 
-func byType(test []Sample, methods []method, allocs [][]float64) []TypeResult {
+// byGroup measures every method on each group of test runs.
+func byGroup(test []Sample, methods []method, allocs [][]float64, key func(Sample) string) []TypeResult {
 	idx := map[string][]int{}
 	for i, s := range test {
-		idx[s.Type] = append(idx[s.Type], i)
+		k := key(s)
+		idx[k] = append(idx[k], i)
 	}
 	var out []TypeResult
-	for typ, rows := range idx {
-		tr := TypeResult{Type: typ, Jobs: len(rows)}
+	for k, rows := range idx {
+		tr := TypeResult{Type: k, Jobs: len(rows), first: test[rows[0]].Time}
 		sub := make([]Sample, len(rows))
-		for k, i := range rows {
-			sub[k] = test[i]
+		for j, i := range rows {
+			sub[j] = test[i]
 		}
 		for mi, m := range methods {
 			a := make([]float64, len(rows))
-			for k, i := range rows {
-				a[k] = allocs[mi][i]
+			for j, i := range rows {
+				a[j] = allocs[mi][i]
 			}
 			tr.Methods = append(tr.Methods, measure(m.name(), sub, a))
 		}
 		out = append(out, tr)
 	}
-	sort.Slice(out, func(a, b int) bool {
-		if out[a].Jobs != out[b].Jobs {
-			return out[a].Jobs > out[b].Jobs
-		}
-		return out[a].Type < out[b].Type
-	})
 	return out
 }
 
-// measure computes the metrics of allocations for test runs. Runs a method
-// allocated nothing for (NaN) are counted as not covered with no
-// allocation.
+// monthOf names a run's month: its calendar month when its time is in
+// Unix seconds (after 2001), else its 30-day period from time 0.
+func monthOf(s Sample) string {
+	if s.Time >= 1e9 {
+		return time.Unix(int64(s.Time), 0).UTC().Format("2006-01")
+	}
+	k := int(s.Time / (30 * 86400))
+	return fmt.Sprintf("day %d-%d", 30*k, 30*k+29)
+}
+
+// measure computes the metrics of allocations for test runs. Runs the
+// baseline has no value for (NaN) are counted as missing and left out;
+// another method's missing allocation is not covered, with none.
 func measure(name string, test []Sample, alloc []float64) MethodResult {
-	var covered int
+	var covered, missing int
 	var slackNum, slackDen, over, peaks, total float64
 	for i, s := range test {
 		a := alloc[i]
 		if math.IsNaN(a) {
+			if name == MethodBaseline {
+				missing++
+				continue
+			}
 			a = 0
 		}
 		total += a
@@ -275,23 +323,27 @@ func measure(name string, test []Sample, alloc []float64) MethodResult {
 		}
 		over += math.Max(a-s.Peak, 0)
 	}
-	r := MethodResult{Name: name, Jobs: len(test)}
-	r.Coverage = float64(covered) / float64(len(test))
+	r := MethodResult{Name: name, Jobs: len(test) - missing, Missing: missing}
+	if r.Jobs == 0 {
+		return r
+	}
+	r.Coverage = float64(covered) / float64(r.Jobs)
 	if slackDen > 0 {
 		r.Slack = slackNum / slackDen
 	}
 	if peaks > 0 {
 		r.OverallocRatio = over / peaks
 	}
-	r.MeanAlloc = total / float64(len(test))
+	r.MeanAlloc = total / float64(r.Jobs)
 	return r
 }
 
 // predictorMethod is the predictor under test.
 type predictorMethod struct {
-	opts    Options
-	model   *Model
-	sources []Source // per test run, in order
+	opts        Options
+	model       *Model
+	retrainings int
+	sources     []Source // per test run, in order
 	// order maps the model's features to the dataset's, when the model
 	// ordered them itself (Options.FeatureOrder).
 	order []int
@@ -308,6 +360,7 @@ func (p *predictorMethod) train(history []Sample, features []string) error {
 		return err
 	}
 	p.model = m
+	p.retrainings++
 	p.order = p.order[:0]
 	for _, name := range m.Features {
 		p.order = append(p.order, slices.Index(features, name))

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -143,7 +146,8 @@ type PredictEvalCmd struct {
 	Split        float64       `name:"split" env:"JOBFLEET_PREDICT_SPLIT" default:"0" help:"Train once on this share of runs by time and test on the rest, instead of walking forward."`
 	RetrainEvery time.Duration `name:"retrain-every" env:"JOBFLEET_PREDICT_RETRAIN_EVERY" default:"0s" help:"Walking forward: retrain this often (0: 7d). Not with --split."`
 	Window       time.Duration `name:"window" env:"JOBFLEET_PREDICT_WINDOW" default:"0s" help:"Walking forward: train on the runs of this last period (0: 30d). Not with --split."`
-	ByType       bool          `name:"by-type" env:"JOBFLEET_PREDICT_BY_TYPE" help:"Also show results per type (the 20 largest)."`
+	ByType       bool          `name:"by-type" env:"JOBFLEET_PREDICT_BY_TYPE" help:"Also show results per type (as --by type)."`
+	By           []string      `name:"by" env:"JOBFLEET_PREDICT_BY" sep:"," enum:"month,type" placeholder:"month,type" help:"Also show results per calendar month (30-day period when times are not Unix seconds) or per type, the predictor's worst coverage first."`
 	JSON         bool          `name:"json" env:"JOBFLEET_PREDICT_JSON" help:"Print one JSON object."`
 }
 
@@ -169,7 +173,8 @@ func (c *PredictEvalCmd) Run(g *Globals) error {
 		return err
 	}
 	report, err := predictor.Evaluate(ds, predictor.EvalOptions{
-		Train: c.options(), Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window, ByType: c.ByType,
+		Train: c.options(), Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window,
+		ByType: c.ByType || slices.Contains(c.By, "type"), ByMonth: slices.Contains(c.By, "month"),
 	}, stats.Skipped)
 	if err != nil {
 		return err
@@ -180,12 +185,34 @@ func (c *PredictEvalCmd) Run(g *Globals) error {
 	return printReport(g.stdout, report)
 }
 
+// evalColumns defines predict eval's columns, for its help and its footer.
+const evalColumns = `Columns:
+  coverage    share of test jobs whose peak fit in the memory the method allocated
+  slack       over the covered jobs, allocated memory not used: sum(alloc - peak) / sum(alloc)
+  overalloc   over all jobs, memory allocated beyond the peak, relative to the peaks: sum(max(alloc - peak, 0)) / sum(peak)
+  mean alloc  mean allocation, in the unit of the target column
+  jobs        test jobs the method was scored on; the baseline only on jobs with a value, the rest counted as missing`
+
 func printReport(w io.Writer, r *predictor.Report) error {
-	fmt.Fprintf(w, "test jobs: %d   skipped rows: %d\n\n", r.TestJobs, r.Skipped)
+	fmt.Fprintf(w, "test jobs: %d   skipped rows: %d\n", r.TestJobs, r.Skipped)
+	features := "none"
+	if len(r.Predictor.Features) > 0 {
+		features = strings.Join(r.Predictor.Features, ", ")
+	}
+	how := "an estimator per type, its pool's or the global one for thin types"
+	if r.Predictor.Strategy == predictor.StrategyGroups {
+		how = "the quantile of the job's group of past runs: type, then its features one level at a time"
+	}
+	fmt.Fprintf(w, "predictor: strategy %s (%s), features: %s (order %s), retrained %d times\n\n",
+		r.Predictor.Strategy, how, features, r.Predictor.Order, r.Predictor.Retrainings)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "method\tcoverage\tslack\toveralloc\tmean alloc\t")
+	fmt.Fprintln(tw, "method\tjobs\tcoverage\tslack\toveralloc\tmean alloc\t")
 	for _, m := range r.Methods {
-		fmt.Fprintf(tw, "%s\t%.4f\t%.3f\t%.3f\t%.0f\t\n", m.Name, m.Coverage, m.Slack, m.OverallocRatio, m.MeanAlloc)
+		jobs := strconv.Itoa(m.Jobs)
+		if m.Missing > 0 {
+			jobs += fmt.Sprintf(" (%d missing)", m.Missing)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.4f\t%.3f\t%.3f\t%.0f\t\n", m.Name, jobs, m.Coverage, m.Slack, m.OverallocRatio, m.MeanAlloc)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -204,19 +231,44 @@ func printReport(w io.Writer, r *predictor.Report) error {
 			return err
 		}
 	}
-	if len(r.Types) > 0 {
-		fmt.Fprintln(w, "\nper type (largest 20):")
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "type\tjobs\tmethod\tcoverage\tslack\toveralloc\t")
-		for i, t := range r.Types {
-			if i == 20 {
-				break
-			}
-			for _, m := range t.Methods {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%.4f\t%.3f\t%.3f\t\n", t.Type, t.Jobs, m.Name, m.Coverage, m.Slack, m.OverallocRatio)
-			}
+	for _, g := range []struct {
+		what string
+		rows []predictor.TypeResult
+	}{{"month", r.Months}, {"type", r.Types}} {
+		if len(g.rows) == 0 {
+			continue
 		}
-		return tw.Flush()
+		if err := printGroups(w, g.what, g.rows); err != nil {
+			return err
+		}
 	}
-	return nil
+	_, err := fmt.Fprintf(w, "\n%s\n", evalColumns)
+	return err
 }
+
+// printGroups prints per-group results, the predictor's worst coverage
+// first (the 20 worst), each method's coverage and slack.
+func printGroups(w io.Writer, what string, rows []predictor.TypeResult) error {
+	rows = slices.Clone(rows)
+	slices.SortStableFunc(rows, func(a, b predictor.TypeResult) int {
+		return cmp.Compare(a.Methods[0].Coverage, b.Methods[0].Coverage)
+	})
+	fmt.Fprintf(w, "\nper %s, the predictor's worst coverage first (%d of %d):\n", what, min(len(rows), 20), len(rows))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%s\tjobs\t", what)
+	for _, m := range rows[0].Methods {
+		fmt.Fprintf(tw, "%s coverage\tslack\t", m.Name)
+	}
+	fmt.Fprintln(tw)
+	for _, row := range rows[:min(len(rows), 20)] {
+		fmt.Fprintf(tw, "%s\t%d\t", row.Type, row.Jobs)
+		for _, m := range row.Methods {
+			fmt.Fprintf(tw, "%.4f\t%.3f\t", m.Coverage, m.Slack)
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}
+
+// Help is shown under the flags.
+func (c *PredictEvalCmd) Help() string { return evalColumns }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +62,69 @@ func TestPredictEvalTableAndSplit(t *testing.T) {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
+	}
+}
+
+// The tables by month and by type put the predictor's worst coverage
+// first, the header says what the predictor used, the footer defines
+// every column, and the baseline is scored only on the jobs with a value.
+func TestPredictEvalByMonthAndType(t *testing.T) {
+	t.Parallel()
+	args := []string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "user",
+		"--target-col", "mem_used_kb", "--features", "procs_req,time_req_s", "--baseline-col", "mem_req_kb",
+		"--retrain-every", "1d", "--window", "7d", "--by", "month,type"}
+	code, stdout, stderr := runCLI(t, "", append(args, "--json")...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var report predictor.Report
+	if err := json.Unmarshal([]byte(stdout), &report); err != nil {
+		t.Fatal(err)
+	}
+	if len(report.Months) != 3 || len(report.Types) != 5 {
+		t.Fatalf("%d months (want 3 30-day periods), %d types (want 5)", len(report.Months), len(report.Types))
+	}
+	jobs := 0
+	for _, m := range report.Months {
+		jobs += m.Jobs
+	}
+	if jobs != report.TestJobs {
+		t.Errorf("the months hold %d jobs of %d", jobs, report.TestJobs)
+	}
+	if p := report.Predictor; p.Strategy == "" || !slices.Equal(p.Features, []string{"procs_req", "time_req_s"}) || p.Order != "given" || p.Retrainings == 0 {
+		t.Errorf("predictor setup %+v", p)
+	}
+	base := report.Methods[len(report.Methods)-1]
+	if base.Name != predictor.MethodBaseline || base.Missing == 0 || base.Jobs+base.Missing != report.TestJobs || base.Coverage != 1 {
+		// Every job of the trace with a request got twice its peak.
+		t.Errorf("baseline %+v: want it scored on the %d jobs with a request only", base, report.TestJobs-base.Missing)
+	}
+
+	code, stdout, stderr = runCLI(t, "", args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"predictor: strategy", "features: procs_req, time_req_s (order given)", "missing)",
+		"per month, the predictor's worst coverage first", "per type, the predictor's worst coverage first",
+		"Columns:", "overalloc", "mean alloc"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	// Worst first: the coverages of the month table's rows ascend.
+	section := stdout[strings.Index(stdout, "per month"):strings.Index(stdout, "per type")]
+	var covs []float64
+	for _, line := range strings.Split(section, "\n")[2:] {
+		f := strings.Fields(line)
+		if len(f) > 3 {
+			v, err := strconv.ParseFloat(f[len(f)-(len(report.Methods)*2)], 64)
+			if err == nil {
+				covs = append(covs, v)
+			}
+		}
+	}
+	if len(covs) != 3 || !slices.IsSorted(covs) {
+		t.Errorf("month coverages %v, want 3 in ascending order:\n%s", covs, section)
 	}
 }
 
