@@ -25,6 +25,8 @@ type EvalOptions struct {
 	Window       time.Duration
 	// ByType adds per-type results, ByMonth per-month results.
 	ByType, ByMonth bool
+	// predictorOnly evaluates the predictor alone (MatchCoverage).
+	predictorOnly bool
 }
 
 // Method names in a Report.
@@ -146,6 +148,9 @@ func Evaluate(ds *Dataset, opts EvalOptions, skipped int) (*Report, error) {
 	q := opts.Train.Quantile
 	pred := &predictorMethod{opts: opts.Train}
 	methods := []method{pred, &typeQuantile{q: q}, newVPA(q), &fixedFormula{q: q}}
+	if opts.predictorOnly {
+		methods = methods[:1]
+	}
 	hasBaseline := false
 	for _, s := range samples {
 		if !math.IsNaN(s.Baseline) {
@@ -153,7 +158,7 @@ func Evaluate(ds *Dataset, opts EvalOptions, skipped int) (*Report, error) {
 			break
 		}
 	}
-	if hasBaseline {
+	if hasBaseline && !opts.predictorOnly {
 		methods = append(methods, baselineMethod{})
 	}
 
@@ -261,6 +266,76 @@ func Evaluate(ds *Dataset, opts EvalOptions, skipped int) (*Report, error) {
 		}
 	}
 	return r, nil
+}
+
+// Match is the predictor's result at another method's coverage.
+type Match struct {
+	Method string `json:"method"`
+	// Coverage is the method's; Quantile the predictor's --quantile that
+	// reaches it, and Slack and MeanAlloc the predictor's there, both
+	// interpolated between the two quantiles evaluated around it.
+	Coverage  float64 `json:"coverage"`
+	Quantile  float64 `json:"quantile"`
+	Slack     float64 `json:"slack"`
+	MeanAlloc float64 `json:"mean_alloc"`
+	// Evaluations counts the walk-forward evaluations it took.
+	Evaluations int `json:"evaluations"`
+}
+
+// MatchCoverage finds, by bisection on the predictor's quantile, the
+// predictor's slack at the coverage of another method of the report, so
+// that methods are compared at equal coverage. It errors when the target
+// lies outside what quantiles 0.5 to 0.999 reach.
+func MatchCoverage(ds *Dataset, opts EvalOptions, r *Report, methodName string) (*Match, error) {
+	i := slices.IndexFunc(r.Methods, func(m MethodResult) bool { return m.Name == methodName })
+	if i < 0 {
+		return nil, fmt.Errorf("no method %q in the report", methodName)
+	}
+	target := r.Methods[i].Coverage
+	m := &Match{Method: methodName, Coverage: target}
+	opts.ByType, opts.ByMonth, opts.predictorOnly = false, false, true
+	at := func(q float64) (MethodResult, error) {
+		o := opts
+		o.Train.Quantile = q
+		m.Evaluations++
+		rep, err := Evaluate(ds, o, 0)
+		if err != nil {
+			return MethodResult{}, err
+		}
+		return rep.Methods[0], nil
+	}
+	lo, hi := 0.5, 0.999
+	rlo, err := at(lo)
+	if err != nil {
+		return nil, err
+	}
+	rhi, err := at(hi)
+	if err != nil {
+		return nil, err
+	}
+	if target < rlo.Coverage || target > rhi.Coverage {
+		return nil, fmt.Errorf("%s's coverage %.4f is outside the predictor's %.4f (quantile %v) to %.4f (quantile %v)", methodName, target, rlo.Coverage, lo, rhi.Coverage, hi)
+	}
+	for range 7 {
+		mid := (lo + hi) / 2
+		rmid, err := at(mid)
+		if err != nil {
+			return nil, err
+		}
+		if rmid.Coverage < target {
+			lo, rlo = mid, rmid
+		} else {
+			hi, rhi = mid, rmid
+		}
+	}
+	w := 0.0
+	if rhi.Coverage > rlo.Coverage {
+		w = (target - rlo.Coverage) / (rhi.Coverage - rlo.Coverage)
+	}
+	m.Quantile = lo + w*(hi-lo)
+	m.Slack = rlo.Slack + w*(rhi.Slack-rlo.Slack)
+	m.MeanAlloc = rlo.MeanAlloc + w*(rhi.MeanAlloc-rlo.MeanAlloc)
+	return m, nil
 }
 
 // byGroup measures every method on each group of test runs.

@@ -143,12 +143,13 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 type PredictEvalCmd struct {
 	csvFlags
 	trainFlags
-	Split        float64       `name:"split" env:"JOBFLEET_PREDICT_SPLIT" default:"0" help:"Train once on this share of runs by time and test on the rest, instead of walking forward."`
-	RetrainEvery time.Duration `name:"retrain-every" env:"JOBFLEET_PREDICT_RETRAIN_EVERY" default:"0s" help:"Walking forward: retrain this often (0: 7d). Not with --split."`
-	Window       time.Duration `name:"window" env:"JOBFLEET_PREDICT_WINDOW" default:"0s" help:"Walking forward: train on the runs of this last period (0: 30d). Not with --split."`
-	ByType       bool          `name:"by-type" env:"JOBFLEET_PREDICT_BY_TYPE" help:"Also show results per type (as --by type)."`
-	By           []string      `name:"by" env:"JOBFLEET_PREDICT_BY" sep:"," enum:"month,type" placeholder:"month,type" help:"Also show results per calendar month (30-day period when times are not Unix seconds) or per type, the predictor's worst coverage first."`
-	JSON         bool          `name:"json" env:"JOBFLEET_PREDICT_JSON" help:"Print one JSON object."`
+	Split         float64       `name:"split" env:"JOBFLEET_PREDICT_SPLIT" default:"0" help:"Train once on this share of runs by time and test on the rest, instead of walking forward."`
+	RetrainEvery  time.Duration `name:"retrain-every" env:"JOBFLEET_PREDICT_RETRAIN_EVERY" default:"0s" help:"Walking forward: retrain this often (0: 7d). Not with --split."`
+	Window        time.Duration `name:"window" env:"JOBFLEET_PREDICT_WINDOW" default:"0s" help:"Walking forward: train on the runs of this last period (0: 30d). Not with --split."`
+	ByType        bool          `name:"by-type" env:"JOBFLEET_PREDICT_BY_TYPE" help:"Also show results per type (as --by type)."`
+	MatchCoverage string        `name:"match-coverage" env:"JOBFLEET_PREDICT_MATCH_COVERAGE" enum:",type-quantile,vpa,fixed-formula,baseline" default:"" placeholder:"METHOD" help:"Also print the predictor's slack at METHOD's coverage (type-quantile, vpa, fixed-formula or baseline), finding the predictor's quantile that reaches it."`
+	By            []string      `name:"by" env:"JOBFLEET_PREDICT_BY" sep:"," enum:"month,type" placeholder:"month,type" help:"Also show results per calendar month (30-day period when times are not Unix seconds) or per type, the predictor's worst coverage first."`
+	JSON          bool          `name:"json" env:"JOBFLEET_PREDICT_JSON" help:"Print one JSON object."`
 }
 
 // Run evaluates and prints the report.
@@ -179,10 +180,27 @@ func (c *PredictEvalCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	if c.JSON {
-		return json.NewEncoder(g.stdout).Encode(report)
+	var match *predictor.Match
+	if c.MatchCoverage != "" {
+		if match, err = predictor.MatchCoverage(ds, predictor.EvalOptions{Train: c.options(), Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window}, report, c.MatchCoverage); err != nil {
+			return fmt.Errorf("--match-coverage: %w", err)
+		}
 	}
-	return printReport(g.stdout, report)
+	if c.JSON {
+		return json.NewEncoder(g.stdout).Encode(struct {
+			*predictor.Report
+			Match *predictor.Match `json:"match_coverage,omitempty"`
+		}{report, match})
+	}
+	if err := printReport(g.stdout, report); err != nil {
+		return err
+	}
+	if match != nil {
+		i := slices.IndexFunc(report.Methods, func(m predictor.MethodResult) bool { return m.Name == match.Method })
+		_, err = fmt.Fprintf(g.stdout, "\nat %s's coverage %.4f: the predictor (quantile %.3f) has slack %.3f and mean alloc %.0f, %s %.3f and %.0f (%d evaluations)\n",
+			match.Method, match.Coverage, match.Quantile, match.Slack, match.MeanAlloc, match.Method, report.Methods[i].Slack, report.Methods[i].MeanAlloc, match.Evaluations)
+	}
+	return err
 }
 
 // evalColumns defines predict eval's columns, for its help and its footer.

@@ -128,6 +128,40 @@ func TestPredictEvalByMonthAndType(t *testing.T) {
 	}
 }
 
+// --match-coverage finds the predictor's quantile that reaches another
+// method's coverage and reports the predictor's slack there.
+func TestPredictEvalMatchCoverage(t *testing.T) {
+	t.Parallel()
+	code, stdout, stderr := runCLI(t, "", "predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "user",
+		"--target-col", "mem_used_kb", "--features", "procs_req,time_req_s", "--retrain-every", "1d", "--window", "7d",
+		"--match-coverage", "vpa", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var out struct {
+		predictor.Report
+		Match predictor.Match `json:"match_coverage"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+		t.Fatal(err)
+	}
+	var vpa predictor.MethodResult
+	for _, m := range out.Methods {
+		if m.Name == predictor.MethodVPA {
+			vpa = m
+		}
+	}
+	m := out.Match
+	if m.Method != "vpa" || m.Coverage != vpa.Coverage || !(m.Quantile > 0.5 && m.Quantile < 0.999) || m.Evaluations < 3 {
+		t.Fatalf("match %+v against vpa %+v", m, vpa)
+	}
+	// Checked by hand against a sweep of --quantile: at VPA's coverage the
+	// predictor allocates less.
+	if !(m.Slack > 0 && m.Slack < vpa.Slack && m.MeanAlloc < vpa.MeanAlloc) {
+		t.Errorf("at vpa's coverage the predictor's slack %.3f, mean %.0f; vpa's %.3f, %.0f", m.Slack, m.MeanAlloc, vpa.Slack, vpa.MeanAlloc)
+	}
+}
+
 func TestPredictTrainWritesModel(t *testing.T) {
 	t.Parallel()
 	for _, strategy := range []string{predictor.StrategyEstimators, predictor.StrategyGroups} {
