@@ -34,8 +34,10 @@ const (
 type groupLevel struct {
 	By       string `json:"by"`
 	Features int    `json:"features,omitempty"`
-	// Groups maps each key to its group's quantile, in log space.
+	// Groups maps each key to its group's quantile, in log space; Runs to
+	// the runs behind it (absent from models written before it was kept).
 	Groups map[string]float64 `json:"groups"`
+	Runs   map[string]int     `json:"runs,omitempty"`
 }
 
 // groupLevels lists the levels of a model with n features, most specific
@@ -186,6 +188,22 @@ func prefixKeys(dst []byte, ends []int, category string, x []float64) ([]byte, [
 		ends = append(ends, len(dst))
 	}
 	return dst, ends
+}
+
+// explain is predict with the group that decided: its level's index
+// (len(Levels) for all runs) and its key.
+func (g *groupModel) explain(jobType, pool string, x []float64) (level int, key string) {
+	for i := range g.Levels {
+		l := &g.Levels[i]
+		k, ok := l.key(nil, jobType, pool, x)
+		if !ok {
+			continue
+		}
+		if _, ok := l.Groups[string(k)]; ok {
+			return i, string(k)
+		}
+	}
+	return len(g.Levels), ""
 }
 
 func (g *groupModel) predict(jobType, pool string, x []float64) (float64, Source) {
@@ -379,7 +397,7 @@ func (gr *grouping) quantiles(n int, q, halfLife float64) *groupModel {
 	}
 	g := &groupModel{Levels: make([]groupLevel, len(gr.levels)), Global: weightedQuantile(values, weights, q), Through: last}
 	for li, l := range gr.levels {
-		quantiles := map[string]float64{}
+		quantiles, counts := map[string]float64{}, map[string]int{}
 		for _, r := range gr.groups[li] {
 			values, weights = values[:0], weights[:0]
 			for _, i := range r.runs {
@@ -390,9 +408,10 @@ func (gr *grouping) quantiles(n int, q, halfLife float64) *groupModel {
 			}
 			if len(values) >= minGroupRuns {
 				quantiles[r.key] = weightedQuantile(values, weights, q)
+				counts[r.key] = len(values)
 			}
 		}
-		g.Levels[li] = groupLevel{By: l.By, Features: l.Features, Groups: quantiles}
+		g.Levels[li] = groupLevel{By: l.By, Features: l.Features, Groups: quantiles, Runs: counts}
 	}
 	return g
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -164,6 +165,81 @@ func (m *Model) PredictVector(jobType, pool string, x []float64) (float64, Sourc
 		tx = append(tx, transform(v))
 	}
 	return math.Exp(est.predictLog(tx)), src
+}
+
+// Explanation says why a model sizes a job as it does.
+type Explanation struct {
+	// Prediction is what Predict returns, Source which estimator or group
+	// level made it.
+	Prediction float64 `json:"prediction"`
+	Source     Source  `json:"source"`
+	Strategy   string  `json:"strategy"`
+	Quantile   float64 `json:"quantile"`
+	// Level describes the group level or estimator that decided, Group the
+	// job's group in it (groups strategy), Runs the runs behind it (0 when
+	// the model did not keep them).
+	Level string `json:"level"`
+	Group string `json:"group,omitempty"`
+	Runs  int    `json:"runs"`
+	// Base is the group's quantile or the estimator's prediction before
+	// the margin, Margin the multiplier the calibration adds on top.
+	Base   float64 `json:"base"`
+	Margin float64 `json:"margin"`
+	// Missing lists the model's features the job did not give.
+	Missing []string `json:"missing_features,omitempty"`
+}
+
+// Explain predicts a job's peak as Predict does and says why.
+func (m *Model) Explain(jobType, pool string, features map[string]float64) Explanation {
+	x := make([]float64, len(m.Features))
+	var missingNames []string
+	for i, name := range m.Features {
+		v, ok := features[name]
+		if !ok {
+			v = math.NaN()
+			missingNames = append(missingNames, name)
+		}
+		x[i] = v
+	}
+	e := Explanation{Strategy: m.Strategy(), Quantile: m.Quantile, Missing: missingNames}
+	e.Prediction, e.Source = m.PredictVector(jobType, pool, x)
+	if m.Groups != nil {
+		if pool == "" {
+			pool = m.TypePools[jobType]
+		}
+		g := m.Groups
+		level, key := g.explain(jobType, pool, x)
+		e.Margin = math.Exp(g.Margin)
+		if level == len(g.Levels) {
+			e.Level, e.Base = "all runs", math.Exp(g.Global)
+			return e
+		}
+		l := &g.Levels[level]
+		e.Level = l.By
+		if l.Features > 0 {
+			e.Level += " and " + strings.Join(m.Features[:l.Features], ", ")
+		}
+		parts := strings.Split(key, "\x1f")
+		e.Group = parts[0]
+		for i, v := range parts[1:] {
+			e.Group += ", " + m.Features[i] + "=" + v
+		}
+		e.Base, e.Runs = math.Exp(l.Groups[key]), l.Runs[key]
+		return e
+	}
+	if c, ok := m.ThinTypes[jobType]; ok && m.Thin != nil {
+		e.Level, e.Base, e.Margin = "a thin type's constant", math.Exp(m.thin(c)), 1
+		return e
+	}
+	est, src := m.estimator(jobType, pool)
+	if est == nil {
+		e.Level = "none: no estimator for the type, its pool or all runs"
+		return e
+	}
+	e.Level = string(src) + " estimator (" + est.Kind + ")"
+	e.Runs, e.Margin = est.Runs, math.Exp(est.Offset)
+	e.Base = e.Prediction / e.Margin
+	return e
 }
 
 func (m *Model) thin(c float64) float64 {

@@ -19,8 +19,9 @@ import (
 
 // PredictCmd groups the predictor's commands.
 type PredictCmd struct {
-	Train PredictTrainCmd `cmd:"" help:"Train a memory model from run records or a CSV trace."`
-	Eval  PredictEvalCmd  `cmd:"" help:"Evaluate the predictor against baseline methods on a CSV trace, walking forward through time."`
+	Train   PredictTrainCmd   `cmd:"" help:"Train a memory model from run records or a CSV trace."`
+	Eval    PredictEvalCmd    `cmd:"" help:"Evaluate the predictor against baseline methods on a CSV trace, walking forward through time."`
+	Explain PredictExplainCmd `cmd:"" help:"Print a model's allocation for a job and why: the group or estimator that decided, the runs behind it, the margin."`
 }
 
 // csvFlags select a CSV trace's columns.
@@ -290,3 +291,47 @@ func printGroups(w io.Writer, what string, rows []predictor.TypeResult) error {
 
 // Help is shown under the flags.
 func (c *PredictEvalCmd) Help() string { return evalColumns }
+
+// PredictExplainCmd explains a model's allocation for one job.
+type PredictExplainCmd struct {
+	Model    string             `name:"model" env:"JOBFLEET_PREDICT_MODEL" required:"" placeholder:"PATH|s3://BUCKET/KEY" help:"The model (what predict train wrote)."`
+	Type     string             `name:"type" env:"JOBFLEET_PREDICT_TYPE" required:"" help:"The job's type."`
+	Pool     string             `name:"pool" env:"JOBFLEET_PREDICT_POOL" help:"The job type's pool (default: the one the model learned for the type)."`
+	Features map[string]float64 `name:"feature" env:"JOBFLEET_PREDICT_FEATURE" mapsep:"," placeholder:"NAME=VALUE" help:"The job's features."`
+	JSON     bool               `name:"json" env:"JOBFLEET_PREDICT_JSON" help:"Print one JSON object."`
+}
+
+// Run loads the model and prints the explanation.
+func (c *PredictExplainCmd) Run(ctx context.Context, g *Globals) error {
+	m, err := loadModel(ctx, c.Model)
+	if err != nil {
+		return fmt.Errorf("--model: %w", err)
+	}
+	for name := range c.Features {
+		if !slices.Contains(m.Features, name) {
+			return fmt.Errorf("--feature %s: the model reads no such feature (it reads: %s)", name, strings.Join(m.Features, ", "))
+		}
+	}
+	e := m.Explain(c.Type, c.Pool, c.Features)
+	if c.JSON {
+		return json.NewEncoder(g.stdout).Encode(e)
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "allocation\t%.6g\t(the model's unit: bytes for run records, the target column's for a CSV)\n", e.Prediction)
+	fmt.Fprintf(tw, "strategy\t%s, quantile %v\n", e.Strategy, e.Quantile)
+	fmt.Fprintf(tw, "decided by\t%s\n", e.Level)
+	if e.Group != "" {
+		fmt.Fprintf(tw, "group\t%s\n", e.Group)
+	}
+	runs := "not kept by this model"
+	if e.Runs > 0 {
+		runs = strconv.Itoa(e.Runs)
+	}
+	fmt.Fprintf(tw, "runs behind it\t%s\n", runs)
+	fmt.Fprintf(tw, "before the margin\t%.6g\n", e.Base)
+	fmt.Fprintf(tw, "margin\tx%.3f\n", e.Margin)
+	if len(e.Missing) > 0 {
+		fmt.Fprintf(tw, "features missing\t%s (a group with them unset, or a broader level, decided)\n", strings.Join(e.Missing, ", "))
+	}
+	return tw.Flush()
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -306,5 +307,59 @@ func TestPredictEvalCoverageDigits(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), "0.8998") {
 		t.Errorf("coverage 0.8998 printed as:\n%s", b.String())
+	}
+}
+
+// predict explain prints the allocation Predict gives and the group
+// that decided it, with the runs behind it and the margin.
+func TestPredictExplain(t *testing.T) {
+	t.Parallel()
+	for _, strategy := range []string{predictor.StrategyGroups, predictor.StrategyEstimators} {
+		t.Run(strategy, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "model.json")
+			code, _, stderr := runCLI(t, "", "predict", "train", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app",
+				"--target-col", "mem_used_kb", "--features", "procs_req,time_req_s", "--strategy", strategy, "--out", path)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := predictor.ReadModel(f)
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := runCLI(t, "", "predict", "explain", "--model", path, "--type", "3", "--feature", "procs_req=8,time_req_s=3600", "--json")
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			var e predictor.Explanation
+			if err := json.Unmarshal([]byte(stdout), &e); err != nil {
+				t.Fatal(err)
+			}
+			want, src := m.Predict("3", "", map[string]float64{"procs_req": 8, "time_req_s": 3600})
+			if e.Prediction != want || e.Source != src || e.Strategy != strategy || e.Runs == 0 || e.Margin < 1 {
+				t.Fatalf("explanation %+v; Predict gives %v from %s", e, want, src)
+			}
+			if strategy == predictor.StrategyGroups {
+				if e.Group != "3, procs_req=8, time_req_s=3600" || e.Level != "type and procs_req, time_req_s" {
+					t.Errorf("group %q at level %q", e.Group, e.Level)
+				}
+				if math.Abs(e.Base*e.Margin-e.Prediction) > 1e-6*e.Prediction {
+					t.Errorf("base %v times margin %v is not the prediction %v", e.Base, e.Margin, e.Prediction)
+				}
+			}
+			code, stdout, _ = runCLI(t, "", "predict", "explain", "--model", path, "--type", "3")
+			if code != 0 || !strings.Contains(stdout, "runs behind it") || !strings.Contains(stdout, "features missing") || !strings.Contains(stdout, "procs_req, time_req_s (a group with them unset") {
+				t.Errorf("exit %d:\n%s", code, stdout)
+			}
+			code, _, stderr = runCLI(t, "", "predict", "explain", "--model", path, "--type", "3", "--feature", "rows=1")
+			if code == 0 || !strings.Contains(stderr, "--feature rows: the model reads no such feature") {
+				t.Errorf("exit %d: %s", code, stderr)
+			}
+		})
 	}
 }
