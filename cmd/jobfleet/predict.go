@@ -149,6 +149,7 @@ type PredictEvalCmd struct {
 	Window        time.Duration `name:"window" env:"JOBFLEET_PREDICT_WINDOW" default:"0s" help:"Walking forward: train on the runs of this last period (0: 30d). Not with --split."`
 	ByType        bool          `name:"by-type" env:"JOBFLEET_PREDICT_BY_TYPE" help:"Also show results per type (as --by type)."`
 	MatchCoverage string        `name:"match-coverage" env:"JOBFLEET_PREDICT_MATCH_COVERAGE" enum:",type-quantile,vpa,fixed-formula,baseline" default:"" placeholder:"METHOD" help:"Also print the predictor's slack at METHOD's coverage (type-quantile, vpa, fixed-formula or baseline), finding the predictor's quantile that reaches it."`
+	MinGroupJobs  int           `name:"min-group-jobs" env:"JOBFLEET_PREDICT_MIN_GROUP_JOBS" default:"-1" help:"With --by: show only months and types with at least this many test jobs (-1: 500 for months, 1000 for types, the sizes coverage is judged at; 0: all). The JSON lists all."`
 	By            []string      `name:"by" env:"JOBFLEET_PREDICT_BY" sep:"," enum:"month,type" placeholder:"month,type" help:"Also show results per calendar month (30-day period when times are not Unix seconds) or per type, the predictor's worst coverage first."`
 	JSON          bool          `name:"json" env:"JOBFLEET_PREDICT_JSON" help:"Print one JSON object."`
 }
@@ -193,7 +194,7 @@ func (c *PredictEvalCmd) Run(g *Globals) error {
 			Match *predictor.Match `json:"match_coverage,omitempty"`
 		}{report, match})
 	}
-	if err := printReport(g.stdout, report); err != nil {
+	if err := printReport(g.stdout, report, c.MinGroupJobs); err != nil {
 		return err
 	}
 	if match != nil {
@@ -212,7 +213,7 @@ const evalColumns = `Columns:
   mean alloc  mean allocation, in the unit of the target column
   jobs        test jobs the method was scored on; the baseline only on jobs with a value, the rest counted as missing`
 
-func printReport(w io.Writer, r *predictor.Report) error {
+func printReport(w io.Writer, r *predictor.Report, minGroupJobs int) error {
 	fmt.Fprintf(w, "test jobs: %d   skipped rows: %d\n", r.TestJobs, r.Skipped)
 	features := "none"
 	if len(r.Predictor.Features) > 0 {
@@ -253,11 +254,15 @@ func printReport(w io.Writer, r *predictor.Report) error {
 	for _, g := range []struct {
 		what string
 		rows []predictor.TypeResult
-	}{{"month", r.Months}, {"type", r.Types}} {
+		min  int
+	}{{"month", r.Months, 500}, {"type", r.Types, 1000}} {
 		if len(g.rows) == 0 {
 			continue
 		}
-		if err := printGroups(w, g.what, g.rows); err != nil {
+		if minGroupJobs >= 0 {
+			g.min = minGroupJobs
+		}
+		if err := printGroups(w, g.what, g.rows, g.min); err != nil {
 			return err
 		}
 	}
@@ -265,14 +270,18 @@ func printReport(w io.Writer, r *predictor.Report) error {
 	return err
 }
 
-// printGroups prints per-group results, the predictor's worst coverage
-// first (the 20 worst), each method's coverage and slack.
-func printGroups(w io.Writer, what string, rows []predictor.TypeResult) error {
-	rows = slices.Clone(rows)
+// printGroups prints the results of the groups with at least least test
+// jobs, the predictor's worst coverage first (the 20 worst), each method's
+// coverage and slack.
+func printGroups(w io.Writer, what string, all []predictor.TypeResult, least int) error {
+	rows := slices.DeleteFunc(slices.Clone(all), func(r predictor.TypeResult) bool { return r.Jobs < least })
 	slices.SortStableFunc(rows, func(a, b predictor.TypeResult) int {
 		return cmp.Compare(a.Methods[0].Coverage, b.Methods[0].Coverage)
 	})
-	fmt.Fprintf(w, "\nper %s, the predictor's worst coverage first (%d of %d):\n", what, min(len(rows), 20), len(rows))
+	fmt.Fprintf(w, "\nper %s, the %d of %d with at least %d test jobs, the predictor's worst coverage first:\n", what, len(rows), len(all), least)
+	if len(rows) == 0 {
+		return nil
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%s\tjobs\t", what)
 	for _, m := range rows[0].Methods {

@@ -101,12 +101,12 @@ func TestPredictEvalByMonthAndType(t *testing.T) {
 		t.Errorf("baseline %+v: want it scored on the %d jobs with a request only", base, report.TestJobs-base.Missing)
 	}
 
-	code, stdout, stderr = runCLI(t, "", args...)
+	code, stdout, stderr = runCLI(t, "", append(args, "--min-group-jobs", "0")...)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	for _, want := range []string{"predictor: strategy", "features: procs_req, time_req_s (order given)", "missing)",
-		"per month, the predictor's worst coverage first", "per type, the predictor's worst coverage first",
+		"per month, the 3 of 3 with at least 0 test jobs, the predictor's worst coverage first", "per type, the 5 of 5 with at least 0 test jobs",
 		"Columns:", "overalloc", "mean alloc"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
@@ -126,6 +126,11 @@ func TestPredictEvalByMonthAndType(t *testing.T) {
 	}
 	if len(covs) != 3 || !slices.IsSorted(covs) {
 		t.Errorf("month coverages %v, want 3 in ascending order:\n%s", covs, section)
+	}
+	// By default only months of at least 500 test jobs are shown.
+	code, stdout, _ = runCLI(t, "", args...)
+	if code != 0 || !strings.Contains(stdout, "per month, the 2 of 3 with at least 500 test jobs") || !strings.Contains(stdout, "per type, the 0 of 5 with at least 1000 test jobs") {
+		t.Errorf("exit %d, default group sizes:\n%s", code, stdout)
 	}
 }
 
@@ -302,7 +307,7 @@ func TestPredictEvalCoverageDigits(t *testing.T) {
 	t.Parallel()
 	var b strings.Builder
 	r := &predictor.Report{TestJobs: 10000, Methods: []predictor.MethodResult{{Name: "predictor", Coverage: 0.8998, Slack: 0.21}}}
-	if err := printReport(&b, r); err != nil {
+	if err := printReport(&b, r, -1); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(b.String(), "0.8998") {
