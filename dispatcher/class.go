@@ -68,9 +68,10 @@ func (c Class) Name(prefix string) string {
 	return head + "-" + hash
 }
 
-// Model is what sizing needs of the predictor.
+// Model is what sizing needs of the predictor: a size from the job's
+// type, pool, labels (those the model groups by) and features.
 type Model interface {
-	Predict(jobType, pool string, features map[string]float64) (float64, predictor.Source)
+	PredictLabels(jobType, pool string, labels map[string]string, features map[string]float64) (float64, predictor.Source)
 }
 
 // Sizing decides a job's class.
@@ -114,7 +115,7 @@ func (s Sizing) Decide(job *jobfleet.Job, history jobfleet.History, t *jobtype.T
 	d := Decision{Source: predictor.SourceNone}
 	memory := t.Memory.Default
 	if model != nil {
-		if p, src := model.Predict(t.Name, t.Pool, job.Features); src != predictor.SourceNone && p > 0 && !math.IsInf(p, 0) {
+		if p, src := model.PredictLabels(t.Name, t.Pool, job.Labels, job.Features); src != predictor.SourceNone && p > 0 && !math.IsInf(p, 0) {
 			d.Predicted, d.Source = int64(math.Ceil(p)), src
 			memory = d.Predicted
 		}

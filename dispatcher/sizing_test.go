@@ -26,7 +26,7 @@ func registry(t testing.TB) *jobtype.Registry {
 // model in tests of sizing logic.
 type fixedModel float64
 
-func (f fixedModel) Predict(string, string, map[string]float64) (float64, predictor.Source) {
+func (f fixedModel) PredictLabels(string, string, map[string]string, map[string]float64) (float64, predictor.Source) {
 	return float64(f), predictor.SourceType
 }
 

@@ -19,6 +19,9 @@ type CSVColumns struct {
 	Features []string // numeric features; -1 or empty marks a missing value
 	// Pool optionally groups types for the fallback model.
 	Pool string
+	// Labels are columns read as labels (strings), keyed by column name:
+	// Options.GroupBy can key groups on them.
+	Labels []string
 	// Baseline optionally names what was allocated before (e.g. requested
 	// memory), for evaluation.
 	Baseline string
@@ -66,6 +69,10 @@ func ReadCSV(r io.Reader, cols CSVColumns) (*Dataset, CSVStats, error) {
 	featureCols := make([]int, len(cols.Features))
 	for i, f := range cols.Features {
 		featureCols[i] = col(f)
+	}
+	labelCols := make([]int, len(cols.Labels))
+	for i, l := range cols.Labels {
+		labelCols[i] = col(l)
 	}
 	for _, req := range []struct{ flag, name string }{{"time", cols.Time}, {"type", cols.Type}, {"target", cols.Target}} {
 		if req.name == "" {
@@ -129,6 +136,12 @@ func ReadCSV(r io.Reader, cols CSVColumns) (*Dataset, CSVStats, error) {
 		}
 		if poolCol >= 0 {
 			s.Pool = strings.TrimSpace(rec[poolCol])
+		}
+		if len(labelCols) > 0 {
+			s.Labels = make(map[string]string, len(labelCols))
+			for j, c := range labelCols {
+				s.Labels[cols.Labels[j]] = strings.TrimSpace(rec[c])
+			}
 		}
 		if baselineCol >= 0 {
 			v, err := num(baselineCol, cols.Baseline, true)

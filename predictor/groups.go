@@ -32,8 +32,12 @@ const (
 // A groupLevel groups runs by a key: their type or their pool, followed by
 // the values of their first Features features.
 type groupLevel struct {
-	By       string `json:"by"`
-	Features int    `json:"features,omitempty"`
+	By string `json:"by"`
+	// Labels adds the job's GroupBy labels to its type or pool in the
+	// key; Unlabeled levels size only jobs without them.
+	Labels    bool `json:"labels,omitempty"`
+	Unlabeled bool `json:"unlabeled,omitempty"`
+	Features  int  `json:"features,omitempty"`
 	// Groups maps each key to its group's quantile, in log space; Runs to
 	// the runs behind it (absent from models written before it was kept).
 	Groups map[string]float64 `json:"groups"`
@@ -46,13 +50,29 @@ type groupLevel struct {
 // whatever the type, and its pool alone. A single feature without the type
 // says little about a job: on the Sandia trace, the runs of the same user
 // sized jobs of applications never seen before worse than all runs did.
-func groupLevels(n int) []groupLevel {
+//
+// With labels (Options.GroupBy), a job's labels act as a first feature
+// that is a string: its type with its labels and its first n, ..., 0
+// features, its type alone, its pool with its labels and its first n, ...,
+// 1 features, its pool alone. A job without the labels gets the levels
+// without them (marked Unlabeled, which labelled jobs skip).
+func groupLevels(n int, labels bool) []groupLevel {
 	var levels []groupLevel
+	if labels {
+		for k := n; k >= 0; k-- {
+			levels = append(levels, groupLevel{By: levelByType, Labels: true, Features: k})
+		}
+	}
 	for k := n; k >= 0; k-- {
-		levels = append(levels, groupLevel{By: levelByType, Features: k})
+		levels = append(levels, groupLevel{By: levelByType, Features: k, Unlabeled: labels && k > 0})
+	}
+	if labels {
+		for k := n; k >= 1; k-- {
+			levels = append(levels, groupLevel{By: levelByPool, Labels: true, Features: k})
+		}
 	}
 	for k := n; k >= 2; k-- {
-		levels = append(levels, groupLevel{By: levelByPool, Features: k})
+		levels = append(levels, groupLevel{By: levelByPool, Features: k, Unlabeled: labels})
 	}
 	return append(levels, groupLevel{By: levelByPool})
 }
@@ -60,14 +80,14 @@ func groupLevels(n int) []groupLevel {
 // applies reports whether a job of the pool with n features has a group
 // at this level: not for the pool alone without a pool, nor with fewer
 // features than the level keys on.
-func (l *groupLevel) applies(pool string, n int) bool {
-	return l.Features <= n && (l.By != levelByPool || l.Features > 0 || pool != "")
+func (l *groupLevel) applies(group, pool string, n int) bool {
+	return l.Features <= n && (l.By != levelByPool || l.Features > 0 || pool != "") && (!l.Labels || group != "") && (!l.Unlabeled || group == "")
 }
 
 // key appends a job's key at this level to dst. It reports false when the
 // job has no group at the level (see applies).
-func (l *groupLevel) key(dst []byte, jobType, pool string, x []float64) ([]byte, bool) {
-	if !l.applies(pool, len(x)) {
+func (l *groupLevel) key(dst []byte, jobType, group, pool string, x []float64) ([]byte, bool) {
+	if !l.applies(group, pool, len(x)) {
 		return dst, false
 	}
 	switch l.By {
@@ -75,6 +95,9 @@ func (l *groupLevel) key(dst []byte, jobType, pool string, x []float64) ([]byte,
 		dst = append(dst, jobType...)
 	case levelByPool:
 		dst = append(dst, pool...)
+	}
+	if l.Labels {
+		dst = append(append(dst, 0x1e), group...)
 	}
 	return appendFeatures(dst, x[:l.Features]), true
 }
@@ -157,19 +180,30 @@ func (g *groupModel) upgrade(n int) {
 // base returns a job's group quantile (log) and the index of its level,
 // len(g.Levels) for all runs. Every level's key is a prefix of the job's
 // type key or of its pool key, so each is written once.
-func (g *groupModel) base(jobType, pool string, x []float64) (float64, int) {
-	var typeBuf, poolBuf [256]byte
-	var typeEnds, poolEnds [17]int
+func (g *groupModel) base(jobType, group, pool string, x []float64) (float64, int) {
+	var typeBuf, poolBuf, typeLabelBuf, poolLabelBuf [256]byte
+	var typeEnds, poolEnds, typeLabelEnds, poolLabelEnds [17]int
 	typeKey, typeEnd := prefixKeys(typeBuf[:0], typeEnds[:0], jobType, x)
 	poolKey, poolEnd := prefixKeys(poolBuf[:0], poolEnds[:0], pool, x)
+	var typeLabelKey, poolLabelKey []byte
+	var typeLabelEnd, poolLabelEnd []int
+	if group != "" {
+		typeLabelKey, typeLabelEnd = prefixKeys(typeLabelBuf[:0], typeLabelEnds[:0], jobType+"\x1e"+group, x)
+		poolLabelKey, poolLabelEnd = prefixKeys(poolLabelBuf[:0], poolLabelEnds[:0], pool+"\x1e"+group, x)
+	}
 	for i := range g.Levels {
 		l := &g.Levels[i]
-		if !l.applies(pool, len(x)) {
+		if !l.applies(group, pool, len(x)) {
 			continue
 		}
 		key := typeKey[:typeEnd[l.Features]]
-		if l.By == levelByPool {
+		switch {
+		case l.By == levelByPool && l.Labels:
+			key = poolLabelKey[:poolLabelEnd[l.Features]]
+		case l.By == levelByPool:
 			key = poolKey[:poolEnd[l.Features]]
+		case l.Labels:
+			key = typeLabelKey[:typeLabelEnd[l.Features]]
 		}
 		if v, ok := l.Groups[string(key)]; ok {
 			return v, i
@@ -192,10 +226,10 @@ func prefixKeys(dst []byte, ends []int, category string, x []float64) ([]byte, [
 
 // explain is predict with the group that decided: its level's index
 // (len(Levels) for all runs) and its key.
-func (g *groupModel) explain(jobType, pool string, x []float64) (level int, key string) {
+func (g *groupModel) explain(jobType, group, pool string, x []float64) (level int, key string) {
 	for i := range g.Levels {
 		l := &g.Levels[i]
-		k, ok := l.key(nil, jobType, pool, x)
+		k, ok := l.key(nil, jobType, group, pool, x)
 		if !ok {
 			continue
 		}
@@ -206,8 +240,8 @@ func (g *groupModel) explain(jobType, pool string, x []float64) (level int, key 
 	return len(g.Levels), ""
 }
 
-func (g *groupModel) predict(jobType, pool string, x []float64) (float64, Source) {
-	b, level := g.base(jobType, pool, x)
+func (g *groupModel) predict(jobType, group, pool string, x []float64) (float64, Source) {
+	b, level := g.base(jobType, group, pool, x)
 	src := SourceGlobal
 	if level < len(g.Levels) {
 		src = g.Levels[level].source()
@@ -265,7 +299,7 @@ func fitGroups(runs, deployed []Sample, features int, prev *Model, opts Options)
 	if len(runs) == 0 {
 		return nil
 	}
-	grouped := newGrouping(runs, groupLevels(features))
+	grouped := newGrouping(runs, groupLevels(features, len(opts.GroupBy) > 0))
 	halfLife := opts.GroupHalfLife.Seconds()
 	if halfLife == 0 {
 		halfLife = grouped.chooseHalfLife(opts.Quantile)
@@ -306,18 +340,26 @@ func newGrouping(runs []Sample, levels []groupLevel) *grouping {
 	hashes := make([][]keyHash, len(levels))
 	seed := maphash.MakeSeed()
 	byType, byPool := make([]uint64, nf+1), make([]uint64, nf+1)
+	byTypeLabels, byPoolLabels := make([]uint64, nf+1), make([]uint64, nf+1)
 	for i, s := range runs {
 		byType[0], byPool[0] = maphash.String(seed, s.Type), maphash.String(seed, s.Pool)
+		byTypeLabels[0], byPoolLabels[0] = maphash.String(seed, s.Type+"\x1e"+s.group), maphash.String(seed, s.Pool+"\x1e"+s.group)
 		for k, v := range s.Features {
 			byType[k+1], byPool[k+1] = mixHash(byType[k], v), mixHash(byPool[k], v)
+			byTypeLabels[k+1], byPoolLabels[k+1] = mixHash(byTypeLabels[k], v), mixHash(byPoolLabels[k], v)
 		}
 		for li, l := range levels {
-			if !l.applies(s.Pool, len(s.Features)) {
+			if !l.applies(s.group, s.Pool, len(s.Features)) {
 				continue
 			}
 			h := byType[l.Features]
-			if l.By == levelByPool {
+			switch {
+			case l.By == levelByPool && l.Labels:
+				h = byPoolLabels[l.Features]
+			case l.By == levelByPool:
 				h = byPool[l.Features]
+			case l.Labels:
+				h = byTypeLabels[l.Features]
 			}
 			hashes[li] = append(hashes[li], keyHash{h, int32(i)})
 		}
@@ -343,7 +385,7 @@ func newGrouping(runs []Sample, levels []groupLevel) *grouping {
 				var block []runGroup
 				for _, kh := range hs[start:end] {
 					s := &runs[kh.run]
-					buf, _ = levels[li].key(buf[:0], s.Type, s.Pool, s.Features)
+					buf, _ = levels[li].key(buf[:0], s.Type, s.group, s.Pool, s.Features)
 					j := slices.IndexFunc(block, func(r runGroup) bool { return r.key == string(buf) })
 					if j < 0 {
 						block = append(block, runGroup{key: string(buf)})
@@ -411,7 +453,7 @@ func (gr *grouping) quantiles(n int, q, halfLife float64) *groupModel {
 				counts[r.key] = len(values)
 			}
 		}
-		g.Levels[li] = groupLevel{By: l.By, Features: l.Features, Groups: quantiles, Runs: counts}
+		g.Levels[li] = groupLevel{By: l.By, Labels: l.Labels, Unlabeled: l.Unlabeled, Features: l.Features, Groups: quantiles, Runs: counts}
 	}
 	return g
 }
@@ -448,7 +490,7 @@ func (gr *grouping) lastWeekLoss(q, halfLife float64) (float64, bool) {
 	g := gr.quantiles(k, q, halfLife)
 	loss := 0.0
 	for _, s := range runs[k:] {
-		b, _ := g.base(s.Type, s.Pool, s.Features)
+		b, _ := g.base(s.Type, s.group, s.Pool, s.Features)
 		loss += pinball(q, math.Log(s.Peak), b)
 	}
 	return loss, true
@@ -459,7 +501,7 @@ func (gr *grouping) lastWeekLoss(q, halfLife float64) (float64, bool) {
 // it, then the others as given) gives the levels the lowest loss on the
 // window's last week, with every run in the window weighed alike. With too
 // few runs to tell, the order is as given.
-func orderFeatures(ctx context.Context, runs []Sample, n int, q float64) ([]int, error) {
+func orderFeatures(ctx context.Context, runs []Sample, n int, q float64, labels bool) ([]int, error) {
 	order := make([]int, 0, n)
 	rest := make([]int, n)
 	for i := range rest {
@@ -472,7 +514,7 @@ func orderFeatures(ctx context.Context, runs []Sample, n int, q float64) ([]int,
 				return nil, err
 			}
 			candidate := append(append(slices.Clone(order), f), slices.Delete(slices.Clone(rest), i, i+1)...)
-			loss, ok := newGrouping(permuteFeatures(runs, candidate), groupLevels(n)).lastWeekLoss(q, math.Inf(1))
+			loss, ok := newGrouping(permuteFeatures(runs, candidate), groupLevels(n, labels)).lastWeekLoss(q, math.Inf(1))
 			if !ok {
 				return append(order, rest...), nil
 			}

@@ -165,12 +165,12 @@ func TestGroupingMatchesKeys(t *testing.T) {
 			Features: x, Peak: 1 + rng.Float64(),
 		})
 	}
-	levels := groupLevels(3)
+	levels := groupLevels(3, false)
 	grouped := newGrouping(runs, levels)
 	for li, l := range levels {
 		want := map[string][]int32{}
 		for i, s := range runs {
-			if k, ok := l.key(nil, s.Type, s.Pool, s.Features); ok {
+			if k, ok := l.key(nil, s.Type, s.group, s.Pool, s.Features); ok {
 				want[string(k)] = append(want[string(k)], int32(i))
 			}
 		}
@@ -454,13 +454,13 @@ func TestChooseHalfLife(t *testing.T) {
 		}
 		return 100
 	})
-	if got := newGrouping(jumped, groupLevels(0)).chooseHalfLife(0.9); got != 24*3600 {
+	if got := newGrouping(jumped, groupLevels(0, false)).chooseHalfLife(0.9); got != 24*3600 {
 		t.Errorf("a type that jumped: half-life %vs, want a day", got)
 	}
 	// A steady type with noise: every run says the same, and more runs say
 	// it more precisely.
 	steady := hourly(func(float64) float64 { return 100 * math.Exp(0.5*rng.NormFloat64()) })
-	if got := newGrouping(steady, groupLevels(0)).chooseHalfLife(0.9); got < 7*86400 {
+	if got := newGrouping(steady, groupLevels(0, false)).chooseHalfLife(0.9); got < 7*86400 {
 		t.Errorf("a steady type: half-life %vs, want a week or more", got)
 	}
 }

@@ -20,10 +20,12 @@ const (
 // features. Models are trained per job type; a type with too few runs falls
 // back to its pool's model, then to the global one.
 type Model struct {
-	Format    string    `json:"format"`
-	Version   int       `json:"version"`
-	Quantile  float64   `json:"quantile"`
-	Features  []string  `json:"features"`
+	Format   string   `json:"format"`
+	Version  int      `json:"version"`
+	Quantile float64  `json:"quantile"`
+	Features []string `json:"features"`
+	// GroupBy names the labels the group strategy keys groups on.
+	GroupBy   []string  `json:"group_by,omitempty"`
 	TrainedAt time.Time `json:"trained_at"`
 	Runs      int       `json:"runs"`
 	// Types, Pools and Global are the estimators, most specific first.
@@ -131,6 +133,13 @@ const (
 // for a job of the type with the features, and which estimator made it. It
 // returns SourceNone when the model has no estimator for the job.
 func (m *Model) Predict(jobType, pool string, features map[string]float64) (float64, Source) {
+	return m.PredictLabels(jobType, pool, nil, features)
+}
+
+// PredictLabels is Predict for a job with labels: a model trained with
+// Options.GroupBy sizes it by the group of its type and those labels when
+// it has one.
+func (m *Model) PredictLabels(jobType, pool string, labels map[string]string, features map[string]float64) (float64, Source) {
 	var buf [8]float64
 	x := buf[:0]
 	for _, name := range m.Features {
@@ -140,17 +149,21 @@ func (m *Model) Predict(jobType, pool string, features map[string]float64) (floa
 		}
 		x = append(x, v)
 	}
-	return m.PredictVector(jobType, pool, x)
+	return m.predictVector(jobType, groupKey(labels, m.GroupBy), pool, x)
 }
 
 // PredictVector is Predict with features already in the model's order, for
 // callers predicting many jobs.
 func (m *Model) PredictVector(jobType, pool string, x []float64) (float64, Source) {
+	return m.predictVector(jobType, "", pool, x)
+}
+
+func (m *Model) predictVector(jobType, group, pool string, x []float64) (float64, Source) {
 	if m.Groups != nil {
 		if pool == "" {
 			pool = m.TypePools[jobType]
 		}
-		return m.Groups.predict(jobType, pool, x)
+		return m.Groups.predict(jobType, group, pool, x)
 	}
 	if c, ok := m.ThinTypes[jobType]; ok && m.Thin != nil {
 		return math.Exp(m.thin(c)), SourceThin
@@ -189,8 +202,8 @@ type Explanation struct {
 	Missing []string `json:"missing_features,omitempty"`
 }
 
-// Explain predicts a job's peak as Predict does and says why.
-func (m *Model) Explain(jobType, pool string, features map[string]float64) Explanation {
+// Explain predicts a job's peak as PredictLabels does and says why.
+func (m *Model) Explain(jobType, pool string, labels map[string]string, features map[string]float64) Explanation {
 	x := make([]float64, len(m.Features))
 	var missingNames []string
 	for i, name := range m.Features {
@@ -202,13 +215,14 @@ func (m *Model) Explain(jobType, pool string, features map[string]float64) Expla
 		x[i] = v
 	}
 	e := Explanation{Strategy: m.Strategy(), Quantile: m.Quantile, Missing: missingNames}
-	e.Prediction, e.Source = m.PredictVector(jobType, pool, x)
+	group := groupKey(labels, m.GroupBy)
+	e.Prediction, e.Source = m.predictVector(jobType, group, pool, x)
 	if m.Groups != nil {
 		if pool == "" {
 			pool = m.TypePools[jobType]
 		}
 		g := m.Groups
-		level, key := g.explain(jobType, pool, x)
+		level, key := g.explain(jobType, group, pool, x)
 		e.Margin = math.Exp(g.Margin)
 		if level == len(g.Levels) {
 			e.Level, e.Base = "all runs", math.Exp(g.Global)
@@ -216,13 +230,29 @@ func (m *Model) Explain(jobType, pool string, features map[string]float64) Expla
 		}
 		l := &g.Levels[level]
 		e.Level = l.By
+		if l.Labels {
+			e.Level += " and " + strings.Join(m.GroupBy, ", ")
+		}
 		if l.Features > 0 {
 			e.Level += " and " + strings.Join(m.Features[:l.Features], ", ")
 		}
-		parts := strings.Split(key, "\x1f")
-		e.Group = parts[0]
-		for i, v := range parts[1:] {
-			e.Group += ", " + m.Features[i] + "=" + v
+		// The key: the category, the labels' values (after 0x1e, 0x1f
+		// between them), then the features' (each after 0x1f).
+		category, rest, _ := strings.Cut(key, "\x1f")
+		e.Group = category
+		if l.Labels {
+			typ, first, _ := strings.Cut(category, "\x1e")
+			values := append([]string{first}, strings.Split(rest, "\x1f")...)
+			e.Group = typ
+			for i, name := range m.GroupBy {
+				e.Group += ", " + name + "=" + values[i]
+			}
+			rest = strings.Join(values[len(m.GroupBy):], "\x1f")
+		}
+		if l.Features > 0 {
+			for i, v := range strings.Split(rest, "\x1f") {
+				e.Group += ", " + m.Features[i] + "=" + v
+			}
 		}
 		e.Base, e.Runs = math.Exp(l.Groups[key]), l.Runs[key]
 		return e

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -16,7 +17,10 @@ type Sample struct {
 	Type     string
 	Pool     string
 	Features []float64
-	Peak     float64
+	// Labels are the job's labels; those Options.GroupBy names key the
+	// group strategy's groups, as strings.
+	Labels map[string]string
+	Peak   float64
 	// Baseline is what a comparison method allocated, e.g. the memory the
 	// user requested; NaN when unknown. Evaluation only.
 	Baseline float64
@@ -25,6 +29,8 @@ type Sample struct {
 	// and it only measures the allocation (see StrategyGroups).
 	Allocated float64
 	Missed    bool
+
+	group string // the GroupBy labels' values (training)
 }
 
 // Dataset is a set of runs with named features.
@@ -73,6 +79,11 @@ type Options struct {
 	Features []string
 	// Quantile is the level predicted. Default 0.9.
 	Quantile float64
+	// GroupBy names labels (team, user, dataset) the group strategy keys
+	// its groups on, as strings, between the type and the features: a
+	// job's type with the same labels, then its type alone. It needs the
+	// group strategy (auto takes it).
+	GroupBy []string
 	// MinRuns is how many runs a type (or pool) needs for a model of its
 	// own. Default 30.
 	MinRuns int
@@ -186,6 +197,9 @@ func (o Options) strategy(samples []Sample, features int) string {
 	if o.Strategy != StrategyAuto {
 		return o.Strategy
 	}
+	if len(o.GroupBy) > 0 {
+		return StrategyGroups
+	}
 	if features > 0 && repeatShare(samples) < 0.25 {
 		return StrategyEstimators
 	}
@@ -261,6 +275,14 @@ func (o Options) validate() error {
 	if o.FeatureOrder != "" && o.FeatureOrder != FeatureOrderGiven && o.FeatureOrder != FeatureOrderAuto {
 		errs = append(errs, fmt.Errorf("feature order %q: %s or %s", o.FeatureOrder, FeatureOrderGiven, FeatureOrderAuto))
 	}
+	if len(o.GroupBy) > 0 && o.Strategy == StrategyEstimators {
+		errs = append(errs, fmt.Errorf("group by %v: labels key the groups strategy's groups, not the estimators'", o.GroupBy))
+	}
+	for _, name := range o.GroupBy {
+		if name == "" || strings.ContainsAny(name, "\x1e\x1f") {
+			errs = append(errs, fmt.Errorf("group by %q: not a label name", name))
+		}
+	}
 	if !slices.Contains([]string{StrategyAuto, StrategyEstimators, StrategyGroups}, o.Strategy) {
 		errs = append(errs, fmt.Errorf("strategy %q: %s, %s or %s", o.Strategy, StrategyAuto, StrategyEstimators, StrategyGroups))
 	}
@@ -274,6 +296,26 @@ func (o Options) validate() error {
 
 // ErrNoData is returned when there is nothing to train on.
 var ErrNoData = errors.New("no runs to train on")
+
+// groupKey is a job's labels named by groupBy, joined; "" when it lacks
+// one (it then has no group at the labels' levels).
+func groupKey(labels map[string]string, groupBy []string) string {
+	if len(groupBy) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for i, name := range groupBy {
+		v, ok := labels[name]
+		if !ok {
+			return ""
+		}
+		if i > 0 {
+			b.WriteByte(0x1f)
+		}
+		b.WriteString(v)
+	}
+	return b.String()
+}
 
 // Train fits a model: an estimator per type with enough runs, per pool, and
 // a global one, each chosen among the candidate kinds by pinball loss on
@@ -319,13 +361,20 @@ func TrainContext(ctx context.Context, ds *Dataset, opts Options) (*Model, error
 		Types: map[string]*Estimator{}, Pools: map[string]*Estimator{}, TypePools: map[string]string{},
 	}
 	if opts.strategy(samples, len(ds.Features)) == StrategyGroups {
+		m.GroupBy = slices.Clone(opts.GroupBy)
+		for i := range samples {
+			samples[i].group = groupKey(samples[i].Labels, opts.GroupBy)
+		}
+		for i := range deployed {
+			deployed[i].group = groupKey(deployed[i].Labels, opts.GroupBy)
+		}
 		for _, s := range samples {
 			if s.Pool != "" {
 				m.TypePools[s.Type] = s.Pool
 			}
 		}
 		if opts.FeatureOrder == FeatureOrderAuto && len(ds.Features) > 1 && len(ds.Features) <= maxOrderedFeatures {
-			order, err := orderFeatures(ctx, samples, len(ds.Features), opts.Quantile)
+			order, err := orderFeatures(ctx, samples, len(ds.Features), opts.Quantile, len(opts.GroupBy) > 0)
 			if err != nil {
 				return nil, err
 			}

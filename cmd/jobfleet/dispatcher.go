@@ -58,6 +58,7 @@ type DispatcherCmd struct {
 	RetrainEvery    time.Duration `name:"retrain-every" env:"JOBFLEET_RETRAIN_EVERY" default:"24h" help:"How often the leader retrains the model."`
 	RetrainWindow   time.Duration `name:"retrain-window" env:"JOBFLEET_RETRAIN_WINDOW" default:"720h" help:"Retrain on the run records of this last period."`
 	RetrainFeatures []string      `name:"retrain-features" env:"JOBFLEET_RETRAIN_FEATURES" sep:"," placeholder:"NAME,..." help:"Job features the retrained model reads, most telling first; default all the run records carry, in the order the model finds best (up to four)."`
+	RetrainGroupBy  []string      `name:"retrain-group-by" env:"JOBFLEET_RETRAIN_GROUP_BY" sep:"," placeholder:"LABEL,..." help:"Job labels (user, dataset) the retrained model groups runs by, as strings, between the type and the features."`
 	RecordsFlush    time.Duration `name:"records-flush" env:"JOBFLEET_RECORDS_FLUSH" default:"1m" help:"Longest a consumed run record waits before the batch it is in is stored in S3 (at most 1000 records a file)."`
 	Model           string        `name:"model" env:"JOBFLEET_MODEL" placeholder:"PATH|s3://BUCKET/KEY" help:"Memory model to size jobs with, reloaded when it changes; without one, jobs get their type's default."`
 	ModelReload     time.Duration `name:"model-reload" env:"JOBFLEET_MODEL_RELOAD" default:"1m" help:"How often to check for a new model."`
@@ -201,7 +202,7 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 		dispatcher.WithLogger(g.log), dispatcher.WithRegisterer(promReg), dispatcher.WithAnnouncements(clients.SNS, clients.SFN),
 		dispatcher.WithRecords(clients.S3,
 			dispatcher.RecordsConfig{URL: c.Records, Bucket: c.Bucket, Prefix: c.Prefix, FlushEvery: c.RecordsFlush, AttributeLabel: c.AttributeLabel},
-			dispatcher.RetrainConfig{Every: retrainEvery, Window: c.RetrainWindow, Model: c.Model, Options: retrainOptions(c.RetrainFeatures)}),
+			dispatcher.RetrainConfig{Every: retrainEvery, Window: c.RetrainWindow, Model: c.Model, Options: retrainOptions(c.RetrainFeatures, c.RetrainGroupBy)}),
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -294,9 +295,9 @@ func kubeConfig(path string) (*rest.Config, error) {
 
 // retrainOptions trains on the features named, in that order; without
 // any, on all the run records carry, in the order the model finds best.
-func retrainOptions(features []string) predictor.Options {
+func retrainOptions(features, groupBy []string) predictor.Options {
 	if len(features) == 0 {
-		return predictor.Options{FeatureOrder: predictor.FeatureOrderAuto}
+		return predictor.Options{FeatureOrder: predictor.FeatureOrderAuto, GroupBy: groupBy}
 	}
-	return predictor.Options{Features: features, FeatureOrder: predictor.FeatureOrderGiven}
+	return predictor.Options{Features: features, FeatureOrder: predictor.FeatureOrderGiven, GroupBy: groupBy}
 }

@@ -35,7 +35,8 @@ type csvFlags struct {
 	BaselineCol string   `name:"baseline-col" env:"JOBFLEET_PREDICT_BASELINE_COL" placeholder:"COL" help:"Column with what was allocated before (e.g. requested memory), compared as the baseline method."`
 }
 
-func (c *csvFlags) read() (*predictor.Dataset, predictor.CSVStats, error) {
+// read reads the CSV trace, with the columns labels names as labels.
+func (c *csvFlags) read(labels []string) (*predictor.Dataset, predictor.CSVStats, error) {
 	var missing []string
 	for flag, v := range map[string]string{"--time-col": c.TimeCol, "--type-col": c.TypeCol, "--target-col": c.TargetCol} {
 		if v == "" {
@@ -51,7 +52,7 @@ func (c *csvFlags) read() (*predictor.Dataset, predictor.CSVStats, error) {
 	}
 	defer f.Close()
 	ds, stats, err := predictor.ReadCSV(f, predictor.CSVColumns{
-		Time: c.TimeCol, Type: c.TypeCol, Target: c.TargetCol, Features: c.Features, Pool: c.PoolCol, Baseline: c.BaselineCol,
+		Time: c.TimeCol, Type: c.TypeCol, Target: c.TargetCol, Features: c.Features, Pool: c.PoolCol, Baseline: c.BaselineCol, Labels: labels,
 	})
 	if err != nil {
 		return nil, stats, fmt.Errorf("%s: %w", c.CSV, err)
@@ -75,11 +76,12 @@ type trainFlags struct {
 	FeatureOrder  string        `name:"feature-order" env:"JOBFLEET_PREDICT_FEATURE_ORDER" enum:",given,auto" default:"" help:"The features' order decides the group strategy's levels: keep it (given) or choose it by the levels' loss on the window's last week (auto). Default: given when --features lists them, auto otherwise."`
 	AdaptRate     float64       `name:"adapt-rate" env:"JOBFLEET_PREDICT_ADAPT_RATE" default:"0.3" help:"With --strategy groups: how far each retraining moves the margin per unit of missed coverage."`
 	GroupHalfLife time.Duration `name:"group-half-life" env:"JOBFLEET_PREDICT_GROUP_HALF_LIFE" default:"0" help:"With --strategy groups: half-life of the weight of older runs in each group's quantile; 0 chooses it (a day to the whole window) by the quantiles' loss on the last week."`
+	GroupBy       []string      `name:"group-by" env:"JOBFLEET_PREDICT_GROUP_BY" sep:"," placeholder:"LABEL,..." help:"Labels the group strategy keys its groups on, as strings, between the type and the features (a CSV's columns of these names; run records' labels)."`
 	CalShare      float64       `name:"calibration-share" env:"JOBFLEET_PREDICT_CALIBRATION_SHARE" default:"0.25" help:"Share of each type's most recent runs held out to choose and calibrate its model."`
 }
 
 func (t trainFlags) options() predictor.Options {
-	return predictor.Options{Quantile: t.Quantile, MinRuns: t.MinRuns, Buffer: t.Buffer, HalfLife: t.HalfLife, Refit: t.Refit, CalibrationShare: t.CalShare, CalibrationHalfLife: t.CalHalfLife, Objective: t.Objective, MaxShortfall: t.MaxShortfall, Ceiling: t.Ceiling, Confidence: t.Confidence, Strategy: t.Strategy, FeatureOrder: t.FeatureOrder, AdaptRate: t.AdaptRate, GroupHalfLife: t.GroupHalfLife}
+	return predictor.Options{Quantile: t.Quantile, MinRuns: t.MinRuns, Buffer: t.Buffer, HalfLife: t.HalfLife, Refit: t.Refit, CalibrationShare: t.CalShare, CalibrationHalfLife: t.CalHalfLife, Objective: t.Objective, MaxShortfall: t.MaxShortfall, Ceiling: t.Ceiling, Confidence: t.Confidence, Strategy: t.Strategy, FeatureOrder: t.FeatureOrder, AdaptRate: t.AdaptRate, GroupHalfLife: t.GroupHalfLife, GroupBy: t.GroupBy}
 }
 
 // PredictTrainCmd trains a model.
@@ -101,7 +103,7 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 	case c.CSV != "":
 		var stats predictor.CSVStats
 		var err error
-		ds, stats, err = c.read()
+		ds, stats, err = c.read(c.GroupBy)
 		if err != nil {
 			return err
 		}
@@ -171,7 +173,7 @@ func (c *PredictEvalCmd) Run(g *Globals) error {
 	if c.Window == 0 {
 		c.Window = 30 * 24 * time.Hour
 	}
-	ds, stats, err := c.read()
+	ds, stats, err := c.read(c.GroupBy)
 	if err != nil {
 		return err
 	}
@@ -307,6 +309,7 @@ type PredictExplainCmd struct {
 	Type     string             `name:"type" env:"JOBFLEET_PREDICT_TYPE" required:"" help:"The job's type."`
 	Pool     string             `name:"pool" env:"JOBFLEET_PREDICT_POOL" help:"The job type's pool (default: the one the model learned for the type)."`
 	Features map[string]float64 `name:"feature" env:"JOBFLEET_PREDICT_FEATURE" mapsep:"," placeholder:"NAME=VALUE" help:"The job's features."`
+	Labels   map[string]string  `name:"label" env:"JOBFLEET_PREDICT_LABEL" mapsep:"," placeholder:"KEY=VALUE" help:"The job's labels (those the model groups by)."`
 	JSON     bool               `name:"json" env:"JOBFLEET_PREDICT_JSON" help:"Print one JSON object."`
 }
 
@@ -321,7 +324,12 @@ func (c *PredictExplainCmd) Run(ctx context.Context, g *Globals) error {
 			return fmt.Errorf("--feature %s: the model reads no such feature (it reads: %s)", name, strings.Join(m.Features, ", "))
 		}
 	}
-	e := m.Explain(c.Type, c.Pool, c.Features)
+	for key := range c.Labels {
+		if !slices.Contains(m.GroupBy, key) {
+			return fmt.Errorf("--label %s: the model groups by no such label (it groups by: %s)", key, strings.Join(m.GroupBy, ", "))
+		}
+	}
+	e := m.Explain(c.Type, c.Pool, c.Labels, c.Features)
 	if c.JSON {
 		return json.NewEncoder(g.stdout).Encode(e)
 	}

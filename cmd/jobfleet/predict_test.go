@@ -368,3 +368,47 @@ func TestPredictExplain(t *testing.T) {
 		})
 	}
 }
+
+// --group-by reads a CSV column as a label the model groups by; explain
+// takes the job's labels.
+func TestPredictGroupBy(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "model.json")
+	code, _, stderr := runCLI(t, "", "predict", "train", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app",
+		"--target-col", "mem_used_kb", "--group-by", "user", "--features", "procs_req", "--out", path)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	code, stdout, stderr := runCLI(t, "", "predict", "explain", "--model", path, "--type", "3", "--label", "user=3", "--feature", "procs_req=8", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var e predictor.Explanation
+	if err := json.Unmarshal([]byte(stdout), &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Level != "type and user and procs_req" || e.Group != "3, user=3, procs_req=8" || e.Runs == 0 {
+		t.Errorf("explanation %+v", e)
+	}
+	code, _, stderr = runCLI(t, "", "predict", "explain", "--model", path, "--type", "3", "--label", "team=ml")
+	if code == 0 || !strings.Contains(stderr, "--label team: the model groups by no such label (it groups by: user)") {
+		t.Errorf("exit %d: %s", code, stderr)
+	}
+	// The same groups as the user read as a first (numeric) feature.
+	eval := func(args ...string) predictor.MethodResult {
+		code, stdout, stderr := runCLI(t, "", append([]string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app",
+			"--target-col", "mem_used_kb", "--retrain-every", "1d", "--window", "7d", "--json"}, args...)...)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		var r predictor.Report
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatal(err)
+		}
+		return r.Methods[0]
+	}
+	byLabel, byFeature := eval("--group-by", "user", "--features", "procs_req"), eval("--features", "user,procs_req")
+	if byLabel.Coverage != byFeature.Coverage || byLabel.Slack != byFeature.Slack {
+		t.Errorf("--group-by user %+v, --features user,procs_req %+v", byLabel, byFeature)
+	}
+}
