@@ -25,8 +25,9 @@ type EvalOptions struct {
 	Window       time.Duration
 	// ByType adds per-type results, ByMonth per-month results.
 	ByType, ByMonth bool
-	// predictorOnly evaluates the predictor alone (MatchCoverage).
-	predictorOnly bool
+	// predictorOnly evaluates the predictor alone (MatchCoverage), and
+	// baselineJobs scores it only on the jobs with a baseline value.
+	predictorOnly, baselineJobs bool
 }
 
 // Method names in a Report.
@@ -243,6 +244,20 @@ func Evaluate(ds *Dataset, opts EvalOptions, skipped int) (*Report, error) {
 			r.Sources = append(r.Sources, sr)
 		}
 	}
+	if opts.baselineJobs {
+		var sub []Sample
+		var a []float64
+		for i, s := range test {
+			if !math.IsNaN(s.Baseline) {
+				sub, a = append(sub, s), append(a, allocs[0][i])
+			}
+		}
+		if len(sub) == 0 {
+			return nil, errors.New("no test job has a baseline value")
+		}
+		r.Methods = append(r.Methods, measure(methods[0].name(), sub, a))
+		return r, nil
+	}
 	for i, m := range methods {
 		r.Methods = append(r.Methods, measure(m.name(), test, allocs[i]))
 	}
@@ -284,8 +299,9 @@ type Match struct {
 
 // MatchCoverage finds, by bisection on the predictor's quantile, the
 // predictor's slack at the coverage of another method of the report, so
-// that methods are compared at equal coverage. It errors when the target
-// lies outside what quantiles 0.5 to 0.999 reach.
+// that methods are compared at equal coverage, on the same jobs (for the
+// baseline, those with a baseline value). It errors when the target lies
+// outside what quantiles 0.5 to 0.999 reach.
 func MatchCoverage(ds *Dataset, opts EvalOptions, r *Report, methodName string) (*Match, error) {
 	i := slices.IndexFunc(r.Methods, func(m MethodResult) bool { return m.Name == methodName })
 	if i < 0 {
@@ -294,6 +310,7 @@ func MatchCoverage(ds *Dataset, opts EvalOptions, r *Report, methodName string) 
 	target := r.Methods[i].Coverage
 	m := &Match{Method: methodName, Coverage: target}
 	opts.ByType, opts.ByMonth, opts.predictorOnly = false, false, true
+	opts.baselineJobs = methodName == MethodBaseline
 	at := func(q float64) (MethodResult, error) {
 		o := opts
 		o.Train.Quantile = q

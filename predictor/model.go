@@ -225,7 +225,7 @@ func (m *Model) Explain(jobType, pool string, labels map[string]string, features
 		level, key := g.explain(jobType, group, pool, x)
 		e.Margin = math.Exp(g.Margin)
 		if level == len(g.Levels) {
-			e.Level, e.Base = "all runs", math.Exp(g.Global)
+			e.Level, e.Base, e.Runs = "all runs", math.Exp(g.Global), m.Runs
 			return e
 		}
 		l := &g.Levels[level]
@@ -258,7 +258,9 @@ func (m *Model) Explain(jobType, pool string, labels map[string]string, features
 		return e
 	}
 	if c, ok := m.ThinTypes[jobType]; ok && m.Thin != nil {
-		e.Level, e.Base, e.Margin = "a thin type's constant", math.Exp(m.thin(c)), 1
+		// The type's own quantile and the thin types' shared offset,
+		// the sum held between the thin estimator's floor and ceiling.
+		e.Level, e.Base, e.Margin = "a thin type's quantile (few runs)", math.Exp(c), math.Exp(m.Thin.Offset)
 		return e
 	}
 	est, src := m.estimator(jobType, pool)
@@ -268,6 +270,8 @@ func (m *Model) Explain(jobType, pool string, labels map[string]string, features
 	}
 	e.Level = string(src) + " estimator (" + est.Kind + ")"
 	e.Runs, e.Margin = est.Runs, math.Exp(est.Offset)
+	// The estimator's prediction before its offset (the model holds the
+	// sum between the smallest peak it saw and its ceiling).
 	e.Base = e.Prediction / e.Margin
 	return e
 }

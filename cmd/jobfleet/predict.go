@@ -149,7 +149,7 @@ type PredictEvalCmd struct {
 	Split         float64       `name:"split" env:"JOBFLEET_PREDICT_SPLIT" default:"0" help:"Train once on this share of runs by time and test on the rest, instead of walking forward."`
 	RetrainEvery  time.Duration `name:"retrain-every" env:"JOBFLEET_PREDICT_RETRAIN_EVERY" default:"0s" help:"Walking forward: retrain this often (0: 7d). Not with --split."`
 	Window        time.Duration `name:"window" env:"JOBFLEET_PREDICT_WINDOW" default:"0s" help:"Walking forward: train on the runs of this last period (0: 30d). Not with --split."`
-	ByType        bool          `name:"by-type" env:"JOBFLEET_PREDICT_BY_TYPE" help:"Also show results per type (as --by type)."`
+	ByType        bool          `name:"by-type" env:"JOBFLEET_PREDICT_BY_TYPE" help:"Also show results per type: the same as --by type (types of 1,000 test jobs or more; --min-group-jobs 0 for all)."`
 	MatchCoverage string        `name:"match-coverage" env:"JOBFLEET_PREDICT_MATCH_COVERAGE" enum:",type-quantile,vpa,fixed-formula,baseline" default:"" placeholder:"METHOD" help:"Also print the predictor's slack at METHOD's coverage (type-quantile, vpa, fixed-formula or baseline), finding the predictor's quantile that reaches it."`
 	MinGroupJobs  int           `name:"min-group-jobs" env:"JOBFLEET_PREDICT_MIN_GROUP_JOBS" default:"-1" help:"With --by: show only months and types with at least this many test jobs (-1: 500 for months, 1000 for types, the sizes coverage is judged at; 0: all). The JSON lists all."`
 	By            []string      `name:"by" env:"JOBFLEET_PREDICT_BY" sep:"," enum:"month,type" placeholder:"month,type" help:"Also show results per calendar month (30-day period when times are not Unix seconds) or per type, the predictor's worst coverage first."`
@@ -162,6 +162,8 @@ func (c *PredictEvalCmd) Run(g *Globals) error {
 		return errors.New("--csv is required")
 	}
 	switch {
+	case c.MinGroupJobs < -1:
+		return fmt.Errorf("--min-group-jobs %d: -1 (500 for months, 1000 for types) or a number of jobs", c.MinGroupJobs)
 	case c.Split > 0 && (c.RetrainEvery != 0 || c.Window != 0):
 		return errors.New("--split trains once and tests on the rest; --retrain-every and --window walk forward: use one or the other")
 	case c.RetrainEvery < 0 || c.Window < 0:
@@ -185,6 +187,9 @@ func (c *PredictEvalCmd) Run(g *Globals) error {
 		return err
 	}
 	var match *predictor.Match
+	if c.MatchCoverage == predictor.MethodBaseline && c.BaselineCol == "" {
+		return errors.New("--match-coverage baseline: needs --baseline-col")
+	}
 	if c.MatchCoverage != "" {
 		if match, err = predictor.MatchCoverage(ds, predictor.EvalOptions{Train: c.options(), Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window}, report, c.MatchCoverage); err != nil {
 			return fmt.Errorf("--match-coverage: %w", err)
@@ -221,7 +226,7 @@ func printReport(w io.Writer, r *predictor.Report, minGroupJobs int) error {
 	if len(r.Predictor.Features) > 0 {
 		features = strings.Join(r.Predictor.Features, ", ")
 	}
-	how := "an estimator per type, its pool's or the global one for thin types"
+	how := "an estimator per type; thin types their own quantile with a shared offset; unseen types their pool's or the global estimator"
 	if r.Predictor.Strategy == predictor.StrategyGroups {
 		how = "the quantile of the job's group of past runs: type, then its features one level at a time"
 	}

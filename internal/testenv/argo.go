@@ -1,9 +1,12 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -38,6 +41,18 @@ func (c *Cluster) StartArgo(t testing.TB) {
 }
 
 func (c *Cluster) startArgo(t testing.TB) error {
+	if os.Geteuid() != 0 {
+		return errors.New("the pod runner runs Argo's step pods in mount and PID namespaces of their own, which needs root")
+	}
+	// The binaries make controlplane builds are named by the version its
+	// wrapper module pins: it must be the one these tests expect.
+	mod, err := os.ReadFile(filepath.Join(moduleRoot(t), "deploy", "local", "controlplane", "argo", "go.mod"))
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(mod), "github.com/argoproj/argo-workflows/v3 "+ArgoVersion+"\n") {
+		return fmt.Errorf("deploy/local/controlplane/argo/go.mod does not pin Argo %s, the version testenv.ArgoVersion names: change both together", ArgoVersion)
+	}
 	dir, err := moduleDir("github.com/argoproj/argo-workflows/v3@" + ArgoVersion)
 	if err != nil {
 		return err

@@ -67,22 +67,24 @@ type runningPod struct {
 	exited          chan struct{}
 	deleting        bool
 
-	// procs are the processes of a pod of several containers (Argo's).
+	// procs are the running processes of a pod of several containers
+	// (Argo's); stopped says none is to start any more.
 	procsMu sync.Mutex
-	procs   []*exec.Cmd
+	procs   map[*exec.Cmd]bool
+	stopped bool
 }
 
-// signal sends sig to the process groups of every container of the pod.
+// signal sends sig to the process groups of every container of the pod;
+// a pod of several containers starts none after SIGTERM or SIGKILL.
 func (p *runningPod) signal(sig syscall.Signal) {
 	if p.cmd != nil {
 		_ = syscall.Kill(-p.cmd.Process.Pid, sig)
 	}
 	p.procsMu.Lock()
 	defer p.procsMu.Unlock()
-	for _, c := range p.procs {
-		if c.Process != nil && c.ProcessState == nil {
-			_ = syscall.Kill(-c.Process.Pid, sig)
-		}
+	p.stopped = true
+	for c := range p.procs {
+		_ = syscall.Kill(-c.Process.Pid, sig)
 	}
 }
 

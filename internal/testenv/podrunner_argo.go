@@ -138,17 +138,24 @@ func (r *PodRunner) startArgo(ctx context.Context, pod *corev1.Pod) error {
 }
 
 // run runs one container's process to its end and returns its exit code;
-// a pod being deleted starts nothing more.
+// a pod being stopped starts nothing more. Each container is the first
+// process of a PID namespace of its own, as in a pod: when it dies (Argo's
+// emissary, killed), the kernel kills what it started, even in process
+// groups of their own.
 func (p *runningPod) run(cmd *exec.Cmd) int {
 	p.procsMu.Lock()
-	if p.deleting {
+	if p.stopped {
 		p.procsMu.Unlock()
 		return 137
 	}
 	cmd.SysProcAttr = childAttr(syscall.SIGKILL)
+	cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWPID
 	err := cmd.Start()
 	if err == nil {
-		p.procs = append(p.procs, cmd)
+		if p.procs == nil {
+			p.procs = map[*exec.Cmd]bool{}
+		}
+		p.procs[cmd] = true
 	}
 	p.procsMu.Unlock()
 	if err != nil {
@@ -156,6 +163,9 @@ func (p *runningPod) run(cmd *exec.Cmd) int {
 		return 128
 	}
 	err = cmd.Wait()
+	p.procsMu.Lock()
+	delete(p.procs, cmd)
+	p.procsMu.Unlock()
 	var exit *exec.ExitError
 	switch {
 	case err == nil:

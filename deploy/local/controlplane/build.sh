@@ -106,6 +106,7 @@ build_argoexec() {
 	src=$(cd "$here/argo" && go mod download -json github.com/argoproj/argo-workflows/v3 | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 	[ -d "$src" ] || { echo "argo module source not found" >&2; return 1; }
 	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' RETURN
 	cp -r "$src" "$tmp/argo"
 	chmod -R u+w "$tmp/argo"
 	local os=$tmp/argo/workflow/executor/osspecific
@@ -115,7 +116,6 @@ build_argoexec() {
 	echo "replace github.com/argoproj/argo-workflows/v3 => $tmp/argo" >> "$tmp/go.mod"
 	(cd "$here/argo" && CGO_ENABLED=0 go build -modfile "$tmp/go.mod" -trimpath -o "$out.tmp" github.com/argoproj/argo-workflows/v3/cmd/argoexec)
 	mv "$out.tmp" "$out"
-	rm -rf "$tmp"
 }
 
 case "$what" in
