@@ -297,18 +297,7 @@ func (r *PodRunner) start(ctx context.Context, pod *corev1.Pod) error {
 		env = append(env, "KUBECONFIG="+kubeconfig)
 	}
 	for _, e := range c.Env {
-		v := e.Value
-		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
-			switch e.ValueFrom.FieldRef.FieldPath {
-			case "metadata.name":
-				v = pod.Name
-			case "metadata.namespace":
-				v = pod.Namespace
-			case "spec.nodeName":
-				v = pod.Spec.NodeName
-			}
-		}
-		env = append(env, e.Name+"="+mounts.Replace(v))
+		env = append(env, e.Name+"="+mounts.Replace(envValue(pod, e)))
 	}
 	// The volumes of the pod are directories of its own here.
 	env = append(env, "JOBFLEET_CHECKPOINT_DIR="+filepath.Join(dir, "checkpoint"), "JOBFLEET_REASON_FILE="+filepath.Join(dir, "annotations"))
@@ -377,6 +366,25 @@ func (r *PodRunner) start(ctx context.Context, pod *corev1.Pod) error {
 		}
 	})
 	return nil
+}
+
+// envValue is an environment variable's value as a kubelet resolves it:
+// its value, or the pod field it names (the downward API).
+func envValue(pod *corev1.Pod, e corev1.EnvVar) string {
+	if e.ValueFrom == nil || e.ValueFrom.FieldRef == nil {
+		return e.Value
+	}
+	switch e.ValueFrom.FieldRef.FieldPath {
+	case "metadata.name":
+		return pod.Name
+	case "metadata.namespace":
+		return pod.Namespace
+	case "metadata.uid":
+		return string(pod.UID)
+	case "spec.nodeName":
+		return pod.Spec.NodeName
+	}
+	return e.Value
 }
 
 func oomKilled(cgroup string) bool {

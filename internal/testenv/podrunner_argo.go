@@ -241,20 +241,7 @@ func (r *PodRunner) argoCommand(ctx context.Context, pod *corev1.Pod, c corev1.C
 		}
 	}
 	for _, e := range c.Env {
-		v := e.Value
-		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
-			switch e.ValueFrom.FieldRef.FieldPath {
-			case "metadata.name":
-				v = pod.Name
-			case "metadata.namespace":
-				v = pod.Namespace
-			case "metadata.uid":
-				v = string(pod.UID)
-			case "spec.nodeName":
-				v = pod.Spec.NodeName
-			}
-		}
-		env = append(env, e.Name+"="+v)
+		env = append(env, e.Name+"="+envValue(pod, e))
 	}
 	cmd := exec.Command(r.NSExec, nsArgs...)
 	cmd.Env = env
