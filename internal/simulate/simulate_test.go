@@ -172,6 +172,11 @@ policies:
 	if math.Abs(mean-want) > 4*se {
 		t.Errorf("mean time to finish %.0f s, Daly's closed form %.0f s (standard error %.0f s)", mean, want, se)
 	}
+	// Young's first-order form, the work plus its checkpoints plus half an
+	// interval per expected interruption, is within a few percent when
+	// the interval is small against the mean time between interruptions.
+	young := work + (work/tau-1)*delta + work/m*tau/2
+	near(t, "mean time to finish against Young's first-order form", mean, young, 0.03*young)
 	// The work lost per interruption: for exponential times X, E[min(X,
 	// tau) | X < tau+delta] in the nine checkpointed segments and
 	// E[X | X < tau] in the last, weighted by their expected interruptions
