@@ -100,8 +100,6 @@ type Options struct {
 	HalfLife time.Duration
 	// Kinds limits the candidate models; default all.
 	Kinds []string
-	// Refit refits the chosen model on all runs after calibration.
-	Refit bool
 	// CalibrationHalfLife weights calibration runs by recency (weighted
 	// conformal calibration); zero weighs them equally.
 	CalibrationHalfLife time.Duration

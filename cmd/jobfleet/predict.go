@@ -66,7 +66,6 @@ type trainFlags struct {
 	MinRuns       int           `name:"min-runs" env:"JOBFLEET_PREDICT_MIN_RUNS" default:"30" help:"Runs a type needs for a model of its own; thinner types use their pool's or the global model."`
 	Buffer        float64       `name:"buffer" env:"JOBFLEET_PREDICT_BUFFER" default:"0" help:"Calibrate with a fixed multiplier (e.g. 1.2) instead of conformal calibration."`
 	HalfLife      time.Duration `name:"half-life" env:"JOBFLEET_PREDICT_HALF_LIFE" default:"168h" help:"Half-life of the weight of older runs in the empirical quantile model."`
-	Refit         bool          `name:"refit" env:"JOBFLEET_PREDICT_REFIT" help:"Refit the chosen model on all runs after calibration."`
 	CalHalfLife   time.Duration `name:"calibration-half-life" env:"JOBFLEET_PREDICT_CALIBRATION_HALF_LIFE" default:"0" help:"Weight calibration runs by recency with this half-life (weighted conformal calibration); 0 weighs them equally."`
 	Objective     string        `name:"objective" env:"JOBFLEET_PREDICT_OBJECTIVE" enum:"type,fleet" default:"type" help:"What the quantile targets: each type's coverage (type), or the fleet's (fleet), moving each type within --max-shortfall of it to save memory."`
 	MaxShortfall  float64       `name:"max-shortfall" env:"JOBFLEET_PREDICT_MAX_SHORTFALL" default:"0.1" help:"With --objective fleet: how far below the target a type's level may go."`
@@ -81,7 +80,7 @@ type trainFlags struct {
 }
 
 func (t trainFlags) options() predictor.Options {
-	return predictor.Options{Quantile: t.Quantile, MinRuns: t.MinRuns, Buffer: t.Buffer, HalfLife: t.HalfLife, Refit: t.Refit, CalibrationShare: t.CalShare, CalibrationHalfLife: t.CalHalfLife, Objective: t.Objective, MaxShortfall: t.MaxShortfall, Ceiling: t.Ceiling, Confidence: t.Confidence, Strategy: t.Strategy, FeatureOrder: t.FeatureOrder, AdaptRate: t.AdaptRate, GroupHalfLife: t.GroupHalfLife, GroupBy: t.GroupBy}
+	return predictor.Options{Quantile: t.Quantile, MinRuns: t.MinRuns, Buffer: t.Buffer, HalfLife: t.HalfLife, CalibrationShare: t.CalShare, CalibrationHalfLife: t.CalHalfLife, Objective: t.Objective, MaxShortfall: t.MaxShortfall, Ceiling: t.Ceiling, Confidence: t.Confidence, Strategy: t.Strategy, FeatureOrder: t.FeatureOrder, AdaptRate: t.AdaptRate, GroupHalfLife: t.GroupHalfLife, GroupBy: t.GroupBy}
 }
 
 // PredictTrainCmd trains a model.
