@@ -71,7 +71,8 @@
 // A type names its image, command and pool, and, optionally: archs (the
 // architectures its image is built for; default its pool's one, or amd64 on
 // a pool of both), cpu, gpu {count, kind}, spot (prefer-spot, spot,
-// on-demand), features, memory {min, default, max}, checkpoint {dir,
+// on-demand), features, predictor {groupBy: the job labels the predictor groups the
+// type's runs by}, memory {min, default, max}, checkpoint {dir,
 // interval, stopGrace, uploadGrace}, maxRuntime, maxAttempts, maxReplicas,
 // doNotDisrupt, env and mode (command or library).
 //

@@ -568,7 +568,7 @@ func (d *decoder) jobType(n *yaml.Node, path string) (*Type, map[string]int) {
 	t := &Type{}
 	var cpu resource.Quantity
 	var spot, mode string
-	var memoryLines, checkpointLines, gpuLines map[string]int
+	var memoryLines, checkpointLines, gpuLines, predictorLines map[string]int
 	memoryNode, checkpointNode, gpuNode := n, n, n
 	lines := d.mapping(n, path, map[string]func(*yaml.Node){
 		"name":    d.str(&t.Name, path+".name"),
@@ -592,6 +592,11 @@ func (d *decoder) jobType(n *yaml.Node, path string) (*Type, map[string]int) {
 		"cpu":      d.quantity(&cpu, path+".cpu"),
 		"spot":     d.str(&spot, path+".spot"),
 		"features": d.strs(&t.Features, path+".features"),
+		"predictor": func(m *yaml.Node) {
+			predictorLines = d.mapping(m, path+".predictor", map[string]func(*yaml.Node){
+				"groupBy": d.strs(&t.GroupBy, path+".predictor.groupBy"),
+			})
+		},
 		"gpu": func(m *yaml.Node) {
 			gpuNode = m
 			gpuLines = d.mapping(m, path+".gpu", map[string]func(*yaml.Node){
@@ -626,7 +631,7 @@ func (d *decoder) jobType(n *yaml.Node, path string) (*Type, map[string]int) {
 	t.Spot = SpotPolicy(spot)
 	t.Mode = Mode(mode)
 	// Flatten the nested lines so checkType can point at any setting.
-	for prefix, nested := range map[string]map[string]int{"memory.": memoryLines, "checkpoint.": checkpointLines, "gpu.": gpuLines} {
+	for prefix, nested := range map[string]map[string]int{"memory.": memoryLines, "checkpoint.": checkpointLines, "gpu.": gpuLines, "predictor.": predictorLines} {
 		for k, v := range nested {
 			lines[prefix+k] = v
 		}
@@ -697,6 +702,16 @@ func (d *decoder) checkType(t *Type, reg *Registry, lines map[string]int, path s
 			problem("features", "%q is listed twice", f)
 		}
 		seen[f] = true
+	}
+	seen = map[string]bool{}
+	for _, l := range t.GroupBy {
+		if !jobfleet.LabelKeyPattern.MatchString(l) {
+			problem("predictor.groupBy", "%q is not a valid label key", l)
+		}
+		if seen[l] {
+			problem("predictor.groupBy", "%q is listed twice", l)
+		}
+		seen[l] = true
 	}
 	if t.GPU.Count < 0 {
 		problem("gpu.count", "%d: not negative", t.GPU.Count)

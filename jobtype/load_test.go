@@ -106,6 +106,8 @@ func TestParseProblems(t *testing.T) {
 		{name: "spot on on-demand pool", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    capacityTypes: [on-demand]", 1) + "    spot: spot\n", want: `types[0].spot: pool "cpu" does not launch spot capacity`},
 		{name: "bad toleration", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    tolerations: [dedicated=ml]", 1), want: "want key[=value]:effect"},
 		{name: "bad feature", yaml: base + "    features: [rows, rows]\n", want: `"rows" is listed twice`},
+		{name: "bad label to group by", yaml: base + "    predictor: {groupBy: [\"-user\"]}\n", want: `f.yaml:8: types[0].predictor.groupBy: "-user" is not a valid label key`},
+		{name: "unknown predictor setting", yaml: base + "    predictor: {groupby: [user]}\n", want: `types[0].predictor`},
 		{name: "pools but no types", yaml: "pools:\n  - name: cpu\ntypes: []\n", want: "f.yaml:1: types: no job types"},
 		{name: "pools and no types key", yaml: "pools:\n  - name: cpu\n", want: "types: required"},
 		{name: "no pools", yaml: "pools: []\ntypes: []\n", want: "no job types"},

@@ -44,6 +44,9 @@ type Type struct {
 	// Features are the job message features the memory predictor reads, in
 	// order.
 	Features []string
+	// GroupBy names job message labels (user, dataset) the predictor keys
+	// this type's groups on, as strings (predictor.groupBy in the file).
+	GroupBy []string
 	// Memory bounds what the predictor may allocate.
 	Memory Memory
 	// Checkpoint says where the job keeps its checkpoint and how often the

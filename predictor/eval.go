@@ -465,7 +465,7 @@ func (p *predictorMethod) predict(s Sample) float64 {
 	for _, j := range p.order {
 		p.x = append(p.x, s.Features[j])
 	}
-	v, src := p.model.predictVector(s.Type, groupKey(s.Labels, p.model.GroupBy), s.Pool, p.x)
+	v, src := p.model.predictVector(s.Type, groupKey(s.Labels, p.model.groupBy(s.Type)), s.Pool, p.x)
 	p.sources = append(p.sources, src)
 	return v
 }

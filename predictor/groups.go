@@ -299,7 +299,7 @@ func fitGroups(runs, deployed []Sample, features int, prev *Model, opts Options)
 	if len(runs) == 0 {
 		return nil
 	}
-	grouped := newGrouping(runs, groupLevels(features, len(opts.GroupBy) > 0))
+	grouped := newGrouping(runs, groupLevels(features, opts.labels()))
 	halfLife := opts.GroupHalfLife.Seconds()
 	if halfLife == 0 {
 		halfLife = grouped.chooseHalfLife(opts.Quantile)

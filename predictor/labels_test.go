@@ -87,3 +87,31 @@ func TestGroupByMatchesFirstFeature(t *testing.T) {
 		t.Errorf("by label %+v, as a first feature %+v", r1.Methods[0], r2.Methods[0])
 	}
 }
+
+// GroupByType keys some types' groups on labels and not others'.
+func TestGroupByType(t *testing.T) {
+	var ds Dataset
+	for i := range 800 {
+		typ, user, peak := "keyed", "a", 1e9
+		if i%2 == 1 {
+			user, peak = "b", 1e10
+		}
+		if i%4 >= 2 {
+			typ = "plain"
+		}
+		ds.Samples = append(ds.Samples, Sample{Time: float64(i * 600), Type: typ, Peak: peak * (1 + float64(i%10)/100), Labels: map[string]string{"user": user}, Baseline: math.NaN(), Allocated: math.NaN()})
+	}
+	m, err := Train(&ds, Options{GroupByType: map[string][]string{"keyed": {"user"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ka, _ := m.PredictLabels("keyed", "", map[string]string{"user": "a"}, nil)
+	pa, _ := m.PredictLabels("plain", "", map[string]string{"user": "a"}, nil)
+	pb, _ := m.PredictLabels("plain", "", map[string]string{"user": "b"}, nil)
+	if !(ka < 2e9) || pa != pb || pa < 1e10 {
+		t.Errorf("keyed by user: a %.3g; plain: a %.3g, b %.3g (want one size for both, the type's)", ka, pa, pb)
+	}
+	if got := m.LabelsFor("keyed"); len(got) != 1 || got[0] != "user" || len(m.LabelsFor("plain")) != 0 {
+		t.Errorf("labels for keyed %v, plain %v", got, m.LabelsFor("plain"))
+	}
+}

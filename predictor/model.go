@@ -24,10 +24,12 @@ type Model struct {
 	Version  int      `json:"version"`
 	Quantile float64  `json:"quantile"`
 	Features []string `json:"features"`
-	// GroupBy names the labels the group strategy keys groups on.
-	GroupBy   []string  `json:"group_by,omitempty"`
-	TrainedAt time.Time `json:"trained_at"`
-	Runs      int       `json:"runs"`
+	// GroupBy names the labels the group strategy keys groups on;
+	// GroupByType names them for some types instead.
+	GroupBy     []string            `json:"group_by,omitempty"`
+	GroupByType map[string][]string `json:"group_by_type,omitempty"`
+	TrainedAt   time.Time           `json:"trained_at"`
+	Runs        int                 `json:"runs"`
 	// Types, Pools and Global are the estimators, most specific first.
 	Types  map[string]*Estimator `json:"types"`
 	Pools  map[string]*Estimator `json:"pools,omitempty"`
@@ -149,7 +151,7 @@ func (m *Model) PredictLabels(jobType, pool string, labels map[string]string, fe
 		}
 		x = append(x, v)
 	}
-	return m.predictVector(jobType, groupKey(labels, m.GroupBy), pool, x)
+	return m.predictVector(jobType, groupKey(labels, m.groupBy(jobType)), pool, x)
 }
 
 // PredictVector is Predict with features already in the model's order, for
@@ -178,6 +180,18 @@ func (m *Model) predictVector(jobType, group, pool string, x []float64) (float64
 		tx = append(tx, transform(v))
 	}
 	return math.Exp(est.predictLog(tx)), src
+}
+
+// LabelsFor names the labels that key a type's groups (none: the model
+// does not read labels for the type).
+func (m *Model) LabelsFor(jobType string) []string { return m.groupBy(jobType) }
+
+// groupBy names the labels that key a type's groups.
+func (m *Model) groupBy(jobType string) []string {
+	if names, ok := m.GroupByType[jobType]; ok {
+		return names
+	}
+	return m.GroupBy
 }
 
 // Explanation says why a model sizes a job as it does.
@@ -215,7 +229,8 @@ func (m *Model) Explain(jobType, pool string, labels map[string]string, features
 		x[i] = v
 	}
 	e := Explanation{Strategy: m.Strategy(), Quantile: m.Quantile, Missing: missingNames}
-	group := groupKey(labels, m.GroupBy)
+	groupBy := m.groupBy(jobType)
+	group := groupKey(labels, groupBy)
 	e.Prediction, e.Source = m.predictVector(jobType, group, pool, x)
 	if m.Groups != nil {
 		if pool == "" {
@@ -231,7 +246,7 @@ func (m *Model) Explain(jobType, pool string, labels map[string]string, features
 		l := &g.Levels[level]
 		e.Level = l.By
 		if l.Labels {
-			e.Level += " and " + strings.Join(m.GroupBy, ", ")
+			e.Level += " and " + strings.Join(groupBy, ", ")
 		}
 		if l.Features > 0 {
 			e.Level += " and " + strings.Join(m.Features[:l.Features], ", ")
@@ -244,10 +259,10 @@ func (m *Model) Explain(jobType, pool string, labels map[string]string, features
 			typ, first, _ := strings.Cut(category, "\x1e")
 			values := append([]string{first}, strings.Split(rest, "\x1f")...)
 			e.Group = typ
-			for i, name := range m.GroupBy {
+			for i, name := range groupBy {
 				e.Group += ", " + name + "=" + values[i]
 			}
-			rest = strings.Join(values[len(m.GroupBy):], "\x1f")
+			rest = strings.Join(values[len(groupBy):], "\x1f")
 		}
 		if l.Features > 0 {
 			for i, v := range strings.Split(rest, "\x1f") {

@@ -84,6 +84,9 @@ type Options struct {
 	// job's type with the same labels, then its type alone. It needs the
 	// group strategy (auto takes it).
 	GroupBy []string
+	// GroupByType names such labels for some types, instead of GroupBy
+	// (the registry's per-type predictor.groupBy).
+	GroupByType map[string][]string
 	// MinRuns is how many runs a type (or pool) needs for a model of its
 	// own. Default 30.
 	MinRuns int
@@ -191,11 +194,16 @@ func repeatShare(samples []Sample) float64 {
 }
 
 // strategy resolves StrategyAuto for time-ordered runs.
+// labels reports whether any type's groups are keyed on labels.
+func (o Options) labels() bool {
+	return len(o.GroupBy) > 0 || len(o.GroupByType) > 0
+}
+
 func (o Options) strategy(samples []Sample, features int) string {
 	if o.Strategy != StrategyAuto {
 		return o.Strategy
 	}
-	if len(o.GroupBy) > 0 {
+	if o.labels() {
 		return StrategyGroups
 	}
 	if features > 0 && repeatShare(samples) < 0.25 {
@@ -273,10 +281,14 @@ func (o Options) validate() error {
 	if o.FeatureOrder != "" && o.FeatureOrder != FeatureOrderGiven && o.FeatureOrder != FeatureOrderAuto {
 		errs = append(errs, fmt.Errorf("feature order %q: %s or %s", o.FeatureOrder, FeatureOrderGiven, FeatureOrderAuto))
 	}
-	if len(o.GroupBy) > 0 && o.Strategy == StrategyEstimators {
-		errs = append(errs, fmt.Errorf("group by %v: labels key the groups strategy's groups, not the estimators'", o.GroupBy))
+	if o.labels() && o.Strategy == StrategyEstimators {
+		errs = append(errs, fmt.Errorf("group by %v %v: labels key the groups strategy's groups, not the estimators'", o.GroupBy, o.GroupByType))
 	}
-	for _, name := range o.GroupBy {
+	names := slices.Clone(o.GroupBy)
+	for _, byType := range o.GroupByType {
+		names = append(names, byType...)
+	}
+	for _, name := range names {
 		if name == "" || strings.ContainsAny(name, "\x1e\x1f") {
 			errs = append(errs, fmt.Errorf("group by %q: not a label name", name))
 		}
@@ -360,11 +372,17 @@ func TrainContext(ctx context.Context, ds *Dataset, opts Options) (*Model, error
 	}
 	if opts.strategy(samples, len(ds.Features)) == StrategyGroups {
 		m.GroupBy = slices.Clone(opts.GroupBy)
+		if len(opts.GroupByType) > 0 {
+			m.GroupByType = map[string][]string{}
+			for typ, names := range opts.GroupByType {
+				m.GroupByType[typ] = slices.Clone(names)
+			}
+		}
 		for i := range samples {
-			samples[i].group = groupKey(samples[i].Labels, opts.GroupBy)
+			samples[i].group = groupKey(samples[i].Labels, m.groupBy(samples[i].Type))
 		}
 		for i := range deployed {
-			deployed[i].group = groupKey(deployed[i].Labels, opts.GroupBy)
+			deployed[i].group = groupKey(deployed[i].Labels, m.groupBy(deployed[i].Type))
 		}
 		for _, s := range samples {
 			if s.Pool != "" {
@@ -372,7 +390,7 @@ func TrainContext(ctx context.Context, ds *Dataset, opts Options) (*Model, error
 			}
 		}
 		if opts.FeatureOrder == FeatureOrderAuto && len(ds.Features) > 1 && len(ds.Features) <= maxOrderedFeatures {
-			order, err := orderFeatures(ctx, samples, len(ds.Features), opts.Quantile, len(opts.GroupBy) > 0)
+			order, err := orderFeatures(ctx, samples, len(ds.Features), opts.Quantile, opts.labels())
 			if err != nil {
 				return nil, err
 			}

@@ -202,7 +202,7 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 		dispatcher.WithLogger(g.log), dispatcher.WithRegisterer(promReg), dispatcher.WithAnnouncements(clients.SNS, clients.SFN),
 		dispatcher.WithRecords(clients.S3,
 			dispatcher.RecordsConfig{URL: c.Records, Bucket: c.Bucket, Prefix: c.Prefix, FlushEvery: c.RecordsFlush, AttributeLabel: c.AttributeLabel},
-			dispatcher.RetrainConfig{Every: retrainEvery, Window: c.RetrainWindow, Model: c.Model, Options: retrainOptions(c.RetrainFeatures, c.RetrainGroupBy)}),
+			dispatcher.RetrainConfig{Every: retrainEvery, Window: c.RetrainWindow, Model: c.Model, Options: retrainOptions(c.RetrainFeatures, c.RetrainGroupBy, reg)}),
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -295,9 +295,19 @@ func kubeConfig(path string) (*rest.Config, error) {
 
 // retrainOptions trains on the features named, in that order; without
 // any, on all the run records carry, in the order the model finds best.
-func retrainOptions(features, groupBy []string) predictor.Options {
+func retrainOptions(features, groupBy []string, reg *jobtype.Registry) predictor.Options {
+	opts := predictor.Options{Features: features, FeatureOrder: predictor.FeatureOrderGiven, GroupBy: groupBy}
 	if len(features) == 0 {
-		return predictor.Options{FeatureOrder: predictor.FeatureOrderAuto, GroupBy: groupBy}
+		opts.FeatureOrder = predictor.FeatureOrderAuto
 	}
-	return predictor.Options{Features: features, FeatureOrder: predictor.FeatureOrderGiven, GroupBy: groupBy}
+	// The registry's per-type predictor.groupBy.
+	for _, t := range reg.Types() {
+		if len(t.GroupBy) > 0 {
+			if opts.GroupByType == nil {
+				opts.GroupByType = map[string][]string{}
+			}
+			opts.GroupByType[t.Name] = t.GroupBy
+		}
+	}
+	return opts
 }

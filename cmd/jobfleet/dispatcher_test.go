@@ -4,6 +4,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/jobfleet/jobfleet/jobtype"
 	"github.com/jobfleet/jobfleet/predictor"
 )
 
@@ -21,9 +22,17 @@ func TestRetrainOptions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got := retrainOptions(tt.features, tt.groupBy)
+			reg, err := jobtype.Load("../../jobtype/testdata/valid.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := retrainOptions(tt.features, tt.groupBy, reg)
 			if got.FeatureOrder != tt.want.FeatureOrder || !slices.Equal(got.Features, tt.want.Features) || !slices.Equal(got.GroupBy, tt.want.GroupBy) {
 				t.Errorf("options %+v, want %+v", got, tt.want)
+			}
+			// The registry's per-type predictor.groupBy.
+			if len(got.GroupByType) != 1 || !slices.Equal(got.GroupByType["feature-export"], []string{"user"}) {
+				t.Errorf("group by type %v, want feature-export by user", got.GroupByType)
 			}
 		})
 	}

@@ -329,8 +329,8 @@ func (c *PredictExplainCmd) Run(ctx context.Context, g *Globals) error {
 		}
 	}
 	for key := range c.Labels {
-		if !slices.Contains(m.GroupBy, key) {
-			return fmt.Errorf("--label %s: the model groups by no such label (it groups by: %s)", key, strings.Join(m.GroupBy, ", "))
+		if !slices.Contains(m.LabelsFor(c.Type), key) {
+			return fmt.Errorf("--label %s: the model groups type %s by no such label (it groups by: %s)", key, c.Type, strings.Join(m.LabelsFor(c.Type), ", "))
 		}
 	}
 	e := m.Explain(c.Type, c.Pool, c.Labels, c.Features)

@@ -391,7 +391,7 @@ func TestPredictGroupBy(t *testing.T) {
 		t.Errorf("explanation %+v", e)
 	}
 	code, _, stderr = runCLI(t, "", "predict", "explain", "--model", path, "--type", "3", "--label", "team=ml")
-	if code == 0 || !strings.Contains(stderr, "--label team: the model groups by no such label (it groups by: user)") {
+	if code == 0 || !strings.Contains(stderr, "--label team: the model groups type 3 by no such label (it groups by: user)") {
 		t.Errorf("exit %d: %s", code, stderr)
 	}
 	// The same groups as the user read as a first (numeric) feature.
