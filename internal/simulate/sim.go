@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"cmp"
 	"container/heap"
 	"math"
 	"math/rand/v2"
@@ -28,10 +29,34 @@ type attempt struct {
 	// (after the node was ready, the image pulled, the checkpoint
 	// restored); NaN until then.
 	placedAt, runStart float64
-	// willOOM marks an attempt that will be killed at end.
+	// willOOM marks an attempt bound to be OOM-killed.
 	willOOM bool
-	end     float64
-	gen     int // invalidates a finish event after an interruption
+	gen     int // invalidates start and finish events after a move
+}
+
+// resources are a node's CPU (millicores), memory (bytes), pod slots and
+// GPUs.
+type resources struct {
+	cpu, mem   float64
+	pods, gpus int
+}
+
+// capacity is what a node of the type can allocate to pods.
+func capacity(t *Instance) resources {
+	return resources{cpu: t.CPU, mem: t.Memory, pods: t.Pods, gpus: t.GPUs}
+}
+
+// holds reports whether the attempt fits in the resources.
+func (r resources) holds(a *attempt) bool {
+	return r.cpu >= a.cpu*1000 && r.mem >= a.alloc && r.pods >= 1 && r.gpus >= a.gpus
+}
+
+// add adds (sign 1) or takes away (sign -1) what the attempt uses.
+func (r *resources) add(a *attempt, sign int) {
+	r.cpu += float64(sign) * a.cpu * 1000
+	r.mem += float64(sign) * a.alloc
+	r.pods += sign
+	r.gpus += sign * a.gpus
 }
 
 // node is an EC2 instance Karpenter launched.
@@ -41,16 +66,13 @@ type node struct {
 	launch      float64
 	ready       float64
 	interruptAt float64
-	cpu, mem    float64 // free
-	pods, gpus  int     // free
+	free        resources
 	running     []*attempt
-	emptySince  float64
 	idleGen     int
 	gone        bool
 	idx         int                // in replay.nodes while live
 	pulled      map[string]float64 // job type -> when its image is pulled
-	// shares accrued per attempt: node-seconds times share, for cost
-	// attribution.
+	// attributed is the node's cost charged to its pods so far, USD.
 	attributed float64
 }
 
@@ -105,7 +127,6 @@ type jobOutcome struct {
 	slackGBh    float64
 	redone      float64 // seconds of work lost to interruptions
 	interrupts  int
-	ooms        int
 	spotNodes   float64 // interruption rate sum over spot attempts, per hour
 	spotRuns    int
 }
@@ -129,11 +150,11 @@ type replay struct {
 	gpuTypes    []*Instance
 	out         []jobOutcome
 	// totals
-	nodeCost, nodeHours             float64
-	nodeCPUh, nodeMemGBh            float64
-	podCPUh, podMemGBh, usedMemGBh  float64
-	fargateCost                     float64
-	nodesLaunched, nodesInterrupted int
+	nodeCost, nodeHours            float64
+	nodeCPUh, nodeMemGBh           float64
+	podCPUh, podMemGBh, usedMemGBh float64
+	fargateCost                    float64
+	nodesLaunched                  int
 }
 
 func (r *replay) push(e event) {
@@ -178,12 +199,12 @@ func (r *replay) run(first int) {
 			}
 		case evIdle:
 			if !e.n.gone && len(e.n.running) == 0 && e.n.idleGen == e.gen {
-				r.terminate(e.n, r.now)
+				r.terminate(e.n)
 			}
 		}
 	}
 	for len(r.nodes) > 0 {
-		r.terminate(r.nodes[0], r.now)
+		r.terminate(r.nodes[0])
 	}
 }
 
@@ -217,13 +238,7 @@ func spotDraw(seed uint64, job int) float64 {
 }
 
 // need is the memory the job really needs in the replay.
-func (r *replay) need(i int) float64 {
-	j := &r.t.Jobs[i]
-	if j.Censored {
-		return j.Peak * r.p.OOM.CensoredGrowth
-	}
-	return j.Peak
-}
+func (r *replay) need(i int) float64 { return need(&r.t.Jobs[i], r.p.OOM.CensoredGrowth) }
 
 // runFargate runs every attempt of a job on Fargate, one pod each.
 func (r *replay) runFargate(a *attempt, at float64) {
@@ -281,7 +296,6 @@ func (r *replay) runFargate(a *attempt, at float64) {
 func (r *replay) oomKilled(a *attempt) bool {
 	o := &r.out[a.job]
 	a.ooms++
-	o.ooms++
 	if a.ooms > *r.p.OOM.MaxReruns {
 		o.failed = true
 		return false
@@ -304,31 +318,19 @@ func (r *replay) enqueue(a *attempt) {
 
 // fits reports whether the attempt fits in a node's free resources.
 func (n *node) fits(a *attempt, now float64) bool {
-	return !n.gone && n.interruptAt-now > noticeSeconds && n.spot == a.spot && (n.typ.GPUs > 0) == (a.gpus > 0) &&
-		n.cpu >= a.cpu*1000 && n.mem >= a.alloc && n.pods >= 1 && n.gpus >= a.gpus
+	return !n.gone && n.interruptAt-now > noticeSeconds && n.spot == a.spot && (n.typ.GPUs > 0) == (a.gpus > 0) && n.free.holds(a)
 }
 
 func (n *node) take(a *attempt) {
-	n.cpu -= a.cpu * 1000
-	n.mem -= a.alloc
-	n.pods--
-	n.gpus -= a.gpus
+	n.free.add(a, -1)
 	n.running = append(n.running, a)
 }
 
 func (n *node) release(a *attempt) {
-	n.cpu += a.cpu * 1000
-	n.mem += a.alloc
-	n.pods++
-	n.gpus += a.gpus
+	n.free.add(a, 1)
 	if i := slices.Index(n.running, a); i >= 0 {
 		n.running = slices.Delete(n.running, i, i+1)
 	}
-}
-
-// emptyFits reports whether the attempt fits on an empty node of a type.
-func emptyFits(t *Instance, a *attempt) bool {
-	return t.CPU >= a.cpu*1000 && t.Memory >= a.alloc && t.Pods >= 1 && t.GPUs >= a.gpus
 }
 
 // provision places the pending attempts: on nodes with room first (best
@@ -339,29 +341,19 @@ func (r *replay) provision() {
 	r.provisionAt = math.NaN()
 	pending := r.pending
 	r.pending = nil
-	slices.SortStableFunc(pending, func(a, b *attempt) int {
-		switch {
-		case a.alloc > b.alloc:
-			return -1
-		case a.alloc < b.alloc:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(pending, func(a, b *attempt) int { return cmp.Compare(b.alloc, a.alloc) })
 	binpack := r.p.EC2.Packing == PackBin
 	var left []*attempt
 	for _, a := range pending {
-		{
-			var best *node
-			for _, n := range r.nodes {
-				if n.fits(a, r.now) && (binpack || len(n.running) == 0) && (best == nil || n.mem < best.mem) {
-					best = n
-				}
+		var best *node
+		for _, n := range r.nodes {
+			if n.fits(a, r.now) && (binpack || len(n.running) == 0) && (best == nil || n.free.mem < best.free.mem) {
+				best = n
 			}
-			if best != nil {
-				r.place(a, best)
-				continue
-			}
+		}
+		if best != nil {
+			r.place(a, best)
+			continue
 		}
 		left = append(left, a)
 	}
@@ -377,7 +369,7 @@ func (r *replay) provision() {
 			if a.spot && (t.Spot == nil || t.Spot.SavingsPct <= 0) {
 				continue
 			}
-			if !emptyFits(t, a) {
+			if !capacity(t).holds(a) {
 				continue
 			}
 			score := t.Price(a.spot)
@@ -419,14 +411,11 @@ func (r *replay) provision() {
 // bounds the search) that may share a node with a fit on an empty node of
 // the type, first fit.
 func packCount(t *Instance, first *attempt, pending []*attempt) int {
-	cpu, mem, pods, gpus := t.CPU, t.Memory, t.Pods, t.GPUs
+	free := capacity(t)
 	n := 0
 	for _, a := range pending[:min(len(pending), 32)] {
-		if a.spot == first.spot && (a.gpus > 0) == (first.gpus > 0) && a.cpu*1000 <= cpu && a.alloc <= mem && pods >= 1 && a.gpus <= gpus {
-			cpu -= a.cpu * 1000
-			mem -= a.alloc
-			pods--
-			gpus -= a.gpus
+		if a.spot == first.spot && (a.gpus > 0) == (first.gpus > 0) && free.holds(a) {
+			free.add(a, -1)
 			n++
 		}
 	}
@@ -434,8 +423,7 @@ func packCount(t *Instance, first *attempt, pending []*attempt) int {
 }
 
 func (r *replay) launch(t *Instance, spot bool) *node {
-	n := &node{typ: t, spot: spot, launch: r.now, ready: r.now + r.p.EC2.NodeLaunch.Seconds(),
-		cpu: t.CPU, mem: t.Memory, pods: t.Pods, gpus: t.GPUs, interruptAt: math.Inf(1), emptySince: math.NaN()}
+	n := &node{typ: t, spot: spot, launch: r.now, ready: r.now + r.p.EC2.NodeLaunch.Seconds(), free: capacity(t), interruptAt: math.Inf(1)}
 	n.idx = len(r.nodes)
 	r.nodes = append(r.nodes, n)
 	r.nodesLaunched++
@@ -452,7 +440,6 @@ func (r *replay) launch(t *Instance, spot bool) *node {
 // image pulled and its checkpoint restored.
 func (r *replay) place(a *attempt, n *node) {
 	n.take(a)
-	n.emptySince = math.NaN()
 	a.node, a.placedAt = n, r.now
 	a.gen++
 	start := max(r.now, n.ready)
@@ -472,10 +459,15 @@ func (r *replay) place(a *attempt, n *node) {
 	r.push(event{at: start, kind: evStart, a: a, n: n, gen: a.gen})
 }
 
+// checkpoints are an attempt's checkpoint interval and cost, seconds.
+func (r *replay) checkpoints(a *attempt) (tau, delta float64) {
+	return r.p.Checkpoint.Interval.Seconds(), r.p.Checkpoint.cost(r.t.Jobs[a.job].Type).Seconds()
+}
+
 // wall is the time an attempt takes to do work with periodic checkpoints
 // (none after the last piece).
 func (r *replay) wall(a *attempt, work float64) float64 {
-	tau, delta := r.p.Checkpoint.Interval.Seconds(), r.p.Checkpoint.cost(r.t.Jobs[a.job].Type).Seconds()
+	tau, delta := r.checkpoints(a)
 	if tau <= 0 || work <= tau {
 		return work
 	}
@@ -485,7 +477,7 @@ func (r *replay) wall(a *attempt, work float64) float64 {
 // done is the work done, and the work checkpointed, after running for e
 // seconds of an attempt's wall time.
 func (r *replay) done(a *attempt, e float64) (work, saved float64) {
-	tau, delta := r.p.Checkpoint.Interval.Seconds(), r.p.Checkpoint.cost(r.t.Jobs[a.job].Type).Seconds()
+	tau, delta := r.checkpoints(a)
 	if tau <= 0 {
 		return e, 0
 	}
@@ -506,8 +498,7 @@ func (r *replay) start(a *attempt) {
 	if a.willOOM {
 		runFor = r.p.OOM.KilledAt * a.remaining
 	}
-	a.end = r.now + runFor
-	r.push(event{at: a.end, kind: evFinish, a: a, n: a.node, gen: a.gen})
+	r.push(event{at: r.now + runFor, kind: evFinish, a: a, n: a.node, gen: a.gen})
 }
 
 // nodeShare is the part of a node's cost an attempt bears: its dominant
@@ -553,7 +544,6 @@ func (r *replay) finish(a *attempt) {
 	if a.willOOM {
 		r.usedMemGBh += a.alloc / (1 << 30) * ran / 3600
 		if r.oomKilled(a) {
-			a.node = nil
 			r.enqueue(a)
 			return
 		}
@@ -571,9 +561,8 @@ func (r *replay) finish(a *attempt) {
 // their last checkpoint, unless the checkpoint taken on the two-minute
 // notice completes, and are placed again.
 func (r *replay) interrupt(n *node) {
-	r.nodesInterrupted++
 	notice := r.now - noticeSeconds
-	ck := r.p.Checkpoint
+	onNotice := *r.p.Checkpoint.OnNotice
 	for _, a := range slices.Clone(n.running) {
 		o := &r.out[a.job]
 		var ran float64
@@ -583,7 +572,7 @@ func (r *replay) interrupt(n *node) {
 			a.interruptions++
 			if !a.willOOM { // an attempt bound to be OOM-killed loses its work either way
 				work, saved := r.done(a, ran)
-				if *ck.OnNotice > 0 && ck.cost(r.t.Jobs[a.job].Type).Seconds() <= noticeSeconds && notice > a.runStart && r.rng.Float64() < *ck.OnNotice {
+				if _, delta := r.checkpoints(a); onNotice > 0 && delta <= noticeSeconds && notice > a.runStart && r.rng.Float64() < onNotice {
 					saved, _ = r.done(a, notice-a.runStart)
 				}
 				o.redone += work - saved
@@ -600,24 +589,24 @@ func (r *replay) interrupt(n *node) {
 		}
 		r.enqueue(a)
 	}
-	r.terminate(n, r.now)
+	r.terminate(n)
 }
 
 func (r *replay) nodeEmpty(n *node) {
 	if len(n.running) > 0 {
 		return
 	}
-	n.emptySince = r.now
 	n.idleGen++
 	r.push(event{at: r.now + r.p.EC2.IdleTimeout.Seconds(), kind: evIdle, n: n, gen: n.idleGen})
 }
 
-func (r *replay) terminate(n *node, at float64) {
+// terminate removes a node now and bills it.
+func (r *replay) terminate(n *node) {
 	n.gone = true
 	last := r.nodes[len(r.nodes)-1]
 	r.nodes[n.idx], last.idx = last, n.idx
 	r.nodes = r.nodes[:len(r.nodes)-1]
-	hours := max(at-n.launch, 60) / 3600 // EC2 bills Linux per second, 60 s minimum
+	hours := max(r.now-n.launch, 60) / 3600 // EC2 bills Linux per second, 60 s minimum
 	r.nodeCost += n.typ.Price(n.spot) * hours
 	r.nodeHours += hours
 	r.nodeCPUh += n.typ.CPU / 1000 * hours
