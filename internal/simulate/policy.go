@@ -111,6 +111,12 @@ type Sizing struct {
 	Minimum *Bytes `json:"minimum"`
 }
 
+// learns reports whether the method learns from past jobs (walking
+// forward, with a warm-up).
+func (s Sizing) learns() bool {
+	return s.Method == SizingTypeQuantile || s.Method == SizingTypeMax || s.Method == SizingPredictor
+}
+
 // OOM is what happens when a job needs more memory than it was given.
 type OOM struct {
 	// RerunFactor multiplies the allocation of an OOM-killed attempt.

@@ -170,7 +170,7 @@ func (r *replay) run(first int) {
 		r.out[i].firstStart = math.NaN()
 	}
 	r.provisionAt = math.NaN()
-	if r.p.Platform == PlatformEC2 {
+	if r.p.Platform == PlatformEC2 && r.cpuTypes == nil {
 		r.cpuTypes = r.p.EC2.instanceTypes(r.cat, false)
 		r.gpuTypes = r.p.EC2.instanceTypes(r.cat, true)
 	}

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
+	"gonum.org/v1/gonum/stat"
 	"gonum.org/v1/gonum/stat/distuv"
 )
 
@@ -127,7 +128,7 @@ func Run(ctx context.Context, t *Trace, f *File, cat *Catalog, opts Options) (*R
 	warmup := opts.Warmup.Seconds()
 	if opts.Warmup == 0 {
 		for _, p := range f.Policies {
-			if p.Sizing.Method == SizingTypeQuantile || p.Sizing.Method == SizingTypeMax || p.Sizing.Method == SizingPredictor {
+			if p.Sizing.learns() {
 				warmup = max(warmup, p.Sizing.Window.Seconds())
 			}
 		}
@@ -148,17 +149,20 @@ func Run(ctx context.Context, t *Trace, f *File, cat *Catalog, opts Options) (*R
 	}
 	rep.Types = len(types)
 
+	// The instance types each EC2 policy may launch, for CPU and GPU jobs.
+	cpuTypes, gpuTypes := make([][]*Instance, len(f.Policies)), make([][]*Instance, len(f.Policies))
 	gpuJobs := slices.ContainsFunc(t.Jobs[first:], func(j Job) bool { return j.GPUs > 0 })
 	for i := range f.Policies {
 		p := &f.Policies[i]
 		if p.Platform != PlatformEC2 {
 			continue
 		}
-		if len(p.EC2.instanceTypes(cat, false)) == 0 {
+		cpuTypes[i], gpuTypes[i] = p.EC2.instanceTypes(cat, false), p.EC2.instanceTypes(cat, true)
+		if len(cpuTypes[i]) == 0 {
 			return nil, fmt.Errorf("policies[%d] (%s): ec2: no instance type of the cost data matches categories %v, families %v, minGeneration %d, arch %s",
 				i, p.Name, p.EC2.Categories, p.EC2.Families, p.EC2.MinGeneration, p.EC2.Arch)
 		}
-		if gpuJobs && len(p.EC2.instanceTypes(cat, true)) == 0 {
+		if gpuJobs && len(gpuTypes[i]) == 0 {
 			return nil, fmt.Errorf("policies[%d] (%s): ec2.gpuCategories: no GPU instance type of the cost data matches %v, minGeneration %d, arch %s, and the trace has GPU jobs",
 				i, p.Name, p.EC2.GPUCategories, p.EC2.MinGeneration, p.EC2.Arch)
 		}
@@ -196,7 +200,7 @@ func Run(ctx context.Context, t *Trace, f *File, cat *Catalog, opts Options) (*R
 				}
 				seed := uint64(s + 1)
 				p := &f.Policies[i]
-				r := &replay{t: t, p: p, cat: cat, alloc: allocs[i], seed: seed, rng: newRand(seed, p.Name)}
+				r := &replay{t: t, p: p, cat: cat, alloc: allocs[i], seed: seed, rng: newRand(seed, p.Name), cpuTypes: cpuTypes[i], gpuTypes: gpuTypes[i]}
 				r.run(first)
 				digests[i][s] = digestOf(t, first, r, opts.LabelKey)
 				if opts.Progress != nil {
@@ -242,24 +246,14 @@ func newRand(seed uint64, policy string) *rand.Rand {
 
 // meanCI is the mean of xs with Student's t 95% interval.
 func meanCI(xs []float64) Stat {
-	n := float64(len(xs))
-	var sum float64
-	for _, x := range xs {
-		sum += x
-	}
-	st := Stat{Mean: sum / n}
 	if len(xs) < 2 {
-		return st
+		return Stat{Mean: stat.Mean(xs, nil)}
 	}
-	var ss float64
-	for _, x := range xs {
-		ss += (x - st.Mean) * (x - st.Mean)
-	}
-	sd := math.Sqrt(ss / (n - 1))
-	half := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: n - 1}.Quantile(0.975) * sd / math.Sqrt(n)
-	lo, hi := st.Mean-half, st.Mean+half
-	st.Lo, st.Hi = &lo, &hi
-	return st
+	mean, std := stat.MeanStdDev(xs, nil)
+	n := float64(len(xs))
+	half := distuv.StudentsT{Mu: 0, Sigma: 1, Nu: n - 1}.Quantile(0.975) * std / math.Sqrt(n)
+	lo, hi := mean-half, mean+half
+	return Stat{Mean: mean, Lo: &lo, Hi: &hi}
 }
 
 // digest is what one replay (one policy, one seed) came to: kept instead
@@ -297,25 +291,16 @@ func digestOf(t *Trace, first int, r *replay, labelKey string) *digest {
 	firstSubmit, lastEnd := math.Inf(1), math.Inf(-1)
 	for i := first; i < len(t.Jobs); i++ {
 		j, o := &t.Jobs[i], &r.out[i]
-		add := func(m map[string]*groupAcc, key string) {
-			a := m[key]
-			if a == nil {
-				a = &groupAcc{}
-				m[key] = a
-			}
+		add := func(a *groupAcc) {
 			a.cost += o.cost * scale
 			a.slack += o.slackGBh
 			if o.firstOOM && !o.unplaceable {
 				a.firstOOM++
 			}
 		}
-		add(d.byType, j.Type)
+		add(accOf(d.byType, j.Type))
 		if labelKey != "" {
-			v, ok := j.Labels[labelKey]
-			if !ok {
-				v = "(none)"
-			}
-			add(d.byLabel, v)
+			add(accOf(d.byLabel, labelOf(j, labelKey)))
 		}
 		if o.unplaceable {
 			d.unplaceable++
@@ -367,22 +352,13 @@ func summarise(t *Trace, first int, p *Policy, ds []*digest, labelKey string) *R
 	byType, byLabel := map[string]*groupAcc{}, map[string]*groupAcc{}
 	for i := first; i < len(t.Jobs); i++ {
 		j := &t.Jobs[i]
-		count := func(m map[string]*groupAcc, key string) {
-			a := m[key]
-			if a == nil {
-				a = &groupAcc{}
-				m[key] = a
-			}
+		count := func(a *groupAcc) {
 			a.jobs++
 			a.runtime += j.Runtime
 		}
-		count(byType, j.Type)
+		count(accOf(byType, j.Type))
 		if labelKey != "" {
-			v, ok := j.Labels[labelKey]
-			if !ok {
-				v = "(none)"
-			}
-			count(byLabel, v)
+			count(accOf(byLabel, labelOf(j, labelKey)))
 		}
 	}
 	spotRate, spotRuns := map[string]float64{}, map[string]float64{}
@@ -404,21 +380,8 @@ func summarise(t *Trace, first int, p *Policy, ds []*digest, labelKey string) *R
 		res.WaitP50 += d.waitP50 / n
 		res.WaitP95 += d.waitP95 / n
 		res.Makespan += d.makespan / n
-		for key, g := range d.byType {
-			a := byType[key]
-			a.cost += g.cost / n
-			a.slack += g.slack / n
-			a.firstOOM += g.firstOOM / n
-		}
-		for key, g := range d.byLabel {
-			a := byLabel[key]
-			if a == nil {
-				continue
-			}
-			a.cost += g.cost / n
-			a.slack += g.slack / n
-			a.firstOOM += g.firstOOM / n
-		}
+		mergeMean(byType, d.byType, n)
+		mergeMean(byLabel, d.byLabel, n)
 		for typ, rate := range d.spotRate {
 			spotRate[typ] += rate
 			spotRuns[typ] += d.spotRuns[typ]
@@ -443,6 +406,35 @@ func summarise(t *Trace, first int, p *Policy, ds []*digest, labelKey string) *R
 type groupAcc struct {
 	jobs                           int
 	cost, slack, firstOOM, runtime float64
+}
+
+// accOf returns a group's accumulator, making it the first time.
+func accOf(m map[string]*groupAcc, key string) *groupAcc {
+	a := m[key]
+	if a == nil {
+		a = &groupAcc{}
+		m[key] = a
+	}
+	return a
+}
+
+// labelOf is a job's value of the label costs are broken down by.
+func labelOf(j *Job, key string) string {
+	if v, ok := j.Labels[key]; ok {
+		return v
+	}
+	return "(none)"
+}
+
+// mergeMean adds one seed's group sums, divided by the seeds n, to the
+// groups of the trace.
+func mergeMean(dst, seed map[string]*groupAcc, n float64) {
+	for key, g := range seed {
+		a := accOf(dst, key)
+		a.cost += g.cost / n
+		a.slack += g.slack / n
+		a.firstOOM += g.firstOOM / n
+	}
 }
 
 // groups lists the groups, costliest first.
