@@ -328,9 +328,9 @@ func digestOf(t *Trace, first int, r *replay, labelKey string) *digest {
 	}
 	if len(waits) > 0 {
 		slices.Sort(waits)
-		d.waitP50, d.waitP95 = quantileSorted(waits, 0.5), quantileSorted(waits, 0.95)
+		d.waitP50, d.waitP95 = stat.Quantile(0.5, stat.Empirical, waits, nil), stat.Quantile(0.95, stat.Empirical, waits, nil)
 		for q := 0; q <= 100; q++ {
-			d.waitQuantiles = append(d.waitQuantiles, quantileSorted(waits, float64(q)/100))
+			d.waitQuantiles = append(d.waitQuantiles, stat.Quantile(float64(q)/100, stat.Empirical, waits, nil))
 		}
 	}
 	if lastEnd > firstSubmit {
@@ -454,9 +454,4 @@ func groups(m map[string]*groupAcc) []Group {
 		return strings.Compare(a.Key, b.Key)
 	})
 	return out
-}
-
-func quantileSorted(sorted []float64, q float64) float64 {
-	k := int(math.Ceil(q*float64(len(sorted)))) - 1
-	return sorted[min(max(k, 0), len(sorted)-1)]
 }

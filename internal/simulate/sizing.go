@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sort"
 
+	"gonum.org/v1/gonum/stat"
+
 	"github.com/jobfleet/jobfleet/predictor"
 )
 
@@ -180,8 +182,7 @@ func (s *quantileSizer) size(i int) float64 {
 // share of values are at or below); it sorts vs.
 func quantile(vs []float64, q float64) float64 {
 	slices.Sort(vs)
-	k := int(math.Ceil(q*float64(len(vs)))) - 1
-	return vs[min(max(k, 0), len(vs)-1)]
+	return stat.Quantile(q, stat.Empirical, vs, nil)
 }
 
 // predictorSizer is jobfleet's predictor, retrained at each step.
