@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -693,26 +694,21 @@ func (d *decoder) checkType(t *Type, reg *Registry, lines map[string]int, path s
 	default:
 		problem("spot", "%q: one of prefer-spot, spot, on-demand", t.Spot)
 	}
-	seen := map[string]bool{}
-	for _, f := range t.Features {
-		if !jobfleet.FeatureNamePattern.MatchString(f) {
-			problem("features", "%q is not a valid feature name", f)
+	// A list of names: each well formed, none twice.
+	names := func(field string, list []string, pattern *regexp.Regexp, what string) {
+		seen := map[string]bool{}
+		for _, name := range list {
+			if !pattern.MatchString(name) {
+				problem(field, "%q is not a valid %s", name, what)
+			}
+			if seen[name] {
+				problem(field, "%q is listed twice", name)
+			}
+			seen[name] = true
 		}
-		if seen[f] {
-			problem("features", "%q is listed twice", f)
-		}
-		seen[f] = true
 	}
-	seen = map[string]bool{}
-	for _, l := range t.GroupBy {
-		if !jobfleet.LabelKeyPattern.MatchString(l) {
-			problem("predictor.groupBy", "%q is not a valid label key", l)
-		}
-		if seen[l] {
-			problem("predictor.groupBy", "%q is listed twice", l)
-		}
-		seen[l] = true
-	}
+	names("features", t.Features, jobfleet.FeatureNamePattern, "feature name")
+	names("predictor.groupBy", t.GroupBy, jobfleet.LabelKeyPattern, "label key")
 	if t.GPU.Count < 0 {
 		problem("gpu.count", "%d: not negative", t.GPU.Count)
 	}
