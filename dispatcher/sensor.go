@@ -148,19 +148,27 @@ func (s *sensor) orphans(ctx context.Context, pods cache.Store) error {
 	}
 }
 
+// first marks a pod in a set of the sensor's, reporting whether it was
+// not marked yet: the one caller that acts on it.
+func (s *sensor) first(set map[types.UID]bool, uid types.UID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if set[uid] {
+		return false
+	}
+	set[uid] = true
+	return true
+}
+
 // check acts on a pod that ended without its worker finishing.
 func (s *sensor) check(ctx context.Context, pod *corev1.Pod, deleted bool) {
 	reason, detail := deathReason(pod, deleted)
 	if reason == "" {
 		return
 	}
-	s.mu.Lock()
-	if s.done[pod.UID] {
-		s.mu.Unlock()
+	if !s.first(s.done, pod.UID) {
 		return
 	}
-	s.done[pod.UID] = true
-	s.mu.Unlock()
 	// A pod deleted without a final status may still run on a node the
 	// API server lost touch with: its worker's claim must have gone stale.
 	mayRun := deleted && pod.Status.Phase != corev1.PodFailed && !jobTerminated(pod)
@@ -366,13 +374,9 @@ func (s *sensor) place(ctx context.Context, pod *corev1.Pod) {
 	if s.d.interrupt == nil || pod.Spec.NodeName == "" || pod.Status.Phase != corev1.PodRunning {
 		return
 	}
-	s.mu.Lock()
-	if s.placed[pod.UID] {
-		s.mu.Unlock()
+	if !s.first(s.placed, pod.UID) {
 		return
 	}
-	s.placed[pod.UID] = true
-	s.mu.Unlock()
 	ns, name, nodeName := pod.Namespace, pod.Name, pod.Spec.NodeName
 	go func() {
 		for try := range placeTries {
