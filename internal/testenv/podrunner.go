@@ -52,6 +52,10 @@ type PodRunner struct {
 	// run their containers through.
 	NSExec string
 
+	binOnce sync.Once // imageBin
+	binDir  string
+	binErr  error
+
 	mu   sync.Mutex
 	pods map[types.UID]*runningPod
 	done map[types.UID]bool
@@ -193,31 +197,60 @@ func (r *PodRunner) mountVolumes(ctx context.Context, pod *corev1.Pod, c corev1.
 		if i < 0 {
 			return nil, fmt.Errorf("volume mount %s names no volume", m.Name)
 		}
-		v := pod.Spec.Volumes[i]
-		if v.ConfigMap == nil && v.EmptyDir == nil {
-			// A job pod's checkpoint and downward-API files come from
-			// JOBFLEET_CHECKPOINT_DIR and JOBFLEET_REASON_FILE instead.
-			continue
-		}
-		local := filepath.Join(dir, "volumes", v.Name)
-		if err := os.MkdirAll(local, 0o755); err != nil {
+		// A job pod's checkpoint and downward-API files come from
+		// JOBFLEET_CHECKPOINT_DIR and JOBFLEET_REASON_FILE instead.
+		local, err := r.volumeDir(ctx, pod, pod.Spec.Volumes[i], dir)
+		if err != nil {
 			return nil, err
 		}
-		switch {
-		case v.ConfigMap != nil:
-			cm, err := r.client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, v.ConfigMap.Name, metav1.GetOptions{})
-			if err != nil {
-				return nil, fmt.Errorf("volume %s: %w", v.Name, err)
-			}
-			for key, data := range cm.Data {
-				if err := os.WriteFile(filepath.Join(local, key), []byte(data), 0o644); err != nil {
-					return nil, err
-				}
-			}
+		if local != "" {
+			pairs = append(pairs, strings.TrimSuffix(m.MountPath, "/"), local)
 		}
-		pairs = append(pairs, strings.TrimSuffix(m.MountPath, "/"), local)
 	}
 	return strings.NewReplacer(pairs...), nil
+}
+
+// volumeDir makes the directory of the pod's own that stands for one of
+// its volumes: an emptyDir's, empty and writable by all as a kubelet makes
+// it, or a ConfigMap's, holding its keys as files. It returns "" for the
+// volumes the runner does not provide.
+func (r *PodRunner) volumeDir(ctx context.Context, pod *corev1.Pod, v corev1.Volume, dir string) (string, error) {
+	if v.ConfigMap == nil && v.EmptyDir == nil {
+		return "", nil
+	}
+	local := filepath.Join(dir, "volumes", v.Name)
+	if err := os.MkdirAll(local, 0o777); err != nil {
+		return "", err
+	}
+	if v.ConfigMap != nil {
+		cm, err := r.client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, v.ConfigMap.Name, metav1.GetOptions{})
+		if err != nil {
+			return "", fmt.Errorf("volume %s: %w", v.Name, err)
+		}
+		for key, data := range cm.Data {
+			if err := os.WriteFile(filepath.Join(local, key), []byte(data), 0o644); err != nil {
+				return "", err
+			}
+		}
+	}
+	return local, nil
+}
+
+// podEnv is a container's environment before its own variables: the
+// runner's environment without the credentials of whoever runs the tests
+// (a pod reaches the API server as its service account or not at all) and
+// without the variables extra sets, then extra, the runner's additions,
+// and the account's kubeconfig when the pod has one.
+func (r *PodRunner) podEnv(kubeconfig string, extra ...string) []string {
+	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		name, _, _ := strings.Cut(kv, "=")
+		return name == "KUBECONFIG" || name == "JOBFLEET_KUBECONFIG" || slices.ContainsFunc(extra, func(e string) bool { return strings.HasPrefix(e, name+"=") })
+	})
+	env = append(append(env, extra...), r.env...)
+	if kubeconfig != "" {
+		env = append(env, "KUBECONFIG="+kubeconfig)
+	}
+	return env
 }
 
 // serviceAccountKubeconfig writes a kubeconfig for the pod's service
@@ -285,17 +318,11 @@ func (r *PodRunner) start(ctx context.Context, pod *corev1.Pod) error {
 	if err != nil {
 		return err
 	}
-	// A pod reaches the API server as its service account or not at all,
-	// never with the credentials of whoever runs the tests.
-	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		return strings.HasPrefix(kv, "KUBECONFIG=") || strings.HasPrefix(kv, "JOBFLEET_KUBECONFIG=")
-	})
-	env = append(env, r.env...)
-	if kubeconfig, err := r.serviceAccountKubeconfig(ctx, pod, dir); err != nil {
+	kubeconfig, err := r.serviceAccountKubeconfig(ctx, pod, dir)
+	if err != nil {
 		return err
-	} else if kubeconfig != "" {
-		env = append(env, "KUBECONFIG="+kubeconfig)
 	}
+	env := r.podEnv(kubeconfig)
 	for _, e := range c.Env {
 		env = append(env, e.Name+"="+mounts.Replace(envValue(pod, e)))
 	}

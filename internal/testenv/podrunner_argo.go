@@ -44,25 +44,13 @@ func (r *PodRunner) startArgo(ctx context.Context, pod *corev1.Pod) error {
 	// Every volume the runner can provide, once for the whole pod.
 	volumes := map[string]string{}
 	for _, v := range pod.Spec.Volumes {
-		if v.EmptyDir == nil && v.ConfigMap == nil {
-			continue
-		}
-		local := filepath.Join(dir, "volumes", v.Name)
-		if err := os.MkdirAll(local, 0o777); err != nil {
+		local, err := r.volumeDir(ctx, pod, v, dir)
+		if err != nil {
 			return err
 		}
-		if v.ConfigMap != nil {
-			cm, err := r.client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, v.ConfigMap.Name, metav1.GetOptions{})
-			if err != nil {
-				return fmt.Errorf("volume %s: %w", v.Name, err)
-			}
-			for key, data := range cm.Data {
-				if err := os.WriteFile(filepath.Join(local, key), []byte(data), 0o644); err != nil {
-					return err
-				}
-			}
+		if local != "" {
+			volumes[v.Name] = local
 		}
-		volumes[v.Name] = local
 	}
 	logFile, err := os.OpenFile(filepath.Join(dir, "output.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -211,20 +199,13 @@ func (r *PodRunner) argoCommand(ctx context.Context, pod *corev1.Pod, c corev1.C
 		nsArgs = append(nsArgs, "--bind", local+"="+m.MountPath)
 	}
 	nsArgs = append(append(nsArgs, "--"), args...)
-	env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		return strings.HasPrefix(kv, "KUBECONFIG=") || strings.HasPrefix(kv, "JOBFLEET_KUBECONFIG=") || strings.HasPrefix(kv, "PATH=")
-	})
 	// The image's executables by name on the PATH (argoexec looks itself up
 	// to copy itself into /var/run/argo).
 	bin, err := r.imageBin()
 	if err != nil {
 		return nil, err
 	}
-	env = append(env, "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
-	env = append(env, r.env...)
-	if kubeconfig != "" {
-		env = append(env, "KUBECONFIG="+kubeconfig)
-	}
+	env := r.podEnv(kubeconfig, "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 	for _, from := range c.EnvFrom {
 		if from.ConfigMapRef == nil {
 			continue
@@ -329,24 +310,24 @@ func (s *argoStatuses) apply(st *corev1.PodStatus) {
 // imageBin is a directory of links to the local binaries of the
 // entrypoints named without a path (argoexec): what an image's PATH would
 // find.
+// It is made once.
 func (r *PodRunner) imageBin() (string, error) {
-	dir := filepath.Join(r.dir, "bin")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	for name, local := range r.entrypoints {
-		if strings.Contains(name, "/") {
-			continue
+	r.binOnce.Do(func() {
+		dir := filepath.Join(r.dir, "bin")
+		if r.binErr = os.MkdirAll(dir, 0o755); r.binErr != nil {
+			return
 		}
-		link := filepath.Join(dir, name)
-		if _, err := os.Lstat(link); err == nil {
-			continue
+		for name, local := range r.entrypoints {
+			if strings.Contains(name, "/") {
+				continue
+			}
+			if r.binErr = os.Symlink(local, filepath.Join(dir, name)); r.binErr != nil {
+				return
+			}
 		}
-		if err := os.Symlink(local, link); err != nil && !os.IsExist(err) {
-			return "", err
-		}
-	}
-	return dir, nil
+		r.binDir = dir
+	})
+	return r.binDir, r.binErr
 }
 
 // within reports whether path is dir or under it.
