@@ -393,11 +393,13 @@ func readAnnotations(file string) map[string]string {
 	return out
 }
 
+// truncate cuts an error text to about n bytes, on a character boundary,
+// marking the cut.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n] + "..."
+	return contract.Truncate(s, n) + "..."
 }
 
 // holderID names one hold of one message by this worker.

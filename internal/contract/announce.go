@@ -195,8 +195,8 @@ func answerTask(ctx context.Context, api SFNAPI, token string, e *jobfleet.Event
 		}
 		_, err = api.SendTaskFailure(ctx, &sfn.SendTaskFailureInput{
 			TaskToken: aws.String(token),
-			Error:     aws.String(truncate("jobfleet."+string(e.Status), maxTaskErrorChars)),
-			Cause:     aws.String(truncate(cause, maxTaskCauseChars)),
+			Error:     aws.String(Truncate("jobfleet."+string(e.Status), maxTaskErrorChars)),
+			Cause:     aws.String(Truncate(cause, maxTaskCauseChars)),
 		})
 	}
 	if TaskGone(err) {
@@ -216,8 +216,8 @@ func TaskGone(err error) bool {
 	return errors.As(err, &timedOut) || errors.As(err, &gone) || errors.As(err, &invalid)
 }
 
-// truncate cuts s to at most n bytes, on a character boundary.
-func truncate(s string, n int) string {
+// Truncate cuts s to at most n bytes, on a character boundary.
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
