@@ -71,7 +71,7 @@ func (c Class) Name(prefix string) string {
 // Model is what sizing needs of the predictor: a size from the job's
 // type, pool, labels (those the model groups by) and features.
 type Model interface {
-	PredictLabels(jobType, pool string, labels map[string]string, features map[string]float64) (float64, predictor.Source)
+	Predict(job predictor.Job) predictor.Prediction
 }
 
 // Sizing decides a job's class.
@@ -115,8 +115,9 @@ func (s Sizing) Decide(job *jobfleet.Job, history jobfleet.History, t *jobtype.T
 	d := Decision{Source: predictor.SourceNone}
 	memory := t.Memory.Default
 	if model != nil {
-		if p, src := model.PredictLabels(t.Name, t.Pool, job.Labels, job.Features); src != predictor.SourceNone && p > 0 && !math.IsInf(p, 0) {
-			d.Predicted, d.Source = int64(math.Ceil(p)), src
+		p := model.Predict(predictor.Job{Type: t.Name, Pool: t.Pool, Labels: job.Labels, Features: job.Features})
+		if p.Source != predictor.SourceNone && p.Memory > 0 && !math.IsInf(p.Memory, 0) {
+			d.Predicted, d.Source = int64(math.Ceil(p.Memory)), p.Source
 			memory = d.Predicted
 		}
 	}

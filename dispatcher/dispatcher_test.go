@@ -1,7 +1,9 @@
 package dispatcher
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -105,12 +107,21 @@ func (b *bundle) start(t *testing.T, cfg Config, opts ...Option) (d *Dispatcher,
 	}
 }
 
-// constantModel is a trained-model file's worth of per-type predictions:
-// a real *predictor.Model whose estimators are constants.
-func constantModel(bytes map[string]float64) *predictor.Model {
-	m := &predictor.Model{Format: predictor.Format, Version: predictor.FormatVersion, Quantile: 0.9, Types: map[string]*predictor.Estimator{}}
-	for typ, v := range bytes {
-		m.Types[typ] = &predictor.Estimator{Kind: predictor.KindQuantile, Constant: math.Log(v), Floor: 0, Ceiling: 100}
+// constantModel is a model file's worth of per-type predictions, read as
+// the dispatcher reads one: a real *predictor.Model whose estimators are
+// constants.
+func constantModel(sizes map[string]float64) *predictor.Model {
+	types := map[string]any{}
+	for typ, v := range sizes {
+		types[typ] = map[string]any{"kind": "quantile", "constant": math.Log(v), "floor": 0, "ceiling": 100}
+	}
+	file, err := json.Marshal(map[string]any{"format": predictor.Format, "version": predictor.FormatVersion, "quantile": 0.9, "types": types})
+	if err != nil {
+		panic(err)
+	}
+	m, err := predictor.ReadModel(bytes.NewReader(file))
+	if err != nil {
+		panic(err)
 	}
 	return m
 }

@@ -14,6 +14,7 @@ type metrics struct {
 	classes          prometheus.Gauge
 	collected        prometheus.Counter
 	modelReloads     *prometheus.CounterVec
+	strategySwitches *prometheus.CounterVec
 	sized            *prometheus.CounterVec
 	fit              *prometheus.CounterVec
 	records          *prometheus.CounterVec
@@ -63,6 +64,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "jobfleet_dispatcher_model_reloads_total",
 			Help: "Checks for a new memory model, by result (loaded, unchanged, rejected).",
 		}, []string{"result"}),
+		strategySwitches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jobfleet_predictor_strategy_switches_total",
+			Help: "Retrainings at which the automatic strategy changed the memory model's family, by the strategy before and after: every job's size changes with it.",
+		}, []string{"from", "to"}),
 		sized: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jobfleet_sized_runs_total",
 			Help: "Successful runs with a memory allocation, by type, from their run records. Coverage is the rate of jobfleet_sized_runs_within_allocation_total over the rate of this, summed over replicas.",
@@ -100,6 +105,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Memory allocated to attempts and above their peak, times the time they ran (the waste), by job type and the value of the attribute label.",
 		}, []string{"type", "attribute"}),
 	}
-	reg.MustRegister(m.announceFailures, m.attemptSeconds, m.allocatedByteSeconds, m.unusedByteSeconds, m.checkpoints, m.jobs, m.queueAge, m.handling, m.sqsCalls, m.predictedBytes, m.classes, m.collected, m.modelReloads, m.sized, m.fit, m.records, m.sensor)
+	reg.MustRegister(m.announceFailures, m.attemptSeconds, m.allocatedByteSeconds, m.unusedByteSeconds, m.checkpoints, m.jobs, m.queueAge, m.handling, m.sqsCalls, m.predictedBytes, m.classes, m.collected, m.modelReloads, m.strategySwitches, m.sized, m.fit, m.records, m.sensor)
 	return m
 }

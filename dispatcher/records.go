@@ -248,19 +248,25 @@ func (d *Dispatcher) retrain(ctx context.Context, s3api RecordsS3API, rec Record
 	// The model being replaced: the group strategy adapts its margin from
 	// how its allocations fared. Without one (the first training, or an
 	// unreadable file) training starts afresh.
-	if prev, err := predictor.Load(ctx, s3api, cfg.Model); err == nil {
-		opts.Previous = prev
-	} else {
+	prev, err := predictor.Load(ctx, s3api, cfg.Model)
+	if err != nil {
+		prev = nil
 		d.log.Info().Err(err).Str("model", cfg.Model).Msg("retraining without a previous model")
 	}
-	model, err := predictor.TrainContext(ctx, ds, opts)
+	model, err := prev.Retrain(ctx, ds, opts)
 	if err != nil {
 		return fmt.Errorf("retraining: %w", err)
 	}
 	if err := predictor.Save(ctx, s3api, cfg.Model, model); err != nil {
 		return err
 	}
-	d.log.Info().Int("records", stats.Used).Int("missed", stats.Missed).Str("strategy", model.Strategy()).Strs("features", model.Features).Int("types", len(model.Types)).Str("model", cfg.Model).Msg("retrained the memory model")
+	if from, share, ok := model.Switched(); ok {
+		// The sizes of every job change with the family: say so loudly.
+		d.metrics.strategySwitches.WithLabelValues(from, model.Strategy()).Inc()
+		d.log.Warn().Str("from", from).Str("to", model.Strategy()).Float64("repeat_share", share).Str("model", cfg.Model).
+			Msg("retraining changed the memory model's strategy: the share of runs repeating an earlier run's type and features crossed the threshold")
+	}
+	d.log.Info().Int("records", stats.Used).Int("missed", stats.Missed).Str("strategy", model.Strategy()).Strs("features", model.Features()).Str("model", cfg.Model).Msg("retrained the memory model")
 	return nil
 }
 

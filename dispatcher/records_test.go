@@ -126,7 +126,7 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 	}
 
 	// Retraining reads them back into a model.
-	retrain := RetrainConfig{Model: "s3://" + bucket + "/" + modelKey, Options: predictor.Options{MinRuns: 20}}
+	retrain := RetrainConfig{Model: "s3://" + bucket + "/" + modelKey, Options: predictor.Options{Tuning: predictor.Tuning{MinRuns: 20}}}
 	if err := d.retrain(t.Context(), store.Client, RecordsConfig{Bucket: bucket, Prefix: "jobfleet"}, retrain); err != nil {
 		t.Fatal(err)
 	}
@@ -134,8 +134,9 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if model.Runs != 60 || model.Types["export"] == nil {
-		t.Errorf("retrained model: %d runs, types %v", model.Runs, model.Types)
+	exportJob := predictor.Job{Type: "export", Features: map[string]float64{"rows": 1000}}
+	if p := model.Predict(exportJob); model.Runs() != 60 || p.Source != predictor.SourceType {
+		t.Errorf("retrained model: %d runs, an export job sized by %s", model.Runs(), p.Level)
 	}
 
 	// With the group strategy, the next retraining reads the model it
@@ -146,7 +147,7 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 		t.Fatal(err)
 	}
 	first, err := predictor.Load(t.Context(), store.Client, retrain.Model)
-	if err != nil || first.Groups == nil {
+	if err != nil || first.Strategy() != predictor.StrategyGroups {
 		t.Fatalf("group model: %v, %v", first, err)
 	}
 	var later bytes.Buffer
@@ -170,11 +171,11 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 		t.Fatal(err)
 	}
 	second, err := predictor.Load(t.Context(), store.Client, retrain.Model)
-	if err != nil || second.Groups == nil {
+	if err != nil || second.Strategy() != predictor.StrategyGroups {
 		t.Fatalf("group model: %v, %v", second, err)
 	}
-	if second.Groups.Margin <= first.Groups.Margin {
-		t.Errorf("margin %v after half the jobs were OOM-killed, want above the replaced model's %v", second.Groups.Margin, first.Groups.Margin)
+	if m1, m2 := first.Predict(exportJob).Margin, second.Predict(exportJob).Margin; m2 <= m1 {
+		t.Errorf("margin %v after half the jobs were OOM-killed, want above the replaced model's %v", m2, m1)
 	}
 
 	// Features named for retraining that no record carries do not stop it:
@@ -187,8 +188,25 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(third.Features, []string{"rows"}) {
-		t.Errorf("retrained with features %v, want [rows]: the named ones the records carry", third.Features)
+	if !slices.Equal(third.Features(), []string{"rows"}) {
+		t.Errorf("retrained with features %v, want [rows]: the named ones the records carry", third.Features())
+	}
+
+	// Left to choose (auto), a retraining over runs whose features seldom
+	// repeat replaces the group model with estimators, and counts it.
+	retrain.Options = predictor.Options{Tuning: predictor.Tuning{MinRuns: 20}}
+	if err := d.retrain(t.Context(), store.Client, RecordsConfig{Bucket: bucket, Prefix: "jobfleet"}, retrain); err != nil {
+		t.Fatal(err)
+	}
+	fourth, err := predictor.Load(t.Context(), store.Client, retrain.Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if from, _, ok := fourth.Switched(); !ok || from != predictor.StrategyGroups || fourth.Strategy() != predictor.StrategyEstimators {
+		t.Errorf("auto after a group model: %s, switched from %q (%v)", fourth.Strategy(), from, ok)
+	}
+	if got := testutil.ToFloat64(d.metrics.strategySwitches.WithLabelValues(predictor.StrategyGroups, predictor.StrategyEstimators)); got != 1 {
+		t.Errorf("strategy switches counted %v, want 1", got)
 	}
 }
 

@@ -26,8 +26,8 @@ func registry(t testing.TB) *jobtype.Registry {
 // model in tests of sizing logic.
 type fixedModel float64
 
-func (f fixedModel) PredictLabels(string, string, map[string]string, map[string]float64) (float64, predictor.Source) {
-	return float64(f), predictor.SourceType
+func (f fixedModel) Predict(predictor.Job) predictor.Prediction {
+	return predictor.Prediction{Memory: float64(f), Source: predictor.SourceType}
 }
 
 func TestDecide(t *testing.T) {

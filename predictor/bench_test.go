@@ -7,35 +7,34 @@ import (
 	"testing"
 
 	"github.com/jobfleet/jobfleet/predictor"
+	"github.com/jobfleet/jobfleet/predictor/eval"
 )
 
-// BenchmarkPredict measures one prediction with the largest kind of model,
-// boosted trees, through the map-based API the dispatcher uses.
+// BenchmarkPredict measures one prediction by a type's estimator, as the
+// dispatcher asks for it.
 func BenchmarkPredict(b *testing.B) {
-	m, err := predictor.Train(predictor.Synthetic(40000, 30, 3), predictor.Options{Kinds: []string{predictor.KindGBT}})
+	m, err := predictor.Train(b.Context(), eval.Synthetic(40000, 30, 3), predictor.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := m.Types["train"]
-	if e == nil || e.Kind != predictor.KindGBT {
-		b.Fatalf("the train type has no boosted model: %+v", e)
+	job := predictor.Job{Type: "train", Features: map[string]float64{"rows": 3e6, "model_params": 7e8}}
+	if p := m.Predict(job); p.Source != predictor.SourceType {
+		b.Fatalf("the train type has no estimator of its own: %+v", p)
 	}
-	features := map[string]float64{"rows": 3e6, "model_params": 7e8}
 	b.ReportAllocs()
 	for b.Loop() {
-		if v, _ := m.Predict("train", "", features); v <= 0 {
+		if p := m.Predict(job); p.Memory <= 0 {
 			b.Fatal("no prediction")
 		}
 	}
-	b.ReportMetric(float64(len(e.GBT.Trees)), "trees")
 }
 
 // BenchmarkTrain1M measures training on a million run records.
 func BenchmarkTrain1M(b *testing.B) {
-	ds := predictor.Synthetic(1_000_000, 30, 4)
+	ds := eval.Synthetic(1_000_000, 30, 4)
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := predictor.Train(ds, predictor.Options{}); err != nil {
+		if _, err := predictor.Train(b.Context(), ds, predictor.Options{}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -63,23 +62,17 @@ func repeatingRuns(n int) *predictor.Dataset {
 // features match no group, looked up at every level before all runs size
 // it.
 func BenchmarkPredictGroups(b *testing.B) {
-	m, err := predictor.Train(repeatingRuns(200_000), predictor.Options{Strategy: predictor.StrategyGroups})
+	m, err := predictor.Train(b.Context(), repeatingRuns(200_000), predictor.Options{Strategy: predictor.StrategyGroups})
 	if err != nil {
 		b.Fatal(err)
 	}
-	features := map[string]float64{"user": 1e6, "procs": 3, "time_limit": 1}
+	job := predictor.Job{Type: "unseen", Features: map[string]float64{"user": 1e6, "procs": 3, "time_limit": 1}}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, src := m.Predict("unseen", "", features); src != predictor.SourceGlobal {
-			b.Fatalf("predicted from %s, want all runs", src)
+		if p := m.Predict(job); p.Source != predictor.SourceGlobal {
+			b.Fatalf("predicted from %s, want all runs", p.Source)
 		}
 	}
-	groups := 0
-	for _, l := range m.Groups.Levels {
-		groups += len(l.Groups)
-	}
-	b.ReportMetric(float64(groups), "groups")
-	b.ReportMetric(float64(len(m.Groups.Levels)), "levels")
 }
 
 // BenchmarkTrainGroups1M measures the group strategy's training on a
@@ -89,7 +82,7 @@ func BenchmarkTrainGroups1M(b *testing.B) {
 	ds := repeatingRuns(1_000_000)
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := predictor.Train(ds, predictor.Options{Strategy: predictor.StrategyGroups}); err != nil {
+		if _, err := predictor.Train(b.Context(), ds, predictor.Options{Strategy: predictor.StrategyGroups}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -101,7 +94,7 @@ func BenchmarkTrainGroupsOrdered1M(b *testing.B) {
 	ds := repeatingRuns(1_000_000)
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := predictor.Train(ds, predictor.Options{Strategy: predictor.StrategyGroups, FeatureOrder: predictor.FeatureOrderAuto}); err != nil {
+		if _, err := predictor.Train(b.Context(), ds, predictor.Options{Strategy: predictor.StrategyGroups, Tuning: predictor.Tuning{FeatureOrder: predictor.FeatureOrderAuto}}); err != nil {
 			b.Fatal(err)
 		}
 	}

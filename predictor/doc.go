@@ -1,5 +1,13 @@
 // Package predictor predicts a high quantile (default 0.9) of a job's peak
-// memory from its type and features, trained on what past runs really used.
+// memory from its type, labels and features, trained on what past runs
+// really used.
+//
+// Train fits a Model to a Dataset of past runs (RecordsDataset and
+// LoadRecords read jobfleet's run records); Model.Retrain fits its
+// successor; Model.Predict sizes a Job and says why (the level and group
+// that decided, the runs behind it, the margin). Options hold what a user
+// chooses (the quantile, the features, the labels to group by, the
+// strategy); Tuning holds the rest, with measured defaults.
 //
 // A model sizes jobs by one of two strategies, chosen from the runs unless
 // asked for (Options.Strategy). Where features repeat from run to run (the
@@ -12,7 +20,8 @@
 // conformal inference): run records carry each job's allocation, and an
 // OOM-killed run is a measured miss. Features count in the order
 // Model.Features lists them, most telling first: Options.Features as given,
-// or chosen by the model (Options.FeatureOrder).
+// or chosen by the model (Tuning.FeatureOrder). Labels named by
+// Options.GroupBy key groups as strings, before the features.
 //
 // Where features measure sizes, the estimators strategy applies: each job
 // type with enough runs gets its own estimator, chosen among three
@@ -30,7 +39,7 @@
 // Models are versioned JSON files on disk or in S3; a Reloader picks up new
 // ones and keeps the last good model when a new file is corrupt.
 //
-// Evaluate replays a trace the way the predictor runs in production,
-// retraining on a rolling window and predicting each job before it runs, and
-// compares it with the methods people use today.
+// Package predictor/eval replays a trace the way the predictor runs in
+// production, retraining on a rolling window and predicting each job before
+// it runs, and compares it with the methods people use today.
 package predictor

@@ -1,26 +1,28 @@
 package predictor_test
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/jobfleet/jobfleet/predictor"
+	"github.com/jobfleet/jobfleet/predictor/eval"
 )
 
 func ExampleTrain() {
 	// Ninety days of synthetic feature-pipeline runs. A training job with
 	// 2e8 parameters needs about 2 GiB + 16 bytes per parameter, times
 	// lognormal noise: its true 0.9-quantile is 5.8 GiB.
-	ds := predictor.Synthetic(8000, 90, 7)
-	model, err := predictor.Train(ds, predictor.Options{Quantile: 0.9})
+	ds := eval.Synthetic(8000, 90, 7)
+	model, err := predictor.Train(context.Background(), ds, predictor.Options{Quantile: 0.9})
 	if err != nil {
 		panic(err)
 	}
-	peak, source := model.Predict("train", "", map[string]float64{"rows": 1e6, "model_params": 2e8})
-	fmt.Printf("%s estimator, %.1f GiB\n", source, peak/(1<<30))
-	_, source = model.Predict("brand-new-type", "", map[string]float64{"rows": 1e6})
-	fmt.Println(source)
+	p := model.Predict(predictor.Job{Type: "train", Features: map[string]float64{"rows": 1e6, "model_params": 2e8}})
+	fmt.Printf("%s, %.1f GiB\n", p.Level, p.Memory/(1<<30))
+	p = model.Predict(predictor.Job{Type: "brand-new-type", Features: map[string]float64{"rows": 1e6}})
+	fmt.Println(p.Source)
 	// Output:
-	// type estimator, 5.7 GiB
+	// type estimator (gbt), 5.7 GiB
 	// global
 }
 
@@ -37,7 +39,7 @@ func ExampleTrain_groups() {
 	add("solver", 7, 64, 900, 950, 1000, 980)
 	add("solver", 8, 4, 100, 110, 120)
 	add("mesher", 7, 64, 2000, 2100, 2050)
-	model, err := predictor.Train(ds, predictor.Options{Strategy: predictor.StrategyGroups})
+	model, err := predictor.Train(context.Background(), ds, predictor.Options{Strategy: predictor.StrategyGroups})
 	if err != nil {
 		panic(err)
 	}
@@ -45,13 +47,13 @@ func ExampleTrain_groups() {
 		typ         string
 		user, procs float64
 	}{{"solver", 7, 64}, {"solver", 7, 16}, {"plotter", 7, 64}, {"plotter", 9, 1}} {
-		peak, source := model.Predict(job.typ, "", map[string]float64{"user": job.user, "procs": job.procs})
-		fmt.Printf("%s user %v procs %v: %.0f from %s\n", job.typ, job.user, job.procs, peak, source)
+		p := model.Predict(predictor.Job{Type: job.typ, Features: map[string]float64{"user": job.user, "procs": job.procs}})
+		fmt.Printf("%s user %v procs %v: %.0f from %s\n", job.typ, job.user, job.procs, p.Memory, p.Level)
 	}
 	// Each is its group's 0.9 quantile times the initial margin, 1.15.
 	// Output:
-	// solver user 7 procs 64: 1150 from type-features
-	// solver user 7 procs 16: 1150 from type-features
-	// plotter user 7 procs 64: 2415 from features
-	// plotter user 9 procs 1: 2357 from global
+	// solver user 7 procs 64: 1150 from type and user, procs
+	// solver user 7 procs 16: 1150 from type and user
+	// plotter user 7 procs 64: 2415 from pool and user, procs
+	// plotter user 9 procs 1: 2357 from all runs
 }

@@ -240,15 +240,6 @@ func (g *groupModel) explain(jobType, group, pool string, x []float64) (level in
 	return len(g.Levels), ""
 }
 
-func (g *groupModel) predict(jobType, group, pool string, x []float64) (float64, Source) {
-	b, level := g.base(jobType, group, pool, x)
-	src := SourceGlobal
-	if level < len(g.Levels) {
-		src = g.Levels[level].source()
-	}
-	return math.Exp(b + g.Margin), src
-}
-
 // check validates a decoded group model of a model with n features.
 func (g *groupModel) check(n int) error {
 	if !finite(g.Global) || !finite(g.Margin) || !finite(g.Through) {
@@ -300,7 +291,7 @@ func fitGroups(runs, deployed []Sample, features int, prev *Model, opts Options)
 		return nil
 	}
 	grouped := newGrouping(runs, groupLevels(features, opts.labels()))
-	halfLife := opts.GroupHalfLife.Seconds()
+	halfLife := opts.Tuning.GroupHalfLife.Seconds()
 	if halfLife == 0 {
 		halfLife = grouped.chooseHalfLife(opts.Quantile)
 	}
@@ -310,8 +301,8 @@ func fitGroups(runs, deployed []Sample, features int, prev *Model, opts Options)
 		g.HalfLife = 0
 	}
 	g.Margin = initialMargin
-	if prev != nil && prev.Groups != nil {
-		g.Margin = adaptMargin(prev.Groups, deployed, runsPerWeek(runs), opts.Quantile, opts.AdaptRate)
+	if prev != nil && prev.f.Groups != nil {
+		g.Margin = adaptMargin(prev.f.Groups, deployed, runsPerWeek(runs), opts.Quantile, opts.Tuning.AdaptRate)
 	}
 	return g
 }

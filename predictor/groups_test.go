@@ -1,8 +1,6 @@
 package predictor
 
 import (
-	"context"
-	"errors"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -29,7 +27,7 @@ func groupRuns() *Dataset {
 
 func TestGroupModelSizesByTheMostSpecificGroup(t *testing.T) {
 	t.Parallel()
-	m, err := Train(groupRuns(), Options{Strategy: StrategyGroups})
+	m, err := Train(t.Context(), groupRuns(), Options{Strategy: StrategyGroups})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,13 +46,13 @@ func TestGroupModelSizesByTheMostSpecificGroup(t *testing.T) {
 		{"unseen type, no pool", "c", "", 2, 1000, SourceGlobal},
 	}
 	for _, tt := range tests {
-		got, src := m.Predict(tt.typ, tt.pool, map[string]float64{"procs": tt.procs})
+		got, src := predict(m, tt.typ, tt.pool, map[string]float64{"procs": tt.procs})
 		if src != tt.wantSource || math.Abs(got-tt.want*margin) > 1e-6*got {
 			t.Errorf("%s: %v from %s, want %v from %s", tt.name, got, src, tt.want*margin, tt.wantSource)
 		}
 	}
-	if m.Strategy() != StrategyGroups || m.Groups.Through != 1000 {
-		t.Errorf("strategy %s, trained through %v: want groups, through the last successful run (1000)", m.Strategy(), m.Groups.Through)
+	if m.Strategy() != StrategyGroups || m.f.Groups.Through != 1000 {
+		t.Errorf("strategy %s, trained through %v: want groups, through the last successful run (1000)", m.Strategy(), m.f.Groups.Through)
 	}
 }
 
@@ -76,11 +74,11 @@ func TestGroupModelFallsBackThroughLeadingFeatures(t *testing.T) {
 	add("a", "", 2, 4, 2, 900) // fewer than minGroupRuns
 	add("b", "", 3, 16, 4, 5000)
 	add("d", "p", 3, 16, 3, 50)
-	m, err := Train(ds, Options{Strategy: StrategyGroups})
+	m, err := Train(t.Context(), ds, Options{Strategy: StrategyGroups})
 	if err != nil {
 		t.Fatal(err)
 	}
-	global := math.Exp(m.Groups.Global)
+	global := math.Exp(m.f.Groups.Global)
 	tests := []struct {
 		name        string
 		typ, pool   string
@@ -96,7 +94,7 @@ func TestGroupModelFallsBackThroughLeadingFeatures(t *testing.T) {
 		{"unseen type, only the user seen", "c", "", 3, 2, global, SourceGlobal},
 	}
 	for _, tt := range tests {
-		got, src := m.Predict(tt.typ, tt.pool, map[string]float64{"user": tt.user, "procs": tt.procs})
+		got, src := predict(m, tt.typ, tt.pool, map[string]float64{"user": tt.user, "procs": tt.procs})
 		if want := tt.want * 1.15; src != tt.wantSource || math.Abs(got-want) > 1e-6*got {
 			t.Errorf("%s: %v from %s, want %v from %s", tt.name, got, src, want, tt.wantSource)
 		}
@@ -197,92 +195,6 @@ func TestGroupingMatchesKeys(t *testing.T) {
 	}
 }
 
-// keyedRuns draws six weeks of runs whose peak is set by their "key"
-// feature (four values, within 5%), listed after a "noise" feature of 500
-// values that says nothing: few runs share both, so which one a job's
-// fallback keeps matters.
-func keyedRuns() *Dataset {
-	rng := rand.New(rand.NewPCG(19, 20))
-	ds := &Dataset{Features: []string{"noise", "key"}}
-	for i := range 6 * 7 * 200 {
-		key := float64(rng.IntN(4))
-		ds.Samples = append(ds.Samples, Sample{
-			Time: float64(i) * 432, Type: "t", Features: []float64{float64(rng.IntN(500)), key},
-			Peak: 100 * (1 + key) * (1 + 0.05*rng.Float64()),
-		})
-	}
-	return ds
-}
-
-// TestFeatureOrderAuto trains on runs whose telling feature comes last:
-// the model puts it first, unless there are more features than it orders.
-func TestFeatureOrderAuto(t *testing.T) {
-	t.Parallel()
-	wide := &Dataset{Features: []string{"n1", "n2", "n3", "n4", "key"}}
-	for _, s := range keyedRuns().Samples {
-		s.Features = []float64{s.Features[0], s.Features[0], s.Features[0], s.Features[0], s.Features[1]}
-		wide.Samples = append(wide.Samples, s)
-	}
-	m, err := Train(wide, Options{Strategy: StrategyGroups, FeatureOrder: FeatureOrderAuto})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(m.Features, wide.Features) {
-		t.Errorf("five features ordered as %v, want the given order", m.Features)
-	}
-	m, err = Train(keyedRuns(), Options{Strategy: StrategyGroups, FeatureOrder: FeatureOrderAuto})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(m.Features, []string{"key", "noise"}) {
-		t.Fatalf("model features %v, want the telling one first: [key noise]", m.Features)
-	}
-	// A job of a key seen with other noise values is sized by its key's
-	// runs, whatever the order of the map.
-	got, src := m.Predict("t", "", map[string]float64{"noise": 1e6, "key": 3})
-	if src != SourceSignature || got < 400 || got > 420*1.15 {
-		t.Errorf("key 3, unseen noise: %v from %s, want about 420 x 1.15 from %s", got, src, SourceSignature)
-	}
-}
-
-// TestEvaluateWithFeatureOrderAuto evaluates a model that orders its
-// features itself: the evaluation hands it each job's features in the
-// model's order, so the result is that of the dataset listing them so.
-func TestEvaluateWithFeatureOrderAuto(t *testing.T) {
-	t.Parallel()
-	ds := keyedRuns()
-	reordered, err := ds.Select([]string{"key", "noise"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, err := Evaluate(reordered, EvalOptions{Train: Options{Strategy: StrategyGroups}}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := Evaluate(ds, EvalOptions{Train: Options{Strategy: StrategyGroups, FeatureOrder: FeatureOrderAuto}}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Methods[0] != want.Methods[0] {
-		t.Errorf("predictor %+v, want %+v as with the features in the chosen order", got.Methods[0], want.Methods[0])
-	}
-}
-
-func TestTrainContextStops(t *testing.T) {
-	t.Parallel()
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	for _, opts := range []Options{
-		{Strategy: StrategyEstimators},
-		{Strategy: StrategyGroups},
-		{Strategy: StrategyGroups, FeatureOrder: FeatureOrderAuto},
-	} {
-		if _, err := TrainContext(ctx, keyedRuns(), opts); !errors.Is(err, context.Canceled) {
-			t.Errorf("%s, order %q: error %v, want context.Canceled", opts.Strategy, opts.FeatureOrder, err)
-		}
-	}
-}
-
 func TestTrainRejectsSamplesWithOtherFeatures(t *testing.T) {
 	t.Parallel()
 	ds := &Dataset{Features: []string{"a", "b"}, Samples: []Sample{
@@ -290,34 +202,8 @@ func TestTrainRejectsSamplesWithOtherFeatures(t *testing.T) {
 		{Time: 2, Type: "t", Features: []float64{1}, Peak: 10},
 	}}
 	for _, strategy := range []string{StrategyGroups, StrategyEstimators} {
-		if _, err := Train(ds, Options{Strategy: strategy}); err == nil || !strings.Contains(err.Error(), "sample 1 has 1 features, the dataset names 2") {
+		if _, err := Train(t.Context(), ds, Options{Strategy: strategy}); err == nil || !strings.Contains(err.Error(), "sample 1 has 1 features, the dataset names 2") {
 			t.Errorf("%s: error %v", strategy, err)
-		}
-	}
-}
-
-// TestEvaluateSelectsFeatures evaluates with Options.Features naming one of
-// two features: every method reads that one, as if the dataset had only it.
-func TestEvaluateSelectsFeatures(t *testing.T) {
-	t.Parallel()
-	rng := rand.New(rand.NewPCG(17, 18))
-	ds := driftingRuns(8)
-	withNoise := &Dataset{Features: []string{"noise", "procs"}}
-	for _, s := range ds.Samples {
-		s.Features = []float64{rng.Float64(), s.Features[0]}
-		withNoise.Samples = append(withNoise.Samples, s)
-	}
-	want, err := Evaluate(ds, EvalOptions{}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := Evaluate(withNoise, EvalOptions{Train: Options{Features: []string{"procs"}}}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, m := range got.Methods {
-		if m != want.Methods[i] {
-			t.Errorf("%s: %+v, want %+v as with procs alone", m.Name, m, want.Methods[i])
 		}
 	}
 }
@@ -362,79 +248,6 @@ func TestAdaptMargin(t *testing.T) {
 	}
 }
 
-// driftingRuns draws runs of three types whose memory grows 40% a week,
-// lognormal around it, with repeated features: a type's recent quantile
-// lags behind what its next runs need.
-func driftingRuns(weeks int) *Dataset {
-	rng := rand.New(rand.NewPCG(11, 12))
-	ds := &Dataset{Features: []string{"procs"}}
-	for i := range weeks * 7 * 60 {
-		t := float64(i) * 1440 // 60 runs a day
-		typ := []string{"etl", "report", "train"}[rng.IntN(3)]
-		base := map[string]float64{"etl": 1e9, "report": 3e8, "train": 8e9}[typ]
-		grown := base * math.Pow(1.4, t/(7*86400))
-		ds.Samples = append(ds.Samples, Sample{
-			Time: t, Type: typ, Features: []float64{float64(int(4) << rng.IntN(2))},
-			Peak: grown * math.Exp(0.3*rng.NormFloat64()),
-		})
-	}
-	return ds
-}
-
-// TestGroupModelAdaptsToReachCoverage walks forward through runs where the
-// initial margin falls short: adapting it from the deployed allocations
-// brings coverage to the target, where keeping it does not.
-func TestGroupModelAdaptsToReachCoverage(t *testing.T) {
-	t.Parallel()
-	ds := driftingRuns(60)
-	coverage := func(rate float64) float64 {
-		r, err := Evaluate(ds, EvalOptions{Train: Options{Strategy: StrategyGroups, AdaptRate: rate}}, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.Methods[0].Coverage
-	}
-	kept, adapted := coverage(1e-9), coverage(0.3)
-	t.Logf("coverage with the initial margin kept %.3f, adapted %.3f", kept, adapted)
-	if kept > 0.85 {
-		t.Fatalf("the initial margin already covers %.3f: the runs do not need adapting", kept)
-	}
-	if math.Abs(adapted-0.9) > 0.02 {
-		t.Errorf("coverage with the adapted margin %.3f, want within 0.02 of 0.90", adapted)
-	}
-}
-
-// withoutFeatures drops a dataset's features.
-func withoutFeatures(ds *Dataset) *Dataset {
-	for i := range ds.Samples {
-		ds.Samples[i].Features = nil
-	}
-	ds.Features = nil
-	return ds
-}
-
-func TestAutoStrategy(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name string
-		ds   *Dataset
-		want string
-	}{
-		{"features that repeat", driftingRuns(2), StrategyGroups},
-		{"features that measure size", Synthetic(2000, 30, 5), StrategyEstimators},
-		{"no features", withoutFeatures(driftingRuns(2)), StrategyGroups},
-	}
-	for _, tt := range tests {
-		m, err := Train(tt.ds, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := m.Strategy(); got != tt.want {
-			t.Errorf("%s: strategy %s, want %s", tt.name, got, tt.want)
-		}
-	}
-}
-
 func TestChooseHalfLife(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(13, 14))
@@ -463,4 +276,15 @@ func TestChooseHalfLife(t *testing.T) {
 	if got := newGrouping(steady, groupLevels(0, false)).chooseHalfLife(0.9); got < 7*86400 {
 		t.Errorf("a steady type: half-life %vs, want a week or more", got)
 	}
+}
+
+// predict is Model.Predict's allocation and source for a job without
+// labels.
+func predict(m *Model, jobType, pool string, features map[string]float64) (float64, Source) {
+	return predictLabels(m, jobType, pool, nil, features)
+}
+
+func predictLabels(m *Model, jobType, pool string, labels map[string]string, features map[string]float64) (float64, Source) {
+	p := m.Predict(Job{Type: jobType, Pool: pool, Labels: labels, Features: features})
+	return p.Memory, p.Source
 }

@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/jobfleet/jobfleet/internal/quantreg"
 )
 
 // Format and FormatVersion identify model files this package reads.
@@ -16,10 +19,16 @@ const (
 	FormatVersion = 2
 )
 
-// Model predicts a high quantile of a job's peak memory from its type and
-// features. Models are trained per job type; a type with too few runs falls
-// back to its pool's model, then to the global one.
+// Model predicts a high quantile of a job's peak memory from its type,
+// labels and features (Predict). Train and Retrain make one; Write,
+// ReadModel, Save and Load store it; a Reloader keeps a process's current.
+// A Model is not changed after training and is safe for concurrent use.
 type Model struct {
+	f modelFile
+}
+
+// modelFile is a model as stored.
+type modelFile struct {
 	Format   string   `json:"format"`
 	Version  int      `json:"version"`
 	Quantile float64  `json:"quantile"`
@@ -30,38 +39,63 @@ type Model struct {
 	GroupByType map[string][]string `json:"group_by_type,omitempty"`
 	TrainedAt   time.Time           `json:"trained_at"`
 	Runs        int                 `json:"runs"`
+	// SwitchedFrom is the strategy of the model this one replaced, when
+	// StrategyAuto chose another; RepeatShare is the share of the runs
+	// that repeat an earlier run's type and features, which auto reads.
+	SwitchedFrom string  `json:"switched_from,omitempty"`
+	RepeatShare  float64 `json:"repeat_share,omitempty"`
 	// Types, Pools and Global are the estimators, most specific first.
-	Types  map[string]*Estimator `json:"types"`
-	Pools  map[string]*Estimator `json:"pools,omitempty"`
-	Global *Estimator            `json:"global,omitempty"`
+	Types  map[string]*estimator `json:"types"`
+	Pools  map[string]*estimator `json:"pools,omitempty"`
+	Global *estimator            `json:"global,omitempty"`
 	// TypePools maps each type seen in training to its pool.
 	TypePools map[string]string `json:"type_pools,omitempty"`
 	// Thin types have too few runs for an estimator of their own: each
 	// gets its runs' quantile (log space) plus the Thin estimator's offset.
 	ThinTypes map[string]float64 `json:"thin_types,omitempty"`
-	Thin      *Estimator         `json:"thin,omitempty"`
+	Thin      *estimator         `json:"thin,omitempty"`
 	// Groups, when present, sizes every job instead of the estimators
 	// (StrategyGroups).
 	Groups *groupModel `json:"groups,omitempty"`
 }
 
+// Quantile is the share of jobs the model's allocations aim to cover.
+func (m *Model) Quantile() float64 { return m.f.Quantile }
+
+// Features are the features the model reads, in the order its group
+// levels drop them (the last first).
+func (m *Model) Features() []string { return slices.Clone(m.f.Features) }
+
+// Runs is how many runs the model was trained on.
+func (m *Model) Runs() int { return m.f.Runs }
+
+// TrainedAt is when the model was trained.
+func (m *Model) TrainedAt() time.Time { return m.f.TrainedAt }
+
+// Switched reports the strategy of the model this one replaced when
+// StrategyAuto chose another at this training, and the share of the runs
+// that repeat an earlier run's type and features, which decided it.
+func (m *Model) Switched() (from string, repeatShare float64, ok bool) {
+	return m.f.SwitchedFrom, m.f.RepeatShare, m.f.SwitchedFrom != ""
+}
+
 // Estimator kinds.
 const (
-	KindQuantile = "quantile" // the type's (recency-weighted) empirical quantile
-	KindLinear   = "linear"   // linear quantile regression on log features
-	KindGBT      = "gbt"      // gradient-boosted quantile trees on log features
+	kindQuantile = "quantile" // the type's (recency-weighted) empirical quantile
+	kindLinear   = "linear"   // linear quantile regression on log features
+	kindGBT      = "gbt"      // gradient-boosted quantile trees on log features
 )
 
-// Estimator is one fitted model with its calibration. It works on the
+// estimator is one fitted model with its calibration. It works on the
 // logarithm of peak memory; Offset is added before exponentiating.
-type Estimator struct {
+type estimator struct {
 	Kind     string  `json:"kind"`
 	Constant float64 `json:"constant,omitempty"`
 	// HalfLife is the quantile model's recency half-life, in seconds (0:
 	// all runs weigh the same).
-	HalfLife float64      `json:"half_life,omitempty"`
-	Linear   *linearModel `json:"linear,omitempty"`
-	GBT      *gbtModel    `json:"gbt,omitempty"`
+	HalfLife float64          `json:"half_life,omitempty"`
+	Linear   *quantreg.Linear `json:"linear,omitempty"`
+	GBT      *gbtModel        `json:"gbt,omitempty"`
 	// Offset is the calibration in log space: split-conformal, or the log
 	// of a fixed buffer.
 	Offset float64 `json:"offset"`
@@ -78,35 +112,26 @@ type Estimator struct {
 	Ceiling float64 `json:"ceiling"`
 	// Level is the conformal level the offset was calibrated at.
 	Level float64 `json:"level,omitempty"`
-
-	cal *calibration // training only
 }
 
-// calibration keeps an estimator's out-of-sample scores while training.
-type calibration struct {
-	scores, weights []float64
-	base            float64 // the estimator's current raw prediction
-	maxY            float64
-}
-
-func (e *Estimator) raw(x []float64) float64 {
+func (e *estimator) raw(x []float64) float64 {
 	switch e.Kind {
-	case KindLinear:
-		return e.Linear.predict(x)
-	case KindGBT:
+	case kindLinear:
+		return e.Linear.Predict(x)
+	case kindGBT:
 		return e.GBT.predict(x)
 	}
 	return e.Constant
 }
 
-func (e *Estimator) predictLog(x []float64) float64 {
+func (e *estimator) predictLog(x []float64) float64 {
 	return min(max(e.raw(x)+e.Offset, e.Floor), e.Ceiling)
 }
 
 // Strategy says how the model sizes jobs: StrategyGroups or
 // StrategyEstimators.
 func (m *Model) Strategy() string {
-	if m.Groups != nil {
+	if m.f.Groups != nil {
 		return StrategyGroups
 	}
 	return StrategyEstimators
@@ -131,182 +156,158 @@ const (
 	SourceFeatures Source = "features"
 )
 
-// Predict returns the predicted peak, in the unit the model was trained on,
-// for a job of the type with the features, and which estimator made it. It
-// returns SourceNone when the model has no estimator for the job.
-func (m *Model) Predict(jobType, pool string, features map[string]float64) (float64, Source) {
-	return m.PredictLabels(jobType, pool, nil, features)
+// Job is what a model sizes.
+type Job struct {
+	Type string
+	// Pool is the type's pool; empty takes the one the model learned for
+	// the type.
+	Pool string
+	// Labels key the job's groups when the model groups its type by them
+	// (Options.GroupBy); others are ignored.
+	Labels map[string]string
+	// Features the model does not read are ignored; those it reads and
+	// the job lacks are missing (Prediction.Missing).
+	Features map[string]float64
 }
 
-// PredictLabels is Predict for a job with labels: a model trained with
-// Options.GroupBy sizes it by the group of its type and those labels when
-// it has one.
-func (m *Model) PredictLabels(jobType, pool string, labels map[string]string, features map[string]float64) (float64, Source) {
-	var buf [8]float64
-	x := buf[:0]
-	for _, name := range m.Features {
-		v, ok := features[name]
-		if !ok {
-			v = math.NaN()
-		}
-		x = append(x, v)
-	}
-	return m.predictVector(jobType, groupKey(labels, m.groupBy(jobType)), pool, x)
-}
-
-// PredictVector is Predict with features already in the model's order, for
-// callers predicting many jobs.
-func (m *Model) PredictVector(jobType, pool string, x []float64) (float64, Source) {
-	return m.predictVector(jobType, "", pool, x)
-}
-
-func (m *Model) predictVector(jobType, group, pool string, x []float64) (float64, Source) {
-	if m.Groups != nil {
-		if pool == "" {
-			pool = m.TypePools[jobType]
-		}
-		return m.Groups.predict(jobType, group, pool, x)
-	}
-	if c, ok := m.ThinTypes[jobType]; ok && m.Thin != nil {
-		return math.Exp(m.thin(c)), SourceThin
-	}
-	est, src := m.estimator(jobType, pool)
-	if est == nil {
-		return 0, SourceNone
-	}
-	var buf [8]float64
-	tx := buf[:0]
-	for _, v := range x {
-		tx = append(tx, transform(v))
-	}
-	return math.Exp(est.predictLog(tx)), src
-}
-
-// LabelsFor names the labels that key a type's groups (none: the model
-// does not read labels for the type).
-func (m *Model) LabelsFor(jobType string) []string { return m.groupBy(jobType) }
-
-// groupBy names the labels that key a type's groups.
-func (m *Model) groupBy(jobType string) []string {
-	if names, ok := m.GroupByType[jobType]; ok {
-		return names
-	}
-	return m.GroupBy
-}
-
-// Explanation says why a model sizes a job as it does.
-type Explanation struct {
-	// Prediction is what Predict returns, Source which estimator or group
-	// level made it.
-	Prediction float64 `json:"prediction"`
-	Source     Source  `json:"source"`
-	Strategy   string  `json:"strategy"`
-	Quantile   float64 `json:"quantile"`
-	// Level describes the group level or estimator that decided, Group the
-	// job's group in it (groups strategy), Runs the runs behind it (0 when
-	// the model did not keep them).
+// Prediction is a model's allocation for a job, and why.
+type Prediction struct {
+	// Memory is the allocation, in the unit the model was trained on
+	// (bytes for run records); zero with SourceNone, when the model has
+	// nothing to size the job by.
+	Memory float64 `json:"memory"`
+	// Source is the kind of group or estimator that decided.
+	Source Source `json:"source"`
+	// Level describes it in words, Group names the job's group in it (the
+	// type, labels and features that define it; groups strategy), and Runs
+	// counts the runs behind it (0 when the model did not keep the count).
 	Level string `json:"level"`
 	Group string `json:"group,omitempty"`
 	Runs  int    `json:"runs"`
 	// Base is the group's quantile or the estimator's prediction before
-	// the margin, Margin the multiplier the calibration adds on top.
+	// the margin, Margin the multiplier calibration puts on top.
 	Base   float64 `json:"base"`
 	Margin float64 `json:"margin"`
 	// Missing lists the model's features the job did not give.
 	Missing []string `json:"missing_features,omitempty"`
 }
 
-// Explain predicts a job's peak as PredictLabels does and says why.
-func (m *Model) Explain(jobType, pool string, labels map[string]string, features map[string]float64) Explanation {
-	x := make([]float64, len(m.Features))
-	var missingNames []string
-	for i, name := range m.Features {
-		v, ok := features[name]
+// Predict sizes a job: a high quantile (Quantile) of its peak memory.
+func (m *Model) Predict(job Job) Prediction {
+	x := make([]float64, len(m.f.Features))
+	var p Prediction
+	for i, name := range m.f.Features {
+		v, ok := job.Features[name]
 		if !ok {
 			v = math.NaN()
-			missingNames = append(missingNames, name)
+			p.Missing = append(p.Missing, name)
 		}
 		x[i] = v
 	}
-	e := Explanation{Strategy: m.Strategy(), Quantile: m.Quantile, Missing: missingNames}
-	groupBy := m.groupBy(jobType)
-	group := groupKey(labels, groupBy)
-	e.Prediction, e.Source = m.predictVector(jobType, group, pool, x)
-	if m.Groups != nil {
-		if pool == "" {
-			pool = m.TypePools[jobType]
-		}
-		g := m.Groups
-		level, key := g.explain(jobType, group, pool, x)
-		e.Margin = math.Exp(g.Margin)
+	pool := job.Pool
+	if pool == "" {
+		pool = m.f.TypePools[job.Type]
+	}
+	if g := m.f.Groups; g != nil {
+		groupBy := m.groupBy(job.Type)
+		group := groupKey(job.Labels, groupBy)
+		level, key := g.explain(job.Type, group, pool, x)
+		p.Margin = math.Exp(g.Margin)
 		if level == len(g.Levels) {
-			e.Level, e.Base, e.Runs = "all runs", math.Exp(g.Global), m.Runs
-			return e
+			p.Source, p.Level, p.Base, p.Runs = SourceGlobal, "all runs", math.Exp(g.Global), m.f.Runs
+			p.Memory = math.Exp(g.Global + g.Margin)
+			return p
 		}
 		l := &g.Levels[level]
-		e.Level = l.By
-		if l.Labels {
-			e.Level += " and " + strings.Join(groupBy, ", ")
-		}
-		if l.Features > 0 {
-			e.Level += " and " + strings.Join(m.Features[:l.Features], ", ")
-		}
-		// The key: the category, the labels' values (after 0x1e, 0x1f
-		// between them), then the features' (each after 0x1f).
-		category, rest, _ := strings.Cut(key, "\x1f")
-		e.Group = category
-		if l.Labels {
-			typ, first, _ := strings.Cut(category, "\x1e")
-			values := append([]string{first}, strings.Split(rest, "\x1f")...)
-			e.Group = typ
-			for i, name := range groupBy {
-				e.Group += ", " + name + "=" + values[i]
-			}
-			rest = strings.Join(values[len(groupBy):], "\x1f")
-		}
-		if l.Features > 0 {
-			for i, v := range strings.Split(rest, "\x1f") {
-				e.Group += ", " + m.Features[i] + "=" + v
-			}
-		}
-		e.Base, e.Runs = math.Exp(l.Groups[key]), l.Runs[key]
-		return e
+		p.Source = l.source()
+		p.Base, p.Runs = math.Exp(l.Groups[key]), l.Runs[key]
+		p.Memory = math.Exp(l.Groups[key] + g.Margin)
+		p.Level, p.Group = m.describe(l, groupBy, key)
+		return p
 	}
-	if c, ok := m.ThinTypes[jobType]; ok && m.Thin != nil {
+	if c, ok := m.f.ThinTypes[job.Type]; ok && m.f.Thin != nil {
 		// The type's own quantile and the thin types' shared offset,
 		// the sum held between the thin estimator's floor and ceiling.
-		e.Level, e.Base, e.Margin = "a thin type's quantile (few runs)", math.Exp(c), math.Exp(m.Thin.Offset)
-		return e
+		p.Source, p.Level = SourceThin, "a thin type's quantile (few runs)"
+		p.Memory, p.Base, p.Margin = math.Exp(m.thin(c)), math.Exp(c), math.Exp(m.f.Thin.Offset)
+		p.Runs = m.f.Thin.Runs
+		return p
 	}
-	est, src := m.estimator(jobType, pool)
+	est, src := m.estimator(job.Type, pool)
 	if est == nil {
-		e.Level = "none: no estimator for the type, its pool or all runs"
-		return e
+		p.Source, p.Level = SourceNone, "none: no estimator for the type, its pool or all runs"
+		return p
 	}
-	e.Level = string(src) + " estimator (" + est.Kind + ")"
-	e.Runs, e.Margin = est.Runs, math.Exp(est.Offset)
+	for i, v := range x {
+		x[i] = transform(v)
+	}
+	p.Source, p.Level = src, string(src)+" estimator ("+est.Kind+")"
+	p.Memory = math.Exp(est.predictLog(x))
+	p.Runs, p.Margin = est.Runs, math.Exp(est.Offset)
 	// The estimator's prediction before its offset (the model holds the
 	// sum between the smallest peak it saw and its ceiling).
-	e.Base = e.Prediction / e.Margin
-	return e
+	p.Base = p.Memory / p.Margin
+	return p
+}
+
+// describe names a group level and the group of a key in it.
+func (m *Model) describe(l *groupLevel, groupBy []string, key string) (level, group string) {
+	level = l.By
+	if l.Labels {
+		level += " and " + strings.Join(groupBy, ", ")
+	}
+	if l.Features > 0 {
+		level += " and " + strings.Join(m.f.Features[:l.Features], ", ")
+	}
+	// The key: the category, the labels' values (after 0x1e, 0x1f
+	// between them), then the features' (each after 0x1f).
+	category, rest, _ := strings.Cut(key, "\x1f")
+	group = category
+	if l.Labels {
+		typ, first, _ := strings.Cut(category, "\x1e")
+		values := append([]string{first}, strings.Split(rest, "\x1f")...)
+		group = typ
+		for i, name := range groupBy {
+			group += ", " + name + "=" + values[i]
+		}
+		rest = strings.Join(values[len(groupBy):], "\x1f")
+	}
+	if l.Features > 0 {
+		for i, v := range strings.Split(rest, "\x1f") {
+			group += ", " + m.f.Features[i] + "=" + v
+		}
+	}
+	return level, group
+}
+
+// LabelsFor names the labels that key a type's groups (none: the model
+// does not read labels for the type).
+func (m *Model) LabelsFor(jobType string) []string { return slices.Clone(m.groupBy(jobType)) }
+
+// groupBy names the labels that key a type's groups.
+func (m *Model) groupBy(jobType string) []string {
+	if names, ok := m.f.GroupByType[jobType]; ok {
+		return names
+	}
+	return m.f.GroupBy
 }
 
 func (m *Model) thin(c float64) float64 {
-	return min(max(c+m.Thin.Offset, m.Thin.Floor), m.Thin.Ceiling)
+	return min(max(c+m.f.Thin.Offset, m.f.Thin.Floor), m.f.Thin.Ceiling)
 }
 
-func (m *Model) estimator(jobType, pool string) (*Estimator, Source) {
-	if e := m.Types[jobType]; e != nil {
+func (m *Model) estimator(jobType, pool string) (*estimator, Source) {
+	if e := m.f.Types[jobType]; e != nil {
 		return e, SourceType
 	}
 	if pool == "" {
-		pool = m.TypePools[jobType]
+		pool = m.f.TypePools[jobType]
 	}
-	if e := m.Pools[pool]; e != nil && pool != "" {
+	if e := m.f.Pools[pool]; e != nil && pool != "" {
 		return e, SourcePool
 	}
-	if m.Global != nil {
-		return m.Global, SourceGlobal
+	if m.f.Global != nil {
+		return m.f.Global, SourceGlobal
 	}
 	return nil, SourceNone
 }
@@ -323,7 +324,7 @@ func transform(v float64) float64 {
 // Write encodes the model as JSON.
 func (m *Model) Write(w io.Writer) error {
 	enc := json.NewEncoder(w)
-	if err := enc.Encode(m); err != nil {
+	if err := enc.Encode(&m.f); err != nil {
 		return fmt.Errorf("writing model: %w", err)
 	}
 	return nil
@@ -338,22 +339,22 @@ var ErrIncompatible = errors.New("incompatible model file")
 func ReadModel(r io.Reader) (*Model, error) {
 	var m Model
 	dec := json.NewDecoder(io.LimitReader(r, 1<<30))
-	if err := dec.Decode(&m); err != nil {
+	if err := dec.Decode(&m.f); err != nil {
 		return nil, fmt.Errorf("reading model: corrupt JSON: %w", err)
 	}
-	if m.Format != Format {
-		return nil, fmt.Errorf("%w: format %q, want %q", ErrIncompatible, m.Format, Format)
+	if m.f.Format != Format {
+		return nil, fmt.Errorf("%w: format %q, want %q", ErrIncompatible, m.f.Format, Format)
 	}
-	switch m.Version {
+	switch m.f.Version {
 	case FormatVersion:
 	case 1:
 		// Version 1 group models held three fixed levels.
-		if m.Groups != nil {
-			m.Groups.upgrade(len(m.Features))
+		if m.f.Groups != nil {
+			m.f.Groups.upgrade(len(m.f.Features))
 		}
-		m.Version = FormatVersion
+		m.f.Version = FormatVersion
 	default:
-		return nil, fmt.Errorf("%w: version %d, this reader understands 1 to %d", ErrIncompatible, m.Version, FormatVersion)
+		return nil, fmt.Errorf("%w: version %d, this reader understands 1 to %d", ErrIncompatible, m.f.Version, FormatVersion)
 	}
 	if err := m.check(); err != nil {
 		return nil, fmt.Errorf("reading model: %w", err)
@@ -363,36 +364,36 @@ func ReadModel(r io.Reader) (*Model, error) {
 
 // check validates a decoded model so that Predict can never fail on it.
 func (m *Model) check() error {
-	if !(m.Quantile > 0 && m.Quantile < 1) {
-		return fmt.Errorf("quantile %v is not in (0, 1)", m.Quantile)
+	if !(m.f.Quantile > 0 && m.f.Quantile < 1) {
+		return fmt.Errorf("quantile %v is not in (0, 1)", m.f.Quantile)
 	}
-	d := len(m.Features)
-	for name, e := range m.Types {
+	d := len(m.f.Features)
+	for name, e := range m.f.Types {
 		if err := e.check(d); err != nil {
 			return fmt.Errorf("type %q: %w", name, err)
 		}
 	}
-	for name, e := range m.Pools {
+	for name, e := range m.f.Pools {
 		if err := e.check(d); err != nil {
 			return fmt.Errorf("pool %q: %w", name, err)
 		}
 	}
-	if m.Global != nil {
-		if err := m.Global.check(d); err != nil {
+	if m.f.Global != nil {
+		if err := m.f.Global.check(d); err != nil {
 			return fmt.Errorf("global: %w", err)
 		}
 	}
-	if m.Thin != nil {
-		if err := m.Thin.check(d); err != nil {
+	if m.f.Thin != nil {
+		if err := m.f.Thin.check(d); err != nil {
 			return fmt.Errorf("thin types: %w", err)
 		}
 	}
-	if m.Groups != nil {
-		if err := m.Groups.check(d); err != nil {
+	if m.f.Groups != nil {
+		if err := m.f.Groups.check(d); err != nil {
 			return fmt.Errorf("groups: %w", err)
 		}
 	}
-	for name, c := range m.ThinTypes {
+	for name, c := range m.f.ThinTypes {
 		if !finite(c) {
 			return fmt.Errorf("thin type %q: non-finite quantile", name)
 		}
@@ -400,7 +401,7 @@ func (m *Model) check() error {
 	return nil
 }
 
-func (e *Estimator) check(d int) error {
+func (e *estimator) check(d int) error {
 	if e == nil {
 		return errors.New("empty estimator")
 	}
@@ -411,8 +412,8 @@ func (e *Estimator) check(d int) error {
 		return fmt.Errorf("floor %v is above ceiling %v", e.Floor, e.Ceiling)
 	}
 	switch e.Kind {
-	case KindQuantile:
-	case KindLinear:
+	case kindQuantile:
+	case kindLinear:
 		if e.Linear == nil || len(e.Linear.Coef) != d+1 {
 			return fmt.Errorf("linear model needs %d coefficients", d+1)
 		}
@@ -421,7 +422,7 @@ func (e *Estimator) check(d int) error {
 				return errors.New("non-finite coefficient")
 			}
 		}
-	case KindGBT:
+	case kindGBT:
 		if e.GBT == nil || !finite(e.GBT.Base) || !finite(e.GBT.Rate) {
 			return errors.New("malformed boosted trees")
 		}

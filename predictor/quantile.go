@@ -88,19 +88,18 @@ func weightedQuantile(values, weights []float64, q float64) float64 {
 	if len(values) == 0 {
 		return math.NaN()
 	}
-	return cumulativeWeight(values, weights, 0, q)
+	return cumulativeWeight(values, weights, q)
 }
 
 // cumulativeWeight returns the smallest value whose cumulative weight
-// reaches q of the total weight plus extra, weight that lies above every
-// value; when none does, the largest value.
-func cumulativeWeight(values, weights []float64, extra, q float64) float64 {
+// reaches q of the total weight; when none does, the largest value.
+func cumulativeWeight(values, weights []float64, q float64) float64 {
 	idx := make([]int, len(values))
 	for i := range idx {
 		idx[i] = i
 	}
 	sort.Slice(idx, func(a, b int) bool { return values[idx[a]] < values[idx[b]] })
-	total := extra
+	total := 0.0
 	for _, w := range weights {
 		total += w
 	}
@@ -130,29 +129,13 @@ func conformalOffset(scores []float64, q float64) float64 {
 	return selectK(s, k)
 }
 
-// weightedConformalOffset is conformal calibration for runs that are not
-// exchangeable (Barber, Candès, Ramdas and Tibshirani, "Conformal
-// prediction beyond exchangeability", 2023): each score carries a weight
-// that decays with its age, the new run carries weight 1 at +infinity, and
-// the offset is the smallest score whose cumulative weight reaches q of the
-// total. Recent runs count most, so a type whose memory drifts is
-// calibrated to its present. When the weights cannot reach q, it returns
-// the largest score.
-func weightedConformalOffset(scores, weights []float64, q float64) float64 {
-	if len(scores) == 0 {
-		return 0
-	}
-	return cumulativeWeight(scores, weights, 1, q) // the new run weighs 1
-}
-
 // pacLevel returns the conformal level to calibrate at so that coverage is
 // at least q with probability confidence, not only on average. With n
 // exchangeable scores, the coverage of the k-th smallest score follows
 // Beta(k, n+1-k) (Vovk, "Conditional validity of inductive conformal
 // predictors", 2012); the smallest k whose coverage falls below q with
-// probability at most 1-confidence gives the level k/(n+1). n may be an
-// effective sample size of weighted scores. When no rank is enough, it
-// returns 1 (the largest score).
+// probability at most 1-confidence gives the level k/(n+1). When no rank is
+// enough, it returns 1 (the largest score).
 func pacLevel(q, confidence, n float64) float64 {
 	if confidence <= 0 || n < 1 {
 		return q
@@ -165,17 +148,4 @@ func pacLevel(q, confidence, n float64) float64 {
 		}
 	}
 	return 1
-}
-
-// effectiveSize is Kish's effective sample size of weights.
-func effectiveSize(weights []float64) float64 {
-	var sum, sq float64
-	for _, w := range weights {
-		sum += w
-		sq += w * w
-	}
-	if sq == 0 {
-		return 0
-	}
-	return sum * sum / sq
 }

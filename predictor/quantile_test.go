@@ -95,12 +95,10 @@ func TestPACLevelHoldsWithConfidence(t *testing.T) {
 	}
 	for range sets {
 		scores := make([]float64, n)
-		weights := make([]float64, n)
 		for i := range scores {
 			scores[i] = rng.NormFloat64()
-			weights[i] = 1
 		}
-		off := weightedConformalOffset(scores, weights, level)
+		off := conformalOffset(scores, level)
 		covered := 0
 		for range fresh {
 			if rng.NormFloat64() <= off {

@@ -23,7 +23,7 @@ var checkpointEvery = 7 * 86400.0
 //
 // It returns the estimator (without offset), the replayed predictions and
 // the index of the first replayed run.
-func rollingQuantile(y, times []float64, q float64, minHistory int) (*Estimator, []float64, int) {
+func rollingQuantile(y, times []float64, q float64, minHistory int) (*estimator, []float64, int) {
 	n := len(y)
 	// The first replayed run is the first with minHistory runs before its
 	// checkpoint.
@@ -38,7 +38,7 @@ func rollingQuantile(y, times []float64, q float64, minHistory int) (*Estimator,
 	if first < 0 || n-first < 5 {
 		return nil, nil, 0
 	}
-	var best *Estimator
+	var best *estimator
 	var bestPred []float64
 	bestLoss := math.Inf(1)
 	values := make([]float64, 0, n)
@@ -68,7 +68,7 @@ func rollingQuantile(y, times []float64, q float64, minHistory int) (*Estimator,
 				values = append(values, y[j])
 				weights = append(weights, decay(times[n-1]-times[j], h))
 			}
-			best = &Estimator{Kind: KindQuantile, Constant: weightedQuantile(values, weights, q), Loss: loss}
+			best = &estimator{Kind: kindQuantile, Constant: weightedQuantile(values, weights, q), Loss: loss}
 			if !math.IsInf(h, 1) {
 				best.HalfLife = h
 			}

@@ -13,7 +13,7 @@ import (
 // before the last retraining checkpoint, as a deployed model would have
 // predicted it. The scores of all thin types together calibrate how far a
 // type's next runs exceed the quantile of its few past ones.
-func fitSparse(byType map[string][]Sample, minRuns int, q, confidence, ceilingMargin float64) (map[string]float64, *Estimator) {
+func fitSparse(byType map[string][]Sample, minRuns int, q, confidence, ceilingMargin float64) (map[string]float64, *estimator) {
 	constants := map[string]float64{}
 	var scores []float64
 	var maxY float64 = math.Inf(-1)
@@ -40,29 +40,17 @@ func fitSparse(byType map[string][]Sample, minRuns int, q, confidence, ceilingMa
 	if len(constants) == 0 || len(scores) < 20 {
 		return nil, nil
 	}
-	weights := make([]float64, len(scores))
-	for i := range weights {
-		weights[i] = 1
-	}
 	level := pacLevel(q, confidence, float64(len(scores)))
-	off := weightedConformalOffset(scores, weights, level)
+	off := conformalOffset(scores, level)
 	covered := 0
 	for _, s := range scores {
 		if s <= off+1e-12 {
 			covered++
 		}
 	}
-	// For balancing, the cost of a level is the mean allocation it gives
-	// the thin types now.
-	base := 0.0
-	for _, c := range constants {
-		base += c
-	}
-	base /= float64(len(constants))
-	return constants, &Estimator{
-		Kind: KindQuantile, Offset: off, Runs: len(scores), Level: level,
+	return constants, &estimator{
+		Kind: kindQuantile, Offset: off, Runs: len(scores), Level: level,
 		Coverage: float64(covered) / float64(len(scores)),
 		Floor:    minY, Ceiling: maxY + ceilingMargin,
-		cal: &calibration{scores: scores, weights: weights, base: base, maxY: maxY},
 	}
 }

@@ -27,11 +27,6 @@ type S3API interface {
 	ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, opts ...func(*s3.Options)) (*s3.ListObjectsV2Output, error)
 }
 
-// ParseS3URI splits s3://bucket/key.
-func ParseS3URI(uri string) (bucket, key string, err error) {
-	return awsclient.ParseS3URI(uri)
-}
-
 // Save writes the model to a local path or an s3:// URI. A local file is
 // written to a temporary name and renamed, so readers never see half of it.
 func Save(ctx context.Context, api S3API, location string, m *Model) error {
@@ -40,7 +35,7 @@ func Save(ctx context.Context, api S3API, location string, m *Model) error {
 		return err
 	}
 	if strings.HasPrefix(location, "s3://") {
-		bucket, key, err := ParseS3URI(location)
+		bucket, key, err := awsclient.ParseS3URI(location)
 		if err != nil {
 			return err
 		}
@@ -68,7 +63,7 @@ func Save(ctx context.Context, api S3API, location string, m *Model) error {
 // file has not changed since lastTag.
 func fetch(ctx context.Context, api S3API, location, lastTag string) (data []byte, tag string, err error) {
 	if strings.HasPrefix(location, "s3://") {
-		bucket, key, err := ParseS3URI(location)
+		bucket, key, err := awsclient.ParseS3URI(location)
 		if err != nil {
 			return nil, "", err
 		}
@@ -175,7 +170,7 @@ func (r *Reloader) Run(ctx context.Context) {
 			r.log.Error().Err(err).Str("model", r.location).Msg("model not reloaded")
 		case changed:
 			m := r.Model()
-			r.log.Info().Str("model", r.location).Int("types", len(m.Types)).Time("trained_at", m.TrainedAt).Msg("loaded model")
+			r.log.Info().Str("model", r.location).Int("types", len(m.f.Types)).Time("trained_at", m.f.TrainedAt).Msg("loaded model")
 		}
 		if r.OnReload != nil {
 			r.OnReload(changed, err)

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/jobfleet/jobfleet/internal/quantreg"
 )
 
 // Sample is one past run: when it ran, its type and pool, its features (in
@@ -69,80 +71,76 @@ func (ds *Dataset) Select(names []string) (*Dataset, error) {
 	return &Dataset{Features: slices.Clone(names), Samples: permuteFeatures(ds.Samples, idx)}, nil
 }
 
-// Options tune training. Zero values take the defaults.
+// Options say what a model predicts and from what. Zero values take the
+// defaults; everything else is in Tuning.
 type Options struct {
+	// Quantile is the share of a type's jobs whose peak the allocation
+	// should cover. Default 0.9.
+	Quantile float64
 	// Features, when set, are the features the model reads, in this
 	// order (see Dataset.Select); empty reads all of the dataset's. Unless
-	// FeatureOrder is FeatureOrderAuto, the group strategy's levels drop
-	// features from the end of the list, so the most telling should come
-	// first.
+	// Tuning.FeatureOrder is FeatureOrderAuto, the group strategy's levels
+	// drop features from the end of the list, so the most telling should
+	// come first.
 	Features []string
-	// Quantile is the level predicted. Default 0.9.
-	Quantile float64
 	// GroupBy names labels (team, user, dataset) the group strategy keys
 	// its groups on, as strings, between the type and the features: a
 	// job's type with the same labels, then its type alone. It needs the
 	// group strategy (auto takes it).
 	GroupBy []string
-	// GroupByType names such labels for some types, instead of GroupBy
-	// (the registry's per-type predictor.groupBy).
+	// Strategy is how jobs are sized: StrategyAuto (the default),
+	// StrategyEstimators or StrategyGroups.
+	Strategy string
+	// Tuning holds the rest, for those who measured that they need it.
+	Tuning Tuning
+}
+
+// Tuning adjusts training beyond Options. Its zero value takes the
+// defaults, which are the settings docs/predictor.md measures.
+type Tuning struct {
+	// GroupByType names the labels that key the groups of some types,
+	// instead of Options.GroupBy (the registry's per-type
+	// predictor.groupBy).
 	GroupByType map[string][]string
-	// MinRuns is how many runs a type (or pool) needs for a model of its
-	// own. Default 30.
+	// FeatureOrder is FeatureOrderGiven (the default): the group model's
+	// levels drop features from the end of Options.Features (or of the
+	// dataset's list); or FeatureOrderAuto: the group model orders up to
+	// four features itself, by its levels' loss on the window's last week,
+	// and Model.Features lists them in that order. With more, the given
+	// order is kept.
+	FeatureOrder string
+	// AdaptRate is how far each retraining moves the group model's margin
+	// per unit of missed coverage (see Model.Retrain). Default 0.3.
+	AdaptRate float64
+	// GroupHalfLife weighs runs by recency in the group model's quantiles.
+	// Zero chooses it at every training among a day, three days, a week
+	// and none, by the quantiles' loss on the window's last week.
+	GroupHalfLife time.Duration
+
+	// The estimators strategy's settings.
+
+	// MinRuns is how many runs a type (or pool) needs for an estimator of
+	// its own. Default 30.
 	MinRuns int
 	// CalibrationShare is the share of a type's most recent runs held out
-	// to choose its model and calibrate it. Default 0.25, and at least
-	// MinCalibration runs.
+	// to choose its estimator and calibrate it. Default 0.25, and at least
+	// 15 runs.
 	CalibrationShare float64
-	MinCalibration   int
-	// Buffer, when above 1, replaces conformal calibration with a fixed
-	// multiplier on the predicted quantile (the traditional x1.2).
-	Buffer float64
-	// HalfLife weights recent runs more in the empirical quantile model.
-	// Default 7 days.
-	HalfLife time.Duration
-	// Kinds limits the candidate models; default all.
-	Kinds []string
-	// CalibrationHalfLife weights calibration runs by recency (weighted
-	// conformal calibration); zero weighs them equally.
-	CalibrationHalfLife time.Duration
-	// Objective is what Quantile is the target of: every type's own
-	// coverage (ObjectiveType), or the fleet's, letting each type's level
-	// move within MaxShortfall of it to spend memory where coverage is
-	// cheap (ObjectiveFleet).
-	Objective    string
-	MaxShortfall float64
 	// Confidence is the probability that an estimator's coverage reaches
 	// Quantile, not only on average (training-conditional conformal
 	// calibration). Default 0.9; negative calibrates for average coverage.
 	Confidence float64
-	// Ceiling caps every prediction at this multiple of the largest peak
-	// its estimator was trained on. Default 1.25. Replays of a type whose
+	// Ceiling caps every estimator's prediction at this multiple of the
+	// largest peak it was trained on. Default 1.25. Replays of a type whose
 	// memory grew during the window make its calibration pessimistic; the
 	// cap keeps that from multiplying its allocation.
 	Ceiling float64
-	// Strategy is how jobs are sized: StrategyAuto (the default),
-	// StrategyEstimators or StrategyGroups.
-	Strategy string
-	// GroupHalfLife weighs runs by recency in the group model's quantiles.
-	// Zero chooses it from the runs (see fitGroups).
-	GroupHalfLife time.Duration
-	// FeatureOrder is FeatureOrderGiven (the default): the group model's
-	// levels drop features from the end of Features (or of the dataset's
-	// list); or FeatureOrderAuto: the group model orders up to
-	// maxOrderedFeatures features itself, by its levels' loss on the
-	// window's last week (see orderFeatures), and Model.Features lists
-	// them in that order. With more, the given order is kept.
-	FeatureOrder string
-	// AdaptRate is the step of the group model's margin per retraining.
-	// Default 0.3.
-	AdaptRate float64
-	// Previous is the model in use until now; the group model adapts its
-	// margin from how that model's allocations fared.
-	Previous *Model
 }
 
-// Feature orders (Options.FeatureOrder).
+// DefaultQuantile is the Quantile of Options that leave it zero.
+const DefaultQuantile = 0.9
+
+// Feature orders (Tuning.FeatureOrder).
 const (
 	FeatureOrderGiven = "given"
 	FeatureOrderAuto  = "auto"
@@ -193,99 +191,113 @@ func repeatShare(samples []Sample) float64 {
 	return float64(repeats) / float64(len(samples))
 }
 
-// strategy resolves StrategyAuto for time-ordered runs.
 // labels reports whether any type's groups are keyed on labels.
 func (o Options) labels() bool {
-	return len(o.GroupBy) > 0 || len(o.GroupByType) > 0
+	return len(o.GroupBy) > 0 || len(o.Tuning.GroupByType) > 0
 }
 
-func (o Options) strategy(samples []Sample, features int) string {
+// autoThreshold is the share of repeating runs at which StrategyAuto
+// moves from estimators to groups, and autoHysteresis how far past it the
+// share must be for a retraining to change the previous model's strategy.
+const (
+	autoThreshold  = 0.25
+	autoHysteresis = 0.05
+)
+
+// strategy resolves StrategyAuto for time-ordered runs, with the share of
+// them that repeat an earlier run's type and features (-1 when not
+// measured).
+func (o Options) strategy(samples []Sample, features int, prev *Model) (string, float64) {
 	if o.Strategy != StrategyAuto {
-		return o.Strategy
+		return o.Strategy, -1
 	}
-	if o.labels() {
-		return StrategyGroups
+	if o.labels() || features == 0 {
+		return StrategyGroups, -1
 	}
-	if features > 0 && repeatShare(samples) < 0.25 {
-		return StrategyEstimators
+	share := repeatShare(samples)
+	threshold := autoThreshold
+	if prev != nil {
+		// A share near the threshold must not swap the family at every
+		// retraining: the previous strategy holds within the band.
+		if prev.Strategy() == StrategyGroups {
+			threshold -= autoHysteresis
+		} else {
+			threshold += autoHysteresis
+		}
 	}
-	return StrategyGroups
+	if share < threshold {
+		return StrategyEstimators, share
+	}
+	return StrategyGroups, share
 }
 
 func (o Options) ceilingMargin() float64 {
-	if o.Ceiling <= 0 {
+	if o.Tuning.Ceiling <= 0 {
 		return math.Log(1.25)
 	}
-	return math.Log(o.Ceiling)
+	return math.Log(o.Tuning.Ceiling)
 }
 
-// Objectives of calibration.
-const (
-	ObjectiveType  = "type"
-	ObjectiveFleet = "fleet"
-)
+// minCalibration is the fewest runs an estimator is calibrated on.
+const minCalibration = 15
 
 func (o Options) withDefaults() Options {
 	if o.Quantile == 0 {
-		o.Quantile = 0.9
-	}
-	if o.MinRuns == 0 {
-		o.MinRuns = 30
-	}
-	if o.CalibrationShare == 0 {
-		o.CalibrationShare = 0.25
-	}
-	if o.MinCalibration == 0 {
-		o.MinCalibration = 15
-	}
-	// Negative stays negative (average coverage; pacLevel reads any value
-	// <= 0 so), so that applying the defaults twice changes nothing.
-	if o.Confidence == 0 {
-		o.Confidence = 0.9
-	}
-	if o.HalfLife == 0 {
-		o.HalfLife = 7 * 24 * time.Hour
+		o.Quantile = DefaultQuantile
 	}
 	if o.Strategy == "" {
 		o.Strategy = StrategyAuto
 	}
-	if len(o.Kinds) == 0 {
-		o.Kinds = []string{KindQuantile, KindLinear, KindGBT}
+	t := &o.Tuning
+	if t.MinRuns == 0 {
+		t.MinRuns = 30
 	}
-	if o.AdaptRate == 0 {
-		o.AdaptRate = 0.3
+	if t.CalibrationShare == 0 {
+		t.CalibrationShare = 0.25
+	}
+	// Negative stays negative (average coverage; pacLevel reads any value
+	// <= 0 so), so that applying the defaults twice changes nothing.
+	if t.Confidence == 0 {
+		t.Confidence = 0.9
+	}
+	if t.AdaptRate == 0 {
+		t.AdaptRate = 0.3
 	}
 	return o
 }
 
 func (o Options) validate() error {
 	var errs []error
+	t := o.Tuning
 	if !(o.Quantile > 0 && o.Quantile < 1) {
 		errs = append(errs, fmt.Errorf("quantile %v: between 0 and 1", o.Quantile))
 	}
-	if o.Buffer != 0 && o.Buffer < 1 {
-		errs = append(errs, fmt.Errorf("buffer %v: 1 or more", o.Buffer))
+	if t.AdaptRate < 0 || t.AdaptRate > 10 {
+		errs = append(errs, fmt.Errorf("adapt rate %v: between 0 and 10", t.AdaptRate))
 	}
-	if o.AdaptRate < 0 || o.AdaptRate > 10 {
-		errs = append(errs, fmt.Errorf("adapt rate %v: between 0 and 10", o.AdaptRate))
+	if t.GroupHalfLife < 0 {
+		errs = append(errs, fmt.Errorf("group half-life %v: not negative", t.GroupHalfLife))
 	}
-	if o.GroupHalfLife < 0 {
-		errs = append(errs, fmt.Errorf("group half-life %v: not negative", o.GroupHalfLife))
+	if t.MinRuns < 2 {
+		errs = append(errs, fmt.Errorf("min runs %d: at least 2", t.MinRuns))
 	}
-	if o.MinRuns < 2 {
-		errs = append(errs, fmt.Errorf("min runs %d: at least 2", o.MinRuns))
+	if !(t.CalibrationShare > 0 && t.CalibrationShare < 1) {
+		errs = append(errs, fmt.Errorf("calibration share %v: between 0 and 1", t.CalibrationShare))
 	}
-	if !(o.CalibrationShare > 0 && o.CalibrationShare < 1) {
-		errs = append(errs, fmt.Errorf("calibration share %v: between 0 and 1", o.CalibrationShare))
+	if t.Ceiling != 0 && !(t.Ceiling >= 1) {
+		errs = append(errs, fmt.Errorf("ceiling %v: 1 or more", t.Ceiling))
 	}
-	if o.FeatureOrder != "" && o.FeatureOrder != FeatureOrderGiven && o.FeatureOrder != FeatureOrderAuto {
-		errs = append(errs, fmt.Errorf("feature order %q: %s or %s", o.FeatureOrder, FeatureOrderGiven, FeatureOrderAuto))
+	if t.Confidence >= 1 {
+		errs = append(errs, fmt.Errorf("confidence %v: below 1", t.Confidence))
+	}
+	if t.FeatureOrder != "" && t.FeatureOrder != FeatureOrderGiven && t.FeatureOrder != FeatureOrderAuto {
+		errs = append(errs, fmt.Errorf("feature order %q: %s or %s", t.FeatureOrder, FeatureOrderGiven, FeatureOrderAuto))
 	}
 	if o.labels() && o.Strategy == StrategyEstimators {
-		errs = append(errs, fmt.Errorf("group by %v %v: labels key the groups strategy's groups, not the estimators'", o.GroupBy, o.GroupByType))
+		errs = append(errs, fmt.Errorf("group by %v %v: labels key the groups strategy's groups, not the estimators'", o.GroupBy, t.GroupByType))
 	}
 	names := slices.Clone(o.GroupBy)
-	for _, byType := range o.GroupByType {
+	for _, byType := range t.GroupByType {
 		names = append(names, byType...)
 	}
 	for _, name := range names {
@@ -295,11 +307,6 @@ func (o Options) validate() error {
 	}
 	if !slices.Contains([]string{StrategyAuto, StrategyEstimators, StrategyGroups}, o.Strategy) {
 		errs = append(errs, fmt.Errorf("strategy %q: %s, %s or %s", o.Strategy, StrategyAuto, StrategyEstimators, StrategyGroups))
-	}
-	for _, k := range o.Kinds {
-		if k != KindQuantile && k != KindLinear && k != KindGBT {
-			errs = append(errs, fmt.Errorf("model kind %q: quantile, linear or gbt", k))
-		}
 	}
 	return errors.Join(errs...)
 }
@@ -327,18 +334,26 @@ func groupKey(labels map[string]string, groupBy []string) string {
 	return b.String()
 }
 
-// Train fits a model: an estimator per type with enough runs, per pool, and
-// a global one, each chosen among the candidate kinds by pinball loss on
-// its most recent runs and calibrated on them; or, with StrategyGroups, a
-// group model (see Options.Strategy).
-func Train(ds *Dataset, opts Options) (*Model, error) {
-	return TrainContext(context.Background(), ds, opts)
+// Train fits a model to the runs of ds (see Options.Strategy): a group
+// model, or an estimator per type with enough runs, per pool, and a global
+// one, each chosen among the candidate kinds by pinball loss on its most
+// recent runs and calibrated on them. It stops, returning ctx's error, when
+// ctx ends: it checks between estimators and between the group model's
+// candidate feature orders, which on a million runs take seconds each.
+func Train(ctx context.Context, ds *Dataset, opts Options) (*Model, error) {
+	return train(ctx, ds, opts, nil)
 }
 
-// TrainContext is Train that stops, returning ctx's error, when ctx ends:
-// it checks between estimators and between the group model's candidate
-// feature orders, which on a million runs take seconds each.
-func TrainContext(ctx context.Context, ds *Dataset, opts Options) (*Model, error) {
+// Retrain fits a model that replaces m, as Train does, carrying on from m:
+// the group model adapts its margin from how m's allocations fared (the
+// runs' Allocated and Missed), and StrategyAuto keeps m's strategy unless
+// the runs clearly call for the other (Model.Switched reports a change). A
+// nil m is Train.
+func (m *Model) Retrain(ctx context.Context, ds *Dataset, opts Options) (*Model, error) {
+	return train(ctx, ds, opts, m)
+}
+
+func train(ctx context.Context, ds *Dataset, opts Options, prev *Model) (*Model, error) {
 	opts = opts.withDefaults()
 	if err := opts.validate(); err != nil {
 		return nil, fmt.Errorf("training options: %w", err)
@@ -365,17 +380,24 @@ func TrainContext(ctx context.Context, ds *Dataset, opts Options) (*Model, error
 		return nil, ErrNoData
 	}
 	sortByTime(samples)
-	m := &Model{
+	m := &Model{f: modelFile{
 		Format: Format, Version: FormatVersion, Quantile: opts.Quantile,
 		Features: slices.Clone(ds.Features), TrainedAt: time.Now().UTC(), Runs: len(samples),
-		Types: map[string]*Estimator{}, Pools: map[string]*Estimator{}, TypePools: map[string]string{},
+		Types: map[string]*estimator{}, Pools: map[string]*estimator{}, TypePools: map[string]string{},
+	}}
+	strategy, share := opts.strategy(samples, len(ds.Features), prev)
+	if share >= 0 {
+		m.f.RepeatShare = share
 	}
-	if opts.strategy(samples, len(ds.Features)) == StrategyGroups {
-		m.GroupBy = slices.Clone(opts.GroupBy)
-		if len(opts.GroupByType) > 0 {
-			m.GroupByType = map[string][]string{}
-			for typ, names := range opts.GroupByType {
-				m.GroupByType[typ] = slices.Clone(names)
+	if prev != nil && opts.Strategy == StrategyAuto && prev.Strategy() != strategy {
+		m.f.SwitchedFrom = prev.Strategy()
+	}
+	if strategy == StrategyGroups {
+		m.f.GroupBy = slices.Clone(opts.GroupBy)
+		if len(opts.Tuning.GroupByType) > 0 {
+			m.f.GroupByType = map[string][]string{}
+			for typ, names := range opts.Tuning.GroupByType {
+				m.f.GroupByType[typ] = slices.Clone(names)
 			}
 		}
 		for i := range samples {
@@ -386,10 +408,10 @@ func TrainContext(ctx context.Context, ds *Dataset, opts Options) (*Model, error
 		}
 		for _, s := range samples {
 			if s.Pool != "" {
-				m.TypePools[s.Type] = s.Pool
+				m.f.TypePools[s.Type] = s.Pool
 			}
 		}
-		if opts.FeatureOrder == FeatureOrderAuto && len(ds.Features) > 1 && len(ds.Features) <= maxOrderedFeatures {
+		if opts.Tuning.FeatureOrder == FeatureOrderAuto && len(ds.Features) > 1 && len(ds.Features) <= maxOrderedFeatures {
 			order, err := orderFeatures(ctx, samples, len(ds.Features), opts.Quantile, opts.labels())
 			if err != nil {
 				return nil, err
@@ -398,10 +420,10 @@ func TrainContext(ctx context.Context, ds *Dataset, opts Options) (*Model, error
 			// alone; their features are not read.
 			samples = permuteFeatures(samples, order)
 			for i, j := range order {
-				m.Features[i] = ds.Features[j]
+				m.f.Features[i] = ds.Features[j]
 			}
 		}
-		m.Groups = fitGroups(samples, deployed, len(ds.Features), opts.Previous, opts)
+		m.f.Groups = fitGroups(samples, deployed, len(ds.Features), prev, opts)
 		return m, ctx.Err()
 	}
 	byType := map[string][]Sample{}
@@ -410,17 +432,17 @@ func TrainContext(ctx context.Context, ds *Dataset, opts Options) (*Model, error
 		byType[s.Type] = append(byType[s.Type], s)
 		if s.Pool != "" {
 			byPool[s.Pool] = append(byPool[s.Pool], s)
-			m.TypePools[s.Type] = s.Pool
+			m.f.TypePools[s.Type] = s.Pool
 		}
 	}
-	m.Global = fitEstimator(samples, opts)
+	m.f.Global = fitEstimator(samples, opts)
 	for pool, ss := range byPool {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if len(ss) >= opts.MinRuns && len(byPool) > 1 {
+		if len(ss) >= opts.Tuning.MinRuns && len(byPool) > 1 {
 			if e := fitEstimator(ss, opts); e != nil {
-				m.Pools[pool] = e
+				m.f.Pools[pool] = e
 			}
 		}
 	}
@@ -428,16 +450,13 @@ func TrainContext(ctx context.Context, ds *Dataset, opts Options) (*Model, error
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		if len(ss) >= opts.MinRuns {
+		if len(ss) >= opts.Tuning.MinRuns {
 			if e := fitEstimator(ss, opts); e != nil {
-				m.Types[typ] = e
+				m.f.Types[typ] = e
 			}
 		}
 	}
-	m.ThinTypes, m.Thin = fitSparse(byType, opts.MinRuns, opts.Quantile, opts.Confidence, opts.ceilingMargin())
-	if opts.Objective == ObjectiveFleet && opts.Buffer == 0 {
-		balanceLevels(m, opts, recentShares(samples, opts.MinRuns))
-	}
+	m.f.ThinTypes, m.f.Thin = fitSparse(byType, opts.Tuning.MinRuns, opts.Quantile, opts.Tuning.Confidence, opts.ceilingMargin())
 	return m, nil
 }
 
@@ -447,9 +466,9 @@ func TrainContext(ctx context.Context, ds *Dataset, opts Options) (*Model, error
 // predictions (see rollingQuantile). The kind with the lowest pinball loss
 // on the recent runs wins, and its out-of-sample scores calibrate it (split
 // conformal).
-func fitEstimator(samples []Sample, opts Options) *Estimator {
+func fitEstimator(samples []Sample, opts Options) *estimator {
 	n := len(samples)
-	nCal := max(opts.MinCalibration, int(math.Round(opts.CalibrationShare*float64(n))))
+	nCal := max(minCalibration, int(math.Round(opts.Tuning.CalibrationShare*float64(n))))
 	nFit := n - nCal
 	if nFit < 5 {
 		return nil
@@ -458,24 +477,18 @@ func fitEstimator(samples []Sample, opts Options) *Estimator {
 	fitX, fitY := X[:nFit], y[:nFit]
 	calX, calY := X[nFit:], y[nFit:]
 
-	var best *Estimator
-	var scores, scoreTimes []float64
-	if slices.Contains(opts.Kinds, KindQuantile) {
-		if e, pred, first := rollingQuantile(y, times, opts.Quantile, 5); e != nil {
-			best = e
-			// Compare with the feature models on the same recent runs.
-			from := max(first, nFit)
-			best.Loss = meanPinball(opts.Quantile, y[from:], pred[from-first:])
-			for i := first; i < n; i++ {
-				scores = append(scores, y[i]-pred[i-first])
-				scoreTimes = append(scoreTimes, times[i])
-			}
+	var best *estimator
+	var scores []float64
+	if e, pred, first := rollingQuantile(y, times, opts.Quantile, 5); e != nil {
+		best = e
+		// Compare with the feature models on the same recent runs.
+		from := max(first, nFit)
+		best.Loss = meanPinball(opts.Quantile, y[from:], pred[from-first:])
+		for i := first; i < n; i++ {
+			scores = append(scores, y[i]-pred[i-first])
 		}
 	}
-	for _, kind := range opts.Kinds {
-		if kind == KindQuantile {
-			continue
-		}
+	for _, kind := range []string{kindLinear, kindGBT} {
 		e := fitKind(kind, fitX, fitY, opts)
 		if e == nil {
 			continue
@@ -487,30 +500,17 @@ func fitEstimator(samples []Sample, opts Options) *Estimator {
 		e.Loss = meanPinball(opts.Quantile, calY, pred)
 		if best == nil || e.Loss < best.Loss {
 			best = e
-			scores, scoreTimes = scores[:0], scoreTimes[:0]
+			scores = scores[:0]
 			for i := range calY {
 				scores = append(scores, calY[i]-pred[i])
-				scoreTimes = append(scoreTimes, times[nFit+i])
 			}
 		}
 	}
 	if best == nil {
 		return nil
 	}
-	weights := make([]float64, len(scores))
-	last := times[n-1]
-	for i := range scores {
-		weights[i] = 1
-		if opts.CalibrationHalfLife > 0 {
-			weights[i] = decay(last-scoreTimes[i], opts.CalibrationHalfLife.Seconds())
-		}
-	}
-	best.Level = pacLevel(opts.Quantile, opts.Confidence, effectiveSize(weights))
-	if opts.Buffer > 0 {
-		best.Offset = math.Log(opts.Buffer)
-	} else {
-		best.Offset = weightedConformalOffset(scores, weights, best.Level)
-	}
+	best.Level = pacLevel(opts.Quantile, opts.Tuning.Confidence, float64(len(scores)))
+	best.Offset = conformalOffset(scores, best.Level)
 	covered := 0
 	for _, s := range scores {
 		if s <= best.Offset+1e-12 {
@@ -520,33 +520,32 @@ func fitEstimator(samples []Sample, opts Options) *Estimator {
 	best.Coverage = float64(covered) / float64(len(scores))
 	best.Runs = n
 	best.Floor, best.Ceiling = slices.Min(y), slices.Max(y)+opts.ceilingMargin()
-	best.cal = &calibration{scores: scores, weights: weights, base: best.raw(X[n-1]), maxY: slices.Max(y)}
 	return best
 }
 
 // fitKind fits one candidate, or returns nil when the data cannot support
 // it.
-func fitKind(kind string, X [][]float64, y []float64, opts Options) *Estimator {
+func fitKind(kind string, X [][]float64, y []float64, opts Options) *estimator {
 	n := len(y)
 	d := 0
 	if n > 0 {
 		d = len(X[0])
 	}
 	switch kind {
-	case KindLinear:
+	case kindLinear:
 		if d == 0 || n < 10*(d+1) || !varies(X) {
 			return nil
 		}
-		lm, err := fitLinear(X, y, opts.Quantile)
+		lm, err := quantreg.FitLinear(X, y, opts.Quantile)
 		if err != nil {
 			return nil
 		}
-		return &Estimator{Kind: KindLinear, Linear: lm}
-	case KindGBT:
+		return &estimator{Kind: kindLinear, Linear: lm}
+	case kindGBT:
 		if d == 0 || n < 100 || !varies(X) {
 			return nil
 		}
-		return &Estimator{Kind: KindGBT, GBT: fitGBT(X, y, opts.Quantile, defaultGBTParams(n))}
+		return &estimator{Kind: kindGBT, GBT: fitGBT(X, y, opts.Quantile, defaultGBTParams(n))}
 	}
 	return nil
 }
@@ -578,40 +577,6 @@ func varies(X [][]float64) bool {
 		}
 	}
 	return false
-}
-
-// groupShares are the shares of upcoming runs each kind of estimator will
-// predict: types with their own model, thin types, and unseen types.
-type groupShares struct{ typed, thin, unseen float64 }
-
-// recentShares estimates groupShares from the last week of the runs: how
-// they would have been predicted by a model trained on the runs before it.
-func recentShares(samples []Sample, minRuns int) groupShares {
-	if len(samples) == 0 {
-		return groupShares{}
-	}
-	cut := samples[len(samples)-1].Time - 7*86400
-	before := map[string]int{}
-	var s groupShares
-	for _, r := range samples {
-		if r.Time < cut {
-			before[r.Type]++
-			continue
-		}
-		switch n := before[r.Type]; {
-		case n >= minRuns:
-			s.typed++
-		case n > 0:
-			s.thin++
-		default:
-			s.unseen++
-		}
-	}
-	total := s.typed + s.thin + s.unseen
-	if total == 0 {
-		return groupShares{typed: 1}
-	}
-	return groupShares{typed: s.typed / total, thin: s.thin / total, unseen: s.unseen / total}
 }
 
 // sortByTime sorts samples by time, keeping the order of equal times.

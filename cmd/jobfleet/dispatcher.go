@@ -296,17 +296,17 @@ func kubeConfig(path string) (*rest.Config, error) {
 // retrainOptions trains on the features named, in that order; without
 // any, on all the run records carry, in the order the model finds best.
 func retrainOptions(features, groupBy []string, reg *jobtype.Registry) predictor.Options {
-	opts := predictor.Options{Features: features, FeatureOrder: predictor.FeatureOrderGiven, GroupBy: groupBy}
+	opts := predictor.Options{Features: features, GroupBy: groupBy, Tuning: predictor.Tuning{FeatureOrder: predictor.FeatureOrderGiven}}
 	if len(features) == 0 {
-		opts.FeatureOrder = predictor.FeatureOrderAuto
+		opts.Tuning.FeatureOrder = predictor.FeatureOrderAuto
 	}
 	// The registry's per-type predictor.groupBy.
 	for _, t := range reg.Types() {
 		if len(t.GroupBy) > 0 {
-			if opts.GroupByType == nil {
-				opts.GroupByType = map[string][]string{}
+			if opts.Tuning.GroupByType == nil {
+				opts.Tuning.GroupByType = map[string][]string{}
 			}
-			opts.GroupByType[t.Name] = t.GroupBy
+			opts.Tuning.GroupByType[t.Name] = t.GroupBy
 		}
 	}
 	return opts

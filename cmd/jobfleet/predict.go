@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jobfleet/jobfleet/predictor"
+	"github.com/jobfleet/jobfleet/predictor/eval"
 )
 
 // PredictCmd groups the predictor's commands.
@@ -36,7 +38,7 @@ type csvFlags struct {
 }
 
 // read reads the CSV trace, with the columns labels names as labels.
-func (c *csvFlags) read(labels []string) (*predictor.Dataset, predictor.CSVStats, error) {
+func (c *csvFlags) read(labels []string) (*predictor.Dataset, eval.CSVStats, error) {
 	var missing []string
 	for flag, v := range map[string]string{"--time-col": c.TimeCol, "--type-col": c.TypeCol, "--target-col": c.TargetCol} {
 		if v == "" {
@@ -44,14 +46,14 @@ func (c *csvFlags) read(labels []string) (*predictor.Dataset, predictor.CSVStats
 		}
 	}
 	if len(missing) > 0 {
-		return nil, predictor.CSVStats{}, fmt.Errorf("--csv needs %s", strings.Join(missing, ", "))
+		return nil, eval.CSVStats{}, fmt.Errorf("--csv needs %s", strings.Join(missing, ", "))
 	}
 	f, err := os.Open(c.CSV)
 	if err != nil {
-		return nil, predictor.CSVStats{}, err
+		return nil, eval.CSVStats{}, err
 	}
 	defer f.Close()
-	ds, stats, err := predictor.ReadCSV(f, predictor.CSVColumns{
+	ds, stats, err := eval.ReadCSV(f, eval.CSVColumns{
 		Time: c.TimeCol, Type: c.TypeCol, Target: c.TargetCol, Features: c.Features, Pool: c.PoolCol, Baseline: c.BaselineCol, Labels: labels,
 	})
 	if err != nil {
@@ -63,24 +65,22 @@ func (c *csvFlags) read(labels []string) (*predictor.Dataset, predictor.CSVStats
 // trainFlags tune training.
 type trainFlags struct {
 	Quantile      float64       `name:"quantile" env:"JOBFLEET_PREDICT_QUANTILE" default:"0.9" help:"Quantile of peak memory to predict."`
-	MinRuns       int           `name:"min-runs" env:"JOBFLEET_PREDICT_MIN_RUNS" default:"30" help:"Runs a type needs for a model of its own; thinner types use their pool's or the global model."`
-	Buffer        float64       `name:"buffer" env:"JOBFLEET_PREDICT_BUFFER" default:"0" help:"Calibrate with a fixed multiplier (e.g. 1.2) instead of conformal calibration."`
-	HalfLife      time.Duration `name:"half-life" env:"JOBFLEET_PREDICT_HALF_LIFE" default:"168h" help:"Half-life of the weight of older runs in the empirical quantile model."`
-	CalHalfLife   time.Duration `name:"calibration-half-life" env:"JOBFLEET_PREDICT_CALIBRATION_HALF_LIFE" default:"0" help:"Weight calibration runs by recency with this half-life (weighted conformal calibration); 0 weighs them equally."`
-	Objective     string        `name:"objective" env:"JOBFLEET_PREDICT_OBJECTIVE" enum:"type,fleet" default:"type" help:"What the quantile targets: each type's coverage (type), or the fleet's (fleet), moving each type within --max-shortfall of it to save memory."`
-	MaxShortfall  float64       `name:"max-shortfall" env:"JOBFLEET_PREDICT_MAX_SHORTFALL" default:"0.1" help:"With --objective fleet: how far below the target a type's level may go."`
-	Confidence    float64       `name:"confidence" env:"JOBFLEET_PREDICT_CONFIDENCE" default:"0.9" help:"Probability that each model's coverage reaches the quantile, not only on average; -1 calibrates for average coverage."`
-	Ceiling       float64       `name:"ceiling" env:"JOBFLEET_PREDICT_CEILING" default:"1.25" help:"Cap predictions at this multiple of the largest peak a model was trained on."`
 	Strategy      string        `name:"strategy" env:"JOBFLEET_PREDICT_STRATEGY" enum:"auto,estimators,groups" default:"auto" help:"How jobs are sized: an estimator chosen per type (estimators), the quantile of the job's group of past runs with an adapted margin (groups), or groups unless fewer than a quarter of the runs repeat an earlier run's type and features (auto)."`
-	FeatureOrder  string        `name:"feature-order" env:"JOBFLEET_PREDICT_FEATURE_ORDER" enum:",given,auto" default:"" help:"The features' order decides the group strategy's levels: keep it (given) or choose it by the levels' loss on the window's last week (auto). Default: given when --features lists them, auto otherwise."`
-	AdaptRate     float64       `name:"adapt-rate" env:"JOBFLEET_PREDICT_ADAPT_RATE" default:"0.3" help:"With --strategy groups: how far each retraining moves the margin per unit of missed coverage."`
-	GroupHalfLife time.Duration `name:"group-half-life" env:"JOBFLEET_PREDICT_GROUP_HALF_LIFE" default:"0" help:"With --strategy groups: half-life of the weight of older runs in each group's quantile; 0 chooses it (a day to the whole window) by the quantiles' loss on the last week."`
 	GroupBy       []string      `name:"group-by" env:"JOBFLEET_PREDICT_GROUP_BY" sep:"," placeholder:"LABEL,..." help:"Labels the group strategy keys its groups on, as strings, between the type and the features (a CSV's columns of these names; run records' labels)."`
-	CalShare      float64       `name:"calibration-share" env:"JOBFLEET_PREDICT_CALIBRATION_SHARE" default:"0.25" help:"Share of each type's most recent runs held out to choose and calibrate its model."`
+	FeatureOrder  string        `name:"feature-order" env:"JOBFLEET_PREDICT_FEATURE_ORDER" enum:",given,auto" default:"" help:"The features' order decides the group strategy's levels: keep it (given) or choose it by the levels' loss on the window's last week (auto). Default: given when --features lists them, auto otherwise."`
+	AdaptRate     float64       `name:"adapt-rate" env:"JOBFLEET_PREDICT_ADAPT_RATE" default:"0.3" help:"Group strategy: how far each retraining moves the margin per unit of missed coverage."`
+	GroupHalfLife time.Duration `name:"group-half-life" env:"JOBFLEET_PREDICT_GROUP_HALF_LIFE" default:"0" help:"Group strategy: half-life of the weight of older runs in each group's quantile; 0 chooses it (a day to the whole window) by the quantiles' loss on the last week."`
+	MinRuns       int           `name:"min-runs" env:"JOBFLEET_PREDICT_MIN_RUNS" default:"30" help:"Estimators strategy: runs a type needs for an estimator of its own; thinner types use their pool's or the global one."`
+	CalShare      float64       `name:"calibration-share" env:"JOBFLEET_PREDICT_CALIBRATION_SHARE" default:"0.25" help:"Estimators strategy: share of each type's most recent runs held out to choose and calibrate its estimator."`
+	Confidence    float64       `name:"confidence" env:"JOBFLEET_PREDICT_CONFIDENCE" default:"0.9" help:"Estimators strategy: probability that each estimator's coverage reaches the quantile, not only on average; -1 calibrates for average coverage."`
+	Ceiling       float64       `name:"ceiling" env:"JOBFLEET_PREDICT_CEILING" default:"1.25" help:"Estimators strategy: cap predictions at this multiple of the largest peak an estimator was trained on."`
 }
 
 func (t trainFlags) options() predictor.Options {
-	return predictor.Options{Quantile: t.Quantile, MinRuns: t.MinRuns, Buffer: t.Buffer, HalfLife: t.HalfLife, CalibrationShare: t.CalShare, CalibrationHalfLife: t.CalHalfLife, Objective: t.Objective, MaxShortfall: t.MaxShortfall, Ceiling: t.Ceiling, Confidence: t.Confidence, Strategy: t.Strategy, FeatureOrder: t.FeatureOrder, AdaptRate: t.AdaptRate, GroupHalfLife: t.GroupHalfLife, GroupBy: t.GroupBy}
+	return predictor.Options{Quantile: t.Quantile, Strategy: t.Strategy, GroupBy: t.GroupBy, Tuning: predictor.Tuning{
+		FeatureOrder: t.FeatureOrder, AdaptRate: t.AdaptRate, GroupHalfLife: t.GroupHalfLife,
+		MinRuns: t.MinRuns, CalibrationShare: t.CalShare, Confidence: t.Confidence, Ceiling: t.Ceiling,
+	}}
 }
 
 // PredictTrainCmd trains a model.
@@ -100,7 +100,7 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 	case c.CSV != "" && c.Records != "":
 		return errors.New("--csv and --records are two sources of runs: use one")
 	case c.CSV != "":
-		var stats predictor.CSVStats
+		var stats eval.CSVStats
 		var err error
 		ds, stats, err = c.read(c.GroupBy)
 		if err != nil {
@@ -117,27 +117,30 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 		return errors.New("give --csv or --records")
 	}
 	opts := c.options()
-	if opts.FeatureOrder == "" && len(c.Features) == 0 {
-		opts.FeatureOrder = predictor.FeatureOrderAuto
+	if opts.Tuning.FeatureOrder == "" && len(c.Features) == 0 {
+		opts.Tuning.FeatureOrder = predictor.FeatureOrderAuto
 	}
 	if c.Records != "" {
 		// Run records name their features; --features picks and orders
 		// them (a CSV's are picked when it is read).
 		opts.Features = c.Features
 	}
+	var prev *predictor.Model
 	if c.Previous != "" {
-		prev, err := loadModel(ctx, c.Previous)
-		if err != nil {
+		var err error
+		if prev, err = loadModel(ctx, c.Previous); err != nil {
 			return fmt.Errorf("--previous: %w", err)
 		}
-		opts.Previous = prev
 	}
 	start := time.Now()
-	model, err := predictor.TrainContext(ctx, ds, opts)
+	model, err := prev.Retrain(ctx, ds, opts)
 	if err != nil {
 		return err
 	}
-	g.log.Info().Int("runs", model.Runs).Str("strategy", model.Strategy()).Int("types", len(model.Types)).Dur("took", time.Since(start)).Msg("trained model")
+	if from, share, ok := model.Switched(); ok {
+		g.log.Warn().Str("from", from).Str("to", model.Strategy()).Float64("repeat_share", share).Msg("the strategy changed from the previous model's: the share of runs repeating an earlier run's type and features crossed the threshold")
+	}
+	g.log.Info().Int("runs", model.Runs()).Str("strategy", model.Strategy()).Strs("features", model.Features()).Dur("took", time.Since(start)).Msg("trained model")
 	return saveModel(ctx, c.Out, model)
 }
 
@@ -156,7 +159,7 @@ type PredictEvalCmd struct {
 }
 
 // Run evaluates and prints the report.
-func (c *PredictEvalCmd) Run(g *Globals) error {
+func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 	if c.CSV == "" {
 		return errors.New("--csv is required")
 	}
@@ -178,33 +181,33 @@ func (c *PredictEvalCmd) Run(g *Globals) error {
 	if err != nil {
 		return err
 	}
-	report, err := predictor.Evaluate(ds, predictor.EvalOptions{
+	report, err := eval.Evaluate(ctx, ds, eval.Options{
 		Train: c.options(), Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window,
 		ByType: c.ByType || slices.Contains(c.By, "type"), ByMonth: slices.Contains(c.By, "month"),
 	}, stats.Skipped)
 	if err != nil {
 		return err
 	}
-	var match *predictor.Match
-	if c.MatchCoverage == predictor.MethodBaseline && c.BaselineCol == "" {
+	var match *eval.Match
+	if c.MatchCoverage == eval.MethodBaseline && c.BaselineCol == "" {
 		return errors.New("--match-coverage baseline: needs --baseline-col")
 	}
 	if c.MatchCoverage != "" {
-		if match, err = predictor.MatchCoverage(ds, predictor.EvalOptions{Train: c.options(), Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window}, report, c.MatchCoverage); err != nil {
+		if match, err = eval.MatchCoverage(ctx, ds, eval.Options{Train: c.options(), Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window}, report, c.MatchCoverage); err != nil {
 			return fmt.Errorf("--match-coverage: %w", err)
 		}
 	}
 	if c.JSON {
 		return json.NewEncoder(g.stdout).Encode(struct {
-			*predictor.Report
-			Match *predictor.Match `json:"match_coverage,omitempty"`
+			*eval.Report
+			Match *eval.Match `json:"match_coverage,omitempty"`
 		}{report, match})
 	}
 	if err := printReport(g.stdout, report, c.MinGroupJobs); err != nil {
 		return err
 	}
 	if match != nil {
-		i := slices.IndexFunc(report.Methods, func(m predictor.MethodResult) bool { return m.Name == match.Method })
+		i := slices.IndexFunc(report.Methods, func(m eval.MethodResult) bool { return m.Name == match.Method })
 		_, err = fmt.Fprintf(g.stdout, "\nat %s's coverage %.4f: the predictor (quantile %.3f) has slack %.3f and mean alloc %.0f, %s %.3f and %.0f (%d evaluations)\n",
 			match.Method, match.Coverage, match.Quantile, match.Slack, match.MeanAlloc, match.Method, report.Methods[i].Slack, report.Methods[i].MeanAlloc, match.Evaluations)
 	}
@@ -219,7 +222,7 @@ const evalColumns = `Columns:
   mean alloc  mean allocation, in the unit of the target column
   jobs        test jobs the method was scored on; the baseline only on jobs with a value, the rest counted as missing`
 
-func printReport(w io.Writer, r *predictor.Report, minGroupJobs int) error {
+func printReport(w io.Writer, r *eval.Report, minGroupJobs int) error {
 	fmt.Fprintf(w, "test jobs: %d   skipped rows: %d\n", r.TestJobs, r.Skipped)
 	features := "none"
 	if len(r.Predictor.Features) > 0 {
@@ -229,8 +232,17 @@ func printReport(w io.Writer, r *predictor.Report, minGroupJobs int) error {
 	if r.Predictor.Strategy == predictor.StrategyGroups {
 		how = "the quantile of the job's group of past runs: type, then its features one level at a time"
 	}
-	fmt.Fprintf(w, "predictor: strategy %s (%s), features: %s (order %s), retrained %d times\n\n",
+	fmt.Fprintf(w, "predictor: strategy %s (%s), features: %s (order %s), retrained %d times\n",
 		r.Predictor.Strategy, how, features, r.Predictor.Order, r.Predictor.Retrainings)
+	if len(r.Predictor.Strategies) > 1 || r.Predictor.Switches > 0 {
+		// auto chose differently across retrainings: sizes changed family.
+		var by []string
+		for _, name := range slices.Sorted(maps.Keys(r.Predictor.Strategies)) {
+			by = append(by, fmt.Sprintf("%s %d", name, r.Predictor.Strategies[name]))
+		}
+		fmt.Fprintf(w, "strategy by retraining: %s; auto changed it %d times\n", strings.Join(by, ", "), r.Predictor.Switches)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "method\tjobs\tcoverage\tslack\toveralloc\tmean alloc\t")
 	for _, m := range r.Methods {
@@ -259,7 +271,7 @@ func printReport(w io.Writer, r *predictor.Report, minGroupJobs int) error {
 	}
 	for _, g := range []struct {
 		what string
-		rows []predictor.TypeResult
+		rows []eval.GroupResult
 		min  int
 	}{{"month", r.Months, 500}, {"type", r.Types, 1000}} {
 		if len(g.rows) == 0 {
@@ -279,9 +291,9 @@ func printReport(w io.Writer, r *predictor.Report, minGroupJobs int) error {
 // printGroups prints the results of the groups with at least least test
 // jobs, the predictor's worst coverage first (the 20 worst), each method's
 // coverage and slack.
-func printGroups(w io.Writer, what string, all []predictor.TypeResult, least int) error {
-	rows := slices.DeleteFunc(slices.Clone(all), func(r predictor.TypeResult) bool { return r.Jobs < least })
-	slices.SortStableFunc(rows, func(a, b predictor.TypeResult) int {
+func printGroups(w io.Writer, what string, all []eval.GroupResult, least int) error {
+	rows := slices.DeleteFunc(slices.Clone(all), func(r eval.GroupResult) bool { return r.Jobs < least })
+	slices.SortStableFunc(rows, func(a, b eval.GroupResult) int {
 		return cmp.Compare(a.Methods[0].Coverage, b.Methods[0].Coverage)
 	})
 	fmt.Fprintf(w, "\nper %s, the %d of %d with at least %d test jobs, the predictor's worst coverage first:\n", what, len(rows), len(all), least)
@@ -295,7 +307,7 @@ func printGroups(w io.Writer, what string, all []predictor.TypeResult, least int
 	}
 	fmt.Fprintln(tw)
 	for _, row := range rows[:min(len(rows), 20)] {
-		fmt.Fprintf(tw, "%s\t%d\t", row.Type, row.Jobs)
+		fmt.Fprintf(tw, "%s\t%d\t", row.Name, row.Jobs)
 		for _, m := range row.Methods {
 			fmt.Fprintf(tw, "%.4f\t%.3f\t", m.Coverage, m.Slack)
 		}
@@ -324,8 +336,8 @@ func (c *PredictExplainCmd) Run(ctx context.Context, g *Globals) error {
 		return fmt.Errorf("--model: %w", err)
 	}
 	for name := range c.Features {
-		if !slices.Contains(m.Features, name) {
-			return fmt.Errorf("--feature %s: the model reads no such feature (it reads: %s)", name, strings.Join(m.Features, ", "))
+		if !slices.Contains(m.Features(), name) {
+			return fmt.Errorf("--feature %s: the model reads no such feature (it reads: %s)", name, strings.Join(m.Features(), ", "))
 		}
 	}
 	for key := range c.Labels {
@@ -333,13 +345,17 @@ func (c *PredictExplainCmd) Run(ctx context.Context, g *Globals) error {
 			return fmt.Errorf("--label %s: the model groups type %s by no such label (it groups by: %s)", key, c.Type, strings.Join(m.LabelsFor(c.Type), ", "))
 		}
 	}
-	e := m.Explain(c.Type, c.Pool, c.Labels, c.Features)
+	e := m.Predict(predictor.Job{Type: c.Type, Pool: c.Pool, Labels: c.Labels, Features: c.Features})
 	if c.JSON {
-		return json.NewEncoder(g.stdout).Encode(e)
+		return json.NewEncoder(g.stdout).Encode(struct {
+			predictor.Prediction
+			Strategy string  `json:"strategy"`
+			Quantile float64 `json:"quantile"`
+		}{e, m.Strategy(), m.Quantile()})
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "allocation\t%.6g\t(the model's unit: bytes for run records, the target column's for a CSV)\n", e.Prediction)
-	fmt.Fprintf(tw, "strategy\t%s, quantile %v\n", e.Strategy, e.Quantile)
+	fmt.Fprintf(tw, "allocation\t%.6g\t(the model's unit: bytes for run records, the target column's for a CSV)\n", e.Memory)
+	fmt.Fprintf(tw, "strategy\t%s, quantile %v\n", m.Strategy(), m.Quantile())
 	fmt.Fprintf(tw, "decided by\t%s\n", e.Level)
 	if e.Group != "" {
 		fmt.Fprintf(tw, "group\t%s\n", e.Group)

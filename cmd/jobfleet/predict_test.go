@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/predictor"
+	"github.com/jobfleet/jobfleet/predictor/eval"
 )
 
 func TestPredictEvalJSON(t *testing.T) {
@@ -78,7 +80,7 @@ func TestPredictEvalByMonthAndType(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	var report predictor.Report
+	var report eval.Report
 	if err := json.Unmarshal([]byte(stdout), &report); err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +98,7 @@ func TestPredictEvalByMonthAndType(t *testing.T) {
 		t.Errorf("predictor setup %+v", p)
 	}
 	base := report.Methods[len(report.Methods)-1]
-	if base.Name != predictor.MethodBaseline || base.Missing == 0 || base.Jobs+base.Missing != report.TestJobs || base.Coverage != 1 {
+	if base.Name != eval.MethodBaseline || base.Missing == 0 || base.Jobs+base.Missing != report.TestJobs || base.Coverage != 1 {
 		// Every job of the trace with a request got twice its peak.
 		t.Errorf("baseline %+v: want it scored on the %d jobs with a request only", base, report.TestJobs-base.Missing)
 	}
@@ -145,15 +147,15 @@ func TestPredictEvalMatchCoverage(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	var out struct {
-		predictor.Report
-		Match predictor.Match `json:"match_coverage"`
+		eval.Report
+		Match eval.Match `json:"match_coverage"`
 	}
 	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
 		t.Fatal(err)
 	}
-	var vpa predictor.MethodResult
+	var vpa eval.MethodResult
 	for _, m := range out.Methods {
-		if m.Name == predictor.MethodVPA {
+		if m.Name == eval.MethodVPA {
 			vpa = m
 		}
 	}
@@ -175,19 +177,18 @@ func TestPredictTrainWritesModel(t *testing.T) {
 			t.Parallel()
 			m := trainCLI(t, "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app",
 				"--target-col", "mem_used_kb", "--features", "procs_req", "--strategy", strategy)
-			if m.Strategy() != strategy || m.Features[0] != "procs_req" {
-				t.Fatalf("model of strategy %s, features %v", m.Strategy(), m.Features)
+			if m.Strategy() != strategy || m.Features()[0] != "procs_req" {
+				t.Fatalf("model of strategy %s, features %v", m.Strategy(), m.Features())
 			}
-			types := len(m.Types)
-			if m.Groups != nil {
-				for _, l := range m.Groups.Levels {
-					if l.By == "type" && l.Features == 0 {
-						types = len(l.Groups)
-					}
+			// Each of the trace's five applications is sized by its own
+			// runs; an application it never saw by all runs.
+			for _, app := range []string{"1", "2", "3", "4", "5"} {
+				if p := m.Predict(predictor.Job{Type: app}); p.Source != predictor.SourceType {
+					t.Errorf("type %s sized by %s", app, p.Level)
 				}
 			}
-			if types != 5 {
-				t.Errorf("model knows %d types, want the trace's 5", types)
+			if p := m.Predict(predictor.Job{Type: "6"}); p.Source != predictor.SourceGlobal {
+				t.Errorf("an unseen type sized by %s", p.Level)
 			}
 		})
 	}
@@ -232,8 +233,8 @@ func TestPredictTrainOrdersRecordFeatures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			m := trainCLI(t, append([]string{"--records", dir, "--strategy", "groups"}, tt.features...)...)
-			if !slices.Equal(m.Features, tt.want) {
-				t.Errorf("model features %v, want %v", m.Features, tt.want)
+			if !slices.Equal(m.Features(), tt.want) {
+				t.Errorf("model features %v, want %v", m.Features(), tt.want)
 			}
 		})
 	}
@@ -306,7 +307,7 @@ func TestPredictEvalSplitRefusesWalkingForward(t *testing.T) {
 func TestPredictEvalCoverageDigits(t *testing.T) {
 	t.Parallel()
 	var b strings.Builder
-	r := &predictor.Report{TestJobs: 10000, Methods: []predictor.MethodResult{{Name: "predictor", Coverage: 0.8998, Slack: 0.21}}}
+	r := &eval.Report{TestJobs: 10000, Methods: []eval.MethodResult{{Name: "predictor", Coverage: 0.8998, Slack: 0.21}}}
 	if err := printReport(&b, r, -1); err != nil {
 		t.Fatal(err)
 	}
@@ -341,20 +342,20 @@ func TestPredictExplain(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, stderr)
 			}
-			var e predictor.Explanation
+			var e explanation
 			if err := json.Unmarshal([]byte(stdout), &e); err != nil {
 				t.Fatal(err)
 			}
-			want, src := m.Predict("3", "", map[string]float64{"procs_req": 8, "time_req_s": 3600})
-			if e.Prediction != want || e.Source != src || e.Strategy != strategy || e.Runs == 0 || e.Margin < 1 {
-				t.Fatalf("explanation %+v; Predict gives %v from %s", e, want, src)
+			want := m.Predict(predictor.Job{Type: "3", Features: map[string]float64{"procs_req": 8, "time_req_s": 3600}})
+			if !reflect.DeepEqual(e.Prediction, want) || e.Strategy != strategy || e.Quantile != 0.9 || e.Runs == 0 || e.Margin < 1 {
+				t.Fatalf("explanation %+v; Predict gives %+v", e, want)
 			}
 			if strategy == predictor.StrategyGroups {
 				if e.Group != "3, procs_req=8, time_req_s=3600" || e.Level != "type and procs_req, time_req_s" {
 					t.Errorf("group %q at level %q", e.Group, e.Level)
 				}
-				if math.Abs(e.Base*e.Margin-e.Prediction) > 1e-6*e.Prediction {
-					t.Errorf("base %v times margin %v is not the prediction %v", e.Base, e.Margin, e.Prediction)
+				if math.Abs(e.Base*e.Margin-e.Memory) > 1e-6*e.Memory {
+					t.Errorf("base %v times margin %v is not the prediction %v", e.Base, e.Margin, e.Memory)
 				}
 			}
 			code, stdout, _ = runCLI(t, "", "predict", "explain", "--model", path, "--type", "3")
@@ -383,7 +384,7 @@ func TestPredictGroupBy(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	var e predictor.Explanation
+	var e explanation
 	if err := json.Unmarshal([]byte(stdout), &e); err != nil {
 		t.Fatal(err)
 	}
@@ -395,20 +396,27 @@ func TestPredictGroupBy(t *testing.T) {
 		t.Errorf("exit %d: %s", code, stderr)
 	}
 	// The same groups as the user read as a first (numeric) feature.
-	eval := func(args ...string) predictor.MethodResult {
+	evaluate := func(args ...string) eval.MethodResult {
 		code, stdout, stderr := runCLI(t, "", append([]string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app",
 			"--target-col", "mem_used_kb", "--retrain-every", "1d", "--window", "7d", "--json"}, args...)...)
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, stderr)
 		}
-		var r predictor.Report
+		var r eval.Report
 		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
 			t.Fatal(err)
 		}
 		return r.Methods[0]
 	}
-	byLabel, byFeature := eval("--group-by", "user", "--features", "procs_req"), eval("--features", "user,procs_req")
+	byLabel, byFeature := evaluate("--group-by", "user", "--features", "procs_req"), evaluate("--features", "user,procs_req")
 	if byLabel.Coverage != byFeature.Coverage || byLabel.Slack != byFeature.Slack {
 		t.Errorf("--group-by user %+v, --features user,procs_req %+v", byLabel, byFeature)
 	}
+}
+
+// explanation is what predict explain --json prints.
+type explanation struct {
+	predictor.Prediction
+	Strategy string  `json:"strategy"`
+	Quantile float64 `json:"quantile"`
 }

@@ -196,7 +196,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	model, err := predictor.Train(bootstrap(time.Now()), predictor.Options{})
+	model, err := predictor.Train(ctx, bootstrap(time.Now()), predictor.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("training the bootstrap model: %w", err)
 	}

@@ -213,7 +213,7 @@ func (s *predictorSizer) train(ctx context.Context, history []int, alloc []float
 		}
 		ds.Samples = append(ds.Samples, smp)
 	}
-	m, err := predictor.TrainContext(ctx, ds, predictor.Options{Quantile: s.q, Previous: s.model})
+	m, err := s.model.Retrain(ctx, ds, predictor.Options{Quantile: s.q})
 	if errors.Is(err, predictor.ErrNoData) {
 		return nil // only censored jobs so far: keep the previous model
 	}
@@ -229,7 +229,11 @@ func (s *predictorSizer) size(i int) float64 {
 		return math.NaN()
 	}
 	j := &s.t.Jobs[i]
-	v, _ := s.model.PredictVector(j.Type, "", j.Features)
+	job := predictor.Job{Type: j.Type, Features: make(map[string]float64, len(j.Features))}
+	for k, name := range s.t.Features {
+		job.Features[name] = j.Features[k]
+	}
+	v := s.model.Predict(job).Memory
 	if !(v > 0) {
 		return math.NaN()
 	}

@@ -1,19 +1,32 @@
-package predictor
+package eval
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"sort"
 	"time"
+
+	"gonum.org/v1/gonum/stat"
+
+	"github.com/jobfleet/jobfleet/internal/quantreg"
+	"github.com/jobfleet/jobfleet/predictor"
 )
 
-// EvalOptions configure an evaluation.
-type EvalOptions struct {
+// Sample and Dataset are the predictor's: the runs evaluated.
+type (
+	Sample  = predictor.Sample
+	Dataset = predictor.Dataset
+)
+
+// Options configure an evaluation.
+type Options struct {
 	// Train configures the predictor under test; its Quantile is the
 	// target of every method.
-	Train Options
+	Train predictor.Options
 	// Split, when in (0, 1), trains once on that share of the runs by time
 	// and tests on the rest. Otherwise the evaluation walks forward.
 	Split float64
@@ -46,35 +59,42 @@ type Report struct {
 	Skipped  int            `json:"skipped"`
 	Methods  []MethodResult `json:"methods"`
 	// Types holds per-type results when asked for, largest types first.
-	Types []TypeResult `json:"types,omitempty"`
+	Types []GroupResult `json:"types,omitempty"`
 	// Months holds per-month results when asked for, in time order: the
 	// calendar month (UTC) of runs timed in Unix seconds, else 30-day
 	// periods from time 0 ("day 0-29", ...).
-	Months []TypeResult `json:"months,omitempty"`
+	Months []GroupResult `json:"months,omitempty"`
 	// Predictor says what the predictor used at its last retraining:
 	// the strategy auto resolved to, the features it read in their
 	// order, and whether it chose that order.
-	Predictor PredictorSetup `json:"predictor"`
+	Predictor Setup `json:"predictor"`
 	// Sources breaks the predictor's results down by the estimator that
 	// made each prediction: the type's own, its pool's, or the global one.
 	Sources []SourceResult `json:"predictor_sources,omitempty"`
 }
 
-// PredictorSetup is what the predictor used.
-type PredictorSetup struct {
-	Strategy    string   `json:"strategy"`
-	Features    []string `json:"features"`
-	Order       string   `json:"feature_order"`
-	Retrainings int      `json:"retrainings"`
+// Setup is what the predictor used.
+type Setup struct {
+	// Strategy is the last retraining's, Features and Order the features
+	// it read in their order (Order says whether it chose that order).
+	Strategy string   `json:"strategy"`
+	Features []string `json:"features"`
+	Order    string   `json:"feature_order"`
+	// Retrainings counts the trainings, Strategies them by the strategy
+	// they resolved to, and Switches the retrainings at which
+	// StrategyAuto changed the previous model's strategy.
+	Retrainings int            `json:"retrainings"`
+	Strategies  map[string]int `json:"strategies"`
+	Switches    int            `json:"switches"`
 }
 
 // SourceResult is the predictor's result on the test runs one kind of
 // estimator predicted.
 type SourceResult struct {
-	Source   Source  `json:"source"`
-	Jobs     int     `json:"jobs"`
-	Coverage float64 `json:"coverage"`
-	Slack    float64 `json:"slack"`
+	Source   predictor.Source `json:"source"`
+	Jobs     int              `json:"jobs"`
+	Coverage float64          `json:"coverage"`
+	Slack    float64          `json:"slack"`
 	// Others are the other methods' results on the same runs.
 	Others []MethodResult `json:"others,omitempty"`
 }
@@ -96,10 +116,10 @@ type MethodResult struct {
 	Missing int `json:"missing,omitempty"`
 }
 
-// TypeResult is the methods' results on one group's test runs: a type's,
-// or a month's (Type then names the month).
-type TypeResult struct {
-	Type    string         `json:"type"`
+// GroupResult is the methods' results on one group's test runs: a type's
+// or a month's, which Name names.
+type GroupResult struct {
+	Name    string         `json:"name"`
 	Jobs    int            `json:"jobs"`
 	Methods []MethodResult `json:"methods"`
 	first   float64
@@ -108,16 +128,15 @@ type TypeResult struct {
 // method is a way of choosing allocations, trained on history.
 type method interface {
 	name() string
-	train(history []Sample, features []string) error
+	train(ctx context.Context, history []Sample, features []string) error
 	predict(s Sample) float64
 }
 
 // Evaluate compares the predictor with the baseline methods on a dataset.
 // skipped is reported as given (rows the reader dropped).
-func Evaluate(ds *Dataset, opts EvalOptions, skipped int) (*Report, error) {
-	opts.Train = opts.Train.withDefaults()
-	if err := opts.Train.validate(); err != nil {
-		return nil, err
+func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Report, error) {
+	if opts.Train.Quantile == 0 {
+		opts.Train.Quantile = predictor.DefaultQuantile
 	}
 	if opts.RetrainEvery == 0 {
 		opts.RetrainEvery = 7 * 24 * time.Hour
@@ -137,14 +156,14 @@ func Evaluate(ds *Dataset, opts EvalOptions, skipped int) (*Report, error) {
 		opts.Train.Features = nil
 	}
 	samples := slices.Clone(ds.Samples)
-	sortByTime(samples)
+	slices.SortStableFunc(samples, func(a, b Sample) int { return cmp.Compare(a.Time, b.Time) })
 	for i := range samples {
 		// What the predictor allocates is recorded as it goes, as run
 		// records carry the allocation each job ran with.
 		samples[i].Allocated, samples[i].Missed = math.NaN(), false
 	}
 	if len(samples) < 2 {
-		return nil, ErrNoData
+		return nil, predictor.ErrNoData
 	}
 	q := opts.Train.Quantile
 	pred := &predictorMethod{opts: opts.Train}
@@ -167,7 +186,7 @@ func Evaluate(ds *Dataset, opts EvalOptions, skipped int) (*Report, error) {
 	var test []Sample
 	step := func(history, window []Sample) error {
 		for _, m := range methods {
-			if err := m.train(history, ds.Features); err != nil {
+			if err := m.train(ctx, history, ds.Features); err != nil {
 				return fmt.Errorf("training %s: %w", m.name(), err)
 			}
 		}
@@ -224,7 +243,7 @@ func Evaluate(ds *Dataset, opts EvalOptions, skipped int) (*Report, error) {
 		return nil, errors.New("no test runs")
 	}
 	r := &Report{TestJobs: len(test), Skipped: skipped}
-	for _, src := range []Source{SourceSignature, SourceType, SourceThin, SourceFeatures, SourcePool, SourceGlobal, SourceNone} {
+	for _, src := range []predictor.Source{predictor.SourceSignature, predictor.SourceType, predictor.SourceThin, predictor.SourceFeatures, predictor.SourcePool, predictor.SourceGlobal, predictor.SourceNone} {
 		var sub []Sample
 		a := make([][]float64, len(methods))
 		for i, s := range pred.sources {
@@ -267,7 +286,7 @@ func Evaluate(ds *Dataset, opts EvalOptions, skipped int) (*Report, error) {
 			if r.Types[a].Jobs != r.Types[b].Jobs {
 				return r.Types[a].Jobs > r.Types[b].Jobs
 			}
-			return r.Types[a].Type < r.Types[b].Type
+			return r.Types[a].Name < r.Types[b].Name
 		})
 	}
 	if opts.ByMonth {
@@ -275,9 +294,12 @@ func Evaluate(ds *Dataset, opts EvalOptions, skipped int) (*Report, error) {
 		sort.SliceStable(r.Months, func(a, b int) bool { return r.Months[a].first < r.Months[b].first })
 	}
 	if pred.model != nil {
-		r.Predictor = PredictorSetup{Strategy: pred.model.Strategy(), Features: slices.Clone(pred.model.Features), Order: opts.Train.FeatureOrder, Retrainings: pred.retrainings}
+		r.Predictor = Setup{
+			Strategy: pred.model.Strategy(), Features: pred.model.Features(), Order: opts.Train.Tuning.FeatureOrder,
+			Retrainings: pred.retrainings, Strategies: pred.strategies, Switches: pred.switches,
+		}
 		if r.Predictor.Order == "" {
-			r.Predictor.Order = FeatureOrderGiven
+			r.Predictor.Order = predictor.FeatureOrderGiven
 		}
 	}
 	return r, nil
@@ -302,7 +324,7 @@ type Match struct {
 // that methods are compared at equal coverage, on the same jobs (for the
 // baseline, those with a baseline value). It errors when the target lies
 // outside what quantiles 0.5 to 0.999 reach.
-func MatchCoverage(ds *Dataset, opts EvalOptions, r *Report, methodName string) (*Match, error) {
+func MatchCoverage(ctx context.Context, ds *Dataset, opts Options, r *Report, methodName string) (*Match, error) {
 	i := slices.IndexFunc(r.Methods, func(m MethodResult) bool { return m.Name == methodName })
 	if i < 0 {
 		return nil, fmt.Errorf("no method %q in the report", methodName)
@@ -315,7 +337,7 @@ func MatchCoverage(ds *Dataset, opts EvalOptions, r *Report, methodName string) 
 		o := opts
 		o.Train.Quantile = q
 		m.Evaluations++
-		rep, err := Evaluate(ds, o, 0)
+		rep, err := Evaluate(ctx, ds, o, 0)
 		if err != nil {
 			return MethodResult{}, err
 		}
@@ -356,15 +378,15 @@ func MatchCoverage(ds *Dataset, opts EvalOptions, r *Report, methodName string) 
 }
 
 // byGroup measures every method on each group of test runs.
-func byGroup(test []Sample, methods []method, allocs [][]float64, key func(Sample) string) []TypeResult {
+func byGroup(test []Sample, methods []method, allocs [][]float64, key func(Sample) string) []GroupResult {
 	idx := map[string][]int{}
 	for i, s := range test {
 		k := key(s)
 		idx[k] = append(idx[k], i)
 	}
-	var out []TypeResult
+	var out []GroupResult
 	for k, rows := range idx {
-		tr := TypeResult{Type: k, Jobs: len(rows), first: test[rows[0]].Time}
+		tr := GroupResult{Name: k, Jobs: len(rows), first: test[rows[0]].Time}
 		sub := make([]Sample, len(rows))
 		for j, i := range rows {
 			sub[j] = test[i]
@@ -432,42 +454,42 @@ func measure(name string, test []Sample, alloc []float64) MethodResult {
 
 // predictorMethod is the predictor under test.
 type predictorMethod struct {
-	opts        Options
-	model       *Model
+	opts        predictor.Options
+	model       *predictor.Model
 	retrainings int
-	sources     []Source // per test run, in order
-	// order maps the model's features to the dataset's, when the model
-	// ordered them itself (Options.FeatureOrder).
-	order []int
-	x     []float64
+	strategies  map[string]int
+	switches    int
+	sources     []predictor.Source // per test run, in order
+	features    []string           // the dataset's
 }
 
 func (p *predictorMethod) name() string { return MethodPredictor }
 
-func (p *predictorMethod) train(history []Sample, features []string) error {
-	opts := p.opts
-	opts.Previous = p.model
-	m, err := Train(&Dataset{Features: features, Samples: history}, opts)
+func (p *predictorMethod) train(ctx context.Context, history []Sample, features []string) error {
+	m, err := p.model.Retrain(ctx, &Dataset{Features: features, Samples: history}, p.opts)
 	if err != nil {
 		return err
 	}
-	p.model = m
+	p.model, p.features = m, features
 	p.retrainings++
-	p.order = p.order[:0]
-	for _, name := range m.Features {
-		p.order = append(p.order, slices.Index(features, name))
+	if p.strategies == nil {
+		p.strategies = map[string]int{}
+	}
+	p.strategies[m.Strategy()]++
+	if _, _, ok := m.Switched(); ok {
+		p.switches++
 	}
 	return nil
 }
 
 func (p *predictorMethod) predict(s Sample) float64 {
-	p.x = p.x[:0]
-	for _, j := range p.order {
-		p.x = append(p.x, s.Features[j])
+	job := predictor.Job{Type: s.Type, Pool: s.Pool, Labels: s.Labels, Features: make(map[string]float64, len(p.features))}
+	for i, name := range p.features {
+		job.Features[name] = s.Features[i]
 	}
-	v, src := p.model.predictVector(s.Type, groupKey(s.Labels, p.model.groupBy(s.Type)), s.Pool, p.x)
-	p.sources = append(p.sources, src)
-	return v
+	pred := p.model.Predict(job)
+	p.sources = append(p.sources, pred.Source)
+	return pred.Memory
 }
 
 // typeQuantile allocates each type's empirical quantile over the window,
@@ -480,7 +502,7 @@ type typeQuantile struct {
 
 func (t *typeQuantile) name() string { return MethodTypeQuantile }
 
-func (t *typeQuantile) train(history []Sample, _ []string) error {
+func (t *typeQuantile) train(_ context.Context, history []Sample, _ []string) error {
 	byType := map[string][]float64{}
 	all := make([]float64, 0, len(history))
 	for _, s := range history {
@@ -518,7 +540,7 @@ func newVPA(q float64) *vpa {
 
 func (v *vpa) name() string { return MethodVPA }
 
-func (v *vpa) train(history []Sample, _ []string) error {
+func (v *vpa) train(_ context.Context, history []Sample, _ []string) error {
 	if len(history) == 0 {
 		return nil
 	}
@@ -569,7 +591,7 @@ type fixedFormula struct {
 
 func (f *fixedFormula) name() string { return MethodFixedFormula }
 
-func (f *fixedFormula) train(history []Sample, features []string) error {
+func (f *fixedFormula) train(_ context.Context, history []Sample, features []string) error {
 	f.coef = 0
 	var X [][]float64
 	var y []float64
@@ -581,7 +603,7 @@ func (f *fixedFormula) train(history []Sample, features []string) error {
 			}
 		}
 		if len(y) >= 20 {
-			if lm, err := fitLinear(X, y, f.q); err == nil {
+			if lm, err := quantreg.FitLinear(X, y, f.q); err == nil {
 				f.coef = math.Max(lm.Coef[1], 0)
 			}
 		}
@@ -609,6 +631,26 @@ func featureOrZero(s Sample) float64 {
 // user's request).
 type baselineMethod struct{}
 
-func (baselineMethod) name() string                   { return MethodBaseline }
-func (baselineMethod) train([]Sample, []string) error { return nil }
-func (baselineMethod) predict(s Sample) float64       { return s.Baseline }
+func (baselineMethod) name() string                                    { return MethodBaseline }
+func (baselineMethod) train(context.Context, []Sample, []string) error { return nil }
+func (baselineMethod) predict(s Sample) float64                        { return s.Baseline }
+
+// quantile is the empirical q-quantile of values: the smallest value with
+// at least a share q of them at or below it. It sorts values.
+func quantile(values []float64, q float64) float64 {
+	if len(values) == 0 {
+		return math.NaN()
+	}
+	slices.Sort(values)
+	return stat.Quantile(q, stat.Empirical, values, nil)
+}
+
+// weightedQuantile is quantile with weights: the smallest value whose
+// cumulative weight reaches a share q of the total.
+func weightedQuantile(values, weights []float64, q float64) float64 {
+	if len(values) == 0 {
+		return math.NaN()
+	}
+	stat.SortWeighted(values, weights)
+	return stat.Quantile(q, stat.Empirical, values, weights)
+}

@@ -1,4 +1,4 @@
-package predictor
+package eval
 
 import (
 	"testing"
@@ -11,7 +11,7 @@ import (
 func TestSyntheticWorkloads(t *testing.T) {
 	t.Parallel()
 	ds := Synthetic(24000, 90, 42)
-	r, err := Evaluate(ds, EvalOptions{ByType: true}, 0)
+	r, err := Evaluate(t.Context(), ds, Options{ByType: true}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,9 +35,9 @@ func TestSyntheticWorkloads(t *testing.T) {
 			if m.Name != MethodPredictor {
 				continue
 			}
-			t.Logf("family %-10s coverage %.3f over %d jobs", tr.Type, m.Coverage, tr.Jobs)
+			t.Logf("family %-10s coverage %.3f over %d jobs", tr.Name, m.Coverage, tr.Jobs)
 			if m.Coverage < 0.87 || m.Coverage > 0.93 {
-				t.Errorf("family %s coverage %.3f, want within 0.03 of 0.90", tr.Type, m.Coverage)
+				t.Errorf("family %s coverage %.3f, want within 0.03 of 0.90", tr.Name, m.Coverage)
 			}
 		}
 	}

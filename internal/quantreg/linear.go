@@ -1,4 +1,6 @@
-package predictor
+// Package quantreg fits linear quantile regression, for the predictor's
+// estimators and its evaluation's fixed-formula baseline.
+package quantreg
 
 import (
 	"errors"
@@ -7,12 +9,13 @@ import (
 	"gonum.org/v1/gonum/mat"
 )
 
-// linearModel is a linear quantile regression: f(x) = coef[0] + sum coef[j+1] x[j].
-type linearModel struct {
+// Linear is a linear quantile regression: f(x) = Coef[0] + sum Coef[j+1] x[j].
+type Linear struct {
 	Coef []float64 `json:"coef"`
 }
 
-func (m *linearModel) predict(x []float64) float64 {
+// Predict evaluates the regression at x.
+func (m *Linear) Predict(x []float64) float64 {
 	f := m.Coef[0]
 	for j, v := range x {
 		f += m.Coef[j+1] * v
@@ -20,11 +23,11 @@ func (m *linearModel) predict(x []float64) float64 {
 	return f
 }
 
-// fitLinear fits a linear quantile regression by iteratively reweighted
+// FitLinear fits a linear quantile regression by iteratively reweighted
 // least squares: each round solves a weighted least-squares problem whose
 // weights q/|r| (above) and (1-q)/|r| (below) make its loss match the
 // pinball loss at the current residuals r.
-func fitLinear(X [][]float64, y []float64, q float64) (*linearModel, error) {
+func FitLinear(X [][]float64, y []float64, q float64) (*Linear, error) {
 	n := len(y)
 	if n == 0 {
 		return nil, errors.New("no samples")
@@ -48,7 +51,7 @@ func fitLinear(X [][]float64, y []float64, q float64) (*linearModel, error) {
 	beta := mat.NewVecDense(d, nil)
 	const eps = 1e-4
 	prevLoss := math.Inf(1)
-	var best *linearModel
+	var best *Linear
 	for iter := 0; iter < 60; iter++ {
 		if err := weightedLeastSquares(design, target, weights, beta); err != nil {
 			if best != nil {
@@ -59,14 +62,14 @@ func fitLinear(X [][]float64, y []float64, q float64) (*linearModel, error) {
 		loss := 0.0
 		for i := range n {
 			r := y[i] - mat.Dot(design.RowView(i), beta)
-			loss += pinball(q, y[i], y[i]-r)
+			loss += pinball(q, r)
 			w := q
 			if r < 0 {
 				w = 1 - q
 			}
 			weights[i] = w / math.Max(math.Abs(r), eps)
 		}
-		m := &linearModel{Coef: mat.Col(nil, 0, beta)}
+		m := &Linear{Coef: mat.Col(nil, 0, beta)}
 		if loss < prevLoss {
 			best = m
 		}
@@ -105,4 +108,12 @@ func weightedLeastSquares(X *mat.Dense, y *mat.VecDense, w []float64, beta *mat.
 		return errors.New("singular system")
 	}
 	return chol.SolveVecTo(beta, xtwy)
+}
+
+// pinball is the quantile loss at level q of a residual r = y - f.
+func pinball(q, r float64) float64 {
+	if r >= 0 {
+		return q * r
+	}
+	return (q - 1) * r
 }

@@ -1,4 +1,4 @@
-package predictor
+package eval
 
 import (
 	"encoding/csv"
@@ -20,7 +20,7 @@ type CSVColumns struct {
 	// Pool optionally groups types for the fallback model.
 	Pool string
 	// Labels are columns read as labels (strings), keyed by column name:
-	// Options.GroupBy can key groups on them.
+	// predictor.Options.GroupBy can key groups on them.
 	Labels []string
 	// Baseline optionally names what was allocated before (e.g. requested
 	// memory), for evaluation.

@@ -1,4 +1,4 @@
-package predictor
+package eval
 
 import (
 	"math"

@@ -1,0 +1,42 @@
+package eval_test
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/jobfleet/jobfleet/predictor/eval"
+)
+
+func TestReadCSVErrors(t *testing.T) {
+	t.Parallel()
+	cols := eval.CSVColumns{Time: "t", Type: "type", Target: "mem", Features: []string{"procs"}}
+	tests := []struct {
+		name, csv, want string
+	}{
+		{name: "empty file", csv: "", want: "the file is empty"},
+		{name: "missing columns", csv: "t,type\n1,a\n", want: `CSV has no column "mem", "procs" (columns: t, type)`},
+		{name: "NaN feature", csv: "t,type,mem,procs\n1,a,5,NaN\n", want: "line 2: column procs: NaN is not a finite number"},
+		{name: "NaN time", csv: "t,type,mem,procs\nNaN,a,5,1\n", want: "line 2: column t: NaN is not a finite number"},
+		{name: "text target", csv: "t,type,mem,procs\n1,a,lots,1\n", want: `line 2: column mem: "lots" is not a number`},
+		{name: "empty type", csv: "t,type,mem,procs\n1,a,5,1\n2, ,5,1\n", want: "line 3: column type: empty job type"},
+		{name: "no usable rows", csv: "t,type,mem,procs\n1,a,-1,1\n2,a,0,1\n", want: "no usable rows: all 2 rows have a missing or non-positive mem"},
+		{name: "ragged row", csv: "t,type,mem,procs\n1,a,5\n", want: "wrong number of fields"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, _, err := eval.ReadCSV(strings.NewReader(tt.csv), cols)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("ReadCSV() error = %v, want %q", err, tt.want)
+			}
+		})
+	}
+	ds, stats, err := eval.ReadCSV(strings.NewReader("t,type,mem,procs\n1,a,5,-1\n2,a,-1,3\n3,b,7,4\n"), cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Rows != 3 || stats.Skipped != 1 || len(ds.Samples) != 2 || !math.IsNaN(ds.Samples[0].Features[0]) {
+		t.Errorf("stats %+v, samples %+v: want one skipped row and -1 read as missing", stats, ds.Samples)
+	}
+}

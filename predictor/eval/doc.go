@@ -1,0 +1,12 @@
+// Package eval measures the memory predictor the way it runs in
+// production: Evaluate walks forward through a trace of past runs,
+// retraining every week (Options.RetrainEvery) on the runs of the last
+// month (Options.Window) and sizing each run before it happens, and
+// compares the allocations with the methods people use today: each type's
+// quantile, the Vertical Pod Autoscaler's recommender, one fixed formula,
+// and the memory users requested. MatchCoverage compares methods at equal
+// coverage. ReadCSV reads a trace; Synthetic draws workloads whose true
+// quantiles are known.
+//
+// jobfleet predict eval is its command line.
+package eval

@@ -1,0 +1,114 @@
+package eval_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/jobfleet/jobfleet/predictor"
+	"github.com/jobfleet/jobfleet/predictor/eval"
+	"github.com/jobfleet/jobfleet/predictor/internal/testruns"
+)
+
+// TestEvaluateWithFeatureOrderAuto evaluates a model that orders its
+// features itself: the evaluation hands it each job's features in the
+// model's order, so the result is that of the dataset listing them so.
+func TestEvaluateWithFeatureOrderAuto(t *testing.T) {
+	t.Parallel()
+	ds := testruns.Keyed()
+	reordered, err := ds.Select([]string{"key", "noise"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := eval.Evaluate(t.Context(), reordered, eval.Options{Train: predictor.Options{Strategy: predictor.StrategyGroups}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := eval.Evaluate(t.Context(), ds, eval.Options{Train: predictor.Options{Strategy: predictor.StrategyGroups, Tuning: predictor.Tuning{FeatureOrder: predictor.FeatureOrderAuto}}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Methods[0] != want.Methods[0] {
+		t.Errorf("predictor %+v, want %+v as with the features in the chosen order", got.Methods[0], want.Methods[0])
+	}
+}
+
+// TestEvaluateSelectsFeatures evaluates with predictor.Options.Features naming one of
+// two features: every method reads that one, as if the dataset had only it.
+func TestEvaluateSelectsFeatures(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(17, 18))
+	ds := testruns.Drifting(8)
+	withNoise := &predictor.Dataset{Features: []string{"noise", "procs"}}
+	for _, s := range ds.Samples {
+		s.Features = []float64{rng.Float64(), s.Features[0]}
+		withNoise.Samples = append(withNoise.Samples, s)
+	}
+	want, err := eval.Evaluate(t.Context(), ds, eval.Options{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := eval.Evaluate(t.Context(), withNoise, eval.Options{Train: predictor.Options{Features: []string{"procs"}}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range got.Methods {
+		if m != want.Methods[i] {
+			t.Errorf("%s: %+v, want %+v as with procs alone", m.Name, m, want.Methods[i])
+		}
+	}
+}
+
+// TestGroupModelAdaptsToReachCoverage walks forward through runs where the
+// initial margin falls short: adapting it from the deployed allocations
+// brings coverage to the target, where keeping it does not.
+func TestGroupModelAdaptsToReachCoverage(t *testing.T) {
+	t.Parallel()
+	ds := testruns.Drifting(60)
+	coverage := func(rate float64) float64 {
+		r, err := eval.Evaluate(t.Context(), ds, eval.Options{Train: predictor.Options{Strategy: predictor.StrategyGroups, Tuning: predictor.Tuning{AdaptRate: rate}}}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Methods[0].Coverage
+	}
+	kept, adapted := coverage(1e-9), coverage(0.3)
+	t.Logf("coverage with the initial margin kept %.3f, adapted %.3f", kept, adapted)
+	if kept > 0.85 {
+		t.Fatalf("the initial margin already covers %.3f: the runs do not need adapting", kept)
+	}
+	if math.Abs(adapted-0.9) > 0.02 {
+		t.Errorf("coverage with the adapted margin %.3f, want within 0.02 of 0.90", adapted)
+	}
+}
+
+// A label and the same values as a first numeric feature give the same
+// groups, so the same sizes.
+func TestGroupByMatchesFirstFeature(t *testing.T) {
+	var asLabel, asFeature predictor.Dataset
+	asLabel.Features, asFeature.Features = []string{"rows"}, []string{"user", "rows"}
+	for i := range 3000 {
+		user, rows := float64(i%7), float64(i%5)
+		peak := (1 + user) * (1 + rows) * (1 + float64(i%13)/20) * 1e8
+		asLabel.Samples = append(asLabel.Samples, predictor.Sample{Time: float64(i * 300), Type: fmt.Sprint("t", i%3), Peak: peak, Features: []float64{rows},
+			Labels: map[string]string{"user": fmt.Sprint(user)}, Baseline: math.NaN(), Allocated: math.NaN()})
+		asFeature.Samples = append(asFeature.Samples, predictor.Sample{Time: float64(i * 300), Type: fmt.Sprint("t", i%3), Peak: peak, Features: []float64{user, rows},
+			Baseline: math.NaN(), Allocated: math.NaN()})
+	}
+	opts := eval.Options{RetrainEvery: 86400 * 1e9, Window: 3 * 86400 * 1e9}
+	byLabel := opts
+	byLabel.Train.GroupBy = []string{"user"}
+	byLabel.Train.Strategy, opts.Train.Strategy = predictor.StrategyGroups, predictor.StrategyGroups
+	r1, err := eval.Evaluate(t.Context(), &asLabel, byLabel, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := eval.Evaluate(t.Context(), &asFeature, opts, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1.Methods[0].Coverage != r2.Methods[0].Coverage || r1.Methods[0].Slack != r2.Methods[0].Slack {
+		t.Errorf("by label %+v, as a first feature %+v", r1.Methods[0], r2.Methods[0])
+	}
+}
