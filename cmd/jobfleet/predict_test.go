@@ -314,6 +314,26 @@ func TestPredictEvalCoverageDigits(t *testing.T) {
 	if !strings.Contains(b.String(), "0.8998") {
 		t.Errorf("coverage 0.8998 printed as:\n%s", b.String())
 	}
+	if strings.Contains(b.String(), "strategy by retraining") {
+		t.Errorf("one strategy throughout, yet:\n%s", b.String())
+	}
+}
+
+// TestPredictEvalReportsStrategySwitches: when auto chose differently
+// across retrainings, the header says how often each and how many times
+// it changed.
+func TestPredictEvalReportsStrategySwitches(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	r := &eval.Report{TestJobs: 100, Methods: []eval.MethodResult{{Name: "predictor"}}, Predictor: eval.Setup{
+		Strategy: "groups", Retrainings: 10, Strategies: map[string]int{"groups": 7, "estimators": 3}, Switches: 2,
+	}}
+	if err := printReport(&b, r, -1); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "strategy by retraining: estimators 3, groups 7; auto changed it 2 times") {
+		t.Errorf("header:\n%s", b.String())
+	}
 }
 
 // predict explain prints the allocation Predict gives and the group
