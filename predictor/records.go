@@ -88,7 +88,7 @@ func RecordsDataset(records []*jobfleet.RunRecord) *Dataset {
 		}
 		ds.Samples[i] = Sample{
 			Time: float64(r.StartedAt.Unix()), Type: r.Type, Pool: r.Pool, Features: x,
-			Peak: float64(r.PeakBytes), Baseline: float64(r.AllocatedBytes), Labels: r.Labels,
+			Peak: float64(r.PeakBytes), Baseline: allocated, Labels: r.Labels,
 			Allocated: allocated, Missed: r.Outcome == jobfleet.OutcomeOOM,
 		}
 	}

@@ -148,6 +148,7 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 type PredictEvalCmd struct {
 	csvFlags
 	trainFlags
+	Records       string        `name:"records" env:"JOBFLEET_PREDICT_RECORDS" placeholder:"DIR|s3://BUCKET/PREFIX" help:"Run records (JSON Lines, optionally gzipped) to evaluate on, instead of --csv: every record, with the allocation each job ran with as the baseline. --features picks and orders their features."`
 	Split         float64       `name:"split" env:"JOBFLEET_PREDICT_SPLIT" default:"0" help:"Train once on this share of runs by time and test on the rest, instead of walking forward."`
 	RetrainEvery  time.Duration `name:"retrain-every" env:"JOBFLEET_PREDICT_RETRAIN_EVERY" default:"0s" help:"Walking forward: retrain this often (0: 7d). Not with --split."`
 	Window        time.Duration `name:"window" env:"JOBFLEET_PREDICT_WINDOW" default:"0s" help:"Walking forward: train on the runs of this last period (0: 30d). Not with --split."`
@@ -160,10 +161,11 @@ type PredictEvalCmd struct {
 
 // Run evaluates and prints the report.
 func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
-	if c.CSV == "" {
-		return errors.New("--csv is required")
-	}
 	switch {
+	case c.CSV != "" && c.Records != "":
+		return errors.New("--csv and --records are two sources of runs: use one")
+	case c.CSV == "" && c.Records == "":
+		return errors.New("give --csv or --records")
 	case c.MinGroupJobs < -1:
 		return fmt.Errorf("--min-group-jobs %d: -1 (500 for months, 1000 for types) or a number of jobs", c.MinGroupJobs)
 	case c.Split > 0 && (c.RetrainEvery != 0 || c.Window != 0):
@@ -177,20 +179,41 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 	if c.Window == 0 {
 		c.Window = 30 * 24 * time.Hour
 	}
-	ds, stats, err := c.read(c.GroupBy)
-	if err != nil {
-		return err
+	var ds *predictor.Dataset
+	var skipped int
+	if c.Records != "" {
+		// Every record, however old; the baseline is the allocation each
+		// job ran with.
+		var err error
+		if ds, err = loadRecords(ctx, g.log, c.Records, time.Since(time.Time{})); err != nil {
+			return err
+		}
+		if len(c.Features) > 0 {
+			if ds, err = ds.Select(c.Features); err != nil {
+				return fmt.Errorf("--features: %w", err)
+			}
+		} else if c.FeatureOrder == "" {
+			// Record features have no order but their names'.
+			c.FeatureOrder = predictor.FeatureOrderAuto
+		}
+	} else {
+		var stats eval.CSVStats
+		var err error
+		if ds, stats, err = c.read(c.GroupBy); err != nil {
+			return err
+		}
+		skipped = stats.Skipped
 	}
 	report, err := eval.Evaluate(ctx, ds, eval.Options{
 		Train: c.options(), Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window,
 		ByType: c.ByType || slices.Contains(c.By, "type"), ByMonth: slices.Contains(c.By, "month"),
-	}, stats.Skipped)
+	}, skipped)
 	if err != nil {
 		return err
 	}
 	var match *eval.Match
-	if c.MatchCoverage == eval.MethodBaseline && c.BaselineCol == "" {
-		return errors.New("--match-coverage baseline: needs --baseline-col")
+	if c.MatchCoverage == eval.MethodBaseline && c.BaselineCol == "" && c.Records == "" {
+		return errors.New("--match-coverage baseline: needs --baseline-col (or --records, whose baseline is the allocation each job ran with)")
 	}
 	if c.MatchCoverage != "" {
 		if match, err = eval.MatchCoverage(ctx, ds, eval.Options{Train: c.options(), Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window}, report, c.MatchCoverage); err != nil {
@@ -223,7 +246,11 @@ const evalColumns = `Columns:
   jobs        test jobs the method was scored on; the baseline only on jobs with a value, the rest counted as missing`
 
 func printReport(w io.Writer, r *eval.Report, minGroupJobs int) error {
-	fmt.Fprintf(w, "test jobs: %d   skipped rows: %d\n", r.TestJobs, r.Skipped)
+	fmt.Fprintf(w, "test jobs: %d   skipped rows: %d", r.TestJobs, r.Skipped)
+	if r.Censored > 0 {
+		fmt.Fprintf(w, "   OOM-killed runs left out: %d (their peak is unknown; their reruns count)", r.Censored)
+	}
+	fmt.Fprintln(w)
 	features := "none"
 	if len(r.Predictor.Features) > 0 {
 		features = strings.Join(r.Predictor.Features, ", ")

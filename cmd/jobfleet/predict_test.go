@@ -440,3 +440,70 @@ type explanation struct {
 	Strategy string  `json:"strategy"`
 	Quantile float64 `json:"quantile"`
 }
+
+// TestPredictEvalRecords evaluates on run records: the OOM-killed runs
+// are left out and counted, the baseline is the allocation each job ran
+// with, and months are calendar months.
+func TestPredictEvalRecords(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var lines []string
+	start := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)
+	oom := 0
+	for i := range 2000 {
+		tenant := i % 4
+		at := start.Add(time.Duration(i) * 45 * time.Minute) // about 62 days
+		r := jobfleet.RunRecord{
+			JobID: fmt.Sprintf("job-%d", i), Type: []string{"etl", "report"}[i%2], Attempt: 1, Outcome: jobfleet.OutcomeSucceeded,
+			Features:       map[string]float64{"rows": float64(i % 97), "tenant": float64(tenant)},
+			AllocatedBytes: 1 << 30, PeakBytes: int64(100*(1+tenant)+i%50) << 20, StartedAt: at, EndedAt: at.Add(time.Minute),
+		}
+		if i%40 == 0 {
+			r.Outcome, r.PeakBytes = jobfleet.OutcomeOOM, 1<<30
+			oom++
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, string(b))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "records.jsonl"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCLI(t, "", "predict", "eval", "--records", dir, "--features", "tenant", "--by", "month,type", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r eval.Report
+	if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Censored != oom {
+		t.Errorf("%d OOM-killed runs left out, want %d", r.Censored, oom)
+	}
+	var baseline *eval.MethodResult
+	for i, m := range r.Methods {
+		if m.Name == eval.MethodBaseline {
+			baseline = &r.Methods[i]
+		}
+	}
+	// Every successful run fit its 1 GiB.
+	if baseline == nil || baseline.Coverage != 1 || baseline.MeanAlloc != 1<<30 || baseline.Jobs != r.TestJobs {
+		t.Fatalf("baseline %+v over %d test jobs", baseline, r.TestJobs)
+	}
+	if r.TestJobs == 0 || r.Methods[0].Coverage < 0.85 || !slices.Equal(r.Predictor.Features, []string{"tenant"}) {
+		t.Errorf("predictor %+v on %d test jobs, features %v", r.Methods[0], r.TestJobs, r.Predictor.Features)
+	}
+	var months []string
+	for _, m := range r.Months {
+		months = append(months, m.Name)
+	}
+	if !slices.Equal(months, []string{"2026-07", "2026-08", "2026-09"}) || len(r.Types) != 2 {
+		t.Errorf("months %v (want from July 31, after the first 30-day window, to September 2), %d types", months, len(r.Types))
+	}
+	code, _, stderr = runCLI(t, "", "predict", "eval", "--records", dir, "--csv", "testdata/trace.csv")
+	if code == 0 || !strings.Contains(stderr, "--csv and --records are two sources of runs") {
+		t.Errorf("both sources: exit %d, %s", code, stderr)
+	}
+}

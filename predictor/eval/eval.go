@@ -55,8 +55,12 @@ const (
 // Report is the result of an evaluation: every method allocated memory for
 // the same test runs.
 type Report struct {
-	TestJobs int            `json:"test_jobs"`
-	Skipped  int            `json:"skipped"`
+	TestJobs int `json:"test_jobs"`
+	Skipped  int `json:"skipped"`
+	// Censored counts the runs left out because they were OOM-killed
+	// (Sample.Missed): their peak is unknown, and their successful rerun
+	// stands for the job.
+	Censored int            `json:"censored,omitempty"`
 	Methods  []MethodResult `json:"methods"`
 	// Types holds per-type results when asked for, largest types first.
 	Types []GroupResult `json:"types,omitempty"`
@@ -155,7 +159,13 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 		}
 		opts.Train.Features = nil
 	}
-	samples := slices.Clone(ds.Samples)
+	censored := 0
+	samples := slices.DeleteFunc(slices.Clone(ds.Samples), func(s Sample) bool {
+		if s.Missed {
+			censored++
+		}
+		return s.Missed
+	})
 	slices.SortStableFunc(samples, func(a, b Sample) int { return cmp.Compare(a.Time, b.Time) })
 	for i := range samples {
 		// What the predictor allocates is recorded as it goes, as run
@@ -242,7 +252,7 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 	if len(test) == 0 {
 		return nil, errors.New("no test runs")
 	}
-	r := &Report{TestJobs: len(test), Skipped: skipped}
+	r := &Report{TestJobs: len(test), Skipped: skipped, Censored: censored}
 	for _, src := range []predictor.Source{predictor.SourceSignature, predictor.SourceType, predictor.SourceThin, predictor.SourceFeatures, predictor.SourcePool, predictor.SourceGlobal, predictor.SourceNone} {
 		var sub []Sample
 		a := make([][]float64, len(methods))
