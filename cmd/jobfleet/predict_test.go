@@ -272,7 +272,7 @@ func TestPredictErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{name: "missing column", args: []string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "tenant", "--target-col", "mem_used_kb"}, want: `CSV has no column "tenant"`},
+		{name: "missing column", args: []string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "tenant", "--target-col", "mem_used_kb"}, want: `type: no column "tenant"`},
 		{name: "missing flags", args: []string{"predict", "eval", "--csv", "testdata/trace.csv"}, want: "--csv needs"},
 		{name: "no source", args: []string{"predict", "train", "--out", "m.json"}, want: "give --csv or --records"},
 		{name: "bad quantile", args: []string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app", "--target-col", "mem_used_kb", "--quantile", "1.2"}, want: "quantile 1.2"},

@@ -2,16 +2,14 @@ package simulate
 
 import (
 	"embed"
-	"encoding/csv"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/jobfleet/jobfleet/internal/csvtable"
 )
 
 //go:embed costdata/*.csv costdata/*.json
@@ -279,59 +277,55 @@ func loadFargate(fsys fs.FS) (Fargate, error) {
 	return f, nil
 }
 
-// csvRow is one CSV record with its header, for errors naming the column.
+// csvRow is one row of a cost-data file, read by column name.
 type csvRow struct {
-	file   string
-	line   int
-	index  map[string]int
-	record []string
+	t    *csvtable.Table
+	cols map[string]int
 }
 
-func (r csvRow) str(col string) string { return strings.TrimSpace(r.record[r.index[col]]) }
+func (r csvRow) str(col string) string { return r.t.String(r.cols[col]) }
 
 func (r csvRow) num(col string) (float64, error) {
-	v, err := strconv.ParseFloat(r.str(col), 64)
-	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-		return 0, r.errorf(col, "%q is not a finite number", r.str(col))
+	v, err := r.t.Float(r.cols[col])
+	if err == nil && math.IsNaN(v) {
+		err = r.errorf(col, "no value")
 	}
-	return v, nil
+	return v, err
 }
 
 func (r csvRow) errorf(col, format string, args ...any) error {
-	return fmt.Errorf("%s line %d column %s: %s", r.file, r.line, col, fmt.Sprintf(format, args...))
+	return r.t.Errorf(r.cols[col], format, args...)
 }
 
+// readCSV calls each for every row of a cost-data file with the required
+// columns. Errors name the file, line and column.
 func readCSV(fsys fs.FS, name string, required []string, each func(csvRow) error) error {
 	f, err := fsys.Open(name)
 	if err != nil {
 		return fmt.Errorf("reading cost data: %w", err)
 	}
 	defer f.Close()
-	cr := csv.NewReader(f)
-	header, err := cr.Read()
+	t, err := csvtable.Open(f)
 	if err != nil {
-		return fmt.Errorf("%s: reading the header: %w", name, err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
-	row := csvRow{file: name, index: map[string]int{}}
-	for i, h := range header {
-		row.index[strings.TrimSpace(h)] = i
-	}
+	row := csvRow{t: t, cols: map[string]int{}}
 	for _, col := range required {
-		if _, ok := row.index[col]; !ok {
-			return fmt.Errorf("%s: no column %s", name, col)
-		}
+		row.cols[col] = t.Column("column", col)
 	}
-	for row.line = 2; ; row.line++ {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		row.record = rec
-		if err := each(row); err != nil {
+	if err := t.Missing(); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	for {
+		ok, err := t.Next()
+		if err != nil || !ok {
+			if err != nil {
+				err = fmt.Errorf("%s: %w", name, err)
+			}
 			return err
+		}
+		if err := each(row); err != nil {
+			return fmt.Errorf("%s %w", name, err)
 		}
 	}
 }

@@ -3,7 +3,6 @@ package simulate
 import (
 	"cmp"
 	"context"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/csvtable"
 	"github.com/jobfleet/jobfleet/internal/runrecords"
 )
 
@@ -91,93 +91,70 @@ func ReadCSV(r io.Reader, cols CSVColumns) (*Trace, error) {
 	if cols.MemoryUnit == 0 {
 		cols.MemoryUnit = 1
 	}
-	cr := csv.NewReader(r)
-	cr.ReuseRecord = true
-	header, err := cr.Read()
-	if errors.Is(err, io.EOF) {
-		return nil, errors.New("the trace is empty")
+	var required []string
+	for _, req := range []struct{ flag, name string }{{"--time-col", cols.Time}, {"--type-col", cols.Type}, {"--runtime-col", cols.Runtime}, {"--peak-col", cols.Peak}} {
+		if req.name == "" {
+			required = append(required, req.flag+" is required")
+		}
 	}
+	if len(required) > 0 {
+		return nil, errors.New(strings.Join(required, "; "))
+	}
+	tab, err := csvtable.Open(r)
 	if err != nil {
-		return nil, fmt.Errorf("reading the header: %w", err)
+		return nil, err
 	}
-	index := map[string]int{}
-	for i, h := range header {
-		index[strings.TrimSpace(h)] = i
-	}
-	var missing []string
-	col := func(flag, name string, required bool) int {
-		if name == "" {
-			if required {
-				missing = append(missing, fmt.Sprintf("%s is required", flag))
-			}
-			return -1
-		}
-		i, ok := index[name]
-		if !ok {
-			missing = append(missing, fmt.Sprintf("%s: no column %q", flag, name))
-		}
-		return i
-	}
-	idCol := col("--id-col", cols.ID, false)
-	timeCol := col("--time-col", cols.Time, true)
-	typeCol := col("--type-col", cols.Type, true)
-	runCol := col("--runtime-col", cols.Runtime, true)
-	peakCol := col("--peak-col", cols.Peak, true)
-	reqCol := col("--request-col", cols.Request, false)
-	cpuCol := col("--cpu-col", cols.CPU, false)
-	gpuCol := col("--gpu-col", cols.GPU, false)
+	idCol := tab.Column("--id-col", cols.ID)
+	timeCol := tab.Column("--time-col", cols.Time)
+	typeCol := tab.Column("--type-col", cols.Type)
+	runCol := tab.Column("--runtime-col", cols.Runtime)
+	peakCol := tab.Column("--peak-col", cols.Peak)
+	reqCol := tab.Column("--request-col", cols.Request)
+	cpuCol := tab.Column("--cpu-col", cols.CPU)
+	gpuCol := tab.Column("--gpu-col", cols.GPU)
 	labelCols := make([]int, len(cols.Labels))
 	for i, l := range cols.Labels {
-		labelCols[i] = col("--label-cols", l, true)
+		labelCols[i] = tab.Column("--label-cols", l)
 	}
 	featureCols := make([]int, len(cols.Features))
 	for i, f := range cols.Features {
-		featureCols[i] = col("--features", f, true)
+		featureCols[i] = tab.Column("--features", f)
 	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("%s (columns: %s)", strings.Join(missing, "; "), strings.Join(header, ", "))
+	if err := tab.Missing(); err != nil {
+		return nil, err
 	}
 	t := &Trace{Features: slices.Clone(cols.Features)}
-	for line := 2; ; line++ {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			break
+	// num reads a number; negative values mark a missing one in SWF
+	// traces (-1).
+	num := func(col int) (float64, error) {
+		v, err := tab.Float(col)
+		if v < 0 {
+			v = math.NaN()
 		}
+		return v, err
+	}
+	for {
+		ok, err := tab.Next()
 		if err != nil {
 			return nil, err
 		}
-		num := func(i int, name string) (float64, error) {
-			if i < 0 {
-				return math.NaN(), nil
-			}
-			s := strings.TrimSpace(rec[i])
-			if s == "" {
-				return math.NaN(), nil
-			}
-			v, err := strconv.ParseFloat(s, 64)
-			if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
-				return 0, fmt.Errorf("line %d column %s: %q is not a number", line, name, rec[i])
-			}
-			if v < 0 {
-				return math.NaN(), nil // -1 marks a missing value in SWF traces
-			}
-			return v, nil
+		if !ok {
+			break
 		}
 		var submit, runtime, peak, req, cpu, gpu float64
 		for _, f := range []struct {
-			col  int
-			name string
-			dst  *float64
-		}{{timeCol, cols.Time, &submit}, {runCol, cols.Runtime, &runtime}, {peakCol, cols.Peak, &peak}, {reqCol, cols.Request, &req}, {cpuCol, cols.CPU, &cpu}, {gpuCol, cols.GPU, &gpu}} {
-			if *f.dst, err = num(f.col, f.name); err != nil {
+			col int
+			dst *float64
+		}{{timeCol, &submit}, {runCol, &runtime}, {peakCol, &peak}, {reqCol, &req}, {cpuCol, &cpu}, {gpuCol, &gpu}} {
+			if *f.dst, err = num(f.col); err != nil {
 				return nil, err
 			}
 		}
 		switch {
 		case math.IsNaN(submit) || submit > maxTime:
-			return nil, fmt.Errorf("line %d column %s: %q is not a submit time in seconds (0 to %g)", line, cols.Time, rec[timeCol], maxTime)
+			return nil, tab.Errorf(timeCol, "%q is not a submit time in seconds (0 to %g)", tab.String(timeCol), maxTime)
 		case !math.IsNaN(gpu) && (gpu > 64 || gpu != math.Trunc(gpu)):
-			return nil, fmt.Errorf("line %d column %s: %q is not a number of GPUs (0 to 64)", line, cols.GPU, rec[gpuCol])
+			return nil, tab.Errorf(gpuCol, "%q is not a number of GPUs (0 to 64)", tab.String(gpuCol))
 		case !(runtime > 0):
 			t.skip("no positive runtime")
 			continue
@@ -185,14 +162,13 @@ func ReadCSV(r io.Reader, cols CSVColumns) (*Trace, error) {
 			t.skip("no positive peak memory")
 			continue
 		}
-		j := Job{Submit: submit, Known: submit + runtime, Type: strings.TrimSpace(rec[typeCol]), Runtime: runtime, Peak: peak * cols.MemoryUnit, Requested: req * cols.MemoryUnit}
+		j := Job{Submit: submit, Known: submit + runtime, Type: tab.String(typeCol), Runtime: runtime, Peak: peak * cols.MemoryUnit, Requested: req * cols.MemoryUnit}
 		if j.Type == "" {
-			return nil, fmt.Errorf("line %d column %s: empty job type", line, cols.Type)
+			return nil, tab.Errorf(typeCol, "empty job type")
 		}
-		if idCol >= 0 {
-			j.ID = strings.TrimSpace(rec[idCol])
-		} else {
-			j.ID = strconv.Itoa(line - 1)
+		j.ID = tab.String(idCol)
+		if idCol < 0 {
+			j.ID = strconv.Itoa(tab.Line() - 1)
 		}
 		if !math.IsNaN(cpu) {
 			j.CPU = cpu
@@ -203,12 +179,12 @@ func ReadCSV(r io.Reader, cols CSVColumns) (*Trace, error) {
 		if len(labelCols) > 0 {
 			j.Labels = make(map[string]string, len(labelCols))
 			for i, c := range labelCols {
-				j.Labels[cols.Labels[i]] = strings.TrimSpace(rec[c])
+				j.Labels[cols.Labels[i]] = tab.String(c)
 			}
 		}
 		j.Features = make([]float64, len(featureCols))
 		for i, c := range featureCols {
-			if j.Features[i], err = num(c, cols.Features[i]); err != nil {
+			if j.Features[i], err = num(c); err != nil {
 				return nil, err
 			}
 		}

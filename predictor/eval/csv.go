@@ -1,14 +1,12 @@
 package eval
 
 import (
-	"encoding/csv"
-	"errors"
 	"fmt"
 	"io"
 	"math"
 	"slices"
-	"strconv"
-	"strings"
+
+	"github.com/jobfleet/jobfleet/internal/csvtable"
 )
 
 // CSVColumns names the columns a CSV trace is read from.
@@ -40,74 +38,39 @@ type CSVStats struct {
 // that name the line.
 func ReadCSV(r io.Reader, cols CSVColumns) (*Dataset, CSVStats, error) {
 	var stats CSVStats
-	cr := csv.NewReader(r)
-	cr.ReuseRecord = true
-	header, err := cr.Read()
+	for _, req := range []struct{ field, name string }{{"time", cols.Time}, {"type", cols.Type}, {"target", cols.Target}} {
+		if req.name == "" {
+			return nil, stats, fmt.Errorf("the %s column is required", req.field)
+		}
+	}
+	t, err := csvtable.Open(r)
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, stats, errors.New("reading CSV: the file is empty")
-		}
-		return nil, stats, fmt.Errorf("reading CSV header: %w", err)
+		return nil, stats, fmt.Errorf("reading CSV: %w", err)
 	}
-	index := map[string]int{}
-	for i, name := range header {
-		index[strings.TrimSpace(name)] = i
-	}
-	var missing []string
-	col := func(name string) int {
-		if name == "" {
-			return -1
-		}
-		i, ok := index[name]
-		if !ok {
-			missing = append(missing, name)
-		}
-		return i
-	}
-	timeCol, typeCol, targetCol := col(cols.Time), col(cols.Type), col(cols.Target)
-	poolCol, baselineCol := col(cols.Pool), col(cols.Baseline)
+	timeCol, typeCol, targetCol := t.Column("time", cols.Time), t.Column("type", cols.Type), t.Column("target", cols.Target)
+	poolCol, baselineCol := t.Column("pool", cols.Pool), t.Column("baseline", cols.Baseline)
 	featureCols := make([]int, len(cols.Features))
 	for i, f := range cols.Features {
-		featureCols[i] = col(f)
+		featureCols[i] = t.Column("feature", f)
 	}
 	labelCols := make([]int, len(cols.Labels))
 	for i, l := range cols.Labels {
-		labelCols[i] = col(l)
+		labelCols[i] = t.Column("label", l)
 	}
-	for _, req := range []struct{ flag, name string }{{"time", cols.Time}, {"type", cols.Type}, {"target", cols.Target}} {
-		if req.name == "" {
-			return nil, stats, fmt.Errorf("the %s column is required", req.flag)
-		}
-	}
-	if len(missing) > 0 {
-		avail := slices.Clone(header)
-		return nil, stats, fmt.Errorf("CSV has no column %s (columns: %s)", strings.Join(quoteAll(missing), ", "), strings.Join(avail, ", "))
+	if err := t.Missing(); err != nil {
+		return nil, stats, fmt.Errorf("reading CSV: %w", err)
 	}
 	ds := &Dataset{Features: slices.Clone(cols.Features)}
-	for line := 2; ; line++ {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
+	for {
+		ok, err := t.Next()
 		if err != nil {
 			return nil, stats, fmt.Errorf("reading CSV: %w", err)
 		}
-		stats.Rows++
-		num := func(i int, name string, missingOK bool) (float64, error) {
-			s := strings.TrimSpace(rec[i])
-			if s == "" && missingOK {
-				return math.NaN(), nil
-			}
-			v, err := strconv.ParseFloat(s, 64)
-			if err != nil {
-				return 0, fmt.Errorf("line %d: column %s: %q is not a number", line, name, rec[i])
-			}
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				return 0, fmt.Errorf("line %d: column %s: %s is not a finite number", line, name, s)
-			}
-			return v, nil
+		if !ok {
+			break
 		}
-		target, err := num(targetCol, cols.Target, true)
+		stats.Rows++
+		target, err := t.Float(targetCol)
 		if err != nil {
 			return nil, stats, err
 		}
@@ -115,17 +78,20 @@ func ReadCSV(r io.Reader, cols CSVColumns) (*Dataset, CSVStats, error) {
 			stats.Skipped++
 			continue
 		}
-		t, err := num(timeCol, cols.Time, false)
+		at, err := t.Float(timeCol)
 		if err != nil {
 			return nil, stats, err
 		}
-		typ := strings.TrimSpace(rec[typeCol])
-		if typ == "" {
-			return nil, stats, fmt.Errorf("line %d: column %s: empty job type", line, cols.Type)
+		if math.IsNaN(at) {
+			return nil, stats, t.Errorf(timeCol, "no time")
 		}
-		s := Sample{Time: t, Type: typ, Peak: target, Baseline: math.NaN(), Features: make([]float64, len(featureCols))}
+		typ := t.String(typeCol)
+		if typ == "" {
+			return nil, stats, t.Errorf(typeCol, "empty job type")
+		}
+		s := Sample{Time: at, Type: typ, Pool: t.String(poolCol), Peak: target, Baseline: math.NaN(), Features: make([]float64, len(featureCols))}
 		for j, c := range featureCols {
-			v, err := num(c, cols.Features[j], true)
+			v, err := t.Float(c)
 			if err != nil {
 				return nil, stats, err
 			}
@@ -134,23 +100,16 @@ func ReadCSV(r io.Reader, cols CSVColumns) (*Dataset, CSVStats, error) {
 			}
 			s.Features[j] = v
 		}
-		if poolCol >= 0 {
-			s.Pool = strings.TrimSpace(rec[poolCol])
-		}
 		if len(labelCols) > 0 {
 			s.Labels = make(map[string]string, len(labelCols))
 			for j, c := range labelCols {
-				s.Labels[cols.Labels[j]] = strings.TrimSpace(rec[c])
+				s.Labels[cols.Labels[j]] = t.String(c)
 			}
 		}
-		if baselineCol >= 0 {
-			v, err := num(baselineCol, cols.Baseline, true)
-			if err != nil {
-				return nil, stats, err
-			}
-			if v > 0 {
-				s.Baseline = v
-			}
+		if v, err := t.Float(baselineCol); err != nil {
+			return nil, stats, err
+		} else if v > 0 {
+			s.Baseline = v
 		}
 		ds.Samples = append(ds.Samples, s)
 	}
@@ -158,12 +117,4 @@ func ReadCSV(r io.Reader, cols CSVColumns) (*Dataset, CSVStats, error) {
 		return nil, stats, fmt.Errorf("no usable rows: all %d rows have a missing or non-positive %s", stats.Rows, cols.Target)
 	}
 	return ds, stats, nil
-}
-
-func quoteAll(ss []string) []string {
-	out := make([]string, len(ss))
-	for i, s := range ss {
-		out[i] = strconv.Quote(s)
-	}
-	return out
 }

@@ -15,13 +15,14 @@ func TestReadCSVErrors(t *testing.T) {
 		name, csv, want string
 	}{
 		{name: "empty file", csv: "", want: "the file is empty"},
-		{name: "missing columns", csv: "t,type\n1,a\n", want: `CSV has no column "mem", "procs" (columns: t, type)`},
-		{name: "NaN feature", csv: "t,type,mem,procs\n1,a,5,NaN\n", want: "line 2: column procs: NaN is not a finite number"},
-		{name: "NaN time", csv: "t,type,mem,procs\nNaN,a,5,1\n", want: "line 2: column t: NaN is not a finite number"},
-		{name: "text target", csv: "t,type,mem,procs\n1,a,lots,1\n", want: `line 2: column mem: "lots" is not a number`},
-		{name: "empty type", csv: "t,type,mem,procs\n1,a,5,1\n2, ,5,1\n", want: "line 3: column type: empty job type"},
+		{name: "missing columns", csv: "t,type\n1,a\n", want: `target: no column "mem"; feature: no column "procs" (columns: t, type)`},
+		{name: "NaN feature", csv: "t,type,mem,procs\n1,a,5,NaN\n", want: "line 2 column procs: NaN is not a finite number"},
+		{name: "NaN time", csv: "t,type,mem,procs\nNaN,a,5,1\n", want: "line 2 column t: NaN is not a finite number"},
+		{name: "text target", csv: "t,type,mem,procs\n1,a,lots,1\n", want: `line 2 column mem: "lots" is not a number`},
+		{name: "empty type", csv: "t,type,mem,procs\n1,a,5,1\n2, ,5,1\n", want: "line 3 column type: empty job type"},
 		{name: "no usable rows", csv: "t,type,mem,procs\n1,a,-1,1\n2,a,0,1\n", want: "no usable rows: all 2 rows have a missing or non-positive mem"},
 		{name: "ragged row", csv: "t,type,mem,procs\n1,a,5\n", want: "wrong number of fields"},
+		{name: "empty time", csv: "t,type,mem,procs\n,a,5,1\n", want: "line 2 column t: no time"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,116 @@
+// Package csvtable reads CSV files that have a header row by column name,
+// and names the line and column in every error: traces for the predictor
+// and the simulator, and the simulator's cost data.
+package csvtable
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Table is a CSV file being read row by row.
+type Table struct {
+	cr      *csv.Reader
+	header  []string
+	index   map[string]int
+	missing []string
+	line    int
+	rec     []string
+}
+
+// Open reads the header row of r.
+func Open(r io.Reader) (*Table, error) {
+	cr := csv.NewReader(r)
+	cr.ReuseRecord = true
+	header, err := cr.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, errors.New("the file is empty")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the header: %w", err)
+	}
+	t := &Table{cr: cr, header: make([]string, len(header)), index: make(map[string]int, len(header)), line: 1}
+	for i, name := range header {
+		t.header[i] = strings.TrimSpace(name)
+		t.index[t.header[i]] = i
+	}
+	return t, nil
+}
+
+// Column returns the index of the named column, or -1 when name is empty.
+// A name the header lacks also returns -1 and is kept for Missing, under
+// what (the flag or field that named it).
+func (t *Table) Column(what, name string) int {
+	if name == "" {
+		return -1
+	}
+	i, ok := t.index[name]
+	if !ok {
+		t.missing = append(t.missing, fmt.Sprintf("%s: no column %q", what, name))
+		return -1
+	}
+	return i
+}
+
+// Missing reports every column Column was asked for that the header
+// lacks, and the columns it has; nil when none is missing.
+func (t *Table) Missing() error {
+	if len(t.missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s (columns: %s)", strings.Join(t.missing, "; "), strings.Join(t.header, ", "))
+}
+
+// Next reads the next row; it returns false at the end of the file.
+func (t *Table) Next() (bool, error) {
+	rec, err := t.cr.Read()
+	if errors.Is(err, io.EOF) {
+		return false, nil
+	}
+	t.line++
+	if err != nil {
+		return false, err // csv's errors name the line
+	}
+	t.rec = rec
+	return true, nil
+}
+
+// Line is the current row's line number (the header is line 1).
+func (t *Table) Line() int { return t.line }
+
+// String returns the current row's value in column col, trimmed; "" for
+// col -1.
+func (t *Table) String(col int) string {
+	if col < 0 {
+		return ""
+	}
+	return strings.TrimSpace(t.rec[col])
+}
+
+// Float returns the current row's number in column col: NaN when col is -1
+// or the value is empty, an error naming the line and column when it is
+// not a finite number.
+func (t *Table) Float(col int) (float64, error) {
+	s := t.String(col)
+	if s == "" {
+		return math.NaN(), nil
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, t.Errorf(col, "%q is not a number", t.rec[col])
+	}
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, t.Errorf(col, "%s is not a finite number", s)
+	}
+	return v, nil
+}
+
+// Errorf returns an error about the current row's column col.
+func (t *Table) Errorf(col int, format string, args ...any) error {
+	return fmt.Errorf("line %d column %s: %s", t.line, t.header[col], fmt.Sprintf(format, args...))
+}
