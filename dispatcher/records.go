@@ -264,7 +264,7 @@ func (d *Dispatcher) retrain(ctx context.Context, s3api RecordsS3API, rec Record
 		// The sizes of every job change with the family: say so loudly.
 		d.metrics.strategySwitches.WithLabelValues(from, model.Strategy()).Inc()
 		d.log.Warn().Str("from", from).Str("to", model.Strategy()).Float64("repeat_share", share).Str("model", cfg.Model).
-			Msg("retraining changed the memory model's strategy: the share of runs repeating an earlier run's type and features crossed the threshold")
+			Msg("retraining changed the memory model's strategy: every job's size changes with it")
 	}
 	d.log.Info().Int("records", stats.Used).Int("missed", stats.Missed).Str("strategy", model.Strategy()).Strs("features", model.Features()).Str("model", cfg.Model).Msg("retrained the memory model")
 	return nil

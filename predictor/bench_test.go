@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/jobfleet/jobfleet/predictor"
@@ -18,8 +19,8 @@ func BenchmarkPredict(b *testing.B) {
 		b.Fatal(err)
 	}
 	job := predictor.Job{Type: "train", Features: map[string]float64{"rows": 3e6, "model_params": 7e8}}
-	if p := m.Predict(job); p.Source != predictor.SourceType {
-		b.Fatalf("the train type has no estimator of its own: %+v", p)
+	if p := m.Predict(job); p.Source != predictor.SourceType || !strings.Contains(p.Level, "(gbt)") {
+		b.Fatalf("the train type has no boosted-tree estimator of its own: %+v", p)
 	}
 	b.ReportAllocs()
 	for b.Loop() {

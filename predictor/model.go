@@ -230,8 +230,7 @@ func (m *Model) Predict(job Job) Prediction {
 		// the sum held between the thin estimator's floor and ceiling.
 		p.Source, p.Level = SourceThin, "a thin type's quantile (few runs)"
 		p.Memory, p.Base, p.Margin = math.Exp(m.thin(c)), math.Exp(c), math.Exp(m.f.Thin.Offset)
-		p.Runs = m.f.Thin.Runs
-		return p
+		return p // the model does not keep a thin type's runs
 	}
 	est, src := m.estimator(job.Type, pool)
 	if est == nil {

@@ -124,7 +124,8 @@ func conformalOffset(scores []float64, q float64) float64 {
 		return 0
 	}
 	s := slices.Clone(scores)
-	k := int(math.Ceil(float64(n+1)*q)) - 1
+	// The tolerance keeps a level of k/(n+1) at rank k despite rounding.
+	k := int(math.Ceil(float64(n+1)*q-1e-12*float64(n+1))) - 1
 	k = min(max(k, 0), n-1)
 	return selectK(s, k)
 }

@@ -113,3 +113,26 @@ func TestPACLevelHoldsWithConfidence(t *testing.T) {
 		t.Errorf("coverage fell below %.2f in %.3f of calibration sets, want at most about %.2f", q, rate, 1-confidence)
 	}
 }
+
+// TestConformalOffsetTakesPACLevelsRank: at the level pacLevel returns,
+// k/(n+1), the offset is the k-th smallest score, whatever the rounding
+// of (n+1)·k/(n+1).
+func TestConformalOffsetTakesPACLevelsRank(t *testing.T) {
+	t.Parallel()
+	for n := 15; n <= 2000; n++ {
+		scores := make([]float64, n)
+		for i := range scores {
+			scores[i] = float64(n - i) // the k-th smallest is k
+		}
+		for _, q := range []float64{0.8, 0.9, 0.95, 0.99} {
+			level := pacLevel(q, 0.9, float64(n))
+			k := math.Round(level * float64(n+1))
+			if level == 1 {
+				k = float64(n)
+			}
+			if got := conformalOffset(scores, level); got != k {
+				t.Fatalf("n %d, q %v: level %v is rank %v, offset %v", n, q, level, k, got)
+			}
+		}
+	}
+}

@@ -28,11 +28,15 @@ type RecordStats struct {
 
 // LoadRecords reads run records (JSON Lines, optionally gzipped) from a
 // local directory or an s3://bucket/prefix, keeping the runs that ended
-// within window before now and either succeeded or were OOM-killed with a
-// recorded allocation (samples marked Missed).
+// within window before now (any time before now when window is 0) and
+// either succeeded or were OOM-killed with a recorded allocation (samples
+// marked Missed).
 func LoadRecords(ctx context.Context, api S3API, source string, window time.Duration, now time.Time) (*Dataset, RecordStats, error) {
 	var stats RecordStats
-	since := now.Add(-window)
+	since, within := now.Add(-window), fmt.Sprintf(" within the last %v", window)
+	if window <= 0 {
+		since, within = time.Time{}, ""
+	}
 	var records []*jobfleet.RunRecord
 	read, err := runrecords.Read(ctx, api, source, since, func(rec *jobfleet.RunRecord) {
 		succeeded := rec.Outcome == jobfleet.OutcomeSucceeded && rec.PeakBytes > 0
@@ -53,7 +57,7 @@ func LoadRecords(ctx context.Context, api S3API, source string, window time.Dura
 		return nil, stats, err
 	}
 	if stats.Used == 0 {
-		return nil, stats, fmt.Errorf("%w: no successful runs in %s within the last %v (%d records read, %d malformed)", ErrNoData, source, window, stats.Records, stats.Malformed)
+		return nil, stats, fmt.Errorf("%w: no successful runs in %s%s (%d records read, %d malformed)", ErrNoData, source, within, stats.Records, stats.Malformed)
 	}
 	return RecordsDataset(records), stats, nil
 }

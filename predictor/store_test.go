@@ -240,3 +240,33 @@ func TestLoadRecords(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestModelFilesSizeAsWritten pins the format: model files written by a
+// release (testdata) size the same jobs to the same bytes, by the same
+// estimator or group, in every later one.
+func TestModelFilesSizeAsWritten(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		file string
+		job  predictor.Job
+		want float64
+		src  predictor.Source
+	}{
+		{"model-v2-estimators.json", predictor.Job{Type: "train", Features: map[string]float64{"rows": 1e6, "model_params": 2e8}}, 6.350669908904613e+09, predictor.SourceType},
+		{"model-v2-estimators.json", predictor.Job{Type: "export", Features: map[string]float64{"rows": 3e6}}, 4.4924152225778335e+08, predictor.SourceType},
+		{"model-v2-estimators.json", predictor.Job{Type: "join", Features: map[string]float64{"rows": 1e5, "upstream_bytes": 1e9, "partitions": 8}}, 8.612864802611843e+08, predictor.SourceType},
+		{"model-v2-estimators.json", predictor.Job{Type: "new", Features: map[string]float64{"rows": 1e6}}, 5.988505957370672e+08, predictor.SourceGlobal},
+		{"model-v2-groups.json", predictor.Job{Type: "etl", Features: map[string]float64{"procs": 4}}, 2.9619899854691663e+09, predictor.SourceSignature},
+		{"model-v2-groups.json", predictor.Job{Type: "train", Features: map[string]float64{"procs": 3}}, 2.1100343546210564e+10, predictor.SourceType},
+		{"model-v2-groups.json", predictor.Job{Type: "new", Features: map[string]float64{"procs": 8}}, 1.7414080290084194e+10, predictor.SourceGlobal},
+	}
+	for _, tt := range tests {
+		m, err := predictor.Load(t.Context(), nil, filepath.Join("testdata", tt.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := m.Predict(tt.job); p.Memory != tt.want || p.Source != tt.src {
+			t.Errorf("%s, type %s: %v from %s, want %v from %s", tt.file, tt.job.Type, p.Memory, p.Source, tt.want, tt.src)
+		}
+	}
+}

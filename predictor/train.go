@@ -170,7 +170,9 @@ const (
 	// and fewer than a quarter of the runs repeat an earlier run's type
 	// and features (features that measure size), and StrategyGroups
 	// otherwise (features that repeat, as requested processors or time
-	// limits do, or none).
+	// limits do, or none, or labels to group by). Model.Retrain keeps the
+	// replaced model's strategy unless the share is more than 0.05 past a
+	// quarter on the other side.
 	StrategyAuto = "auto"
 )
 

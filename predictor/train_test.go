@@ -85,16 +85,22 @@ func TestAutoStrategy(t *testing.T) {
 // and a retraining that changes it says so.
 func TestRetrainReportsStrategySwitch(t *testing.T) {
 	t.Parallel()
-	// 1,000 runs of which 27% repeat an earlier run's features: just past
-	// the threshold (0.25), within the band a previous model holds.
-	near := &predictor.Dataset{Features: []string{"rows"}}
-	for i := range 1000 {
-		rows := float64(i)
-		if i >= 730 {
-			rows = float64(i - 730)
+	// 1,000 runs of which a share repeat an earlier run's features.
+	repeating := func(share float64) *predictor.Dataset {
+		ds := &predictor.Dataset{Features: []string{"rows"}}
+		fresh := int(1000 * (1 - share))
+		for i := range 1000 {
+			rows := float64(i)
+			if i >= fresh {
+				rows = float64(i - fresh)
+			}
+			ds.Samples = append(ds.Samples, predictor.Sample{Time: float64(i) * 600, Type: "a", Features: []float64{rows}, Peak: 1e6 * (1 + rows/100)})
 		}
-		near.Samples = append(near.Samples, predictor.Sample{Time: float64(i) * 600, Type: "a", Features: []float64{rows}, Peak: 1e6 * (1 + rows/100)})
+		return ds
 	}
+	// 27%: just past the threshold (0.25), within the band a previous
+	// model holds.
+	near := repeating(0.27)
 	estimators, err := predictor.Train(t.Context(), eval.Synthetic(2000, 30, 5), predictor.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -126,6 +132,24 @@ func TestRetrainReportsStrategySwitch(t *testing.T) {
 	from, share, ok := switched.Switched()
 	if !ok || from != predictor.StrategyEstimators || switched.Strategy() != predictor.StrategyGroups || share < 0.9 {
 		t.Errorf("repeating runs after an estimators model: %s, switched from %q (%v), share %.3f", switched.Strategy(), from, ok, share)
+	}
+	// 22%: just below the threshold; a group model holds down to 20%.
+	strategy := func(prev *predictor.Model, ds *predictor.Dataset) string {
+		m, err := prev.Retrain(t.Context(), ds, predictor.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Strategy()
+	}
+	below := repeating(0.22)
+	if got := strategy(nil, below); got != predictor.StrategyEstimators {
+		t.Errorf("22%% repeating, trained afresh: %s, want estimators", got)
+	}
+	if got := strategy(fresh, below); got != predictor.StrategyGroups {
+		t.Errorf("22%% repeating after a group model: %s, want groups kept", got)
+	}
+	if got := strategy(fresh, repeating(0.1)); got != predictor.StrategyEstimators {
+		t.Errorf("10%% repeating after a group model: %s, want estimators", got)
 	}
 	// Asked for explicitly, a strategy is not auto's switch.
 	asked, err := estimators.Retrain(t.Context(), testruns.Drifting(2), predictor.Options{Strategy: predictor.StrategyGroups})

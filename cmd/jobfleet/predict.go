@@ -65,7 +65,7 @@ func (c *csvFlags) read(labels []string) (*predictor.Dataset, eval.CSVStats, err
 // trainFlags tune training.
 type trainFlags struct {
 	Quantile      float64       `name:"quantile" env:"JOBFLEET_PREDICT_QUANTILE" default:"0.9" help:"Quantile of peak memory to predict."`
-	Strategy      string        `name:"strategy" env:"JOBFLEET_PREDICT_STRATEGY" enum:"auto,estimators,groups" default:"auto" help:"How jobs are sized: an estimator chosen per type (estimators), the quantile of the job's group of past runs with an adapted margin (groups), or groups unless fewer than a quarter of the runs repeat an earlier run's type and features (auto)."`
+	Strategy      string        `name:"strategy" env:"JOBFLEET_PREDICT_STRATEGY" enum:"auto,estimators,groups" default:"auto" help:"How jobs are sized: an estimator chosen per type (estimators), the quantile of the job's group of past runs with an adapted margin (groups), or groups unless fewer than a quarter of the runs repeat an earlier run's type and features (auto; with --previous, the previous model's strategy holds within 0.05 of a quarter)."`
 	GroupBy       []string      `name:"group-by" env:"JOBFLEET_PREDICT_GROUP_BY" sep:"," placeholder:"LABEL,..." help:"Labels the group strategy keys its groups on, as strings, between the type and the features (a CSV's columns of these names; run records' labels)."`
 	FeatureOrder  string        `name:"feature-order" env:"JOBFLEET_PREDICT_FEATURE_ORDER" enum:",given,auto" default:"" help:"The features' order decides the group strategy's levels: keep it (given) or choose it by the levels' loss on the window's last week (auto). Default: given when --features lists them, auto otherwise."`
 	AdaptRate     float64       `name:"adapt-rate" env:"JOBFLEET_PREDICT_ADAPT_RATE" default:"0.3" help:"Group strategy: how far each retraining moves the margin per unit of missed coverage."`
@@ -88,7 +88,7 @@ type PredictTrainCmd struct {
 	csvFlags
 	trainFlags
 	Records  string        `name:"records" env:"JOBFLEET_PREDICT_RECORDS" placeholder:"DIR|s3://BUCKET/PREFIX" help:"Run records (JSON Lines, optionally gzipped) to train on, instead of --csv."`
-	Window   time.Duration `name:"window" env:"JOBFLEET_PREDICT_WINDOW" default:"720h" help:"Train on the run records of this last period."`
+	Window   time.Duration `name:"window" env:"JOBFLEET_PREDICT_WINDOW" default:"720h" help:"Train on the run records of this last period (0: all of them)."`
 	Out      string        `name:"out" short:"o" env:"JOBFLEET_PREDICT_OUT" required:"" placeholder:"PATH|s3://BUCKET/KEY" help:"Where to write the model."`
 	Previous string        `name:"previous" env:"JOBFLEET_PREDICT_PREVIOUS" placeholder:"PATH|s3://BUCKET/KEY" help:"The model in use until now: with --strategy groups, its margin is adapted from how its allocations fared (the run records' allocations)."`
 }
@@ -138,7 +138,7 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	if from, share, ok := model.Switched(); ok {
-		g.log.Warn().Str("from", from).Str("to", model.Strategy()).Float64("repeat_share", share).Msg("the strategy changed from the previous model's: the share of runs repeating an earlier run's type and features crossed the threshold")
+		g.log.Warn().Str("from", from).Str("to", model.Strategy()).Float64("repeat_share", share).Msg("the strategy changed from the previous model's: every job's size changes with it")
 	}
 	g.log.Info().Int("runs", model.Runs()).Str("strategy", model.Strategy()).Strs("features", model.Features()).Dur("took", time.Since(start)).Msg("trained model")
 	return saveModel(ctx, c.Out, model)
@@ -166,6 +166,8 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 		return errors.New("--csv and --records are two sources of runs: use one")
 	case c.CSV == "" && c.Records == "":
 		return errors.New("give --csv or --records")
+	case c.Records != "" && (c.TimeCol != "" || c.TypeCol != "" || c.TargetCol != "" || c.PoolCol != "" || c.BaselineCol != ""):
+		return errors.New("--records: the column flags (--time-col, --type-col, --target-col, --pool-col, --baseline-col) name a CSV's columns; run records have their own fields")
 	case c.MinGroupJobs < -1:
 		return fmt.Errorf("--min-group-jobs %d: -1 (500 for months, 1000 for types) or a number of jobs", c.MinGroupJobs)
 	case c.Split > 0 && (c.RetrainEvery != 0 || c.Window != 0):
@@ -185,7 +187,7 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 		// Every record, however old; the baseline is the allocation each
 		// job ran with.
 		var err error
-		if ds, err = loadRecords(ctx, g.log, c.Records, time.Since(time.Time{})); err != nil {
+		if ds, err = loadRecords(ctx, g.log, c.Records, 0); err != nil {
 			return err
 		}
 		if len(c.Features) > 0 {

@@ -19,7 +19,8 @@ type Table struct {
 	header  []string
 	index   map[string]int
 	missing []string
-	line    int
+	line    int // of the current row
+	rows    int
 	rec     []string
 }
 
@@ -36,29 +37,48 @@ func Open(r io.Reader) (*Table, error) {
 	}
 	t := &Table{cr: cr, header: make([]string, len(header)), index: make(map[string]int, len(header)), line: 1}
 	for i, name := range header {
+		if i == 0 {
+			name = strings.TrimPrefix(name, "\ufeff") // a byte order mark
+		}
 		t.header[i] = strings.TrimSpace(name)
 		t.index[t.header[i]] = i
 	}
 	return t, nil
 }
 
-// Column returns the index of the named column, or -1 when name is empty.
-// A name the header lacks also returns -1 and is kept for Missing, under
-// what (the flag or field that named it).
+// Column returns the index of the named column, or -1 when name is empty
+// (an optional column not asked for). A name the header lacks also
+// returns -1 and is kept for Missing, under what (the flag or field that
+// named it; none when empty).
 func (t *Table) Column(what, name string) int {
 	if name == "" {
 		return -1
 	}
 	i, ok := t.index[name]
 	if !ok {
-		t.missing = append(t.missing, fmt.Sprintf("%s: no column %q", what, name))
+		msg := fmt.Sprintf("no column %q", name)
+		if what != "" {
+			msg = what + ": " + msg
+		}
+		t.missing = append(t.missing, msg)
 		return -1
 	}
 	return i
 }
 
-// Missing reports every column Column was asked for that the header
-// lacks, and the columns it has; nil when none is missing.
+// Require is Column for a column that must be named: an empty name is
+// kept for Missing as what is required.
+func (t *Table) Require(what, name string) int {
+	if name == "" {
+		t.missing = append(t.missing, what+" is required")
+		return -1
+	}
+	return t.Column(what, name)
+}
+
+// Missing reports every column Column and Require were asked for that
+// the header lacks or that was not named, and the columns the header has;
+// nil when none is missing.
 func (t *Table) Missing() error {
 	if len(t.missing) == 0 {
 		return nil
@@ -72,16 +92,20 @@ func (t *Table) Next() (bool, error) {
 	if errors.Is(err, io.EOF) {
 		return false, nil
 	}
-	t.line++
 	if err != nil {
 		return false, err // csv's errors name the line
 	}
 	t.rec = rec
+	t.rows++
+	t.line, _ = t.cr.FieldPos(0) // blank lines and quoted newlines count
 	return true, nil
 }
 
-// Line is the current row's line number (the header is line 1).
+// Line is the line the current row starts on (the header is line 1).
 func (t *Table) Line() int { return t.line }
+
+// Row counts the rows read so far: the current row's number, from 1.
+func (t *Table) Row() int { return t.rows }
 
 // String returns the current row's value in column col, trimmed; "" for
 // col -1.
@@ -110,7 +134,11 @@ func (t *Table) Float(col int) (float64, error) {
 	return v, nil
 }
 
-// Errorf returns an error about the current row's column col.
+// Errorf returns an error about the current row's column col (-1: the
+// row).
 func (t *Table) Errorf(col int, format string, args ...any) error {
+	if col < 0 {
+		return fmt.Errorf("line %d: %s", t.line, fmt.Sprintf(format, args...))
+	}
 	return fmt.Errorf("line %d column %s: %s", t.line, t.header[col], fmt.Sprintf(format, args...))
 }

@@ -1,6 +1,7 @@
 package csvtable
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -63,5 +64,45 @@ func TestTable(t *testing.T) {
 	tab, _ = Open(strings.NewReader("a,b\n1\n"))
 	if _, err := tab.Next(); err == nil || !strings.Contains(err.Error(), "wrong number of fields") {
 		t.Errorf("a ragged row: %v", err)
+	}
+	tab, _ = Open(strings.NewReader("a,b\n"))
+	tab.Require("--time-col", "")
+	tab.Column("", "c")
+	if err := tab.Missing(); err == nil || err.Error() != `--time-col is required; no column "c" (columns: a, b)` {
+		t.Errorf("required: %v", err)
+	}
+}
+
+// Lines are the file's: a blank line and a quoted field over two lines
+// count, a byte order mark does not name a column.
+func TestTableLines(t *testing.T) {
+	t.Parallel()
+	tab, err := Open(strings.NewReader("\ufeffa,b\n1,2\n\n3,\"x\ny\"\n4,z\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := tab.Column("a", "a"), tab.Column("b", "b")
+	if err := tab.Missing(); err != nil {
+		t.Fatal(err)
+	}
+	var lines, rows []int
+	var last error
+	for {
+		ok, err := tab.Next()
+		if err != nil || !ok {
+			break
+		}
+		lines, rows = append(lines, tab.Line()), append(rows, tab.Row())
+		_, last = tab.Float(b)
+		_ = a
+	}
+	if fmt.Sprint(lines) != "[2 4 6]" || fmt.Sprint(rows) != "[1 2 3]" {
+		t.Errorf("lines %v, rows %v; want [2 4 6], [1 2 3]", lines, rows)
+	}
+	if last == nil || last.Error() != `line 6 column b: "z" is not a number` {
+		t.Errorf("error %v", last)
+	}
+	if err := tab.Errorf(-1, "bad row"); err.Error() != "line 6: bad row" {
+		t.Errorf("row error %v", err)
 	}
 }

@@ -62,7 +62,7 @@ func FitLinear(X [][]float64, y []float64, q float64) (*Linear, error) {
 		loss := 0.0
 		for i := range n {
 			r := y[i] - mat.Dot(design.RowView(i), beta)
-			loss += pinball(q, r)
+			loss += pinball(q, y[i], y[i]-r)
 			w := q
 			if r < 0 {
 				w = 1 - q
@@ -110,8 +110,9 @@ func weightedLeastSquares(X *mat.Dense, y *mat.VecDense, w []float64, beta *mat.
 	return chol.SolveVecTo(beta, xtwy)
 }
 
-// pinball is the quantile loss at level q of a residual r = y - f.
-func pinball(q, r float64) float64 {
+// pinball is the quantile (pinball) loss of predicting f for y at level q.
+func pinball(q, y, f float64) float64 {
+	r := y - f
 	if r >= 0 {
 		return q * r
 	}

@@ -311,7 +311,7 @@ func readCSV(fsys fs.FS, name string, required []string, each func(csvRow) error
 	}
 	row := csvRow{t: t, cols: map[string]int{}}
 	for _, col := range required {
-		row.cols[col] = t.Column("column", col)
+		row.cols[col] = t.Column("", col)
 	}
 	if err := t.Missing(); err != nil {
 		return fmt.Errorf("%s: %w", name, err)

@@ -9,7 +9,6 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jobfleet/jobfleet"
@@ -91,34 +90,25 @@ func ReadCSV(r io.Reader, cols CSVColumns) (*Trace, error) {
 	if cols.MemoryUnit == 0 {
 		cols.MemoryUnit = 1
 	}
-	var required []string
-	for _, req := range []struct{ flag, name string }{{"--time-col", cols.Time}, {"--type-col", cols.Type}, {"--runtime-col", cols.Runtime}, {"--peak-col", cols.Peak}} {
-		if req.name == "" {
-			required = append(required, req.flag+" is required")
-		}
-	}
-	if len(required) > 0 {
-		return nil, errors.New(strings.Join(required, "; "))
-	}
 	tab, err := csvtable.Open(r)
 	if err != nil {
 		return nil, err
 	}
 	idCol := tab.Column("--id-col", cols.ID)
-	timeCol := tab.Column("--time-col", cols.Time)
-	typeCol := tab.Column("--type-col", cols.Type)
-	runCol := tab.Column("--runtime-col", cols.Runtime)
-	peakCol := tab.Column("--peak-col", cols.Peak)
+	timeCol := tab.Require("--time-col", cols.Time)
+	typeCol := tab.Require("--type-col", cols.Type)
+	runCol := tab.Require("--runtime-col", cols.Runtime)
+	peakCol := tab.Require("--peak-col", cols.Peak)
 	reqCol := tab.Column("--request-col", cols.Request)
 	cpuCol := tab.Column("--cpu-col", cols.CPU)
 	gpuCol := tab.Column("--gpu-col", cols.GPU)
 	labelCols := make([]int, len(cols.Labels))
 	for i, l := range cols.Labels {
-		labelCols[i] = tab.Column("--label-cols", l)
+		labelCols[i] = tab.Require("--label-cols", l)
 	}
 	featureCols := make([]int, len(cols.Features))
 	for i, f := range cols.Features {
-		featureCols[i] = tab.Column("--features", f)
+		featureCols[i] = tab.Require("--features", f)
 	}
 	if err := tab.Missing(); err != nil {
 		return nil, err
@@ -168,7 +158,7 @@ func ReadCSV(r io.Reader, cols CSVColumns) (*Trace, error) {
 		}
 		j.ID = tab.String(idCol)
 		if idCol < 0 {
-			j.ID = strconv.Itoa(tab.Line() - 1)
+			j.ID = strconv.Itoa(tab.Row())
 		}
 		if !math.IsNaN(cpu) {
 			j.CPU = cpu

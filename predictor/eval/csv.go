@@ -38,24 +38,19 @@ type CSVStats struct {
 // that name the line.
 func ReadCSV(r io.Reader, cols CSVColumns) (*Dataset, CSVStats, error) {
 	var stats CSVStats
-	for _, req := range []struct{ field, name string }{{"time", cols.Time}, {"type", cols.Type}, {"target", cols.Target}} {
-		if req.name == "" {
-			return nil, stats, fmt.Errorf("the %s column is required", req.field)
-		}
-	}
 	t, err := csvtable.Open(r)
 	if err != nil {
 		return nil, stats, fmt.Errorf("reading CSV: %w", err)
 	}
-	timeCol, typeCol, targetCol := t.Column("time", cols.Time), t.Column("type", cols.Type), t.Column("target", cols.Target)
+	timeCol, typeCol, targetCol := t.Require("time", cols.Time), t.Require("type", cols.Type), t.Require("target", cols.Target)
 	poolCol, baselineCol := t.Column("pool", cols.Pool), t.Column("baseline", cols.Baseline)
 	featureCols := make([]int, len(cols.Features))
 	for i, f := range cols.Features {
-		featureCols[i] = t.Column("feature", f)
+		featureCols[i] = t.Require("feature", f)
 	}
 	labelCols := make([]int, len(cols.Labels))
 	for i, l := range cols.Labels {
-		labelCols[i] = t.Column("label", l)
+		labelCols[i] = t.Require("label", l)
 	}
 	if err := t.Missing(); err != nil {
 		return nil, stats, fmt.Errorf("reading CSV: %w", err)

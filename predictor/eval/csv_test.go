@@ -33,6 +33,11 @@ func TestReadCSVErrors(t *testing.T) {
 			}
 		})
 	}
+	for _, bad := range []eval.CSVColumns{{Time: "t", Type: "type", Target: "mem", Features: []string{""}}, {Time: "t", Type: "type", Target: "mem", Labels: []string{""}}, {Type: "type", Target: "mem"}} {
+		if _, _, err := eval.ReadCSV(strings.NewReader("t,type,mem\n1,a,5\n"), bad); err == nil || !strings.Contains(err.Error(), "is required") {
+			t.Errorf("%+v: error %v, want a column required", bad, err)
+		}
+	}
 	ds, stats, err := eval.ReadCSV(strings.NewReader("t,type,mem,procs\n1,a,5,-1\n2,a,-1,3\n3,b,7,4\n"), cols)
 	if err != nil {
 		t.Fatal(err)

@@ -5,10 +5,10 @@ import (
 	"math/rand/v2"
 )
 
-// Family is a synthetic job family shaped like a real feature pipeline:
+// family is a synthetic job family shaped like a real feature pipeline:
 // its peak memory is a known function of its features times lognormal
 // noise, so its true quantiles are known.
-type Family struct {
+type family struct {
 	Type string
 	// Sigma is the standard deviation of the log noise.
 	Sigma float64
@@ -22,13 +22,13 @@ func logUniform(rng *rand.Rand, lo, hi float64) float64 {
 	return math.Exp(math.Log(lo) + rng.Float64()*(math.Log(hi)-math.Log(lo)))
 }
 
-// Families are the synthetic workloads:
+// families are the synthetic workloads:
 //   - export: a table export, linear in rows;
 //   - aggregate: a hierarchical aggregation, quadratic in the density of
 //     entity relationships;
 //   - join: holds several upstream partitions at once;
 //   - train: GPU training, dominated by the model's size.
-var Families = []Family{
+var families = []family{
 	{Type: "export", Sigma: 0.12, draw: func(rng *rand.Rand) (map[string]float64, float64) {
 		rows := logUniform(rng, 1e4, 5e7)
 		return map[string]float64{"rows": rows}, 150*mib + 60*rows
@@ -56,20 +56,27 @@ var Families = []Family{
 	}},
 }
 
-// SyntheticFeatures is the feature order of synthetic datasets: rows, the
+// syntheticFeatures is the feature order of synthetic datasets: rows, the
 // one feature every family has, first.
-var SyntheticFeatures = []string{"rows", "entities", "density", "upstream_bytes", "partitions", "model_params"}
+var syntheticFeatures = []string{"rows", "entities", "density", "upstream_bytes", "partitions", "model_params"}
 
-// Synthetic draws n runs of the families, spread evenly over the given
-// days in random order of families.
+// Synthetic draws n runs of four synthetic job families shaped like a
+// feature pipeline's (a table export linear in rows, an aggregation
+// quadratic in the density of entity relationships, a join holding several
+// upstream partitions, GPU training dominated by the model's size), whose
+// peak is a known function of their features times lognormal noise, so
+// that their true quantiles are known. The runs are spread evenly over the
+// given days, in random order of families; the features are rows,
+// entities, density, upstream_bytes, partitions and model_params, NaN
+// where a family has none.
 func Synthetic(n int, days float64, seed uint64) *Dataset {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	ds := &Dataset{Features: SyntheticFeatures, Samples: make([]Sample, n)}
+	ds := &Dataset{Features: syntheticFeatures, Samples: make([]Sample, n)}
 	for i := range n {
-		fam := Families[rng.IntN(len(Families))]
+		fam := families[rng.IntN(len(families))]
 		f, mean := fam.draw(rng)
-		x := make([]float64, len(SyntheticFeatures))
-		for j, name := range SyntheticFeatures {
+		x := make([]float64, len(syntheticFeatures))
+		for j, name := range syntheticFeatures {
 			v, ok := f[name]
 			if !ok {
 				v = math.NaN()
