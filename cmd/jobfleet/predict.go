@@ -245,7 +245,9 @@ const evalColumns = `Columns:
   slack       over the covered jobs, allocated memory not used: sum(alloc - peak) / sum(alloc)
   overalloc   over all jobs, memory allocated beyond the peak, relative to the peaks: sum(max(alloc - peak, 0)) / sum(peak)
   mean alloc  mean allocation, in the unit of the target column
-  jobs        test jobs the method was scored on; the baseline only on jobs with a value, the rest counted as missing`
+  jobs        test jobs the method was scored on; jobs it has no allocation for are counted as missing (the baseline's
+              without a value; the predictor's when its model had nothing to size them by, where the dispatcher
+              takes the type's default)`
 
 func printReport(w io.Writer, r *eval.Report, minGroupJobs int) error {
 	fmt.Fprintf(w, "test jobs: %d   skipped rows: %d", r.TestJobs, r.Skipped)

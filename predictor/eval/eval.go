@@ -115,8 +115,11 @@ type MethodResult struct {
 	MeanAlloc      float64 `json:"mean_alloc"`
 	Jobs           int     `json:"jobs"`
 	// Missing counts the runs the method has no allocation for (the
-	// baseline's runs without a request): they are left out of its
-	// coverage, slack and means, not scored as uncovered.
+	// baseline's runs without a request; the predictor's when its model
+	// has nothing to size them by, as with too few runs to train an
+	// estimator, where the dispatcher takes the type's default): they
+	// are left out of its coverage, slack and means, not scored as
+	// uncovered.
 	Missing int `json:"missing,omitempty"`
 }
 
@@ -424,19 +427,15 @@ func monthOf(s Sample) string {
 }
 
 // measure computes the metrics of allocations for test runs. Runs the
-// baseline has no value for (NaN) are counted as missing and left out;
-// another method's missing allocation is not covered, with none.
+// method has no allocation for (NaN) are counted as missing and left out.
 func measure(name string, test []Sample, alloc []float64) MethodResult {
 	var covered, missing int
 	var slackNum, slackDen, over, peaks, total float64
 	for i, s := range test {
 		a := alloc[i]
 		if math.IsNaN(a) {
-			if name == MethodBaseline {
-				missing++
-				continue
-			}
-			a = 0
+			missing++
+			continue
 		}
 		total += a
 		peaks += s.Peak
@@ -499,6 +498,9 @@ func (p *predictorMethod) predict(s Sample) float64 {
 	}
 	pred := p.model.Predict(job)
 	p.sources = append(p.sources, pred.Source)
+	if pred.Source == predictor.SourceNone {
+		return math.NaN() // the dispatcher would take the type's default
+	}
 	return pred.Memory
 }
 

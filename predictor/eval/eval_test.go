@@ -112,3 +112,25 @@ func TestGroupByMatchesFirstFeature(t *testing.T) {
 		t.Errorf("by label %+v, as a first feature %+v", r1.Methods[0], r2.Methods[0])
 	}
 }
+
+// TestPredictorWithoutModelIsMissing: jobs the predictor's model has
+// nothing to size by (too few runs for an estimator) are counted as
+// missing, as the dispatcher would size them by the type's default, not
+// scored as allocations of zero.
+func TestPredictorWithoutModelIsMissing(t *testing.T) {
+	t.Parallel()
+	ds := &predictor.Dataset{Features: []string{"rows"}}
+	for i := range 40 {
+		ds.Samples = append(ds.Samples, predictor.Sample{Time: float64(i), Type: "a", Features: []float64{float64(i)}, Peak: 100 + float64(i), Baseline: math.NaN()})
+	}
+	r, err := eval.Evaluate(t.Context(), ds, eval.Options{Split: 0.3, Train: predictor.Options{Strategy: predictor.StrategyEstimators}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := r.Methods[0]; p.Missing != r.TestJobs || p.Jobs != 0 || p.Coverage != 0 {
+		t.Errorf("predictor %+v over %d test jobs: want every job missing", p, r.TestJobs)
+	}
+	if q := r.Methods[1]; q.Missing != 0 || q.Jobs != r.TestJobs {
+		t.Errorf("type-quantile %+v: want every job scored", q)
+	}
+}
