@@ -1,5 +1,6 @@
-// Package quantreg fits linear quantile regression, for the predictor's
-// estimators and its evaluation's fixed-formula baseline.
+// Package quantreg computes empirical quantiles and fits linear quantile
+// regression, for the predictor's estimators, its evaluation's baselines
+// and the simulator's sizing policies.
 package quantreg
 
 import (

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"sort"
 
-	"gonum.org/v1/gonum/stat"
-
+	"github.com/jobfleet/jobfleet/internal/quantreg"
 	"github.com/jobfleet/jobfleet/predictor"
 )
 
@@ -165,9 +163,9 @@ func (s *quantileSizer) train(_ context.Context, history []int, _ []float64) err
 	}
 	s.byType = make(map[string]float64, len(groups))
 	for typ, vs := range groups {
-		s.byType[typ] = quantile(vs, s.q)
+		s.byType[typ] = quantreg.Quantile(vs, s.q)
 	}
-	s.global = quantile(all, s.q)
+	s.global = quantreg.Quantile(all, s.q)
 	return nil
 }
 
@@ -176,13 +174,6 @@ func (s *quantileSizer) size(i int) float64 {
 		return v
 	}
 	return s.global
-}
-
-// quantile is the empirical q-quantile (the smallest value at least a q
-// share of values are at or below); it sorts vs.
-func quantile(vs []float64, q float64) float64 {
-	slices.Sort(vs)
-	return stat.Quantile(q, stat.Empirical, vs, nil)
 }
 
 // predictorSizer is jobfleet's predictor, retrained at each step.

@@ -523,9 +523,9 @@ func (t *typeQuantile) train(_ context.Context, history []Sample, _ []string) er
 	}
 	t.types = make(map[string]float64, len(byType))
 	for typ, v := range byType {
-		t.types[typ] = quantile(v, t.q)
+		t.types[typ] = quantreg.Quantile(v, t.q)
 	}
-	t.global = quantile(all, t.q)
+	t.global = quantreg.Quantile(all, t.q)
 	return nil
 }
 
@@ -624,7 +624,7 @@ func (f *fixedFormula) train(_ context.Context, history []Sample, features []str
 	for i, s := range history {
 		residual[i] = s.Peak - f.coef*featureOrZero(s)
 	}
-	f.base = quantile(residual, f.q)
+	f.base = quantreg.Quantile(residual, f.q)
 	return nil
 }
 
@@ -646,16 +646,6 @@ type baselineMethod struct{}
 func (baselineMethod) name() string                                    { return MethodBaseline }
 func (baselineMethod) train(context.Context, []Sample, []string) error { return nil }
 func (baselineMethod) predict(s Sample) float64                        { return s.Baseline }
-
-// quantile is the empirical q-quantile of values: the smallest value with
-// at least a share q of them at or below it. It sorts values.
-func quantile(values []float64, q float64) float64 {
-	if len(values) == 0 {
-		return math.NaN()
-	}
-	slices.Sort(values)
-	return stat.Quantile(q, stat.Empirical, values, nil)
-}
 
 // weightedQuantile is quantile with weights: the smallest value whose
 // cumulative weight reaches a share q of the total.
