@@ -172,7 +172,9 @@ func (w *world) startWorker(url string) *worker {
 		IdleTimeout: 3 * time.Second, Cgroup: "off", ReasonFile: filepath.Join(w.t.TempDir(), "none"),
 	}
 	cmd := exec.Command(w.bin, append([]string{"--log-format", "json", "worker", "--"}, typ.Command...)...)
-	cmd.Env = append(w.proxiedEnv(), env.Strings()...)
+	// Its own temp directory, as a pod's /tmp: a killed worker's leftovers
+	// go with the test.
+	cmd.Env = append(append(w.proxiedEnv(), env.Strings()...), "TMPDIR="+w.t.TempDir())
 	wk := &worker{cmd: cmd, out: &testenv.Buffer{}, done: make(chan struct{})}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw

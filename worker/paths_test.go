@@ -285,6 +285,7 @@ func TestContainerPeakIsResetBetweenJobs(t *testing.T) {
 	cmd := exec.Command("/bin/sh", "-c", `echo $$ > "$0" && exec "$@"`, filepath.Join(dir, "cgroup.procs"),
 		bin, "--log-format", "json", "worker", "--", b.testjob, "alloc-params", "200")
 	cmd.Env = append(append(append(os.Environ(), b.sqs.Env()...), b.s3.Env()...), env.Strings()...)
+	cmd.Env = append(cmd.Env, "TMPDIR="+t.TempDir())
 	out := &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

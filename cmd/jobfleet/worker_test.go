@@ -50,6 +50,7 @@ func TestWorkerCommandSIGTERM(t *testing.T) {
 	cmd.Env = append(os.Environ(), sqs.Env()...)
 	cmd.Env = append(cmd.Env, s3.Env()...)
 	cmd.Env = append(cmd.Env, env.Strings()...)
+	cmd.Env = append(cmd.Env, "TMPDIR="+t.TempDir())
 	var out testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

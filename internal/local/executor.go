@@ -224,12 +224,14 @@ func (e *executor) start(cl dispatcher.Class, url string) error {
 	typ, _ := e.registry.Type(cl.Type)
 	p.grace = typ.Checkpoint.GracePeriod()
 	p.dir = filepath.Join(e.dir, "pods", p.name)
-	if err := os.MkdirAll(p.dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(p.dir, "tmp"), 0o755); err != nil {
 		return err
 	}
 	args := append([]string{"--log-format", "json", "worker", "--"}, typ.Command...)
 	p.cmd = exec.Command(e.binary, args...)
 	p.cmd.Env = append(append(os.Environ(), e.env...), e.workerEnv(p, url, n).Strings()...)
+	// A temp directory of the pod's own, as a container's /tmp is.
+	p.cmd.Env = append(p.cmd.Env, "TMPDIR="+filepath.Join(p.dir, "tmp"))
 	logFile, err := os.Create(filepath.Join(p.dir, "output.log"))
 	if err != nil {
 		return err

@@ -309,8 +309,10 @@ func (r *PodRunner) start(ctx context.Context, pod *corev1.Pod) error {
 	}
 	c := pod.Spec.Containers[0]
 	dir := filepath.Join(r.dir, pod.Namespace, pod.Name)
-	if err := os.MkdirAll(filepath.Join(dir, "checkpoint"), 0o755); err != nil {
-		return err
+	for _, sub := range []string{"checkpoint", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return err
+		}
 	}
 	p := &runningPod{namespace: pod.Namespace, name: pod.Name, uid: pod.UID, dir: dir, exited: make(chan struct{})}
 	r.writeAnnotations(p, pod)
@@ -322,7 +324,9 @@ func (r *PodRunner) start(ctx context.Context, pod *corev1.Pod) error {
 	if err != nil {
 		return err
 	}
-	env := r.podEnv(kubeconfig)
+	// A temp directory of the pod's own, as a container's /tmp is: what a
+	// killed process leaves there goes with the pod's directory.
+	env := r.podEnv(kubeconfig, "TMPDIR="+filepath.Join(dir, "tmp"))
 	for _, e := range c.Env {
 		env = append(env, e.Name+"="+mounts.Replace(envValue(pod, e)))
 	}
