@@ -270,7 +270,7 @@ var groupHalfLives = []float64{24 * 3600, 3 * 86400, 7 * 86400, math.Inf(1)}
 
 // fitGroups trains the group model on time-ordered successful runs. Each
 // run's weight halves every half-life of its age, so that a group's
-// quantile follows what the group does now. Unless Options.GroupHalfLife
+// quantile follows what the group does now. Unless Tuning.GroupHalfLife
 // fixes it, the half-life is chosen among groupHalfLives by the pinball
 // loss of the groups' quantiles on the window's last week, computed from
 // the runs before it: a day suits groups that move in bursts, the whole

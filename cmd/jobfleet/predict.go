@@ -22,7 +22,7 @@ import (
 // PredictCmd groups the predictor's commands.
 type PredictCmd struct {
 	Train   PredictTrainCmd   `cmd:"" help:"Train a memory model from run records or a CSV trace."`
-	Eval    PredictEvalCmd    `cmd:"" help:"Evaluate the predictor against baseline methods on a CSV trace, walking forward through time."`
+	Eval    PredictEvalCmd    `cmd:"" help:"Evaluate the predictor against baseline methods on a CSV trace or run records, walking forward through time."`
 	Explain PredictExplainCmd `cmd:"" help:"Print a model's allocation for a job and why: the group or estimator that decided, the runs behind it, the margin."`
 }
 
@@ -37,12 +37,20 @@ type csvFlags struct {
 	BaselineCol string   `name:"baseline-col" env:"JOBFLEET_PREDICT_BASELINE_COL" placeholder:"COL" help:"Column with what was allocated before (e.g. requested memory), compared as the baseline method."`
 }
 
+// columnFlagSet reports whether a flag naming a CSV column is set.
+func (c *csvFlags) columnFlagSet() bool {
+	return c.TimeCol != "" || c.TypeCol != "" || c.TargetCol != "" || c.PoolCol != "" || c.BaselineCol != ""
+}
+
+// recordsColumnFlags says why --records takes no column flag.
+const recordsColumnFlags = "--records: the column flags (--time-col, --type-col, --target-col, --pool-col, --baseline-col) name a CSV's columns; run records have their own fields"
+
 // read reads the CSV trace, with the columns labels names as labels.
 func (c *csvFlags) read(labels []string) (*predictor.Dataset, eval.CSVStats, error) {
 	var missing []string
-	for flag, v := range map[string]string{"--time-col": c.TimeCol, "--type-col": c.TypeCol, "--target-col": c.TargetCol} {
-		if v == "" {
-			missing = append(missing, flag)
+	for _, f := range []struct{ flag, v string }{{"--time-col", c.TimeCol}, {"--type-col", c.TypeCol}, {"--target-col", c.TargetCol}} {
+		if f.v == "" {
+			missing = append(missing, f.flag)
 		}
 	}
 	if len(missing) > 0 {
@@ -99,6 +107,10 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 	switch {
 	case c.CSV != "" && c.Records != "":
 		return errors.New("--csv and --records are two sources of runs: use one")
+	case c.Window < 0:
+		return fmt.Errorf("--window %v: not negative (0 reads all the records)", c.Window)
+	case c.Records != "" && c.columnFlagSet():
+		return errors.New(recordsColumnFlags)
 	case c.CSV != "":
 		var stats eval.CSVStats
 		var err error
@@ -166,8 +178,8 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 		return errors.New("--csv and --records are two sources of runs: use one")
 	case c.CSV == "" && c.Records == "":
 		return errors.New("give --csv or --records")
-	case c.Records != "" && (c.TimeCol != "" || c.TypeCol != "" || c.TargetCol != "" || c.PoolCol != "" || c.BaselineCol != ""):
-		return errors.New("--records: the column flags (--time-col, --type-col, --target-col, --pool-col, --baseline-col) name a CSV's columns; run records have their own fields")
+	case c.Records != "" && c.columnFlagSet():
+		return errors.New(recordsColumnFlags)
 	case c.MinGroupJobs < -1:
 		return fmt.Errorf("--min-group-jobs %d: -1 (500 for months, 1000 for types) or a number of jobs", c.MinGroupJobs)
 	case c.Split > 0 && (c.RetrainEvery != 0 || c.Window != 0):
@@ -245,14 +257,15 @@ const evalColumns = `Columns:
   slack       over the covered jobs, allocated memory not used: sum(alloc - peak) / sum(alloc)
   overalloc   over all jobs, memory allocated beyond the peak, relative to the peaks: sum(max(alloc - peak, 0)) / sum(peak)
   mean alloc  mean allocation, in the unit of the target column
-  jobs        test jobs the method was scored on; jobs it has no allocation for are counted as missing (the baseline's
-              without a value; the predictor's when its model had nothing to size them by, where the dispatcher
-              takes the type's default)`
+  jobs        test jobs the method was scored on; the baseline only on jobs with a value, the rest counted as missing`
 
 func printReport(w io.Writer, r *eval.Report, minGroupJobs int) error {
 	fmt.Fprintf(w, "test jobs: %d   skipped rows: %d", r.TestJobs, r.Skipped)
 	if r.Censored > 0 {
 		fmt.Fprintf(w, "   OOM-killed runs left out: %d (their peak is unknown; their reruns count)", r.Censored)
+	}
+	if r.Unsized > 0 {
+		fmt.Fprintf(w, "   left out, the predictor's models having too few runs to size them: %d (the dispatcher takes the type's default)", r.Unsized)
 	}
 	fmt.Fprintln(w)
 	features := "none"

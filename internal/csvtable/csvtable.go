@@ -4,6 +4,7 @@
 package csvtable
 
 import (
+	"bufio"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -24,9 +25,13 @@ type Table struct {
 	rec     []string
 }
 
-// Open reads the header row of r.
+// Open reads the header row of r, after a byte order mark if there is one.
 func Open(r io.Reader) (*Table, error) {
-	cr := csv.NewReader(r)
+	br := bufio.NewReader(r)
+	if mark, err := br.Peek(3); err == nil && string(mark) == "\ufeff" {
+		_, _ = br.Discard(3)
+	}
+	cr := csv.NewReader(br)
 	cr.ReuseRecord = true
 	header, err := cr.Read()
 	if errors.Is(err, io.EOF) {
@@ -37,9 +42,6 @@ func Open(r io.Reader) (*Table, error) {
 	}
 	t := &Table{cr: cr, header: make([]string, len(header)), index: make(map[string]int, len(header)), line: 1}
 	for i, name := range header {
-		if i == 0 {
-			name = strings.TrimPrefix(name, "\ufeff") // a byte order mark
-		}
 		t.header[i] = strings.TrimSpace(name)
 		t.index[t.header[i]] = i
 	}
@@ -67,9 +69,14 @@ func (t *Table) Column(what, name string) int {
 }
 
 // Require is Column for a column that must be named: an empty name is
-// kept for Missing as what is required.
-func (t *Table) Require(what, name string) int {
-	if name == "" {
+// kept for Missing, as what is required or, in a list (list true), as an
+// empty name in it.
+func (t *Table) Require(what, name string, list bool) int {
+	switch {
+	case name == "" && list:
+		t.missing = append(t.missing, what+": an empty column name")
+		return -1
+	case name == "":
 		t.missing = append(t.missing, what+" is required")
 		return -1
 	}

@@ -66,9 +66,10 @@ func TestTable(t *testing.T) {
 		t.Errorf("a ragged row: %v", err)
 	}
 	tab, _ = Open(strings.NewReader("a,b\n"))
-	tab.Require("--time-col", "")
+	tab.Require("--time-col", "", false)
+	tab.Require("--features", "", true)
 	tab.Column("", "c")
-	if err := tab.Missing(); err == nil || err.Error() != `--time-col is required; no column "c" (columns: a, b)` {
+	if err := tab.Missing(); err == nil || err.Error() != `--time-col is required; --features: an empty column name; no column "c" (columns: a, b)` {
 		t.Errorf("required: %v", err)
 	}
 }
@@ -77,7 +78,7 @@ func TestTable(t *testing.T) {
 // count, a byte order mark does not name a column.
 func TestTableLines(t *testing.T) {
 	t.Parallel()
-	tab, err := Open(strings.NewReader("\ufeffa,b\n1,2\n\n3,\"x\ny\"\n4,z\n"))
+	tab, err := Open(strings.NewReader("\ufeff\"a\",b\n1,2\n\n3,\"x\ny\"\n4,z\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

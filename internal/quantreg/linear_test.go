@@ -30,3 +30,25 @@ func TestLinearQuantileRegression(t *testing.T) {
 		t.Errorf("coef = %.3f, %.3f; want %.3f, %.3f", a, b, 1+z90, 3+z90)
 	}
 }
+
+func TestQuantile(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		values []float64
+		q      float64
+		want   float64
+	}{
+		{[]float64{5, 1, 4, 2, 3}, 0.9, 5},
+		{[]float64{5, 1, 4, 2, 3}, 0.8, 4},
+		{[]float64{5, 1, 4, 2, 3}, 0.5, 3},
+		{[]float64{5, 1, 4, 2, 3}, 0, 1},
+		{[]float64{7}, 0.9, 7},
+	} {
+		if got := Quantile(tc.values, tc.q); got != tc.want {
+			t.Errorf("Quantile(%v, %v) = %v, want %v", tc.values, tc.q, got, tc.want)
+		}
+	}
+	if got := Quantile(nil, 0.9); !math.IsNaN(got) {
+		t.Errorf("no values: %v, want NaN", got)
+	}
+}

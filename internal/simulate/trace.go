@@ -95,20 +95,20 @@ func ReadCSV(r io.Reader, cols CSVColumns) (*Trace, error) {
 		return nil, err
 	}
 	idCol := tab.Column("--id-col", cols.ID)
-	timeCol := tab.Require("--time-col", cols.Time)
-	typeCol := tab.Require("--type-col", cols.Type)
-	runCol := tab.Require("--runtime-col", cols.Runtime)
-	peakCol := tab.Require("--peak-col", cols.Peak)
+	timeCol := tab.Require("--time-col", cols.Time, false)
+	typeCol := tab.Require("--type-col", cols.Type, false)
+	runCol := tab.Require("--runtime-col", cols.Runtime, false)
+	peakCol := tab.Require("--peak-col", cols.Peak, false)
 	reqCol := tab.Column("--request-col", cols.Request)
 	cpuCol := tab.Column("--cpu-col", cols.CPU)
 	gpuCol := tab.Column("--gpu-col", cols.GPU)
 	labelCols := make([]int, len(cols.Labels))
 	for i, l := range cols.Labels {
-		labelCols[i] = tab.Require("--label-cols", l)
+		labelCols[i] = tab.Require("--label-cols", l, true)
 	}
 	featureCols := make([]int, len(cols.Features))
 	for i, f := range cols.Features {
-		featureCols[i] = tab.Require("--features", f)
+		featureCols[i] = tab.Require("--features", f, true)
 	}
 	if err := tab.Missing(); err != nil {
 		return nil, err

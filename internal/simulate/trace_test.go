@@ -47,7 +47,7 @@ func TestReadCSV(t *testing.T) {
 		{"t,y,r,m\n1,,3,5\n", CSVColumns{Time: "t", Type: "y", Runtime: "r", Peak: "m"}, "line 2 column y: empty job type"},
 		{"t,y,r,m\n", CSVColumns{Time: "t", Type: "y", Runtime: "r", Peak: "m"}, "no usable rows"},
 		{"", CSVColumns{Time: "t", Type: "y", Runtime: "r", Peak: "m"}, "empty"},
-		{"t,y,r,m\n1,a,3,5\n", CSVColumns{Time: "t", Type: "y", Runtime: "r", Peak: "m", Features: []string{""}, Labels: []string{""}}, "--label-cols is required; --features is required"},
+		{"t,y,r,m\n1,a,3,5\n", CSVColumns{Time: "t", Type: "y", Runtime: "r", Peak: "m", Features: []string{""}, Labels: []string{""}}, "--label-cols: an empty column name; --features: an empty column name"},
 		{"t,y,r,m\n1,a,3,5\n\n2,a,x,5\n", CSVColumns{Time: "t", Type: "y", Runtime: "r", Peak: "m"}, `line 4 column r: "x" is not a number`},
 	} {
 		_, err := ReadCSV(strings.NewReader(tc.csv), tc.cols)

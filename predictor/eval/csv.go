@@ -42,15 +42,15 @@ func ReadCSV(r io.Reader, cols CSVColumns) (*Dataset, CSVStats, error) {
 	if err != nil {
 		return nil, stats, fmt.Errorf("reading CSV: %w", err)
 	}
-	timeCol, typeCol, targetCol := t.Require("time", cols.Time), t.Require("type", cols.Type), t.Require("target", cols.Target)
+	timeCol, typeCol, targetCol := t.Require("time", cols.Time, false), t.Require("type", cols.Type, false), t.Require("target", cols.Target, false)
 	poolCol, baselineCol := t.Column("pool", cols.Pool), t.Column("baseline", cols.Baseline)
 	featureCols := make([]int, len(cols.Features))
 	for i, f := range cols.Features {
-		featureCols[i] = t.Require("feature", f)
+		featureCols[i] = t.Require("feature", f, true)
 	}
 	labelCols := make([]int, len(cols.Labels))
 	for i, l := range cols.Labels {
-		labelCols[i] = t.Require("label", l)
+		labelCols[i] = t.Require("label", l, true)
 	}
 	if err := t.Missing(); err != nil {
 		return nil, stats, fmt.Errorf("reading CSV: %w", err)

@@ -33,9 +33,16 @@ func TestReadCSVErrors(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []eval.CSVColumns{{Time: "t", Type: "type", Target: "mem", Features: []string{""}}, {Time: "t", Type: "type", Target: "mem", Labels: []string{""}}, {Type: "type", Target: "mem"}} {
-		if _, _, err := eval.ReadCSV(strings.NewReader("t,type,mem\n1,a,5\n"), bad); err == nil || !strings.Contains(err.Error(), "is required") {
-			t.Errorf("%+v: error %v, want a column required", bad, err)
+	for _, tc := range []struct {
+		cols eval.CSVColumns
+		want string
+	}{
+		{eval.CSVColumns{Time: "t", Type: "type", Target: "mem", Features: []string{""}}, "feature: an empty column name"},
+		{eval.CSVColumns{Time: "t", Type: "type", Target: "mem", Labels: []string{""}}, "label: an empty column name"},
+		{eval.CSVColumns{Type: "type", Target: "mem"}, "time is required"},
+	} {
+		if _, _, err := eval.ReadCSV(strings.NewReader("t,type,mem\n1,a,5\n"), tc.cols); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want %q", tc.cols, err, tc.want)
 		}
 	}
 	ds, stats, err := eval.ReadCSV(strings.NewReader("t,type,mem,procs\n1,a,5,-1\n2,a,-1,3\n3,b,7,4\n"), cols)

@@ -60,7 +60,12 @@ type Report struct {
 	// Censored counts the runs left out because they were OOM-killed
 	// (Sample.Missed): their peak is unknown, and their successful rerun
 	// stands for the job.
-	Censored int            `json:"censored,omitempty"`
+	Censored int `json:"censored,omitempty"`
+	// Unsized counts the test runs left out because the predictor's model
+	// had nothing to size them by (too few runs for an estimator; the
+	// dispatcher takes the type's default): every method is scored on the
+	// same runs.
+	Unsized int            `json:"unsized,omitempty"`
 	Methods  []MethodResult `json:"methods"`
 	// Types holds per-type results when asked for, largest types first.
 	Types []GroupResult `json:"types,omitempty"`
@@ -115,11 +120,8 @@ type MethodResult struct {
 	MeanAlloc      float64 `json:"mean_alloc"`
 	Jobs           int     `json:"jobs"`
 	// Missing counts the runs the method has no allocation for (the
-	// baseline's runs without a request; the predictor's when its model
-	// has nothing to size them by, as with too few runs to train an
-	// estimator, where the dispatcher takes the type's default): they
-	// are left out of its coverage, slack and means, not scored as
-	// uncovered.
+	// baseline's runs without a request): they are left out of its
+	// coverage, slack and means, not scored as uncovered.
 	Missing int `json:"missing,omitempty"`
 }
 
@@ -255,7 +257,26 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 	if len(test) == 0 {
 		return nil, errors.New("no test runs")
 	}
-	r := &Report{TestJobs: len(test), Skipped: skipped, Censored: censored}
+	// Jobs the predictor's model had nothing to size by (too few runs for
+	// an estimator) are left out of every method, so that all are scored
+	// on the same jobs; the dispatcher sizes them by their type's default.
+	unsized := 0
+	for i := 0; i < len(test); {
+		if !math.IsNaN(allocs[0][i]) {
+			i++
+			continue
+		}
+		unsized++
+		test = slices.Delete(test, i, i+1)
+		pred.sources = slices.Delete(pred.sources, i, i+1)
+		for k := range allocs {
+			allocs[k] = slices.Delete(allocs[k], i, i+1)
+		}
+	}
+	if len(test) == 0 {
+		return nil, fmt.Errorf("the predictor sized none of the %d test jobs: its models had too few runs (the dispatcher sizes such jobs by their type's default)", unsized)
+	}
+	r := &Report{TestJobs: len(test), Skipped: skipped, Censored: censored, Unsized: unsized}
 	for _, src := range []predictor.Source{predictor.SourceSignature, predictor.SourceType, predictor.SourceThin, predictor.SourceFeatures, predictor.SourcePool, predictor.SourceGlobal, predictor.SourceNone} {
 		var sub []Sample
 		a := make([][]float64, len(methods))
@@ -615,7 +636,7 @@ func (f *fixedFormula) train(_ context.Context, history []Sample, features []str
 			}
 		}
 		if len(y) >= 20 {
-			if lm, err := quantreg.FitLinear(X, y, f.q); err == nil {
+			if lm, err := quantreg.FitLinear(X, y, f.q); err == nil && !math.IsNaN(lm.Coef[1]) {
 				f.coef = math.Max(lm.Coef[1], 0)
 			}
 		}

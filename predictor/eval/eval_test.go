@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/jobfleet/jobfleet/predictor"
 	"github.com/jobfleet/jobfleet/predictor/eval"
@@ -113,24 +115,42 @@ func TestGroupByMatchesFirstFeature(t *testing.T) {
 	}
 }
 
-// TestPredictorWithoutModelIsMissing: jobs the predictor's model has
-// nothing to size by (too few runs for an estimator) are counted as
-// missing, as the dispatcher would size them by the type's default, not
+// TestPredictorWithoutModelIsLeftOut: test jobs the predictor's model has
+// nothing to size by (too few runs for an estimator; the dispatcher takes
+// the type's default) are left out of every method and counted, not
 // scored as allocations of zero.
-func TestPredictorWithoutModelIsMissing(t *testing.T) {
+func TestPredictorWithoutModelIsLeftOut(t *testing.T) {
 	t.Parallel()
 	ds := &predictor.Dataset{Features: []string{"rows"}}
-	for i := range 40 {
-		ds.Samples = append(ds.Samples, predictor.Sample{Time: float64(i), Type: "a", Features: []float64{float64(i)}, Peak: 100 + float64(i), Baseline: math.NaN()})
+	add := func(day, n int) {
+		for i := range n {
+			x := float64(len(ds.Samples))
+			ds.Samples = append(ds.Samples, predictor.Sample{Time: float64(day)*86400 + float64(i)*60, Type: "a", Features: []float64{x}, Peak: 100 + x, Baseline: math.NaN()})
+		}
 	}
-	r, err := eval.Evaluate(t.Context(), ds, eval.Options{Split: 0.3, Train: predictor.Options{Strategy: predictor.StrategyEstimators}}, 0)
+	// Ten runs on each of the first two days, too few for an estimator;
+	// forty on each of the next three.
+	add(0, 10)
+	add(1, 10)
+	add(2, 40)
+	add(3, 40)
+	add(4, 40)
+	opts := eval.Options{RetrainEvery: 24 * time.Hour, Window: 24 * time.Hour, Train: predictor.Options{Strategy: predictor.StrategyEstimators}}
+	r, err := eval.Evaluate(t.Context(), ds, opts, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := r.Methods[0]; p.Missing != r.TestJobs || p.Jobs != 0 || p.Coverage != 0 {
-		t.Errorf("predictor %+v over %d test jobs: want every job missing", p, r.TestJobs)
+	// Days 1 and 2 are sized from 10 runs each: left out.
+	if r.Unsized != 50 || r.TestJobs != 80 {
+		t.Errorf("%d unsized, %d test jobs; want 50 and 80", r.Unsized, r.TestJobs)
 	}
-	if q := r.Methods[1]; q.Missing != 0 || q.Jobs != r.TestJobs {
-		t.Errorf("type-quantile %+v: want every job scored", q)
+	for _, m := range r.Methods {
+		if m.Jobs != r.TestJobs || m.Missing != 0 {
+			t.Errorf("%s scored on %d jobs (%d missing), want all %d", m.Name, m.Jobs, m.Missing, r.TestJobs)
+		}
+	}
+	opts.RetrainEvery, opts.Window, opts.Split = 0, 0, 0.1
+	if _, err := eval.Evaluate(t.Context(), ds, opts, 0); err == nil || !strings.Contains(err.Error(), "the predictor sized none of the") {
+		t.Errorf("nothing sized: error %v", err)
 	}
 }
