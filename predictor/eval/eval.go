@@ -66,7 +66,7 @@ type Report struct {
 	// dispatcher takes the type's default): every method is scored on the
 	// same runs.
 	Unsized int            `json:"unsized,omitempty"`
-	Methods  []MethodResult `json:"methods"`
+	Methods []MethodResult `json:"methods"`
 	// Types holds per-type results when asked for, largest types first.
 	Types []GroupResult `json:"types,omitempty"`
 	// Months holds per-month results when asked for, in time order: the
