@@ -148,33 +148,20 @@ type quantileSizer struct {
 	t      *Trace
 	q      float64
 	growth float64
-	byType map[string]float64
-	global float64
+	byType quantreg.Groups
 }
 
 func (s *quantileSizer) train(_ context.Context, history []int, _ []float64) error {
-	groups := map[string][]float64{}
-	all := make([]float64, 0, len(history))
-	for _, i := range history {
-		j := &s.t.Jobs[i]
-		v := need(j, s.growth)
-		groups[j.Type] = append(groups[j.Type], v)
-		all = append(all, v)
-	}
-	s.byType = make(map[string]float64, len(groups))
-	for typ, vs := range groups {
-		s.byType[typ] = quantreg.Quantile(vs, s.q)
-	}
-	s.global = quantreg.Quantile(all, s.q)
+	s.byType = quantreg.GroupQuantiles(s.q, func(add func(string, float64)) {
+		for _, i := range history {
+			j := &s.t.Jobs[i]
+			add(j.Type, need(j, s.growth))
+		}
+	})
 	return nil
 }
 
-func (s *quantileSizer) size(i int) float64 {
-	if v, ok := s.byType[s.t.Jobs[i].Type]; ok {
-		return v
-	}
-	return s.global
-}
+func (s *quantileSizer) size(i int) float64 { return s.byType.Of(s.t.Jobs[i].Type) }
 
 // predictorSizer is jobfleet's predictor, retrained at each step.
 type predictorSizer struct {

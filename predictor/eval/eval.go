@@ -528,34 +528,22 @@ func (p *predictorMethod) predict(s Sample) float64 {
 // typeQuantile allocates each type's empirical quantile over the window,
 // and the quantile of all runs for types it has not seen.
 type typeQuantile struct {
-	q      float64
-	types  map[string]float64
-	global float64
+	q     float64
+	types quantreg.Groups
 }
 
 func (t *typeQuantile) name() string { return MethodTypeQuantile }
 
 func (t *typeQuantile) train(_ context.Context, history []Sample, _ []string) error {
-	byType := map[string][]float64{}
-	all := make([]float64, 0, len(history))
-	for _, s := range history {
-		byType[s.Type] = append(byType[s.Type], s.Peak)
-		all = append(all, s.Peak)
-	}
-	t.types = make(map[string]float64, len(byType))
-	for typ, v := range byType {
-		t.types[typ] = quantreg.Quantile(v, t.q)
-	}
-	t.global = quantreg.Quantile(all, t.q)
+	t.types = quantreg.GroupQuantiles(t.q, func(add func(string, float64)) {
+		for _, s := range history {
+			add(s.Type, s.Peak)
+		}
+	})
 	return nil
 }
 
-func (t *typeQuantile) predict(s Sample) float64 {
-	if v, ok := t.types[s.Type]; ok {
-		return v
-	}
-	return t.global
-}
+func (t *typeQuantile) predict(s Sample) float64 { return t.types.Of(s.Type) }
 
 // vpa follows the Kubernetes Vertical Pod Autoscaler recommender's memory
 // method: a decaying histogram of peaks per workload (exponential buckets
