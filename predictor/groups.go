@@ -224,22 +224,6 @@ func prefixKeys(dst []byte, ends []int, category string, x []float64) ([]byte, [
 	return dst, ends
 }
 
-// explain is predict with the group that decided: its level's index
-// (len(Levels) for all runs) and its key.
-func (g *groupModel) explain(jobType, group, pool string, x []float64) (level int, key string) {
-	for i := range g.Levels {
-		l := &g.Levels[i]
-		k, ok := l.key(nil, jobType, group, pool, x)
-		if !ok {
-			continue
-		}
-		if _, ok := l.Groups[string(k)]; ok {
-			return i, string(k)
-		}
-	}
-	return len(g.Levels), ""
-}
-
 // check validates a decoded group model of a model with n features.
 func (g *groupModel) check(n int) error {
 	if !finite(g.Global) || !finite(g.Margin) || !finite(g.Through) {

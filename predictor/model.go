@@ -211,17 +211,16 @@ func (m *Model) Predict(job Job) Prediction {
 	if g := m.f.Groups; g != nil {
 		groupBy := m.groupBy(job.Type)
 		group := groupKey(job.Labels, groupBy)
-		level, key := g.explain(job.Type, group, pool, x)
-		p.Margin = math.Exp(g.Margin)
+		base, level := g.base(job.Type, group, pool, x)
+		p.Base, p.Margin, p.Memory = math.Exp(base), math.Exp(g.Margin), math.Exp(base+g.Margin)
 		if level == len(g.Levels) {
-			p.Source, p.Level, p.Base, p.Runs = SourceGlobal, "all runs", math.Exp(g.Global), m.f.Runs
-			p.Memory = math.Exp(g.Global + g.Margin)
+			p.Source, p.Level, p.Runs = SourceGlobal, "all runs", m.f.Runs
 			return p
 		}
 		l := &g.Levels[level]
-		p.Source = l.source()
-		p.Base, p.Runs = math.Exp(l.Groups[key]), l.Runs[key]
-		p.Memory = math.Exp(l.Groups[key] + g.Margin)
+		k, _ := l.key(nil, job.Type, group, pool, x) // the key base found
+		key := string(k)
+		p.Source, p.Runs = l.source(), l.Runs[key]
 		p.Level, p.Group = m.describe(l, groupBy, key)
 		return p
 	}
