@@ -260,18 +260,21 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 	// Jobs the predictor's model had nothing to size by (too few runs for
 	// an estimator) are left out of every method, so that all are scored
 	// on the same jobs; the dispatcher sizes them by their type's default.
-	unsized := 0
-	for i := 0; i < len(test); {
-		if !math.IsNaN(allocs[0][i]) {
-			i++
+	sized := 0
+	for i := range test {
+		if math.IsNaN(allocs[0][i]) {
 			continue
 		}
-		unsized++
-		test = slices.Delete(test, i, i+1)
-		pred.sources = slices.Delete(pred.sources, i, i+1)
+		test[sized], pred.sources[sized] = test[i], pred.sources[i]
 		for k := range allocs {
-			allocs[k] = slices.Delete(allocs[k], i, i+1)
+			allocs[k][sized] = allocs[k][i]
 		}
+		sized++
+	}
+	unsized := len(test) - sized
+	test, pred.sources = test[:sized], pred.sources[:sized]
+	for k := range allocs {
+		allocs[k] = allocs[k][:sized]
 	}
 	if len(test) == 0 {
 		return nil, fmt.Errorf("the predictor sized none of the %d test jobs: its models had too few runs (the dispatcher sizes such jobs by their type's default)", unsized)
