@@ -202,22 +202,17 @@ func TestPredictTrainWritesModel(t *testing.T) {
 func TestPredictTrainOrdersRecordFeatures(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	var lines []string
+	var records []jobfleet.RunRecord
 	now := time.Now().UTC()
 	for i := range 400 {
 		tenant := i % 4
-		r := jobfleet.RunRecord{
+		records = append(records, jobfleet.RunRecord{
 			JobID: fmt.Sprintf("job-%d", i), Type: "etl", Attempt: 1, Outcome: jobfleet.OutcomeSucceeded,
 			Features:  map[string]float64{"rows": float64(i % 97), "tenant": float64(tenant)},
 			PeakBytes: int64(100*(1+tenant)+i%5) << 20, StartedAt: now.Add(-time.Duration(400-i) * time.Hour), EndedAt: now.Add(-time.Duration(399-i) * time.Hour),
-		}
-		b, err := json.Marshal(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, string(b))
+		})
 	}
-	if err := os.WriteFile(filepath.Join(dir, "records.jsonl"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+	if err := writeRecords(dir, records); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -450,9 +445,9 @@ type explanation struct {
 func TestPredictEvalRecords(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	var lines []string
 	start := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)
 	oom := 0
+	var records []jobfleet.RunRecord
 	for i := range 2000 {
 		tenant := i % 4
 		at := start.Add(time.Duration(i) * 45 * time.Minute) // about 62 days
@@ -465,13 +460,9 @@ func TestPredictEvalRecords(t *testing.T) {
 			r.Outcome, r.PeakBytes = jobfleet.OutcomeOOM, 1<<30
 			oom++
 		}
-		b, err := json.Marshal(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, string(b))
+		records = append(records, r)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "records.jsonl"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+	if err := writeRecords(dir, records); err != nil {
 		t.Fatal(err)
 	}
 	code, stdout, stderr := runCLI(t, "", "predict", "eval", "--records", dir, "--features", "tenant", "--by", "month,type", "--json")
