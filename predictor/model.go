@@ -294,12 +294,11 @@ func (m *Model) thin(c float64) float64 {
 	return min(max(c+m.f.Thin.Offset, m.f.Thin.Floor), m.f.Thin.Ceiling)
 }
 
+// estimator is the estimator for a job of the type in the pool (Predict
+// has taken the type's learned pool when the job named none).
 func (m *Model) estimator(jobType, pool string) (*estimator, Source) {
 	if e := m.f.Types[jobType]; e != nil {
 		return e, SourceType
-	}
-	if pool == "" {
-		pool = m.f.TypePools[jobType]
 	}
 	if e := m.f.Pools[pool]; e != nil && pool != "" {
 		return e, SourcePool
