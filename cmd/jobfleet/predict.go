@@ -37,13 +37,19 @@ type csvFlags struct {
 	BaselineCol string   `name:"baseline-col" env:"JOBFLEET_PREDICT_BASELINE_COL" placeholder:"COL" help:"Column with what was allocated before (e.g. requested memory), compared as the baseline method."`
 }
 
-// columnFlagSet reports whether a flag naming a CSV column is set.
-func (c *csvFlags) columnFlagSet() bool {
-	return c.TimeCol != "" || c.TypeCol != "" || c.TargetCol != "" || c.PoolCol != "" || c.BaselineCol != ""
+// checkSource checks that the runs come from one source: the CSV trace,
+// or the run records (whose fields need no column flags).
+func (c *csvFlags) checkSource(records string) error {
+	switch {
+	case c.CSV != "" && records != "":
+		return errors.New("--csv and --records are two sources of runs: use one")
+	case c.CSV == "" && records == "":
+		return errors.New("give --csv or --records")
+	case records != "" && (c.TimeCol != "" || c.TypeCol != "" || c.TargetCol != "" || c.PoolCol != "" || c.BaselineCol != ""):
+		return errors.New("--records: the column flags (--time-col, --type-col, --target-col, --pool-col, --baseline-col) name a CSV's columns; run records have their own fields")
+	}
+	return nil
 }
-
-// recordsColumnFlags says why --records takes no column flag.
-const recordsColumnFlags = "--records: the column flags (--time-col, --type-col, --target-col, --pool-col, --baseline-col) name a CSV's columns; run records have their own fields"
 
 // read reads the CSV trace, with the columns labels names as labels.
 func (c *csvFlags) read(labels []string) (*predictor.Dataset, eval.CSVStats, error) {
@@ -103,14 +109,13 @@ type PredictTrainCmd struct {
 
 // Run trains and writes the model.
 func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
+	if err := c.checkSource(c.Records); err != nil {
+		return err
+	}
 	var ds *predictor.Dataset
 	switch {
-	case c.CSV != "" && c.Records != "":
-		return errors.New("--csv and --records are two sources of runs: use one")
 	case c.Window < 0:
 		return fmt.Errorf("--window %v: not negative (0 reads all the records)", c.Window)
-	case c.Records != "" && c.columnFlagSet():
-		return errors.New(recordsColumnFlags)
 	case c.CSV != "":
 		var stats eval.CSVStats
 		var err error
@@ -119,14 +124,12 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 			return err
 		}
 		g.log.Info().Int("rows", stats.Rows).Int("skipped", stats.Skipped).Msg("read CSV")
-	case c.Records != "":
+	default:
 		var err error
 		ds, err = loadRecords(ctx, g.log, c.Records, c.Window)
 		if err != nil {
 			return err
 		}
-	default:
-		return errors.New("give --csv or --records")
 	}
 	opts := c.options()
 	if opts.Tuning.FeatureOrder == "" && len(c.Features) == 0 {
@@ -173,13 +176,12 @@ type PredictEvalCmd struct {
 
 // Run evaluates and prints the report.
 func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
+	if err := c.checkSource(c.Records); err != nil {
+		return err
+	}
 	switch {
-	case c.CSV != "" && c.Records != "":
-		return errors.New("--csv and --records are two sources of runs: use one")
-	case c.CSV == "" && c.Records == "":
-		return errors.New("give --csv or --records")
-	case c.Records != "" && c.columnFlagSet():
-		return errors.New(recordsColumnFlags)
+	case c.MatchCoverage == eval.MethodBaseline && c.BaselineCol == "" && c.Records == "":
+		return errors.New("--match-coverage baseline: needs --baseline-col (or --records, whose baseline is the allocation each job ran with)")
 	case c.MinGroupJobs < -1:
 		return fmt.Errorf("--min-group-jobs %d: -1 (500 for months, 1000 for types) or a number of jobs", c.MinGroupJobs)
 	case c.Split > 0 && (c.RetrainEvery != 0 || c.Window != 0):
@@ -226,9 +228,6 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	var match *eval.Match
-	if c.MatchCoverage == eval.MethodBaseline && c.BaselineCol == "" && c.Records == "" {
-		return errors.New("--match-coverage baseline: needs --baseline-col (or --records, whose baseline is the allocation each job ran with)")
-	}
 	if c.MatchCoverage != "" {
 		if match, err = eval.MatchCoverage(ctx, ds, eval.Options{Train: c.options(), Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window}, report, c.MatchCoverage); err != nil {
 			return fmt.Errorf("--match-coverage: %w", err)

@@ -269,6 +269,7 @@ func TestPredictErrors(t *testing.T) {
 	}{
 		{name: "missing column", args: []string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "tenant", "--target-col", "mem_used_kb"}, want: `type: no column "tenant"`},
 		{name: "missing flags", args: []string{"predict", "eval", "--csv", "testdata/trace.csv"}, want: "--csv needs --time-col, --type-col, --target-col"},
+		{name: "baseline to match without one", args: []string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app", "--target-col", "mem_used_kb", "--match-coverage", "baseline"}, want: "--match-coverage baseline: needs --baseline-col"},
 		{name: "records and a column flag", args: []string{"predict", "eval", "--records", "testdata", "--type-col", "app"}, want: "--records: the column flags"},
 		{name: "train: records and a column flag", args: []string{"predict", "train", "--records", "testdata", "--target-col", "mem", "--out", "m.json"}, want: "--records: the column flags"},
 		{name: "train: negative window", args: []string{"predict", "train", "--records", "testdata", "--window=-1h", "--out", "m.json"}, want: "--window -1h0m0s: not negative"},
