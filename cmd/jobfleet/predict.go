@@ -189,12 +189,7 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 	case c.RetrainEvery < 0 || c.Window < 0:
 		return errors.New("--retrain-every and --window must not be negative")
 	}
-	if c.RetrainEvery == 0 {
-		c.RetrainEvery = 7 * 24 * time.Hour
-	}
-	if c.Window == 0 {
-		c.Window = 30 * 24 * time.Hour
-	}
+	// Zero --retrain-every and --window take Evaluate's defaults.
 	var ds *predictor.Dataset
 	var skipped int
 	if c.Records != "" {
