@@ -90,8 +90,12 @@ func RecordsDataset(records []*jobfleet.RunRecord) *Dataset {
 		if r.AllocatedBytes > 0 {
 			allocated = float64(r.AllocatedBytes)
 		}
+		var ended float64
+		if !r.EndedAt.IsZero() {
+			ended = float64(r.EndedAt.Unix())
+		}
 		ds.Samples[i] = Sample{
-			Time: float64(r.StartedAt.Unix()), Type: r.Type, Pool: r.Pool, Features: x,
+			Time: float64(r.StartedAt.Unix()), Ended: ended, Type: r.Type, Pool: r.Pool, Features: x,
 			Peak: float64(r.PeakBytes), Baseline: allocated, Labels: r.Labels,
 			Allocated: allocated, Missed: r.Outcome == jobfleet.OutcomeOOM,
 		}

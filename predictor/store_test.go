@@ -233,6 +233,9 @@ func TestLoadRecords(t *testing.T) {
 		t.Fatalf("dataset = %+v", ds)
 	}
 	for _, s := range ds.Samples {
+		if s.Ended-s.Time != 60 {
+			t.Errorf("sample %+v: want it to end a minute after it started", s)
+		}
 		if s.Allocated != 1<<30 || s.Missed != (s.Peak == 900) {
 			t.Errorf("sample %+v: want the allocation, and only the OOM-killed run missed", s)
 		}

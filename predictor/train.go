@@ -15,7 +15,12 @@ import (
 // Sample is one past run: when it ran, its type and pool, its features (in
 // the dataset's order; NaN when missing) and the peak memory it used.
 type Sample struct {
-	Time     float64 // seconds, on any fixed epoch
+	Time float64 // seconds, on any fixed epoch
+	// Ended is when the run ended, on Time's epoch; 0 when unknown.
+	// Evaluation only: walking forward, a model is trained only on the
+	// runs that had ended, as the dispatcher's retraining reads only the
+	// records of runs that have.
+	Ended    float64
 	Type     string
 	Pool     string
 	Features []float64

@@ -51,8 +51,9 @@ func (c *csvFlags) checkSource(records string) error {
 	return nil
 }
 
-// read reads the CSV trace, with the columns labels names as labels.
-func (c *csvFlags) read(labels []string) (*predictor.Dataset, eval.CSVStats, error) {
+// read reads the CSV trace, with the columns labels names as labels and
+// the columns durations names as each run's time to its end.
+func (c *csvFlags) read(labels, durations []string) (*predictor.Dataset, eval.CSVStats, error) {
 	var missing []string
 	for _, f := range []struct{ flag, v string }{{"--time-col", c.TimeCol}, {"--type-col", c.TypeCol}, {"--target-col", c.TargetCol}} {
 		if f.v == "" {
@@ -68,7 +69,7 @@ func (c *csvFlags) read(labels []string) (*predictor.Dataset, eval.CSVStats, err
 	}
 	defer f.Close()
 	ds, stats, err := eval.ReadCSV(f, eval.CSVColumns{
-		Time: c.TimeCol, Type: c.TypeCol, Target: c.TargetCol, Features: c.Features, Pool: c.PoolCol, Baseline: c.BaselineCol, Labels: labels,
+		Time: c.TimeCol, Type: c.TypeCol, Target: c.TargetCol, Features: c.Features, Pool: c.PoolCol, Baseline: c.BaselineCol, Labels: labels, Durations: durations,
 	})
 	if err != nil {
 		return nil, stats, fmt.Errorf("%s: %w", c.CSV, err)
@@ -119,7 +120,7 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 	case c.CSV != "":
 		var stats eval.CSVStats
 		var err error
-		ds, stats, err = c.read(c.GroupBy)
+		ds, stats, err = c.read(c.GroupBy, nil)
 		if err != nil {
 			return err
 		}
@@ -164,6 +165,7 @@ type PredictEvalCmd struct {
 	csvFlags
 	trainFlags
 	Records       string        `name:"records" env:"JOBFLEET_PREDICT_RECORDS" placeholder:"DIR|s3://BUCKET/PREFIX" help:"Run records (JSON Lines, optionally gzipped) to evaluate on, instead of --csv: every record, with the allocation each job ran with as the baseline. --features picks and orders their features."`
+	DurationCols  []string      `name:"duration-cols" env:"JOBFLEET_PREDICT_DURATION_COLS" sep:"," placeholder:"COL,..." help:"Columns of seconds whose sum, added to the time, is when each run ended (e.g. wait_s,run_s): every retraining then learns only from runs that had ended, as the dispatcher's does. Without it a run counts as ended when it started (run records carry their end)."`
 	Split         float64       `name:"split" env:"JOBFLEET_PREDICT_SPLIT" default:"0" help:"Train once on this share of runs by time and test on the rest, instead of walking forward."`
 	RetrainEvery  time.Duration `name:"retrain-every" env:"JOBFLEET_PREDICT_RETRAIN_EVERY" default:"0s" help:"Walking forward: retrain this often (0: 7d). Not with --split."`
 	Window        time.Duration `name:"window" env:"JOBFLEET_PREDICT_WINDOW" default:"0s" help:"Walking forward: train on the runs of this last period (0: 30d). Not with --split."`
@@ -184,6 +186,8 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 		return errors.New("--match-coverage baseline: needs --baseline-col (or --records, whose baseline is the allocation each job ran with)")
 	case c.MinGroupJobs < -1:
 		return fmt.Errorf("--min-group-jobs %d: -1 (500 for months, 1000 for types) or a number of jobs", c.MinGroupJobs)
+	case c.Records != "" && len(c.DurationCols) > 0:
+		return errors.New("--records: --duration-cols names a CSV's columns; run records carry when each run ended")
 	case c.Split > 0 && (c.RetrainEvery != 0 || c.Window != 0):
 		return errors.New("--split trains once and tests on the rest; --retrain-every and --window walk forward: use one or the other")
 	case c.RetrainEvery < 0 || c.Window < 0:
@@ -210,7 +214,7 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 	} else {
 		var stats eval.CSVStats
 		var err error
-		if ds, stats, err = c.read(c.GroupBy); err != nil {
+		if ds, stats, err = c.read(c.GroupBy, c.DurationCols); err != nil {
 			return err
 		}
 		skipped = stats.Skipped

@@ -271,6 +271,8 @@ func TestPredictErrors(t *testing.T) {
 		{name: "missing flags", args: []string{"predict", "eval", "--csv", "testdata/trace.csv"}, want: "--csv needs --time-col, --type-col, --target-col"},
 		{name: "baseline to match without one", args: []string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app", "--target-col", "mem_used_kb", "--match-coverage", "baseline"}, want: "--match-coverage baseline: needs --baseline-col"},
 		{name: "records and a column flag", args: []string{"predict", "eval", "--records", "testdata", "--type-col", "app"}, want: "--records: the column flags"},
+		{name: "records and duration columns", args: []string{"predict", "eval", "--records", "testdata", "--duration-cols", "run_s"}, want: "--records: --duration-cols names a CSV's columns"},
+		{name: "missing duration column", args: []string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app", "--target-col", "mem_used_kb", "--duration-cols", "wait_s,ran_s"}, want: `duration: no column "ran_s"`},
 		{name: "train: records and a column flag", args: []string{"predict", "train", "--records", "testdata", "--target-col", "mem", "--out", "m.json"}, want: "--records: the column flags"},
 		{name: "train: negative window", args: []string{"predict", "train", "--records", "testdata", "--window=-1h", "--out", "m.json"}, want: "--window -1h0m0s: not negative"},
 		{name: "no source", args: []string{"predict", "train", "--out", "m.json"}, want: "give --csv or --records"},
@@ -500,5 +502,49 @@ func TestPredictEvalRecords(t *testing.T) {
 	code, _, stderr = runCLI(t, "", "predict", "eval", "--records", dir, "--csv", "testdata/trace.csv")
 	if code == 0 || !strings.Contains(stderr, "--csv and --records are two sources of runs") {
 		t.Errorf("both sources: exit %d, %s", code, stderr)
+	}
+}
+
+// TestPredictEvalDurationCols: with --duration-cols, a retraining learns
+// only from the runs that had ended. Day 1's long runs of 1000 are still
+// going when day 2's are sized, so the methods know only day 0's runs of
+// 100; without the flag, a run counts as ended when it started.
+func TestPredictEvalDurationCols(t *testing.T) {
+	t.Parallel()
+	var trace strings.Builder
+	trace.WriteString("submit_s,wait_s,run_s,app,mem_kb\n")
+	for _, day := range []struct {
+		start, run, peak, n int
+	}{{0, 600, 100, 100}, {86400, 4 * 86400, 1000, 100}, {2 * 86400, 600, 1000, 50}} {
+		for i := range day.n {
+			fmt.Fprintf(&trace, "%d,-1,%d,a,%d\n", day.start+60*i, day.run, day.peak)
+		}
+	}
+	csv := filepath.Join(t.TempDir(), "trace.csv")
+	if err := os.WriteFile(csv, []byte(trace.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	coverage := func(extra ...string) float64 {
+		t.Helper()
+		args := append([]string{"predict", "eval", "--csv", csv, "--time-col", "submit_s", "--type-col", "app", "--target-col", "mem_kb",
+			"--retrain-every", "1d", "--window", "2d", "--json"}, extra...)
+		code, stdout, stderr := runCLI(t, "", args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", extra, code, stderr)
+		}
+		var report eval.Report
+		if err := json.Unmarshal([]byte(stdout), &report); err != nil {
+			t.Fatal(err)
+		}
+		if report.TestJobs != 50 {
+			t.Fatalf("%v: %d test jobs, want day 2's 50", extra, report.TestJobs)
+		}
+		return report.Methods[slices.IndexFunc(report.Methods, func(m eval.MethodResult) bool { return m.Name == eval.MethodTypeQuantile })].Coverage
+	}
+	if c := coverage("--duration-cols", "wait_s,run_s"); c != 0 {
+		t.Errorf("with --duration-cols: type-quantile covered %.2f of day 2, want 0 (day 1's runs had not ended)", c)
+	}
+	if c := coverage(); c != 1 {
+		t.Errorf("without --duration-cols: type-quantile covered %.2f of day 2, want 1", c)
 	}
 }

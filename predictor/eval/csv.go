@@ -23,6 +23,11 @@ type CSVColumns struct {
 	// Baseline optionally names what was allocated before (e.g. requested
 	// memory), for evaluation.
 	Baseline string
+	// Durations optionally name columns of seconds whose sum, added to
+	// the time, is when the run ended (a trace's wait and run times):
+	// walking forward, methods are then trained only on runs that had
+	// ended. A missing value (-1 or empty) counts as 0.
+	Durations []string
 }
 
 // CSVStats counts what reading a CSV skipped.
@@ -47,6 +52,10 @@ func ReadCSV(r io.Reader, cols CSVColumns) (*Dataset, CSVStats, error) {
 	featureCols := make([]int, len(cols.Features))
 	for i, f := range cols.Features {
 		featureCols[i] = t.Require("feature", f, true)
+	}
+	durationCols := make([]int, len(cols.Durations))
+	for i, d := range cols.Durations {
+		durationCols[i] = t.Require("duration", d, true)
 	}
 	labelCols := make([]int, len(cols.Labels))
 	for i, l := range cols.Labels {
@@ -85,6 +94,18 @@ func ReadCSV(r io.Reader, cols CSVColumns) (*Dataset, CSVStats, error) {
 			return nil, stats, t.Errorf(typeCol, "empty job type")
 		}
 		s := Sample{Time: at, Type: typ, Pool: t.String(poolCol), Peak: target, Baseline: math.NaN(), Features: make([]float64, len(featureCols))}
+		for _, c := range durationCols {
+			d, err := t.Float(c)
+			if err != nil {
+				return nil, stats, err
+			}
+			if d > 0 {
+				s.Ended += d
+			}
+		}
+		if len(durationCols) > 0 {
+			s.Ended += at
+		}
 		for j, c := range featureCols {
 			v, err := t.Float(c)
 			if err != nil {

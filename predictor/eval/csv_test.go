@@ -2,6 +2,7 @@ package eval_test
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -40,6 +41,7 @@ func TestReadCSVErrors(t *testing.T) {
 		{eval.CSVColumns{Time: "t", Type: "type", Target: "mem", Features: []string{""}}, "feature: an empty column name"},
 		{eval.CSVColumns{Time: "t", Type: "type", Target: "mem", Labels: []string{""}}, "label: an empty column name"},
 		{eval.CSVColumns{Type: "type", Target: "mem"}, "time is required"},
+		{eval.CSVColumns{Time: "t", Type: "type", Target: "mem", Durations: []string{"run"}}, `duration: no column "run"`},
 	} {
 		if _, _, err := eval.ReadCSV(strings.NewReader("t,type,mem\n1,a,5\n"), tc.cols); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: error %v, want %q", tc.cols, err, tc.want)
@@ -51,5 +53,30 @@ func TestReadCSVErrors(t *testing.T) {
 	}
 	if stats.Rows != 3 || stats.Skipped != 1 || len(ds.Samples) != 2 || !math.IsNaN(ds.Samples[0].Features[0]) {
 		t.Errorf("stats %+v, samples %+v: want one skipped row and -1 read as missing", stats, ds.Samples)
+	}
+}
+
+// TestReadCSVDurations: a run ends at its time plus its durations; a
+// missing duration counts as 0, and without duration columns the end is
+// unknown (0).
+func TestReadCSVDurations(t *testing.T) {
+	t.Parallel()
+	trace := "t,type,mem,wait,run\n100,a,5,20,300\n200,a,5,-1,50\n300,a,5,,\n"
+	ds, _, err := eval.ReadCSV(strings.NewReader(trace), eval.CSVColumns{Time: "t", Type: "type", Target: "mem", Durations: []string{"wait", "run"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ended []float64
+	for _, s := range ds.Samples {
+		ended = append(ended, s.Ended)
+	}
+	if want := []float64{420, 250, 300}; !slices.Equal(ended, want) {
+		t.Errorf("ends %v, want %v", ended, want)
+	}
+	if ds, _, err = eval.ReadCSV(strings.NewReader(trace), eval.CSVColumns{Time: "t", Type: "type", Target: "mem"}); err != nil {
+		t.Fatal(err)
+	}
+	if ds.Samples[0].Ended != 0 {
+		t.Errorf("without durations: end %v, want 0 (unknown)", ds.Samples[0].Ended)
 	}
 }

@@ -134,6 +134,26 @@ type GroupResult struct {
 	first   float64
 }
 
+// trainable returns the runs of started (time-ordered, every one started
+// before t and none more than window+lag before it) that a model retrained
+// at t is given: those that ended within window before t, as the
+// dispatcher's retraining reads the records of the runs that ended within
+// its window. A run whose end is unknown counts as ended when it started.
+// lag bounds every run's time from start to end; with 0 (no ends known)
+// started is returned as it is.
+func trainable(started []Sample, t, window, lag float64) []Sample {
+	if lag == 0 {
+		return started
+	}
+	var out []Sample
+	for _, s := range started {
+		if e := max(s.Time, s.Ended); e < t && e >= t-window {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // method is a way of choosing allocations, trained on history.
 type method interface {
 	name() string
@@ -219,11 +239,15 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 		if cut < 1 || cut >= len(samples) {
 			return nil, errors.New("the split leaves no training or no test runs")
 		}
-		if err := step(samples[:cut], samples[cut:]); err != nil {
+		if err := step(trainable(samples[:cut], samples[cut].Time, math.Inf(1), 0), samples[cut:]); err != nil {
 			return nil, err
 		}
 	} else {
 		every, window := opts.RetrainEvery.Seconds(), opts.Window.Seconds()
+		var lag float64 // the longest run's time from start to end
+		for _, s := range samples {
+			lag = max(lag, s.Ended-s.Time)
+		}
 		start := samples[0].Time + window
 		if samples[len(samples)-1].Time < start {
 			return nil, fmt.Errorf("the runs span less than one %v window", opts.Window)
@@ -237,18 +261,19 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 			for hi < len(samples) && samples[hi].Time < t {
 				hi++
 			}
-			for lo < hi && samples[lo].Time < t-window {
+			for lo < hi && samples[lo].Time < t-window-lag {
 				lo++
 			}
 			end := next
 			for end < len(samples) && samples[end].Time < t+every {
 				end++
 			}
-			if end == next || hi == lo {
+			history := trainable(samples[lo:hi], t, window, lag)
+			if end == next || len(history) == 0 {
 				next = end
 				continue
 			}
-			if err := step(samples[lo:hi], samples[next:end]); err != nil {
+			if err := step(history, samples[next:end]); err != nil {
 				return nil, err
 			}
 			next = end

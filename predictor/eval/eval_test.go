@@ -154,3 +154,52 @@ func TestPredictorWithoutModelIsLeftOut(t *testing.T) {
 		t.Errorf("nothing sized: error %v", err)
 	}
 }
+
+// TestEvaluateTrainsOnEndedRuns: walking forward, a retraining learns only
+// from the runs that had ended by then, as the dispatcher's retraining
+// reads only the records of ended runs. A run still going is not known.
+func TestEvaluateTrainsOnEndedRuns(t *testing.T) {
+	t.Parallel()
+	const day = 86400.0
+	ds := &predictor.Dataset{}
+	add := func(start, length, peak float64, n int) {
+		for i := range n {
+			at := start + float64(i)*60
+			ds.Samples = append(ds.Samples, predictor.Sample{Time: at, Ended: at + length, Type: "a", Peak: peak, Baseline: math.NaN()})
+		}
+	}
+	add(0, 600, 100, 100)      // day 0: short runs of 100
+	add(day, 4*day, 1000, 100) // day 1: runs of 1000 that end on day 5
+	add(2*day, 600, 1000, 50)  // day 2: tested
+	opts := eval.Options{RetrainEvery: 24 * time.Hour, Window: 2 * 24 * time.Hour, Train: predictor.Options{Strategy: predictor.StrategyGroups}}
+	coverage := func(ds *predictor.Dataset) map[string]float64 {
+		t.Helper()
+		r, err := eval.Evaluate(t.Context(), ds, opts, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.TestJobs != 50 {
+			t.Fatalf("%d test jobs, want the 50 of day 2", r.TestJobs)
+		}
+		out := map[string]float64{}
+		for _, m := range r.Methods {
+			out[m.Name] = m.Coverage
+		}
+		return out
+	}
+	// Day 1's runs had not ended when day 2's jobs were sized: every method
+	// knew only runs of 100.
+	for name, c := range coverage(ds) {
+		if c != 0 {
+			t.Errorf("%s covered %.2f of day 2 from runs that had not ended; want 0", name, c)
+		}
+	}
+	// Without ends, a run counts as ended when it started: day 1's runs of
+	// 1000 are known.
+	for i := range ds.Samples {
+		ds.Samples[i].Ended = 0
+	}
+	if c := coverage(ds)[eval.MethodTypeQuantile]; c != 1 {
+		t.Errorf("type-quantile covered %.2f of day 2 when runs count as ended when they start; want 1", c)
+	}
+}
