@@ -155,7 +155,7 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 		rec := jobfleet.RunRecord{
 			JobID: fmt.Sprintf("later-%d", i), Type: "export", Attempt: 1, Outcome: jobfleet.OutcomeSucceeded,
 			AllocatedBytes: 1 << 30, PeakBytes: 900 << 20, Features: map[string]float64{"rows": 1000},
-			StartedAt: time.Now().UTC().Add(-20 * time.Second), EndedAt: time.Now().UTC().Add(-10 * time.Second),
+			StartedAt: time.Now().UTC().Add(-20 * time.Second), EndedAt: time.Now().UTC(), // after the model they measure
 		}
 		if i%2 == 0 {
 			rec.Outcome, rec.PeakBytes = jobfleet.OutcomeOOM, 1<<30

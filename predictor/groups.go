@@ -155,9 +155,9 @@ type groupModel struct {
 	Margin float64 `json:"margin"`
 	// HalfLife is the recency weights' half-life, in seconds (0: none).
 	HalfLife float64 `json:"half_life,omitempty"`
-	// Through is the time of the newest run trained on: the runs after it
-	// were sized by this model, and measure its margin at the next
-	// retraining.
+	// Through is when the last of the runs trained on ended: the runs
+	// that ended after it were not trained on, and measure its margin at
+	// the next retraining, each once, however long it ran.
 	Through float64 `json:"through"`
 
 	// Version 1 files held three fixed levels; upgrade moves them into
@@ -261,8 +261,8 @@ var groupHalfLives = []float64{24 * 3600, 3 * 86400, 7 * 86400, math.Inf(1)}
 // window groups that are stable.
 //
 // deployed are the runs with a recorded allocation (including those killed
-// for exceeding it); with the previous model, those after its training
-// adapt the margin:
+// for exceeding it); with the previous model, those that ended after its
+// training adapt the margin:
 //
 //	margin += rate * (share of them not covered - (1 - q)) * min(n / runs per week, 1)
 //
@@ -412,7 +412,10 @@ func (gr *grouping) quantiles(n int, q, halfLife float64) *groupModel {
 	for i := range runs {
 		add(&runs[i])
 	}
-	g := &groupModel{Levels: make([]groupLevel, len(gr.levels)), Global: weightedQuantile(values, weights, q), Through: last}
+	g := &groupModel{Levels: make([]groupLevel, len(gr.levels)), Global: weightedQuantile(values, weights, q)}
+	for i := range runs {
+		g.Through = max(g.Through, runs[i].End())
+	}
 	for li, l := range gr.levels {
 		quantiles, counts := map[string]float64{}, map[string]int{}
 		for _, r := range gr.groups[li] {
@@ -524,7 +527,7 @@ func permuteFeatures(runs []Sample, order []int) []Sample {
 func adaptMargin(prev *groupModel, deployed []Sample, perWeek, q, rate float64) float64 {
 	var count, missed float64
 	for _, s := range deployed {
-		if s.Time <= prev.Through || math.IsNaN(s.Allocated) {
+		if s.End() <= prev.Through || math.IsNaN(s.Allocated) {
 			continue
 		}
 		count++

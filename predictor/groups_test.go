@@ -213,11 +213,16 @@ func TestAdaptMargin(t *testing.T) {
 	prev := &groupModel{Margin: math.Log(1.15), Through: 100}
 	runs := func(n, missed int) []Sample {
 		var out []Sample
-		// Runs before the previous model's training do not count, nor
-		// runs without a recorded allocation.
-		out = append(out, Sample{Time: 50, Peak: 10, Allocated: 1}, Sample{Time: 150, Peak: 10, Allocated: math.NaN()})
+		// Runs that ended before the previous model's training do not
+		// count, nor runs without a recorded allocation.
+		out = append(out, Sample{Time: 50, Peak: 10, Allocated: 1}, Sample{Time: 20, Ended: 100, Peak: 10, Allocated: 1},
+			Sample{Time: 150, Peak: 10, Allocated: math.NaN()})
 		for i := range n {
+			// Half of them started before the training and ended after.
 			s := Sample{Time: 200, Peak: 1, Allocated: 2}
+			if i%2 == 1 {
+				s.Time, s.Ended = 60, 200
+			}
 			if i < missed {
 				s.Missed = true
 			}
@@ -287,4 +292,23 @@ func predict(m *Model, jobType, pool string, features map[string]float64) (float
 func predictLabels(m *Model, jobType, pool string, labels map[string]string, features map[string]float64) (float64, Source) {
 	p := m.Predict(Job{Type: jobType, Pool: pool, Labels: labels, Features: features})
 	return p.Memory, p.Source
+}
+
+// TestGroupModelThroughIsTheLastEnd: a model is trained through the last
+// end among its runs, not the last start, so that a long run started
+// before a retraining and ended after it measures the next margin once.
+func TestGroupModelThroughIsTheLastEnd(t *testing.T) {
+	t.Parallel()
+	ds := &Dataset{}
+	for i := range 20 {
+		ds.Samples = append(ds.Samples, Sample{Time: float64(i * 60), Type: "a", Peak: 100})
+	}
+	ds.Samples[3].Ended = 5000 // started early, ended after every other
+	m, err := Train(t.Context(), ds, Options{Strategy: StrategyGroups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.f.Groups.Through != 5000 {
+		t.Errorf("trained through %v, want the last end (5000)", m.f.Groups.Through)
+	}
 }

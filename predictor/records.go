@@ -92,7 +92,7 @@ func RecordsDataset(records []*jobfleet.RunRecord) *Dataset {
 		}
 		var ended float64
 		if !r.EndedAt.IsZero() {
-			ended = float64(r.EndedAt.Unix())
+			ended = float64(r.EndedAt.UnixMilli()) / 1e3
 		}
 		ds.Samples[i] = Sample{
 			Time: float64(r.StartedAt.Unix()), Ended: ended, Type: r.Type, Pool: r.Pool, Features: x,

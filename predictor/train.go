@@ -40,6 +40,9 @@ type Sample struct {
 	group string // the GroupBy labels' values (training)
 }
 
+// End is when the run ended: Ended, or Time when that is unknown.
+func (s Sample) End() float64 { return max(s.Time, s.Ended) }
+
 // Dataset is a set of runs with named features.
 type Dataset struct {
 	Features []string

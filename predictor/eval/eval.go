@@ -147,7 +147,7 @@ func trainable(started []Sample, t, window, lag float64) []Sample {
 	}
 	var out []Sample
 	for _, s := range started {
-		if e := max(s.Time, s.Ended); e < t && e >= t-window {
+		if e := s.End(); e < t && e >= t-window {
 			out = append(out, s)
 		}
 	}
