@@ -1,7 +1,8 @@
 // Package eval measures the memory predictor the way it runs in
 // production: Evaluate walks forward through a trace of past runs,
-// retraining every week (Options.RetrainEvery) on the runs of the last
-// month (Options.Window) and sizing each run before it happens, and
+// retraining every day (Options.RetrainEvery) on the runs that ended in the
+// last 30 days (Options.Window), as the dispatcher does, and sizing each run
+// before it starts, and
 // compares the allocations with the methods people use today: each type's
 // quantile, the Vertical Pod Autoscaler's recommender, one fixed formula,
 // and the memory users requested. MatchCoverage compares methods at equal

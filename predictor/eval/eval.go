@@ -31,9 +31,9 @@ type Options struct {
 	// and tests on the rest. Otherwise the evaluation walks forward.
 	Split float64
 	// RetrainEvery and Window drive the walk-forward evaluation: every
-	// RetrainEvery, each method is retrained on the runs of the last
-	// Window, and predicts the runs until the next retraining. Defaults 7
-	// days and 30 days.
+	// RetrainEvery, each method is retrained on the runs that ended in the
+	// last Window, and predicts the runs until the next retraining.
+	// Defaults a day and 30 days, the dispatcher's.
 	RetrainEvery time.Duration
 	Window       time.Duration
 	// ByType adds per-type results, ByMonth per-month results.
@@ -168,7 +168,7 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 		opts.Train.Quantile = predictor.DefaultQuantile
 	}
 	if opts.RetrainEvery == 0 {
-		opts.RetrainEvery = 7 * 24 * time.Hour
+		opts.RetrainEvery = 24 * time.Hour
 	}
 	if opts.Window == 0 {
 		opts.Window = 30 * 24 * time.Hour

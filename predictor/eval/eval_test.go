@@ -13,6 +13,10 @@ import (
 	"github.com/jobfleet/jobfleet/predictor/internal/testruns"
 )
 
+// week is the retraining interval of the tests that walk forward through
+// months of runs: a day, the default, retrains seven times as often.
+const week = 7 * 24 * time.Hour
+
 // TestEvaluateWithFeatureOrderAuto evaluates a model that orders its
 // features itself: the evaluation hands it each job's features in the
 // model's order, so the result is that of the dataset listing them so.
@@ -23,11 +27,11 @@ func TestEvaluateWithFeatureOrderAuto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := eval.Evaluate(t.Context(), reordered, eval.Options{Train: predictor.Options{Strategy: predictor.StrategyGroups}}, 0)
+	want, err := eval.Evaluate(t.Context(), reordered, eval.Options{RetrainEvery: week, Train: predictor.Options{Strategy: predictor.StrategyGroups}}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := eval.Evaluate(t.Context(), ds, eval.Options{Train: predictor.Options{Strategy: predictor.StrategyGroups, Tuning: predictor.Tuning{FeatureOrder: predictor.FeatureOrderAuto}}}, 0)
+	got, err := eval.Evaluate(t.Context(), ds, eval.Options{RetrainEvery: week, Train: predictor.Options{Strategy: predictor.StrategyGroups, Tuning: predictor.Tuning{FeatureOrder: predictor.FeatureOrderAuto}}}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,11 +51,11 @@ func TestEvaluateSelectsFeatures(t *testing.T) {
 		s.Features = []float64{rng.Float64(), s.Features[0]}
 		withNoise.Samples = append(withNoise.Samples, s)
 	}
-	want, err := eval.Evaluate(t.Context(), ds, eval.Options{}, 0)
+	want, err := eval.Evaluate(t.Context(), ds, eval.Options{RetrainEvery: week}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := eval.Evaluate(t.Context(), withNoise, eval.Options{Train: predictor.Options{Features: []string{"procs"}}}, 0)
+	got, err := eval.Evaluate(t.Context(), withNoise, eval.Options{RetrainEvery: week, Train: predictor.Options{Features: []string{"procs"}}}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +73,7 @@ func TestGroupModelAdaptsToReachCoverage(t *testing.T) {
 	t.Parallel()
 	ds := testruns.Drifting(60)
 	coverage := func(rate float64) float64 {
-		r, err := eval.Evaluate(t.Context(), ds, eval.Options{Train: predictor.Options{Strategy: predictor.StrategyGroups, Tuning: predictor.Tuning{AdaptRate: rate}}}, 0)
+		r, err := eval.Evaluate(t.Context(), ds, eval.Options{RetrainEvery: week, Train: predictor.Options{Strategy: predictor.StrategyGroups, Tuning: predictor.Tuning{AdaptRate: rate}}}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package eval_test
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jobfleet/jobfleet/predictor/eval"
 )
@@ -11,7 +12,7 @@ func ExampleEvaluate() {
 	// Sixty days of four synthetic job families, sized a week at a time by
 	// a model retrained on the month before.
 	ds := eval.Synthetic(6000, 60, 7)
-	r, err := eval.Evaluate(context.Background(), ds, eval.Options{}, 0)
+	r, err := eval.Evaluate(context.Background(), ds, eval.Options{RetrainEvery: 7 * 24 * time.Hour}, 0)
 	if err != nil {
 		panic(err)
 	}

@@ -2,7 +2,12 @@ package eval
 
 import (
 	"testing"
+	"time"
 )
+
+// week is the retraining interval of the tests that walk forward through
+// months of synthetic runs: a day, the default, retrains seven times as often.
+const week = 7 * 24 * time.Hour
 
 // TestSyntheticWorkloads checks the predictor where the truth is known: at
 // coverage of at least 0.90, it over-allocates at least 40% less than one
@@ -11,7 +16,7 @@ import (
 func TestSyntheticWorkloads(t *testing.T) {
 	t.Parallel()
 	ds := Synthetic(24000, 90, 42)
-	r, err := Evaluate(t.Context(), ds, Options{ByType: true}, 0)
+	r, err := Evaluate(t.Context(), ds, Options{ByType: true, RetrainEvery: week}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
