@@ -284,6 +284,13 @@ func fitGroups(runs, deployed []Sample, features int, prev *Model, opts Options)
 	if math.IsInf(halfLife, 1) {
 		g.HalfLife = 0
 	}
+	// Trained through the last end among all the runs read, OOM-killed
+	// ones included: a killed run that ended last measures this margin,
+	// not the next one's too.
+	g.Through = runs[0].End()
+	for _, s := range slices.Concat(runs, deployed) {
+		g.Through = max(g.Through, s.End())
+	}
 	g.Margin = initialMargin
 	if prev != nil && prev.f.Groups != nil {
 		g.Margin = adaptMargin(prev.f.Groups, deployed, runsPerWeek(runs), opts.Quantile, opts.Tuning.AdaptRate)
@@ -413,9 +420,6 @@ func (gr *grouping) quantiles(n int, q, halfLife float64) *groupModel {
 		add(&runs[i])
 	}
 	g := &groupModel{Levels: make([]groupLevel, len(gr.levels)), Global: weightedQuantile(values, weights, q)}
-	for i := range runs {
-		g.Through = max(g.Through, runs[i].End())
-	}
 	for li, l := range gr.levels {
 		quantiles, counts := map[string]float64{}, map[string]int{}
 		for _, r := range gr.groups[li] {
@@ -542,8 +546,14 @@ func adaptMargin(prev *groupModel, deployed []Sample, perWeek, q, rate float64) 
 	return min(max(prev.Margin+step, 0), maxMargin)
 }
 
-// runsPerWeek is the mean number of runs per week of time-ordered runs.
+// runsPerWeek is the mean number of runs per week over the span of the
+// runs' ends: the window they were read from, however long ago the
+// longest of them started.
 func runsPerWeek(runs []Sample) float64 {
-	weeks := (runs[len(runs)-1].Time - runs[0].Time) / (7 * 86400)
+	first, last := math.Inf(1), math.Inf(-1)
+	for _, s := range runs {
+		first, last = min(first, s.End()), max(last, s.End())
+	}
+	weeks := (last - first) / (7 * 86400)
 	return float64(len(runs)) / max(weeks, 1)
 }

@@ -51,8 +51,8 @@ func TestGroupModelSizesByTheMostSpecificGroup(t *testing.T) {
 			t.Errorf("%s: %v from %s, want %v from %s", tt.name, got, src, tt.want*margin, tt.wantSource)
 		}
 	}
-	if m.Strategy() != StrategyGroups || m.f.Groups.Through != 1000 {
-		t.Errorf("strategy %s, trained through %v: want groups, through the last successful run (1000)", m.Strategy(), m.f.Groups.Through)
+	if m.Strategy() != StrategyGroups || m.f.Groups.Through != 2000 {
+		t.Errorf("strategy %s, trained through %v: want groups, through the last run read, the killed one (2000)", m.Strategy(), m.f.Groups.Through)
 	}
 }
 
@@ -310,5 +310,57 @@ func TestGroupModelThroughIsTheLastEnd(t *testing.T) {
 	}
 	if m.f.Groups.Through != 5000 {
 		t.Errorf("trained through %v, want the last end (5000)", m.f.Groups.Through)
+	}
+	// An OOM-killed run that ended last measures the margin of the model
+	// that reads it, and not again at the next retraining.
+	ds.Samples = append(ds.Samples, Sample{Time: 1300, Ended: 9000, Type: "a", Peak: 100, Allocated: 90, Missed: true})
+	if m, err = Train(t.Context(), ds, Options{Strategy: StrategyGroups}); err != nil {
+		t.Fatal(err)
+	}
+	if m.f.Groups.Through != 9000 {
+		t.Errorf("trained through %v, want the killed run's end (9000)", m.f.Groups.Through)
+	}
+	again, err := m.Retrain(t.Context(), ds, Options{Strategy: StrategyGroups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.f.Groups.Margin != m.f.Groups.Margin {
+		t.Errorf("margin %v after a retraining on the same runs, want %v: a run was counted twice", again.f.Groups.Margin, m.f.Groups.Margin)
+	}
+}
+
+// TestSampleEnd: a run's end is its Ended, or its start when that is
+// unknown (0), also on an epoch where times are negative.
+func TestSampleEnd(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		s    Sample
+		want float64
+	}{
+		{Sample{Time: 10, Ended: 25}, 25},
+		{Sample{Time: 10}, 10},
+		{Sample{Time: -50}, -50},
+		{Sample{Time: -50, Ended: -20}, -20},
+		{Sample{Time: 10, Ended: 5}, 10},
+	} {
+		if got := tt.s.End(); got != tt.want {
+			t.Errorf("%+v: end %v, want %v", tt.s, got, tt.want)
+		}
+	}
+}
+
+// TestRunsPerWeekSpansEnds: a run that started long ago but ended in the
+// window does not stretch the span a typical week's runs are counted over.
+func TestRunsPerWeekSpansEnds(t *testing.T) {
+	t.Parallel()
+	const day = 86400.0
+	var runs []Sample
+	for i := range 140 {
+		at := 16*day + float64(i)*day/10 // 14 days of runs
+		runs = append(runs, Sample{Time: at})
+	}
+	runs[0].Time, runs[0].Ended = 0, 16*day // started 16 days before it ended
+	if got := runsPerWeek(runs); math.Abs(got-70) > 1 {
+		t.Errorf("%v runs per week, want about 70 (140 runs ending over two weeks)", got)
 	}
 }

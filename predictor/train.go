@@ -16,10 +16,10 @@ import (
 // the dataset's order; NaN when missing) and the peak memory it used.
 type Sample struct {
 	Time float64 // seconds, on any fixed epoch
-	// Ended is when the run ended, on Time's epoch; 0 when unknown.
-	// Evaluation only: walking forward, a model is trained only on the
-	// runs that had ended, as the dispatcher's retraining reads only the
-	// records of runs that have.
+	// Ended is when the run ended, on Time's epoch; 0 when unknown (see
+	// End). Run records carry it. A group model's margin adapts from the
+	// runs that ended after the model it replaces was trained; walking
+	// forward, an evaluation trains only on the runs that had ended.
 	Ended    float64
 	Type     string
 	Pool     string
@@ -40,8 +40,14 @@ type Sample struct {
 	group string // the GroupBy labels' values (training)
 }
 
-// End is when the run ended: Ended, or Time when that is unknown.
-func (s Sample) End() float64 { return max(s.Time, s.Ended) }
+// End is when the run ended: Ended, or Time when that is unknown (0) or
+// earlier.
+func (s Sample) End() float64 {
+	if s.Ended == 0 {
+		return s.Time
+	}
+	return max(s.Time, s.Ended)
+}
 
 // Dataset is a set of runs with named features.
 type Dataset struct {

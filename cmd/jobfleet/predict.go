@@ -165,7 +165,7 @@ type PredictEvalCmd struct {
 	csvFlags
 	trainFlags
 	Records       string        `name:"records" env:"JOBFLEET_PREDICT_RECORDS" placeholder:"DIR|s3://BUCKET/PREFIX" help:"Run records (JSON Lines, optionally gzipped) to evaluate on, instead of --csv: every record, with the allocation each job ran with as the baseline. --features picks and orders their features."`
-	DurationCols  []string      `name:"duration-cols" env:"JOBFLEET_PREDICT_DURATION_COLS" sep:"," placeholder:"COL,..." help:"Columns of seconds whose sum, added to the time, is when each run ended (e.g. wait_s,run_s): every retraining then learns only from runs that had ended, as the dispatcher's does. Without it a run counts as ended when it started (run records carry their end)."`
+	DurationCols  []string      `name:"duration-cols" env:"JOBFLEET_PREDICT_DURATION_COLS" sep:"," placeholder:"COL,..." help:"Columns of seconds whose sum, added to the time, is when each run ended (e.g. wait_s,run_s; -1 or empty counts as 0): every retraining then learns only from runs that had ended, as the dispatcher's does. Without it a run counts as ended when it started (run records carry their end)."`
 	Split         float64       `name:"split" env:"JOBFLEET_PREDICT_SPLIT" default:"0" help:"Train once on this share of runs by time and test on the rest, instead of walking forward."`
 	RetrainEvery  time.Duration `name:"retrain-every" env:"JOBFLEET_PREDICT_RETRAIN_EVERY" default:"0s" help:"Walking forward: retrain this often (0: 1d, as the dispatcher does). Not with --split."`
 	Window        time.Duration `name:"window" env:"JOBFLEET_PREDICT_WINDOW" default:"0s" help:"Walking forward: train on the runs that ended in this last period (0: 30d, as the dispatcher does). Not with --split."`
@@ -263,7 +263,7 @@ func printReport(w io.Writer, r *eval.Report, minGroupJobs int) error {
 		fmt.Fprintf(w, "   OOM-killed runs left out: %d (their peak is unknown; their reruns count)", r.Censored)
 	}
 	if r.Unsized > 0 {
-		fmt.Fprintf(w, "   left out, the predictor's models having too few runs to size them: %d (the dispatcher takes the type's default)", r.Unsized)
+		fmt.Fprintf(w, "   left out, the predictor's models having too few runs (or none ended yet) to size them: %d (the dispatcher takes the type's default)", r.Unsized)
 	}
 	fmt.Fprintln(w)
 	features := "none"

@@ -1,13 +1,12 @@
 // Package eval measures the memory predictor the way it runs in
-// production: Evaluate walks forward through a trace of past runs,
-// retraining every day (Options.RetrainEvery) on the runs that ended in the
-// last 30 days (Options.Window), as the dispatcher does, and sizing each run
-// before it starts, and
-// compares the allocations with the methods people use today: each type's
-// quantile, the Vertical Pod Autoscaler's recommender, one fixed formula,
-// and the memory users requested. MatchCoverage compares methods at equal
-// coverage. ReadCSV reads a trace; Synthetic draws workloads whose true
-// quantiles are known.
+// production. Evaluate walks forward through a trace of past runs as the
+// dispatcher does: it retrains every day (Options.RetrainEvery) on the runs
+// that ended in the last 30 days (Options.Window) and sizes each run before
+// it starts. It compares the allocations with the methods people use today:
+// each type's quantile, the Vertical Pod Autoscaler's recommender, one fixed
+// formula, and the memory users requested. MatchCoverage compares methods at
+// equal coverage. ReadCSV reads a trace; Synthetic draws workloads whose
+// true quantiles are known.
 //
 // jobfleet predict eval is its command line.
 package eval

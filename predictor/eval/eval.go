@@ -62,9 +62,9 @@ type Report struct {
 	// stands for the job.
 	Censored int `json:"censored,omitempty"`
 	// Unsized counts the test runs left out because the predictor's model
-	// had nothing to size them by (too few runs for an estimator; the
-	// dispatcher takes the type's default): every method is scored on the
-	// same runs.
+	// had nothing to size them by (too few runs for an estimator, or no
+	// run had ended yet; the dispatcher takes the type's default): every
+	// method is scored on the same runs.
 	Unsized int            `json:"unsized,omitempty"`
 	Methods []MethodResult `json:"methods"`
 	// Types holds per-type results when asked for, largest types first.
@@ -234,20 +234,25 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 		}
 		return nil
 	}
+	var lag float64 // the longest run's time from start to end
+	for _, s := range samples {
+		lag = max(lag, s.End()-s.Time)
+	}
+	noHistory := 0 // test runs sized when no run had ended
 	if opts.Split > 0 {
 		cut := int(float64(len(samples)) * opts.Split)
 		if cut < 1 || cut >= len(samples) {
 			return nil, errors.New("the split leaves no training or no test runs")
 		}
-		if err := step(trainable(samples[:cut], samples[cut].Time, math.Inf(1), 0), samples[cut:]); err != nil {
+		history := trainable(samples[:cut], samples[cut].Time, math.Inf(1), lag)
+		if len(history) == 0 {
+			return nil, errors.New("the split leaves no training runs: none had ended when the test runs began")
+		}
+		if err := step(history, samples[cut:]); err != nil {
 			return nil, err
 		}
 	} else {
 		every, window := opts.RetrainEvery.Seconds(), opts.Window.Seconds()
-		var lag float64 // the longest run's time from start to end
-		for _, s := range samples {
-			lag = max(lag, s.Ended-s.Time)
-		}
 		start := samples[0].Time + window
 		if samples[len(samples)-1].Time < start {
 			return nil, fmt.Errorf("the runs span less than one %v window", opts.Window)
@@ -270,6 +275,7 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 			}
 			history := trainable(samples[lo:hi], t, window, lag)
 			if end == next || len(history) == 0 {
+				noHistory += end - next
 				next = end
 				continue
 			}
@@ -280,6 +286,9 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 		}
 	}
 	if len(test) == 0 {
+		if noHistory > 0 {
+			return nil, fmt.Errorf("no test runs: none of the %d runs after the first window had a run that ended before it to learn from", noHistory)
+		}
 		return nil, errors.New("no test runs")
 	}
 	// Jobs the predictor's model had nothing to size by (too few runs for
@@ -296,7 +305,7 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 		}
 		sized++
 	}
-	unsized := len(test) - sized
+	unsized := len(test) - sized + noHistory
 	test, pred.sources = test[:sized], pred.sources[:sized]
 	for k := range allocs {
 		allocs[k] = allocs[k][:sized]

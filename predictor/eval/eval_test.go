@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -198,6 +199,16 @@ func TestEvaluateTrainsOnEndedRuns(t *testing.T) {
 			t.Errorf("%s covered %.2f of day 2 from runs that had not ended; want 0", name, c)
 		}
 	}
+	// Trained once (--split), the same: day 2's runs are the last 50.
+	split := opts
+	split.RetrainEvery, split.Window, split.Split = 0, 0, 0.8
+	r, err := eval.Evaluate(t.Context(), ds, split, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.TestJobs != 50 || r.Methods[1].Coverage != 0 {
+		t.Errorf("split: %s covered %.2f of %d test jobs, want 0 of day 2's 50", r.Methods[1].Name, r.Methods[1].Coverage, r.TestJobs)
+	}
 	// Without ends, a run counts as ended when it started: day 1's runs of
 	// 1000 are known.
 	for i := range ds.Samples {
@@ -205,5 +216,66 @@ func TestEvaluateTrainsOnEndedRuns(t *testing.T) {
 	}
 	if c := coverage(ds)[eval.MethodTypeQuantile]; c != 1 {
 		t.Errorf("type-quantile covered %.2f of day 2 when runs count as ended when they start; want 1", c)
+	}
+}
+
+// TestEvaluateWindowIsOfEnds: a retraining learns from the runs that ended
+// within the window before it, however long ago they started, and not
+// from those that ended before it; test runs sized when no run had ended
+// are left out and counted as unsized.
+func TestEvaluateWindowIsOfEnds(t *testing.T) {
+	t.Parallel()
+	const day = 86400.0
+	ds := &predictor.Dataset{}
+	add := func(start, length, peak float64, n int) {
+		for i := range n {
+			at := start + float64(i)
+			ds.Samples = append(ds.Samples, predictor.Sample{Time: at, Ended: at + length, Type: "a", Peak: peak, Baseline: math.NaN()})
+		}
+	}
+	add(0, 9.5*day, 1000, 100)   // start before the window, end in it
+	add(day, 600, 10, 1000)      // end long before the window
+	add(8.2*day, 600, 10, 100)   // sized before any run ended; end in the window
+	add(10.2*day, 600, 1000, 50) // tested: like the long runs
+	opts := eval.Options{RetrainEvery: 24 * time.Hour, Window: 2 * 24 * time.Hour}
+	r, err := eval.Evaluate(t.Context(), ds, opts, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.TestJobs != 50 || r.Unsized != 100 {
+		t.Fatalf("%d test jobs, %d unsized; want day 10's 50, and day 8's 100 unsized", r.TestJobs, r.Unsized)
+	}
+	// Day 10's window holds 100 runs of 1000 and 100 of 10: its 0.9
+	// quantile is 1000. With day 1's runs, or without the long ones, it
+	// would be 10.
+	for _, m := range r.Methods {
+		if m.Name == eval.MethodTypeQuantile && m.Coverage != 1 {
+			t.Errorf("type-quantile covered %.2f of day 10, want 1", m.Coverage)
+		}
+	}
+}
+
+// TestEvaluateNegativeTimes: times are seconds on any epoch; a trace whose
+// times are negative evaluates as the same trace shifted to positive ones.
+func TestEvaluateNegativeTimes(t *testing.T) {
+	t.Parallel()
+	ds := eval.Synthetic(3000, 45, 7)
+	shifted := &predictor.Dataset{Features: ds.Features, Samples: slices.Clone(ds.Samples)}
+	for i := range shifted.Samples {
+		shifted.Samples[i].Time -= 90 * 86400
+	}
+	opts := eval.Options{RetrainEvery: week}
+	want, err := eval.Evaluate(t.Context(), ds, opts, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := eval.Evaluate(t.Context(), shifted, opts, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range got.Methods {
+		if math.Abs(m.Coverage-want.Methods[i].Coverage) > 1e-9 || math.Abs(m.Slack-want.Methods[i].Slack) > 1e-9 {
+			t.Errorf("%s: %.4f / %.4f shifted, %.4f / %.4f not", m.Name, m.Coverage, m.Slack, want.Methods[i].Coverage, want.Methods[i].Slack)
+		}
 	}
 }
