@@ -155,9 +155,10 @@ type groupModel struct {
 	Margin float64 `json:"margin"`
 	// HalfLife is the recency weights' half-life, in seconds (0: none).
 	HalfLife float64 `json:"half_life,omitempty"`
-	// Through is when the last of the runs trained on ended: the runs
-	// that ended after it were not trained on, and measure its margin at
-	// the next retraining, each once, however long it ran.
+	// Through is the last end among the runs read at training, OOM-killed
+	// ones included: the runs that ended after it were not read, and
+	// measure its margin at the next retraining, each once, however long
+	// it ran.
 	Through float64 `json:"through"`
 
 	// Version 1 files held three fixed levels; upgrade moves them into
@@ -288,8 +289,10 @@ func fitGroups(runs, deployed []Sample, features int, prev *Model, opts Options)
 	// ones included: a killed run that ended last measures this margin,
 	// not the next one's too.
 	g.Through = runs[0].End()
-	for _, s := range slices.Concat(runs, deployed) {
-		g.Through = max(g.Through, s.End())
+	for _, read := range [][]Sample{runs, deployed} {
+		for i := range read {
+			g.Through = max(g.Through, read[i].End())
+		}
 	}
 	g.Margin = initialMargin
 	if prev != nil && prev.f.Groups != nil {

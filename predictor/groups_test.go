@@ -313,12 +313,16 @@ func TestGroupModelThroughIsTheLastEnd(t *testing.T) {
 	}
 	// An OOM-killed run that ended last measures the margin of the model
 	// that reads it, and not again at the next retraining.
+	prev := m
 	ds.Samples = append(ds.Samples, Sample{Time: 1300, Ended: 9000, Type: "a", Peak: 100, Allocated: 90, Missed: true})
-	if m, err = Train(t.Context(), ds, Options{Strategy: StrategyGroups}); err != nil {
+	if m, err = prev.Retrain(t.Context(), ds, Options{Strategy: StrategyGroups}); err != nil {
 		t.Fatal(err)
 	}
 	if m.f.Groups.Through != 9000 {
 		t.Errorf("trained through %v, want the killed run's end (9000)", m.f.Groups.Through)
+	}
+	if m.f.Groups.Margin <= prev.f.Groups.Margin {
+		t.Errorf("margin %v after a killed run, want above the replaced model's %v", m.f.Groups.Margin, prev.f.Groups.Margin)
 	}
 	again, err := m.Retrain(t.Context(), ds, Options{Strategy: StrategyGroups})
 	if err != nil {

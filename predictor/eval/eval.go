@@ -27,8 +27,9 @@ type Options struct {
 	// Train configures the predictor under test; its Quantile is the
 	// target of every method.
 	Train predictor.Options
-	// Split, when in (0, 1), trains once on that share of the runs by time
-	// and tests on the rest. Otherwise the evaluation walks forward.
+	// Split, when in (0, 1), trains once on the runs of that share of the
+	// runs by time that had ended when the rest began, and tests on the
+	// rest. Otherwise the evaluation walks forward.
 	Split float64
 	// RetrainEvery and Window drive the walk-forward evaluation: every
 	// RetrainEvery, each method is retrained on the runs that ended in the
@@ -219,11 +220,17 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 
 	allocs := make([][]float64, len(methods))
 	var test []Sample
+	trained := false
+	// step retrains every method on history, or keeps them as they are
+	// when history is empty, and sizes the runs of window.
 	step := func(history, window []Sample) error {
-		for _, m := range methods {
-			if err := m.train(ctx, history, ds.Features); err != nil {
-				return fmt.Errorf("training %s: %w", m.name(), err)
+		if len(history) > 0 {
+			for _, m := range methods {
+				if err := m.train(ctx, history, ds.Features); err != nil {
+					return fmt.Errorf("training %s: %w", m.name(), err)
+				}
 			}
+			trained = true
 		}
 		for k, s := range window {
 			for i, m := range methods {
@@ -274,11 +281,18 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 				end++
 			}
 			history := trainable(samples[lo:hi], t, window, lag)
-			if end == next || len(history) == 0 {
+			switch {
+			case end == next:
+				continue
+			case len(history) == 0 && !trained:
+				// Nothing has ended yet: there is no model.
 				noHistory += end - next
 				next = end
 				continue
 			}
+			// With no run ended in the window (a gap in the runs),
+			// the dispatcher's retraining fails and its model stays:
+			// so do the methods.
 			if err := step(history, samples[next:end]); err != nil {
 				return nil, err
 			}
@@ -292,8 +306,9 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 		return nil, errors.New("no test runs")
 	}
 	// Jobs the predictor's model had nothing to size by (too few runs for
-	// an estimator) are left out of every method, so that all are scored
-	// on the same jobs; the dispatcher sizes them by their type's default.
+	// an estimator, or none had ended yet) are left out of every method,
+	// so that all are scored on the same jobs; the dispatcher sizes them
+	// by their type's default.
 	sized := 0
 	for i := range test {
 		if math.IsNaN(allocs[0][i]) {
@@ -311,7 +326,7 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 		allocs[k] = allocs[k][:sized]
 	}
 	if len(test) == 0 {
-		return nil, fmt.Errorf("the predictor sized none of the %d test jobs: its models had too few runs (the dispatcher sizes such jobs by their type's default)", unsized)
+		return nil, fmt.Errorf("the predictor sized none of the %d test jobs: its models had too few runs, or none had ended (the dispatcher sizes such jobs by their type's default)", unsized)
 	}
 	r := &Report{TestJobs: len(test), Skipped: skipped, Censored: censored, Unsized: unsized}
 	for _, src := range []predictor.Source{predictor.SourceSignature, predictor.SourceType, predictor.SourceThin, predictor.SourceFeatures, predictor.SourcePool, predictor.SourceGlobal, predictor.SourceNone} {
@@ -480,7 +495,7 @@ func monthOf(s Sample) string {
 	if s.Time >= 1e9 {
 		return time.Unix(int64(s.Time), 0).UTC().Format("2006-01")
 	}
-	k := int(s.Time / (30 * 86400))
+	k := int(math.Floor(s.Time / (30 * 86400)))
 	return fmt.Sprintf("day %d-%d", 30*k, 30*k+29)
 }
 

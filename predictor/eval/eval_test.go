@@ -255,6 +255,35 @@ func TestEvaluateWindowIsOfEnds(t *testing.T) {
 	}
 }
 
+// TestEvaluateKeepsModelsOverAGap: when no run ended within the window
+// before a retraining (a gap in the runs longer than the window), the
+// dispatcher's retraining fails and its model stays; so do the methods,
+// and the runs after the gap are sized by them. When nothing had ended
+// before the first test runs, a split has nothing to train on.
+func TestEvaluateKeepsModelsOverAGap(t *testing.T) {
+	t.Parallel()
+	const day = 86400.0
+	ds := &predictor.Dataset{}
+	for _, start := range []float64{0, 2 * day, 10 * day} {
+		for i := range 50 {
+			ds.Samples = append(ds.Samples, predictor.Sample{Time: start + float64(i), Ended: start + float64(i) + 600, Type: "a", Peak: 100, Baseline: math.NaN()})
+		}
+	}
+	r, err := eval.Evaluate(t.Context(), ds, eval.Options{RetrainEvery: 24 * time.Hour, Window: 2 * 24 * time.Hour}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.TestJobs != 100 || r.Unsized != 0 {
+		t.Errorf("%d test jobs, %d unsized; want days 2 and 10 sized, 100", r.TestJobs, r.Unsized)
+	}
+	for i := range ds.Samples {
+		ds.Samples[i].Ended = 20 * day // all still going when the test runs begin
+	}
+	if _, err := eval.Evaluate(t.Context(), ds, eval.Options{Split: 0.5}, 0); err == nil || !strings.Contains(err.Error(), "none had ended when the test runs began") {
+		t.Errorf("split with nothing ended: error %v", err)
+	}
+}
+
 // TestEvaluateNegativeTimes: times are seconds on any epoch; a trace whose
 // times are negative evaluates as the same trace shifted to positive ones.
 func TestEvaluateNegativeTimes(t *testing.T) {
@@ -264,7 +293,7 @@ func TestEvaluateNegativeTimes(t *testing.T) {
 	for i := range shifted.Samples {
 		shifted.Samples[i].Time -= 90 * 86400
 	}
-	opts := eval.Options{RetrainEvery: week}
+	opts := eval.Options{RetrainEvery: week, ByMonth: true}
 	want, err := eval.Evaluate(t.Context(), ds, opts, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -277,5 +306,15 @@ func TestEvaluateNegativeTimes(t *testing.T) {
 		if math.Abs(m.Coverage-want.Methods[i].Coverage) > 1e-9 || math.Abs(m.Slack-want.Methods[i].Slack) > 1e-9 {
 			t.Errorf("%s: %.4f / %.4f shifted, %.4f / %.4f not", m.Name, m.Coverage, m.Slack, want.Methods[i].Coverage, want.Methods[i].Slack)
 		}
+	}
+	// Shifted by three 30-day periods, the runs fall into periods alike.
+	jobs := func(r *eval.Report) (n []int) {
+		for _, m := range r.Months {
+			n = append(n, m.Jobs)
+		}
+		return n
+	}
+	if !slices.Equal(jobs(got), jobs(want)) {
+		t.Errorf("jobs per 30-day period %v shifted, %v not", jobs(got), jobs(want))
 	}
 }
