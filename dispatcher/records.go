@@ -266,7 +266,7 @@ func (d *Dispatcher) retrain(ctx context.Context, s3api RecordsS3API, rec Record
 		d.log.Warn().Str("from", from).Str("to", model.Strategy()).Float64("repeat_share", share).Str("model", cfg.Model).
 			Msg("retraining changed the memory model's strategy: every job's size changes with it")
 	}
-	d.log.Info().Int("records", stats.Used).Int("missed", stats.Missed).Str("strategy", model.Strategy()).Strs("features", model.Features()).Str("model", cfg.Model).Msg("retrained the memory model")
+	d.log.Info().Int("records", stats.Used).Int("missed", stats.Missed).Int("duplicates", stats.Duplicates).Str("strategy", model.Strategy()).Strs("features", model.Features()).Str("model", cfg.Model).Msg("retrained the memory model")
 	return nil
 }
 

@@ -24,6 +24,10 @@ type RecordStats struct {
 	// Unusable records are valid but not used: outside the window, or
 	// neither succeeded nor OOM-killed.
 	Unusable int
+	// Duplicates are records of an attempt already read (the same job,
+	// run and attempt): a record can be stored twice when its message's
+	// deletion fails, and is used once.
+	Duplicates int
 }
 
 // LoadRecords reads run records (JSON Lines, optionally gzipped) from a
@@ -52,7 +56,7 @@ func LoadRecords(ctx context.Context, api S3API, source string, window time.Dura
 		}
 		records = append(records, rec)
 	})
-	stats.Files, stats.Records, stats.Malformed = read.Files, read.Records, read.Malformed
+	stats.Files, stats.Records, stats.Malformed, stats.Duplicates = read.Files, read.Records, read.Malformed, read.Duplicates
 	if err != nil {
 		return nil, stats, err
 	}

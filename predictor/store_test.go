@@ -204,6 +204,7 @@ func TestLoadRecords(t *testing.T) {
 	}
 	plain := strings.Join([]string{
 		rec("a", "export", "succeeded", 100, now.Add(-time.Hour)),
+		rec("a", "export", "succeeded", 100, now.Add(-time.Hour)), // stored twice
 		rec("b", "export", "oom", 900, now.Add(-time.Hour)),
 		`{"job_id":"broken"`,
 		rec("c", "train", "succeeded", 300, now.Add(-40*24*time.Hour)),
@@ -226,8 +227,8 @@ func TestLoadRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Used != 2 || stats.Missed != 1 || stats.Malformed != 1 || stats.Unusable != 2 || stats.Files != 2 {
-		t.Errorf("stats = %+v, want 2 used, 1 missed, 1 malformed, 2 unusable (too old, interrupted), the old partition skipped", stats)
+	if stats.Used != 2 || stats.Missed != 1 || stats.Malformed != 1 || stats.Unusable != 2 || stats.Files != 2 || stats.Duplicates != 1 {
+		t.Errorf("stats = %+v, want 2 used, 1 missed, 1 malformed, 2 unusable (too old, interrupted), 1 duplicate, the old partition skipped", stats)
 	}
 	if len(ds.Samples) != 3 || len(ds.Features) != 1 || ds.Features[0] != "rows" {
 		t.Fatalf("dataset = %+v", ds)

@@ -31,7 +31,7 @@ func loadRecords(ctx context.Context, log zerolog.Logger, source string, window 
 		return nil, err
 	}
 	ds, stats, err := predictor.LoadRecords(ctx, api, source, window, time.Now())
-	log.Info().Int("files", stats.Files).Int("records", stats.Records).Int("used", stats.Used).Int("missed", stats.Missed).Int("malformed", stats.Malformed).Int("unusable", stats.Unusable).Msg("read run records")
+	log.Info().Int("files", stats.Files).Int("records", stats.Records).Int("used", stats.Used).Int("missed", stats.Missed).Int("malformed", stats.Malformed).Int("unusable", stats.Unusable).Int("duplicates", stats.Duplicates).Msg("read run records")
 	return ds, err
 }
 

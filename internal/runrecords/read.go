@@ -35,6 +35,10 @@ type Stats struct {
 	Files     int
 	Records   int
 	Malformed int
+	// Duplicates are records of an attempt already read (the same job,
+	// run and attempt): a record is stored twice when its message's
+	// deletion fails after the store, and each is called once.
+	Duplicates int
 }
 
 // datePartition matches the dt=YYYY-MM-DD path segment records are stored
@@ -43,10 +47,15 @@ var datePartition = regexp.MustCompile(`dt=(\d{4}-\d{2}-\d{2})`)
 
 // Read calls each for every well-formed record in source (a directory or
 // s3://bucket/prefix), skipping partitions of days before since (zero:
-// none). Malformed lines, and files that are not gzip or are truncated,
-// are counted, not errors; failing to list or open is.
+// none), once per attempt. Malformed lines, and files that are not gzip or
+// are truncated, are counted, not errors; failing to list or open is.
 func Read(ctx context.Context, api S3API, source string, since time.Time, each func(*jobfleet.RunRecord)) (Stats, error) {
 	var stats Stats
+	type attempt struct {
+		job, run string
+		n        int
+	}
+	seen := map[attempt]bool{}
 	add := func(name string, r io.Reader) {
 		stats.Files++
 		if strings.HasSuffix(name, ".gz") {
@@ -71,6 +80,12 @@ func Read(ctx context.Context, api S3API, source string, since time.Time, each f
 				stats.Malformed++
 				continue
 			}
+			a := attempt{rec.JobID, rec.Run, rec.Attempt}
+			if seen[a] {
+				stats.Duplicates++
+				continue
+			}
+			seen[a] = true
 			each(rec)
 		}
 		if scanner.Err() != nil {

@@ -284,6 +284,9 @@ func LoadRecords(ctx context.Context, api runrecords.S3API, source string) (*Tra
 	for range stats.Malformed {
 		t.skip("malformed records or files")
 	}
+	for range stats.Duplicates {
+		t.skip("records stored twice (read once)")
+	}
 	if len(t.Jobs) == 0 {
 		return nil, fmt.Errorf("no usable jobs in %s: %d records in %d files, %d malformed", source, stats.Records, stats.Files, stats.Malformed)
 	}
