@@ -160,22 +160,26 @@ func TestPredictorWithoutModelIsLeftOut(t *testing.T) {
 	}
 }
 
+const day = 86400.0
+
+// addRuns adds n runs of type a, a minute apart from start, each lasting
+// length seconds with the peak given.
+func addRuns(ds *predictor.Dataset, start, length, peak float64, n int) {
+	for i := range n {
+		at := start + float64(i)*60
+		ds.Samples = append(ds.Samples, predictor.Sample{Time: at, Ended: at + length, Type: "a", Peak: peak, Baseline: math.NaN()})
+	}
+}
+
 // TestEvaluateTrainsOnEndedRuns: walking forward, a retraining learns only
 // from the runs that had ended by then, as the dispatcher's retraining
 // reads only the records of ended runs. A run still going is not known.
 func TestEvaluateTrainsOnEndedRuns(t *testing.T) {
 	t.Parallel()
-	const day = 86400.0
 	ds := &predictor.Dataset{}
-	add := func(start, length, peak float64, n int) {
-		for i := range n {
-			at := start + float64(i)*60
-			ds.Samples = append(ds.Samples, predictor.Sample{Time: at, Ended: at + length, Type: "a", Peak: peak, Baseline: math.NaN()})
-		}
-	}
-	add(0, 600, 100, 100)      // day 0: short runs of 100
-	add(day, 4*day, 1000, 100) // day 1: runs of 1000 that end on day 5
-	add(2*day, 600, 1000, 50)  // day 2: tested
+	addRuns(ds, 0, 600, 100, 100)      // day 0: short runs of 100
+	addRuns(ds, day, 4*day, 1000, 100) // day 1: runs of 1000 that end on day 5
+	addRuns(ds, 2*day, 600, 1000, 50)  // day 2: tested
 	opts := eval.Options{RetrainEvery: 24 * time.Hour, Window: 2 * 24 * time.Hour, Train: predictor.Options{Strategy: predictor.StrategyGroups}}
 	coverage := func(ds *predictor.Dataset) map[string]float64 {
 		t.Helper()
@@ -225,18 +229,11 @@ func TestEvaluateTrainsOnEndedRuns(t *testing.T) {
 // are left out and counted as unsized.
 func TestEvaluateWindowIsOfEnds(t *testing.T) {
 	t.Parallel()
-	const day = 86400.0
 	ds := &predictor.Dataset{}
-	add := func(start, length, peak float64, n int) {
-		for i := range n {
-			at := start + float64(i)
-			ds.Samples = append(ds.Samples, predictor.Sample{Time: at, Ended: at + length, Type: "a", Peak: peak, Baseline: math.NaN()})
-		}
-	}
-	add(0, 9.5*day, 1000, 100)   // start before the window, end in it
-	add(day, 600, 10, 1000)      // end long before the window
-	add(8.2*day, 600, 10, 100)   // sized before any run ended; end in the window
-	add(10.2*day, 600, 1000, 50) // tested: like the long runs
+	addRuns(ds, 0, 9.5*day, 1000, 100)   // start before the window, end in it
+	addRuns(ds, day, 600, 10, 1000)      // end long before the window
+	addRuns(ds, 8.2*day, 600, 10, 100)   // sized before any run ended; end in the window
+	addRuns(ds, 10.2*day, 600, 1000, 50) // tested: like the long runs
 	opts := eval.Options{RetrainEvery: 24 * time.Hour, Window: 2 * 24 * time.Hour}
 	r, err := eval.Evaluate(t.Context(), ds, opts, 0)
 	if err != nil {
@@ -262,12 +259,9 @@ func TestEvaluateWindowIsOfEnds(t *testing.T) {
 // before the first test runs, a split has nothing to train on.
 func TestEvaluateKeepsModelsOverAGap(t *testing.T) {
 	t.Parallel()
-	const day = 86400.0
 	ds := &predictor.Dataset{}
 	for _, start := range []float64{0, 2 * day, 10 * day} {
-		for i := range 50 {
-			ds.Samples = append(ds.Samples, predictor.Sample{Time: start + float64(i), Ended: start + float64(i) + 600, Type: "a", Peak: 100, Baseline: math.NaN()})
-		}
+		addRuns(ds, start, 600, 100, 50)
 	}
 	r, err := eval.Evaluate(t.Context(), ds, eval.Options{RetrainEvery: 24 * time.Hour, Window: 2 * 24 * time.Hour}, 0)
 	if err != nil {
