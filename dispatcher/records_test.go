@@ -35,7 +35,6 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 	b := setup(t)
 	store := testenv.StartS3(t)
 	bucket := store.CreateBucket(t)
-	recordsURL := b.sqs.CreateQueue(t, "records-", nil)
 	modelKey := "models/memory.json"
 	now := time.Now().UTC()
 	var bodies []string
@@ -54,31 +53,7 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 		bodies = append(bodies, string(data))
 	}
 	bodies = append(bodies, `{"job_id":"broken"`)
-	for _, body := range bodies {
-		if _, err := b.sqs.Client.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: aws.String(recordsURL), MessageBody: aws.String(body)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	reg := prometheus.NewRegistry()
-	d, err := New(b.cfg, b.sqs.Client, b.s3.Client, b.kube.Dynamic, WithRegisterer(reg), WithRecords(store.Client,
-		RecordsConfig{URL: recordsURL, Bucket: bucket, Prefix: "jobfleet", FlushSize: 20, FlushEvery: time.Second},
-		RetrainConfig{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-
-	testenv.Eventually(t, 30*time.Second, "the records queue to empty", func() bool {
-		visible, inFlight := b.sqs.Depth(t, recordsURL)
-		return visible+inFlight == 0
-	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	d := storeRecords(t, b, store, bucket, bodies, 20)
 
 	// Every valid record is stored once, under today's partition.
 	list, err := store.Client.ListObjectsV2(t.Context(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String("jobfleet/records/dt=" + now.Format("2006-01-02") + "/")})
@@ -208,6 +183,72 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 	if got := testutil.ToFloat64(d.metrics.strategySwitches.WithLabelValues(predictor.StrategyGroups, predictor.StrategyEstimators)); got != 1 {
 		t.Errorf("strategy switches counted %v, want 1", got)
 	}
+}
+
+// TestRunRecordDeliveredTwiceTrainsOnce: SQS delivers at least once, and a
+// record whose message was not deleted after its store comes back. Stored
+// twice, the attempt is one run to retraining.
+func TestRunRecordDeliveredTwiceTrainsOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	store := testenv.StartS3(t)
+	bucket := store.CreateBucket(t)
+	now := time.Now().UTC()
+	var bodies []string
+	for i := range 30 {
+		rec := jobfleet.RunRecord{
+			JobID: fmt.Sprintf("twice-%d", i), Type: "export", Attempt: 1, Outcome: jobfleet.OutcomeSucceeded, DurationSecs: 60,
+			AllocatedBytes: 1 << 30, PeakBytes: 900 << 20, Features: map[string]float64{"rows": float64(i * 1000)},
+			StartedAt: now.Add(-time.Duration(31-i) * time.Minute), EndedAt: now.Add(-time.Duration(30-i) * time.Minute),
+		}
+		data, _ := json.Marshal(rec)
+		bodies = append(bodies, string(data))
+	}
+	bodies = append(bodies, bodies[7]) // delivered again
+	d := storeRecords(t, b, store, bucket, bodies, 10)
+
+	retrain := RetrainConfig{Model: "s3://" + bucket + "/models/memory.json", Options: predictor.Options{Tuning: predictor.Tuning{MinRuns: 20}}}
+	if err := d.retrain(t.Context(), store.Client, RecordsConfig{Bucket: bucket, Prefix: "jobfleet"}, retrain); err != nil {
+		t.Fatal(err)
+	}
+	model, err := predictor.Load(t.Context(), store.Client, retrain.Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if model.Runs() != 30 {
+		t.Errorf("retrained on %d runs, want the 30 attempts once each", model.Runs())
+	}
+}
+
+// storeRecords sends bodies to a new records queue and runs a dispatcher
+// that stores them in bucket, flushing every flushSize records, until the
+// queue is empty. It returns the stopped dispatcher.
+func storeRecords(t *testing.T, b *bundle, store *testenv.S3, bucket string, bodies []string, flushSize int) *Dispatcher {
+	t.Helper()
+	recordsURL := b.sqs.CreateQueue(t, "records-", nil)
+	for _, body := range bodies {
+		if _, err := b.sqs.Client.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: aws.String(recordsURL), MessageBody: aws.String(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := New(b.cfg, b.sqs.Client, b.s3.Client, b.kube.Dynamic, WithRegisterer(prometheus.NewRegistry()), WithRecords(store.Client,
+		RecordsConfig{URL: recordsURL, Bucket: bucket, Prefix: "jobfleet", FlushSize: flushSize, FlushEvery: time.Second},
+		RetrainConfig{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	testenv.Eventually(t, 30*time.Second, "the records queue to empty", func() bool {
+		visible, inFlight := b.sqs.Depth(t, recordsURL)
+		return visible+inFlight == 0
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 // TestModelReloadsAreCounted: every check of the model file is counted
