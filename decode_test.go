@@ -326,3 +326,17 @@ func labelMembers(n int) string {
 	}
 	return strings.Join(members, ",")
 }
+
+func TestDecodeRunRecordChecksMemory(t *testing.T) {
+	t.Parallel()
+	const head = `{"job_id":"j","type":"export","attempt":1,"outcome":"succeeded","ended_at":"2026-11-30T12:00:00Z"`
+	rec, err := jobfleet.DecodeRunRecord([]byte(head + `,"allocated_bytes":2147483648,"peak_bytes":1073741824,"predicted_bytes":1610612736}`))
+	if err != nil || rec.PredictedBytes != 1610612736 {
+		t.Fatalf("a record with the model's size: %+v, %v", rec, err)
+	}
+	for _, field := range []string{"allocated_bytes", "peak_bytes", "predicted_bytes"} {
+		if _, err := jobfleet.DecodeRunRecord([]byte(head + `,"` + field + `":-1}`)); err == nil || !strings.Contains(err.Error(), "negative memory") {
+			t.Errorf("negative %s: error %v", field, err)
+		}
+	}
+}

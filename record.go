@@ -56,6 +56,11 @@ type RunRecord struct {
 	AllocatedBytes int64  `json:"allocated_bytes"`
 	PeakBytes      int64  `json:"peak_bytes"`
 	PeakSource     string `json:"peak_source,omitempty"`
+	// PredictedBytes is the memory model's own size for the attempt,
+	// before the dispatcher raised it after recent misses, bounded it and
+	// rounded it up to its class; 0 when no model sized it. Retraining
+	// calibrates the model's margin on it.
+	PredictedBytes int64 `json:"predicted_bytes,omitempty"`
 	// Resumed is true when the attempt started from a checkpoint.
 	Resumed bool `json:"resumed"`
 	// Checkpoints counts the complete checkpoints the attempt uploaded.
@@ -90,7 +95,7 @@ func DecodeRunRecord(data []byte) (*RunRecord, error) {
 		return nil, fmt.Errorf("run record without job id or type")
 	case r.Attempt < 1:
 		return nil, fmt.Errorf("run record of job %s: attempt %d", r.JobID, r.Attempt)
-	case r.PeakBytes < 0 || r.AllocatedBytes < 0:
+	case r.PeakBytes < 0 || r.AllocatedBytes < 0 || r.PredictedBytes < 0:
 		return nil, fmt.Errorf("run record of job %s: negative memory", r.JobID)
 	case r.EndedAt.IsZero():
 		return nil, fmt.Errorf("run record of job %s: no end time", r.JobID)

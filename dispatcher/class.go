@@ -82,21 +82,29 @@ type Sizing struct {
 	// OnDemandAfter moves a job to on-demand capacity after this many
 	// interruptions. Default 2.
 	OnDemandAfter int
+	// OnlineRate is how fast a group's sizes rise after misses between
+	// the model's retrainings, from the run records this dispatcher
+	// consumes (see internal/online): the step of the group's log
+	// multiplier per run. Default online.DefaultRate (0.05); negative
+	// sizes by the model alone.
+	OnlineRate float64
 }
 
 // Decision is how a job was sized.
 type Decision struct {
 	Class Class
-	// Predicted is the model's prediction in bytes, zero without one;
-	// Memory is what was asked for after OOM history and bounds, before
-	// rounding up to the class size.
+	// Predicted is the model's own prediction in bytes, zero without one;
+	// Raise the multiplier put on it after recent misses in the job's
+	// group (0 or 1: none); Memory is what was asked for after the raise,
+	// OOM history and bounds, before rounding up to the class size.
 	Predicted int64
+	Raise     float64
 	Memory    int64
 	Source    predictor.Source
 }
 
-// Decide sizes a job of a registered type: the model's prediction (or the
-// type's default), raised to OOMFactor times the allocation of its last
+// Decide sizes a job of a registered type: the model's prediction (raised
+// after recent misses in its group, or the type's default), raised to OOMFactor times the allocation of its last
 // OOM-killed attempt, clamped to the type's bounds and rounded up to the
 // pool's size ladder; capacity from the type's spot policy, on-demand after
 // repeated interruptions.
@@ -119,6 +127,9 @@ func (s Sizing) Decide(job *jobfleet.Job, history jobfleet.History, t *jobtype.T
 		if p.Source != predictor.SourceNone && p.Memory > 0 && !math.IsInf(p.Memory, 0) {
 			d.Predicted, d.Source = int64(math.Ceil(p.Memory)), p.Source
 			memory = d.Predicted
+			if p.Raise > 1 {
+				d.Predicted, d.Raise = int64(math.Ceil(p.Memory/p.Raise)), p.Raise
+			}
 		}
 	}
 	for _, a := range history {

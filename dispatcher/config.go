@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"time"
 
@@ -174,6 +175,9 @@ func (c Config) Validate() error {
 	}
 	if c.Sizing.OOMFactor < 0 || (c.Sizing.OOMFactor > 0 && c.Sizing.OOMFactor <= 1) {
 		bad("OOM factor %v: above 1 (a rerun after an OOM kill needs more memory)", c.Sizing.OOMFactor)
+	}
+	if math.IsNaN(c.Sizing.OnlineRate) || c.Sizing.OnlineRate > 1 {
+		bad("online rate %v: at most 1 (negative: none)", c.Sizing.OnlineRate)
 	}
 	if c.Sizing.OnDemandAfter < 0 {
 		bad("on-demand after %d: not negative", c.Sizing.OnDemandAfter)

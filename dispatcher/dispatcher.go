@@ -22,6 +22,7 @@ import (
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/dispatcher/interruption"
 	"github.com/jobfleet/jobfleet/internal/contract"
+	"github.com/jobfleet/jobfleet/internal/online"
 	"github.com/jobfleet/jobfleet/predictor"
 )
 
@@ -60,6 +61,7 @@ type Dispatcher struct {
 	classes  *classes
 	sizing   Sizing
 	models   ModelSource
+	raiser   *online.Raiser // nil: sized by the model alone
 	metrics  *metrics
 	clock    clock.WithTicker
 	log      zerolog.Logger
@@ -176,6 +178,9 @@ func New(cfg Config, sqsClient SQSAPI, s3Client S3API, kube dynamic.Interface, o
 	d := &Dispatcher{cfg: cfg, sqs: sqsClient, s3: s3Client, kube: kube, sizing: cfg.Sizing, clock: clock.RealClock{}, log: zerolog.Nop()}
 	for _, opt := range opts {
 		opt(d)
+	}
+	if cfg.Sizing.OnlineRate >= 0 {
+		d.raiser = online.New(cfg.Sizing.OnlineRate)
 	}
 	d.store = contract.Store{S3: s3Client, Bucket: cfg.Bucket, Prefix: cfg.Prefix}
 	d.announce.Topic = cfg.Template.EventsTopic
@@ -318,15 +323,54 @@ func (d *Dispatcher) every(ctx context.Context, interval time.Duration, what str
 	}
 }
 
-// model returns the current model as a sizing Model, nil without one.
-func (d *Dispatcher) model() Model {
+// model returns the current model as a sizing Model for jobs sized at
+// now, raised by group after recent misses; nil without one.
+func (d *Dispatcher) model(now time.Time) Model {
 	if d.models == nil {
 		return nil
 	}
-	if m := d.models.Model(); m != nil {
+	m := d.models.Model()
+	switch {
+	case m == nil:
+		return nil
+	case d.raiser == nil:
 		return m
 	}
-	return nil
+	return raisedModel{model: m, raiser: d.raiser, now: now}
+}
+
+// raisedModel sizes with a model, raised by group after recent misses.
+type raisedModel struct {
+	model  *predictor.Model
+	raiser *online.Raiser
+	now    time.Time
+}
+
+func (r raisedModel) Predict(job predictor.Job) predictor.Prediction {
+	return r.raiser.Predict(r.model, job, r.now)
+}
+
+// observeRun tells the raiser how a run sized from the model fared: an
+// OOM kill, or a success that fit its allocation or not.
+func (d *Dispatcher) observeRun(rec *jobfleet.RunRecord) {
+	if d.raiser == nil {
+		return
+	}
+	t, ok := d.cfg.Registry.Type(rec.Type)
+	if !ok || rec.AllocatedBytes <= 0 {
+		return
+	}
+	var missed bool
+	switch rec.Outcome {
+	case jobfleet.OutcomeOOM:
+		missed = true
+	case jobfleet.OutcomeSucceeded:
+		missed = rec.PeakBytes > rec.AllocatedBytes
+	default:
+		return // it ended for another reason: it tells nothing of its size
+	}
+	d.raiser.Observe(predictor.Job{Type: t.Name, Pool: t.Pool, Labels: rec.Labels, Features: rec.Features}, rec.StartedAt, missed)
+	d.metrics.raisedGroups.Set(float64(d.raiser.Raised()))
 }
 
 // observe records a job that left intake.

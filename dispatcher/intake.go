@@ -27,10 +27,11 @@ type IntakeAPI interface {
 	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
 }
 
-// Message attributes the dispatcher adds to the jobs it forwards.
+// Message attributes the dispatcher adds to the jobs it forwards: the
+// class's memory and the model's own size (see queue.AttrPredicted).
 const (
-	AttrMemory    = "jobfleet-memory"
-	AttrPredicted = "jobfleet-predicted"
+	AttrMemory    = queue.AttrMemory
+	AttrPredicted = queue.AttrPredicted
 )
 
 // item is one received message on its way to a class queue or the
@@ -261,7 +262,7 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 		}
 	}
 	pool, _ := in.d.cfg.Registry.Pool(typ.Pool)
-	decision := in.d.sizing.Decide(job, history, typ, pool, in.d.model())
+	decision := in.d.sizing.Decide(job, history, typ, pool, in.d.model(now))
 	url, ensureErr := in.d.classes.ensure(ctx, decision.Class)
 	var size *contract.Sizing
 	if ensureErr == nil {

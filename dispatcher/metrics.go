@@ -15,6 +15,7 @@ type metrics struct {
 	collected        prometheus.Counter
 	modelReloads     *prometheus.CounterVec
 	strategySwitches *prometheus.CounterVec
+	raisedGroups     prometheus.Gauge
 	sized            *prometheus.CounterVec
 	fit              *prometheus.CounterVec
 	records          *prometheus.CounterVec
@@ -68,6 +69,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "jobfleet_predictor_strategy_switches_total",
 			Help: "Retrainings at which the automatic strategy changed the memory model's family, by the strategy before and after: every job's size changes with it.",
 		}, []string{"from", "to"}),
+		raisedGroups: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "jobfleet_sizing_raised_groups",
+			Help: "Groups of jobs this replica sizes above the memory model after recent OOM kills in them, until the next model: a rising count is drift the model has not learned yet.",
+		}),
 		sized: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jobfleet_sized_runs_total",
 			Help: "Successful runs with a memory allocation, by type, from their run records. Coverage is the rate of jobfleet_sized_runs_within_allocation_total over the rate of this, summed over replicas.",
@@ -105,6 +110,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Memory allocated to attempts and above their peak, times the time they ran (the waste), by job type and the value of the attribute label.",
 		}, []string{"type", "attribute"}),
 	}
-	reg.MustRegister(m.announceFailures, m.attemptSeconds, m.allocatedByteSeconds, m.unusedByteSeconds, m.checkpoints, m.jobs, m.queueAge, m.handling, m.sqsCalls, m.predictedBytes, m.classes, m.collected, m.modelReloads, m.strategySwitches, m.sized, m.fit, m.records, m.sensor)
+	reg.MustRegister(m.announceFailures, m.attemptSeconds, m.allocatedByteSeconds, m.unusedByteSeconds, m.checkpoints, m.jobs, m.queueAge, m.handling, m.sqsCalls, m.predictedBytes, m.classes, m.collected, m.modelReloads, m.strategySwitches, m.raisedGroups, m.sized, m.fit, m.records, m.sensor)
 	return m
 }

@@ -160,6 +160,7 @@ func (r *recordSink) add(ctx context.Context, m sqstypes.Message) {
 // count adds a stored record to the metrics, once: a record that returns
 // to the queue because it could not be stored is counted when it is.
 func (r *recordSink) count(rec *jobfleet.RunRecord) {
+	r.d.observeRun(rec)
 	if rec.Outcome == jobfleet.OutcomeSucceeded && rec.AllocatedBytes > 0 {
 		r.d.metrics.sized.WithLabelValues(rec.Type).Inc()
 		if rec.PeakBytes <= rec.AllocatedBytes {

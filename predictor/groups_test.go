@@ -251,6 +251,24 @@ func TestAdaptMargin(t *testing.T) {
 			t.Errorf("%s: margin %v, want %v", tt.name, got, tt.want)
 		}
 	}
+
+	// The dispatcher raised these runs' sizes after misses in their
+	// group (Allocated 2 covers the peak of 1.5), but the model's own
+	// size (Predicted 1) did not: the margin measures the model.
+	var raised []Sample
+	for range 100 {
+		raised = append(raised, Sample{Time: 200, Peak: 1.5, Allocated: 2, Predicted: 1})
+	}
+	if got, want := adaptMargin(prev, raised, 100, 0.9, 0.3), math.Log(1.15)+0.3*0.9; math.Abs(got-want) > 1e-9 {
+		t.Errorf("runs the raise covered and the model missed: margin %v, want %v", got, want)
+	}
+	// Killed runs missed, whatever the model's size.
+	for i := range raised {
+		raised[i].Peak, raised[i].Predicted, raised[i].Missed = 2, 3, true
+	}
+	if got, want := adaptMargin(prev, raised, 100, 0.9, 0.3), math.Log(1.15)+0.3*0.9; math.Abs(got-want) > 1e-9 {
+		t.Errorf("killed runs: margin %v, want %v", got, want)
+	}
 }
 
 func TestChooseHalfLife(t *testing.T) {

@@ -205,7 +205,7 @@ func TestLoadRecords(t *testing.T) {
 	plain := strings.Join([]string{
 		rec("a", "export", "succeeded", 100, now.Add(-time.Hour)),
 		rec("a", "export", "succeeded", 100, now.Add(-time.Hour)), // stored twice
-		rec("b", "export", "oom", 900, now.Add(-time.Hour)),
+		strings.Replace(rec("b", "export", "oom", 900, now.Add(-time.Hour)), `"allocated_bytes"`, `"predicted_bytes":734003200,"allocated_bytes"`, 1),
 		`{"job_id":"broken"`,
 		rec("c", "train", "succeeded", 300, now.Add(-40*24*time.Hour)),
 		rec("f", "train", "interrupted", 300, now.Add(-time.Hour)),
@@ -239,6 +239,9 @@ func TestLoadRecords(t *testing.T) {
 		}
 		if s.Allocated != 1<<30 || s.Missed != (s.Peak == 900) {
 			t.Errorf("sample %+v: want the allocation, and only the OOM-killed run missed", s)
+		}
+		if want := map[bool]float64{true: 700 << 20}[s.Missed]; s.Predicted != want {
+			t.Errorf("sample %+v: the model's own size %v, want %v (only the OOM-killed run's record carries it)", s, s.Predicted, want)
 		}
 	}
 }

@@ -106,9 +106,15 @@ func (b *bundle) publishRun(t *testing.T, job *jobfleet.Job) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.send(t, b.class, queue.ForwardMessage(string(body), job.Type, run, 1))
+	m := queue.ForwardMessage(string(body), job.Type, run, 1)
+	m.Attributes[queue.AttrPredicted] = queue.NumberAttribute(forwardedPrediction)
+	b.send(t, b.class, m)
 	return run
 }
+
+// forwardedPrediction is the model's size publish forwards jobs with, as
+// the dispatcher does.
+const forwardedPrediction = 700 << 20
 
 // startRun records a run of the job, as the dispatcher does when it
 // accepts a producer's message.
@@ -265,6 +271,9 @@ func TestSuccessRecordsPeakAndDeletes(t *testing.T) {
 	}
 	if rec.Node != "node-a" || rec.CapacityType != jobfleet.CapacitySpot || rec.Features["rows"] != 42 || rec.AllocatedBytes != 1<<30 {
 		t.Errorf("run record placement and features = %+v", rec)
+	}
+	if rec.PredictedBytes != forwardedPrediction {
+		t.Errorf("run record's model size %d, want the forwarded message's %d", rec.PredictedBytes, forwardedPrediction)
 	}
 	if !maps.Equal(rec.Labels, job.Labels) {
 		t.Errorf("run record labels %v, want the message's %v", rec.Labels, job.Labels)

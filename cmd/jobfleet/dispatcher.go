@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -67,6 +68,7 @@ type DispatcherCmd struct {
 	MaxInFlight      int           `name:"max-in-flight" env:"JOBFLEET_MAX_IN_FLIGHT" default:"1000" help:"Most messages held between receiving and forwarding."`
 	Linger           time.Duration `name:"linger" env:"JOBFLEET_LINGER" default:"25ms" help:"How long a partial batch waits for more jobs to the same class."`
 	OOMFactor        float64       `name:"oom-factor" env:"JOBFLEET_OOM_FACTOR" default:"1.5" help:"Memory multiplier for a rerun after an OOM kill."`
+	OnlineRate       float64       `name:"online-rate" env:"JOBFLEET_ONLINE_RATE" default:"0.05" help:"How fast a group's sizes rise above the model after OOM kills in it, until the next model: the step of the group's log multiplier per run record (0.05: doubled after 17 misses in a row; negative: the model alone)."`
 	OnDemandAfter    int           `name:"on-demand-after" env:"JOBFLEET_ON_DEMAND_AFTER" default:"2" help:"Run a job on on-demand capacity after this many interruptions."`
 	IntakeVisibility time.Duration `name:"intake-visibility" env:"JOBFLEET_INTAKE_VISIBILITY" default:"2m" help:"Visibility timeout of received intake messages: how soon a crashed replica's messages return."`
 	ClassIdleTTL     time.Duration `name:"class-idle-ttl" env:"JOBFLEET_CLASS_IDLE_TTL" default:"30m" help:"Remove a class's ScaledJob and queue after it has been idle this long."`
@@ -132,6 +134,9 @@ func (c *DispatcherCmd) Validate() error {
 	}
 	if !(c.OOMFactor > 1) {
 		bad("--oom-factor %v: above 1 (a rerun after an OOM kill needs more memory)", c.OOMFactor)
+	}
+	if c.OnlineRate == 0 || math.IsNaN(c.OnlineRate) || c.OnlineRate > 1 {
+		bad("--online-rate %v: above 0 and at most 1, or negative for the model alone", c.OnlineRate)
 	}
 	if c.OnDemandAfter < 1 {
 		bad("--on-demand-after %d: at least 1", c.OnDemandAfter)
@@ -262,7 +267,7 @@ func (c *DispatcherCmd) config(reg *jobtype.Registry, region string) dispatcher.
 		Receivers: c.Receivers, MaxInFlight: c.MaxInFlight, Linger: c.Linger, ClassIdleTTL: c.ClassIdleTTL,
 		ClassPoll: c.ClassPoll, ClassFresh: c.ClassFresh, CollectInterval: c.CollectInterval, CollectFence: c.CollectFence,
 		IntakeVisibility: c.IntakeVisibility,
-		Sizing:           dispatcher.Sizing{OOMFactor: c.OOMFactor, OnDemandAfter: c.OnDemandAfter},
+		Sizing:           dispatcher.Sizing{OOMFactor: c.OOMFactor, OnDemandAfter: c.OnDemandAfter, OnlineRate: c.OnlineRate},
 		Template: dispatcher.Template{
 			Namespace: c.Namespace, Prefix: c.ClassPrefix, WorkerImage: c.WorkerImage, ServiceAccount: c.ServiceAccount,
 			IntakeURL: c.Intake, DeadLetterURL: c.DeadLetter, RecordsURL: c.Records, EventsTopic: c.EventsTopic,

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -169,6 +170,7 @@ type PredictEvalCmd struct {
 	Split         float64       `name:"split" env:"JOBFLEET_PREDICT_SPLIT" default:"0" help:"Train once on this share of runs by time (those that had ended when the rest began) and test on the rest, instead of walking forward."`
 	RetrainEvery  time.Duration `name:"retrain-every" env:"JOBFLEET_PREDICT_RETRAIN_EVERY" default:"0s" help:"Walking forward: retrain this often (0: 1d, as the dispatcher does). Not with --split."`
 	Window        time.Duration `name:"window" env:"JOBFLEET_PREDICT_WINDOW" default:"0s" help:"Walking forward: train on the runs that ended in this last period (0: 30d, as the dispatcher does). Not with --split."`
+	OnlineRate    float64       `name:"online-rate" env:"JOBFLEET_PREDICT_ONLINE_RATE" default:"0.05" help:"Raise a group's sizes after misses between retrainings, as the dispatcher's --online-rate does, as the runs sized end: the step per run (negative: the model alone)."`
 	ByType        bool          `name:"by-type" env:"JOBFLEET_PREDICT_BY_TYPE" help:"Also show results per type: the same as --by type (types of 1,000 test jobs or more; --min-group-jobs 0 for all)."`
 	MatchCoverage string        `name:"match-coverage" env:"JOBFLEET_PREDICT_MATCH_COVERAGE" enum:",type-quantile,vpa,fixed-formula,baseline" default:"" placeholder:"METHOD" help:"Also print the predictor's slack at METHOD's coverage (type-quantile, vpa, fixed-formula or baseline), finding the predictor's quantile that reaches it."`
 	MinGroupJobs  int           `name:"min-group-jobs" env:"JOBFLEET_PREDICT_MIN_GROUP_JOBS" default:"-1" help:"With --by: show only months and types with at least this many test jobs (-1: 500 for months, 1000 for types, the sizes coverage is judged at; 0: all). The JSON lists all."`
@@ -192,6 +194,8 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 		return errors.New("--split trains once and tests on the rest; --retrain-every and --window walk forward: use one or the other")
 	case c.RetrainEvery < 0 || c.Window < 0:
 		return errors.New("--retrain-every and --window must not be negative")
+	case c.OnlineRate == 0 || math.IsNaN(c.OnlineRate) || c.OnlineRate > 1:
+		return fmt.Errorf("--online-rate %v: above 0 and at most 1, or negative for the model alone", c.OnlineRate)
 	}
 	// Zero --retrain-every and --window take Evaluate's defaults.
 	var ds *predictor.Dataset
@@ -220,7 +224,7 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 		skipped = stats.Skipped
 	}
 	report, err := eval.Evaluate(ctx, ds, eval.Options{
-		Train: c.options(), Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window,
+		Train: c.options(), Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window, OnlineRate: c.OnlineRate,
 		ByType: c.ByType || slices.Contains(c.By, "type"), ByMonth: slices.Contains(c.By, "month"),
 	}, skipped)
 	if err != nil {
@@ -228,7 +232,7 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	var match *eval.Match
 	if c.MatchCoverage != "" {
-		if match, err = eval.MatchCoverage(ctx, ds, eval.Options{Train: c.options(), Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window}, report, c.MatchCoverage); err != nil {
+		if match, err = eval.MatchCoverage(ctx, ds, eval.Options{Train: c.options(), Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window, OnlineRate: c.OnlineRate}, report, c.MatchCoverage); err != nil {
 			return fmt.Errorf("--match-coverage: %w", err)
 		}
 	}

@@ -276,6 +276,8 @@ func TestPredictErrors(t *testing.T) {
 		{name: "train: records and a column flag", args: []string{"predict", "train", "--records", "testdata", "--target-col", "mem", "--out", "m.json"}, want: "--records: the column flags"},
 		{name: "train: negative window", args: []string{"predict", "train", "--records", "testdata", "--window=-1h", "--out", "m.json"}, want: "--window -1h0m0s: not negative"},
 		{name: "no source", args: []string{"predict", "train", "--out", "m.json"}, want: "give --csv or --records"},
+		{name: "zero online rate", args: []string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app", "--target-col", "mem_used_kb", "--online-rate", "0"}, want: "--online-rate 0: above 0 and at most 1"},
+		{name: "online rate above 1", args: []string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app", "--target-col", "mem_used_kb", "--online-rate", "1.5"}, want: "--online-rate 1.5: above 0 and at most 1"},
 		{name: "bad quantile", args: []string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app", "--target-col", "mem_used_kb", "--quantile", "1.2"}, want: "quantile 1.2"},
 	}
 	for _, tt := range tests {

@@ -319,7 +319,23 @@ const (
 	// is a new submission, not a rerun of a run that ended.
 	AttrDeadRun     = "jobfleet-dead-run"
 	AttrDeadAttempt = "jobfleet-dead-attempt"
+	// AttrMemory is the class's memory on a forwarded job; AttrPredicted
+	// the model's own size for it, before the dispatcher raised it,
+	// bounded it and rounded it up to the class (absent when no model
+	// sized it). The worker records it with the attempt's run record.
+	AttrMemory    = "jobfleet-memory"
+	AttrPredicted = "jobfleet-predicted"
 )
+
+// Predicted reads the model's size a forwarded job carries, in bytes: 0
+// when it carries none or one that is not a positive whole number.
+func Predicted(attrs map[string]types.MessageAttributeValue) int64 {
+	v, err := strconv.ParseInt(aws.ToString(attrs[AttrPredicted].StringValue), 10, 64)
+	if err != nil || v < 0 {
+		return 0
+	}
+	return v
+}
 
 // JobMessage is an encoded job message with its type attribute, as
 // producers publish it.

@@ -189,3 +189,20 @@ func TestDelete(t *testing.T) {
 		t.Errorf("calls = %v, want 10 + 1 and a retry of r2", fake.calls)
 	}
 }
+
+func TestPredicted(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		attrs map[string]types.MessageAttributeValue
+		want  int64
+	}{
+		{nil, 0},
+		{map[string]types.MessageAttributeValue{AttrPredicted: NumberAttribute(734003200)}, 734003200},
+		{map[string]types.MessageAttributeValue{AttrPredicted: NumberAttribute(-1)}, 0},
+		{map[string]types.MessageAttributeValue{AttrPredicted: StringAttribute("lots")}, 0},
+	} {
+		if got := Predicted(tt.attrs); got != tt.want {
+			t.Errorf("Predicted(%v) = %d, want %d", tt.attrs, got, tt.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package eval
 
 import (
 	"cmp"
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"gonum.org/v1/gonum/stat"
 
+	"github.com/jobfleet/jobfleet/internal/online"
 	"github.com/jobfleet/jobfleet/internal/quantreg"
 	"github.com/jobfleet/jobfleet/predictor"
 )
@@ -37,6 +39,12 @@ type Options struct {
 	// Defaults a day and 30 days, the dispatcher's.
 	RetrainEvery time.Duration
 	Window       time.Duration
+	// OnlineRate is the step of the dispatcher's raise of a group's sizes
+	// after misses between retrainings (see internal/online): the
+	// predictor's sizes are raised as the runs it sized end, in time
+	// order. Default online.DefaultRate, the dispatcher's; negative
+	// evaluates the model alone.
+	OnlineRate float64
 	// ByType adds per-type results, ByMonth per-month results.
 	ByType, ByMonth bool
 	// predictorOnly evaluates the predictor alone (MatchCoverage), and
@@ -196,13 +204,16 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 	for i := range samples {
 		// What the predictor allocates is recorded as it goes, as run
 		// records carry the allocation each job ran with.
-		samples[i].Allocated, samples[i].Missed = math.NaN(), false
+		samples[i].Allocated, samples[i].Missed, samples[i].Predicted = math.NaN(), false, 0
 	}
 	if len(samples) < 2 {
 		return nil, predictor.ErrNoData
 	}
 	q := opts.Train.Quantile
 	pred := &predictorMethod{opts: opts.Train}
+	if opts.OnlineRate >= 0 {
+		pred.raiser = online.New(opts.OnlineRate)
+	}
 	methods := []method{pred, &typeQuantile{q: q}, newVPA(q), &fixedFormula{q: q}}
 	if opts.predictorOnly {
 		methods = methods[:1]
@@ -236,7 +247,7 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 			for i, m := range methods {
 				allocs[i] = append(allocs[i], m.predict(s))
 			}
-			window[k].Allocated = allocs[0][len(allocs[0])-1]
+			window[k].Allocated, window[k].Predicted = allocs[0][len(allocs[0])-1], pred.predicted
 			test = append(test, s)
 		}
 		return nil
@@ -543,7 +554,37 @@ type predictorMethod struct {
 	switches    int
 	sources     []predictor.Source // per test run, in order
 	features    []string           // the dataset's
+	// raiser raises the model's sizes as the dispatcher does, from the
+	// runs it sized that ended (pending), nil to evaluate the model alone.
+	raiser  *online.Raiser
+	pending endings
+	// predicted is the model's own size for the last run, before the
+	// raise (NaN when it had none).
+	predicted float64
 }
+
+// ending is a run the predictor sized, observed when it ends.
+type ending struct {
+	end, alloc float64
+	s          Sample
+}
+
+// endings is a min-heap of runs by end.
+type endings []ending
+
+func (e endings) Len() int           { return len(e) }
+func (e endings) Less(i, j int) bool { return e[i].end < e[j].end }
+func (e endings) Swap(i, j int)      { e[i], e[j] = e[j], e[i] }
+func (e *endings) Push(x any)        { *e = append(*e, x.(ending)) }
+func (e *endings) Pop() any {
+	old := *e
+	x := old[len(old)-1]
+	*e = old[:len(old)-1]
+	return x
+}
+
+// seconds is a time on the samples' epoch.
+func seconds(t float64) time.Time { return time.Unix(0, 0).Add(time.Duration(t * 1e9)) }
 
 func (p *predictorMethod) name() string { return MethodPredictor }
 
@@ -564,15 +605,39 @@ func (p *predictorMethod) train(ctx context.Context, history []Sample, features 
 	return nil
 }
 
-func (p *predictorMethod) predict(s Sample) float64 {
+func (p *predictorMethod) job(s Sample) predictor.Job {
 	job := predictor.Job{Type: s.Type, Pool: s.Pool, Labels: s.Labels, Features: make(map[string]float64, len(p.features))}
 	for i, name := range p.features {
 		job.Features[name] = s.Features[i]
 	}
-	pred := p.model.Predict(job)
+	return job
+}
+
+func (p *predictorMethod) predict(s Sample) float64 {
+	job := p.job(s)
+	var pred predictor.Prediction
+	if p.raiser == nil {
+		pred = p.model.Predict(job)
+	} else {
+		// The runs that ended before this one is sized have told
+		// the dispatcher whether they fit.
+		for p.pending.Len() > 0 && p.pending[0].end <= s.Time {
+			e := heap.Pop(&p.pending).(ending)
+			p.raiser.Observe(p.job(e.s), seconds(e.s.Time), e.s.Peak > e.alloc)
+		}
+		pred = p.raiser.Predict(p.model, job, seconds(s.Time))
+	}
 	p.sources = append(p.sources, pred.Source)
+	p.predicted = math.NaN()
 	if pred.Source == predictor.SourceNone {
 		return math.NaN() // the dispatcher would take the type's default
+	}
+	p.predicted = pred.Memory
+	if pred.Raise > 0 {
+		p.predicted = pred.Memory / pred.Raise
+	}
+	if p.raiser != nil {
+		heap.Push(&p.pending, ending{end: s.End(), alloc: pred.Memory, s: s})
 	}
 	return pred.Memory
 }

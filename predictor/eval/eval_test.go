@@ -69,12 +69,13 @@ func TestEvaluateSelectsFeatures(t *testing.T) {
 
 // TestGroupModelAdaptsToReachCoverage walks forward through runs where the
 // initial margin falls short: adapting it from the deployed allocations
-// brings coverage to the target, where keeping it does not.
+// brings coverage to the target, where keeping it does not. The model
+// alone: the dispatcher's raise after misses would lift both.
 func TestGroupModelAdaptsToReachCoverage(t *testing.T) {
 	t.Parallel()
 	ds := testruns.Drifting(60)
 	coverage := func(rate float64) float64 {
-		r, err := eval.Evaluate(t.Context(), ds, eval.Options{RetrainEvery: week, Train: predictor.Options{Strategy: predictor.StrategyGroups, Tuning: predictor.Tuning{AdaptRate: rate}}}, 0)
+		r, err := eval.Evaluate(t.Context(), ds, eval.Options{RetrainEvery: week, OnlineRate: -1, Train: predictor.Options{Strategy: predictor.StrategyGroups, Tuning: predictor.Tuning{AdaptRate: rate}}}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -310,5 +311,49 @@ func TestEvaluateNegativeTimes(t *testing.T) {
 	}
 	if !slices.Equal(jobs(got), jobs(want)) {
 		t.Errorf("jobs per 30-day period %v shifted, %v not", jobs(got), jobs(want))
+	}
+}
+
+// TestEvaluateRaisesGroupsAfterMisses: between retrainings the predictor's
+// sizes rise after the misses of the runs it sized, as each of them ends,
+// as the dispatcher raises them from its run records; the model alone
+// misses the whole day, and the other methods are the same either way.
+func TestEvaluateRaisesGroupsAfterMisses(t *testing.T) {
+	t.Parallel()
+	ds := &predictor.Dataset{}
+	addRuns(ds, 0, 600, 100, 100)  // day 0: runs of 100
+	addRuns(ds, day, 60, 150, 200) // day 1: runs of 150, each over before the next
+	opts := eval.Options{RetrainEvery: 24 * time.Hour, Window: 24 * time.Hour, Train: predictor.Options{Strategy: predictor.StrategyGroups}}
+	evaluate := func(rate float64) map[string]eval.MethodResult {
+		t.Helper()
+		o := opts
+		o.OnlineRate = rate
+		r, err := eval.Evaluate(t.Context(), ds, o, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.TestJobs != 200 {
+			t.Fatalf("%d test jobs, want the 200 of day 1", r.TestJobs)
+		}
+		out := map[string]eval.MethodResult{}
+		for _, m := range r.Methods {
+			out[m.Name] = m
+		}
+		return out
+	}
+	alone, raised := evaluate(-1), evaluate(0)
+	if c := alone[eval.MethodPredictor].Coverage; c != 0 {
+		t.Errorf("the model alone covers %.3f of day 1, want none: it learned runs of 100", c)
+	}
+	// 1.15 * 100 * e^(0.045 n) covers 150 after n = 6 misses; from then
+	// on, a run that fits lowers it by 0.005 and a miss raises it by 0.045,
+	// so it misses about one run in ten, q's share: 6 + 194/10 of 200.
+	if c := raised[eval.MethodPredictor].Coverage; math.Abs(c-0.87) > 0.02 {
+		t.Errorf("raised after misses, the predictor covers %.3f of day 1, want about 0.87", c)
+	}
+	for name, m := range alone {
+		if name != eval.MethodPredictor && m != raised[name] {
+			t.Errorf("%s: %+v with the raise, want %+v as without", name, raised[name], m)
+		}
 	}
 }

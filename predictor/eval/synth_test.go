@@ -12,11 +12,12 @@ const week = 7 * 24 * time.Hour
 // TestSyntheticWorkloads checks the predictor where the truth is known: at
 // coverage of at least 0.90, it over-allocates at least 40% less than one
 // fixed formula for all jobs, and every family's coverage is within 0.03
-// of the target.
+// of the target. The model alone: the dispatcher's raise after misses
+// lifts coverage above the target where a family's misses run high.
 func TestSyntheticWorkloads(t *testing.T) {
 	t.Parallel()
 	ds := Synthetic(24000, 90, 42)
-	r, err := Evaluate(t.Context(), ds, Options{ByType: true, RetrainEvery: week}, 0)
+	r, err := Evaluate(t.Context(), ds, Options{ByType: true, RetrainEvery: week, OnlineRate: -1}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

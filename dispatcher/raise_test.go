@@ -1,0 +1,128 @@
+package dispatcher
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/testenv"
+	"github.com/jobfleet/jobfleet/predictor"
+)
+
+// swappableModels is a model source whose model a test replaces, as the
+// reloader does when a retraining writes a new one.
+type swappableModels struct {
+	m atomic.Pointer[predictor.Model]
+}
+
+func (s *swappableModels) Model() *predictor.Model { return s.m.Load() }
+
+// TestOOMKillsRaiseTheirGroupUntilTheNextModel: run records of OOM kills
+// that reach the dispatcher raise the sizes of their group's next jobs
+// above the model's, through the real SQS emulator and S3; the forwarded
+// job still carries the model's own size; a new model starts again from
+// its own sizes, and records of runs that started before it do not raise
+// them.
+func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	recordsURL := b.sqs.CreateQueue(t, "records-", nil)
+	models := &swappableModels{}
+	models.m.Store(constantModel(map[string]float64{"export": 1.5 * gib}))
+	d, stop := b.start(t, b.cfg, WithModels(models), WithRecords(b.s3.Client,
+		RecordsConfig{URL: recordsURL, Bucket: b.cfg.Bucket, Prefix: "jobfleet", FlushSize: 10, FlushEvery: 200 * time.Millisecond},
+		RetrainConfig{}))
+	defer stop()
+
+	predicted := strconv.FormatInt(int64(math.Ceil(1.5*gib)), 10)
+	// dispatch publishes one export job and checks the class it lands
+	// in, and the model's size its forwarded message carries.
+	dispatch := func(id, want string) {
+		t.Helper()
+		job := &jobfleet.Job{Version: 1, ID: id, Type: "export", Features: map[string]float64{"rows": 1}}
+		if err := jobfleet.NewPublisher(b.sqs.Client, b.intake).Publish(t.Context(), job); err != nil {
+			t.Fatal(err)
+		}
+		var landed string
+		var msg sqstypes.Message
+		testenv.Eventually(t, 30*time.Second, "job "+id+" to land in a class queue", func() bool {
+			for _, size := range []string{"2gi", "4gi"} {
+				class := b.prefix + "-export-cpu-" + size
+				out, err := b.sqs.Client.GetQueueUrl(t.Context(), &sqs.GetQueueUrlInput{QueueName: aws.String(class)})
+				if err != nil {
+					continue
+				}
+				got, err := b.sqs.Client.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{QueueUrl: out.QueueUrl, MessageAttributeNames: []string{"All"}})
+				if err != nil || len(got.Messages) == 0 {
+					continue
+				}
+				msg, landed = got.Messages[0], class
+				if _, err := b.sqs.Client.DeleteMessage(t.Context(), &sqs.DeleteMessageInput{QueueUrl: out.QueueUrl, ReceiptHandle: msg.ReceiptHandle}); err != nil {
+					t.Fatal(err)
+				}
+				return true
+			}
+			return false
+		})
+		if got, err := jobfleet.Decode([]byte(aws.ToString(msg.Body))); err != nil || got.ID != id {
+			t.Fatalf("class %s holds %v (%v), want job %s", landed, got, err, id)
+		}
+		if landed != b.prefix+"-export-cpu-"+want {
+			t.Errorf("job %s landed in %s, want the %s class", id, landed, want)
+		}
+		if got := aws.ToString(msg.MessageAttributes[AttrPredicted].StringValue); got != predicted {
+			t.Errorf("job %s carries the model's size %s, want the model's own %s", id, got, predicted)
+		}
+	}
+	stored := 0.0
+	// kill sends n run records of export runs OOM-killed at 2Gi, which
+	// started at started, and waits until the dispatcher stored them.
+	kill := func(prefix string, n int, started time.Time) {
+		t.Helper()
+		for i := range n {
+			rec := jobfleet.RunRecord{
+				JobID: fmt.Sprintf("%s-%d", prefix, i), Type: "export", Attempt: 1, Outcome: jobfleet.OutcomeOOM,
+				AllocatedBytes: 2 * gib, PeakBytes: 2 * gib, Features: map[string]float64{"rows": 1},
+				StartedAt: started, EndedAt: time.Now().UTC(),
+			}
+			data, _ := json.Marshal(rec)
+			if _, err := b.sqs.Client.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: aws.String(recordsURL), MessageBody: aws.String(string(data))}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stored += float64(n)
+		testenv.Eventually(t, 30*time.Second, "the records to be stored", func() bool {
+			return testutil.ToFloat64(d.metrics.records.WithLabelValues("stored")) == stored
+		})
+	}
+
+	// The model's 1.5Gi rounds up to the 2Gi class.
+	dispatch("first", "2gi")
+	// Ten OOM kills since: 1.5Gi * e^(10 * 0.05 * 0.9) = 2.35Gi, in 4Gi.
+	kill("killed", 10, time.Now().UTC())
+	if got := testutil.ToFloat64(d.metrics.raisedGroups); got != 1 {
+		t.Errorf("raised groups %v, want 1", got)
+	}
+	dispatch("after-kills", "4gi")
+
+	// A new model has learned from those runs: its sizes stand.
+	models.m.Store(constantModel(map[string]float64{"export": 1.5 * gib}))
+	swapped := time.Now().UTC()
+	dispatch("new-model", "2gi")
+	// Kills of runs that started before it do not raise it.
+	kill("late", 10, swapped.Add(-time.Minute))
+	dispatch("late-records", "2gi")
+	if got := testutil.ToFloat64(d.metrics.raisedGroups); got != 0 {
+		t.Errorf("raised groups %v after the new model, want 0", got)
+	}
+}
