@@ -357,3 +357,32 @@ func TestEvaluateRaisesGroupsAfterMisses(t *testing.T) {
 		}
 	}
 }
+
+// TestEvaluateMarginMeasuresTheModel: the margin adapts on the model's own
+// sizes, not the raised ones, as the dispatcher's retraining reads them
+// from the records (predicted_bytes). On day 1 the model's 115 misses every
+// run of 150 while the raise covers most of them; day 2's model has
+// learned 150 and its margin rose for the model's misses: 150 * 1.15 *
+// e^(0.3 * (1 - 0.1)).
+func TestEvaluateMarginMeasuresTheModel(t *testing.T) {
+	t.Parallel()
+	opts := eval.Options{RetrainEvery: 24 * time.Hour, Window: 24 * time.Hour, Train: predictor.Options{Strategy: predictor.StrategyGroups}}
+	total := func(days int) float64 {
+		t.Helper()
+		ds := &predictor.Dataset{}
+		addRuns(ds, 0, 600, 100, 100)  // day 0: runs of 100
+		addRuns(ds, day, 60, 150, 200) // day 1: runs of 150, each over before the next
+		if days > 2 {
+			addRuns(ds, 2*day, 60, 100, 100) // day 2: runs of 100
+		}
+		r, err := eval.Evaluate(t.Context(), ds, opts, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Methods[0].MeanAlloc * float64(r.Methods[0].Jobs)
+	}
+	day2 := (total(3) - total(2)) / 100
+	if want := 150 * 1.15 * math.Exp(0.3*0.9); math.Abs(day2-want) > 1e-6*want {
+		t.Errorf("day 2 sized at %v, want %v: the margin after the model missed every run of day 1", day2, want)
+	}
+}
