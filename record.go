@@ -56,9 +56,10 @@ type RunRecord struct {
 	AllocatedBytes int64  `json:"allocated_bytes"`
 	PeakBytes      int64  `json:"peak_bytes"`
 	PeakSource     string `json:"peak_source,omitempty"`
-	// PredictedBytes is the memory model's own size for the attempt,
-	// before the dispatcher raised it after recent misses, bounded it and
-	// rounded it up to its class; 0 when no model sized it. Retraining
+	// PredictedBytes is the class memory the memory model's size alone
+	// gave the attempt (its type's bounds and its pool's class, without
+	// the dispatcher's raise after recent misses or a rerun's OOM
+	// history); 0 when the model did not decide the size. Retraining
 	// calibrates the model's margin on it.
 	PredictedBytes int64 `json:"predicted_bytes,omitempty"`
 	// Resumed is true when the attempt started from a checkpoint.

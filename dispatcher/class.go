@@ -95,18 +95,23 @@ type Decision struct {
 	Class Class
 	// Predicted is the model's own prediction in bytes, zero without one;
 	// Raise the multiplier put on it after recent misses in the job's
-	// group (0 or 1: none); Memory is what was asked for after the raise,
-	// OOM history and bounds, before rounding up to the class size.
+	// group (0: none); Memory is what was asked for after the raise, OOM
+	// history and bounds, before rounding up to the class size.
 	Predicted int64
 	Raise     float64
 	Memory    int64
 	Source    predictor.Source
+	// Alone is the class memory the model's prediction alone would have
+	// given the job (no raise, no OOM history), zero when the model did
+	// not decide the size: what retraining calibrates the model's margin
+	// on, carried to the run record as predicted_bytes.
+	Alone int64
 }
 
 // Decide sizes a job of a registered type: the model's prediction (raised
-// after recent misses in its group, or the type's default), raised to OOMFactor times the allocation of its last
-// OOM-killed attempt, clamped to the type's bounds and rounded up to the
-// pool's size ladder; capacity from the type's spot policy, on-demand after
+// after recent misses in its group), or the type's default, raised to
+// OOMFactor times the allocation of its last OOM-killed attempt, clamped
+// to the type's bounds and rounded up to the pool's size ladder; capacity from the type's spot policy, on-demand after
 // repeated interruptions.
 //
 // history is the run's earlier attempts, as jobfleet recorded them (never
@@ -126,24 +131,25 @@ func (s Sizing) Decide(job *jobfleet.Job, history jobfleet.History, t *jobtype.T
 		p := model.Predict(predictor.Job{Type: t.Name, Pool: t.Pool, Labels: job.Labels, Features: job.Features})
 		if p.Source != predictor.SourceNone && p.Memory > 0 && !math.IsInf(p.Memory, 0) {
 			d.Predicted, d.Source = int64(math.Ceil(p.Memory)), p.Source
+			d.Alone = ClassMemory(t, pool, d.Predicted)
 			memory = d.Predicted
 			if p.Raise > 1 {
-				d.Predicted, d.Raise = int64(math.Ceil(p.Memory/p.Raise)), p.Raise
+				d.Raise = p.Raise
+				memory = int64(math.Ceil(p.Memory * p.Raise))
 			}
 		}
 	}
 	for _, a := range history {
 		if a.Reason == jobfleet.ReasonOOM && a.AllocatedBytes > 0 {
-			memory = max(memory, int64(math.Ceil(float64(a.AllocatedBytes)*oomFactor)))
+			if m := int64(math.Ceil(float64(a.AllocatedBytes) * oomFactor)); m > memory {
+				memory, d.Alone = m, 0 // the history decides, not the model
+			}
 		}
 	}
 	memory = t.Clamp(memory)
 	memory = (memory + mib - 1) / mib * mib // whole MiB
 	d.Memory = memory
-	size, ok := pool.SizeFor(memory)
-	if !ok {
-		size = pool.Largest()
-	}
+	size := ClassMemory(t, pool, memory)
 	d.Class = Class{Type: t.Name, Pool: pool.Name, Size: size, Capacity: capacity(history, t, pool, onDemandAfter)}
 	// A rerun of an interrupted job that may land on spot again keeps
 	// away from the capacity just reclaimed.
@@ -152,6 +158,19 @@ func (s Sizing) Decide(job *jobfleet.Job, history jobfleet.History, t *jobtype.T
 }
 
 const mib = 1 << 20
+
+// ClassMemory is the class memory a job of type t gets in pool for a
+// request of memory bytes: clamped to the type's bounds and rounded up to
+// the pool's size ladder (its largest size above it).
+func ClassMemory(t *jobtype.Type, pool *jobtype.Pool, memory int64) int64 {
+	memory = t.Clamp(memory)
+	memory = (memory + mib - 1) / mib * mib // whole MiB
+	size, ok := pool.SizeFor(memory)
+	if !ok {
+		size = pool.Largest()
+	}
+	return size
+}
 
 func capacity(history jobfleet.History, t *jobtype.Type, pool *jobtype.Pool, onDemandAfter int) Capacity {
 	interrupted := history.Count(jobfleet.ReasonInterrupted)

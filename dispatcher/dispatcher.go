@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -180,7 +181,7 @@ func New(cfg Config, sqsClient SQSAPI, s3Client S3API, kube dynamic.Interface, o
 		opt(d)
 	}
 	if cfg.Sizing.OnlineRate >= 0 {
-		d.raiser = online.New(cfg.Sizing.OnlineRate)
+		d.raiser = online.New(cfg.Sizing.OnlineRate, d.classMemory)
 	}
 	d.store = contract.Store{S3: s3Client, Bucket: cfg.Bucket, Prefix: cfg.Prefix}
 	d.announce.Topic = cfg.Template.EventsTopic
@@ -323,9 +324,9 @@ func (d *Dispatcher) every(ctx context.Context, interval time.Duration, what str
 	}
 }
 
-// model returns the current model as a sizing Model for jobs sized at
-// now, raised by group after recent misses; nil without one.
-func (d *Dispatcher) model(now time.Time) Model {
+// model returns the current model as a sizing Model, raised by group
+// after recent misses; nil without one.
+func (d *Dispatcher) model() Model {
 	if d.models == nil {
 		return nil
 	}
@@ -336,40 +337,56 @@ func (d *Dispatcher) model(now time.Time) Model {
 	case d.raiser == nil:
 		return m
 	}
-	return raisedModel{model: m, raiser: d.raiser, now: now}
+	return raisedModel{model: m, raiser: d.raiser}
 }
 
 // raisedModel sizes with a model, raised by group after recent misses.
 type raisedModel struct {
 	model  *predictor.Model
 	raiser *online.Raiser
-	now    time.Time
 }
 
 func (r raisedModel) Predict(job predictor.Job) predictor.Prediction {
-	return r.raiser.Predict(r.model, job, r.now)
+	return r.raiser.Predict(r.model, job)
 }
 
-// observeRun tells the raiser how a run sized from the model fared: an
-// OOM kill, or a success that fit its allocation or not.
+// classMemory is the class memory the model's size memory gives a job,
+// as Decide gives it without a raise or OOM history; 0 for a type not
+// registered.
+func (d *Dispatcher) classMemory(job predictor.Job, memory float64) float64 {
+	t, ok := d.cfg.Registry.Type(job.Type)
+	if !ok {
+		return 0
+	}
+	pool, ok := d.cfg.Registry.Pool(t.Pool)
+	if !ok {
+		return 0
+	}
+	return float64(ClassMemory(t, pool, int64(math.Ceil(memory))))
+}
+
+// observeRun tells the raiser how a first-sized run fared: an OOM kill, or
+// a success that fit its allocation or not. Runs the model did not size
+// (no predicted_bytes: a default, or a rerun sized by its OOM history)
+// and runs that ended otherwise tell nothing of the model's sizes.
 func (d *Dispatcher) observeRun(rec *jobfleet.RunRecord) {
-	if d.raiser == nil {
+	if d.raiser == nil || rec.PredictedBytes <= 0 || rec.AllocatedBytes <= 0 {
 		return
 	}
 	t, ok := d.cfg.Registry.Type(rec.Type)
-	if !ok || rec.AllocatedBytes <= 0 {
+	if !ok {
 		return
 	}
 	var missed bool
-	switch rec.Outcome {
-	case jobfleet.OutcomeOOM:
+	switch {
+	case rec.Outcome == jobfleet.OutcomeOOM:
 		missed = true
-	case jobfleet.OutcomeSucceeded:
+	case rec.Outcome == jobfleet.OutcomeSucceeded && rec.PeakBytes > 0:
 		missed = rec.PeakBytes > rec.AllocatedBytes
 	default:
-		return // it ended for another reason: it tells nothing of its size
+		return
 	}
-	d.raiser.Observe(predictor.Job{Type: t.Name, Pool: t.Pool, Labels: rec.Labels, Features: rec.Features}, rec.StartedAt, missed)
+	d.raiser.Observe(predictor.Job{Type: t.Name, Pool: t.Pool, Labels: rec.Labels, Features: rec.Features}, float64(rec.PredictedBytes), missed)
 	d.metrics.raisedGroups.Set(float64(d.raiser.Raised()))
 }
 

@@ -262,7 +262,7 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 		}
 	}
 	pool, _ := in.d.cfg.Registry.Pool(typ.Pool)
-	decision := in.d.sizing.Decide(job, history, typ, pool, in.d.model(now))
+	decision := in.d.sizing.Decide(job, history, typ, pool, in.d.model())
 	url, ensureErr := in.d.classes.ensure(ctx, decision.Class)
 	var size *contract.Sizing
 	if ensureErr == nil {
@@ -325,8 +325,8 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 	it.target, it.class, it.forward = url, decision.Class, true
 	it.out = queue.ForwardMessage(body, job.Type, run, attempt)
 	it.out.Attributes[AttrMemory] = queue.NumberAttribute(decision.Class.Size)
-	if decision.Predicted > 0 {
-		it.out.Attributes[AttrPredicted] = queue.NumberAttribute(decision.Predicted)
+	if decision.Alone > 0 {
+		it.out.Attributes[AttrPredicted] = queue.NumberAttribute(decision.Alone)
 	}
 	if queue.Size(it.out) > queue.MaxMessageBytes {
 		// Decode bounds bodies to leave room for these attributes; this

@@ -70,7 +70,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Retrainings at which the automatic strategy changed the memory model's family, by the strategy before and after: every job's size changes with it.",
 		}, []string{"from", "to"}),
 		raisedGroups: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "jobfleet_sizing_raised_groups",
+			Name: "jobfleet_dispatcher_raised_groups",
 			Help: "Groups of jobs this replica sizes above the memory model after recent OOM kills in them, until the next model: a rising count is drift the model has not learned yet.",
 		}),
 		sized: prometheus.NewCounterVec(prometheus.CounterOpts{

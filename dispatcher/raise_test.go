@@ -3,7 +3,6 @@ package dispatcher
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -29,10 +28,12 @@ func (s *swappableModels) Model() *predictor.Model { return s.m.Load() }
 
 // TestOOMKillsRaiseTheirGroupUntilTheNextModel: run records of OOM kills
 // that reach the dispatcher raise the sizes of their group's next jobs
-// above the model's, through the real SQS emulator and S3; the forwarded
-// job still carries the model's own size; a new model starts again from
-// its own sizes, and records of runs that started before it do not raise
-// them.
+// above the model's, through the real SQS emulator and S3, and records of
+// runs that fit bring them back down; the forwarded job carries the class
+// the model alone gives it; records of runs the model did not size so
+// (reruns sized by their OOM history, other outcomes) move nothing; a new
+// model starts again from its own sizes, and runs the old one sized
+// differently do not raise it.
 func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -44,7 +45,7 @@ func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 		RetrainConfig{}))
 	defer stop()
 
-	predicted := strconv.FormatInt(int64(math.Ceil(1.5*gib)), 10)
+	alone := strconv.FormatInt(2*gib, 10) // the model's 1.5Gi, in its class
 	// dispatch publishes one export job and checks the class it lands
 	// in, and the model's size its forwarded message carries.
 	dispatch := func(id, want string) {
@@ -80,20 +81,21 @@ func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 		if landed != b.prefix+"-export-cpu-"+want {
 			t.Errorf("job %s landed in %s, want the %s class", id, landed, want)
 		}
-		if got := aws.ToString(msg.MessageAttributes[AttrPredicted].StringValue); got != predicted {
-			t.Errorf("job %s carries the model's size %s, want the model's own %s", id, got, predicted)
+		if got := aws.ToString(msg.MessageAttributes[AttrPredicted].StringValue); got != alone {
+			t.Errorf("job %s carries the model's class %s, want %s", id, got, alone)
 		}
 	}
 	stored := 0.0
-	// kill sends n run records of export runs OOM-killed at 2Gi, which
-	// started at started, and waits until the dispatcher stored them.
-	kill := func(prefix string, n int, started time.Time) {
+	// send sends n run records of export runs, allocated 2Gi and sized
+	// from the model's class predicted, with that outcome and peak, and
+	// waits until the dispatcher stored them.
+	send := func(prefix string, n int, outcome jobfleet.Outcome, peak, predicted int64) {
 		t.Helper()
 		for i := range n {
 			rec := jobfleet.RunRecord{
-				JobID: fmt.Sprintf("%s-%d", prefix, i), Type: "export", Attempt: 1, Outcome: jobfleet.OutcomeOOM,
-				AllocatedBytes: 2 * gib, PeakBytes: 2 * gib, Features: map[string]float64{"rows": 1},
-				StartedAt: started, EndedAt: time.Now().UTC(),
+				JobID: fmt.Sprintf("%s-%d", prefix, i), Type: "export", Attempt: 1, Outcome: outcome,
+				AllocatedBytes: 2 * gib, PeakBytes: peak, PredictedBytes: predicted, Features: map[string]float64{"rows": 1},
+				StartedAt: time.Now().UTC().Add(-time.Minute), EndedAt: time.Now().UTC(),
 			}
 			data, _ := json.Marshal(rec)
 			if _, err := b.sqs.Client.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: aws.String(recordsURL), MessageBody: aws.String(string(data))}); err != nil {
@@ -108,20 +110,36 @@ func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 
 	// The model's 1.5Gi rounds up to the 2Gi class.
 	dispatch("first", "2gi")
+	// Kills of reruns sized by their OOM history (no model class) tell
+	// nothing of the model's sizes.
+	send("rerun", 10, jobfleet.OutcomeOOM, 2*gib, 0)
+	if got := testutil.ToFloat64(d.metrics.raisedGroups); got != 0 {
+		t.Errorf("raised groups %v after reruns' kills, want 0", got)
+	}
+	dispatch("not-raised", "2gi")
 	// Ten OOM kills since: 1.5Gi * e^(10 * 0.05 * 0.9) = 2.35Gi, in 4Gi.
-	kill("killed", 10, time.Now().UTC())
+	send("killed", 10, jobfleet.OutcomeOOM, 2*gib, 2*gib)
 	if got := testutil.ToFloat64(d.metrics.raisedGroups); got != 1 {
 		t.Errorf("raised groups %v, want 1", got)
 	}
 	dispatch("after-kills", "4gi")
+	// Nor do runs that failed, or succeeded without a peak: a hundred
+	// fits would have brought it down to 2Gi.
+	send("failed", 100, jobfleet.OutcomeFailed, gib, 2*gib)
+	send("no-peak", 100, jobfleet.OutcomeSucceeded, 0, 2*gib)
+	dispatch("after-failures", "4gi")
+	// Runs that fit bring it down by 0.05 * 0.1 each: after 60, 1.5Gi *
+	// e^(0.45 - 0.3) = 1.74Gi, in 2Gi again.
+	send("fit", 60, jobfleet.OutcomeSucceeded, gib, 2*gib)
+	dispatch("after-fits", "2gi")
 
-	// A new model has learned from those runs: its sizes stand.
-	models.m.Store(constantModel(map[string]float64{"export": 1.5 * gib}))
-	swapped := time.Now().UTC()
-	dispatch("new-model", "2gi")
-	// Kills of runs that started before it do not raise it.
-	kill("late", 10, swapped.Add(-time.Minute))
-	dispatch("late-records", "2gi")
+	// A new model has learned from those runs: its sizes stand. Kills of
+	// runs the old one sized, in another class, do not raise it.
+	models.m.Store(constantModel(map[string]float64{"export": 3 * gib}))
+	alone = strconv.FormatInt(4*gib, 10)
+	dispatch("new-model", "4gi")
+	send("old-model", 20, jobfleet.OutcomeOOM, 2*gib, 2*gib)
+	dispatch("old-model-records", "4gi")
 	if got := testutil.ToFloat64(d.metrics.raisedGroups); got != 0 {
 		t.Errorf("raised groups %v after the new model, want 0", got)
 	}

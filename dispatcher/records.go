@@ -157,8 +157,9 @@ func (r *recordSink) add(ctx context.Context, m sqstypes.Message) {
 	}
 }
 
-// count adds a stored record to the metrics, once: a record that returns
-// to the queue because it could not be stored is counted when it is.
+// count adds a stored record to the metrics and to the raise after
+// misses, once: a record that returns to the queue because it could not
+// be stored is counted when it is.
 func (r *recordSink) count(rec *jobfleet.RunRecord) {
 	r.d.observeRun(rec)
 	if rec.Outcome == jobfleet.OutcomeSucceeded && rec.AllocatedBytes > 0 {

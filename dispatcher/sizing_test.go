@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"math"
 	"strings"
 	"testing"
 
@@ -30,6 +31,14 @@ func (f fixedModel) Predict(predictor.Job) predictor.Prediction {
 	return predictor.Prediction{Memory: float64(f), Source: predictor.SourceType}
 }
 
+// raisedModel2x predicts 1.5Gi raised twofold after misses, as the
+// dispatcher's raise sizes a job.
+type raisedModel2x struct{}
+
+func (raisedModel2x) Predict(predictor.Job) predictor.Prediction {
+	return predictor.Prediction{Memory: 1.5 * gib, Raise: 2, Source: predictor.SourceType}
+}
+
 func TestDecide(t *testing.T) {
 	t.Parallel()
 	reg := registry(t)
@@ -41,12 +50,17 @@ func TestDecide(t *testing.T) {
 		wantSize int64
 		wantCap  Capacity
 		wantName string
+		// wantAlone is the class the model alone gives, what the job
+		// carries for retraining (0: the model did not decide).
+		wantAlone int64
 	}{
 		{name: "no model uses the default", typ: "export", wantSize: gib, wantCap: CapacityAny, wantName: "jobfleet-export-cpu-1gi"},
-		{name: "prediction rounds up the ladder", typ: "export", model: fixedModel(1.2 * gib), wantSize: 2 * gib, wantCap: CapacityAny},
-		{name: "prediction below min is raised", typ: "export", model: fixedModel(10 << 20), wantSize: 512 << 20, wantCap: CapacityAny, wantName: "jobfleet-export-cpu-512mi"},
-		{name: "prediction above max is capped", typ: "export", model: fixedModel(100 * gib), wantSize: 16 * gib, wantCap: CapacityAny},
+		{name: "prediction rounds up the ladder", typ: "export", model: fixedModel(1.2 * gib), wantSize: 2 * gib, wantCap: CapacityAny, wantAlone: 2 * gib},
+		{name: "prediction below min is raised", typ: "export", model: fixedModel(10 << 20), wantSize: 512 << 20, wantCap: CapacityAny, wantName: "jobfleet-export-cpu-512mi", wantAlone: 512 << 20},
+		{name: "prediction above max is capped", typ: "export", model: fixedModel(100 * gib), wantSize: 16 * gib, wantCap: CapacityAny, wantAlone: 16 * gib},
+		{name: "a raise after misses", typ: "export", model: raisedModel2x{}, wantSize: 4 * gib, wantCap: CapacityAny, wantAlone: 2 * gib},
 		{name: "an OOM raises memory 1.5x", typ: "export", model: fixedModel(gib), history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: 2 * gib}}, wantSize: 4 * gib, wantCap: CapacityAny},
+		{name: "an OOM below the prediction leaves it deciding", typ: "export", model: fixedModel(4 * gib), history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: gib}}, wantSize: 4 * gib, wantCap: CapacityAny, wantAlone: 4 * gib},
 		{name: "the last OOM counts, not an earlier smaller one", typ: "export", history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: gib}, {Attempt: 2, Reason: jobfleet.ReasonOOM, AllocatedBytes: 4 * gib}}, wantSize: 8 * gib, wantCap: CapacityAny},
 		{name: "one interruption stays on spot", typ: "export", history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonInterrupted}}, wantSize: gib, wantCap: CapacityAny},
 		{name: "two interruptions move to on-demand", typ: "export", history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonInterrupted}, {Attempt: 2, Reason: jobfleet.ReasonInterrupted}}, wantSize: gib, wantCap: CapacityOnDemand, wantName: "jobfleet-export-cpu-1gi-od"},
@@ -66,6 +80,9 @@ func TestDecide(t *testing.T) {
 			}
 			if tt.wantName != "" && d.Class.Name("jobfleet") != tt.wantName {
 				t.Errorf("name = %s, want %s", d.Class.Name("jobfleet"), tt.wantName)
+			}
+			if d.Alone != tt.wantAlone {
+				t.Errorf("the model's class %d, want %d", d.Alone, tt.wantAlone)
 			}
 			if d.Memory%mib != 0 || d.Memory > d.Class.Size {
 				t.Errorf("memory %d is not whole MiB within the class size %d", d.Memory, d.Class.Size)
@@ -112,6 +129,22 @@ func TestSizeNames(t *testing.T) {
 	for size, want := range map[int64]string{3 * gib: "3gi", 512 << 20: "512mi", 3e9: "3g", 1536 << 20: "1536mi", 128 * gib: "128gi", 500e6: "500m", 1 << 40: "1ti"} {
 		if got := jobtype.SizeName(size); got != want {
 			t.Errorf("SizeName(%d) = %s, want %s", size, got, want)
+		}
+	}
+}
+
+func TestConfigRejectsBadOnlineRate(t *testing.T) {
+	t.Parallel()
+	for _, rate := range []float64{math.NaN(), 1.5} {
+		cfg := Config{IntakeURL: "http://q/intake", DeadLetterURL: "http://q/dead", Registry: registry(t), Bucket: "b", Sizing: Sizing{OnlineRate: rate}}
+		if err := cfg.WithDefaults().Validate(); err == nil || !strings.Contains(err.Error(), "online rate") {
+			t.Errorf("online rate %v: error %v", rate, err)
+		}
+	}
+	for _, rate := range []float64{0, -1, 0.05, 1} {
+		cfg := Config{IntakeURL: "http://q/intake", DeadLetterURL: "http://q/dead", Registry: registry(t), Bucket: "b", Sizing: Sizing{OnlineRate: rate}}
+		if err := cfg.WithDefaults().Validate(); err != nil && strings.Contains(err.Error(), "online rate") {
+			t.Errorf("online rate %v: %v", rate, err)
 		}
 	}
 }

@@ -263,9 +263,10 @@ var groupHalfLives = []float64{24 * 3600, 3 * 86400, 7 * 86400, math.Inf(1)}
 //
 // deployed are the runs with a recorded allocation (including those killed
 // for exceeding it); with the previous model, those that ended after its
-// training adapt the margin, each judged against the model's own size for
-// it (Sample.Predicted) when known, so that the dispatcher's raise after
-// recent misses, its bounds and its classes do not lower the margin:
+// training adapt the margin, each judged against what the model's size
+// alone gave it (Sample.Predicted) when known, so that the dispatcher's
+// raise after recent misses and the reruns' larger sizes do not lower
+// the margin:
 //
 //	margin += rate * (share of them not covered - (1 - q)) * min(n / runs per week, 1)
 //
@@ -544,8 +545,8 @@ func adaptMargin(prev *groupModel, deployed []Sample, perWeek, q, rate float64) 
 		if s.Predicted > 0 {
 			sized = s.Predicted
 		}
-		// A killed run missed: it needed more than it was given, and
-		// what it was given is the model's size, raised.
+		// A killed run missed: it needed more than it was given, at
+		// least the model's size.
 		if s.Missed || s.Peak > sized {
 			missed++
 		}

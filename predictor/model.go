@@ -188,9 +188,9 @@ type Prediction struct {
 	// the margin, Margin the multiplier calibration puts on top.
 	Base   float64 `json:"base"`
 	Margin float64 `json:"margin"`
-	// Raise is the multiplier the dispatcher put on Memory after recent
-	// misses in the job's group, between retrainings (1 or 0: none; the
-	// model alone never sets it). Memory/Raise is the model's own size.
+	// Raise is the multiplier the dispatcher puts on Memory after recent
+	// misses in the job's group, between retrainings (0: none; the model
+	// never sets it): the job gets Memory times Raise.
 	Raise float64 `json:"raise,omitempty"`
 	// Missing lists the model's features the job did not give.
 	Missing []string `json:"missing_features,omitempty"`

@@ -36,10 +36,10 @@ type Sample struct {
 	// and it only measures the allocation (see StrategyGroups).
 	Allocated float64
 	Missed    bool
-	// Predicted is the model's own size for the run, before the
-	// dispatcher raised it after recent misses, bounded it and rounded it
-	// up to its class; 0 when unknown. The margin measures the model on
-	// it, or on Allocated when it is unknown.
+	// Predicted is what the model's size alone gave the run (for run
+	// records, rounded up to its class), without the dispatcher's raise
+	// after recent misses or a rerun's OOM history; 0 when unknown. The
+	// margin measures the model on it, or on Allocated when it is unknown.
 	Predicted float64
 
 	group string // the GroupBy labels' values (training)

@@ -280,6 +280,11 @@ func printReport(w io.Writer, r *eval.Report, minGroupJobs int) error {
 	}
 	fmt.Fprintf(w, "predictor: strategy %s (%s), features: %s (order %s), retrained %d times\n",
 		r.Predictor.Strategy, how, features, r.Predictor.Order, r.Predictor.Retrainings)
+	if r.Predictor.OnlineRate > 0 {
+		fmt.Fprintf(w, "raised after misses between retrainings, as the dispatcher does: rate %v per run\n", r.Predictor.OnlineRate)
+	} else {
+		fmt.Fprintln(w, "the model alone, not raised after misses (--online-rate below zero, or the runs have no ends: --duration-cols)")
+	}
 	if len(r.Predictor.Strategies) > 1 || r.Predictor.Switches > 0 {
 		// auto chose differently across retrainings: sizes changed family.
 		var by []string

@@ -550,3 +550,39 @@ func TestPredictEvalDurationCols(t *testing.T) {
 		t.Errorf("without --duration-cols: type-quantile covered %.2f of day 2, want 1", c)
 	}
 }
+
+// TestPredictEvalOnlineRate: with runs that end, predict eval replays the
+// dispatcher's raise after misses unless --online-rate is negative, and
+// says which in its header; without ends it evaluates the model alone.
+func TestPredictEvalOnlineRate(t *testing.T) {
+	t.Parallel()
+	base := []string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "user",
+		"--target-col", "mem_used_kb", "--features", "procs_alloc"}
+	for _, tt := range []struct {
+		name  string
+		extra []string
+		want  string
+		rate  float64
+	}{
+		{"default", []string{"--duration-cols", "wait_s,run_s"}, "raised after misses between retrainings, as the dispatcher does: rate 0.05 per run", 0.05},
+		{"another rate", []string{"--duration-cols", "wait_s,run_s", "--online-rate", "0.1"}, "rate 0.1 per run", 0.1},
+		{"the model alone", []string{"--duration-cols", "wait_s,run_s", "--online-rate=-1"}, "the model alone, not raised after misses", 0},
+		{"no ends", nil, "the model alone, not raised after misses", 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, stdout, stderr := runCLI(t, "", append(slices.Clone(base), tt.extra...)...)
+			if code != 0 || !strings.Contains(stdout, tt.want) {
+				t.Fatalf("exit %d, want %q in\n%s%s", code, tt.want, stdout, stderr)
+			}
+			code, stdout, stderr = runCLI(t, "", append(append(slices.Clone(base), tt.extra...), "--json")...)
+			var report eval.Report
+			if err := json.Unmarshal([]byte(stdout), &report); code != 0 || err != nil {
+				t.Fatalf("exit %d, %v: %s", code, err, stderr)
+			}
+			if report.Predictor.OnlineRate != tt.rate {
+				t.Errorf("online rate %v in the JSON, want %v", report.Predictor.OnlineRate, tt.rate)
+			}
+		})
+	}
+}

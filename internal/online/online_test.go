@@ -6,7 +6,6 @@ import (
 	"math"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jobfleet/jobfleet/predictor"
 )
@@ -32,29 +31,33 @@ func constantModel(t *testing.T, sizes map[string]float64) *predictor.Model {
 
 func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*b }
 
+// size is what a job gets: the model's size times the raise.
+func size(p predictor.Prediction) float64 { return p.Memory * max(p.Raise, 1) }
+
 func TestRaise(t *testing.T) {
 	t.Parallel()
 	model := constantModel(t, map[string]float64{"a": 1000, "b": 1000})
-	r := New(0)
-	t0 := time.Unix(1000, 0)
+	r := New(0, nil)
 	a, b := predictor.Job{Type: "a"}, predictor.Job{Type: "b"}
-	size := func(job predictor.Job) predictor.Prediction { return r.Predict(model, job, t0) }
-	if p := size(a); !near(p.Memory, 1000) || p.Raise != 0 {
+	sized := func(job predictor.Job) float64 { return size(r.Predict(model, job)) }
+	if p := r.Predict(model, a); !near(p.Memory, 1000) || p.Raise != 0 {
 		t.Fatalf("before any run ended: %v (raise %v), want the model's 1000", p.Memory, p.Raise)
 	}
+	alone := model.Predict(a).Memory
 	observe := func(job predictor.Job, n int, missed bool) {
 		for range n {
-			r.Observe(job, t0, missed)
+			r.Observe(job, alone, missed)
 		}
 	}
-	// Ten misses: up by 0.05 * 0.9 each, in log space.
+	// Ten misses: up by 0.05 * 0.9 each, in log space; the prediction's
+	// Memory stays the model's own.
 	observe(a, 10, true)
 	want := 1000 * math.Exp(10*DefaultRate*0.9)
-	if p := size(a); math.Abs(p.Memory-want) > 1e-6 || math.Abs(p.Raise-want/1000) > 1e-9 {
-		t.Errorf("after 10 misses: %v (raise %v), want %v", p.Memory, p.Raise, want)
+	if p := r.Predict(model, a); !near(p.Memory, 1000) || !near(size(p), want) {
+		t.Errorf("after 10 misses: model %v raised by %v, want the model's 1000 raised to %v", p.Memory, p.Raise, want)
 	}
-	if p := size(b); !near(p.Memory, 1000) {
-		t.Errorf("another group: %v, want its own 1000", p.Memory)
+	if got := sized(b); !near(got, 1000) {
+		t.Errorf("another group: %v, want its own 1000", got)
 	}
 	if r.Raised() != 1 {
 		t.Errorf("%d groups raised, want 1", r.Raised())
@@ -62,48 +65,72 @@ func TestRaise(t *testing.T) {
 	// Each run that fits lowers it by 0.05 * 0.1: ninety undo ten misses,
 	// and more never go below the model.
 	observe(a, 90, false)
-	if p := size(a); !near(p.Memory, 1000) {
-		t.Errorf("after 90 runs that fit: %v, want back to the model's 1000", p.Memory)
+	if got := sized(a); !near(got, 1000) {
+		t.Errorf("after 90 runs that fit: %v, want back to the model's 1000", got)
 	}
 	observe(a, 50, false)
-	if p := size(a); !near(p.Memory, 1000) || r.Raised() != 0 {
-		t.Errorf("after more runs that fit: %v and %d groups raised, want the model's 1000 and none", p.Memory, r.Raised())
+	if got := sized(a); !near(got, 1000) || r.Raised() != 0 {
+		t.Errorf("after more runs that fit: %v and %d groups raised, want the model's 1000 and none", got, r.Raised())
 	}
 	// Never above MaxRaise.
 	observe(a, 1000, true)
-	if p := size(a); math.Abs(p.Memory-1000*MaxRaise) > 1e-6 {
-		t.Errorf("after 1,000 misses: %v, want %v", p.Memory, 1000*MaxRaise)
+	if got := sized(a); !near(got, 1000*MaxRaise) {
+		t.Errorf("after 1,000 misses: %v, want %v", got, 1000*MaxRaise)
+	}
+	// Runs sized otherwise than the model alone would (a rerun after an
+	// OOM kill, an older model's size) tell nothing.
+	for range 10 {
+		r.Observe(b, 1500, true)
+	}
+	if got := sized(b); !near(got, 1000) {
+		t.Errorf("after misses of runs given 1500: %v, want the model's 1000", got)
 	}
 	// A job the model has nothing to size by is left alone, and tells
 	// nothing.
-	observe(predictor.Job{Type: "unknown"}, 10, true)
-	if p := size(predictor.Job{Type: "unknown"}); p.Source != predictor.SourceNone || p.Memory != 0 {
-		t.Errorf("unknown type: %v from %s", p.Memory, p.Source)
+	r.Observe(predictor.Job{Type: "unknown"}, 0, true)
+	if p := r.Predict(model, predictor.Job{Type: "unknown"}); p.Source != predictor.SourceNone || p.Memory != 0 || r.Raised() != 1 {
+		t.Errorf("unknown type: %v from %s, %d groups raised (want only a)", p.Memory, p.Source, r.Raised())
 	}
 
-	// A new model starts from its own sizes; runs that started before it
-	// sized its first job do not move it.
+	// A new model starts from its own sizes; runs sized by the old one
+	// (1000, where the new one gives 2000) do not move it.
 	next := constantModel(t, map[string]float64{"a": 2000})
-	t1 := t0.Add(time.Hour)
-	if p := r.Predict(next, a, t1); !near(p.Memory, 2000) || p.Raise != 0 {
-		t.Errorf("a new model: %v (raise %v), want its 2000", p.Memory, p.Raise)
+	if p := r.Predict(next, a); !near(p.Memory, 2000) || p.Raise != 0 || r.Raised() != 0 {
+		t.Errorf("a new model: %v (raise %v), %d groups raised; want its 2000 and none", p.Memory, p.Raise, r.Raised())
 	}
-	for range 10 {
-		r.Observe(a, t1.Add(-time.Second), true)
+	observe(a, 10, true)
+	if got := size(r.Predict(next, a)); !near(got, 2000) {
+		t.Errorf("after misses of runs an older model sized: %v, want 2000", got)
 	}
-	if p := r.Predict(next, a, t1); !near(p.Memory, 2000) {
-		t.Errorf("after misses of runs an older model sized: %v, want 2000", p.Memory)
+	r.Observe(a, next.Predict(a).Memory, true)
+	if got := size(r.Predict(next, a)); got <= 2000*1.01 {
+		t.Errorf("after a miss of a run it sized: %v, want above 2000", got)
 	}
-	r.Observe(a, t1, true)
-	if p := r.Predict(next, a, t1); p.Memory <= 2000*1.01 {
-		t.Errorf("after a miss of a run it sized: %v, want above 2000", p.Memory)
+}
+
+// TestRaiseAllocation: the raiser compares a run's allocation with the
+// one the model's size gives after bounds and rounding, as the
+// dispatcher's classes round it.
+func TestRaiseAllocation(t *testing.T) {
+	t.Parallel()
+	model := constantModel(t, map[string]float64{"a": 1000})
+	r := New(0, func(_ predictor.Job, memory float64) float64 { return math.Ceil(memory/512) * 512 })
+	a := predictor.Job{Type: "a"}
+	r.Predict(model, a)
+	r.Observe(a, 1000, true) // the model's size, not its class: not this model's allocation
+	if r.Raised() != 0 {
+		t.Errorf("a run given 1000, where the model's class is 1024, raised its group")
+	}
+	r.Observe(a, 1024, true)
+	if r.Raised() != 1 {
+		t.Errorf("a run given the model's class 1024 did not raise its group")
 	}
 }
 
 func TestRaiseWithoutModel(t *testing.T) {
 	t.Parallel()
-	r := New(0)
-	r.Observe(predictor.Job{Type: "a"}, time.Now(), true) // before any model: nothing to raise
+	r := New(0, nil)
+	r.Observe(predictor.Job{Type: "a"}, 1000, true) // before any model: nothing to raise
 	if r.Raised() != 0 {
 		t.Errorf("%d groups raised before any model", r.Raised())
 	}
@@ -114,20 +141,20 @@ func TestRaiseWithoutModel(t *testing.T) {
 func TestRaiseConcurrent(t *testing.T) {
 	t.Parallel()
 	model := constantModel(t, map[string]float64{"a": 1000})
-	r := New(0)
-	t0 := time.Unix(1000, 0)
-	r.Predict(model, predictor.Job{Type: "a"}, t0)
+	r := New(0, nil)
+	a := predictor.Job{Type: "a"}
+	alone := r.Predict(model, a).Memory
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
 			for range 100 {
-				r.Observe(predictor.Job{Type: "a"}, t0, true)
-				r.Predict(model, predictor.Job{Type: "a"}, t0)
+				r.Observe(a, alone, true)
+				r.Predict(model, a)
 			}
 		})
 	}
 	wg.Wait()
-	if p := r.Predict(model, predictor.Job{Type: "a"}, t0); math.Abs(p.Memory-1000*MaxRaise) > 1e-6 {
-		t.Errorf("after 800 misses: %v, want %v", p.Memory, 1000*MaxRaise)
+	if got := size(r.Predict(model, a)); !near(got, 1000*MaxRaise) {
+		t.Errorf("after 800 misses: %v, want %v", got, 1000*MaxRaise)
 	}
 }

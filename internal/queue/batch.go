@@ -320,14 +320,15 @@ const (
 	AttrDeadRun     = "jobfleet-dead-run"
 	AttrDeadAttempt = "jobfleet-dead-attempt"
 	// AttrMemory is the class's memory on a forwarded job; AttrPredicted
-	// the model's own size for it, before the dispatcher raised it,
-	// bounded it and rounded it up to the class (absent when no model
-	// sized it). The worker records it with the attempt's run record.
+	// the class memory the model's size alone gives it (the type's bounds
+	// and the pool's class, without the dispatcher's raise after misses
+	// or the OOM history of a rerun; absent when the model did not decide
+	// the size). The worker records it with the attempt's run record.
 	AttrMemory    = "jobfleet-memory"
 	AttrPredicted = "jobfleet-predicted"
 )
 
-// Predicted reads the model's size a forwarded job carries, in bytes: 0
+// Predicted reads the model's class a forwarded job carries, in bytes: 0
 // when it carries none or one that is not a positive whole number.
 func Predicted(attrs map[string]types.MessageAttributeValue) int64 {
 	v, err := strconv.ParseInt(aws.ToString(attrs[AttrPredicted].StringValue), 10, 64)

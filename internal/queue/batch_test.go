@@ -193,16 +193,17 @@ func TestDelete(t *testing.T) {
 func TestPredicted(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
+		name  string
 		attrs map[string]types.MessageAttributeValue
 		want  int64
 	}{
-		{nil, 0},
-		{map[string]types.MessageAttributeValue{AttrPredicted: NumberAttribute(734003200)}, 734003200},
-		{map[string]types.MessageAttributeValue{AttrPredicted: NumberAttribute(-1)}, 0},
-		{map[string]types.MessageAttributeValue{AttrPredicted: StringAttribute("lots")}, 0},
+		{"none", nil, 0},
+		{"a size", map[string]types.MessageAttributeValue{AttrPredicted: NumberAttribute(734003200)}, 734003200},
+		{"negative", map[string]types.MessageAttributeValue{AttrPredicted: NumberAttribute(-1)}, 0},
+		{"not a number", map[string]types.MessageAttributeValue{AttrPredicted: StringAttribute("lots")}, 0},
 	} {
 		if got := Predicted(tt.attrs); got != tt.want {
-			t.Errorf("Predicted(%v) = %d, want %d", tt.attrs, got, tt.want)
+			t.Errorf("%s: Predicted = %d, want %d", tt.name, got, tt.want)
 		}
 	}
 }

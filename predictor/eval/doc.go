@@ -1,8 +1,9 @@
 // Package eval measures the memory predictor the way it runs in
 // production. Evaluate walks forward through a trace of past runs as the
 // dispatcher does: it retrains every day (Options.RetrainEvery) on the runs
-// that ended in the last 30 days (Options.Window) and sizes each run before
-// it starts. It compares the allocations with the methods people use today:
+// that ended in the last 30 days (Options.Window), sizes each run before
+// it starts, and raises a group's sizes after the misses of the runs it
+// sized as they end (Options.OnlineRate). It compares the allocations with the methods people use today:
 // each type's quantile, the Vertical Pod Autoscaler's recommender, one fixed
 // formula, and the memory users requested. MatchCoverage compares methods at
 // equal coverage. ReadCSV reads a trace; Synthetic draws workloads whose

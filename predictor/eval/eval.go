@@ -43,7 +43,8 @@ type Options struct {
 	// after misses between retrainings (see internal/online): the
 	// predictor's sizes are raised as the runs it sized end, in time
 	// order. Default online.DefaultRate, the dispatcher's; negative
-	// evaluates the model alone.
+	// evaluates the model alone, as does a dataset whose runs have no
+	// ends (Sample.Ended), which would tell each outcome as it is sized.
 	OnlineRate float64
 	// ByType adds per-type results, ByMonth per-month results.
 	ByType, ByMonth bool
@@ -104,6 +105,9 @@ type Setup struct {
 	Retrainings int            `json:"retrainings"`
 	Strategies  map[string]int `json:"strategies"`
 	Switches    int            `json:"switches"`
+	// OnlineRate is the raise after misses replayed, 0 for the model
+	// alone (Options.OnlineRate).
+	OnlineRate float64 `json:"online_rate"`
 }
 
 // SourceResult is the predictor's result on the test runs one kind of
@@ -211,8 +215,10 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 	}
 	q := opts.Train.Quantile
 	pred := &predictorMethod{opts: opts.Train}
-	if opts.OnlineRate >= 0 {
-		pred.raiser = online.New(opts.OnlineRate)
+	if opts.OnlineRate >= 0 && slices.ContainsFunc(samples, func(s Sample) bool { return s.Ended != 0 }) {
+		// Without ends, every run would tell its outcome the moment it
+		// was sized: the raise would answer a burst within itself.
+		pred.raiser = online.New(opts.OnlineRate, nil)
 	}
 	methods := []method{pred, &typeQuantile{q: q}, newVPA(q), &fixedFormula{q: q}}
 	if opts.predictorOnly {
@@ -395,6 +401,9 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 			Strategy: pred.model.Strategy(), Features: pred.model.Features(), Order: opts.Train.Tuning.FeatureOrder,
 			Retrainings: pred.retrainings, Strategies: pred.strategies, Switches: pred.switches,
 		}
+		if pred.raiser != nil {
+			r.Predictor.OnlineRate = cmp.Or(opts.OnlineRate, online.DefaultRate)
+		}
 		if r.Predictor.Order == "" {
 			r.Predictor.Order = predictor.FeatureOrderGiven
 		}
@@ -563,10 +572,11 @@ type predictorMethod struct {
 	predicted float64
 }
 
-// ending is a run the predictor sized, observed when it ends.
+// ending is a run the predictor sized, observed when it ends: alone is
+// the model's size, alloc what the run was given.
 type ending struct {
-	end, alloc float64
-	s          Sample
+	end, alone, alloc float64
+	s                 Sample
 }
 
 // endings is a min-heap of runs by end.
@@ -582,9 +592,6 @@ func (e *endings) Pop() any {
 	*e = old[:len(old)-1]
 	return x
 }
-
-// seconds is a time on the samples' epoch.
-func seconds(t float64) time.Time { return time.Unix(0, 0).Add(time.Duration(t * 1e9)) }
 
 func (p *predictorMethod) name() string { return MethodPredictor }
 
@@ -623,9 +630,9 @@ func (p *predictorMethod) predict(s Sample) float64 {
 		// the dispatcher whether they fit.
 		for p.pending.Len() > 0 && p.pending[0].end <= s.Time {
 			e := heap.Pop(&p.pending).(ending)
-			p.raiser.Observe(p.job(e.s), seconds(e.s.Time), e.s.Peak > e.alloc)
+			p.raiser.Observe(p.job(e.s), e.alone, e.s.Peak > e.alloc)
 		}
-		pred = p.raiser.Predict(p.model, job, seconds(s.Time))
+		pred = p.raiser.Predict(p.model, job)
 	}
 	p.sources = append(p.sources, pred.Source)
 	p.predicted = math.NaN()
@@ -633,13 +640,11 @@ func (p *predictorMethod) predict(s Sample) float64 {
 		return math.NaN() // the dispatcher would take the type's default
 	}
 	p.predicted = pred.Memory
-	if pred.Raise > 0 {
-		p.predicted = pred.Memory / pred.Raise
-	}
+	alloc := pred.Memory * max(pred.Raise, 1)
 	if p.raiser != nil {
-		heap.Push(&p.pending, ending{end: s.End(), alloc: pred.Memory, s: s})
+		heap.Push(&p.pending, ending{end: s.End(), alone: pred.Memory, alloc: alloc, s: s})
 	}
-	return pred.Memory
+	return alloc
 }
 
 // typeQuantile allocates each type's empirical quantile over the window,

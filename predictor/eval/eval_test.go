@@ -356,6 +356,20 @@ func TestEvaluateRaisesGroupsAfterMisses(t *testing.T) {
 			t.Errorf("%s: %+v with the raise, want %+v as without", name, raised[name], m)
 		}
 	}
+	// A run tells its outcome when it ends: a burst sized at once is
+	// sized before any of it ends, and the raise cannot answer it.
+	burst := &predictor.Dataset{}
+	addRuns(burst, 0, 600, 100, 100)
+	for range 200 {
+		burst.Samples = append(burst.Samples, predictor.Sample{Time: day, Ended: day + 600, Type: "a", Peak: 150, Baseline: math.NaN()})
+	}
+	r, err := eval.Evaluate(t.Context(), burst, opts, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := r.Methods[0].Coverage; c != 0 {
+		t.Errorf("a burst sized at once: coverage %.3f, want none, as the model alone", c)
+	}
 }
 
 // TestEvaluateMarginMeasuresTheModel: the margin adapts on the model's own
