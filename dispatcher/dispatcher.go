@@ -337,17 +337,20 @@ func (d *Dispatcher) model() Model {
 	case d.raiser == nil:
 		return m
 	}
-	return raisedModel{model: m, raiser: d.raiser}
+	return raisedModel{model: m, raiser: d.raiser, raised: d.metrics.raisedGroups}
 }
 
 // raisedModel sizes with a model, raised by group after recent misses.
 type raisedModel struct {
 	model  *predictor.Model
 	raiser *online.Raiser
+	raised prometheus.Gauge
 }
 
 func (r raisedModel) Predict(job predictor.Job) predictor.Prediction {
-	return r.raiser.Predict(r.model, job)
+	p := r.raiser.Predict(r.model, job)
+	r.raised.Set(float64(r.raiser.Raised())) // none after a new model
+	return p
 }
 
 // classMemory is the class memory the model's size memory gives a job,

@@ -138,6 +138,9 @@ func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 	models.m.Store(constantModel(map[string]float64{"export": 3 * gib}))
 	alone = strconv.FormatInt(4*gib, 10)
 	dispatch("new-model", "4gi")
+	if got := testutil.ToFloat64(d.metrics.raisedGroups); got != 0 {
+		t.Errorf("raised groups %v once the new model sized a job, want 0", got)
+	}
 	send("old-model", 20, jobfleet.OutcomeOOM, 2*gib, 2*gib)
 	dispatch("old-model-records", "4gi")
 	if got := testutil.ToFloat64(d.metrics.raisedGroups); got != 0 {

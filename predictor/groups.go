@@ -265,8 +265,7 @@ var groupHalfLives = []float64{24 * 3600, 3 * 86400, 7 * 86400, math.Inf(1)}
 // for exceeding it); with the previous model, those that ended after its
 // training adapt the margin, each judged against what the model's size
 // alone gave it (Sample.Predicted) when known, so that the dispatcher's
-// raise after recent misses and the reruns' larger sizes do not lower
-// the margin:
+// raise after recent misses does not lower the margin:
 //
 //	margin += rate * (share of them not covered - (1 - q)) * min(n / runs per week, 1)
 //

@@ -108,8 +108,8 @@ func (r *Raiser) Observe(job predictor.Job, alone float64, missed bool) {
 	if missed {
 		step = r.rate * q
 	}
-	l = min(max(l+step, 0), math.Log(MaxRaise))
-	if l == 0 {
+	l = min(l+step, math.Log(MaxRaise))
+	if l < 1e-9 { // back at 1 (a sum of steps rarely lands on 0 exactly)
 		delete(r.logs, k)
 		return
 	}

@@ -158,3 +158,20 @@ func TestRaiseConcurrent(t *testing.T) {
 		t.Errorf("after 800 misses: %v, want %v", got, 1000*MaxRaise)
 	}
 }
+
+// TestRaiseBackAtOne: a miss and the nine fits that undo it leave the
+// group at 1, not raised by a rounding residue.
+func TestRaiseBackAtOne(t *testing.T) {
+	t.Parallel()
+	model := constantModel(t, map[string]float64{"a": 1000})
+	r := New(0, nil)
+	a := predictor.Job{Type: "a"}
+	alone := r.Predict(model, a).Memory
+	r.Observe(a, alone, true)
+	for range 9 {
+		r.Observe(a, alone, false)
+	}
+	if p := r.Predict(model, a); r.Raised() != 0 || p.Raise != 0 {
+		t.Errorf("after a miss and nine fits: %d groups raised, raise %v; want none", r.Raised(), p.Raise)
+	}
+}
