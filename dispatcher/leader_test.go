@@ -134,6 +134,7 @@ func (b *bundle) claimAs(t *testing.T, class, pod string) *contract.Claim {
 	c := &contract.Claim{
 		JobID: job.ID, Type: job.Type, Run: run, Attempt: attempt, Holder: pod, MessageID: aws.ToString(m.MessageId),
 		QueueURL: url, ReceiptHandle: aws.ToString(m.ReceiptHandle), Pod: pod, Namespace: b.ns, ClaimedAt: time.Now().UTC(),
+		PredictedBytes: queue.Predicted(m.MessageAttributes), // as the worker keeps it
 	}
 	if got, _, _, err := b.store.Claim(t.Context(), c, time.Now(), time.Minute); err != nil || got != contract.Owned {
 		t.Fatalf("claiming: %v %v", got, err)
@@ -199,7 +200,9 @@ func TestSensorRerunsOOMKilledPod(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	client := b.client(t)
-	_, stop := b.start(t, b.cfg, WithKubernetes(client, &LeaderConfig{Identity: "test"}), WithSensor(SensorConfig{}))
+	// The model sizes export jobs at 0.9Gi, in the 1Gi class.
+	models := staticModels{constantModel(map[string]float64{"export": 0.9 * gib})}
+	_, stop := b.start(t, b.cfg, WithKubernetes(client, &LeaderConfig{Identity: "test"}), WithSensor(SensorConfig{}), WithModels(models))
 	defer stop()
 
 	// A job reaches its class and a worker in pod p-1 claims it.
@@ -214,6 +217,12 @@ func TestSensorRerunsOOMKilledPod(t *testing.T) {
 	// 1.5 x 1Gi rounded up the ladder: 2Gi.
 	b.assertOOMRerun(t, c, b.prefix+"-export-cpu-2gi")
 	b.assertDeleted(t, c.QueueURL)
+	// The kill's run record carries the model's class, for the raise
+	// after misses and the margin.
+	ended, _, err := b.store.ReadClaim(t.Context(), c.JobID, c.Run, 1)
+	if err != nil || ended.Record == nil || ended.Record.PredictedBytes != gib {
+		t.Errorf("the OOM kill's record: %+v, %v; want predicted_bytes %d, the model's class", ended.Record, err, int64(gib))
+	}
 }
 
 // TestSensorActsOnPodsThatDiedWhileNoLeaderRan: a pod OOM-killed, and

@@ -126,7 +126,7 @@ func (w *Worker) process(ctx context.Context, msg *types.Message) error {
 		JobID: job.ID, Type: job.Type, Run: run, Attempt: number, Holder: holderID(w.cfg.Pod),
 		MessageID: aws.ToString(msg.MessageId), QueueURL: w.cfg.QueueURL, ReceiptHandle: h.receiptHandle(),
 		Pod: w.cfg.Pod, Namespace: w.cfg.PodNamespace, Node: w.cfg.Placement.Node, ClaimedAt: a.started.UTC(),
-		History: a.history,
+		History: a.history, PredictedBytes: queue.Predicted(msg.MessageAttributes),
 	}
 	var result contract.Claimed
 	var etag string
@@ -553,7 +553,7 @@ func (w *Worker) finish(ctx context.Context, a *attempt, outcome jobfleet.Outcom
 		JobID: a.job.ID, Type: a.job.Type, Run: a.run, Features: a.job.Features, Labels: a.job.Labels, Attempt: a.number,
 		Outcome: outcome, Error: errText, ExitCode: exitCode(runErr),
 		AllocatedBytes: w.cfg.MemoryLimit, PeakBytes: peak.bytes, PeakSource: peak.source,
-		PredictedBytes: queue.Predicted(a.msg.MessageAttributes), Resumed: a.resumed, Checkpoints: a.uploads,
+		PredictedBytes: a.claim.PredictedBytes, Resumed: a.resumed, Checkpoints: a.uploads,
 		StartedAt: a.started.UTC(), EndedAt: ended.UTC(), DurationSecs: ended.Sub(a.started).Seconds(),
 		Node: a.placement.Node, InstanceType: a.placement.InstanceType, CapacityType: a.placement.CapacityType,
 		Zone: a.placement.Zone, Arch: a.placement.Arch, Pool: a.placement.Pool, Size: a.placement.Size,

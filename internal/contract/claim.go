@@ -74,6 +74,10 @@ type Claim struct {
 	Namespace     string    `json:"namespace,omitempty"`
 	Node          string    `json:"node,omitempty"`
 	ClaimedAt     time.Time `json:"claimed_at"`
+	// PredictedBytes is the memory model's class the message carried
+	// (queue.AttrPredicted), for the run record the leader's sensor
+	// writes when the holder could not.
+	PredictedBytes int64 `json:"predicted_bytes,omitempty"`
 	// RenewedAt is the holder's last renewal of its lease.
 	RenewedAt time.Time `json:"renewed_at"`
 
