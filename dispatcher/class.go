@@ -131,7 +131,7 @@ func (s Sizing) Decide(job *jobfleet.Job, history jobfleet.History, t *jobtype.T
 		p := model.Predict(predictor.Job{Type: t.Name, Pool: t.Pool, Labels: job.Labels, Features: job.Features})
 		if p.Source != predictor.SourceNone && p.Memory > 0 && !math.IsInf(p.Memory, 0) {
 			d.Predicted, d.Source = int64(math.Ceil(p.Memory)), p.Source
-			d.Alone = ClassMemory(t, pool, d.Predicted)
+			d.Alone = classSize(t, pool, d.Predicted)
 			memory = d.Predicted
 			if p.Raise > 1 {
 				d.Raise = p.Raise
@@ -146,10 +146,8 @@ func (s Sizing) Decide(job *jobfleet.Job, history jobfleet.History, t *jobtype.T
 			}
 		}
 	}
-	memory = t.Clamp(memory)
-	memory = (memory + mib - 1) / mib * mib // whole MiB
-	d.Memory = memory
-	size := ClassMemory(t, pool, memory)
+	d.Memory = request(t, memory)
+	size := sizeFor(pool, d.Memory)
 	d.Class = Class{Type: t.Name, Pool: pool.Name, Size: size, Capacity: capacity(history, t, pool, onDemandAfter)}
 	// A rerun of an interrupted job that may land on spot again keeps
 	// away from the capacity just reclaimed.
@@ -159,17 +157,25 @@ func (s Sizing) Decide(job *jobfleet.Job, history jobfleet.History, t *jobtype.T
 
 const mib = 1 << 20
 
-// ClassMemory is the class memory a job of type t gets in pool for a
-// request of memory bytes: clamped to the type's bounds and rounded up to
-// the pool's size ladder (its largest size above it).
-func ClassMemory(t *jobtype.Type, pool *jobtype.Pool, memory int64) int64 {
+// classSize is the class memory a job of type t gets in pool for memory
+// bytes: its request, rounded up to the pool's size ladder.
+func classSize(t *jobtype.Type, pool *jobtype.Pool, memory int64) int64 {
+	return sizeFor(pool, request(t, memory))
+}
+
+// request is memory clamped to the type's bounds, in whole MiB.
+func request(t *jobtype.Type, memory int64) int64 {
 	memory = t.Clamp(memory)
-	memory = (memory + mib - 1) / mib * mib // whole MiB
-	size, ok := pool.SizeFor(memory)
-	if !ok {
-		size = pool.Largest()
+	return (memory + mib - 1) / mib * mib
+}
+
+// sizeFor is the pool's smallest size that holds a request, or its
+// largest.
+func sizeFor(pool *jobtype.Pool, request int64) int64 {
+	if size, ok := pool.SizeFor(request); ok {
+		return size
 	}
-	return size
+	return pool.Largest()
 }
 
 func capacity(history jobfleet.History, t *jobtype.Type, pool *jobtype.Pool, onDemandAfter int) Capacity {

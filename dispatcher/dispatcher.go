@@ -180,9 +180,6 @@ func New(cfg Config, sqsClient SQSAPI, s3Client S3API, kube dynamic.Interface, o
 	for _, opt := range opts {
 		opt(d)
 	}
-	if cfg.Sizing.OnlineRate >= 0 {
-		d.raiser = online.New(cfg.Sizing.OnlineRate, d.classMemory)
-	}
 	d.store = contract.Store{S3: s3Client, Bucket: cfg.Bucket, Prefix: cfg.Prefix}
 	d.announce.Topic = cfg.Template.EventsTopic
 	if d.announce.Topic != "" && d.announce.SNS == nil {
@@ -190,6 +187,10 @@ func New(cfg Config, sqsClient SQSAPI, s3Client S3API, kube dynamic.Interface, o
 	}
 	if d.metrics == nil {
 		d.metrics = newMetrics(prometheus.DefaultRegisterer)
+	}
+	if cfg.Sizing.OnlineRate >= 0 {
+		d.raiser = online.New(cfg.Sizing.OnlineRate, d.classMemory)
+		d.metrics.raiser.Store(d.raiser)
 	}
 	d.classes = &classes{
 		sqs: sqsClient, kube: kube, registry: cfg.Registry, tmpl: d.cfg.Template,
@@ -337,20 +338,17 @@ func (d *Dispatcher) model() Model {
 	case d.raiser == nil:
 		return m
 	}
-	return raisedModel{model: m, raiser: d.raiser, raised: d.metrics.raisedGroups}
+	return raisedModel{model: m, raiser: d.raiser}
 }
 
 // raisedModel sizes with a model, raised by group after recent misses.
 type raisedModel struct {
 	model  *predictor.Model
 	raiser *online.Raiser
-	raised prometheus.Gauge
 }
 
 func (r raisedModel) Predict(job predictor.Job) predictor.Prediction {
-	p := r.raiser.Predict(r.model, job)
-	r.raised.Set(float64(r.raiser.Raised())) // none after a new model
-	return p
+	return r.raiser.Predict(r.model, job)
 }
 
 // classMemory is the class memory the model's size memory gives a job,
@@ -365,7 +363,7 @@ func (d *Dispatcher) classMemory(job predictor.Job, memory float64) float64 {
 	if !ok {
 		return 0
 	}
-	return float64(ClassMemory(t, pool, int64(math.Ceil(memory))))
+	return float64(classSize(t, pool, int64(math.Ceil(memory))))
 }
 
 // observeRun tells the raiser how a first-sized run fared: an OOM kill, or
@@ -390,7 +388,6 @@ func (d *Dispatcher) observeRun(rec *jobfleet.RunRecord) {
 		return
 	}
 	d.raiser.Observe(predictor.Job{Type: t.Name, Pool: t.Pool, Labels: rec.Labels, Features: rec.Features}, float64(rec.PredictedBytes), missed)
-	d.metrics.raisedGroups.Set(float64(d.raiser.Raised()))
 }
 
 // observe records a job that left intake.

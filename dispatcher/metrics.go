@@ -1,7 +1,11 @@
 package dispatcher
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jobfleet/jobfleet/internal/online"
 )
 
 // metrics are the dispatcher's Prometheus metrics.
@@ -15,7 +19,9 @@ type metrics struct {
 	collected        prometheus.Counter
 	modelReloads     *prometheus.CounterVec
 	strategySwitches *prometheus.CounterVec
-	raisedGroups     prometheus.Gauge
+	raisedGroups     prometheus.GaugeFunc
+	// raiser is the dispatcher's, once New has it, for raisedGroups.
+	raiser           atomic.Pointer[online.Raiser]
 	sized            *prometheus.CounterVec
 	fit              *prometheus.CounterVec
 	records          *prometheus.CounterVec
@@ -69,10 +75,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "jobfleet_predictor_strategy_switches_total",
 			Help: "Retrainings at which the automatic strategy changed the memory model's family, by the strategy before and after: every job's size changes with it.",
 		}, []string{"from", "to"}),
-		raisedGroups: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "jobfleet_dispatcher_raised_groups",
-			Help: "Groups of jobs this replica sizes above the memory model after recent OOM kills in them, until the next model: a rising count is drift the model has not learned yet.",
-		}),
 		sized: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jobfleet_sized_runs_total",
 			Help: "Successful runs with a memory allocation, by type, from their run records. Coverage is the rate of jobfleet_sized_runs_within_allocation_total over the rate of this, summed over replicas.",
@@ -110,6 +112,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Memory allocated to attempts and above their peak, times the time they ran (the waste), by job type and the value of the attribute label.",
 		}, []string{"type", "attribute"}),
 	}
+	m.raisedGroups = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "jobfleet_dispatcher_raised_groups",
+		Help: "Groups of jobs this replica sizes above the memory model after recent OOM kills in them, until the next model: a rising count is drift the model has not learned yet.",
+	}, func() float64 {
+		if r := m.raiser.Load(); r != nil {
+			return float64(r.Raised())
+		}
+		return 0
+	})
 	reg.MustRegister(m.announceFailures, m.attemptSeconds, m.allocatedByteSeconds, m.unusedByteSeconds, m.checkpoints, m.jobs, m.queueAge, m.handling, m.sqsCalls, m.predictedBytes, m.classes, m.collected, m.modelReloads, m.strategySwitches, m.raisedGroups, m.sized, m.fit, m.records, m.sensor)
 	return m
 }

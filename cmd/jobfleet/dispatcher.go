@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -135,8 +134,8 @@ func (c *DispatcherCmd) Validate() error {
 	if !(c.OOMFactor > 1) {
 		bad("--oom-factor %v: above 1 (a rerun after an OOM kill needs more memory)", c.OOMFactor)
 	}
-	if c.OnlineRate == 0 || math.IsNaN(c.OnlineRate) || c.OnlineRate > 1 {
-		bad("--online-rate %v: above 0 and at most 1, or negative for the model alone", c.OnlineRate)
+	if err := checkOnlineRate(c.OnlineRate); err != nil {
+		bad("%v", err)
 	}
 	if c.OnDemandAfter < 1 {
 		bad("--on-demand-after %d: at least 1", c.OnDemandAfter)

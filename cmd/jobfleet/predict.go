@@ -178,6 +178,15 @@ type PredictEvalCmd struct {
 	JSON          bool          `name:"json" env:"JOBFLEET_PREDICT_JSON" help:"Print one JSON object."`
 }
 
+// checkOnlineRate checks an --online-rate, the dispatcher's or predict
+// eval's: above 0 and at most 1, or negative for the model alone.
+func checkOnlineRate(rate float64) error {
+	if rate == 0 || math.IsNaN(rate) || rate > 1 {
+		return fmt.Errorf("--online-rate %v: above 0 and at most 1, or negative for the model alone", rate)
+	}
+	return nil
+}
+
 // Run evaluates and prints the report.
 func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 	if err := c.checkSource(c.Records); err != nil {
@@ -194,8 +203,9 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 		return errors.New("--split trains once and tests on the rest; --retrain-every and --window walk forward: use one or the other")
 	case c.RetrainEvery < 0 || c.Window < 0:
 		return errors.New("--retrain-every and --window must not be negative")
-	case c.OnlineRate == 0 || math.IsNaN(c.OnlineRate) || c.OnlineRate > 1:
-		return fmt.Errorf("--online-rate %v: above 0 and at most 1, or negative for the model alone", c.OnlineRate)
+	}
+	if err := checkOnlineRate(c.OnlineRate); err != nil {
+		return err
 	}
 	// Zero --retrain-every and --window take Evaluate's defaults.
 	var ds *predictor.Dataset

@@ -136,14 +136,20 @@ func TestRaiseWithoutModel(t *testing.T) {
 	}
 }
 
+// sizingA is a Raiser whose model sizes jobs of type a at 1000, after it
+// sized one: the job and the model's size for it.
+func sizingA(t *testing.T) (r *Raiser, model *predictor.Model, a predictor.Job, alone float64) {
+	t.Helper()
+	model = constantModel(t, map[string]float64{"a": 1000})
+	r, a = New(0, nil), predictor.Job{Type: "a"}
+	return r, model, a, r.Predict(model, a).Memory
+}
+
 // TestRaiseConcurrent sizes and observes from many goroutines, as the
 // dispatcher's receivers and record consumer do; run with -race.
 func TestRaiseConcurrent(t *testing.T) {
 	t.Parallel()
-	model := constantModel(t, map[string]float64{"a": 1000})
-	r := New(0, nil)
-	a := predictor.Job{Type: "a"}
-	alone := r.Predict(model, a).Memory
+	r, model, a, alone := sizingA(t)
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
@@ -163,10 +169,7 @@ func TestRaiseConcurrent(t *testing.T) {
 // group at 1, not raised by a rounding residue.
 func TestRaiseBackAtOne(t *testing.T) {
 	t.Parallel()
-	model := constantModel(t, map[string]float64{"a": 1000})
-	r := New(0, nil)
-	a := predictor.Job{Type: "a"}
-	alone := r.Predict(model, a).Memory
+	r, model, a, alone := sizingA(t)
 	r.Observe(a, alone, true)
 	for range 9 {
 		r.Observe(a, alone, false)

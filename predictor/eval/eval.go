@@ -575,8 +575,8 @@ type predictorMethod struct {
 // ending is a run the predictor sized, observed when it ends: alone is
 // the model's size, alloc what the run was given.
 type ending struct {
-	end, alone, alloc float64
-	s                 Sample
+	end, alone, alloc, peak float64
+	job                     predictor.Job
 }
 
 // endings is a min-heap of runs by end.
@@ -612,16 +612,11 @@ func (p *predictorMethod) train(ctx context.Context, history []Sample, features 
 	return nil
 }
 
-func (p *predictorMethod) job(s Sample) predictor.Job {
+func (p *predictorMethod) predict(s Sample) float64 {
 	job := predictor.Job{Type: s.Type, Pool: s.Pool, Labels: s.Labels, Features: make(map[string]float64, len(p.features))}
 	for i, name := range p.features {
 		job.Features[name] = s.Features[i]
 	}
-	return job
-}
-
-func (p *predictorMethod) predict(s Sample) float64 {
-	job := p.job(s)
 	var pred predictor.Prediction
 	if p.raiser == nil {
 		pred = p.model.Predict(job)
@@ -630,7 +625,7 @@ func (p *predictorMethod) predict(s Sample) float64 {
 		// the dispatcher whether they fit.
 		for p.pending.Len() > 0 && p.pending[0].end <= s.Time {
 			e := heap.Pop(&p.pending).(ending)
-			p.raiser.Observe(p.job(e.s), e.alone, e.s.Peak > e.alloc)
+			p.raiser.Observe(e.job, e.alone, e.peak > e.alloc)
 		}
 		pred = p.raiser.Predict(p.model, job)
 	}
@@ -642,7 +637,7 @@ func (p *predictorMethod) predict(s Sample) float64 {
 	p.predicted = pred.Memory
 	alloc := pred.Memory * max(pred.Raise, 1)
 	if p.raiser != nil {
-		heap.Push(&p.pending, ending{end: s.End(), alone: pred.Memory, alloc: alloc, s: s})
+		heap.Push(&p.pending, ending{end: s.End(), alone: pred.Memory, alloc: alloc, peak: s.Peak, job: job})
 	}
 	return alloc
 }
