@@ -67,6 +67,8 @@ type JobState struct {
 	Attempt     int    `json:"attempt,omitempty"`
 	Class       string `json:"class,omitempty"`
 	MemoryBytes int64  `json:"memory_bytes,omitempty"`
+	// SizedBy says how the dispatcher chose MemoryBytes.
+	SizedBy *SizedBy `json:"sized_by,omitempty"`
 	// Attempts lists every attempt that started, in order.
 	Attempts []AttemptState `json:"attempts,omitempty"`
 	// Outputs are the small key/value outputs the job wrote (a metric, a
@@ -81,6 +83,41 @@ type JobState struct {
 	// before it is dropped unrun.
 	CancelledAt time.Time `json:"cancelled_at,omitzero"`
 }
+
+// SizedBy is how the dispatcher sized an attempt: what it asked for, and
+// what decided that.
+type SizedBy struct {
+	// Source is what decided: the kind of group of past runs, or of
+	// estimator, of the memory model that sized the job (type-features,
+	// type, thin-type, pool, global, features), SizedByDefault or
+	// SizedByOOM.
+	Source string `json:"source"`
+	// Level describes the model's group in words, Group names the job's
+	// group in it, and Runs counts the past runs behind it (0 when the
+	// model keeps no count).
+	Level string `json:"level,omitempty"`
+	Group string `json:"group,omitempty"`
+	Runs  int    `json:"runs,omitempty"`
+	// PredictedBytes is the model's own size, zero without one. Raise is
+	// the multiplier put on it after recent OOM kills in its group,
+	// between retrainings (0: none).
+	PredictedBytes int64   `json:"predicted_bytes,omitempty"`
+	Raise          float64 `json:"raise,omitempty"`
+	// RequestBytes is what was asked for, after the raise, the OOM
+	// history and the type's bounds; the class rounds it up to the job's
+	// MemoryBytes.
+	RequestBytes int64 `json:"request_bytes"`
+}
+
+// Sources of a size other than the memory model.
+const (
+	// SizedByDefault: the job type's default memory, without a model or
+	// when the model had nothing to size the job by.
+	SizedByDefault = "default"
+	// SizedByOOM: the OOM factor times the memory of the run's last
+	// OOM-killed attempt, more than the model or the default gives.
+	SizedByOOM = "oom"
+)
 
 // AttemptState is one attempt of a job: where it ran and how it ended.
 type AttemptState struct {

@@ -106,6 +106,27 @@ type Decision struct {
 	// not decide the size: what retraining calibrates the model's margin
 	// on, carried to the run record as predicted_bytes.
 	Alone int64
+	// Level, Group and Runs name the model's group that decided
+	// (predictor.Prediction), and OOM says the run's OOM history raised
+	// the size above what the model or the default gives.
+	Level, Group string
+	Runs         int
+	OOM          bool
+}
+
+// SizedBy is the decision as the job's state shows it.
+func (d Decision) SizedBy() *jobfleet.SizedBy {
+	by := &jobfleet.SizedBy{Source: string(d.Source), PredictedBytes: d.Predicted, Raise: d.Raise, RequestBytes: d.Memory}
+	switch {
+	case d.OOM:
+		by.Source = jobfleet.SizedByOOM
+	case d.Source == predictor.SourceNone:
+		by.Source = jobfleet.SizedByDefault
+	}
+	if d.Source != predictor.SourceNone {
+		by.Level, by.Group, by.Runs = d.Level, d.Group, d.Runs
+	}
+	return by
 }
 
 // Decide sizes a job of a registered type: the model's prediction (raised
@@ -131,6 +152,7 @@ func (s Sizing) Decide(job *jobfleet.Job, history jobfleet.History, t *jobtype.T
 		p := model.Predict(predictor.Job{Type: t.Name, Pool: t.Pool, Labels: job.Labels, Features: job.Features})
 		if p.Source != predictor.SourceNone && p.Memory > 0 && !math.IsInf(p.Memory, 0) {
 			d.Predicted, d.Source = int64(math.Ceil(p.Memory)), p.Source
+			d.Level, d.Group, d.Runs = p.Level, p.Group, p.Runs
 			d.Alone = classSize(t, pool, d.Predicted)
 			memory = d.Predicted
 			if p.Raise > 1 {
@@ -142,7 +164,7 @@ func (s Sizing) Decide(job *jobfleet.Job, history jobfleet.History, t *jobtype.T
 	for _, a := range history {
 		if a.Reason == jobfleet.ReasonOOM && a.AllocatedBytes > 0 {
 			if m := int64(math.Ceil(float64(a.AllocatedBytes) * oomFactor)); m > memory {
-				memory, d.Alone = m, 0 // the history decides, not the model
+				memory, d.Alone, d.OOM = m, 0, true // the history decides, not the model
 			}
 		}
 	}

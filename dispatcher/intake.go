@@ -266,7 +266,7 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 	url, ensureErr := in.d.classes.ensure(ctx, decision.Class)
 	var size *contract.Sizing
 	if ensureErr == nil {
-		size = &contract.Sizing{Class: decision.Class.Name(in.d.classes.prefix()), Memory: decision.Class.Size}
+		size = &contract.Sizing{Class: decision.Class.Name(in.d.classes.prefix()), Memory: decision.Class.Size, By: decision.SizedBy()}
 	}
 	// The job's state says it is sized before it is forwarded: for a new
 	// job in the same write that starts its run.
@@ -313,7 +313,7 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 		return in.retryLater(it, ensureErr.Error(), in.d.cfg.RetryDelay)
 	}
 	if needSized {
-		err = in.d.store.Sized(ctx, job.ID, run, attempt, size.Class, size.Memory, now)
+		err = in.d.store.Sized(ctx, job.ID, run, attempt, *size, now)
 		switch {
 		case errors.Is(err, contract.ErrStale):
 			in.log.Info().Str("job_id", job.ID).Str("run", run).Msg("the job was cancelled while it was sized; deleting it unrun")

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -47,8 +48,9 @@ func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 
 	alone := strconv.FormatInt(2*gib, 10) // the model's 1.5Gi, in its class
 	// dispatch publishes one export job and checks the class it lands
-	// in, and the model's size its forwarded message carries.
-	dispatch := func(id, want string) {
+	// in, and the model's size its forwarded message carries; it returns
+	// how the job's state says it was sized.
+	dispatch := func(id, want string) *jobfleet.SizedBy {
 		t.Helper()
 		job := &jobfleet.Job{Version: 1, ID: id, Type: "export", Features: map[string]float64{"rows": 1}}
 		if err := jobfleet.NewPublisher(b.sqs.Client, b.intake).Publish(t.Context(), job); err != nil {
@@ -84,6 +86,11 @@ func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 		if got := aws.ToString(msg.MessageAttributes[AttrPredicted].StringValue); got != alone {
 			t.Errorf("job %s carries the model's class %s, want %s", id, got, alone)
 		}
+		cur, _, err := b.store.ReadRun(t.Context(), id)
+		if err != nil || cur.SizedBy == nil || cur.SizedBy.Source != string(predictor.SourceType) {
+			t.Fatalf("job %s's state %+v (%v): want it sized by the type's estimator", id, cur, err)
+		}
+		return cur.SizedBy
 	}
 	stored := 0.0
 	// send sends n run records of export runs, allocated 2Gi and sized
@@ -109,7 +116,9 @@ func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 	}
 
 	// The model's 1.5Gi rounds up to the 2Gi class.
-	dispatch("first", "2gi")
+	if by := dispatch("first", "2gi"); by.Raise != 0 || by.PredictedBytes != 1.5*gib || by.RequestBytes != 1.5*gib {
+		t.Errorf("first job sized %+v, want the model's 1.5Gi, not raised", by)
+	}
 	// Kills of reruns sized by their OOM history (no model class) tell
 	// nothing of the model's sizes.
 	send("rerun", 10, jobfleet.OutcomeOOM, 2*gib, 0)
@@ -122,7 +131,11 @@ func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 	if got := testutil.ToFloat64(d.metrics.raisedGroups); got != 1 {
 		t.Errorf("raised groups %v, want 1", got)
 	}
-	dispatch("after-kills", "4gi")
+	// The job's state says why: the model's 1.5Gi, raised.
+	if by := dispatch("after-kills", "4gi"); math.Abs(by.Raise-math.Exp(0.45)) > 1e-9 || by.PredictedBytes != 1.5*gib ||
+		by.RequestBytes != (int64(math.Ceil(1.5*gib*by.Raise))+mib-1)/mib*mib {
+		t.Errorf("after the kills, sized %+v, want the model's 1.5Gi raised x%.4f", by, math.Exp(0.45))
+	}
 	// Nor do runs that failed, or succeeded without a peak: a hundred
 	// fits would have brought it down to 2Gi.
 	send("failed", 100, jobfleet.OutcomeFailed, gib, 2*gib)

@@ -53,20 +53,24 @@ func TestDecide(t *testing.T) {
 		// wantAlone is the class the model alone gives, what the job
 		// carries for retraining (0: the model did not decide).
 		wantAlone int64
+		// wantBy is what the job's state says decided, and wantRaise
+		// the raise it shows.
+		wantBy    string
+		wantRaise float64
 	}{
-		{name: "no model uses the default", typ: "export", wantSize: gib, wantCap: CapacityAny, wantName: "jobfleet-export-cpu-1gi"},
-		{name: "prediction rounds up the ladder", typ: "export", model: fixedModel(1.2 * gib), wantSize: 2 * gib, wantCap: CapacityAny, wantAlone: 2 * gib},
-		{name: "prediction below min is raised", typ: "export", model: fixedModel(10 << 20), wantSize: 512 << 20, wantCap: CapacityAny, wantName: "jobfleet-export-cpu-512mi", wantAlone: 512 << 20},
-		{name: "prediction above max is capped", typ: "export", model: fixedModel(100 * gib), wantSize: 16 * gib, wantCap: CapacityAny, wantAlone: 16 * gib},
-		{name: "a raise after misses", typ: "export", model: raisedModel2x{}, wantSize: 4 * gib, wantCap: CapacityAny, wantAlone: 2 * gib},
-		{name: "an OOM raises memory 1.5x", typ: "export", model: fixedModel(gib), history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: 2 * gib}}, wantSize: 4 * gib, wantCap: CapacityAny},
-		{name: "an OOM below the prediction leaves it deciding", typ: "export", model: fixedModel(4 * gib), history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: gib}}, wantSize: 4 * gib, wantCap: CapacityAny, wantAlone: 4 * gib},
-		{name: "the last OOM counts, not an earlier smaller one", typ: "export", history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: gib}, {Attempt: 2, Reason: jobfleet.ReasonOOM, AllocatedBytes: 4 * gib}}, wantSize: 8 * gib, wantCap: CapacityAny},
-		{name: "one interruption stays on spot", typ: "export", history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonInterrupted}}, wantSize: gib, wantCap: CapacityAny},
-		{name: "two interruptions move to on-demand", typ: "export", history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonInterrupted}, {Attempt: 2, Reason: jobfleet.ReasonInterrupted}}, wantSize: gib, wantCap: CapacityOnDemand, wantName: "jobfleet-export-cpu-1gi-od"},
-		{name: "on-demand policy", typ: "report", wantSize: 2 * gib, wantCap: CapacityOnDemand},
-		{name: "spot policy", typ: "batch", wantSize: 2 * gib, wantCap: CapacitySpot, wantName: "jobfleet-batch-cpu-2gi-spot"},
-		{name: "gpu default", typ: "train", wantSize: 8 * gib, wantCap: CapacityAny, wantName: "jobfleet-train-gpu-8gi"},
+		{name: "no model uses the default", typ: "export", wantSize: gib, wantCap: CapacityAny, wantName: "jobfleet-export-cpu-1gi", wantBy: "default"},
+		{name: "prediction rounds up the ladder", typ: "export", model: fixedModel(1.2 * gib), wantSize: 2 * gib, wantCap: CapacityAny, wantAlone: 2 * gib, wantBy: "type"},
+		{name: "prediction below min is raised", typ: "export", model: fixedModel(10 << 20), wantSize: 512 << 20, wantCap: CapacityAny, wantName: "jobfleet-export-cpu-512mi", wantAlone: 512 << 20, wantBy: "type"},
+		{name: "prediction above max is capped", typ: "export", model: fixedModel(100 * gib), wantSize: 16 * gib, wantCap: CapacityAny, wantAlone: 16 * gib, wantBy: "type"},
+		{name: "a raise after misses", typ: "export", model: raisedModel2x{}, wantSize: 4 * gib, wantCap: CapacityAny, wantAlone: 2 * gib, wantBy: "type", wantRaise: 2},
+		{name: "an OOM raises memory 1.5x", typ: "export", model: fixedModel(gib), history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: 2 * gib}}, wantSize: 4 * gib, wantCap: CapacityAny, wantBy: "oom"},
+		{name: "an OOM below the prediction leaves it deciding", typ: "export", model: fixedModel(4 * gib), history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: gib}}, wantSize: 4 * gib, wantCap: CapacityAny, wantAlone: 4 * gib, wantBy: "type"},
+		{name: "the last OOM counts, not an earlier smaller one", typ: "export", history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: gib}, {Attempt: 2, Reason: jobfleet.ReasonOOM, AllocatedBytes: 4 * gib}}, wantSize: 8 * gib, wantCap: CapacityAny, wantBy: "oom"},
+		{name: "one interruption stays on spot", typ: "export", history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonInterrupted}}, wantSize: gib, wantCap: CapacityAny, wantBy: "default"},
+		{name: "two interruptions move to on-demand", typ: "export", history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonInterrupted}, {Attempt: 2, Reason: jobfleet.ReasonInterrupted}}, wantSize: gib, wantCap: CapacityOnDemand, wantName: "jobfleet-export-cpu-1gi-od", wantBy: "default"},
+		{name: "on-demand policy", typ: "report", wantSize: 2 * gib, wantCap: CapacityOnDemand, wantBy: "default"},
+		{name: "spot policy", typ: "batch", wantSize: 2 * gib, wantCap: CapacitySpot, wantName: "jobfleet-batch-cpu-2gi-spot", wantBy: "default"},
+		{name: "gpu default", typ: "train", wantSize: 8 * gib, wantCap: CapacityAny, wantName: "jobfleet-train-gpu-8gi", wantBy: "default"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,6 +87,9 @@ func TestDecide(t *testing.T) {
 			}
 			if d.Alone != tt.wantAlone {
 				t.Errorf("the model's class %d, want %d", d.Alone, tt.wantAlone)
+			}
+			if by := d.SizedBy(); by.Source != tt.wantBy || by.Raise != tt.wantRaise || by.RequestBytes != d.Memory || by.PredictedBytes != d.Predicted {
+				t.Errorf("sized by %+v, want %s raised %v, asking %d", by, tt.wantBy, tt.wantRaise, d.Memory)
 			}
 			if d.Memory%mib != 0 || d.Memory > d.Class.Size {
 				t.Errorf("memory %d is not whole MiB within the class size %d", d.Memory, d.Class.Size)

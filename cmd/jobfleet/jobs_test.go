@@ -181,7 +181,8 @@ func TestJobLifecycleCLI(t *testing.T) {
 			t.Fatalf("stdout is not the job's state: %v\n%s", err, stdout)
 		}
 		if st.Status != jobfleet.StatusSucceeded || st.Labels["team"] != "search" || len(st.Attempts) != 1 || st.Attempts[0].Outcome != jobfleet.OutcomeSucceeded ||
-			st.Attempts[0].AllocatedBytes == 0 || st.Attempts[0].Node == "" || st.Class == "" || st.MemoryBytes == 0 || st.ExitCode == nil || *st.ExitCode != 0 {
+			st.Attempts[0].AllocatedBytes == 0 || st.Attempts[0].Node == "" || st.Class == "" || st.MemoryBytes == 0 || st.ExitCode == nil || *st.ExitCode != 0 ||
+			st.SizedBy == nil || st.SizedBy.Source == "" || st.SizedBy.RequestBytes <= 0 || st.SizedBy.RequestBytes > st.MemoryBytes {
 			t.Errorf("final state %+v", st)
 		}
 		if rows, err := os.ReadFile(filepath.Join(out, "values", "rows")); err != nil || string(rows) != "20000" {
@@ -211,7 +212,7 @@ func TestJobLifecycleCLI(t *testing.T) {
 		}
 
 		code, stdout, _ = f.jobfleet(t, "status", "export-1")
-		for _, want := range []string{"succeeded", "team=search,workflow=nightly", "rows=20000", "ATTEMPT", "s3://"} {
+		for _, want := range []string{"succeeded", "team=search,workflow=nightly", "rows=20000", "ATTEMPT", "s3://", "sized by", "; asked "} {
 			if code != 0 || !strings.Contains(stdout, want) {
 				t.Errorf("status lacks %q (exit %d):\n%s", want, code, stdout)
 			}

@@ -82,10 +82,12 @@ func (s Store) ReadRun(ctx context.Context, jobID string) (*Run, string, error) 
 	return &r, etag, nil
 }
 
-// Sizing is the class and memory the dispatcher chose for an attempt.
+// Sizing is the class and memory the dispatcher chose for an attempt,
+// and how it chose them.
 type Sizing struct {
 	Class  string
 	Memory int64
+	By     *jobfleet.SizedBy
 }
 
 // StartRun records that the intake message runID, sent at sent, starts a
@@ -104,7 +106,7 @@ func (s Store) StartRun(ctx context.Context, job *jobfleet.Job, body, runID stri
 		State: RunLive, BodySHA256: BodyHash(body), TaskToken: job.TaskToken, Seq: 1,
 	}
 	if size != nil {
-		next.Status, next.Class, next.MemoryBytes = jobfleet.StatusSized, size.Class, size.Memory
+		next.Status, next.Class, next.MemoryBytes, next.SizedBy = jobfleet.StatusSized, size.Class, size.Memory, size.By
 	}
 	for range 5 {
 		_, err := s.write(ctx, s.RunKey(job.ID), next, true, "")
@@ -190,10 +192,10 @@ func liveRun(cur *Run, runID string) error {
 	return nil
 }
 
-// Sized records the class and memory the dispatcher chose for an attempt.
-// It returns ErrStale when the run ended meanwhile (it was cancelled): the
-// attempt must not be forwarded.
-func (s Store) Sized(ctx context.Context, jobID, runID string, attempt int, class string, memory int64, now time.Time) error {
+// Sized records the size the dispatcher chose for an attempt. It returns
+// ErrStale when the run ended meanwhile (it was cancelled): the attempt
+// must not be forwarded.
+func (s Store) Sized(ctx context.Context, jobID, runID string, attempt int, size Sizing, now time.Time) error {
 	_, err := s.updateRun(ctx, jobID, now, func(cur *Run) error {
 		if err := liveRun(cur, runID); err != nil {
 			return err
@@ -201,7 +203,7 @@ func (s Store) Sized(ctx context.Context, jobID, runID string, attempt int, clas
 		if cur.Attempt > attempt || (cur.Attempt == attempt && cur.Status != jobfleet.StatusQueued && cur.Status != jobfleet.StatusSized && cur.Status != "") {
 			return errUnchanged // a redelivery of a message the worker took already
 		}
-		cur.Status, cur.Attempt, cur.Class, cur.MemoryBytes = jobfleet.StatusSized, attempt, class, memory
+		cur.Status, cur.Attempt, cur.Class, cur.MemoryBytes, cur.SizedBy = jobfleet.StatusSized, attempt, size.Class, size.Memory, size.By
 		return nil
 	})
 	return err
@@ -237,7 +239,7 @@ func (s Store) Requeued(ctx context.Context, jobID, runID string, a jobfleet.Att
 			cur.Outcome, cur.ExitCode = a.Outcome, a.ExitCode
 		}
 		if cur.State == RunLive && cur.Attempt <= a.Attempt {
-			cur.Status, cur.Attempt, cur.Class, cur.MemoryBytes = jobfleet.StatusQueued, a.Attempt+1, "", 0
+			cur.Status, cur.Attempt, cur.Class, cur.MemoryBytes, cur.SizedBy = jobfleet.StatusQueued, a.Attempt+1, "", 0, nil
 		}
 		return nil
 	})

@@ -31,10 +31,11 @@ func TestJobStateMovesForward(t *testing.T) {
 	if st := status(t, s); st.Status != jobfleet.StatusQueued || st.Attempt != 1 || st.Labels["team"] != "ranking" {
 		t.Fatalf("after intake: %+v", st.JobState)
 	}
-	if err := s.Sized(ctx, job.ID, "m-1", 1, "jf-train-cpu-2g", 2<<30, now); err != nil {
+	by := &jobfleet.SizedBy{Source: "type", PredictedBytes: 1 << 30, Raise: 1.5, RequestBytes: 1536 << 20}
+	if err := s.Sized(ctx, job.ID, "m-1", 1, contract.Sizing{Class: "jf-train-cpu-2g", Memory: 2 << 30, By: by}, now); err != nil {
 		t.Fatal(err)
 	}
-	if st := status(t, s); st.Status != jobfleet.StatusSized || st.Class != "jf-train-cpu-2g" || st.MemoryBytes != 2<<30 {
+	if st := status(t, s); st.Status != jobfleet.StatusSized || st.Class != "jf-train-cpu-2g" || st.MemoryBytes != 2<<30 || st.SizedBy == nil || *st.SizedBy != *by {
 		t.Fatalf("after sizing: %+v", st.JobState)
 	}
 	first := jobfleet.AttemptState{Attempt: 1, Pod: "pod-a", Node: "node-a", CapacityType: "spot", InstanceType: "m7i.large", AllocatedBytes: 2 << 30, StartedAt: now}
@@ -43,7 +44,7 @@ func TestJobStateMovesForward(t *testing.T) {
 	}
 	// A redelivered intake message is sized again after the worker took
 	// it: the state does not move back.
-	if err := s.Sized(ctx, job.ID, "m-1", 1, "jf-train-cpu-2g", 2<<30, now); err != nil {
+	if err := s.Sized(ctx, job.ID, "m-1", 1, contract.Sizing{Class: "jf-train-cpu-2g", Memory: 2 << 30}, now); err != nil {
 		t.Fatal(err)
 	}
 	if st := status(t, s); st.Status != jobfleet.StatusRunning || len(st.Attempts) != 1 || st.Attempts[0].Pod != "pod-a" || st.Attempts[0].CapacityType != "spot" {
@@ -56,14 +57,14 @@ func TestJobStateMovesForward(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := status(t, s)
-	if st.Status != jobfleet.StatusQueued || st.Attempt != 2 || st.Class != "" || len(st.Attempts) != 1 || st.Attempts[0].Outcome != jobfleet.OutcomeInterrupted || st.Attempts[0].Pod != "pod-a" {
+	if st.Status != jobfleet.StatusQueued || st.Attempt != 2 || st.Class != "" || st.SizedBy != nil || len(st.Attempts) != 1 || st.Attempts[0].Outcome != jobfleet.OutcomeInterrupted || st.Attempts[0].Pod != "pod-a" {
 		t.Fatalf("requeued: %+v", st.JobState)
 	}
 	// A late sizing of attempt 1 does not move attempt 2 back.
-	if err := s.Sized(ctx, job.ID, "m-1", 1, "old", 1, now); err != nil || status(t, s).Class != "" {
+	if err := s.Sized(ctx, job.ID, "m-1", 1, contract.Sizing{Class: "old", Memory: 1}, now); err != nil || status(t, s).Class != "" {
 		t.Fatalf("late sizing of attempt 1: %v %+v", err, status(t, s).JobState)
 	}
-	if err := s.Sized(ctx, job.ID, "m-1", 2, "jf-train-cpu-4g", 4<<30, now); err != nil {
+	if err := s.Sized(ctx, job.ID, "m-1", 2, contract.Sizing{Class: "jf-train-cpu-4g", Memory: 4 << 30}, now); err != nil {
 		t.Fatal(err)
 	}
 	second := jobfleet.AttemptState{Attempt: 2, Pod: "pod-b", StartedAt: now}
@@ -84,7 +85,7 @@ func TestJobStateMovesForward(t *testing.T) {
 	if err := s.Running(ctx, job.ID, "m-1", second, now); !errors.Is(err, contract.ErrStale) {
 		t.Fatalf("running after the end: %v", err)
 	}
-	if err := s.Sized(ctx, job.ID, "m-1", 3, "x", 1, now); !errors.Is(err, contract.ErrStale) {
+	if err := s.Sized(ctx, job.ID, "m-1", 3, contract.Sizing{Class: "x", Memory: 1}, now); !errors.Is(err, contract.ErrStale) {
 		t.Fatalf("sizing after the end: %v", err)
 	}
 }
@@ -117,7 +118,7 @@ func TestCancelLiveRun(t *testing.T) {
 	if _, _, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Sized(ctx, job.ID, "m-1", 1, "c", 1<<30, now); err != nil {
+	if err := s.Sized(ctx, job.ID, "m-1", 1, contract.Sizing{Class: "c", Memory: 1 << 30}, now); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Cancel(ctx, job.ID, "changed my mind", now); err != nil {
@@ -197,12 +198,12 @@ func TestStartRunSized(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
 	ctx, now := t.Context(), time.Now()
-	size := &contract.Sizing{Class: "jf-train-cpu-1gi", Memory: 1 << 30}
+	size := &contract.Sizing{Class: "jf-train-cpu-1gi", Memory: 1 << 30, By: &jobfleet.SizedBy{Source: jobfleet.SizedByDefault, RequestBytes: 1 << 30}}
 	start, run, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now, size)
 	if err != nil || start != contract.Started || run.Status != jobfleet.StatusSized {
 		t.Fatalf("%v %+v %v", start, run, err)
 	}
-	if st := status(t, s); st.Status != jobfleet.StatusSized || st.Class != size.Class || st.MemoryBytes != size.Memory || st.Seq != 1 {
+	if st := status(t, s); st.Status != jobfleet.StatusSized || st.Class != size.Class || st.MemoryBytes != size.Memory || st.SizedBy == nil || *st.SizedBy != *size.By || st.Seq != 1 {
 		t.Fatalf("stored %+v", st)
 	}
 	if err := s.Running(ctx, job.ID, "m-1", jobfleet.AttemptState{Attempt: 1, StartedAt: now}, now); err != nil {

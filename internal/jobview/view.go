@@ -45,6 +45,15 @@ func Print(w io.Writer, st *jobfleet.JobState, asJSON bool) error {
 	if st.Class != "" {
 		row("class", fmt.Sprintf("%s (%s)", st.Class, formatBytes(st.MemoryBytes)))
 	}
+	if by := st.SizedBy; by != nil {
+		row("sized by", sizedBy(by))
+		row("  model's group", by.Group)
+		if by.Level != "" && by.Runs > 0 {
+			row("  level", fmt.Sprintf("%s, %d past runs", by.Level, by.Runs))
+		} else {
+			row("  level", by.Level)
+		}
+	}
 	row("created", FormatTime(st.CreatedAt))
 	row("ended", FormatTime(st.EndedAt))
 	row("outputs", FormatMap(st.Outputs))
@@ -75,6 +84,26 @@ func Print(w io.Writer, st *jobfleet.JobState, asJSON bool) error {
 			formatBytes(a.AllocatedBytes), formatBytes(a.PeakBytes), resumed, FormatTime(a.StartedAt), duration)
 	}
 	return tw.Flush()
+}
+
+// sizedBy says in words how the dispatcher sized the job.
+func sizedBy(by *jobfleet.SizedBy) string {
+	var s string
+	switch by.Source {
+	case jobfleet.SizedByDefault:
+		s = "the type's default memory (the model had nothing to size it by)"
+	case jobfleet.SizedByOOM:
+		s = "its OOM history: the OOM factor times the memory its last OOM-killed attempt had"
+		if by.PredictedBytes > 0 {
+			s += fmt.Sprintf(", above the model's %s", formatBytes(by.PredictedBytes))
+		}
+	default:
+		s = fmt.Sprintf("the memory model (%s): %s", by.Source, formatBytes(by.PredictedBytes))
+		if by.Raise > 1 {
+			s += fmt.Sprintf(", raised x%.2f after recent OOM kills in its group", by.Raise)
+		}
+	}
+	return s + fmt.Sprintf("; asked %s", formatBytes(by.RequestBytes))
 }
 
 // FormatMap prints a map as sorted key=value pairs.
