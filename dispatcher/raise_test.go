@@ -126,7 +126,10 @@ func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 		t.Errorf("raised groups %v after reruns' kills, want 0", got)
 	}
 	dispatch("not-raised", "2gi")
-	// Ten OOM kills since: 1.5Gi * e^(10 * 0.05 * 0.9) = 2.35Gi, in 4Gi.
+	// Ten OOM kills since: 1.5Gi * e^(10 * 0.05 * 0.9) = 2.35Gi, in 4Gi
+	// (twenty would be 3.69Gi).
+	send("killed", 10, jobfleet.OutcomeOOM, 2*gib, 2*gib)
+	// The same records delivered again count once.
 	send("killed", 10, jobfleet.OutcomeOOM, 2*gib, 2*gib)
 	if got := testutil.ToFloat64(d.metrics.raisedGroups); got != 1 {
 		t.Errorf("raised groups %v, want 1", got)

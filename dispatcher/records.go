@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/rs/zerolog"
+	"k8s.io/utils/lru"
 
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/internal/queue"
@@ -76,6 +77,19 @@ type recordSink struct {
 	oldest   time.Time
 	// attributes are the attribute label's values kept apart so far.
 	attributes map[string]bool
+	// counted are the attempts counted most recently, up to maxCounted.
+	counted *lru.Cache
+}
+
+// maxCounted bounds the attempts the record sink remembers having
+// counted: a record stored twice (its message's deletion failed) comes
+// back within minutes, hundreds of thousands of records later at most.
+const maxCounted = 200_000
+
+// attemptKey names the attempt a record describes.
+type attemptKey struct {
+	job, run string
+	attempt  int
 }
 
 // RecordsS3API is the S3 calls of the record consumer and retraining.
@@ -159,8 +173,16 @@ func (r *recordSink) add(ctx context.Context, m sqstypes.Message) {
 
 // count adds a stored record to the metrics and to the raise after
 // misses, once: a record that returns to the queue because it could not
-// be stored is counted when it is.
+// be stored is counted when it is, and one stored twice (SQS delivers at
+// least once) is counted the first time, as retraining reads it once,
+// when this replica stores both.
 func (r *recordSink) count(rec *jobfleet.RunRecord) {
+	key := attemptKey{rec.JobID, rec.Run, rec.Attempt}
+	if _, seen := r.counted.Get(key); seen {
+		r.d.metrics.records.WithLabelValues("duplicate").Inc()
+		return
+	}
+	r.counted.Add(key, nil)
 	r.d.observeRun(rec)
 	if rec.Outcome == jobfleet.OutcomeSucceeded && rec.AllocatedBytes > 0 {
 		r.d.metrics.sized.WithLabelValues(rec.Type).Inc()

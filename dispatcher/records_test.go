@@ -187,7 +187,8 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 
 // TestRunRecordDeliveredTwiceTrainsOnce: SQS delivers at least once, and a
 // record whose message was not deleted after its store comes back. Stored
-// twice, the attempt is one run to retraining.
+// twice, the attempt is one run to retraining, to the coverage metrics and
+// to the raise after misses.
 func TestRunRecordDeliveredTwiceTrainsOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -206,6 +207,12 @@ func TestRunRecordDeliveredTwiceTrainsOnce(t *testing.T) {
 	}
 	bodies = append(bodies, bodies[7]) // delivered again
 	d := storeRecords(t, b, store, bucket, bodies, 10)
+	if got := testutil.ToFloat64(d.metrics.records.WithLabelValues("stored")); got != 31 {
+		t.Errorf("stored %v records, want all 31", got)
+	}
+	if sized, fit := testutil.ToFloat64(d.metrics.sized.WithLabelValues("export")), testutil.ToFloat64(d.metrics.fit.WithLabelValues("export")); sized != 30 || fit != 30 {
+		t.Errorf("coverage metrics count %v sized runs and %v that fit, want the 30 attempts once each", sized, fit)
+	}
 
 	retrain := RetrainConfig{Model: "s3://" + bucket + "/models/memory.json", Options: predictor.Options{Tuning: predictor.Tuning{MinRuns: 20}}}
 	if err := d.retrain(t.Context(), store.Client, RecordsConfig{Bucket: bucket, Prefix: "jobfleet"}, retrain); err != nil {
