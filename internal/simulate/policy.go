@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/jobfleet/jobfleet/internal/contract"
+	"github.com/jobfleet/jobfleet/internal/online"
 	"github.com/jobfleet/jobfleet/internal/units"
 	"github.com/jobfleet/jobfleet/jobtype"
 )
@@ -105,6 +106,13 @@ type Sizing struct {
 	Buffer       float64  `json:"buffer"`
 	RetrainEvery Duration `json:"retrainEvery"`
 	Window       Duration `json:"window"`
+	// OnlineRate is the dispatcher's raise after misses, for the
+	// predictor: between retrainings, a group's sizes rise by OnlineRate*q
+	// in log space for every job of it that the simulation sees
+	// OOM-killed, and fall back by OnlineRate*(1-q) for every one that
+	// fit (online.Raiser). Default online.DefaultRate; negative sizes by
+	// the model alone.
+	OnlineRate float64 `json:"onlineRate"`
 	// Ladder rounds sizes up to jobfleet's default size ladder.
 	Ladder bool `json:"ladder"`
 	// Minimum is the least a job is given.
@@ -391,6 +399,12 @@ func (p *Policy) complete() error {
 	if !(s.Quantile > 0 && s.Quantile < 1) {
 		bad("sizing.quantile", "%v is not between 0 and 1", s.Quantile)
 	}
+	if s.OnlineRate == 0 {
+		s.OnlineRate = online.DefaultRate
+	}
+	if !(s.OnlineRate <= 1) {
+		bad("sizing.onlineRate", "%v is above 1 (negative sizes by the model alone)", s.OnlineRate)
+	}
 	if !(s.Buffer >= 1 && s.Buffer <= 10) {
 		bad("sizing.buffer", "%v is not between 1 and 10", s.Buffer)
 	}
@@ -551,6 +565,13 @@ func (p *Policy) Assumptions() []Assumption {
 			Assumption{"sizing.quantile", fmt.Sprint(p.Sizing.Quantile), "policy"},
 			Assumption{"sizing.window", d(p.Sizing.Window), "policy (walk forward: jobs that ended before each retraining)"},
 			Assumption{"sizing.retrainEvery", d(p.Sizing.RetrainEvery), "policy"})
+		if p.Sizing.Method == SizingPredictor {
+			rate := fmt.Sprint(p.Sizing.OnlineRate)
+			if p.Sizing.OnlineRate < 0 {
+				rate = "none: the model alone"
+			}
+			a = append(a, Assumption{"sizing.onlineRate", rate, "the dispatcher's raise after misses, from the jobs that ended before each is sized"})
+		}
 	}
 	a = append(a,
 		Assumption{"sizing.buffer", fmt.Sprint(p.Sizing.Buffer), "policy"},

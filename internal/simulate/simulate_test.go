@@ -129,6 +129,51 @@ policies:
 	}
 }
 
+// TestPredictorRaisedAfterMisses: a type's jobs double their need half a
+// week after a retraining. Sized by the model alone, every job is killed
+// until the next retraining; raised after misses, as the dispatcher raises
+// the model, the first dozen or so, and then about one in ten (1 - q) as
+// the raise holds the group near q.
+func TestPredictorRaisedAfterMisses(t *testing.T) {
+	var tr Trace
+	for k := range 21 * 144 { // every 10 minutes for three weeks
+		at := float64(k * 600)
+		peak := 1.0 * gib
+		if at >= 17.5*86400 {
+			peak = 2 * gib
+		}
+		tr.Jobs = append(tr.Jobs, Job{ID: fmt.Sprint(k), Type: "etl", Submit: at, Runtime: 60, Peak: peak * (1 - 0.01*float64(k%10)), Requested: math.NaN(), CPU: 1})
+	}
+	f := policies(t, `
+seeds: 1
+policies:
+- name: raised
+  platform: ec2
+  sizing: {method: predictor, window: 30d, retrainEvery: 7d}
+  ec2: {families: [r5]}
+- name: alone
+  platform: ec2
+  sizing: {method: predictor, window: 30d, retrainEvery: 7d, onlineRate: -1}
+  ec2: {families: [r5]}
+`)
+	rep := run(t, &tr, f, Options{Warmup: Duration(7 * 86400 * 1e9)})
+	raised, alone := rep.Policies[0], rep.Policies[1]
+	// 3.5 days of 144 jobs, of the 14 days after the warm-up, missed.
+	near(t, "first-attempt OOM rate by the model alone", alone.FirstOOMRate, 3.5/14, 0.01)
+	// 2 / (1 * e^margin) needs about ln(2 / 1.15) / (0.05 * 0.9) = 12
+	// kills, then about 10% of the other 490 jobs miss.
+	if n := raised.FirstOOMRate * float64(rep.Jobs); n < 12 || n > 12+49+15 {
+		t.Errorf("raised after misses: %.0f first attempts OOM-killed, want about 12 + 49 (the model alone: %.0f)", n, alone.FirstOOMRate*float64(rep.Jobs))
+	}
+	var out bytes.Buffer
+	if err := WriteText(&out, rep); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "sizing.onlineRate") || !strings.Contains(out.String(), "none: the model alone") {
+		t.Errorf("the report does not state the raise:\n%s", out.String())
+	}
+}
+
 // Interruptions as a Poisson process: with no launch, pull or restore
 // time, the expected time to finish Ts of work in segments of tau, each
 // followed by a checkpoint of delta, is Daly's M(e^((tau+delta)/M) - 1)
@@ -219,6 +264,7 @@ func TestPolicyErrorsNameTheField(t *testing.T) {
 		{`baseline: b
 policies: [{name: a, platform: ec2, sizing: {method: fixed, memory: 1Gi}}]`, "baseline"},
 		{`policies: []`, "policies"},
+		{`policies: [{name: a, platform: ec2, sizing: {method: predictor, onlineRate: 2}}]`, "sizing.onlineRate"},
 	} {
 		_, err := ParsePolicies([]byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

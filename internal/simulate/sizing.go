@@ -1,12 +1,14 @@
 package simulate
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"sort"
 
+	"github.com/jobfleet/jobfleet/internal/online"
 	"github.com/jobfleet/jobfleet/internal/quantreg"
 	"github.com/jobfleet/jobfleet/predictor"
 )
@@ -20,16 +22,10 @@ import (
 func allocate(ctx context.Context, t *Trace, p *Policy) ([]float64, error) {
 	s := p.Sizing
 	alloc := make([]float64, len(t.Jobs))
-	// final turns a method's size into what the job is given.
+	// final turns a method's size into what the job is given; a user's
+	// own request is taken as it is.
 	final := func(i int, a float64) float64 {
-		if s.Method != SizingRequested || !(t.Jobs[i].Requested > 0) {
-			a *= s.Buffer // a user's own request is taken as it is
-		}
-		a = max(a, float64(*s.Minimum))
-		if s.Ladder {
-			a = ladder(a)
-		}
-		return a
+		return s.give(a, s.Method != SizingRequested || !(t.Jobs[i].Requested > 0))
 	}
 	switch s.Method {
 	case SizingFixed:
@@ -52,6 +48,19 @@ func allocate(ctx context.Context, t *Trace, p *Policy) ([]float64, error) {
 		return nil, fmt.Errorf("sizing method %q", s.Method)
 	}
 	return alloc, nil
+}
+
+// give is what a job is given for a method's size a: times the buffer
+// when buffered, at least the minimum, up the ladder.
+func (s Sizing) give(a float64, buffered bool) float64 {
+	if buffered {
+		a *= s.Buffer
+	}
+	a = max(a, float64(*s.Minimum))
+	if s.Ladder {
+		a = ladder(a)
+	}
+	return a
 }
 
 // sizer is a learning sizing method; train sees the allocations the jobs
@@ -82,7 +91,13 @@ func walkForward(ctx context.Context, t *Trace, p *Policy, alloc []float64, fina
 	var m sizer
 	switch p.Sizing.Method {
 	case SizingPredictor:
-		m = &predictorSizer{t: t, q: p.Sizing.Quantile, growth: p.OOM.CensoredGrowth}
+		ps := &predictorSizer{t: t, q: p.Sizing.Quantile, growth: p.OOM.CensoredGrowth, alloc: alloc}
+		if p.Sizing.OnlineRate >= 0 {
+			ps.give = func(memory float64) float64 { return p.Sizing.give(memory, true) }
+			ps.raiser = online.New(p.Sizing.OnlineRate, func(_ predictor.Job, memory float64) float64 { return ps.give(memory) })
+			ps.alone = make([]float64, len(t.Jobs))
+		}
+		m = ps
 	case SizingTypeMax:
 		m = &quantileSizer{t: t, q: 1, growth: p.OOM.CensoredGrowth}
 	default:
@@ -163,12 +178,44 @@ func (s *quantileSizer) train(_ context.Context, history []int, _ []float64) err
 
 func (s *quantileSizer) size(i int) float64 { return s.byType.Of(s.t.Jobs[i].Type) }
 
-// predictorSizer is jobfleet's predictor, retrained at each step.
+// predictorSizer is jobfleet's predictor, retrained at each step, and
+// raised after misses between retrainings as the dispatcher raises it.
 type predictorSizer struct {
 	t      *Trace
 	q      float64
 	growth float64
 	model  *predictor.Model
+	// alloc is what every job sized so far was given (walkForward's).
+	alloc []float64
+	// raiser raises the model's sizes from the jobs sized that ended
+	// (pending) before each job is sized; nil for the model alone. alone
+	// is what the model's size alone gave each job, 0 when it gave none;
+	// give turns a size into what a job is given (Sizing.give).
+	raiser  *online.Raiser
+	pending endings
+	alone   []float64
+	give    func(float64) float64
+}
+
+// ending is a job the predictor sized, observed when it ends.
+type ending struct {
+	end float64
+	i   int
+	job predictor.Job
+}
+
+// endings is a min-heap of jobs by end.
+type endings []ending
+
+func (e endings) Len() int           { return len(e) }
+func (e endings) Less(i, j int) bool { return e[i].end < e[j].end }
+func (e endings) Swap(i, j int)      { e[i], e[j] = e[j], e[i] }
+func (e *endings) Push(x any)        { *e = append(*e, x.(ending)) }
+func (e *endings) Pop() any {
+	old := *e
+	x := old[len(old)-1]
+	*e = old[:len(old)-1]
+	return x
 }
 
 func (s *predictorSizer) train(ctx context.Context, history []int, alloc []float64) error {
@@ -178,6 +225,10 @@ func (s *predictorSizer) train(ctx context.Context, history []int, alloc []float
 		// What the job was given and whether that sufficed, as run records
 		// tell the predictor: it adapts its margin from them.
 		smp := predictor.Sample{Time: j.known(), Type: j.Type, Features: j.Features, Peak: j.Peak, Baseline: math.NaN(), Allocated: alloc[i]}
+		if s.alone != nil {
+			// The margin measures the model's own sizes, not the raise.
+			smp.Predicted = s.alone[i]
+		}
 		switch {
 		case j.Censored:
 			// Only the kill is known: no peak to learn from.
@@ -211,9 +262,23 @@ func (s *predictorSizer) size(i int) float64 {
 	for k, name := range s.t.Features {
 		job.Features[name] = j.Features[k]
 	}
-	v := s.model.Predict(job).Memory
-	if !(v > 0) {
+	if s.raiser == nil {
+		if v := s.model.Predict(job).Memory; v > 0 {
+			return v
+		}
 		return math.NaN()
 	}
-	return v
+	// The jobs that ended before this one is sized have told the
+	// dispatcher whether they fit.
+	for s.pending.Len() > 0 && s.pending[0].end <= j.Submit {
+		e := heap.Pop(&s.pending).(ending)
+		s.raiser.Observe(e.job, s.alone[e.i], s.alloc[e.i] < need(&s.t.Jobs[e.i], s.growth))
+	}
+	p := s.raiser.Predict(s.model, job)
+	if !(p.Memory > 0) {
+		return math.NaN()
+	}
+	s.alone[i] = s.give(p.Memory)
+	heap.Push(&s.pending, ending{end: j.known(), i: i, job: job})
+	return p.Memory * max(p.Raise, 1)
 }
