@@ -105,7 +105,8 @@ type SizedBy struct {
 	Raise          float64 `json:"raise,omitempty"`
 	// RequestBytes is what was asked for, after the raise, the OOM
 	// history and the type's bounds; the class rounds it up to the job's
-	// MemoryBytes.
+	// MemoryBytes, or caps it there when it is above the pool's largest
+	// size.
 	RequestBytes int64 `json:"request_bytes"`
 }
 

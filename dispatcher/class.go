@@ -119,7 +119,8 @@ func (d Decision) SizedBy() *jobfleet.SizedBy {
 	by := &jobfleet.SizedBy{Source: string(d.Source), PredictedBytes: d.Predicted, Raise: d.Raise, RequestBytes: d.Memory}
 	switch {
 	case d.OOM:
-		by.Source = jobfleet.SizedByOOM
+		// The history's size beat the model's, raised or not.
+		by.Source, by.Raise = jobfleet.SizedByOOM, 0
 	case d.Source == predictor.SourceNone:
 		by.Source = jobfleet.SizedByDefault
 	}

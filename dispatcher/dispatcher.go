@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"strconv"
 	"sync"
@@ -104,7 +105,7 @@ func WithInterruptions(c *interruption.Controller, avoid AvoidSource) Option {
 // retrain the model from them on that schedule.
 func WithRecords(s3 RecordsS3API, cfg RecordsConfig, retrain RetrainConfig) Option {
 	return func(d *Dispatcher) {
-		d.records = &recordSink{d: d, s3: s3, cfg: cfg, attributes: map[string]bool{}, counted: lru.New(maxCounted)}
+		d.records = &recordSink{d: d, s3: s3, cfg: cfg, attributes: map[string]bool{}, counted: lru.New(maxCounted), seed: maphash.MakeSeed()}
 		d.retraining = retrain
 	}
 }

@@ -304,7 +304,7 @@ func (in *intake) route(ctx context.Context, m sqstypes.Message, now time.Time) 
 		}
 		// A redelivered message finds its run written before, maybe
 		// still queued.
-		needSized = size != nil && (cur.Status == jobfleet.StatusQueued || cur.Class != size.Class)
+		needSized = size != nil && (cur.Status == jobfleet.StatusQueued || cur.Class != size.Class || cur.SizedBy == nil || *cur.SizedBy != *size.By)
 	}
 	if errors.Is(ensureErr, errClassPending) {
 		return in.retryLater(it, ensureErr.Error(), 2*in.d.cfg.ClassPoll)

@@ -85,7 +85,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"type"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jobfleet_run_records_total",
-			Help: "Run records consumed, by result: stored, malformed, and duplicate (stored again, an attempt already counted, not counted twice in the other metrics).",
+			Help: "Run records consumed, by result: stored or malformed; duplicate counts the stored ones of an attempt this replica had counted already (a subset of stored), which the other metrics count once.",
 		}, []string{"result"}),
 		sensor: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jobfleet_failure_sensor_reruns_total",

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"hash/maphash"
 	"path"
 	"slices"
 	"time"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/internal/queue"
+	"github.com/jobfleet/jobfleet/internal/runrecords"
 	"github.com/jobfleet/jobfleet/predictor"
 )
 
@@ -77,20 +79,17 @@ type recordSink struct {
 	oldest   time.Time
 	// attributes are the attribute label's values kept apart so far.
 	attributes map[string]bool
-	// counted are the attempts counted most recently, up to maxCounted.
+	// counted are the attempts counted most recently, up to maxCounted,
+	// each as a hash (seeded by seed) of its runrecords.Attempt.
 	counted *lru.Cache
+	seed    maphash.Seed
 }
 
 // maxCounted bounds the attempts the record sink remembers having
 // counted: a record stored twice (its message's deletion failed) comes
-// back within minutes, hundreds of thousands of records later at most.
-const maxCounted = 200_000
-
-// attemptKey names the attempt a record describes.
-type attemptKey struct {
-	job, run string
-	attempt  int
-}
+// back after its visibility timeout, a few minutes, tens of thousands of
+// records later at most. About 5 MB.
+const maxCounted = 50_000
 
 // RecordsS3API is the S3 calls of the record consumer and retraining.
 type RecordsS3API interface {
@@ -177,7 +176,7 @@ func (r *recordSink) add(ctx context.Context, m sqstypes.Message) {
 // least once) is counted the first time, as retraining reads it once,
 // when this replica stores both.
 func (r *recordSink) count(rec *jobfleet.RunRecord) {
-	key := attemptKey{rec.JobID, rec.Run, rec.Attempt}
+	key := maphash.Comparable(r.seed, runrecords.AttemptOf(rec))
 	if _, seen := r.counted.Get(key); seen {
 		r.d.metrics.records.WithLabelValues("duplicate").Inc()
 		return

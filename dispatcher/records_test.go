@@ -207,8 +207,8 @@ func TestRunRecordDeliveredTwiceTrainsOnce(t *testing.T) {
 	}
 	bodies = append(bodies, bodies[7]) // delivered again
 	d := storeRecords(t, b, store, bucket, bodies, 10)
-	if got := testutil.ToFloat64(d.metrics.records.WithLabelValues("stored")); got != 31 {
-		t.Errorf("stored %v records, want all 31", got)
+	if stored, dup := testutil.ToFloat64(d.metrics.records.WithLabelValues("stored")), testutil.ToFloat64(d.metrics.records.WithLabelValues("duplicate")); stored != 31 || dup != 1 {
+		t.Errorf("stored %v records, %v of them duplicates; want all 31, one", stored, dup)
 	}
 	if sized, fit := testutil.ToFloat64(d.metrics.sized.WithLabelValues("export")), testutil.ToFloat64(d.metrics.fit.WithLabelValues("export")); sized != 30 || fit != 30 {
 		t.Errorf("coverage metrics count %v sized runs and %v that fit, want the 30 attempts once each", sized, fit)

@@ -36,7 +36,7 @@ func (f fixedModel) Predict(predictor.Job) predictor.Prediction {
 type raisedModel2x struct{}
 
 func (raisedModel2x) Predict(predictor.Job) predictor.Prediction {
-	return predictor.Prediction{Memory: 1.5 * gib, Raise: 2, Source: predictor.SourceType}
+	return predictor.Prediction{Memory: 1.5 * gib, Raise: 2, Source: predictor.SourceSignature, Level: "type and rows", Group: "export, rows=1", Runs: 40}
 }
 
 func TestDecide(t *testing.T) {
@@ -62,7 +62,8 @@ func TestDecide(t *testing.T) {
 		{name: "prediction rounds up the ladder", typ: "export", model: fixedModel(1.2 * gib), wantSize: 2 * gib, wantCap: CapacityAny, wantAlone: 2 * gib, wantBy: "type"},
 		{name: "prediction below min is raised", typ: "export", model: fixedModel(10 << 20), wantSize: 512 << 20, wantCap: CapacityAny, wantName: "jobfleet-export-cpu-512mi", wantAlone: 512 << 20, wantBy: "type"},
 		{name: "prediction above max is capped", typ: "export", model: fixedModel(100 * gib), wantSize: 16 * gib, wantCap: CapacityAny, wantAlone: 16 * gib, wantBy: "type"},
-		{name: "a raise after misses", typ: "export", model: raisedModel2x{}, wantSize: 4 * gib, wantCap: CapacityAny, wantAlone: 2 * gib, wantBy: "type", wantRaise: 2},
+		{name: "a raise after misses", typ: "export", model: raisedModel2x{}, wantSize: 4 * gib, wantCap: CapacityAny, wantAlone: 2 * gib, wantBy: "type-features", wantRaise: 2},
+		{name: "an OOM above the raised size", typ: "export", model: raisedModel2x{}, history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: 4 * gib}}, wantSize: 8 * gib, wantCap: CapacityAny, wantBy: "oom"},
 		{name: "an OOM raises memory 1.5x", typ: "export", model: fixedModel(gib), history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: 2 * gib}}, wantSize: 4 * gib, wantCap: CapacityAny, wantBy: "oom"},
 		{name: "an OOM below the prediction leaves it deciding", typ: "export", model: fixedModel(4 * gib), history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: gib}}, wantSize: 4 * gib, wantCap: CapacityAny, wantAlone: 4 * gib, wantBy: "type"},
 		{name: "the last OOM counts, not an earlier smaller one", typ: "export", history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: gib}, {Attempt: 2, Reason: jobfleet.ReasonOOM, AllocatedBytes: 4 * gib}}, wantSize: 8 * gib, wantCap: CapacityAny, wantBy: "oom"},
@@ -88,8 +89,16 @@ func TestDecide(t *testing.T) {
 			if d.Alone != tt.wantAlone {
 				t.Errorf("the model's class %d, want %d", d.Alone, tt.wantAlone)
 			}
-			if by := d.SizedBy(); by.Source != tt.wantBy || by.Raise != tt.wantRaise || by.RequestBytes != d.Memory || by.PredictedBytes != d.Predicted {
+			by := d.SizedBy()
+			if by.Source != tt.wantBy || by.Raise != tt.wantRaise || by.RequestBytes != d.Memory {
 				t.Errorf("sized by %+v, want %s raised %v, asking %d", by, tt.wantBy, tt.wantRaise, d.Memory)
+			}
+			// The model's group and own size, whenever it gave one.
+			if p, ok := tt.model.(raisedModel2x); ok {
+				want := p.Predict(predictor.Job{})
+				if by.Level != want.Level || by.Group != want.Group || by.Runs != want.Runs || by.PredictedBytes != 1.5*gib {
+					t.Errorf("sized by %+v, want the model's group %q (%s, %d runs) and its 1.5Gi", by, want.Group, want.Level, want.Runs)
+				}
 			}
 			if d.Memory%mib != 0 || d.Memory > d.Class.Size {
 				t.Errorf("memory %d is not whole MiB within the class size %d", d.Memory, d.Class.Size)

@@ -91,7 +91,7 @@ func sizedBy(by *jobfleet.SizedBy) string {
 	var s string
 	switch by.Source {
 	case jobfleet.SizedByDefault:
-		s = "the type's default memory (the model had nothing to size it by)"
+		s = "the type's default memory (no model, or nothing in it to size the job by)"
 	case jobfleet.SizedByOOM:
 		s = "its OOM history: the OOM factor times the memory its last OOM-killed attempt had"
 		if by.PredictedBytes > 0 {
@@ -100,7 +100,7 @@ func sizedBy(by *jobfleet.SizedBy) string {
 	default:
 		s = fmt.Sprintf("the memory model (%s): %s", by.Source, formatBytes(by.PredictedBytes))
 		if by.Raise > 1 {
-			s += fmt.Sprintf(", raised x%.2f after recent OOM kills in its group", by.Raise)
+			s += fmt.Sprintf(", raised x%.3f after recent OOM kills in its group", by.Raise)
 		}
 	}
 	return s + fmt.Sprintf("; asked %s", formatBytes(by.RequestBytes))

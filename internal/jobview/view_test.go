@@ -17,7 +17,7 @@ func TestPrintSizedBy(t *testing.T) {
 		want []string
 	}{
 		{"a raised model size", jobfleet.SizedBy{Source: "type-features", Level: "type and rows", Group: "export, rows=20000", Runs: 412, PredictedBytes: 1536 << 20, Raise: 1.5, RequestBytes: 2304 << 20},
-			[]string{"the memory model (type-features): 1.5 GiB, raised x1.50 after recent OOM kills in its group; asked 2.2 GiB", "export, rows=20000", "type and rows, 412 past runs"}},
+			[]string{"the memory model (type-features): 1.5 GiB, raised x1.500 after recent OOM kills in its group; asked 2.2 GiB", "export, rows=20000", "type and rows, 412 past runs"}},
 		{"the type's default", jobfleet.SizedBy{Source: jobfleet.SizedByDefault, RequestBytes: 1 << 30},
 			[]string{"the type's default memory", "asked 1.0 GiB"}},
 		{"the OOM history", jobfleet.SizedBy{Source: jobfleet.SizedByOOM, PredictedBytes: 1 << 30, RequestBytes: 3 << 30},

@@ -20,6 +20,7 @@
 package online
 
 import (
+	"container/heap"
 	"math"
 	"sync"
 
@@ -130,4 +131,39 @@ func key(job predictor.Job, p predictor.Prediction) string {
 		return p.Level + "\x00" + job.Type
 	}
 	return p.Level + "\x00" + p.Group
+}
+
+// Pending holds the runs a replay of the raise over a trace has sized
+// and that have not ended yet: each is handed back, to be observed, once
+// its end has passed. The zero value is empty.
+type Pending[T any] struct{ runs pendingRuns[T] }
+
+// Add holds run until end.
+func (p *Pending[T]) Add(end float64, run T) { heap.Push(&p.runs, pending[T]{end, run}) }
+
+// Ended calls observe with every run held that ended at or before now,
+// earliest first, and lets it go.
+func (p *Pending[T]) Ended(now float64, observe func(T)) {
+	for len(p.runs) > 0 && p.runs[0].end <= now {
+		observe(heap.Pop(&p.runs).(pending[T]).run)
+	}
+}
+
+type pending[T any] struct {
+	end float64
+	run T
+}
+
+// pendingRuns is a min-heap of runs by end.
+type pendingRuns[T any] []pending[T]
+
+func (e pendingRuns[T]) Len() int           { return len(e) }
+func (e pendingRuns[T]) Less(i, j int) bool { return e[i].end < e[j].end }
+func (e pendingRuns[T]) Swap(i, j int)      { e[i], e[j] = e[j], e[i] }
+func (e *pendingRuns[T]) Push(x any)        { *e = append(*e, x.(pending[T])) }
+func (e *pendingRuns[T]) Pop() any {
+	old := *e
+	x := old[len(old)-1]
+	*e = old[:len(old)-1]
+	return x
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"slices"
 	"sync"
 	"testing"
 
@@ -176,5 +177,30 @@ func TestRaiseBackAtOne(t *testing.T) {
 	}
 	if p := r.Predict(model, a); r.Raised() != 0 || p.Raise != 0 {
 		t.Errorf("after a miss and nine fits: %d groups raised, raise %v; want none", r.Raised(), p.Raise)
+	}
+}
+
+// TestPending: runs come back once they ended, earliest first, each once.
+func TestPending(t *testing.T) {
+	t.Parallel()
+	var p Pending[string]
+	p.Add(30, "c")
+	p.Add(10, "a")
+	p.Add(20, "b")
+	p.Add(20, "b2")
+	var got []string
+	take := func(run string) { got = append(got, run) }
+	p.Ended(5, take)
+	if len(got) != 0 {
+		t.Fatalf("before any end: %v", got)
+	}
+	p.Ended(20, take)
+	if len(got) != 3 || got[0] != "a" || !slices.Contains(got, "b") || !slices.Contains(got, "b2") {
+		t.Fatalf("at 20: %v, want a, then b and b2", got)
+	}
+	p.Ended(100, take)
+	p.Ended(100, take)
+	if len(got) != 4 || got[3] != "c" {
+		t.Fatalf("at 100: %v, want c last, once", got)
 	}
 }

@@ -41,6 +41,16 @@ type Stats struct {
 	Duplicates int
 }
 
+// Attempt names the attempt a run record describes: records of the same
+// attempt are one run, however often they were stored.
+type Attempt struct {
+	Job, Run string
+	N        int
+}
+
+// AttemptOf is the attempt rec describes.
+func AttemptOf(rec *jobfleet.RunRecord) Attempt { return Attempt{rec.JobID, rec.Run, rec.Attempt} }
+
 // datePartition matches the dt=YYYY-MM-DD path segment records are stored
 // under, so reading a window skips older partitions without opening them.
 var datePartition = regexp.MustCompile(`dt=(\d{4}-\d{2}-\d{2})`)
@@ -51,11 +61,7 @@ var datePartition = regexp.MustCompile(`dt=(\d{4}-\d{2}-\d{2})`)
 // are truncated, are counted, not errors; failing to list or open is.
 func Read(ctx context.Context, api S3API, source string, since time.Time, each func(*jobfleet.RunRecord)) (Stats, error) {
 	var stats Stats
-	type attempt struct {
-		job, run string
-		n        int
-	}
-	seen := map[attempt]bool{}
+	seen := map[Attempt]bool{}
 	add := func(name string, r io.Reader) {
 		stats.Files++
 		if strings.HasSuffix(name, ".gz") {
@@ -80,7 +86,7 @@ func Read(ctx context.Context, api S3API, source string, since time.Time, each f
 				stats.Malformed++
 				continue
 			}
-			a := attempt{rec.JobID, rec.Run, rec.Attempt}
+			a := AttemptOf(rec)
 			if seen[a] {
 				stats.Duplicates++
 				continue

@@ -1,7 +1,6 @@
 package simulate
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -192,30 +191,15 @@ type predictorSizer struct {
 	// is what the model's size alone gave each job, 0 when it gave none;
 	// give turns a size into what a job is given (Sizing.give).
 	raiser  *online.Raiser
-	pending endings
+	pending online.Pending[sizedJob]
 	alone   []float64
 	give    func(float64) float64
 }
 
-// ending is a job the predictor sized, observed when it ends.
-type ending struct {
-	end float64
+// sizedJob is a job the predictor sized, observed when it ends.
+type sizedJob struct {
 	i   int
 	job predictor.Job
-}
-
-// endings is a min-heap of jobs by end.
-type endings []ending
-
-func (e endings) Len() int           { return len(e) }
-func (e endings) Less(i, j int) bool { return e[i].end < e[j].end }
-func (e endings) Swap(i, j int)      { e[i], e[j] = e[j], e[i] }
-func (e *endings) Push(x any)        { *e = append(*e, x.(ending)) }
-func (e *endings) Pop() any {
-	old := *e
-	x := old[len(old)-1]
-	*e = old[:len(old)-1]
-	return x
 }
 
 func (s *predictorSizer) train(ctx context.Context, history []int, alloc []float64) error {
@@ -270,15 +254,14 @@ func (s *predictorSizer) size(i int) float64 {
 	}
 	// The jobs that ended before this one is sized have told the
 	// dispatcher whether they fit.
-	for s.pending.Len() > 0 && s.pending[0].end <= j.Submit {
-		e := heap.Pop(&s.pending).(ending)
+	s.pending.Ended(j.Submit, func(e sizedJob) {
 		s.raiser.Observe(e.job, s.alone[e.i], s.alloc[e.i] < need(&s.t.Jobs[e.i], s.growth))
-	}
+	})
 	p := s.raiser.Predict(s.model, job)
 	if !(p.Memory > 0) {
 		return math.NaN()
 	}
 	s.alone[i] = s.give(p.Memory)
-	heap.Push(&s.pending, ending{end: j.known(), i: i, job: job})
+	s.pending.Add(j.known(), sizedJob{i: i, job: job})
 	return p.Memory * max(p.Raise, 1)
 }

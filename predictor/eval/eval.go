@@ -2,7 +2,6 @@ package eval
 
 import (
 	"cmp"
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -566,7 +565,7 @@ type predictorMethod struct {
 	// raiser raises the model's sizes as the dispatcher does, from the
 	// runs it sized that ended (pending), nil to evaluate the model alone.
 	raiser  *online.Raiser
-	pending endings
+	pending online.Pending[ending]
 	// predicted is the model's own size for the last run, before the
 	// raise (NaN when it had none).
 	predicted float64
@@ -575,22 +574,8 @@ type predictorMethod struct {
 // ending is a run the predictor sized, observed when it ends: alone is
 // the model's size, alloc what the run was given.
 type ending struct {
-	end, alone, alloc, peak float64
-	job                     predictor.Job
-}
-
-// endings is a min-heap of runs by end.
-type endings []ending
-
-func (e endings) Len() int           { return len(e) }
-func (e endings) Less(i, j int) bool { return e[i].end < e[j].end }
-func (e endings) Swap(i, j int)      { e[i], e[j] = e[j], e[i] }
-func (e *endings) Push(x any)        { *e = append(*e, x.(ending)) }
-func (e *endings) Pop() any {
-	old := *e
-	x := old[len(old)-1]
-	*e = old[:len(old)-1]
-	return x
+	alone, alloc, peak float64
+	job                predictor.Job
 }
 
 func (p *predictorMethod) name() string { return MethodPredictor }
@@ -623,10 +608,7 @@ func (p *predictorMethod) predict(s Sample) float64 {
 	} else {
 		// The runs that ended before this one is sized have told
 		// the dispatcher whether they fit.
-		for p.pending.Len() > 0 && p.pending[0].end <= s.Time {
-			e := heap.Pop(&p.pending).(ending)
-			p.raiser.Observe(e.job, e.alone, e.peak > e.alloc)
-		}
+		p.pending.Ended(s.Time, func(e ending) { p.raiser.Observe(e.job, e.alone, e.peak > e.alloc) })
 		pred = p.raiser.Predict(p.model, job)
 	}
 	p.sources = append(p.sources, pred.Source)
@@ -637,7 +619,7 @@ func (p *predictorMethod) predict(s Sample) float64 {
 	p.predicted = pred.Memory
 	alloc := pred.Memory * max(pred.Raise, 1)
 	if p.raiser != nil {
-		heap.Push(&p.pending, ending{end: s.End(), alone: pred.Memory, alloc: alloc, peak: s.Peak, job: job})
+		p.pending.Add(s.End(), ending{alone: pred.Memory, alloc: alloc, peak: s.Peak, job: job})
 	}
 	return alloc
 }
