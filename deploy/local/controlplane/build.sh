@@ -97,8 +97,9 @@ argo() {
 # repository (workflow/executor/osspecific/signal_linux.go ->
 # signal_darwin.go), and module zips drop symlinks, so the module as the
 # proxy serves it does not build for Linux. Build it from a copy of the
-# module with the link's target copied in its place.
-build_argoexec() {
+# module with the link's target copied in its place. It runs in a
+# subshell, so that the copy is removed however it exits.
+build_argoexec() (
 	local out=$bin/argoexec-$argo_version
 	if [ -x "$out" ]; then log "argoexec $argo_version cached"; return; fi
 	log "building argoexec $argo_version (cold builds take minutes)"
@@ -106,7 +107,7 @@ build_argoexec() {
 	src=$(cd "$here/argo" && go mod download -json github.com/argoproj/argo-workflows/v3 | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 	[ -d "$src" ] || { echo "argo module source not found" >&2; return 1; }
 	tmp=$(mktemp -d)
-	trap 'rm -rf "$tmp"' RETURN
+	trap 'rm -rf "$tmp"' EXIT
 	cp -r "$src" "$tmp/argo"
 	chmod -R u+w "$tmp/argo"
 	local os=$tmp/argo/workflow/executor/osspecific
@@ -116,7 +117,7 @@ build_argoexec() {
 	echo "replace github.com/argoproj/argo-workflows/v3 => $tmp/argo" >> "$tmp/go.mod"
 	(cd "$here/argo" && CGO_ENABLED=0 go build -modfile "$tmp/go.mod" -trimpath -o "$out.tmp" github.com/argoproj/argo-workflows/v3/cmd/argoexec)
 	mv "$out.tmp" "$out"
-}
+)
 
 case "$what" in
 core) core ;;
