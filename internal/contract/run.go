@@ -1,12 +1,17 @@
 package contract
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jobfleet/jobfleet"
@@ -49,6 +54,70 @@ type Run struct {
 	EventSent    bool   `json:"event_sent,omitempty"`
 	TaskAnswered bool   `json:"task_answered,omitempty"`
 	Seq          int    `json:"seq"`
+
+	// unknown are the document's top-level fields this version of
+	// jobfleet does not know, written back as they were read: a worker
+	// older than its dispatcher keeps the fields a newer dispatcher adds
+	// when it records how its attempt went. (Fields added inside an
+	// attempt are not kept.)
+	unknown map[string]json.RawMessage
+}
+
+// runFields is Run without its JSON methods.
+type runFields Run
+
+// knownRunFields are the JSON names of Run's fields, its JobState's
+// included.
+var knownRunFields = func() map[string]bool {
+	known := map[string]bool{}
+	var add func(reflect.Type)
+	add = func(t reflect.Type) {
+		for f := range t.Fields() {
+			switch name, _, _ := strings.Cut(f.Tag.Get("json"), ","); {
+			case f.Anonymous && name == "":
+				add(f.Type)
+			case f.IsExported() && name != "-":
+				known[cmp.Or(name, f.Name)] = true
+			}
+		}
+	}
+	add(reflect.TypeFor[runFields]())
+	return known
+}()
+
+// UnmarshalJSON reads a run, keeping the fields it does not know.
+func (r *Run) UnmarshalJSON(data []byte) error {
+	if err := json.Unmarshal(data, (*runFields)(r)); err != nil {
+		return err
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(data, &all); err != nil {
+		return err
+	}
+	maps.DeleteFunc(all, func(name string, _ json.RawMessage) bool { return knownRunFields[name] })
+	r.unknown = nil
+	if len(all) > 0 {
+		r.unknown = all
+	}
+	return nil
+}
+
+// MarshalJSON writes a run with the fields it read and did not know.
+func (r Run) MarshalJSON() ([]byte, error) {
+	data, err := json.Marshal(runFields(r))
+	if err != nil || len(r.unknown) == 0 {
+		return data, err
+	}
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(data, &all); err != nil {
+		return nil, err
+	}
+	for name, v := range r.unknown {
+		if _, ok := all[name]; !ok {
+			all[name] = v
+		}
+	}
+	return json.Marshal(all)
 }
 
 // Start is what StartRun found.

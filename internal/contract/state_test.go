@@ -1,9 +1,14 @@
 package contract_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/internal/contract"
@@ -242,4 +247,62 @@ func TestPlaced(t *testing.T) {
 	if a.CapacityType != "spot" || a.InstanceType != "m7i.large" || a.Zone != "us-east-1a" || a.Pod != "p" || a.Node != "n" || a.Outcome != jobfleet.OutcomeSucceeded {
 		t.Errorf("attempt %+v", a)
 	}
+}
+
+// TestNewerFieldsSurviveAnOlderWriter: a field this version does not know,
+// written by a newer dispatcher, is still in the state after this version
+// records an attempt, and a new run of the id starts without it.
+func TestNewerFieldsSurviveAnOlderWriter(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx, now := t.Context(), time.Now()
+	if _, _, err := s.StartRun(ctx, job, body, "m-1", time.Time{}, now, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A newer dispatcher adds a field.
+	raw := readRaw(t, s)
+	raw["sized_by_v9"] = json.RawMessage(`{"source":"future","nested":[1,2]}`)
+	data, _ := json.Marshal(raw)
+	if _, err := s.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(s.RunKey(job.ID)), Body: bytes.NewReader(data)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Running(ctx, job.ID, "m-1", jobfleet.AttemptState{Attempt: 1, Pod: "pod-a", StartedAt: now}, now); err != nil {
+		t.Fatal(err)
+	}
+	raw = readRaw(t, s)
+	if got := string(raw["sized_by_v9"]); got != `{"source":"future","nested":[1,2]}` {
+		t.Errorf("after this version's write, the newer field is %q", got)
+	}
+	if st := status(t, s); st.Status != jobfleet.StatusRunning || len(st.Attempts) != 1 || st.Seq != 2 {
+		t.Errorf("the write itself: %+v", st)
+	}
+	// The run ends; a new run of the id is the new run's alone.
+	zero := 0
+	if err := s.EndRun(ctx, job.ID, "m-1", contract.End{Status: jobfleet.StatusSucceeded, Outcome: jobfleet.OutcomeSucceeded, Attempt: &jobfleet.AttemptState{Attempt: 1, Outcome: jobfleet.OutcomeSucceeded, ExitCode: &zero, StartedAt: now, EndedAt: now}}, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := readRaw(t, s)["sized_by_v9"]; !ok {
+		t.Error("ending the run dropped the newer field")
+	}
+	if start, _, err := s.StartRun(ctx, job, body, "m-2", now.Add(time.Second), now.Add(time.Second), nil); err != nil || start != contract.Started {
+		t.Fatalf("new run: %v %v", start, err)
+	}
+	if _, ok := readRaw(t, s)["sized_by_v9"]; ok {
+		t.Error("a new run of the id kept the ended run's field")
+	}
+}
+
+// readRaw reads the job's state document as JSON fields.
+func readRaw(t *testing.T, s contract.Store) map[string]json.RawMessage {
+	t.Helper()
+	out, err := s.S3.GetObject(t.Context(), &s3.GetObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(s.RunKey(job.ID))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Body.Close()
+	var raw map[string]json.RawMessage
+	if err := json.NewDecoder(out.Body).Decode(&raw); err != nil {
+		t.Fatal(err)
+	}
+	return raw
 }
