@@ -90,7 +90,7 @@ func TestDecide(t *testing.T) {
 				t.Errorf("the model's class %d, want %d", d.Alone, tt.wantAlone)
 			}
 			by := d.SizedBy()
-			if by.Source != tt.wantBy || by.Raise != tt.wantRaise || by.RequestBytes != d.Memory {
+			if by.Source != tt.wantBy || by.Raise != tt.wantRaise || by.RequestBytes != d.Memory || by.PredictedBytes != d.Predicted {
 				t.Errorf("sized by %+v, want %s raised %v, asking %d", by, tt.wantBy, tt.wantRaise, d.Memory)
 			}
 			// The model's group and own size, whenever it gave one.

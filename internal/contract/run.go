@@ -59,7 +59,10 @@ type Run struct {
 	// jobfleet does not know, written back as they were read: a worker
 	// older than its dispatcher keeps the fields a newer dispatcher adds
 	// when it records how its attempt went. (Fields added inside an
-	// attempt are not kept.)
+	// attempt are not kept.) An older writer carries such a field
+	// unchanged into the next attempt, clearing only the fields it knows:
+	// a new top-level field that describes an attempt must say which.
+	// Keys are compared as encoding/json matches them, without case.
 	unknown map[string]json.RawMessage
 }
 
@@ -72,12 +75,15 @@ var knownRunFields = func() map[string]bool {
 	known := map[string]bool{}
 	var add func(reflect.Type)
 	add = func(t reflect.Type) {
+		if t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
 		for f := range t.Fields() {
 			switch name, _, _ := strings.Cut(f.Tag.Get("json"), ","); {
 			case f.Anonymous && name == "":
 				add(f.Type)
 			case f.IsExported() && name != "-":
-				known[cmp.Or(name, f.Name)] = true
+				known[strings.ToLower(cmp.Or(name, f.Name))] = true
 			}
 		}
 	}
@@ -94,7 +100,7 @@ func (r *Run) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &all); err != nil {
 		return err
 	}
-	maps.DeleteFunc(all, func(name string, _ json.RawMessage) bool { return knownRunFields[name] })
+	maps.DeleteFunc(all, func(name string, _ json.RawMessage) bool { return knownRunFields[strings.ToLower(name)] })
 	r.unknown = nil
 	if len(all) > 0 {
 		r.unknown = all

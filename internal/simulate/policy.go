@@ -110,8 +110,9 @@ type Sizing struct {
 	// predictor: between retrainings, a group's sizes rise by OnlineRate*q
 	// in log space for every job of it that the simulation sees
 	// OOM-killed, and fall back by OnlineRate*(1-q) for every one that
-	// fit (online.Raiser). Default online.DefaultRate; negative sizes by
-	// the model alone.
+	// fit (online.Raiser), each as the dispatcher would hear of it: a job
+	// that fit when it ends, one killed when it is killed. 0 (or absent)
+	// is online.DefaultRate; negative sizes by the model alone.
 	OnlineRate float64 `json:"onlineRate"`
 	// Ladder rounds sizes up to jobfleet's default size ladder.
 	Ladder bool `json:"ladder"`
@@ -403,7 +404,7 @@ func (p *Policy) complete() error {
 		s.OnlineRate = online.DefaultRate
 	}
 	if !(s.OnlineRate <= 1) {
-		bad("sizing.onlineRate", "%v is above 1 (negative sizes by the model alone)", s.OnlineRate)
+		bad("sizing.onlineRate", "%v is not a rate of at most 1 (negative sizes by the model alone)", s.OnlineRate)
 	}
 	if !(s.Buffer >= 1 && s.Buffer <= 10) {
 		bad("sizing.buffer", "%v is not between 1 and 10", s.Buffer)
@@ -570,7 +571,7 @@ func (p *Policy) Assumptions() []Assumption {
 			if p.Sizing.OnlineRate < 0 {
 				rate = "none: the model alone"
 			}
-			a = append(a, Assumption{"sizing.onlineRate", rate, "the dispatcher's raise after misses, from the jobs that ended before each is sized"})
+			a = append(a, Assumption{"sizing.onlineRate", rate, "the dispatcher's raise after misses, from the jobs that ended or were killed before each is sized"})
 		}
 	}
 	a = append(a,

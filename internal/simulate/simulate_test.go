@@ -174,6 +174,49 @@ policies:
 	}
 }
 
+// TestPredictorHearsOfKillsWhenTheyHappen: the raise learns of a job
+// that did not fit when it is killed, as the dispatcher does from the
+// killed attempt's record, not when the job would have ended: jobs killed
+// early in their runtime raise their group sooner.
+func TestPredictorHearsOfKillsWhenTheyHappen(t *testing.T) {
+	var tr Trace
+	for k := range 21 * 144 { // every 10 minutes, each running 100 minutes
+		at := float64(k * 600)
+		peak := 1.0 * gib
+		if at >= 17.5*86400 {
+			peak = 2 * gib
+		}
+		tr.Jobs = append(tr.Jobs, Job{ID: fmt.Sprint(k), Type: "etl", Submit: at, Runtime: 6000, Peak: peak * (1 - 0.01*float64(k%10)), Requested: math.NaN(), CPU: 1})
+	}
+	missed := func(killedAt string) int {
+		f := policies(t, `
+policies:
+- name: p
+  platform: ec2
+  sizing: {method: predictor, window: 30d, retrainEvery: 7d}
+  oom: {killedAt: `+killedAt+`}
+  ec2: {families: [r5]}
+`)
+		alloc, err := allocate(t.Context(), &tr, &f.Policies[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for i, j := range tr.Jobs {
+			if j.Submit >= 17.5*86400 && j.Submit < 18.5*86400 && alloc[i] < j.Peak {
+				n++
+			}
+		}
+		return n
+	}
+	// Heard of at the end, each kill comes ten jobs late; killed at a
+	// tenth of the runtime, one job late.
+	late, early := missed("1"), missed("0.1")
+	if early >= late || late-early < 5 {
+		t.Errorf("first day after the shift: %d jobs missed with kills heard at the end, %d with kills heard at a tenth of the runtime; want clearly fewer", late, early)
+	}
+}
+
 // Interruptions as a Poisson process: with no launch, pull or restore
 // time, the expected time to finish Ts of work in segments of tau, each
 // followed by a checkpoint of delta, is Daly's M(e^((tau+delta)/M) - 1)

@@ -90,7 +90,7 @@ func walkForward(ctx context.Context, t *Trace, p *Policy, alloc []float64, fina
 	var m sizer
 	switch p.Sizing.Method {
 	case SizingPredictor:
-		ps := &predictorSizer{t: t, q: p.Sizing.Quantile, growth: p.OOM.CensoredGrowth, alloc: alloc}
+		ps := &predictorSizer{t: t, q: p.Sizing.Quantile, growth: p.OOM.CensoredGrowth, killedAt: p.OOM.KilledAt, alloc: alloc}
 		if p.Sizing.OnlineRate >= 0 {
 			ps.give = func(memory float64) float64 { return p.Sizing.give(memory, true) }
 			ps.raiser = online.New(p.Sizing.OnlineRate, func(_ predictor.Job, memory float64) float64 { return ps.give(memory) })
@@ -184,6 +184,9 @@ type predictorSizer struct {
 	q      float64
 	growth float64
 	model  *predictor.Model
+	// killedAt is the share of its runtime a job that needs more than it
+	// was given runs before it is killed (OOM.KilledAt).
+	killedAt float64
 	// alloc is what every job sized so far was given (walkForward's).
 	alloc []float64
 	// raiser raises the model's sizes from the jobs sized that ended
@@ -262,6 +265,13 @@ func (s *predictorSizer) size(i int) float64 {
 		return math.NaN()
 	}
 	s.alone[i] = s.give(p.Memory)
-	s.pending.Add(j.known(), sizedJob{i: i, job: job})
-	return p.Memory * max(p.Raise, 1)
+	size := p.Memory * max(p.Raise, 1)
+	// The dispatcher hears of a run that fit when it ends, of one that
+	// did not when it is killed.
+	told := j.known()
+	if s.give(size) < need(j, s.growth) {
+		told = j.Submit + s.killedAt*j.Runtime
+	}
+	s.pending.Add(told, sizedJob{i: i, job: job})
+	return size
 }
