@@ -90,7 +90,7 @@ func walkForward(ctx context.Context, t *Trace, p *Policy, alloc []float64, fina
 	var m sizer
 	switch p.Sizing.Method {
 	case SizingPredictor:
-		ps := &predictorSizer{t: t, q: p.Sizing.Quantile, growth: p.OOM.CensoredGrowth, killedAt: p.OOM.KilledAt, alloc: alloc}
+		ps := &predictorSizer{t: t, q: p.Sizing.Quantile, growth: p.OOM.CensoredGrowth, killedAt: p.OOM.KilledAt}
 		if p.Sizing.OnlineRate >= 0 {
 			ps.give = func(memory float64) float64 { return p.Sizing.give(memory, true) }
 			ps.raiser = online.New(p.Sizing.OnlineRate, func(_ predictor.Job, memory float64) float64 { return ps.give(memory) })
@@ -187,10 +187,9 @@ type predictorSizer struct {
 	// killedAt is the share of its runtime a job that needs more than it
 	// was given runs before it is killed (OOM.KilledAt).
 	killedAt float64
-	// alloc is what every job sized so far was given (walkForward's).
-	alloc []float64
-	// raiser raises the model's sizes from the jobs sized that ended
-	// (pending) before each job is sized; nil for the model alone. alone
+	// raiser raises the model's sizes from the jobs sized that ended, or
+	// were killed (pending), before each job is sized; nil for the model
+	// alone. alone
 	// is what the model's size alone gave each job, 0 when it gave none;
 	// give turns a size into what a job is given (Sizing.give).
 	raiser  *online.Raiser
@@ -199,10 +198,12 @@ type predictorSizer struct {
 	give    func(float64) float64
 }
 
-// sizedJob is a job the predictor sized, observed when it ends.
+// sizedJob is a job the predictor sized, observed when it ends or is
+// killed: missed says it needed more than it was given.
 type sizedJob struct {
-	i   int
-	job predictor.Job
+	i      int
+	job    predictor.Job
+	missed bool
 }
 
 func (s *predictorSizer) train(ctx context.Context, history []int, alloc []float64) error {
@@ -255,11 +256,9 @@ func (s *predictorSizer) size(i int) float64 {
 		}
 		return math.NaN()
 	}
-	// The jobs that ended before this one is sized have told the
-	// dispatcher whether they fit.
-	s.pending.Ended(j.Submit, func(e sizedJob) {
-		s.raiser.Observe(e.job, s.alone[e.i], s.alloc[e.i] < need(&s.t.Jobs[e.i], s.growth))
-	})
+	// The jobs that ended, or were killed, before this one is sized have
+	// told the dispatcher whether they fit.
+	s.pending.Ended(j.Submit, func(e sizedJob) { s.raiser.Observe(e.job, s.alone[e.i], e.missed) })
 	p := s.raiser.Predict(s.model, job)
 	if !(p.Memory > 0) {
 		return math.NaN()
@@ -267,11 +266,13 @@ func (s *predictorSizer) size(i int) float64 {
 	s.alone[i] = s.give(p.Memory)
 	size := p.Memory * max(p.Raise, 1)
 	// The dispatcher hears of a run that fit when it ends, of one that
-	// did not when it is killed.
+	// did not when it is killed. (What the job is given is what
+	// walkForward makes of size: give.)
+	missed := s.give(size) < need(j, s.growth)
 	told := j.known()
-	if s.give(size) < need(j, s.growth) {
+	if missed {
 		told = j.Submit + s.killedAt*j.Runtime
 	}
-	s.pending.Add(told, sizedJob{i: i, job: job})
+	s.pending.Add(told, sizedJob{i: i, job: job, missed: missed})
 	return size
 }

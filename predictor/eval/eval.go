@@ -572,10 +572,11 @@ type predictorMethod struct {
 }
 
 // ending is a run the predictor sized, observed when it ends: alone is
-// the model's size, alloc what the run was given.
+// the model's size, missed says its peak was above what it was given.
 type ending struct {
-	alone, alloc, peak float64
-	job                predictor.Job
+	alone  float64
+	missed bool
+	job    predictor.Job
 }
 
 func (p *predictorMethod) name() string { return MethodPredictor }
@@ -608,7 +609,7 @@ func (p *predictorMethod) predict(s Sample) float64 {
 	} else {
 		// The runs that ended before this one is sized have told
 		// the dispatcher whether they fit.
-		p.pending.Ended(s.Time, func(e ending) { p.raiser.Observe(e.job, e.alone, e.peak > e.alloc) })
+		p.pending.Ended(s.Time, func(e ending) { p.raiser.Observe(e.job, e.alone, e.missed) })
 		pred = p.raiser.Predict(p.model, job)
 	}
 	p.sources = append(p.sources, pred.Source)
@@ -619,7 +620,7 @@ func (p *predictorMethod) predict(s Sample) float64 {
 	p.predicted = pred.Memory
 	alloc := pred.Memory * max(pred.Raise, 1)
 	if p.raiser != nil {
-		p.pending.Add(s.End(), ending{alone: pred.Memory, alloc: alloc, peak: s.Peak, job: job})
+		p.pending.Add(s.End(), ending{alone: pred.Memory, missed: s.Peak > alloc, job: job})
 	}
 	return alloc
 }
