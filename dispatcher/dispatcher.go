@@ -255,6 +255,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		})
 	}
 	if d.records != nil {
+		if d.raiser != nil && d.models != nil {
+			raise := newRaiseReader(d, d.records.s3, d.records.cfg)
+			raise.log = d.log.With().Str("component", "raise").Logger()
+			wg.Go(func() { raise.run(ctx) })
+		}
 		d.records.log = d.log.With().Str("component", "records").Logger()
 		wg.Go(func() { d.records.run(ctx) })
 	}
@@ -372,7 +377,7 @@ func (d *Dispatcher) classMemory(job predictor.Job, memory float64) float64 {
 // a success that fit its allocation or not. Runs the model did not size
 // (no predicted_bytes: a default, or a rerun sized by its OOM history)
 // and runs that ended otherwise tell nothing of the model's sizes.
-func (d *Dispatcher) observeRun(rec *jobfleet.RunRecord) {
+func (d *Dispatcher) observeRun(m *predictor.Model, rec *jobfleet.RunRecord) {
 	if d.raiser == nil || rec.PredictedBytes <= 0 || rec.AllocatedBytes <= 0 {
 		return
 	}
@@ -389,7 +394,7 @@ func (d *Dispatcher) observeRun(rec *jobfleet.RunRecord) {
 	default:
 		return
 	}
-	d.raiser.Observe(predictor.Job{Type: t.Name, Pool: t.Pool, Labels: rec.Labels, Features: rec.Features}, float64(rec.PredictedBytes), missed)
+	d.raiser.Observe(m, predictor.Job{Type: t.Name, Pool: t.Pool, Labels: rec.Labels, Features: rec.Features}, float64(rec.PredictedBytes), missed)
 }
 
 // observe records a job that left intake.

@@ -111,11 +111,16 @@ func (b *bundle) start(t *testing.T, cfg Config, opts ...Option) (d *Dispatcher,
 // the dispatcher reads one: a real *predictor.Model whose estimators are
 // constants.
 func constantModel(sizes map[string]float64) *predictor.Model {
+	return constantModelAt(sizes, time.Time{})
+}
+
+// constantModelAt is a constantModel trained at the time given.
+func constantModelAt(sizes map[string]float64, trained time.Time) *predictor.Model {
 	types := map[string]any{}
 	for typ, v := range sizes {
 		types[typ] = map[string]any{"kind": "quantile", "constant": math.Log(v), "floor": 0, "ceiling": 100}
 	}
-	file, err := json.Marshal(map[string]any{"format": predictor.Format, "version": predictor.FormatVersion, "quantile": 0.9, "types": types})
+	file, err := json.Marshal(map[string]any{"format": predictor.Format, "version": predictor.FormatVersion, "quantile": 0.9, "types": types, "trained_at": trained})
 	if err != nil {
 		panic(err)
 	}

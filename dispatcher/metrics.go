@@ -22,6 +22,8 @@ type metrics struct {
 	raisedGroups     prometheus.GaugeFunc
 	// raiser is the dispatcher's, once New has it, for raisedGroups.
 	raiser           atomic.Pointer[online.Raiser]
+	raiseRecords     prometheus.Counter
+	raiseReadUntil   prometheus.Gauge
 	sized            *prometheus.CounterVec
 	fit              *prometheus.CounterVec
 	records          *prometheus.CounterVec
@@ -112,6 +114,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Memory allocated to attempts and above their peak, times the time they ran (the waste), by job type and the value of the attribute label.",
 		}, []string{"type", "attribute"}),
 	}
+	m.raiseRecords = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "jobfleet_dispatcher_raise_records_total",
+		Help: "Run records this replica's raise after misses has read back from the store, those of every replica, once per attempt.",
+	})
+	m.raiseReadUntil = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "jobfleet_dispatcher_raise_read_timestamp_seconds",
+		Help: "When this replica last read every run record stored until then for the raise after misses (Unix seconds): if it falls behind, the raise is not hearing of OOM kills.",
+	})
 	m.raisedGroups = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "jobfleet_dispatcher_raised_groups",
 		Help: "Groups of jobs this replica sizes above the memory model after recent OOM kills in them, until the next model: a rising count is drift the model has not learned yet.",
@@ -121,6 +131,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}
 		return 0
 	})
-	reg.MustRegister(m.announceFailures, m.attemptSeconds, m.allocatedByteSeconds, m.unusedByteSeconds, m.checkpoints, m.jobs, m.queueAge, m.handling, m.sqsCalls, m.predictedBytes, m.classes, m.collected, m.modelReloads, m.strategySwitches, m.raisedGroups, m.sized, m.fit, m.records, m.sensor)
+	reg.MustRegister(m.announceFailures, m.attemptSeconds, m.allocatedByteSeconds, m.unusedByteSeconds, m.checkpoints, m.jobs, m.queueAge, m.handling, m.sqsCalls, m.predictedBytes, m.classes, m.collected, m.modelReloads, m.strategySwitches, m.raisedGroups, m.raiseRecords, m.raiseReadUntil, m.sized, m.fit, m.records, m.sensor)
 	return m
 }

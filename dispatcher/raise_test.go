@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -42,7 +44,7 @@ func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 	models := &swappableModels{}
 	models.m.Store(constantModel(map[string]float64{"export": 1.5 * gib}))
 	d, stop := b.start(t, b.cfg, WithModels(models), WithRecords(b.s3.Client,
-		RecordsConfig{URL: recordsURL, Bucket: b.cfg.Bucket, Prefix: "jobfleet", FlushSize: 10, FlushEvery: 200 * time.Millisecond},
+		RecordsConfig{URL: recordsURL, Bucket: b.cfg.Bucket, Prefix: "jobfleet", FlushSize: 10, FlushEvery: 200 * time.Millisecond, RaiseReadEvery: 100 * time.Millisecond},
 		RetrainConfig{}))
 	defer stop()
 
@@ -92,11 +94,12 @@ func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 		}
 		return cur.SizedBy
 	}
-	stored := 0.0
+	stored, read := 0.0, 0.0
 	// send sends n run records of export runs, allocated 2Gi and sized
 	// from the model's class predicted, with that outcome and peak, and
-	// waits until the dispatcher stored them.
-	send := func(prefix string, n int, outcome jobfleet.Outcome, peak, predicted int64) {
+	// waits until the dispatcher stored them and its raise read them
+	// back, of attempts not read before: new.
+	send := func(prefix string, n int, outcome jobfleet.Outcome, peak, predicted int64, new bool) {
 		t.Helper()
 		for i := range n {
 			rec := jobfleet.RunRecord{
@@ -113,6 +116,13 @@ func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 		testenv.Eventually(t, 30*time.Second, "the records to be stored", func() bool {
 			return testutil.ToFloat64(d.metrics.records.WithLabelValues("stored")) == stored
 		})
+		readBack(t, d)
+		if new {
+			read += float64(n)
+		}
+		if got := testutil.ToFloat64(d.metrics.raiseRecords); got != read {
+			t.Errorf("the raise read %v records, want %v", got, read)
+		}
 	}
 
 	// The model's 1.5Gi rounds up to the 2Gi class.
@@ -121,16 +131,16 @@ func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 	}
 	// Kills of reruns sized by their OOM history (no model class) tell
 	// nothing of the model's sizes.
-	send("rerun", 10, jobfleet.OutcomeOOM, 2*gib, 0)
+	send("rerun", 10, jobfleet.OutcomeOOM, 2*gib, 0, true)
 	if got := testutil.ToFloat64(d.metrics.raisedGroups); got != 0 {
 		t.Errorf("raised groups %v after reruns' kills, want 0", got)
 	}
 	dispatch("not-raised", "2gi")
 	// Ten OOM kills since: 1.5Gi * e^(10 * 0.05 * 0.9) = 2.35Gi, in 4Gi
 	// (twenty would be 3.69Gi).
-	send("killed", 10, jobfleet.OutcomeOOM, 2*gib, 2*gib)
+	send("killed", 10, jobfleet.OutcomeOOM, 2*gib, 2*gib, true)
 	// The same records delivered again count once.
-	send("killed", 10, jobfleet.OutcomeOOM, 2*gib, 2*gib)
+	send("killed", 10, jobfleet.OutcomeOOM, 2*gib, 2*gib, false)
 	if got := testutil.ToFloat64(d.metrics.raisedGroups); got != 1 {
 		t.Errorf("raised groups %v, want 1", got)
 	}
@@ -141,25 +151,188 @@ func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 	}
 	// Nor do runs that failed, or succeeded without a peak: a hundred
 	// fits would have brought it down to 2Gi.
-	send("failed", 100, jobfleet.OutcomeFailed, gib, 2*gib)
-	send("no-peak", 100, jobfleet.OutcomeSucceeded, 0, 2*gib)
+	send("failed", 100, jobfleet.OutcomeFailed, gib, 2*gib, true)
+	send("no-peak", 100, jobfleet.OutcomeSucceeded, 0, 2*gib, true)
 	dispatch("after-failures", "4gi")
 	// Runs that fit bring it down by 0.05 * 0.1 each: after 60, 1.5Gi *
 	// e^(0.45 - 0.3) = 1.74Gi, in 2Gi again.
-	send("fit", 60, jobfleet.OutcomeSucceeded, gib, 2*gib)
+	send("fit", 60, jobfleet.OutcomeSucceeded, gib, 2*gib, true)
 	dispatch("after-fits", "2gi")
 
 	// A new model has learned from those runs: its sizes stand. Kills of
 	// runs the old one sized, in another class, do not raise it.
-	models.m.Store(constantModel(map[string]float64{"export": 3 * gib}))
+	models.m.Store(constantModelAt(map[string]float64{"export": 3 * gib}, time.Now()))
 	alone = strconv.FormatInt(4*gib, 10)
+	// The runs stored before it was trained are not read again for it.
+	readBack(t, d)
+	if got := testutil.ToFloat64(d.metrics.raiseRecords); got != read {
+		t.Errorf("the raise read %v records once the new model loaded, want %v: none again", got, read)
+	}
 	dispatch("new-model", "4gi")
 	if got := testutil.ToFloat64(d.metrics.raisedGroups); got != 0 {
 		t.Errorf("raised groups %v once the new model sized a job, want 0", got)
 	}
-	send("old-model", 20, jobfleet.OutcomeOOM, 2*gib, 2*gib)
+	send("old-model", 20, jobfleet.OutcomeOOM, 2*gib, 2*gib, true)
 	dispatch("old-model-records", "4gi")
 	if got := testutil.ToFloat64(d.metrics.raisedGroups); got != 0 {
 		t.Errorf("raised groups %v after the new model, want 0", got)
+	}
+}
+
+// readBack waits until d's raise after misses has read back every run
+// record stored before it was called.
+func readBack(t *testing.T, d *Dispatcher) {
+	t.Helper()
+	since := float64(time.Now().UnixNano()) / 1e9
+	testenv.Eventually(t, 30*time.Second, "the raise to read back the stored records", func() bool {
+		return testutil.ToFloat64(d.metrics.raiseReadUntil) >= since
+	})
+}
+
+// exportJob is the job the tests' records describe: an export of one row.
+var exportJob = predictor.Job{Type: "export", Pool: "cpu", Features: map[string]float64{"rows": 1}}
+
+// sendRecords sends n run records of export runs that the model sized at
+// 2Gi and were OOM-killed, with ids prefix-0 to prefix-n-1.
+func sendRecords(t *testing.T, b *bundle, url, prefix string, n int) {
+	t.Helper()
+	for i := range n {
+		rec := jobfleet.RunRecord{
+			JobID: fmt.Sprintf("%s-%d", prefix, i), Type: "export", Attempt: 1, Outcome: jobfleet.OutcomeOOM,
+			AllocatedBytes: 2 * gib, PeakBytes: 2 * gib, PredictedBytes: 2 * gib, Features: exportJob.Features,
+			StartedAt: time.Now().UTC().Add(-time.Minute), EndedAt: time.Now().UTC(),
+		}
+		data, _ := json.Marshal(rec)
+		if _, err := b.sqs.Client.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(string(data))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// raiseOf is the raise d sizes an export job with now.
+func raiseOf(d *Dispatcher) float64 { return max(d.model().Predict(exportJob).Raise, 1) }
+
+// TestRaiseReadsEveryReplicasRecords: the raise after misses learns from
+// the runs every replica stored, not only its own share, and a replica
+// that restarts takes it up from the runs stored since its model was
+// trained, through the real SQS emulator and S3.
+func TestRaiseReadsEveryReplicasRecords(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	trained := time.Now()
+	models := staticModels{constantModelAt(map[string]float64{"export": 1.5 * gib}, trained)}
+	replica := func(records string) (*Dispatcher, func()) {
+		return b.start(t, b.cfg, WithModels(models), WithRecords(b.s3.Client,
+			RecordsConfig{URL: records, Bucket: b.cfg.Bucket, Prefix: "jobfleet", FlushSize: 10, FlushEvery: 200 * time.Millisecond, RaiseReadEvery: 100 * time.Millisecond},
+			RetrainConfig{}))
+	}
+	// One replica consumes every record; the other none.
+	recordsURL := b.sqs.CreateQueue(t, "records-", nil)
+	consumer, stopConsumer := replica(recordsURL)
+	other, stopOther := replica(b.sqs.CreateQueue(t, "records-", nil))
+	defer stopOther()
+
+	// Ten kills: 1.5Gi * e^(10 * 0.05 * 0.9) on both.
+	sendRecords(t, b, recordsURL, "killed", 10)
+	testenv.Eventually(t, 30*time.Second, "the records to be stored", func() bool {
+		return testutil.ToFloat64(consumer.metrics.records.WithLabelValues("stored")) == 10
+	})
+	readBack(t, consumer)
+	readBack(t, other)
+	want := math.Exp(10 * 0.05 * 0.9)
+	for name, d := range map[string]*Dispatcher{"the replica that stored them": consumer, "the other replica": other} {
+		if got := raiseOf(d); math.Abs(got-want) > 1e-9 {
+			t.Errorf("%s raises export jobs x%.4f, want x%.4f", name, got, want)
+		}
+	}
+	if got := testutil.ToFloat64(other.metrics.records.WithLabelValues("stored")); got != 0 {
+		t.Fatalf("the other replica stored %v records, want none", got)
+	}
+
+	// A replica started now, that has sized nothing yet, raises as the
+	// others do.
+	stopConsumer()
+	restarted, stopRestarted := replica(recordsURL)
+	defer stopRestarted()
+	readBack(t, restarted)
+	if got := raiseOf(restarted); math.Abs(got-want) > 1e-9 {
+		t.Errorf("a restarted replica raises export jobs x%.4f, want x%.4f", got, want)
+	}
+	if got := testutil.ToFloat64(restarted.metrics.raiseRecords); got != 10 {
+		t.Errorf("a restarted replica read %v records back, want 10", got)
+	}
+
+	// With a model trained after them, nobody is raised by them.
+	newer := staticModels{constantModelAt(map[string]float64{"export": 1.5 * gib}, time.Now())}
+	fresh, stopFresh := b.start(t, b.cfg, WithModels(newer), WithRecords(b.s3.Client,
+		RecordsConfig{URL: recordsURL, Bucket: b.cfg.Bucket, Prefix: "jobfleet", RaiseReadEvery: 100 * time.Millisecond},
+		RetrainConfig{}))
+	defer stopFresh()
+	readBack(t, fresh)
+	if got := raiseOf(fresh); got != 1 {
+		t.Errorf("with a model trained after the kills, export jobs are raised x%.4f, want not at all", got)
+	}
+}
+
+// TestRaiseReadsRecordsStoredWhileS3WasDown: records another replica
+// stored while this one could not reach S3 raise its sizes once it can,
+// and a record stored twice (in two replicas' files) counts once.
+func TestRaiseReadsRecordsStoredWhileS3WasDown(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	proxy := testenv.NewProxy(t, b.s3.Endpoint)
+	models := staticModels{constantModelAt(map[string]float64{"export": 1.5 * gib}, time.Now().Add(-5*time.Minute))}
+	d, stop := b.start(t, b.cfg, WithModels(models), WithRecords(testenv.NewS3Client(proxy.Endpoint),
+		RecordsConfig{URL: b.sqs.CreateQueue(t, "records-", nil), Bucket: b.cfg.Bucket, Prefix: "jobfleet", RaiseReadEvery: 100 * time.Millisecond},
+		RetrainConfig{}))
+	defer stop()
+	readBack(t, d)
+
+	proxy.Down()
+	down := testutil.ToFloat64(d.metrics.raiseReadUntil)
+	// Another replica stores ten kills, twice, in two files.
+	var lines bytes.Buffer
+	for i := range 10 {
+		rec := jobfleet.RunRecord{
+			JobID: fmt.Sprintf("killed-%d", i), Type: "export", Attempt: 1, Outcome: jobfleet.OutcomeOOM,
+			AllocatedBytes: 2 * gib, PeakBytes: 2 * gib, PredictedBytes: 2 * gib, Features: exportJob.Features,
+			StartedAt: time.Now().UTC().Add(-time.Minute), EndedAt: time.Now().UTC(),
+		}
+		data, _ := json.Marshal(rec)
+		lines.Write(append(data, '\n'))
+	}
+	for _, suffix := range []string{"-a.jsonl", "-b.jsonl"} {
+		key := recordsName("jobfleet", time.Now()) + suffix
+		if _, err := b.s3.Client.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(b.cfg.Bucket), Key: aws.String(key), Body: bytes.NewReader(lines.Bytes())}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Eventually(t, 30*time.Second, "the raise to try S3 while it is down", func() bool { return proxy.Dropped.Load() > 0 })
+	if got := raiseOf(d); got != 1 {
+		t.Errorf("raised x%.4f while S3 was down, want not yet", got)
+	}
+	if got := testutil.ToFloat64(d.metrics.raiseReadUntil); got != down {
+		t.Errorf("the raise says it read until %v while S3 was down, want still %v", got, down)
+	}
+
+	proxy.Up()
+	readBack(t, d)
+	if got, want := raiseOf(d), math.Exp(10*0.05*0.9); math.Abs(got-want) > 1e-9 {
+		t.Errorf("once S3 is back, export jobs are raised x%.4f, want x%.4f: each kill once", got, want)
+	}
+	if got := testutil.ToFloat64(d.metrics.raiseRecords); got != 10 {
+		t.Errorf("the raise read %v records, want 10", got)
+	}
+
+	// A file that lands late, named before the time the raise last
+	// read until (a replica whose write was retried), is read too.
+	late := bytes.Replace(bytes.SplitAfter(lines.Bytes(), []byte("\n"))[0], []byte("killed-0"), []byte("late-0"), 1)
+	key := recordsName("jobfleet", time.Now().Add(-2*time.Minute)) + "-late.jsonl"
+	if _, err := b.s3.Client.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(b.cfg.Bucket), Key: aws.String(key), Body: bytes.NewReader(late)}); err != nil {
+		t.Fatal(err)
+	}
+	readBack(t, d)
+	if got := testutil.ToFloat64(d.metrics.raiseRecords); got != 11 {
+		t.Errorf("the raise read %v records after a late file, want 11", got)
 	}
 }

@@ -38,6 +38,10 @@ type RecordsConfig struct {
 	FlushEvery time.Duration
 	// OnRecord, if set, is called with every valid record consumed.
 	OnRecord func(jobfleet.RunRecord)
+	// RaiseReadEvery is how often this replica reads back the records
+	// every replica stored, for the raise after misses. Default
+	// DefaultRaiseReadEvery.
+	RaiseReadEvery time.Duration
 	// AttributeLabel is the job label (team, say) the cost metrics are
 	// attributed by: jobfleet_attempt_seconds_total and the byte-seconds
 	// allocated and left unused. Default "team". At most
@@ -65,6 +69,17 @@ type RetrainConfig struct {
 
 // RecordsPrefix is where the run records of a bucket prefix are stored.
 func RecordsPrefix(prefix string) string { return path.Join(prefix, "records") }
+
+// recordsDir is the partition of the records files written at t.
+func recordsDir(prefix string, t time.Time) string {
+	return path.Join(RecordsPrefix(prefix), "dt="+t.UTC().Format("2006-01-02")) + "/"
+}
+
+// recordsName is how the name of a records file written at t begins (the
+// record sink adds a random suffix): names sort as their times do.
+func recordsName(prefix string, t time.Time) string {
+	return recordsDir(prefix, t) + t.UTC().Format("150405.000000000")
+}
 
 // recordSink consumes run records into S3 and keeps the coverage metric.
 type recordSink struct {
@@ -170,8 +185,8 @@ func (r *recordSink) add(ctx context.Context, m sqstypes.Message) {
 	}
 }
 
-// count adds a stored record to the metrics and to the raise after
-// misses, once: a record that returns to the queue because it could not
+// count adds a stored record to the metrics, once (the raise after misses
+// reads it back from the store, as every replica does): a record that returns to the queue because it could not
 // be stored is counted when it is, and one stored twice (SQS delivers at
 // least once) is counted the first time, as retraining reads it once,
 // when this replica stores both.
@@ -182,7 +197,6 @@ func (r *recordSink) count(rec *jobfleet.RunRecord) {
 		return
 	}
 	r.counted.Add(key, nil)
-	r.d.observeRun(rec)
 	if rec.Outcome == jobfleet.OutcomeSucceeded && rec.AllocatedBytes > 0 {
 		r.d.metrics.sized.WithLabelValues(rec.Type).Inc()
 		if rec.PeakBytes <= rec.AllocatedBytes {
@@ -209,7 +223,7 @@ func (r *recordSink) flush(ctx context.Context) {
 	now := r.d.clock.Now().UTC()
 	var suffix [4]byte
 	_, _ = rand.Read(suffix[:])
-	key := path.Join(RecordsPrefix(r.cfg.Prefix), "dt="+now.Format("2006-01-02"), fmt.Sprintf("%s-%s.jsonl.gz", now.Format("150405.000000000"), hex.EncodeToString(suffix[:])))
+	key := recordsName(r.cfg.Prefix, now) + "-" + hex.EncodeToString(suffix[:]) + ".jsonl.gz"
 	_, err := r.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(r.cfg.Bucket), Key: aws.String(key), Body: bytes.NewReader(gz.Bytes()), ContentType: aws.String("application/gzip")})
 	if err != nil {
 		// The records stay in the queue and come back after their

@@ -15,8 +15,10 @@
 // those runs, and only runs the current model would have sized the same
 // move them.
 //
-// A Raiser lives in one process: it learns from the runs that process
-// observes, and starts again at 1 when the process restarts.
+// A Raiser lives in one process and learns from the runs it is told of.
+// The dispatcher tells every replica's Raiser of every run stored since
+// its model was trained, so the replicas raise alike and a restarted one
+// takes up where it was.
 package online
 
 import (
@@ -71,9 +73,7 @@ func (r *Raiser) Predict(m *predictor.Model, job predictor.Job) predictor.Predic
 	p := m.Predict(job)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if m != r.model {
-		r.model, r.logs = m, map[string]float64{}
-	}
+	r.use(m)
 	if p.Source == predictor.SourceNone {
 		return p
 	}
@@ -83,19 +83,28 @@ func (r *Raiser) Predict(m *predictor.Model, job predictor.Job) predictor.Predic
 	return p
 }
 
-// Observe counts a run that ended: alone is the allocation the model's
-// size gave it before any raise, and missed tells whether it needed more
-// memory than it was given. It moves the multiplier of the group the
-// current model sizes job by, if that model would have given the job the
-// same allocation: a run an older model sized differently, or one sized
-// otherwise (a rerun after an OOM kill), tells nothing of this model's.
-func (r *Raiser) Observe(job predictor.Job, alone float64, missed bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.model == nil {
+// use makes m the model sized with; a new one starts every group at 1.
+func (r *Raiser) use(m *predictor.Model) {
+	if m != r.model {
+		r.model, r.logs = m, map[string]float64{}
+	}
+}
+
+// Observe counts a run that ended, for model m (a model not seen before
+// starts every group at 1): alone is the allocation the model's size gave
+// it before any raise, and missed tells whether it needed more memory
+// than it was given. It moves the multiplier of the group m sizes job
+// by, if m would have given the job the same allocation: a run an older
+// model sized differently, or one sized otherwise (a rerun after an OOM
+// kill), tells nothing of m's.
+func (r *Raiser) Observe(m *predictor.Model, job predictor.Job, alone float64, missed bool) {
+	if m == nil {
 		return
 	}
-	p := r.model.Predict(job)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.use(m)
+	p := m.Predict(job)
 	if p.Source == predictor.SourceNone || r.alloc(job, p.Memory) != alone {
 		return
 	}
@@ -104,7 +113,7 @@ func (r *Raiser) Observe(job predictor.Job, alone float64, missed bool) {
 	if !ok && len(r.logs) >= maxGroups {
 		return
 	}
-	q := r.model.Quantile()
+	q := m.Quantile()
 	step := -r.rate * (1 - q)
 	if missed {
 		step = r.rate * q

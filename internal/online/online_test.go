@@ -45,9 +45,10 @@ func TestRaise(t *testing.T) {
 		t.Fatalf("before any run ended: %v (raise %v), want the model's 1000", p.Memory, p.Raise)
 	}
 	alone := model.Predict(a).Memory
+	current := model
 	observe := func(job predictor.Job, n int, missed bool) {
 		for range n {
-			r.Observe(job, alone, missed)
+			r.Observe(current, job, alone, missed)
 		}
 	}
 	// Ten misses: up by 0.05 * 0.9 each, in log space; the prediction's
@@ -81,14 +82,14 @@ func TestRaise(t *testing.T) {
 	// Runs sized otherwise than the model alone would (a rerun after an
 	// OOM kill, an older model's size) tell nothing.
 	for range 10 {
-		r.Observe(b, 1500, true)
+		r.Observe(model, b, 1500, true)
 	}
 	if got := sized(b); !near(got, 1000) {
 		t.Errorf("after misses of runs given 1500: %v, want the model's 1000", got)
 	}
 	// A job the model has nothing to size by is left alone, and tells
 	// nothing.
-	r.Observe(predictor.Job{Type: "unknown"}, 0, true)
+	r.Observe(model, predictor.Job{Type: "unknown"}, 0, true)
 	if p := r.Predict(model, predictor.Job{Type: "unknown"}); p.Source != predictor.SourceNone || p.Memory != 0 || r.Raised() != 1 {
 		t.Errorf("unknown type: %v from %s, %d groups raised (want only a)", p.Memory, p.Source, r.Raised())
 	}
@@ -99,11 +100,12 @@ func TestRaise(t *testing.T) {
 	if p := r.Predict(next, a); !near(p.Memory, 2000) || p.Raise != 0 || r.Raised() != 0 {
 		t.Errorf("a new model: %v (raise %v), %d groups raised; want its 2000 and none", p.Memory, p.Raise, r.Raised())
 	}
+	current = next
 	observe(a, 10, true)
 	if got := size(r.Predict(next, a)); !near(got, 2000) {
 		t.Errorf("after misses of runs an older model sized: %v, want 2000", got)
 	}
-	r.Observe(a, next.Predict(a).Memory, true)
+	r.Observe(next, a, next.Predict(a).Memory, true)
 	if got := size(r.Predict(next, a)); got <= 2000*1.01 {
 		t.Errorf("after a miss of a run it sized: %v, want above 2000", got)
 	}
@@ -118,11 +120,11 @@ func TestRaiseAllocation(t *testing.T) {
 	r := New(0, func(_ predictor.Job, memory float64) float64 { return math.Ceil(memory/512) * 512 })
 	a := predictor.Job{Type: "a"}
 	r.Predict(model, a)
-	r.Observe(a, 1000, true) // the model's size, not its class: not this model's allocation
+	r.Observe(model, a, 1000, true) // the model's size, not its class: not this model's allocation
 	if r.Raised() != 0 {
 		t.Errorf("a run given 1000, where the model's class is 1024, raised its group")
 	}
-	r.Observe(a, 1024, true)
+	r.Observe(model, a, 1024, true)
 	if r.Raised() != 1 {
 		t.Errorf("a run given the model's class 1024 did not raise its group")
 	}
@@ -131,9 +133,31 @@ func TestRaiseAllocation(t *testing.T) {
 func TestRaiseWithoutModel(t *testing.T) {
 	t.Parallel()
 	r := New(0, nil)
-	r.Observe(predictor.Job{Type: "a"}, 1000, true) // before any model: nothing to raise
+	r.Observe(nil, predictor.Job{Type: "a"}, 1000, true) // no model: nothing to raise
 	if r.Raised() != 0 {
 		t.Errorf("%d groups raised before any model", r.Raised())
+	}
+}
+
+// TestRaiseFromRunsBeforeSizing: a Raiser told of a model's runs before
+// it sized any job (a dispatcher that restarted and reads the runs stored
+// since the model was trained) raises that model's sizes, and the runs of
+// a newer model start it again at 1.
+func TestRaiseFromRunsBeforeSizing(t *testing.T) {
+	t.Parallel()
+	model := constantModel(t, map[string]float64{"a": 1000})
+	r, a := New(0, nil), predictor.Job{Type: "a"}
+	r.Observe(model, a, model.Predict(a).Memory, true)
+	if p := r.Predict(model, a); !near(size(p), 1000*math.Exp(DefaultRate*0.9)) {
+		t.Errorf("after a miss observed before sizing: %v, want raised", size(p))
+	}
+	next := constantModel(t, map[string]float64{"a": 1000})
+	r.Observe(next, a, next.Predict(a).Memory, false)
+	if r.Raised() != 0 {
+		t.Errorf("%d groups raised once a new model's run was observed, want 0", r.Raised())
+	}
+	if p := r.Predict(model, a); p.Raise != 0 {
+		t.Errorf("the old model again starts at 1: raise %v", p.Raise)
 	}
 }
 
@@ -155,7 +179,7 @@ func TestRaiseConcurrent(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 100 {
-				r.Observe(a, alone, true)
+				r.Observe(model, a, alone, true)
 				r.Predict(model, a)
 			}
 		})
@@ -171,9 +195,9 @@ func TestRaiseConcurrent(t *testing.T) {
 func TestRaiseBackAtOne(t *testing.T) {
 	t.Parallel()
 	r, model, a, alone := sizingA(t)
-	r.Observe(a, alone, true)
+	r.Observe(model, a, alone, true)
 	for range 9 {
-		r.Observe(a, alone, false)
+		r.Observe(model, a, alone, false)
 	}
 	if p := r.Predict(model, a); r.Raised() != 0 || p.Raise != 0 {
 		t.Errorf("after a miss and nine fits: %d groups raised, raise %v; want none", r.Raised(), p.Raise)

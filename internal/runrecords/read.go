@@ -51,6 +51,46 @@ type Attempt struct {
 // AttemptOf is the attempt rec describes.
 func AttemptOf(rec *jobfleet.RunRecord) Attempt { return Attempt{rec.JobID, rec.Run, rec.Attempt} }
 
+// ReadFile calls each for every well-formed record of one records file,
+// r, gzipped when name ends in .gz. It counts the records (the non-empty
+// lines) and those malformed; a file that is not gzip, or is truncated or
+// corrupt, counts as one more malformed.
+func ReadFile(name string, r io.Reader, each func(*jobfleet.RunRecord)) (records, malformed int) {
+	if strings.HasSuffix(name, ".gz") {
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return 0, 1
+		}
+		defer zr.Close()
+		r = zr
+	}
+	scanner := bufio.NewScanner(r)
+	scanner.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	for scanner.Scan() {
+		line := bytes.TrimSpace(scanner.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		records++
+		rec, err := jobfleet.DecodeRunRecord(line)
+		if err != nil {
+			malformed++
+			continue
+		}
+		each(rec)
+	}
+	if scanner.Err() != nil {
+		malformed++
+	}
+	return records, malformed
+}
+
+// IsFile reports whether name is a records file: JSON Lines, gzipped or
+// not.
+func IsFile(name string) bool {
+	return strings.HasSuffix(name, ".jsonl") || strings.HasSuffix(name, ".jsonl.gz")
+}
+
 // datePartition matches the dt=YYYY-MM-DD path segment records are stored
 // under, so reading a window skips older partitions without opening them.
 var datePartition = regexp.MustCompile(`dt=(\d{4}-\d{2}-\d{2})`)
@@ -64,39 +104,17 @@ func Read(ctx context.Context, api S3API, source string, since time.Time, each f
 	seen := map[Attempt]bool{}
 	add := func(name string, r io.Reader) {
 		stats.Files++
-		if strings.HasSuffix(name, ".gz") {
-			zr, err := gzip.NewReader(r)
-			if err != nil {
-				stats.Malformed++
-				return
-			}
-			defer zr.Close()
-			r = zr
-		}
-		scanner := bufio.NewScanner(r)
-		scanner.Buffer(make([]byte, 0, 64<<10), 4<<20)
-		for scanner.Scan() {
-			line := bytes.TrimSpace(scanner.Bytes())
-			if len(line) == 0 {
-				continue
-			}
-			stats.Records++
-			rec, err := jobfleet.DecodeRunRecord(line)
-			if err != nil {
-				stats.Malformed++
-				continue
-			}
+		records, malformed := ReadFile(name, r, func(rec *jobfleet.RunRecord) {
 			a := AttemptOf(rec)
 			if seen[a] {
 				stats.Duplicates++
-				continue
+				return
 			}
 			seen[a] = true
 			each(rec)
-		}
-		if scanner.Err() != nil {
-			stats.Malformed++ // a truncated or corrupt file
-		}
+		})
+		stats.Records += records
+		stats.Malformed += malformed
 	}
 	skip := func(name string) bool {
 		if m := datePartition.FindStringSubmatch(name); m != nil && !since.IsZero() {
@@ -104,7 +122,7 @@ func Read(ctx context.Context, api S3API, source string, since time.Time, each f
 				return true
 			}
 		}
-		return !strings.HasSuffix(name, ".jsonl") && !strings.HasSuffix(name, ".jsonl.gz")
+		return !IsFile(name)
 	}
 	if strings.HasPrefix(source, "s3://") {
 		bucket, prefix, err := awsclient.ParseS3URI(source)

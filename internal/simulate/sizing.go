@@ -258,7 +258,7 @@ func (s *predictorSizer) size(i int) float64 {
 	}
 	// The jobs that ended, or were killed, before this one is sized have
 	// told the dispatcher whether they fit.
-	s.pending.Ended(j.Submit, func(e sizedJob) { s.raiser.Observe(e.job, s.alone[e.i], e.missed) })
+	s.pending.Ended(j.Submit, func(e sizedJob) { s.raiser.Observe(s.model, e.job, s.alone[e.i], e.missed) })
 	p := s.raiser.Predict(s.model, job)
 	if !(p.Memory > 0) {
 		return math.NaN()

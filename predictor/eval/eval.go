@@ -609,7 +609,7 @@ func (p *predictorMethod) predict(s Sample) float64 {
 	} else {
 		// The runs that ended before this one is sized have told
 		// the dispatcher whether they fit.
-		p.pending.Ended(s.Time, func(e ending) { p.raiser.Observe(e.job, e.alone, e.missed) })
+		p.pending.Ended(s.Time, func(e ending) { p.raiser.Observe(p.model, e.job, e.alone, e.missed) })
 		pred = p.raiser.Predict(p.model, job)
 	}
 	p.sources = append(p.sources, pred.Source)
