@@ -80,6 +80,8 @@ type Dispatcher struct {
 	interrupt  *interruption.Controller
 	avoid      AvoidSource
 	onRoute    func(job *jobfleet.Job, d Decision)
+	// raiseLateness replaces raiseLateness, for tests.
+	raiseLateness time.Duration
 }
 
 // WithRouteHook calls f with every job routed to a class and how it was
@@ -247,6 +249,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.classes.deadARN = out.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]
 
 	var wg sync.WaitGroup
+	var raise *raiseReader
 	if d.interrupt != nil {
 		wg.Go(func() {
 			if err := d.interrupt.Run(ctx); err != nil {
@@ -256,7 +259,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	if d.records != nil {
 		if d.raiser != nil && d.models != nil {
-			raise := newRaiseReader(d, d.records.s3, d.records.cfg)
+			raise = newRaiseReader(d, d.records.s3, d.records.cfg)
 			raise.log = d.log.With().Str("component", "raise").Logger()
 			wg.Go(func() { raise.run(ctx) })
 		}
@@ -305,6 +308,18 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		wg.Go(func() { runLeader(ctx, d.kubeClient, d.cfg.Template.Namespace, *d.leader, d.log, duties) })
 	} else {
 		wg.Go(func() { duties(ctx) })
+	}
+	if raise != nil {
+		// Size jobs with the raise the other replicas have, once the
+		// records of this model's period are read, if that is soon.
+		t := d.clock.NewTimer(raiseStartWait)
+		select {
+		case <-raise.caughtUp:
+		case <-t.C():
+			d.log.Warn().Dur("waited", raiseStartWait).Msg("dispatching before the raise after misses has read the stored run records; jobs are sized with what it has read so far")
+		case <-ctx.Done():
+		}
+		t.Stop()
 	}
 	in := newIntake(d)
 	d.ready.Store(true)

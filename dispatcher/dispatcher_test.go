@@ -111,16 +111,17 @@ func (b *bundle) start(t *testing.T, cfg Config, opts ...Option) (d *Dispatcher,
 // the dispatcher reads one: a real *predictor.Model whose estimators are
 // constants.
 func constantModel(sizes map[string]float64) *predictor.Model {
-	return constantModelAt(sizes, time.Time{})
+	return constantModelAt(sizes, time.Time{}, time.Time{})
 }
 
-// constantModelAt is a constantModel trained at the time given.
-func constantModelAt(sizes map[string]float64, trained time.Time) *predictor.Model {
+// constantModelAt is a constantModel trained at the time given, on the
+// runs that had ended at runsUntil.
+func constantModelAt(sizes map[string]float64, trained, runsUntil time.Time) *predictor.Model {
 	types := map[string]any{}
 	for typ, v := range sizes {
 		types[typ] = map[string]any{"kind": "quantile", "constant": math.Log(v), "floor": 0, "ceiling": 100}
 	}
-	file, err := json.Marshal(map[string]any{"format": predictor.Format, "version": predictor.FormatVersion, "quantile": 0.9, "types": types, "trained_at": trained})
+	file, err := json.Marshal(map[string]any{"format": predictor.Format, "version": predictor.FormatVersion, "quantile": 0.9, "types": types, "trained_at": trained, "runs_until": runsUntil})
 	if err != nil {
 		panic(err)
 	}

@@ -116,11 +116,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.raiseRecords = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "jobfleet_dispatcher_raise_records_total",
-		Help: "Run records this replica's raise after misses has read back from the store, those of every replica, once per attempt.",
+		Help: "Run records this replica's raise after misses has read back from the store, those of every replica, once per attempt and model.",
 	})
 	m.raiseReadUntil = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "jobfleet_dispatcher_raise_read_timestamp_seconds",
-		Help: "When this replica last read every run record stored until then for the raise after misses (Unix seconds): if it falls behind, the raise is not hearing of OOM kills.",
+		Help: "When this replica last read every run record stored until then for the raise after misses (Unix seconds; 0 until its first read, and on a replica that does not raise): if it falls behind, the raise is not hearing of OOM kills.",
 	})
 	m.raisedGroups = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "jobfleet_dispatcher_raised_groups",

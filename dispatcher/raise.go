@@ -3,12 +3,16 @@ package dispatcher
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"io"
+	"net/http"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/rs/zerolog"
 	"k8s.io/utils/lru"
@@ -20,10 +24,10 @@ import (
 
 // The raise after misses learns from every run stored, whichever replica
 // consumed its record: each replica reads back the records files all of
-// them write, those of the runs that ended since its model was trained.
+// them write, those stored since its model's runs were read for training.
 // So the replicas raise a group alike and as fast as one would alone, and
-// a replica that restarts, or loads a new model, takes up where the fleet
-// is.
+// a replica that starts, or loads a new model, takes up where the others
+// are.
 const (
 	// DefaultRaiseReadEvery is how often a replica reads the records
 	// stored since it last looked, by default.
@@ -37,6 +41,11 @@ const (
 	// replica starts writing it, by that replica's clock; a write that
 	// retries, or a clock a little ahead of another, lands it late.
 	raiseLateness = 10 * time.Minute
+	// raiseStartWait bounds how long a starting replica waits to have
+	// read the records of its model's period before it sizes jobs.
+	raiseStartWait = time.Minute
+	// raiseReaders is how many records files are fetched at once.
+	raiseReaders = 16
 )
 
 // maxRecordsFile bounds the records file the raise reads, in bytes: the
@@ -44,14 +53,19 @@ const (
 const maxRecordsFile = 64 << 20
 
 // raiseReader tells the dispatcher's raiser of every run record stored,
-// by any replica, since its current model was trained, once per attempt.
+// by any replica, since its current model's runs were read, once per
+// attempt.
 type raiseReader struct {
-	d      *Dispatcher
-	s3     RecordsS3API
-	bucket string
-	prefix string // as configured: the records are under RecordsPrefix
-	every  time.Duration
-	log    zerolog.Logger
+	d        *Dispatcher
+	s3       RecordsS3API
+	bucket   string
+	prefix   string // as configured: the records are under RecordsPrefix
+	every    time.Duration
+	lateness time.Duration
+	log      zerolog.Logger
+	// caughtUp is closed once every record stored before the reader
+	// started has been read, or there is no model to read them for.
+	caughtUp chan struct{}
 
 	model *predictor.Model // the model whose runs are read
 	// from is the time every records file named earlier has been read
@@ -70,46 +84,46 @@ func newRaiseReader(d *Dispatcher, s3 RecordsS3API, cfg RecordsConfig) *raiseRea
 	if every <= 0 {
 		every = DefaultRaiseReadEvery
 	}
+	lateness := d.raiseLateness
+	if lateness <= 0 {
+		lateness = raiseLateness
+	}
 	return &raiseReader{
-		d: d, s3: s3, bucket: cfg.Bucket, prefix: cfg.Prefix, every: every,
-		read: map[string]bool{}, told: lru.New(maxCounted), seed: maphash.MakeSeed(),
+		d: d, s3: s3, bucket: cfg.Bucket, prefix: cfg.Prefix, every: every, lateness: lateness,
+		caughtUp: make(chan struct{}),
+		read:     map[string]bool{}, told: lru.New(maxCounted), seed: maphash.MakeSeed(),
 	}
 }
 
 func (r *raiseReader) run(ctx context.Context) {
-	failures := 0
 	for ctx.Err() == nil {
-		wait := r.every
-		if err := r.readNew(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			// What was not read is read at the next try: nothing
-			// is marked read until it has been.
-			failures++
-			wait = min(wait, backoff(failures))
-			r.log.Warn().Err(err).Msg("reading stored run records for the raise after misses")
-		} else {
-			failures = 0
+		// What was not read is read at the next try: nothing is marked
+		// read until it has been.
+		if err := r.readNew(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn().Err(err).Msg("reading stored run records for the raise after misses; trying again")
 		}
-		r.d.sleep(ctx, wait)
+		r.d.sleep(ctx, r.every)
 	}
 }
 
 // readNew reads the records files stored since it last looked, or, for a
-// model not read for before, since that model was trained.
+// model not read for before, since that model's runs were read.
 func (r *raiseReader) readNew(ctx context.Context) error {
 	now := r.d.clock.Now().UTC()
 	m := r.d.models.Model()
 	if m == nil { // nothing to raise, nothing to read
-		r.d.metrics.raiseReadUntil.Set(float64(now.UnixNano()) / 1e9)
+		r.readUntil(now)
 		return nil
 	}
 	if m != r.model {
-		// The model learned from the records stored before it was
-		// trained (those stored while it trained, after its
-		// retraining listed them, are in neither).
-		r.model, r.from = m, m.TrainedAt().UTC()
+		// The model learned from the runs that had ended when its
+		// records were read: those stored later are this one's. A model
+		// that does not say when falls back on its training time.
+		r.model, r.from = m, m.RunsUntil()
+		if r.from.IsZero() {
+			r.from = m.TrainedAt()
+		}
+		r.from = r.from.UTC()
 		if earliest := now.Add(-raiseReadBack); r.from.Before(earliest) {
 			r.from = earliest
 		}
@@ -129,22 +143,21 @@ func (r *raiseReader) readNew(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("listing s3://%s/%s: %w", r.bucket, dir, err)
 			}
+			var keys []string
 			for _, obj := range page.Contents {
-				key := aws.ToString(obj.Key)
-				if r.read[key] || !runrecords.IsFile(key) {
-					continue
+				if key := aws.ToString(obj.Key); !r.read[key] && runrecords.IsFile(key) {
+					keys = append(keys, key)
 				}
-				if err := r.readFile(ctx, key); err != nil {
-					return err
-				}
-				r.read[key] = true
+			}
+			if err := r.readFiles(ctx, keys); err != nil {
+				return err
 			}
 		}
 	}
-	r.d.metrics.raiseReadUntil.Set(float64(now.UnixNano()) / 1e9)
-	// Files named before raiseLateness ago have all been read: they are
+	r.readUntil(now)
+	// Files named before the lateness ago have all been read: they are
 	// not listed again.
-	if next := now.Add(-raiseLateness); next.After(r.from) {
+	if next := now.Add(-r.lateness); next.After(r.from) {
 		r.from = next
 		after = recordsName(r.prefix, next)
 		for key := range r.read {
@@ -156,28 +169,74 @@ func (r *raiseReader) readNew(ctx context.Context) error {
 	return nil
 }
 
-func (r *raiseReader) readFile(ctx context.Context, key string) error {
-	out, err := r.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.bucket), Key: aws.String(key)})
-	if err != nil {
-		return fmt.Errorf("reading s3://%s/%s: %w", r.bucket, key, err)
+// readUntil says every record stored until now has been read.
+func (r *raiseReader) readUntil(now time.Time) {
+	r.d.metrics.raiseReadUntil.Set(float64(now.UnixNano()) / 1e9)
+	select {
+	case <-r.caughtUp:
+	default:
+		close(r.caughtUp)
 	}
-	data, err := io.ReadAll(io.LimitReader(out.Body, maxRecordsFile+1))
-	out.Body.Close()
-	if err != nil {
-		return fmt.Errorf("reading s3://%s/%s: %w", r.bucket, key, err)
-	}
-	if len(data) > maxRecordsFile {
-		r.log.Warn().Str("key", key).Msg("a stored records file larger than the raise reads; skipped")
-		return nil
-	}
-	if _, malformed := runrecords.ReadFile(key, bytes.NewReader(data), r.tell); malformed > 0 {
-		r.log.Warn().Str("key", key).Int("malformed", malformed).Msg("stored run records the raise cannot read")
+}
+
+// readFiles reads records files, raiseReaders at once, and tells the
+// raiser of their records in the order of the keys (the order they were
+// stored in), a batch at a time. It stops at the first file it could not
+// read; the files before it are read.
+func (r *raiseReader) readFiles(ctx context.Context, keys []string) error {
+	for len(keys) > 0 {
+		batch := keys[:min(len(keys), raiseReaders)]
+		keys = keys[len(batch):]
+		data := make([][]byte, len(batch))
+		errs := make([]error, len(batch))
+		var wg sync.WaitGroup
+		for i, key := range batch {
+			wg.Go(func() { data[i], errs[i] = r.fetch(ctx, key) })
+		}
+		wg.Wait()
+		for i, key := range batch {
+			if errs[i] != nil {
+				return errs[i]
+			}
+			if data[i] != nil {
+				if _, malformed := runrecords.ReadFile(key, bytes.NewReader(data[i]), r.tell); malformed > 0 {
+					r.log.Warn().Str("key", key).Int("malformed", malformed).Msg("stored run records the raise cannot read")
+				}
+			}
+			r.read[key] = true
+		}
 	}
 	return nil
 }
 
+// fetch reads one records file. A file that is gone, or that this replica
+// may not read (another tool's upload, an archived object), or too large,
+// is skipped with a warning (nil data, nil error): reading it again would
+// not succeed, and would hold up the files after it.
+func (r *raiseReader) fetch(ctx context.Context, key string) ([]byte, error) {
+	out, err := r.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.bucket), Key: aws.String(key)})
+	var resp *awshttp.ResponseError
+	if errors.As(err, &resp) && (resp.HTTPStatusCode() == http.StatusNotFound || resp.HTTPStatusCode() == http.StatusForbidden) {
+		r.log.Warn().Err(err).Str("key", key).Msg("a stored records file the raise cannot read; skipped")
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading s3://%s/%s: %w", r.bucket, key, err)
+	}
+	data, err := io.ReadAll(io.LimitReader(out.Body, maxRecordsFile+1))
+	out.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("reading s3://%s/%s: %w", r.bucket, key, err)
+	}
+	if len(data) > maxRecordsFile {
+		r.log.Warn().Str("key", key).Msg("a stored records file larger than the raise reads; skipped")
+		return nil, nil
+	}
+	return data, nil
+}
+
 // tell tells the raiser of one record, the first time its attempt is
-// read.
+// read for the current model.
 func (r *raiseReader) tell(rec *jobfleet.RunRecord) {
 	key := maphash.Comparable(r.seed, runrecords.AttemptOf(rec))
 	if _, told := r.told.Get(key); told {

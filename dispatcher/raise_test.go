@@ -161,7 +161,7 @@ func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 
 	// A new model has learned from those runs: its sizes stand. Kills of
 	// runs the old one sized, in another class, do not raise it.
-	models.m.Store(constantModelAt(map[string]float64{"export": 3 * gib}, time.Now()))
+	models.m.Store(constantModelAt(map[string]float64{"export": 3 * gib}, time.Now(), time.Now()))
 	alone = strconv.FormatInt(4*gib, 10)
 	// The runs stored before it was trained are not read again for it.
 	readBack(t, d)
@@ -213,23 +213,26 @@ func sendRecords(t *testing.T, b *bundle, url, prefix string, n int) {
 func raiseOf(d *Dispatcher) float64 { return max(d.model().Predict(exportJob).Raise, 1) }
 
 // TestRaiseReadsEveryReplicasRecords: the raise after misses learns from
-// the runs every replica stored, not only its own share, and a replica
-// that restarts takes it up from the runs stored since its model was
-// trained, through the real SQS emulator and S3.
+// the runs every replica stored, not only its own share; a replica that
+// starts raises as the others do from its first job, from the runs stored
+// since its model's runs were read; through the real SQS emulator and S3.
 func TestRaiseReadsEveryReplicasRecords(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	trained := time.Now()
-	models := staticModels{constantModelAt(map[string]float64{"export": 1.5 * gib}, trained)}
-	replica := func(records string) (*Dispatcher, func()) {
-		return b.start(t, b.cfg, WithModels(models), WithRecords(b.s3.Client,
+	read := time.Now() // the model's runs were read before the kills
+	replicaVia := func(records string, m *predictor.Model, s3api RecordsS3API) (*Dispatcher, func()) {
+		return b.start(t, b.cfg, WithModels(staticModels{m}), WithRecords(s3api,
 			RecordsConfig{URL: records, Bucket: b.cfg.Bucket, Prefix: "jobfleet", FlushSize: 10, FlushEvery: 200 * time.Millisecond, RaiseReadEvery: 100 * time.Millisecond},
 			RetrainConfig{}))
 	}
+	replica := func(records string, m *predictor.Model) (*Dispatcher, func()) {
+		return replicaVia(records, m, b.s3.Client)
+	}
+	model := constantModelAt(map[string]float64{"export": 1.5 * gib}, read, read)
 	// One replica consumes every record; the other none.
 	recordsURL := b.sqs.CreateQueue(t, "records-", nil)
-	consumer, stopConsumer := replica(recordsURL)
-	other, stopOther := replica(b.sqs.CreateQueue(t, "records-", nil))
+	consumer, stopConsumer := replica(recordsURL, model)
+	other, stopOther := replica(b.sqs.CreateQueue(t, "records-", nil), model)
 	defer stopOther()
 
 	// Ten kills: 1.5Gi * e^(10 * 0.05 * 0.9) on both.
@@ -248,43 +251,62 @@ func TestRaiseReadsEveryReplicasRecords(t *testing.T) {
 	if got := testutil.ToFloat64(other.metrics.records.WithLabelValues("stored")); got != 0 {
 		t.Fatalf("the other replica stored %v records, want none", got)
 	}
-
-	// A replica started now, that has sized nothing yet, raises as the
-	// others do.
 	stopConsumer()
-	restarted, stopRestarted := replica(recordsURL)
-	defer stopRestarted()
-	readBack(t, restarted)
-	if got := raiseOf(restarted); math.Abs(got-want) > 1e-9 {
-		t.Errorf("a restarted replica raises export jobs x%.4f, want x%.4f", got, want)
-	}
-	if got := testutil.ToFloat64(restarted.metrics.raiseRecords); got != 10 {
-		t.Errorf("a restarted replica read %v records back, want 10", got)
+
+	// A replica that starts now: from the moment it dispatches, it
+	// raises as the others do, and it waits to dispatch while it cannot
+	// read the records (up to a minute). So does one whose model was
+	// trained after the kills from runs read before them.
+	later := constantModelAt(map[string]float64{"export": 1.5 * gib}, time.Now(), read)
+	for name, m := range map[string]*predictor.Model{"a restarted replica": model, "a replica with a model trained since": later} {
+		proxy := testenv.NewProxy(t, b.s3.Endpoint)
+		proxy.Down()
+		d, stop := replicaVia(recordsURL, m, testenv.NewS3Client(proxy.Endpoint))
+		testenv.Eventually(t, 30*time.Second, name+" to try reading the records", func() bool { return proxy.Dropped.Load() > 0 })
+		if d.Ready() {
+			t.Errorf("%s dispatches before it could read the records", name)
+		}
+		proxy.Up()
+		testenv.Eventually(t, 30*time.Second, name+" to dispatch", d.Ready)
+		if got := raiseOf(d); math.Abs(got-want) > 1e-9 {
+			t.Errorf("%s raises export jobs x%.4f as it starts dispatching, want x%.4f", name, got, want)
+		}
+		if got := testutil.ToFloat64(d.metrics.raiseRecords); got != 10 {
+			t.Errorf("%s read %v records back, want 10", name, got)
+		}
+		stop()
 	}
 
-	// With a model trained after them, nobody is raised by them.
-	newer := staticModels{constantModelAt(map[string]float64{"export": 1.5 * gib}, time.Now())}
-	fresh, stopFresh := b.start(t, b.cfg, WithModels(newer), WithRecords(b.s3.Client,
-		RecordsConfig{URL: recordsURL, Bucket: b.cfg.Bucket, Prefix: "jobfleet", RaiseReadEvery: 100 * time.Millisecond},
-		RetrainConfig{}))
-	defer stopFresh()
-	readBack(t, fresh)
-	if got := raiseOf(fresh); got != 1 {
-		t.Errorf("with a model trained after the kills, export jobs are raised x%.4f, want not at all", got)
+	// With a model whose runs were read after them, they raise nothing:
+	// the model learned from them. So with a model that only says when it
+	// was trained.
+	for name, m := range map[string]*predictor.Model{
+		"runs read after the kills": constantModelAt(map[string]float64{"export": 1.5 * gib}, time.Now(), time.Now()),
+		"trained after the kills":   constantModelAt(map[string]float64{"export": 1.5 * gib}, time.Now(), time.Time{}),
+	} {
+		d, stop := replica(recordsURL, m)
+		testenv.Eventually(t, 30*time.Second, "a replica with a model of "+name+" to dispatch", d.Ready)
+		if got := raiseOf(d); got != 1 {
+			t.Errorf("with a model of %s, export jobs are raised x%.4f, want not at all", name, got)
+		}
+		stop()
 	}
 }
 
 // TestRaiseReadsRecordsStoredWhileS3WasDown: records another replica
-// stored while this one could not reach S3 raise its sizes once it can,
-// and a record stored twice (in two replicas' files) counts once.
+// stored while this one could not reach S3, for longer than a file may
+// land late, raise its sizes once it can; a record stored twice (in two
+// replicas' files) counts once; a file that lands late is read.
 func TestRaiseReadsRecordsStoredWhileS3WasDown(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	proxy := testenv.NewProxy(t, b.s3.Endpoint)
-	models := staticModels{constantModelAt(map[string]float64{"export": 1.5 * gib}, time.Now().Add(-5*time.Minute))}
+	trained := time.Now().Add(-5 * time.Minute)
+	models := staticModels{constantModelAt(map[string]float64{"export": 1.5 * gib}, trained, trained)}
+	const lateness = 2 * time.Second
 	d, stop := b.start(t, b.cfg, WithModels(models), WithRecords(testenv.NewS3Client(proxy.Endpoint),
 		RecordsConfig{URL: b.sqs.CreateQueue(t, "records-", nil), Bucket: b.cfg.Bucket, Prefix: "jobfleet", RaiseReadEvery: 100 * time.Millisecond},
-		RetrainConfig{}))
+		RetrainConfig{}), func(d *Dispatcher) { d.raiseLateness = lateness })
 	defer stop()
 	readBack(t, d)
 
@@ -301,13 +323,27 @@ func TestRaiseReadsRecordsStoredWhileS3WasDown(t *testing.T) {
 		data, _ := json.Marshal(rec)
 		lines.Write(append(data, '\n'))
 	}
-	for _, suffix := range []string{"-a.jsonl", "-b.jsonl"} {
-		key := recordsName("jobfleet", time.Now()) + suffix
-		if _, err := b.s3.Client.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(b.cfg.Bucket), Key: aws.String(key), Body: bytes.NewReader(lines.Bytes())}); err != nil {
+	stored := time.Now()
+	put := func(key string, body []byte) {
+		t.Helper()
+		if _, err := b.s3.Client.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(b.cfg.Bucket), Key: aws.String(key), Body: bytes.NewReader(body)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	testenv.Eventually(t, 30*time.Second, "the raise to try S3 while it is down", func() bool { return proxy.Dropped.Load() > 0 })
+	put(recordsName("jobfleet", stored)+"-a.jsonl", lines.Bytes())
+	put(recordsName("jobfleet", stored)+"-b.jsonl", lines.Bytes())
+	// The raise keeps trying while S3 stays down past the lateness.
+	dropped := int64(-1)
+	testenv.Eventually(t, 30*time.Second, "the raise to try S3 while it is down, past the lateness", func() bool {
+		if time.Since(stored) < 2*lateness {
+			return false
+		}
+		if dropped < 0 {
+			dropped = proxy.Dropped.Load()
+			return false
+		}
+		return proxy.Dropped.Load() > dropped
+	})
 	if got := raiseOf(d); got != 1 {
 		t.Errorf("raised x%.4f while S3 was down, want not yet", got)
 	}
@@ -327,10 +363,7 @@ func TestRaiseReadsRecordsStoredWhileS3WasDown(t *testing.T) {
 	// A file that lands late, named before the time the raise last
 	// read until (a replica whose write was retried), is read too.
 	late := bytes.Replace(bytes.SplitAfter(lines.Bytes(), []byte("\n"))[0], []byte("killed-0"), []byte("late-0"), 1)
-	key := recordsName("jobfleet", time.Now().Add(-2*time.Minute)) + "-late.jsonl"
-	if _, err := b.s3.Client.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(b.cfg.Bucket), Key: aws.String(key), Body: bytes.NewReader(late)}); err != nil {
-		t.Fatal(err)
-	}
+	put(recordsName("jobfleet", time.Now().Add(-lateness/2))+"-late.jsonl", late)
 	readBack(t, d)
 	if got := testutil.ToFloat64(d.metrics.raiseRecords); got != 11 {
 		t.Errorf("the raise read %v records after a late file, want 11", got)

@@ -185,11 +185,11 @@ func (r *recordSink) add(ctx context.Context, m sqstypes.Message) {
 	}
 }
 
-// count adds a stored record to the metrics, once (the raise after misses
-// reads it back from the store, as every replica does): a record that returns to the queue because it could not
-// be stored is counted when it is, and one stored twice (SQS delivers at
-// least once) is counted the first time, as retraining reads it once,
-// when this replica stores both.
+// count adds a stored record to the metrics, once: a record that returns
+// to the queue because it could not be stored is counted when it is, and
+// one stored twice (SQS delivers at least once) is counted the first time,
+// as retraining reads it once, when this replica stores both. (The raise
+// after misses reads the stored records back, every replica's: raise.go.)
 func (r *recordSink) count(rec *jobfleet.RunRecord) {
 	key := maphash.Comparable(r.seed, runrecords.AttemptOf(rec))
 	if _, seen := r.counted.Get(key); seen {

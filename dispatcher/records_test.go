@@ -100,14 +100,19 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 		t.Errorf("dead letter reason %q", reason)
 	}
 
-	// Retraining reads them back into a model.
+	// Retraining reads them back into a model, which says when it read
+	// them: the raise after misses reads the records stored since.
 	retrain := RetrainConfig{Model: "s3://" + bucket + "/" + modelKey, Options: predictor.Options{Tuning: predictor.Tuning{MinRuns: 20}}}
+	before := time.Now()
 	if err := d.retrain(t.Context(), store.Client, RecordsConfig{Bucket: bucket, Prefix: "jobfleet"}, retrain); err != nil {
 		t.Fatal(err)
 	}
 	model, err := predictor.Load(t.Context(), store.Client, retrain.Model)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if until := model.RunsUntil(); until.Before(before) || until.After(model.TrainedAt()) {
+		t.Errorf("the retrained model read its runs until %v, want between %v and its training at %v", until, before, model.TrainedAt())
 	}
 	exportJob := predictor.Job{Type: "export", Features: map[string]float64{"rows": 1000}}
 	if p := model.Predict(exportJob); model.Runs() != 60 || p.Source != predictor.SourceType {

@@ -38,6 +38,7 @@ type modelFile struct {
 	GroupBy     []string            `json:"group_by,omitempty"`
 	GroupByType map[string][]string `json:"group_by_type,omitempty"`
 	TrainedAt   time.Time           `json:"trained_at"`
+	RunsUntil   time.Time           `json:"runs_until,omitzero"`
 	Runs        int                 `json:"runs"`
 	// SwitchedFrom is the strategy of the model this one replaced, when
 	// StrategyAuto chose another; RepeatShare is the share of the runs
@@ -71,6 +72,11 @@ func (m *Model) Runs() int { return m.f.Runs }
 
 // TrainedAt is when the model was trained.
 func (m *Model) TrainedAt() time.Time { return m.f.TrainedAt }
+
+// RunsUntil is when the runs the model was trained on were read (the
+// Dataset's Until): a run that ended later is not in them. It is zero
+// when that is not known; TrainedAt bounds it then.
+func (m *Model) RunsUntil() time.Time { return m.f.RunsUntil }
 
 // Switched reports the strategy of the model this one replaced when
 // StrategyAuto chose another at this training, and the share of the runs

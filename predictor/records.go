@@ -63,7 +63,9 @@ func LoadRecords(ctx context.Context, api S3API, source string, window time.Dura
 	if stats.Used == 0 {
 		return nil, stats, fmt.Errorf("%w: no successful runs in %s%s (%d records read, %d malformed)", ErrNoData, source, within, stats.Records, stats.Malformed)
 	}
-	return RecordsDataset(records), stats, nil
+	ds := RecordsDataset(records)
+	ds.Until = now
+	return ds, stats, nil
 }
 
 // RecordsDataset turns run records into samples over the union of their

@@ -58,6 +58,10 @@ func (s Sample) End() float64 {
 type Dataset struct {
 	Features []string
 	Samples  []Sample
+	// Until is when the runs were read, if known: a run that ended
+	// later is not in the dataset. A model trained on it says so
+	// (Model.RunsUntil).
+	Until time.Time
 }
 
 // check reports a sample whose features do not match the dataset's names.
@@ -87,7 +91,7 @@ func (ds *Dataset) Select(names []string) (*Dataset, error) {
 		}
 		idx[i] = j
 	}
-	return &Dataset{Features: slices.Clone(names), Samples: permuteFeatures(ds.Samples, idx)}, nil
+	return &Dataset{Features: slices.Clone(names), Samples: permuteFeatures(ds.Samples, idx), Until: ds.Until}, nil
 }
 
 // Options say what a model predicts and from what. Zero values take the
@@ -403,7 +407,7 @@ func train(ctx context.Context, ds *Dataset, opts Options, prev *Model) (*Model,
 	sortByTime(samples)
 	m := &Model{f: modelFile{
 		Format: Format, Version: FormatVersion, Quantile: opts.Quantile,
-		Features: slices.Clone(ds.Features), TrainedAt: time.Now().UTC(), Runs: len(samples),
+		Features: slices.Clone(ds.Features), TrainedAt: time.Now().UTC(), RunsUntil: ds.Until.UTC(), Runs: len(samples),
 		Types: map[string]*estimator{}, Pools: map[string]*estimator{}, TypePools: map[string]string{},
 	}}
 	strategy, share := opts.strategy(samples, len(ds.Features), prev)

@@ -62,10 +62,10 @@ func (s Sizing) give(a float64, buffered bool) float64 {
 	return a
 }
 
-// sizer is a learning sizing method; train sees the allocations the jobs
-// of its history were given.
+// sizer is a learning sizing method; train, at time now, sees the
+// allocations the jobs of its history were given.
 type sizer interface {
-	train(ctx context.Context, history []int, alloc []float64) error
+	train(ctx context.Context, now float64, history []int, alloc []float64) error
 	size(j int) float64
 }
 
@@ -116,7 +116,7 @@ func walkForward(ctx context.Context, t *Trace, p *Policy, alloc []float64, fina
 			lo++
 		}
 		if hi > lo {
-			if err := m.train(ctx, byEnd[lo:hi], alloc); err != nil {
+			if err := m.train(ctx, start, byEnd[lo:hi], alloc); err != nil {
 				return err
 			}
 			trained = true
@@ -165,7 +165,7 @@ type quantileSizer struct {
 	byType quantreg.Groups
 }
 
-func (s *quantileSizer) train(_ context.Context, history []int, _ []float64) error {
+func (s *quantileSizer) train(_ context.Context, _ float64, history []int, _ []float64) error {
 	s.byType = quantreg.GroupQuantiles(s.q, func(add func(string, float64)) {
 		for _, i := range history {
 			j := &s.t.Jobs[i]
@@ -206,7 +206,7 @@ type sizedJob struct {
 	missed bool
 }
 
-func (s *predictorSizer) train(ctx context.Context, history []int, alloc []float64) error {
+func (s *predictorSizer) train(ctx context.Context, now float64, history []int, alloc []float64) error {
 	ds := &predictor.Dataset{Features: s.t.Features, Samples: make([]predictor.Sample, 0, len(history))}
 	for _, i := range history {
 		j := &s.t.Jobs[i]
@@ -236,6 +236,12 @@ func (s *predictorSizer) train(ctx context.Context, history []int, alloc []float
 	}
 	if err != nil {
 		return fmt.Errorf("training the predictor: %w", err)
+	}
+	if s.raiser != nil {
+		// What was heard before now is in the new model's records: it
+		// tells the model it replaces, as the dispatcher's raise reads
+		// only the runs stored after a model's records were read.
+		s.pending.Ended(now, func(e sizedJob) { s.raiser.Observe(s.model, e.job, s.alone[e.i], e.missed) })
 	}
 	s.model = m
 	return nil

@@ -586,6 +586,16 @@ func (p *predictorMethod) train(ctx context.Context, history []Sample, features 
 	if err != nil {
 		return err
 	}
+	if p.raiser != nil {
+		// The runs of history, ended before this retraining, tell the
+		// model it replaces, as the dispatcher's raise reads only the
+		// runs stored after a model's records were read.
+		until := math.Inf(-1)
+		for i := range history {
+			until = max(until, history[i].End())
+		}
+		p.pending.Ended(until, func(e ending) { p.raiser.Observe(p.model, e.job, e.alone, e.missed) })
+	}
 	p.model, p.features = m, features
 	p.retrainings++
 	if p.strategies == nil {
