@@ -80,8 +80,10 @@ type Dispatcher struct {
 	interrupt  *interruption.Controller
 	avoid      AvoidSource
 	onRoute    func(job *jobfleet.Job, d Decision)
-	// raiseLateness replaces raiseLateness, for tests.
+	// raiseLateness and raiseMaxFile replace raiseLateness and
+	// maxRecordsFile, for tests.
 	raiseLateness time.Duration
+	raiseMaxFile  int64
 }
 
 // WithRouteHook calls f with every job routed to a class and how it was
@@ -320,6 +322,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 		t.Stop()
+		if ctx.Err() != nil {
+			wg.Wait()
+			d.log.Info().Msg("dispatcher stopped")
+			return nil
+		}
 	}
 	in := newIntake(d)
 	d.ready.Store(true)

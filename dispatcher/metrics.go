@@ -120,7 +120,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	})
 	m.raiseReadUntil = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "jobfleet_dispatcher_raise_read_timestamp_seconds",
-		Help: "When this replica last read every run record stored until then for the raise after misses (Unix seconds; 0 until its first read, and on a replica that does not raise): if it falls behind, the raise is not hearing of OOM kills.",
+		Help: "When this replica last read every run record stored until then for the raise after misses (Unix seconds; its start until its first read, 0 on a replica that does not raise): if it falls behind, the raise is not hearing of OOM kills.",
 	})
 	m.raisedGroups = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "jobfleet_dispatcher_raised_groups",

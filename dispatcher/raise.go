@@ -7,13 +7,12 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
-	"net/http"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
 	"github.com/rs/zerolog"
 	"k8s.io/utils/lru"
 
@@ -49,8 +48,9 @@ const (
 )
 
 // maxRecordsFile bounds the records file the raise reads, in bytes: the
-// record sink writes at most FlushSize records a file, gzipped.
-const maxRecordsFile = 64 << 20
+// record sink writes at most FlushSize (1000) records a file, gzipped,
+// about 200 KB; raiseReaders of them are held at once.
+const maxRecordsFile = 16 << 20
 
 // raiseReader tells the dispatcher's raiser of every run record stored,
 // by any replica, since its current model's runs were read, once per
@@ -68,10 +68,15 @@ type raiseReader struct {
 	caughtUp chan struct{}
 
 	model *predictor.Model // the model whose runs are read
+	// cutoff is when the model's runs were read: a file stored before
+	// then was among them.
+	cutoff time.Time
 	// from is the time every records file named earlier has been read
 	// from; read are the files named since that have been.
 	from time.Time
 	read map[string]bool
+	// maxFile replaces maxRecordsFile, for tests.
+	maxFile int64
 	// told are the attempts told of most recently, as hashes (seeded by
 	// seed) of their runrecords.Attempt: a record stored twice, once by
 	// each of two replicas, counts once.
@@ -88,14 +93,20 @@ func newRaiseReader(d *Dispatcher, s3 RecordsS3API, cfg RecordsConfig) *raiseRea
 	if lateness <= 0 {
 		lateness = raiseLateness
 	}
+	maxFile := d.raiseMaxFile
+	if maxFile <= 0 {
+		maxFile = maxRecordsFile
+	}
 	return &raiseReader{
-		d: d, s3: s3, bucket: cfg.Bucket, prefix: cfg.Prefix, every: every, lateness: lateness,
+		d: d, s3: s3, bucket: cfg.Bucket, prefix: cfg.Prefix, every: every, lateness: lateness, maxFile: maxFile,
 		caughtUp: make(chan struct{}),
 		read:     map[string]bool{}, told: lru.New(maxCounted), seed: maphash.MakeSeed(),
 	}
 }
 
 func (r *raiseReader) run(ctx context.Context) {
+	// Until the first read, the raise is as current as the process.
+	r.d.metrics.raiseReadUntil.Set(float64(r.d.clock.Now().UnixNano()) / 1e9)
 	for ctx.Err() == nil {
 		// What was not read is read at the next try: nothing is marked
 		// read until it has been.
@@ -116,14 +127,15 @@ func (r *raiseReader) readNew(ctx context.Context) error {
 		return nil
 	}
 	if m != r.model {
-		// The model learned from the runs that had ended when its
-		// records were read: those stored later are this one's. A model
-		// that does not say when falls back on its training time.
-		r.model, r.from = m, m.RunsUntil()
-		if r.from.IsZero() {
-			r.from = m.TrainedAt()
+		// The model learned from the records stored when they were
+		// read: those stored later are the raise's, including files
+		// named earlier that landed late. A model that does not say
+		// when falls back on its training time.
+		r.model, r.cutoff = m, m.RunsUntil()
+		if r.cutoff.IsZero() {
+			r.cutoff = m.TrainedAt()
 		}
-		r.from = r.from.UTC()
+		r.from = r.cutoff.UTC().Add(-r.lateness)
 		if earliest := now.Add(-raiseReadBack); r.from.Before(earliest) {
 			r.from = earliest
 		}
@@ -145,7 +157,17 @@ func (r *raiseReader) readNew(ctx context.Context) error {
 			}
 			var keys []string
 			for _, obj := range page.Contents {
-				if key := aws.ToString(obj.Key); !r.read[key] && runrecords.IsFile(key) {
+				key := aws.ToString(obj.Key)
+				switch {
+				case r.read[key] || !runrecords.IsFile(key):
+				case aws.ToTime(obj.LastModified).Before(r.cutoff):
+					// The model's own (by S3's clock against the
+					// trainer's: a few seconds either way).
+					r.read[key] = true
+				case aws.ToInt64(obj.Size) > r.maxFile:
+					r.log.Warn().Str("key", key).Int64("bytes", aws.ToInt64(obj.Size)).Msg("a stored records file larger than the raise reads; skipped")
+					r.read[key] = true
+				default:
 					keys = append(keys, key)
 				}
 			}
@@ -209,26 +231,26 @@ func (r *raiseReader) readFiles(ctx context.Context, keys []string) error {
 	return nil
 }
 
-// fetch reads one records file. A file that is gone, or that this replica
-// may not read (another tool's upload, an archived object), or too large,
+// fetch reads one records file. A file that is gone (expired) or archived
 // is skipped with a warning (nil data, nil error): reading it again would
-// not succeed, and would hold up the files after it.
+// not succeed, and would hold up the files after it. Any other failure,
+// a denied read included, is an error: the files are read again later.
 func (r *raiseReader) fetch(ctx context.Context, key string) ([]byte, error) {
 	out, err := r.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.bucket), Key: aws.String(key)})
-	var resp *awshttp.ResponseError
-	if errors.As(err, &resp) && (resp.HTTPStatusCode() == http.StatusNotFound || resp.HTTPStatusCode() == http.StatusForbidden) {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode() == "NoSuchKey" || apiErr.ErrorCode() == "InvalidObjectState") {
 		r.log.Warn().Err(err).Str("key", key).Msg("a stored records file the raise cannot read; skipped")
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading s3://%s/%s: %w", r.bucket, key, err)
 	}
-	data, err := io.ReadAll(io.LimitReader(out.Body, maxRecordsFile+1))
+	data, err := io.ReadAll(io.LimitReader(out.Body, r.maxFile+1))
 	out.Body.Close()
 	if err != nil {
 		return nil, fmt.Errorf("reading s3://%s/%s: %w", r.bucket, key, err)
 	}
-	if len(data) > maxRecordsFile {
+	if int64(len(data)) > r.maxFile { // grown since it was listed
 		r.log.Warn().Str("key", key).Msg("a stored records file larger than the raise reads; skipped")
 		return nil, nil
 	}

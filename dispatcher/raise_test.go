@@ -235,14 +235,26 @@ func TestRaiseReadsEveryReplicasRecords(t *testing.T) {
 	other, stopOther := replica(b.sqs.CreateQueue(t, "records-", nil), model)
 	defer stopOther()
 
-	// Ten kills: 1.5Gi * e^(10 * 0.05 * 0.9) on both.
+	// Ten kills, and one in a file named before the model's runs were
+	// read that landed after (the model did not learn from it):
+	// 1.5Gi * e^(11 * 0.05 * 0.9) on both.
 	sendRecords(t, b, recordsURL, "killed", 10)
 	testenv.Eventually(t, 30*time.Second, "the records to be stored", func() bool {
 		return testutil.ToFloat64(consumer.metrics.records.WithLabelValues("stored")) == 10
 	})
+	landedLate, _ := json.Marshal(jobfleet.RunRecord{
+		JobID: "landed-late", Type: "export", Attempt: 1, Outcome: jobfleet.OutcomeOOM,
+		AllocatedBytes: 2 * gib, PeakBytes: 2 * gib, PredictedBytes: 2 * gib, Features: exportJob.Features,
+		StartedAt: read.UTC().Add(-time.Minute), EndedAt: read.UTC().Add(-2 * time.Second),
+	})
+	if _, err := b.s3.Client.PutObject(t.Context(), &s3.PutObjectInput{
+		Bucket: aws.String(b.cfg.Bucket), Key: aws.String(recordsName("jobfleet", read.Add(-time.Second)) + "-late.jsonl"), Body: bytes.NewReader(landedLate),
+	}); err != nil {
+		t.Fatal(err)
+	}
 	readBack(t, consumer)
 	readBack(t, other)
-	want := math.Exp(10 * 0.05 * 0.9)
+	want := math.Exp(11 * 0.05 * 0.9)
 	for name, d := range map[string]*Dispatcher{"the replica that stored them": consumer, "the other replica": other} {
 		if got := raiseOf(d); math.Abs(got-want) > 1e-9 {
 			t.Errorf("%s raises export jobs x%.4f, want x%.4f", name, got, want)
@@ -271,8 +283,8 @@ func TestRaiseReadsEveryReplicasRecords(t *testing.T) {
 		if got := raiseOf(d); math.Abs(got-want) > 1e-9 {
 			t.Errorf("%s raises export jobs x%.4f as it starts dispatching, want x%.4f", name, got, want)
 		}
-		if got := testutil.ToFloat64(d.metrics.raiseRecords); got != 10 {
-			t.Errorf("%s read %v records back, want 10", name, got)
+		if got := testutil.ToFloat64(d.metrics.raiseRecords); got != 11 {
+			t.Errorf("%s read %v records back, want 11", name, got)
 		}
 		stop()
 	}
@@ -306,7 +318,7 @@ func TestRaiseReadsRecordsStoredWhileS3WasDown(t *testing.T) {
 	const lateness = 2 * time.Second
 	d, stop := b.start(t, b.cfg, WithModels(models), WithRecords(testenv.NewS3Client(proxy.Endpoint),
 		RecordsConfig{URL: b.sqs.CreateQueue(t, "records-", nil), Bucket: b.cfg.Bucket, Prefix: "jobfleet", RaiseReadEvery: 100 * time.Millisecond},
-		RetrainConfig{}), func(d *Dispatcher) { d.raiseLateness = lateness })
+		RetrainConfig{}), func(d *Dispatcher) { d.raiseLateness, d.raiseMaxFile = lateness, 8<<10 })
 	defer stop()
 	readBack(t, d)
 
@@ -367,5 +379,18 @@ func TestRaiseReadsRecordsStoredWhileS3WasDown(t *testing.T) {
 	readBack(t, d)
 	if got := testutil.ToFloat64(d.metrics.raiseRecords); got != 11 {
 		t.Errorf("the raise read %v records after a late file, want 11", got)
+	}
+
+	// A file larger than the raise reads is skipped, and does not hold
+	// up the files after it.
+	var big bytes.Buffer
+	for range 40 {
+		big.Write(bytes.ReplaceAll(late, []byte("late-0"), []byte("big-0")))
+	}
+	put(recordsName("jobfleet", time.Now())+"-big.jsonl", big.Bytes())
+	put(recordsName("jobfleet", time.Now())+"-after.jsonl", bytes.ReplaceAll(late, []byte("late-0"), []byte("after-0")))
+	readBack(t, d)
+	if got := testutil.ToFloat64(d.metrics.raiseRecords); got != 12 {
+		t.Errorf("the raise read %v records, want 12: none of a file too large, one of the file after it", got)
 	}
 }

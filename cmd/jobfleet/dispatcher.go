@@ -239,6 +239,16 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	if reloader != nil {
+		// Load the model before dispatching, so that the first jobs are
+		// sized by it, raised as the other replicas raise them; what
+		// fails here, Run tries again.
+		first, cancelFirst := context.WithTimeout(ctx, 30*time.Second)
+		changed, err := reloader.Check(first)
+		cancelFirst()
+		d.ObserveModelReload(changed, err)
+		if changed {
+			g.log.Info().Str("component", "model").Str("model", c.Model).Time("trained_at", reloader.Model().TrainedAt()).Msg("loaded model")
+		}
 		reloader.OnReload = d.ObserveModelReload
 		wg.Go(func() { reloader.Run(ctx) })
 	}

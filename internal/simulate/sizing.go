@@ -238,9 +238,11 @@ func (s *predictorSizer) train(ctx context.Context, now float64, history []int, 
 		return fmt.Errorf("training the predictor: %w", err)
 	}
 	if s.raiser != nil {
-		// What was heard before now is in the new model's records: it
-		// tells the model it replaces, as the dispatcher's raise reads
-		// only the runs stored after a model's records were read.
+		// What was heard before now tells the model it replaces: the
+		// dispatcher's raise reads only the runs stored after a model's
+		// records were read. (A kill heard before now whose job is
+		// known only later is in neither this model's history nor its
+		// raise; the dispatcher would train on its record.)
 		s.pending.Ended(now, func(e sizedJob) { s.raiser.Observe(s.model, e.job, s.alone[e.i], e.missed) })
 	}
 	s.model = m
