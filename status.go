@@ -98,13 +98,17 @@ type SizedBy struct {
 	Level string `json:"level,omitempty"`
 	Group string `json:"group,omitempty"`
 	Runs  int    `json:"runs,omitempty"`
-	// PredictedBytes is the model's own size, zero without one. Raise is
-	// the multiplier put on it after recent OOM kills in its group,
-	// between retrainings (0: none).
+	// PredictedBytes is the model's own size, zero without one.
+	// FloorBytes is the least the model gives the job's group, when above
+	// it: the group's size over about a week's runs, which keeps a few
+	// days' dip from sizing its usual jobs too small (0: none). Raise is
+	// the multiplier put on the larger after recent OOM kills in its
+	// group, between retrainings (0: none).
 	PredictedBytes int64   `json:"predicted_bytes,omitempty"`
+	FloorBytes     int64   `json:"floor_bytes,omitempty"`
 	Raise          float64 `json:"raise,omitempty"`
-	// RequestBytes is what was asked for, after the raise, the OOM
-	// history and the type's bounds; the class rounds it up to the job's
+	// RequestBytes is what was asked for, after the floor, the raise,
+	// the OOM history and the type's bounds; the class rounds it up to the job's
 	// MemoryBytes, or caps it there when it is above the pool's largest
 	// size.
 	RequestBytes int64 `json:"request_bytes"`

@@ -94,10 +94,13 @@ type Sizing struct {
 type Decision struct {
 	Class Class
 	// Predicted is the model's own prediction in bytes, zero without one;
-	// Raise the multiplier put on it after recent misses in the job's
-	// group (0: none); Memory is what was asked for after the raise, OOM
-	// history and bounds, before rounding up to the class size.
+	// Floor the least the model gives the job's group, when above it (its
+	// quantile over about a week's runs; 0: none); Raise the multiplier
+	// put on the larger after recent misses in the job's group (0: none);
+	// Memory is what was asked for after the floor, raise, OOM history and
+	// bounds, before rounding up to the class size.
 	Predicted int64
+	Floor     int64
 	Raise     float64
 	Memory    int64
 	Source    predictor.Source
@@ -116,11 +119,11 @@ type Decision struct {
 
 // SizedBy is the decision as the job's state shows it.
 func (d Decision) SizedBy() *jobfleet.SizedBy {
-	by := &jobfleet.SizedBy{Source: string(d.Source), PredictedBytes: d.Predicted, Raise: d.Raise, RequestBytes: d.Memory}
+	by := &jobfleet.SizedBy{Source: string(d.Source), PredictedBytes: d.Predicted, FloorBytes: d.Floor, Raise: d.Raise, RequestBytes: d.Memory}
 	switch {
 	case d.OOM:
 		// The history's size beat the model's, raised or not.
-		by.Source, by.Raise = jobfleet.SizedByOOM, 0
+		by.Source, by.FloorBytes, by.Raise = jobfleet.SizedByOOM, 0, 0
 	case d.Source == predictor.SourceNone:
 		by.Source = jobfleet.SizedByDefault
 	}
@@ -130,8 +133,9 @@ func (d Decision) SizedBy() *jobfleet.SizedBy {
 	return by
 }
 
-// Decide sizes a job of a registered type: the model's prediction (raised
-// after recent misses in its group), or the type's default, raised to
+// Decide sizes a job of a registered type: the model's prediction (at
+// least its group's floor, raised after recent misses in its group), or
+// the type's default, raised to
 // OOMFactor times the allocation of its last OOM-killed attempt, clamped
 // to the type's bounds and rounded up to the pool's size ladder; capacity from the type's spot policy, on-demand after
 // repeated interruptions.
@@ -156,9 +160,14 @@ func (s Sizing) Decide(job *jobfleet.Job, history jobfleet.History, t *jobtype.T
 			d.Level, d.Group, d.Runs = p.Level, p.Group, p.Runs
 			d.Alone = classSize(t, pool, d.Predicted)
 			memory = d.Predicted
-			if p.Raise > 1 {
-				d.Raise = p.Raise
-				memory = int64(math.Ceil(p.Memory * p.Raise))
+			if alloc := p.Allocation(); alloc > p.Memory && !math.IsInf(alloc, 0) {
+				if p.Floor > p.Memory {
+					d.Floor = int64(math.Ceil(p.Floor))
+				}
+				if p.Raise > 1 {
+					d.Raise = p.Raise
+				}
+				memory = int64(math.Ceil(alloc))
 			}
 		}
 	}

@@ -39,6 +39,18 @@ func (raisedModel2x) Predict(predictor.Job) predictor.Prediction {
 	return predictor.Prediction{Memory: 1.5 * gib, Raise: 2, Source: predictor.SourceSignature, Level: "type and rows", Group: "export, rows=1", Runs: 40}
 }
 
+// flooredModel's own size for a job is 300Mi, under its group's floor of
+// 1.5Gi, with a raise of 2 when raised.
+type flooredModel struct{ raised bool }
+
+func (m flooredModel) Predict(predictor.Job) predictor.Prediction {
+	p := predictor.Prediction{Memory: 300 << 20, Floor: 1.5 * gib, Source: predictor.SourceSignature, Level: "type and rows", Group: "export, rows=1", Runs: 40}
+	if m.raised {
+		p.Raise = 2
+	}
+	return p
+}
+
 func TestDecide(t *testing.T) {
 	t.Parallel()
 	reg := registry(t)
@@ -63,6 +75,8 @@ func TestDecide(t *testing.T) {
 		{name: "prediction below min is raised", typ: "export", model: fixedModel(10 << 20), wantSize: 512 << 20, wantCap: CapacityAny, wantName: "jobfleet-export-cpu-512mi", wantAlone: 512 << 20, wantBy: "type"},
 		{name: "prediction above max is capped", typ: "export", model: fixedModel(100 * gib), wantSize: 16 * gib, wantCap: CapacityAny, wantAlone: 16 * gib, wantBy: "type"},
 		{name: "a raise after misses", typ: "export", model: raisedModel2x{}, wantSize: 4 * gib, wantCap: CapacityAny, wantAlone: 2 * gib, wantBy: "type-features", wantRaise: 2},
+		{name: "the group's floor above the model's size", typ: "export", model: flooredModel{}, wantSize: 2 * gib, wantCap: CapacityAny, wantAlone: 512 << 20, wantBy: "type-features"},
+		{name: "the floor, raised", typ: "export", model: flooredModel{raised: true}, wantSize: 4 * gib, wantCap: CapacityAny, wantAlone: 512 << 20, wantBy: "type-features", wantRaise: 2},
 		{name: "an OOM above the raised size", typ: "export", model: raisedModel2x{}, history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: 4 * gib}}, wantSize: 8 * gib, wantCap: CapacityAny, wantBy: "oom"},
 		{name: "an OOM raises memory 1.5x", typ: "export", model: fixedModel(gib), history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: 2 * gib}}, wantSize: 4 * gib, wantCap: CapacityAny, wantBy: "oom"},
 		{name: "an OOM below the prediction leaves it deciding", typ: "export", model: fixedModel(4 * gib), history: []jobfleet.Attempt{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: gib}}, wantSize: 4 * gib, wantCap: CapacityAny, wantAlone: 4 * gib, wantBy: "type"},
@@ -92,6 +106,13 @@ func TestDecide(t *testing.T) {
 			by := d.SizedBy()
 			if by.Source != tt.wantBy || by.Raise != tt.wantRaise || by.RequestBytes != d.Memory || by.PredictedBytes != d.Predicted {
 				t.Errorf("sized by %+v, want %s raised %v, asking %d", by, tt.wantBy, tt.wantRaise, d.Memory)
+			}
+			// The floor, when it is above the model's own size and the
+			// OOM history did not decide.
+			if _, ok := tt.model.(flooredModel); ok && (by.FloorBytes != 1.5*gib || by.PredictedBytes != 300<<20) {
+				t.Errorf("sized by %+v, want the model's 300Mi under a floor of 1.5Gi", by)
+			} else if !ok && by.FloorBytes != 0 {
+				t.Errorf("sized by %+v, want no floor", by)
 			}
 			// The model's group and own size, whenever it gave one.
 			if p, ok := tt.model.(raisedModel2x); ok {

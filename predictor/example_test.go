@@ -18,7 +18,7 @@ func ExampleTrain() {
 		panic(err)
 	}
 	p := model.Predict(predictor.Job{Type: "train", Features: map[string]float64{"rows": 1e6, "model_params": 2e8}})
-	fmt.Printf("%s, %.1f GiB\n", p.Level, p.Memory/(1<<30))
+	fmt.Printf("%s, %.1f GiB\n", p.Level, p.Allocation()/(1<<30))
 	p = model.Predict(predictor.Job{Type: "brand-new-type", Features: map[string]float64{"rows": 1e6}})
 	fmt.Println(p.Source)
 	// Output:
@@ -48,7 +48,7 @@ func ExampleTrain_groups() {
 		user, procs float64
 	}{{"solver", 7, 64}, {"solver", 7, 16}, {"plotter", 7, 64}, {"plotter", 9, 1}} {
 		p := model.Predict(predictor.Job{Type: job.typ, Features: map[string]float64{"user": job.user, "procs": job.procs}})
-		fmt.Printf("%s user %v procs %v: %.0f from %s\n", job.typ, job.user, job.procs, p.Memory, p.Level)
+		fmt.Printf("%s user %v procs %v: %.0f from %s\n", job.typ, job.user, job.procs, p.Allocation(), p.Level)
 	}
 	// Each is its group's 0.9 quantile times the initial margin, 1.15.
 	// Output:

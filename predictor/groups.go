@@ -42,6 +42,9 @@ type groupLevel struct {
 	// the runs behind it (absent from models written before it was kept).
 	Groups map[string]float64 `json:"groups"`
 	Runs   map[string]int     `json:"runs,omitempty"`
+	// Floors maps the keys of the groups whose quantile over a week's
+	// half-life is above their quantile to it, in log space.
+	Floors map[string]float64 `json:"floors,omitempty"`
 }
 
 // groupLevels lists the levels of a model with n features, most specific
@@ -153,6 +156,9 @@ type groupModel struct {
 	Global float64 `json:"global"`
 	// Margin is added to every quantile, in log space.
 	Margin float64 `json:"margin"`
+	// GlobalFloor is all runs' quantile over a week's half-life, in log
+	// space, when above Global (nil: none).
+	GlobalFloor *float64 `json:"global_floor,omitempty"`
 	// HalfLife is the recency weights' half-life, in seconds (0: none).
 	HalfLife float64 `json:"half_life,omitempty"`
 	// Through is the last end among the runs read at training, OOM-killed
@@ -227,8 +233,8 @@ func prefixKeys(dst []byte, ends []int, category string, x []float64) ([]byte, [
 
 // check validates a decoded group model of a model with n features.
 func (g *groupModel) check(n int) error {
-	if !finite(g.Global) || !finite(g.Margin) || !finite(g.Through) {
-		return errors.New("non-finite global quantile, margin or time")
+	if !finite(g.Global) || !finite(g.Margin) || !finite(g.Through) || (g.GlobalFloor != nil && !finite(*g.GlobalFloor)) {
+		return errors.New("non-finite global quantile, floor, margin or time")
 	}
 	if g.V1Signatures != nil || g.V1Types != nil || g.V1Pools != nil {
 		return errors.New("version 1 group fields (signatures, types, pools) in a later version's file")
@@ -245,8 +251,43 @@ func (g *groupModel) check(n int) error {
 				return fmt.Errorf("group level %d, group %q: non-finite quantile", i, name)
 			}
 		}
+		for name, v := range l.Floors {
+			if !finite(v) {
+				return fmt.Errorf("group level %d, group %q: non-finite floor", i, name)
+			}
+		}
 	}
 	return nil
+}
+
+// floorHalfLife is the half-life of the floors under the group quantiles.
+// A group's quantile follows what it does now; a few days of small jobs
+// would bring it down to them, and the group's usual jobs that follow
+// would all be killed. Its quantile over a week's half-life is a floor
+// under it. The margin is calibrated on the quantile alone (the model's
+// own size, Prediction.Memory), as the raise after misses is on top:
+// with the floors counted, fewer runs would miss, and the margin every
+// group shares would come down for the groups the floors do not lift.
+// See docs/predictor-experiments.md.
+const floorHalfLife = 7 * 86400
+
+// setFloors keeps, from slow (the same groups' quantiles over
+// floorHalfLife), those above the group's quantile as its floor.
+func (g *groupModel) setFloors(slow *groupModel) {
+	for i := range g.Levels {
+		l := &g.Levels[i]
+		for key, v := range slow.Levels[i].Groups {
+			if q, ok := l.Groups[key]; ok && v > q {
+				if l.Floors == nil {
+					l.Floors = map[string]float64{}
+				}
+				l.Floors[key] = v
+			}
+		}
+	}
+	if slow.Global > g.Global {
+		g.GlobalFloor = &slow.Global
+	}
 }
 
 // groupHalfLives are the candidate half-lives of the group quantiles'
@@ -283,6 +324,9 @@ func fitGroups(runs, deployed []Sample, features int, prev *Model, opts Options)
 		halfLife = grouped.chooseHalfLife(opts.Quantile)
 	}
 	g := grouped.quantiles(len(runs), opts.Quantile, halfLife)
+	if halfLife < floorHalfLife {
+		g.setFloors(grouped.quantiles(len(runs), opts.Quantile, floorHalfLife))
+	}
 	g.HalfLife = halfLife
 	if math.IsInf(halfLife, 1) {
 		g.HalfLife = 0

@@ -1,11 +1,13 @@
 package predictor
 
 import (
+	"bytes"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // groupRuns are runs of known groups: type "a" asked for 4 or 8 processors,
@@ -384,5 +386,63 @@ func TestRunsPerWeekSpansEnds(t *testing.T) {
 	runs[0].Time, runs[0].Ended = 0, 16*day // started 16 days before it ended
 	if got := runsPerWeek(runs); math.Abs(got-70) > 1 {
 		t.Errorf("%v runs per week, want about 70 (140 runs ending over two weeks)", got)
+	}
+}
+
+// TestGroupFloor: a group whose last days were a fortieth of its usual
+// size keeps a floor at about its usual (its quantile over a week's
+// half-life), under a quantile that followed the dip; a steady group has
+// none; the floor survives the model file.
+func TestGroupFloor(t *testing.T) {
+	t.Parallel()
+	ds := &Dataset{Features: []string{"procs"}}
+	add := func(typ string, day, peak float64) {
+		ds.Samples = append(ds.Samples, Sample{Time: day * 86400, Type: typ, Features: []float64{4}, Peak: peak})
+	}
+	for h := range 30 * 24 {
+		day := float64(h) / 24
+		usual := 100.0
+		if day >= 25 {
+			usual = 2.5 // five days of tiny jobs
+		}
+		add("dipped", day, usual)
+		add("steady", day, 50)
+	}
+	m, err := Train(t.Context(), ds, Options{Strategy: StrategyGroups, Tuning: Tuning{GroupHalfLife: 24 * time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dipped := m.Predict(Job{Type: "dipped", Features: map[string]float64{"procs": 4}})
+	if dipped.Memory > 10*1.15 || dipped.Floor < 90*1.15 || dipped.Allocation() != dipped.Floor {
+		t.Errorf("a group after five days of tiny jobs: its own %v, floor %v, allocation %v; want about 2.9, a floor of about its usual 115, and the floor", dipped.Memory, dipped.Floor, dipped.Allocation())
+	}
+	if steady := m.Predict(Job{Type: "steady", Features: map[string]float64{"procs": 4}}); steady.Floor != 0 || steady.Allocation() != steady.Memory {
+		t.Errorf("a steady group: floor %v, allocation %v, want none and its own %v", steady.Floor, steady.Allocation(), steady.Memory)
+	}
+	var file bytes.Buffer
+	if err := m.Write(&file); err != nil {
+		t.Fatal(err)
+	}
+	read, err := ReadModel(&file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := read.Predict(Job{Type: "dipped", Features: map[string]float64{"procs": 4}}); got.Floor != dipped.Floor {
+		t.Errorf("read back, the floor is %v, want %v", got.Floor, dipped.Floor)
+	}
+	// A type never seen is sized by all runs, whose last five days were
+	// half tiny: their floor is the dipped group's usual.
+	for name, model := range map[string]*Model{"trained": m, "read back": read} {
+		if got := model.Predict(Job{Type: "new", Features: map[string]float64{"procs": 4}}); got.Source != SourceGlobal || got.Floor < 90*1.15 || got.Memory > 60*1.15 {
+			t.Errorf("%s, a new type: %v from %s, floor %v; want all runs' 50ish under a floor of about 115", name, got.Memory, got.Source, got.Floor)
+		}
+	}
+	// With a week's half-life or longer, the quantile is its own floor.
+	m, err = Train(t.Context(), ds, Options{Strategy: StrategyGroups, Tuning: Tuning{GroupHalfLife: 7 * 24 * time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Predict(Job{Type: "dipped", Features: map[string]float64{"procs": 4}}); got.Floor != 0 {
+		t.Errorf("with a week's half-life, a floor of %v, want none", got.Floor)
 	}
 }

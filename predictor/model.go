@@ -176,10 +176,12 @@ type Job struct {
 	Features map[string]float64
 }
 
-// Prediction is a model's allocation for a job, and why.
+// Prediction is a model's size for a job, and why; Allocation is what
+// the job gets.
 type Prediction struct {
-	// Memory is the allocation, in the unit the model was trained on
-	// (bytes for run records); zero with SourceNone, when the model has
+	// Memory is the model's own size, in the unit the model was trained
+	// on (bytes for run records): the calibrated quantile, which its
+	// margin is adapted on. Zero with SourceNone, when the model has
 	// nothing to size the job by.
 	Memory float64 `json:"memory"`
 	// Source is the kind of group or estimator that decided.
@@ -194,13 +196,22 @@ type Prediction struct {
 	// the margin, Margin the multiplier calibration puts on top.
 	Base   float64 `json:"base"`
 	Margin float64 `json:"margin"`
-	// Raise is the multiplier the dispatcher puts on Memory after recent
-	// misses in the job's group, between retrainings (0: none; the model
-	// never sets it): the job gets Memory times Raise.
+	// Floor is the least the job gets, when above Memory (0: none): its
+	// group's quantile over about a week's runs, with the margin. Memory
+	// follows what the group does now; Floor keeps a few days' dip from
+	// sizing the group's usual jobs below what they need.
+	Floor float64 `json:"floor,omitempty"`
+	// Raise is the multiplier the dispatcher puts on the allocation after
+	// recent misses in the job's group, between retrainings (0: none; the
+	// model never sets it).
 	Raise float64 `json:"raise,omitempty"`
 	// Missing lists the model's features the job did not give.
 	Missing []string `json:"missing_features,omitempty"`
 }
+
+// Allocation is what the job gets: the larger of Memory and Floor, times
+// Raise.
+func (p Prediction) Allocation() float64 { return max(p.Memory, p.Floor) * max(p.Raise, 1) }
 
 // Predict sizes a job: a high quantile (Quantile) of its peak memory.
 func (m *Model) Predict(job Job) Prediction {
@@ -225,11 +236,17 @@ func (m *Model) Predict(job Job) Prediction {
 		p.Base, p.Margin, p.Memory = math.Exp(base), math.Exp(g.Margin), math.Exp(base+g.Margin)
 		if level == len(g.Levels) {
 			p.Source, p.Level, p.Runs = SourceGlobal, "all runs", m.f.Runs
+			if g.GlobalFloor != nil && *g.GlobalFloor > base {
+				p.Floor = math.Exp(*g.GlobalFloor + g.Margin)
+			}
 			return p
 		}
 		l := &g.Levels[level]
 		k, _ := l.key(nil, job.Type, group, pool, x) // the key base found
 		key := string(k)
+		if floor, ok := l.Floors[key]; ok && floor > base {
+			p.Floor = math.Exp(floor + g.Margin)
+		}
 		p.Source, p.Runs = l.source(), l.Runs[key]
 		p.Level, p.Group = m.describe(l, groupBy, key)
 		return p

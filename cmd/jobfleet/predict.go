@@ -410,12 +410,13 @@ func (c *PredictExplainCmd) Run(ctx context.Context, g *Globals) error {
 	if c.JSON {
 		return json.NewEncoder(g.stdout).Encode(struct {
 			predictor.Prediction
-			Strategy string  `json:"strategy"`
-			Quantile float64 `json:"quantile"`
-		}{e, m.Strategy(), m.Quantile()})
+			Allocation float64 `json:"allocation"`
+			Strategy   string  `json:"strategy"`
+			Quantile   float64 `json:"quantile"`
+		}{e, e.Allocation(), m.Strategy(), m.Quantile()})
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "allocation\t%.6g\t(the model's unit: bytes for run records, the target column's for a CSV)\n", e.Memory)
+	fmt.Fprintf(tw, "allocation\t%.6g\t(the model's unit: bytes for run records, the target column's for a CSV)\n", e.Allocation())
 	fmt.Fprintf(tw, "strategy\t%s, quantile %v\n", m.Strategy(), m.Quantile())
 	fmt.Fprintf(tw, "decided by\t%s\n", e.Level)
 	if e.Group != "" {
@@ -428,6 +429,9 @@ func (c *PredictExplainCmd) Run(ctx context.Context, g *Globals) error {
 	fmt.Fprintf(tw, "runs behind it\t%s\n", runs)
 	fmt.Fprintf(tw, "before the margin\t%.6g\n", e.Base)
 	fmt.Fprintf(tw, "margin\tx%.3f\n", e.Margin)
+	if e.Floor > e.Memory {
+		fmt.Fprintf(tw, "floor\t%.6g\t(the group's quantile over about a week's runs, with the margin, above its recent %.6g)\n", e.Floor, e.Memory)
+	}
 	if len(e.Missing) > 0 {
 		fmt.Fprintf(tw, "features missing\t%s (a group with them unset, or a broader level, decided)\n", strings.Join(e.Missing, ", "))
 	}

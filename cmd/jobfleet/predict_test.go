@@ -370,7 +370,7 @@ func TestPredictExplain(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := m.Predict(predictor.Job{Type: "3", Features: map[string]float64{"procs_req": 8, "time_req_s": 3600}})
-			if !reflect.DeepEqual(e.Prediction, want) || e.Strategy != strategy || e.Quantile != 0.9 || e.Runs == 0 || e.Margin < 1 {
+			if !reflect.DeepEqual(e.Prediction, want) || e.Allocation != want.Allocation() || e.Strategy != strategy || e.Quantile != 0.9 || e.Runs == 0 || e.Margin < 1 {
 				t.Fatalf("explanation %+v; Predict gives %+v", e, want)
 			}
 			if strategy == predictor.StrategyGroups {
@@ -440,8 +440,9 @@ func TestPredictGroupBy(t *testing.T) {
 // explanation is what predict explain --json prints.
 type explanation struct {
 	predictor.Prediction
-	Strategy string  `json:"strategy"`
-	Quantile float64 `json:"quantile"`
+	Allocation float64 `json:"allocation"`
+	Strategy   string  `json:"strategy"`
+	Quantile   float64 `json:"quantile"`
 }
 
 // TestPredictEvalRecords evaluates on run records: the OOM-killed runs
@@ -584,5 +585,45 @@ func TestPredictEvalOnlineRate(t *testing.T) {
 				t.Errorf("online rate %v in the JSON, want %v", report.Predictor.OnlineRate, tt.rate)
 			}
 		})
+	}
+}
+
+// predict explain says when the group's floor decides: the allocation is
+// the floor, above the model's own size.
+func TestPredictExplainFloor(t *testing.T) {
+	t.Parallel()
+	ds := &predictor.Dataset{Features: []string{"procs"}}
+	for h := range 30 * 24 {
+		peak := 100.0
+		if h >= 25*24 {
+			peak = 2.5 // five days of tiny jobs
+		}
+		ds.Samples = append(ds.Samples, predictor.Sample{Time: float64(h) * 3600, Type: "a", Features: []float64{4}, Peak: peak})
+	}
+	m, err := predictor.Train(t.Context(), ds, predictor.Options{Strategy: predictor.StrategyGroups, Tuning: predictor.Tuning{GroupHalfLife: 24 * time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m.Predict(predictor.Job{Type: "a", Features: map[string]float64{"procs": 4}})
+	if !(p.Floor > p.Memory) {
+		t.Fatalf("the model gives %+v: want a floor above its own size", p)
+	}
+	path := filepath.Join(t.TempDir(), "model.json")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Write(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	code, stdout, stderr := runCLI(t, "", "predict", "explain", "--model", path, "--type", "a", "--feature", "procs=4")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{fmt.Sprintf("allocation         %.6g ", p.Floor), fmt.Sprintf("floor              %.6g ", p.Floor), fmt.Sprintf("above its recent %.6g)", p.Memory)} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("explain lacks %q:\n%s", want, stdout)
+		}
 	}
 }

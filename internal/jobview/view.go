@@ -99,6 +99,9 @@ func sizedBy(by *jobfleet.SizedBy) string {
 		}
 	default:
 		s = fmt.Sprintf("the memory model (%s): %s", by.Source, formatBytes(by.PredictedBytes))
+		if by.FloorBytes > by.PredictedBytes {
+			s += fmt.Sprintf(", at least its group's %s over about a week's runs", formatBytes(by.FloorBytes))
+		}
 		if by.Raise > 1 {
 			s += fmt.Sprintf(", raised x%.3f after recent OOM kills in its group", by.Raise)
 		}

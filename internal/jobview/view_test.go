@@ -18,6 +18,8 @@ func TestPrintSizedBy(t *testing.T) {
 	}{
 		{"a raised model size", jobfleet.SizedBy{Source: "type-features", Level: "type and rows", Group: "export, rows=20000", Runs: 412, PredictedBytes: 1536 << 20, Raise: 1.5, RequestBytes: 2304 << 20},
 			[]string{"the memory model (type-features): 1.5 GiB, raised x1.500 after recent OOM kills in its group; asked 2.2 GiB", "export, rows=20000", "type and rows, 412 past runs"}},
+		{"a model size under its group's floor", jobfleet.SizedBy{Source: "type-features", PredictedBytes: 256 << 20, FloorBytes: 1 << 30, RequestBytes: 1 << 30},
+			[]string{"the memory model (type-features): 256.0 MiB, at least its group's 1.0 GiB over about a week's runs; asked 1.0 GiB"}},
 		{"the type's default", jobfleet.SizedBy{Source: jobfleet.SizedByDefault, RequestBytes: 1 << 30},
 			[]string{"the type's default memory", "asked 1.0 GiB"}},
 		{"the OOM history", jobfleet.SizedBy{Source: jobfleet.SizedByOOM, PredictedBytes: 1 << 30, RequestBytes: 3 << 30},

@@ -67,7 +67,7 @@ func New(rate float64, alloc func(job predictor.Job, memory float64) float64) *R
 
 // Predict sizes job with m: the model's prediction, with Raise set to its
 // group's multiplier when that is above 1 (Memory stays the model's own;
-// the job gets Memory times Raise). A model not seen before starts every
+// the job gets its Allocation). A model not seen before starts every
 // group at 1.
 func (r *Raiser) Predict(m *predictor.Model, job predictor.Job) predictor.Prediction {
 	p := m.Predict(job)

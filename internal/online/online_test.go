@@ -33,7 +33,7 @@ func constantModel(t *testing.T, sizes map[string]float64) *predictor.Model {
 func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*b }
 
 // size is what a job gets: the model's size times the raise.
-func size(p predictor.Prediction) float64 { return p.Memory * max(p.Raise, 1) }
+func size(p predictor.Prediction) float64 { return p.Allocation() }
 
 func TestRaise(t *testing.T) {
 	t.Parallel()

@@ -91,10 +91,10 @@ func walkForward(ctx context.Context, t *Trace, p *Policy, alloc []float64, fina
 	switch p.Sizing.Method {
 	case SizingPredictor:
 		ps := &predictorSizer{t: t, q: p.Sizing.Quantile, growth: p.OOM.CensoredGrowth, killedAt: p.OOM.KilledAt}
+		ps.give = func(memory float64) float64 { return p.Sizing.give(memory, true) }
+		ps.alone = make([]float64, len(t.Jobs))
 		if p.Sizing.OnlineRate >= 0 {
-			ps.give = func(memory float64) float64 { return p.Sizing.give(memory, true) }
 			ps.raiser = online.New(p.Sizing.OnlineRate, func(_ predictor.Job, memory float64) float64 { return ps.give(memory) })
-			ps.alone = make([]float64, len(t.Jobs))
 		}
 		m = ps
 	case SizingTypeMax:
@@ -213,8 +213,9 @@ func (s *predictorSizer) train(ctx context.Context, now float64, history []int, 
 		// What the job was given and whether that sufficed, as run records
 		// tell the predictor: it adapts its margin from them.
 		smp := predictor.Sample{Time: j.known(), Type: j.Type, Features: j.Features, Peak: j.Peak, Baseline: math.NaN(), Allocated: alloc[i]}
-		if s.alone != nil {
-			// The margin measures the model's own sizes, not the raise.
+		if s.alone[i] > 0 {
+			// The margin measures the model's own sizes, not the floor
+			// nor the raise.
 			smp.Predicted = s.alone[i]
 		}
 		switch {
@@ -259,10 +260,12 @@ func (s *predictorSizer) size(i int) float64 {
 		job.Features[name] = j.Features[k]
 	}
 	if s.raiser == nil {
-		if v := s.model.Predict(job).Memory; v > 0 {
-			return v
+		p := s.model.Predict(job)
+		if !(p.Memory > 0) {
+			return math.NaN()
 		}
-		return math.NaN()
+		s.alone[i] = s.give(p.Memory)
+		return p.Allocation()
 	}
 	// The jobs that ended, or were killed, before this one is sized have
 	// told the dispatcher whether they fit.
@@ -272,7 +275,7 @@ func (s *predictorSizer) size(i int) float64 {
 		return math.NaN()
 	}
 	s.alone[i] = s.give(p.Memory)
-	size := p.Memory * max(p.Raise, 1)
+	size := p.Allocation()
 	// The dispatcher hears of a run that fit when it ends, of one that
 	// did not when it is killed. (What the job is given is what
 	// walkForward makes of size: give.)

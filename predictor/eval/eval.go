@@ -628,7 +628,7 @@ func (p *predictorMethod) predict(s Sample) float64 {
 		return math.NaN() // the dispatcher would take the type's default
 	}
 	p.predicted = pred.Memory
-	alloc := pred.Memory * max(pred.Raise, 1)
+	alloc := pred.Allocation()
 	if p.raiser != nil {
 		p.pending.Add(s.End(), ending{alone: pred.Memory, missed: s.Peak > alloc, job: job})
 	}
