@@ -105,7 +105,7 @@ type Decision struct {
 	Memory    int64
 	Source    predictor.Source
 	// Alone is the class memory the model's prediction alone would have
-	// given the job (no raise, no OOM history), zero when the model did
+	// given the job (no floor, no raise, no OOM history), zero when the model did
 	// not decide the size: what retraining calibrates the model's margin
 	// on, carried to the run record as predicted_bytes.
 	Alone int64

@@ -381,7 +381,7 @@ func (r raisedModel) Predict(job predictor.Job) predictor.Prediction {
 }
 
 // classMemory is the class memory the model's size memory gives a job,
-// as Decide gives it without a raise or OOM history; 0 for a type not
+// as Decide gives it without a floor, raise or OOM history; 0 for a type not
 // registered.
 func (d *Dispatcher) classMemory(job predictor.Job, memory float64) float64 {
 	t, ok := d.cfg.Registry.Type(job.Type)

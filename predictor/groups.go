@@ -285,8 +285,8 @@ func (g *groupModel) setFloors(slow *groupModel) {
 			}
 		}
 	}
-	if slow.Global > g.Global {
-		g.GlobalFloor = &slow.Global
+	if v := slow.Global; v > g.Global {
+		g.GlobalFloor = &v // not into slow, which is let go
 	}
 }
 
