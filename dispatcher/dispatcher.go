@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"math"
 	"strconv"
 	"sync"
@@ -20,7 +19,6 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
-	"k8s.io/utils/lru"
 
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/dispatcher/interruption"
@@ -109,7 +107,7 @@ func WithInterruptions(c *interruption.Controller, avoid AvoidSource) Option {
 // retrain the model from them on that schedule.
 func WithRecords(s3 RecordsS3API, cfg RecordsConfig, retrain RetrainConfig) Option {
 	return func(d *Dispatcher) {
-		d.records = &recordSink{d: d, s3: s3, cfg: cfg, attributes: map[string]bool{}, counted: lru.New(maxCounted), seed: maphash.MakeSeed()}
+		d.records = &recordSink{d: d, s3: s3, cfg: cfg, attributes: map[string]bool{}, counted: newAttempts()}
 		d.retraining = retrain
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io"
 	"sync"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 	"github.com/rs/zerolog"
-	"k8s.io/utils/lru"
 
 	"github.com/jobfleet/jobfleet"
 	"github.com/jobfleet/jobfleet/internal/runrecords"
@@ -77,11 +75,9 @@ type raiseReader struct {
 	read map[string]bool
 	// maxFile replaces maxRecordsFile, for tests.
 	maxFile int64
-	// told are the attempts told of most recently, as hashes (seeded by
-	// seed) of their runrecords.Attempt: a record stored twice, once by
-	// each of two replicas, counts once.
-	told *lru.Cache
-	seed maphash.Seed
+	// told are the attempts told of most recently: a record stored
+	// twice, once by each of two replicas, counts once.
+	told attempts
 }
 
 func newRaiseReader(d *Dispatcher, s3 RecordsS3API, cfg RecordsConfig) *raiseReader {
@@ -100,7 +96,7 @@ func newRaiseReader(d *Dispatcher, s3 RecordsS3API, cfg RecordsConfig) *raiseRea
 	return &raiseReader{
 		d: d, s3: s3, bucket: cfg.Bucket, prefix: cfg.Prefix, every: every, lateness: lateness, maxFile: maxFile,
 		caughtUp: make(chan struct{}),
-		read:     map[string]bool{}, told: lru.New(maxCounted), seed: maphash.MakeSeed(),
+		read:     map[string]bool{}, told: newAttempts(),
 	}
 }
 
@@ -140,7 +136,7 @@ func (r *raiseReader) readNew(ctx context.Context) error {
 			r.from = earliest
 		}
 		clear(r.read)
-		r.told.Clear()
+		r.told.clear()
 	}
 	after := recordsName(r.prefix, r.from)
 	for day := r.from.Truncate(24 * time.Hour); !day.After(now); day = day.Add(24 * time.Hour) {
@@ -260,11 +256,9 @@ func (r *raiseReader) fetch(ctx context.Context, key string) ([]byte, error) {
 // tell tells the raiser of one record, the first time its attempt is
 // read for the current model.
 func (r *raiseReader) tell(rec *jobfleet.RunRecord) {
-	key := maphash.Comparable(r.seed, runrecords.AttemptOf(rec))
-	if _, told := r.told.Get(key); told {
+	if !r.told.first(rec) {
 		return
 	}
-	r.told.Add(key, nil)
 	r.d.metrics.raiseRecords.Inc()
 	r.d.observeRun(r.model, rec)
 }

@@ -94,17 +94,39 @@ type recordSink struct {
 	oldest   time.Time
 	// attributes are the attribute label's values kept apart so far.
 	attributes map[string]bool
-	// counted are the attempts counted most recently, up to maxCounted,
-	// each as a hash (seeded by seed) of its runrecords.Attempt.
-	counted *lru.Cache
-	seed    maphash.Seed
+	// counted are the attempts counted most recently.
+	counted attempts
 }
 
-// maxCounted bounds the attempts the record sink remembers having
-// counted: a record stored twice (its message's deletion failed) comes
-// back after its visibility timeout, a few minutes, tens of thousands of
-// records later at most. About 5 MB.
+// maxCounted bounds the attempts an attempts set remembers: a record
+// stored twice (its message's deletion failed) comes back after its
+// visibility timeout, a few minutes, tens of thousands of records later
+// at most. About 5 MB.
 const maxCounted = 50_000
+
+// attempts remembers the attempts of the records seen most recently, up
+// to maxCounted, each as a hash of its runrecords.Attempt, so that a
+// record stored twice counts once.
+type attempts struct {
+	seen *lru.Cache
+	seed maphash.Seed
+}
+
+func newAttempts() attempts { return attempts{seen: lru.New(maxCounted), seed: maphash.MakeSeed()} }
+
+// first reports whether rec's attempt is not among those remembered, and
+// remembers it.
+func (a attempts) first(rec *jobfleet.RunRecord) bool {
+	key := maphash.Comparable(a.seed, runrecords.AttemptOf(rec))
+	if _, seen := a.seen.Get(key); seen {
+		return false
+	}
+	a.seen.Add(key, nil)
+	return true
+}
+
+// clear forgets every attempt.
+func (a attempts) clear() { a.seen.Clear() }
 
 // RecordsS3API is the S3 calls of the record consumer and retraining.
 type RecordsS3API interface {
@@ -191,12 +213,10 @@ func (r *recordSink) add(ctx context.Context, m sqstypes.Message) {
 // as retraining reads it once, when this replica stores both. (The raise
 // after misses reads the stored records back, every replica's: raise.go.)
 func (r *recordSink) count(rec *jobfleet.RunRecord) {
-	key := maphash.Comparable(r.seed, runrecords.AttemptOf(rec))
-	if _, seen := r.counted.Get(key); seen {
+	if !r.counted.first(rec) {
 		r.d.metrics.records.WithLabelValues("duplicate").Inc()
 		return
 	}
-	r.counted.Add(key, nil)
 	if rec.Outcome == jobfleet.OutcomeSucceeded && rec.AllocatedBytes > 0 {
 		r.d.metrics.sized.WithLabelValues(rec.Type).Inc()
 		if rec.PeakBytes <= rec.AllocatedBytes {

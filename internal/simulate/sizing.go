@@ -206,6 +206,12 @@ type sizedJob struct {
 	missed bool
 }
 
+// observe tells the raiser, for the current model, how a job it sized
+// fared.
+func (s *predictorSizer) observe(e sizedJob) {
+	s.raiser.Observe(s.model, e.job, s.alone[e.i], e.missed)
+}
+
 func (s *predictorSizer) train(ctx context.Context, now float64, history []int, alloc []float64) error {
 	ds := &predictor.Dataset{Features: s.t.Features, Samples: make([]predictor.Sample, 0, len(history))}
 	for _, i := range history {
@@ -244,7 +250,7 @@ func (s *predictorSizer) train(ctx context.Context, now float64, history []int, 
 		// records were read. (A kill heard before now whose job is
 		// known only later is in neither this model's history nor its
 		// raise; the dispatcher would train on its record.)
-		s.pending.Ended(now, func(e sizedJob) { s.raiser.Observe(s.model, e.job, s.alone[e.i], e.missed) })
+		s.pending.Ended(now, s.observe)
 	}
 	s.model = m
 	return nil
@@ -269,7 +275,7 @@ func (s *predictorSizer) size(i int) float64 {
 	}
 	// The jobs that ended, or were killed, before this one is sized have
 	// told the dispatcher whether they fit.
-	s.pending.Ended(j.Submit, func(e sizedJob) { s.raiser.Observe(s.model, e.job, s.alone[e.i], e.missed) })
+	s.pending.Ended(j.Submit, s.observe)
 	p := s.raiser.Predict(s.model, job)
 	if !(p.Memory > 0) {
 		return math.NaN()

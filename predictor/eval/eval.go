@@ -581,6 +581,10 @@ type ending struct {
 
 func (p *predictorMethod) name() string { return MethodPredictor }
 
+// observe tells the raiser, for the current model, how a run it sized
+// fared.
+func (p *predictorMethod) observe(e ending) { p.raiser.Observe(p.model, e.job, e.alone, e.missed) }
+
 func (p *predictorMethod) train(ctx context.Context, history []Sample, features []string) error {
 	m, err := p.model.Retrain(ctx, &Dataset{Features: features, Samples: history}, p.opts)
 	if err != nil {
@@ -594,7 +598,7 @@ func (p *predictorMethod) train(ctx context.Context, history []Sample, features 
 		for i := range history {
 			until = max(until, history[i].End())
 		}
-		p.pending.Ended(until, func(e ending) { p.raiser.Observe(p.model, e.job, e.alone, e.missed) })
+		p.pending.Ended(until, p.observe)
 	}
 	p.model, p.features = m, features
 	p.retrainings++
@@ -619,7 +623,7 @@ func (p *predictorMethod) predict(s Sample) float64 {
 	} else {
 		// The runs that ended before this one is sized have told
 		// the dispatcher whether they fit.
-		p.pending.Ended(s.Time, func(e ending) { p.raiser.Observe(p.model, e.job, e.alone, e.missed) })
+		p.pending.Ended(s.Time, p.observe)
 		pred = p.raiser.Predict(p.model, job)
 	}
 	p.sources = append(p.sources, pred.Source)
