@@ -314,6 +314,11 @@ func (d *Dispatcher) retrain(ctx context.Context, s3api RecordsS3API, rec Record
 	if err != nil {
 		return fmt.Errorf("retraining: %w", err)
 	}
+	if d.raiser != nil {
+		// Half of each group's raise after misses carries into the new
+		// model, from the runs the replicas were told of.
+		model = d.raiser.Replay(prev, model, ds)
+	}
 	if err := predictor.Save(ctx, s3api, cfg.Model, model); err != nil {
 		return err
 	}
@@ -323,7 +328,7 @@ func (d *Dispatcher) retrain(ctx context.Context, s3api RecordsS3API, rec Record
 		d.log.Warn().Str("from", from).Str("to", model.Strategy()).Float64("repeat_share", share).Str("model", cfg.Model).
 			Msg("retraining changed the memory model's strategy: every job's size changes with it")
 	}
-	d.log.Info().Int("records", stats.Used).Int("missed", stats.Missed).Int("duplicates", stats.Duplicates).Str("strategy", model.Strategy()).Strs("features", model.Features()).Str("model", cfg.Model).Msg("retrained the memory model")
+	d.log.Info().Int("records", stats.Used).Int("missed", stats.Missed).Int("duplicates", stats.Duplicates).Int("raised_groups", len(model.Raises())).Str("strategy", model.Strategy()).Strs("features", model.Features()).Str("model", cfg.Model).Msg("retrained the memory model")
 	return nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -121,7 +123,8 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 
 	// With the group strategy, the next retraining reads the model it
 	// replaces: when half the jobs sized since then were OOM-killed, the
-	// margin grows.
+	// margin grows, and half the raise those kills put on the jobs' group
+	// carries into the new model.
 	retrain.Options = predictor.Options{Strategy: predictor.StrategyGroups}
 	if err := d.retrain(t.Context(), store.Client, RecordsConfig{Bucket: bucket, Prefix: "jobfleet"}, retrain); err != nil {
 		t.Fatal(err)
@@ -131,10 +134,12 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 		t.Fatalf("group model: %v, %v", first, err)
 	}
 	var later bytes.Buffer
+	// What the first model's size gave them, in its class.
+	predicted := int64(d.classMemory(exportJob, first.Predict(exportJob).Memory))
 	for i := range 20 {
 		rec := jobfleet.RunRecord{
 			JobID: fmt.Sprintf("later-%d", i), Type: "export", Attempt: 1, Outcome: jobfleet.OutcomeSucceeded,
-			AllocatedBytes: 1 << 30, PeakBytes: 900 << 20, Features: map[string]float64{"rows": 1000},
+			AllocatedBytes: 1 << 30, PeakBytes: 900 << 20, PredictedBytes: predicted, Features: map[string]float64{"rows": 1000},
 			StartedAt: time.Now().UTC().Add(-20 * time.Second), EndedAt: time.Now().UTC(), // after the model they measure
 		}
 		if i%2 == 0 {
@@ -156,6 +161,15 @@ func TestRunRecordsAreStoredAndRetrainFromThem(t *testing.T) {
 	}
 	if m1, m2 := first.Predict(exportJob).Margin, second.Predict(exportJob).Margin; m2 <= m1 {
 		t.Errorf("margin %v after half the jobs were OOM-killed, want above the replaced model's %v", m2, m1)
+	}
+	// Ten kills and ten fits raised the group by 0.05 * (10 * 0.9 - 10 *
+	// 0.1) in log space; the new model carries half of it, and a replica
+	// that loads it starts its jobs there.
+	if raises, want := second.Raises(), math.Exp(0.2); len(raises) != 1 || math.Abs(slices.Collect(maps.Values(raises))[0]-want) > 1e-9 {
+		t.Errorf("the new model carries the raises %v, want one group at x%.4f", raises, want)
+	}
+	if p := d.raiser.Predict(second, exportJob); math.Abs(p.Raise-math.Exp(0.2)) > 1e-9 {
+		t.Errorf("a job of the group under the new model raised x%v, want x%.4f", p.Raise, math.Exp(0.2))
 	}
 
 	// Features named for retraining that no record carries do not stop it:

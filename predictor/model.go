@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -58,6 +59,9 @@ type modelFile struct {
 	// Groups, when present, sizes every job instead of the estimators
 	// (StrategyGroups).
 	Groups *groupModel `json:"groups,omitempty"`
+	// Raises are the multipliers the raise after misses starts this
+	// model's groups at (see Model.Raises).
+	Raises map[string]float64 `json:"raises,omitempty"`
 }
 
 // Quantile is the share of jobs the model's allocations aim to cover.
@@ -77,6 +81,24 @@ func (m *Model) TrainedAt() time.Time { return m.f.TrainedAt }
 // Dataset's Until): a run that ended later is not in them. It is zero
 // when that is not known; TrainedAt bounds it then.
 func (m *Model) RunsUntil() time.Time { return m.f.RunsUntil }
+
+// Raises are the multipliers, above 1, that the dispatcher's raise after
+// misses starts the groups of jobs this model sizes at, keyed as the raise
+// keys its groups: what the retraining that made the model carried over
+// from the raise of the model it replaced. Nil when there are none; the
+// model's own sizes (Predict) never include them.
+func (m *Model) Raises() map[string]float64 { return maps.Clone(m.f.Raises) }
+
+// WithRaises returns a copy of m whose Raises are raises; the copy shares
+// the rest, which is never changed.
+func (m *Model) WithRaises(raises map[string]float64) *Model {
+	c := *m
+	c.f.Raises = nil
+	if len(raises) > 0 {
+		c.f.Raises = maps.Clone(raises)
+	}
+	return &c
+}
 
 // Switched reports the strategy of the model this one replaced when
 // StrategyAuto chose another at this training, and the share of the runs
@@ -420,6 +442,11 @@ func (m *Model) check() error {
 	for name, c := range m.f.ThinTypes {
 		if !finite(c) {
 			return fmt.Errorf("thin type %q: non-finite quantile", name)
+		}
+	}
+	for group, r := range m.f.Raises {
+		if !finite(r) || r < 1 {
+			return fmt.Errorf("raises: group %q: %v is not a multiplier of at least 1", group, r)
 		}
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jobfleet/jobfleet/internal/online"
 	"github.com/jobfleet/jobfleet/predictor"
 	"github.com/jobfleet/jobfleet/predictor/eval"
 )
@@ -24,7 +25,7 @@ import (
 type PredictCmd struct {
 	Train   PredictTrainCmd   `cmd:"" help:"Train a memory model from run records or a CSV trace."`
 	Eval    PredictEvalCmd    `cmd:"" help:"Evaluate the predictor against baseline methods on a CSV trace or run records, walking forward through time."`
-	Explain PredictExplainCmd `cmd:"" help:"Print a model's allocation for a job and why: the group or estimator that decided, the runs behind it, the margin."`
+	Explain PredictExplainCmd `cmd:"" help:"Print a model's allocation for a job and why: the group or estimator that decided, the runs behind it, the margin, the floor and the raise the model carries."`
 }
 
 // csvFlags select a CSV trace's columns.
@@ -406,7 +407,9 @@ func (c *PredictExplainCmd) Run(ctx context.Context, g *Globals) error {
 			return fmt.Errorf("--label %s: the model groups type %s by no such label (it groups by: %s)", key, c.Type, strings.Join(m.LabelsFor(c.Type), ", "))
 		}
 	}
-	e := m.Predict(predictor.Job{Type: c.Type, Pool: c.Pool, Labels: c.Labels, Features: c.Features})
+	// A raise that has been told of no run gives the one the model
+	// carries, which a dispatcher loading it starts the job's group at.
+	e := online.New(0, nil).Predict(m, predictor.Job{Type: c.Type, Pool: c.Pool, Labels: c.Labels, Features: c.Features})
 	if c.JSON {
 		return json.NewEncoder(g.stdout).Encode(struct {
 			predictor.Prediction
@@ -431,6 +434,9 @@ func (c *PredictExplainCmd) Run(ctx context.Context, g *Globals) error {
 	fmt.Fprintf(tw, "margin\tx%.3f\n", e.Margin)
 	if e.Floor > e.Memory {
 		fmt.Fprintf(tw, "floor\t%.6g\t(the group's quantile over about a week's runs, with the margin, above its recent %.6g)\n", e.Floor, e.Memory)
+	}
+	if e.Raise > 1 {
+		fmt.Fprintf(tw, "raise\tx%.3f\t(carried from the raise after misses of the model this one replaced; the dispatcher moves it as the group's runs end)\n", e.Raise)
 	}
 	if len(e.Missing) > 0 {
 		fmt.Fprintf(tw, "features missing\t%s (a group with them unset, or a broader level, decided)\n", strings.Join(e.Missing, ", "))

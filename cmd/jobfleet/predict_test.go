@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/online"
 	"github.com/jobfleet/jobfleet/predictor"
 	"github.com/jobfleet/jobfleet/predictor/eval"
 )
@@ -625,5 +626,55 @@ func TestPredictExplainFloor(t *testing.T) {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("explain lacks %q:\n%s", want, stdout)
 		}
+	}
+}
+
+// TestPredictExplainRaise: explain shows the raise a model carries from
+// the misses of the one it replaced, as the dispatcher starts the job's
+// group at it.
+func TestPredictExplainRaise(t *testing.T) {
+	t.Parallel()
+	ds := &predictor.Dataset{Features: []string{"procs"}}
+	for h := range 30 * 24 {
+		ds.Samples = append(ds.Samples, predictor.Sample{Time: float64(h) * 3600, Type: "a", Features: []float64{4}, Peak: 100})
+	}
+	m, err := predictor.Train(t.Context(), ds, predictor.Options{Strategy: predictor.StrategyGroups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := predictor.Job{Type: "a", Features: map[string]float64{"procs": 4}}
+	r := online.New(0, nil)
+	for range 20 {
+		r.Observe(m, job, m.Predict(job).Memory, true) // log 0.9: half carries
+	}
+	p := m.Predict(job)
+	path := filepath.Join(t.TempDir(), "model.json")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Carry(m, m).Write(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	code, stdout, stderr := runCLI(t, "", "predict", "explain", "--model", path, "--type", "a", "--feature", "procs=4")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	raise := math.Exp(0.45)
+	for _, want := range []string{fmt.Sprintf("allocation         %.6g ", p.Memory*raise), fmt.Sprintf("raise              x%.3f ", raise)} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("explain lacks %q:\n%s", want, stdout)
+		}
+	}
+	code, stdout, stderr = runCLI(t, "", "predict", "explain", "--model", path, "--type", "a", "--feature", "procs=4", "--json")
+	var got struct {
+		Raise, Allocation float64
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); code != 0 || err != nil {
+		t.Fatalf("exit %d, %v: %s %s", code, err, stdout, stderr)
+	}
+	if math.Abs(got.Raise-raise) > 1e-9 || math.Abs(got.Allocation-p.Memory*raise) > 1e-6*got.Allocation {
+		t.Errorf("explain --json: raise %v, allocation %v; want x%v and %v", got.Raise, got.Allocation, raise, p.Memory*raise)
 	}
 }

@@ -10,20 +10,29 @@
 // rate*q after a miss (an OOM kill), down by rate*(1-q) after a run that
 // fit, in log space, never below 1 nor above 4. This is adaptive
 // conformal inference per group: while a group's misses run above 1 - q
-// its sizes rise, and they come back down as it fits again. The
-// multipliers start at 1 with every new model, which has learned from
-// those runs, and only runs the current model would have sized the same
-// move them.
+// its sizes rise, and they come back down as it fits again. Only runs the
+// current model would have sized the same move them.
+//
+// A new model has learned from the runs that raised its predecessor, but
+// a group whose needs keep growing (each burst of a user's jobs larger
+// than the last) outruns what a day's retraining learns. So a retraining
+// carries half of each group's raise, in log space (CarryShare), into the
+// model it trains (Model.Raises): a group raised x4 starts the new model
+// at x2, and one raised x1.2 at x1.095. The runs the new model sizes move
+// it from there.
 //
 // A Raiser lives in one process and learns from the runs it is told of.
 // The dispatcher tells every replica's Raiser of every run stored since
 // its model was trained, so the replicas raise alike and a restarted one
-// takes up where it was.
+// takes up where it was; the retraining replays the same runs (Replay)
+// to carry the raise, so the carried part is the same for every replica.
 package online
 
 import (
+	"cmp"
 	"container/heap"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/jobfleet/jobfleet/predictor"
@@ -37,6 +46,10 @@ const DefaultRate = 0.05
 // MaxRaise bounds the multiplier.
 const MaxRaise = 4.0
 
+// CarryShare is the share of a group's log multiplier that a retraining
+// carries into the model it trains.
+const CarryShare = 0.5
+
 // maxGroups bounds the groups raised at once; others wait for room.
 const maxGroups = 100_000
 
@@ -48,7 +61,7 @@ type Raiser struct {
 
 	mu    sync.Mutex
 	model *predictor.Model
-	logs  map[string]float64 // log multiplier by group, only those above 0
+	logs  map[string]raised // by group, only those above 1
 }
 
 // New returns a Raiser that moves a group's log multiplier by rate per
@@ -77,16 +90,26 @@ func (r *Raiser) Predict(m *predictor.Model, job predictor.Job) predictor.Predic
 	if p.Source == predictor.SourceNone {
 		return p
 	}
-	if l := r.logs[key(job, p)]; l > 0 {
-		p.Raise = math.Exp(l)
+	if g := r.logs[key(job, p)]; g.log > 0 {
+		p.Raise = math.Exp(g.log)
 	}
 	return p
 }
 
-// use makes m the model sized with; a new one starts every group at 1.
+// use makes m the model sized with; a new one starts every group at the
+// raise m carries for it (Model.Raises), or 1.
 func (r *Raiser) use(m *predictor.Model) {
-	if m != r.model {
-		r.model, r.logs = m, map[string]float64{}
+	if m == r.model {
+		return
+	}
+	r.model, r.logs = m, map[string]raised{}
+	for k, v := range m.Raises() {
+		if len(r.logs) >= maxGroups {
+			break
+		}
+		if l := math.Log(min(v, MaxRaise)); l >= 1e-9 {
+			r.logs[k] = raised{log: l}
+		}
 	}
 }
 
@@ -109,7 +132,7 @@ func (r *Raiser) Observe(m *predictor.Model, job predictor.Job, alone float64, m
 		return
 	}
 	k := key(job, p)
-	l, ok := r.logs[k]
+	g, ok := r.logs[k]
 	if !ok && len(r.logs) >= maxGroups {
 		return
 	}
@@ -118,12 +141,89 @@ func (r *Raiser) Observe(m *predictor.Model, job predictor.Job, alone float64, m
 	if missed {
 		step = r.rate * q
 	}
-	l = min(l+step, math.Log(MaxRaise))
+	l := min(g.log+step, math.Log(MaxRaise))
 	if l < 1e-9 { // back at 1 (a sum of steps rarely lands on 0 exactly)
 		delete(r.logs, k)
 		return
 	}
-	r.logs[k] = l
+	r.logs[k] = raised{log: l, job: &job}
+}
+
+// raised is a group's raise: its log multiplier, and the last job told
+// of in it (nil for a raise a model carried in).
+type raised struct {
+	log float64
+	job *predictor.Job
+}
+
+// Carry returns next, starting every group at CarryShare of the raise r
+// holds for prev (in log space): how a retraining that replaces prev with
+// next carries the raise over. A group's raise goes to the group that
+// sizes its last job under next (next may decide it at another level);
+// where several land on one, the largest. prev is the model r has been
+// told of (a model r has not seen starts at the raises it carries);
+// without prev, next is returned as it is.
+func (r *Raiser) Carry(prev, next *predictor.Model) *predictor.Model {
+	if prev == nil {
+		return next
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.use(prev)
+	raises := make(map[string]float64, len(r.logs))
+	for k, g := range r.logs {
+		if g.log*CarryShare < 1e-9 {
+			continue
+		}
+		if g.job != nil {
+			p := next.Predict(*g.job)
+			if p.Source == predictor.SourceNone {
+				continue
+			}
+			k = key(*g.job, p)
+		}
+		raises[k] = max(raises[k], math.Exp(g.log*CarryShare))
+	}
+	return next.WithRaises(raises)
+}
+
+// Replay tells a Raiser of r's rate and allocations, started afresh, of
+// the runs of ds that prev sized (those that ended after its runs were
+// read, in the order they ended), as the dispatcher's replicas were told
+// of them, and returns Carry(prev, next) from it: the carried raise of a
+// retraining that read ds. A run is told as the dispatcher tells a run
+// record: Sample.Predicted the model's allocation, a miss when it was
+// OOM-killed or peaked above Sample.Allocated. Without prev, next is
+// returned as it is.
+func (r *Raiser) Replay(prev, next *predictor.Model, ds *predictor.Dataset) *predictor.Model {
+	if prev == nil {
+		return next
+	}
+	since := prev.RunsUntil()
+	if since.IsZero() {
+		since = prev.TrainedAt()
+	}
+	after := float64(since.UnixMilli()) / 1e3
+	var runs []int
+	for i, s := range ds.Samples {
+		if s.End() > after && s.Predicted > 0 && !math.IsNaN(s.Allocated) {
+			runs = append(runs, i)
+		}
+	}
+	slices.SortStableFunc(runs, func(a, b int) int { return cmp.Compare(ds.Samples[a].End(), ds.Samples[b].End()) })
+	replay := New(r.rate, nil)
+	replay.alloc = r.alloc
+	for _, i := range runs {
+		s := ds.Samples[i]
+		job := predictor.Job{Type: s.Type, Pool: s.Pool, Labels: s.Labels, Features: make(map[string]float64, len(ds.Features))}
+		for j, name := range ds.Features {
+			if !math.IsNaN(s.Features[j]) {
+				job.Features[name] = s.Features[j]
+			}
+		}
+		replay.Observe(prev, job, s.Predicted, s.Missed || s.Peak > s.Allocated)
+	}
+	return replay.Carry(prev, next)
 }
 
 // Raised counts the groups whose sizes are raised now.

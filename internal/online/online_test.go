@@ -3,10 +3,13 @@ package online
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jobfleet/jobfleet/predictor"
 )
@@ -15,19 +18,27 @@ import (
 // dispatcher reads one.
 func constantModel(t *testing.T, sizes map[string]float64) *predictor.Model {
 	t.Helper()
-	types := map[string]any{}
-	for typ, v := range sizes {
-		types[typ] = map[string]any{"kind": "quantile", "constant": math.Log(v), "floor": 0, "ceiling": 100}
-	}
-	file, err := json.Marshal(map[string]any{"format": predictor.Format, "version": predictor.FormatVersion, "quantile": 0.9, "types": types})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := predictor.ReadModel(bytes.NewReader(file))
+	m, err := readConstantModel(sizes, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// readConstantModel reads a model file of per-type sizes with the
+// fields of extra.
+func readConstantModel(sizes map[string]float64, extra map[string]any) (*predictor.Model, error) {
+	types := map[string]any{}
+	for typ, v := range sizes {
+		types[typ] = map[string]any{"kind": "quantile", "constant": math.Log(v), "floor": 0, "ceiling": 100}
+	}
+	f := map[string]any{"format": predictor.Format, "version": predictor.FormatVersion, "quantile": 0.9, "types": types}
+	maps.Copy(f, extra)
+	file, err := json.Marshal(f)
+	if err != nil {
+		return nil, err
+	}
+	return predictor.ReadModel(bytes.NewReader(file))
 }
 
 func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*b }
@@ -108,6 +119,130 @@ func TestRaise(t *testing.T) {
 	r.Observe(next, a, next.Predict(a).Memory, true)
 	if got := size(r.Predict(next, a)); got <= 2000*1.01 {
 		t.Errorf("after a miss of a run it sized: %v, want above 2000", got)
+	}
+}
+
+// TestRaiseCarry: a retraining carries half of each group's raise, in
+// log space, into the model it trains; the runs the new model sizes move
+// it from there, and the model file keeps it.
+func TestRaiseCarry(t *testing.T) {
+	t.Parallel()
+	model := constantModel(t, map[string]float64{"a": 1000, "b": 1000, "c": 1000})
+	a, b, c := predictor.Job{Type: "a"}, predictor.Job{Type: "b"}, predictor.Job{Type: "c"}
+	r := New(0, nil)
+	alone := model.Predict(a).Memory
+	for range 20 {
+		r.Observe(model, a, alone, true) // log 0.9
+	}
+	r.Observe(model, b, alone, true) // log 0.045
+	r.Observe(model, c, alone, true)
+	r.Observe(model, c, alone, false) // log 0.04
+	for range 8 {
+		r.Observe(model, c, alone, false) // back at 1
+	}
+	next := r.Carry(model, constantModel(t, map[string]float64{"a": 2000, "b": 1000, "c": 1000}))
+	// A group goes with its jobs where the new model decides them at
+	// another level: here, its global estimator.
+	global, err := readConstantModel(map[string]float64{"z": 1000}, map[string]any{"global": map[string]any{"kind": "quantile", "constant": math.Log(3000), "floor": 0, "ceiling": 100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := New(0, nil).Predict(r.Carry(model, global), a); p.Source != predictor.SourceGlobal || !near(p.Raise, math.Exp(0.45)) {
+		t.Errorf("a decided by %s under the new model: raised x%v, want x%v", p.Source, p.Raise, math.Exp(0.45))
+	}
+	raises := next.Raises()
+	if len(raises) != 2 {
+		t.Errorf("carried %v, want two groups (c is back at 1)", raises)
+	}
+	if p := r.Predict(next, a); !near(p.Memory, 2000) || !near(p.Raise, math.Exp(0.45)) {
+		t.Errorf("a under the new model: %v raised x%v, want its 2000 raised x%v", p.Memory, p.Raise, math.Exp(0.45))
+	}
+	if p := r.Predict(next, b); !near(p.Raise, math.Exp(0.0225)) {
+		t.Errorf("b under the new model: raised x%v, want x%v", p.Raise, math.Exp(0.0225))
+	}
+	if p := r.Predict(next, c); p.Raise != 0 {
+		t.Errorf("c under the new model: raised x%v, want none", p.Raise)
+	}
+	// The new model's runs move it from there: ten that fit, -0.05.
+	for range 10 {
+		r.Observe(next, a, next.Predict(a).Memory, false)
+	}
+	if p := r.Predict(next, a); !near(p.Raise, math.Exp(0.4)) {
+		t.Errorf("after ten fits: raised x%v, want x%v", p.Raise, math.Exp(0.4))
+	}
+	// Another process reading the model file starts from the same.
+	var file bytes.Buffer
+	if err := next.Write(&file); err != nil {
+		t.Fatal(err)
+	}
+	read, err := predictor.ReadModel(&file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := New(0, nil).Predict(read, a); !near(p.Raise, math.Exp(0.45)) {
+		t.Errorf("from the model file: raised x%v, want x%v", p.Raise, math.Exp(0.45))
+	}
+	if p := read.Predict(a); p.Raise != 0 || !near(p.Allocation(), 2000) {
+		t.Errorf("the model alone: %v raised x%v, want its 2000 (the raise is the dispatcher's)", p.Allocation(), p.Raise)
+	}
+	// The carried raise is held to MaxRaise; a model file with one below
+	// 1, or not a number, is rejected.
+	key := slices.Collect(maps.Keys(raises))[0]
+	if m, err := readConstantModel(map[string]float64{"a": 1000}, map[string]any{"raises": map[string]any{key: 1e6}}); err != nil {
+		t.Error(err)
+	} else if p := New(0, nil).Predict(m, a); !near(p.Raise, MaxRaise) && !near(p.Raise, math.Exp(0.0225)) {
+		t.Errorf("a carried raise of 1e6: x%v, want x%v", p.Raise, MaxRaise)
+	}
+	for _, bad := range []any{0.5, "NaN", -1} {
+		if _, err := readConstantModel(map[string]float64{"a": 1000}, map[string]any{"raises": map[string]any{"x": bad}}); err == nil || !strings.Contains(err.Error(), "raises") {
+			t.Errorf("a carried raise of %v: %v, want an error naming raises", bad, err)
+		}
+	}
+}
+
+// TestRaiseReplay: the retraining replays the runs its model's
+// predecessor sized, in the order they ended, as the dispatcher told
+// them, and carries the raise they add up to.
+func TestRaiseReplay(t *testing.T) {
+	t.Parallel()
+	until := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	prev, err := readConstantModel(map[string]float64{"a": 1000, "b": 1000}, map[string]any{"runs_until": until})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(d time.Duration) float64 { return float64(until.Add(d).Unix()) }
+	alone := prev.Predict(predictor.Job{Type: "a"}).Memory // 1000, to a rounding
+	run := func(typ string, end time.Duration, predicted, allocated, peak float64, killed bool) predictor.Sample {
+		if predicted == 1000 {
+			predicted = alone
+		}
+		return predictor.Sample{Type: typ, Time: at(end - time.Minute), Ended: at(end), Predicted: predicted, Allocated: allocated, Peak: peak, Missed: killed, Features: []float64{math.NaN()}}
+	}
+	ds := &predictor.Dataset{Features: []string{"rows"}}
+	// Given out of order: b's fit ended first (at 1, it stays at 1), its
+	// kill last, so b ends at log 0.045; the other way round it would end
+	// at 0.04.
+	ds.Samples = append(ds.Samples, run("b", 3*time.Hour, 1000, 1000, 1000, true), run("b", time.Hour, 1000, 1000, 900, false))
+	for i := range 10 {
+		// Ten misses of a: five kills, five peaks above the allocation.
+		ds.Samples = append(ds.Samples, run("a", time.Duration(i+1)*time.Minute, 1000, 1000, 1500, i%2 == 0))
+	}
+	ds.Samples = append(ds.Samples,
+		run("a", 2*time.Hour, 1000, 1200, 1100, false), // raised, and fit: log 0.45 - 0.005
+		run("a", -time.Minute, 1000, 1000, 1500, true), // ended before prev's runs were read
+		run("a", time.Hour, 1500, 1500, 2000, true),    // sized otherwise (a rerun)
+		run("a", time.Hour, 0, 1000, 2000, true),       // sized by no model
+	)
+	next := constantModel(t, map[string]float64{"a": 1000, "b": 1000})
+	carried := New(0, nil).Replay(prev, next, ds)
+	if p := New(0, nil).Predict(carried, predictor.Job{Type: "a"}); !near(p.Raise, math.Exp(0.445/2)) {
+		t.Errorf("a: carried x%v, want x%v", p.Raise, math.Exp(0.445/2))
+	}
+	if p := New(0, nil).Predict(carried, predictor.Job{Type: "b"}); !near(p.Raise, math.Exp(0.045/2)) {
+		t.Errorf("b: carried x%v, want x%v (its runs told in the order they ended)", p.Raise, math.Exp(0.045/2))
+	}
+	if got := New(0, nil).Replay(nil, next, ds); got != next {
+		t.Error("without a previous model, Replay changed the model")
 	}
 }
 

@@ -251,6 +251,7 @@ func (s *predictorSizer) train(ctx context.Context, now float64, history []int, 
 		// known only later is in neither this model's history nor its
 		// raise; the dispatcher would train on its record.)
 		s.pending.Ended(now, s.observe)
+		m = s.raiser.Carry(s.model, m)
 	}
 	s.model = m
 	return nil

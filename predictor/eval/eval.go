@@ -599,6 +599,7 @@ func (p *predictorMethod) train(ctx context.Context, history []Sample, features 
 			until = max(until, history[i].End())
 		}
 		p.pending.Ended(until, p.observe)
+		m = p.raiser.Carry(p.model, m)
 	}
 	p.model, p.features = m, features
 	p.retrainings++

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobfleet/jobfleet/internal/online"
 	"github.com/jobfleet/jobfleet/predictor"
 	"github.com/jobfleet/jobfleet/predictor/eval"
 	"github.com/jobfleet/jobfleet/predictor/internal/testruns"
@@ -377,7 +378,8 @@ func TestEvaluateRaisesGroupsAfterMisses(t *testing.T) {
 // from the records (predicted_bytes). On day 1 the model's 115 misses every
 // run of 150 while the raise covers most of them; day 2's model has
 // learned 150 and its margin rose for the model's misses: 150 * 1.15 *
-// e^(0.3 * (1 - 0.1)).
+// e^(0.3 * (1 - 0.1)), raised at first by half the raise day 1 ended
+// with, which day 2's runs, all fitting, bring down.
 func TestEvaluateMarginMeasuresTheModel(t *testing.T) {
 	t.Parallel()
 	opts := eval.Options{RetrainEvery: 24 * time.Hour, Window: 24 * time.Hour, Train: predictor.Options{Strategy: predictor.StrategyGroups}}
@@ -395,8 +397,24 @@ func TestEvaluateMarginMeasuresTheModel(t *testing.T) {
 		}
 		return r.Methods[0].MeanAlloc * float64(r.Methods[0].Jobs)
 	}
-	day2 := (total(3) - total(2)) / 100
-	if want := 150 * 1.15 * math.Exp(0.3*0.9); math.Abs(day2-want) > 1e-6*want {
-		t.Errorf("day 2 sized at %v, want %v: the margin after the model missed every run of day 1", day2, want)
+	// The raise on day 1: the model's 115 raised until runs of 150 fit,
+	// each run ending before the next is sized.
+	raise := 0.0
+	for range 200 {
+		if 150 > 115*math.Exp(raise) {
+			raise += online.DefaultRate * 0.9
+		} else {
+			raise = max(raise-online.DefaultRate*0.1, 0)
+		}
+	}
+	model := 150 * 1.15 * math.Exp(0.3*0.9)
+	raise *= online.CarryShare
+	want := 0.0
+	for range 100 {
+		want += model * math.Exp(raise) / 100
+		raise = max(raise-online.DefaultRate*0.1, 0)
+	}
+	if day2 := (total(3) - total(2)) / 100; math.Abs(day2-want) > 1e-6*want {
+		t.Errorf("day 2 sized at %v on average, want %v: the margin after the model missed every run of day 1, and half day 1's raise", day2, want)
 	}
 }
