@@ -398,12 +398,23 @@ func (d *Dispatcher) classMemory(job predictor.Job, memory float64) float64 {
 // (no predicted_bytes: a default, or a rerun sized by its OOM history)
 // and runs that ended otherwise tell nothing of the model's sizes.
 func (d *Dispatcher) observeRun(m *predictor.Model, rec *jobfleet.RunRecord) {
-	if d.raiser == nil || rec.PredictedBytes <= 0 || rec.AllocatedBytes <= 0 {
+	if d.raiser == nil {
 		return
+	}
+	if run, ok := d.raiseRun(rec); ok {
+		d.raiser.Observe(m, run.Job, run.Alone, run.Missed)
+	}
+}
+
+// raiseRun is how a run record tells the raise of a run, and false for
+// one that tells nothing.
+func (d *Dispatcher) raiseRun(rec *jobfleet.RunRecord) (online.Run, bool) {
+	if rec.PredictedBytes <= 0 || rec.AllocatedBytes <= 0 {
+		return online.Run{}, false
 	}
 	t, ok := d.cfg.Registry.Type(rec.Type)
 	if !ok {
-		return
+		return online.Run{}, false
 	}
 	var missed bool
 	switch {
@@ -412,9 +423,44 @@ func (d *Dispatcher) observeRun(m *predictor.Model, rec *jobfleet.RunRecord) {
 	case rec.Outcome == jobfleet.OutcomeSucceeded && rec.PeakBytes > 0:
 		missed = rec.PeakBytes > rec.AllocatedBytes
 	default:
-		return
+		return online.Run{}, false
 	}
-	d.raiser.Observe(m, predictor.Job{Type: t.Name, Pool: t.Pool, Labels: rec.Labels, Features: rec.Features}, float64(rec.PredictedBytes), missed)
+	job := predictor.Job{Type: t.Name, Pool: t.Pool, Labels: rec.Labels, Features: rec.Features}
+	return online.Run{Job: job, Ended: rec.EndedAt, Alone: float64(rec.PredictedBytes), Missed: missed}, true
+}
+
+// raiseRuns are the runs of ds, read from run records, that prev sized,
+// as the raise was told of them (raiseRun).
+func (d *Dispatcher) raiseRuns(prev *predictor.Model, ds *predictor.Dataset) []online.Run {
+	after := float64(online.SizedAfter(prev).UnixMilli()) / 1e3
+	var runs []online.Run
+	for _, s := range ds.Samples {
+		if s.End() <= after {
+			continue
+		}
+		// The record the sample was read from, as far as the raise
+		// reads it (records.go's LoadRecords keeps successes with a
+		// peak and OOM kills with an allocation).
+		rec := jobfleet.RunRecord{
+			Type: s.Type, Labels: s.Labels, Features: map[string]float64{}, PredictedBytes: int64(s.Predicted), PeakBytes: int64(s.Peak),
+			EndedAt: time.UnixMilli(int64(math.Round(s.End() * 1e3))), Outcome: jobfleet.OutcomeSucceeded,
+		}
+		if !math.IsNaN(s.Allocated) {
+			rec.AllocatedBytes = int64(s.Allocated)
+		}
+		if s.Missed {
+			rec.Outcome = jobfleet.OutcomeOOM
+		}
+		for i, name := range ds.Features {
+			if !math.IsNaN(s.Features[i]) {
+				rec.Features[name] = s.Features[i]
+			}
+		}
+		if run, ok := d.raiseRun(&rec); ok {
+			runs = append(runs, run)
+		}
+	}
+	return runs
 }
 
 // observe records a job that left intake.

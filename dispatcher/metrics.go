@@ -124,7 +124,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	})
 	m.raisedGroups = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "jobfleet_dispatcher_raised_groups",
-		Help: "Groups of jobs this replica sizes above the memory model after recent OOM kills in them, until the next model: a rising count is drift the model has not learned yet.",
+		Help: "Groups of jobs this replica sizes above the memory model after recent OOM kills in them (a new model starts them at half their raise): a rising count is drift the model has not learned yet.",
 	}, func() float64 {
 		if r := m.raiser.Load(); r != nil {
 			return float64(r.Raised())

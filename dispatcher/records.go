@@ -286,6 +286,7 @@ func (d *Dispatcher) retrain(ctx context.Context, s3api RecordsS3API, rec Record
 	if err != nil {
 		return fmt.Errorf("reading run records for retraining: %w", err)
 	}
+	read := ds // every feature the records carry, as the raise read them
 	opts := cfg.Options
 	if len(opts.Features) > 0 {
 		// A feature no record of the window carries (renamed, or no
@@ -314,10 +315,10 @@ func (d *Dispatcher) retrain(ctx context.Context, s3api RecordsS3API, rec Record
 	if err != nil {
 		return fmt.Errorf("retraining: %w", err)
 	}
-	if d.raiser != nil {
+	if d.raiser != nil && prev != nil {
 		// Half of each group's raise after misses carries into the new
 		// model, from the runs the replicas were told of.
-		model = d.raiser.Replay(prev, model, ds)
+		model = d.raiser.Replay(prev, model, d.raiseRuns(prev, read))
 	}
 	if err := predictor.Save(ctx, s3api, cfg.Model, model); err != nil {
 		return err

@@ -224,8 +224,8 @@ type Prediction struct {
 	// sizing the group's usual jobs below what they need.
 	Floor float64 `json:"floor,omitempty"`
 	// Raise is the multiplier the dispatcher puts on the allocation after
-	// recent misses in the job's group, between retrainings (0: none; the
-	// model never sets it).
+	// recent misses in the job's group, starting from the one the model
+	// carries (Model.Raises); 0: none. Model.Predict never sets it.
 	Raise float64 `json:"raise,omitempty"`
 	// Missing lists the model's features the job did not give.
 	Missing []string `json:"missing_features,omitempty"`

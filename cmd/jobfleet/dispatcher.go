@@ -67,7 +67,7 @@ type DispatcherCmd struct {
 	MaxInFlight      int           `name:"max-in-flight" env:"JOBFLEET_MAX_IN_FLIGHT" default:"1000" help:"Most messages held between receiving and forwarding."`
 	Linger           time.Duration `name:"linger" env:"JOBFLEET_LINGER" default:"25ms" help:"How long a partial batch waits for more jobs to the same class."`
 	OOMFactor        float64       `name:"oom-factor" env:"JOBFLEET_OOM_FACTOR" default:"1.5" help:"Memory multiplier for a rerun after an OOM kill."`
-	OnlineRate       float64       `name:"online-rate" env:"JOBFLEET_ONLINE_RATE" default:"0.05" help:"How fast a group's sizes rise above the model after OOM kills in it, until the next model: the step of the group's log multiplier per run record (0.05: doubled after 16 misses in a row; negative: the model alone)."`
+	OnlineRate       float64       `name:"online-rate" env:"JOBFLEET_ONLINE_RATE" default:"0.05" help:"How fast a group's sizes rise above the model after OOM kills in it (a retraining carries half of it into the next model): the step of the group's log multiplier per run record (0.05: doubled after 16 misses in a row; negative: the model alone)."`
 	OnDemandAfter    int           `name:"on-demand-after" env:"JOBFLEET_ON_DEMAND_AFTER" default:"2" help:"Run a job on on-demand capacity after this many interruptions."`
 	IntakeVisibility time.Duration `name:"intake-visibility" env:"JOBFLEET_INTAKE_VISIBILITY" default:"2m" help:"Visibility timeout of received intake messages: how soon a crashed replica's messages return."`
 	ClassIdleTTL     time.Duration `name:"class-idle-ttl" env:"JOBFLEET_CLASS_IDLE_TTL" default:"30m" help:"Remove a class's ScaledJob and queue after it has been idle this long."`

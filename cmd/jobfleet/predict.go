@@ -107,7 +107,7 @@ type PredictTrainCmd struct {
 	Records  string        `name:"records" env:"JOBFLEET_PREDICT_RECORDS" placeholder:"DIR|s3://BUCKET/PREFIX" help:"Run records (JSON Lines, optionally gzipped) to train on, instead of --csv."`
 	Window   time.Duration `name:"window" env:"JOBFLEET_PREDICT_WINDOW" default:"720h" help:"Train on the run records of this last period (0: all of them)."`
 	Out      string        `name:"out" short:"o" env:"JOBFLEET_PREDICT_OUT" required:"" placeholder:"PATH|s3://BUCKET/KEY" help:"Where to write the model."`
-	Previous string        `name:"previous" env:"JOBFLEET_PREDICT_PREVIOUS" placeholder:"PATH|s3://BUCKET/KEY" help:"The model in use until now: with --strategy groups, its margin is adapted from how its allocations fared (the run records' allocations)."`
+	Previous string        `name:"previous" env:"JOBFLEET_PREDICT_PREVIOUS" placeholder:"PATH|s3://BUCKET/KEY" help:"The model in use until now: with --strategy groups, its margin is adapted from how its allocations fared (the run records' allocations). The raise after misses is not carried over (the dispatcher's own retraining carries it)."`
 }
 
 // Run trains and writes the model.

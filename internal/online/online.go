@@ -24,16 +24,18 @@
 // A Raiser lives in one process and learns from the runs it is told of.
 // The dispatcher tells every replica's Raiser of every run stored since
 // its model was trained, so the replicas raise alike and a restarted one
-// takes up where it was; the retraining replays the same runs (Replay)
-// to carry the raise, so the carried part is the same for every replica.
+// takes up where it was; the retraining replays the runs its model's
+// predecessor sized (Replay) to carry the raise, so the carried part is
+// the same for every replica.
 package online
 
 import (
-	"cmp"
 	"container/heap"
+	"maps"
 	"math"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/jobfleet/jobfleet/predictor"
 )
@@ -81,7 +83,8 @@ func New(rate float64, alloc func(job predictor.Job, memory float64) float64) *R
 // Predict sizes job with m: the model's prediction, with Raise set to its
 // group's multiplier when that is above 1 (Memory stays the model's own;
 // the job gets its Allocation). A model not seen before starts every
-// group at 1.
+// group at the raise it carries (Model.Raises), or 1; r then forgets the
+// model it raised before.
 func (r *Raiser) Predict(m *predictor.Model, job predictor.Job) predictor.Prediction {
 	p := m.Predict(job)
 	r.mu.Lock()
@@ -103,18 +106,21 @@ func (r *Raiser) use(m *predictor.Model) {
 		return
 	}
 	r.model, r.logs = m, map[string]raised{}
-	for k, v := range m.Raises() {
+	raises := m.Raises()
+	// In the groups' order, so that every replica keeps the same ones
+	// of a model file carrying more than it can hold.
+	for _, k := range slices.Sorted(maps.Keys(raises)) {
 		if len(r.logs) >= maxGroups {
 			break
 		}
-		if l := math.Log(min(v, MaxRaise)); l >= 1e-9 {
+		if l := math.Log(min(raises[k], MaxRaise)); l >= 1e-9 {
 			r.logs[k] = raised{log: l}
 		}
 	}
 }
 
 // Observe counts a run that ended, for model m (a model not seen before
-// starts every group at 1): alone is the allocation the model's size gave
+// starts every group at the raise it carries, or 1): alone is the allocation the model's size gave
 // it before any raise, and missed tells whether it needed more memory
 // than it was given. It moves the multiplier of the group m sizes job
 // by, if m would have given the job the same allocation: a run an older
@@ -161,8 +167,9 @@ type raised struct {
 // next carries the raise over. A group's raise goes to the group that
 // sizes its last job under next (next may decide it at another level);
 // where several land on one, the largest. prev is the model r has been
-// told of (a model r has not seen starts at the raises it carries);
-// without prev, next is returned as it is.
+// told of: a model r has not seen starts at the raises it carries, and r
+// forgets the one it raised before. Without prev, next is returned as it
+// is.
 func (r *Raiser) Carry(prev, next *predictor.Model) *predictor.Model {
 	if prev == nil {
 		return next
@@ -187,41 +194,40 @@ func (r *Raiser) Carry(prev, next *predictor.Model) *predictor.Model {
 	return next.WithRaises(raises)
 }
 
-// Replay tells a Raiser of r's rate and allocations, started afresh, of
-// the runs of ds that prev sized (those that ended after its runs were
-// read, in the order they ended), as the dispatcher's replicas were told
-// of them, and returns Carry(prev, next) from it: the carried raise of a
-// retraining that read ds. A run is told as the dispatcher tells a run
-// record: Sample.Predicted the model's allocation, a miss when it was
-// OOM-killed or peaked above Sample.Allocated. Without prev, next is
-// returned as it is.
-func (r *Raiser) Replay(prev, next *predictor.Model, ds *predictor.Dataset) *predictor.Model {
+// SizedAfter is when m's runs were read (Model.RunsUntil, or when it was
+// trained if that is not known): every run m sized ended after it.
+func SizedAfter(m *predictor.Model) time.Time {
+	if until := m.RunsUntil(); !until.IsZero() {
+		return until
+	}
+	return m.TrainedAt()
+}
+
+// Run is a run that ended, as a replay is told of it: the job, when it
+// ended, the allocation the model's size alone gave it, and whether it
+// needed more memory than it was given.
+type Run struct {
+	Job    predictor.Job
+	Ended  time.Time
+	Alone  float64
+	Missed bool
+}
+
+// Replay tells a Raiser of r's rate and allocations, started at the
+// raises prev carries, of the runs prev sized (those that ended after its
+// runs were read), in the order they ended, and returns Carry(prev, next)
+// from it: the raise a retraining that read runs carries into next.
+// Without prev, next is returned as it is.
+func (r *Raiser) Replay(prev, next *predictor.Model, runs []Run) *predictor.Model {
 	if prev == nil {
 		return next
 	}
-	since := prev.RunsUntil()
-	if since.IsZero() {
-		since = prev.TrainedAt()
-	}
-	after := float64(since.UnixMilli()) / 1e3
-	var runs []int
-	for i, s := range ds.Samples {
-		if s.End() > after && s.Predicted > 0 && !math.IsNaN(s.Allocated) {
-			runs = append(runs, i)
-		}
-	}
-	slices.SortStableFunc(runs, func(a, b int) int { return cmp.Compare(ds.Samples[a].End(), ds.Samples[b].End()) })
-	replay := New(r.rate, nil)
-	replay.alloc = r.alloc
-	for _, i := range runs {
-		s := ds.Samples[i]
-		job := predictor.Job{Type: s.Type, Pool: s.Pool, Labels: s.Labels, Features: make(map[string]float64, len(ds.Features))}
-		for j, name := range ds.Features {
-			if !math.IsNaN(s.Features[j]) {
-				job.Features[name] = s.Features[j]
-			}
-		}
-		replay.Observe(prev, job, s.Predicted, s.Missed || s.Peak > s.Allocated)
+	since := SizedAfter(prev)
+	sized := slices.DeleteFunc(slices.Clone(runs), func(run Run) bool { return !run.Ended.After(since) })
+	slices.SortStableFunc(sized, func(a, b Run) int { return a.Ended.Compare(b.Ended) })
+	replay := &Raiser{rate: r.rate, alloc: r.alloc}
+	for _, run := range sized {
+		replay.Observe(prev, run.Job, run.Alone, run.Missed)
 	}
 	return replay.Carry(prev, next)
 }

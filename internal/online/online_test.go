@@ -187,10 +187,9 @@ func TestRaiseCarry(t *testing.T) {
 	}
 	// The carried raise is held to MaxRaise; a model file with one below
 	// 1, or not a number, is rejected.
-	key := slices.Collect(maps.Keys(raises))[0]
-	if m, err := readConstantModel(map[string]float64{"a": 1000}, map[string]any{"raises": map[string]any{key: 1e6}}); err != nil {
+	if m, err := readConstantModel(map[string]float64{"a": 1000}, map[string]any{"raises": map[string]any{key(a, model.Predict(a)): 1e6}}); err != nil {
 		t.Error(err)
-	} else if p := New(0, nil).Predict(m, a); !near(p.Raise, MaxRaise) && !near(p.Raise, math.Exp(0.0225)) {
+	} else if p := New(0, nil).Predict(m, a); !near(p.Raise, MaxRaise) {
 		t.Errorf("a carried raise of 1e6: x%v, want x%v", p.Raise, MaxRaise)
 	}
 	for _, bad := range []any{0.5, "NaN", -1} {
@@ -210,39 +209,52 @@ func TestRaiseReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	at := func(d time.Duration) float64 { return float64(until.Add(d).Unix()) }
-	alone := prev.Predict(predictor.Job{Type: "a"}).Memory // 1000, to a rounding
-	run := func(typ string, end time.Duration, predicted, allocated, peak float64, killed bool) predictor.Sample {
-		if predicted == 1000 {
-			predicted = alone
-		}
-		return predictor.Sample{Type: typ, Time: at(end - time.Minute), Ended: at(end), Predicted: predicted, Allocated: allocated, Peak: peak, Missed: killed, Features: []float64{math.NaN()}}
+	a, b := predictor.Job{Type: "a"}, predictor.Job{Type: "b"}
+	alone := prev.Predict(a).Memory // 1000, to a rounding
+	run := func(job predictor.Job, end time.Duration, missed bool) Run {
+		return Run{Job: job, Ended: until.Add(end), Alone: alone, Missed: missed}
 	}
-	ds := &predictor.Dataset{Features: []string{"rows"}}
 	// Given out of order: b's fit ended first (at 1, it stays at 1), its
-	// kill last, so b ends at log 0.045; the other way round it would end
+	// miss last, so b ends at log 0.045; the other way round it would end
 	// at 0.04.
-	ds.Samples = append(ds.Samples, run("b", 3*time.Hour, 1000, 1000, 1000, true), run("b", time.Hour, 1000, 1000, 900, false))
+	runs := []Run{run(b, 3*time.Hour, true), run(b, time.Hour, false)}
 	for i := range 10 {
-		// Ten misses of a: five kills, five peaks above the allocation.
-		ds.Samples = append(ds.Samples, run("a", time.Duration(i+1)*time.Minute, 1000, 1000, 1500, i%2 == 0))
+		runs = append(runs, run(a, time.Duration(i+1)*time.Minute, true))
 	}
-	ds.Samples = append(ds.Samples,
-		run("a", 2*time.Hour, 1000, 1200, 1100, false), // raised, and fit: log 0.45 - 0.005
-		run("a", -time.Minute, 1000, 1000, 1500, true), // ended before prev's runs were read
-		run("a", time.Hour, 1500, 1500, 2000, true),    // sized otherwise (a rerun)
-		run("a", time.Hour, 0, 1000, 2000, true),       // sized by no model
+	rerun := run(a, time.Hour, true)
+	rerun.Alone = 1500
+	runs = append(runs,
+		run(a, 2*time.Hour, false), // fit: log 0.45 - 0.005
+		run(a, 0, true),            // ended as prev's runs were read
+		rerun,                      // sized otherwise (a rerun)
 	)
-	next := constantModel(t, map[string]float64{"a": 1000, "b": 1000})
-	carried := New(0, nil).Replay(prev, next, ds)
-	if p := New(0, nil).Predict(carried, predictor.Job{Type: "a"}); !near(p.Raise, math.Exp(0.445/2)) {
+	next, err := readConstantModel(map[string]float64{"a": 1000, "b": 1000}, map[string]any{"runs_until": until.Add(24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	carried := New(0, nil).Replay(prev, next, runs)
+	if p := New(0, nil).Predict(carried, a); !near(p.Raise, math.Exp(0.445/2)) {
 		t.Errorf("a: carried x%v, want x%v", p.Raise, math.Exp(0.445/2))
 	}
-	if p := New(0, nil).Predict(carried, predictor.Job{Type: "b"}); !near(p.Raise, math.Exp(0.045/2)) {
+	if p := New(0, nil).Predict(carried, b); !near(p.Raise, math.Exp(0.045/2)) {
 		t.Errorf("b: carried x%v, want x%v (its runs told in the order they ended)", p.Raise, math.Exp(0.045/2))
 	}
-	if got := New(0, nil).Replay(nil, next, ds); got != next {
+	if got := New(0, nil).Replay(nil, next, runs); got != next {
 		t.Error("without a previous model, Replay changed the model")
+	}
+	// The next retraining replays the runs the carried model sized from
+	// where it started them: a from 0.2225, plus five misses, halved; b,
+	// which ran nothing, halved again.
+	var later []Run
+	for i := range 5 {
+		later = append(later, run(a, 24*time.Hour+time.Duration(i+1)*time.Minute, true))
+	}
+	again := New(0, nil).Replay(carried, constantModel(t, map[string]float64{"a": 1000, "b": 1000}), append(later, runs...))
+	if p := New(0, nil).Predict(again, a); !near(p.Raise, math.Exp((0.445/2+0.225)/2)) {
+		t.Errorf("a, a model later: carried x%v, want x%v", p.Raise, math.Exp((0.445/2+0.225)/2))
+	}
+	if p := New(0, nil).Predict(again, b); !near(p.Raise, math.Exp(0.045/4)) {
+		t.Errorf("b, a model later: carried x%v, want x%v", p.Raise, math.Exp(0.045/4))
 	}
 }
 
