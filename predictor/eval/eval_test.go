@@ -399,12 +399,13 @@ func TestEvaluateMarginMeasuresTheModel(t *testing.T) {
 	}
 	// The raise on day 1: the model's 115 raised until runs of 150 fit,
 	// each run ending before the next is sized.
-	raise := 0.0
+	raise, streak := 0.0, 0
 	for range 200 {
 		if 150 > 115*math.Exp(raise) {
-			raise += online.DefaultRate * 0.9
+			streak++
+			raise += online.DefaultRate * 0.9 * float64(min(streak, online.MaxStreak))
 		} else {
-			raise = max(raise-online.DefaultRate*0.1, 0)
+			streak, raise = 0, max(raise-online.DefaultRate*0.1, 0)
 		}
 	}
 	model := 150 * 1.15 * math.Exp(0.3*0.9)
