@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/jobfleet/jobfleet"
-	"github.com/jobfleet/jobfleet/internal/online"
 	"github.com/jobfleet/jobfleet/internal/testenv"
 	"github.com/jobfleet/jobfleet/predictor"
 )
@@ -141,18 +140,18 @@ func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 		t.Errorf("raised groups %v after reruns' kills, want 0", got)
 	}
 	dispatch("not-raised", "2gi")
-	// Four OOM kills in a row since: 1.5Gi * e^(0.05 * 0.9 * (1 + 2 + 3 +
-	// 4)) = 2.35Gi, in 4Gi (eight would be 4.84Gi).
-	send("killed", 4, jobfleet.OutcomeOOM, 2*gib, 2*gib, true)
+	// Ten OOM kills since: 1.5Gi * e^(10 * 0.05 * 0.9) = 2.35Gi, in 4Gi
+	// (twenty would be 3.69Gi).
+	send("killed", 10, jobfleet.OutcomeOOM, 2*gib, 2*gib, true)
 	// The same records delivered again count once.
-	send("killed", 4, jobfleet.OutcomeOOM, 2*gib, 2*gib, false)
+	send("killed", 10, jobfleet.OutcomeOOM, 2*gib, 2*gib, false)
 	if got := testutil.ToFloat64(d.metrics.raisedGroups); got != 1 {
 		t.Errorf("raised groups %v, want 1", got)
 	}
 	// The job's state says why: the model's 1.5Gi, raised.
-	if by := dispatch("after-kills", "4gi"); math.Abs(by.Raise-math.Exp(inARow(4))) > 1e-9 || by.PredictedBytes != 1.5*gib ||
+	if by := dispatch("after-kills", "4gi"); math.Abs(by.Raise-math.Exp(0.45)) > 1e-9 || by.PredictedBytes != 1.5*gib ||
 		by.RequestBytes != (int64(math.Ceil(1.5*gib*by.Raise))+mib-1)/mib*mib {
-		t.Errorf("after the kills, sized %+v, want the model's 1.5Gi raised x%.4f", by, math.Exp(inARow(4)))
+		t.Errorf("after the kills, sized %+v, want the model's 1.5Gi raised x%.4f", by, math.Exp(0.45))
 	}
 	// Nor do runs that failed, or succeeded without a peak: a hundred
 	// fits would have brought it down to 2Gi.
@@ -214,16 +213,6 @@ func sendRecords(t *testing.T, b *bundle, url, prefix string, n int) {
 	}
 }
 
-// inARow is the log of the raise after n misses in a row, at q = 0.9 and
-// the default rate: the k-th steps k times as far, up to MaxStreak.
-func inARow(n int) float64 {
-	var l float64
-	for k := 1; k <= n; k++ {
-		l += online.DefaultRate * 0.9 * float64(min(k, online.MaxStreak))
-	}
-	return min(l, math.Log(online.MaxRaise))
-}
-
 // raiseOf is the raise d sizes an export job with now.
 func raiseOf(d *Dispatcher) float64 { return max(d.model().Predict(exportJob).Raise, 1) }
 
@@ -250,12 +239,12 @@ func TestRaiseReadsEveryReplicasRecords(t *testing.T) {
 	other, stopOther := replica(b.sqs.CreateQueue(t, "records-", nil), model)
 	defer stopOther()
 
-	// Four kills, and one in a file named before the model's runs were
-	// read that landed after (the model did not learn from it): five in
-	// a row on both.
-	sendRecords(t, b, recordsURL, "killed", 4)
+	// Ten kills, and one in a file named before the model's runs were
+	// read that landed after (the model did not learn from it):
+	// 1.5Gi * e^(11 * 0.05 * 0.9) on both.
+	sendRecords(t, b, recordsURL, "killed", 10)
 	testenv.Eventually(t, 30*time.Second, "the records to be stored", func() bool {
-		return testutil.ToFloat64(consumer.metrics.records.WithLabelValues("stored")) == 4
+		return testutil.ToFloat64(consumer.metrics.records.WithLabelValues("stored")) == 10
 	})
 	landedLate, _ := json.Marshal(jobfleet.RunRecord{
 		JobID: "landed-late", Type: "export", Attempt: 1, Outcome: jobfleet.OutcomeOOM,
@@ -269,7 +258,7 @@ func TestRaiseReadsEveryReplicasRecords(t *testing.T) {
 	}
 	readBack(t, consumer)
 	readBack(t, other)
-	want := math.Exp(inARow(5))
+	want := math.Exp(11 * 0.05 * 0.9)
 	for name, d := range map[string]*Dispatcher{"the replica that stored them": consumer, "the other replica": other} {
 		if got := raiseOf(d); math.Abs(got-want) > 1e-9 {
 			t.Errorf("%s raises export jobs x%.4f, want x%.4f", name, got, want)
@@ -298,8 +287,8 @@ func TestRaiseReadsEveryReplicasRecords(t *testing.T) {
 		if got := raiseOf(d); math.Abs(got-want) > 1e-9 {
 			t.Errorf("%s raises export jobs x%.4f as it starts dispatching, want x%.4f", name, got, want)
 		}
-		if got := testutil.ToFloat64(d.metrics.raiseRecords); got != 5 {
-			t.Errorf("%s read %v records back, want 5", name, got)
+		if got := testutil.ToFloat64(d.metrics.raiseRecords); got != 11 {
+			t.Errorf("%s read %v records back, want 11", name, got)
 		}
 		stop()
 	}
@@ -339,9 +328,9 @@ func TestRaiseReadsRecordsStoredWhileS3WasDown(t *testing.T) {
 
 	proxy.Down()
 	down := testutil.ToFloat64(d.metrics.raiseReadUntil)
-	// Another replica stores four kills, twice, in two files.
+	// Another replica stores ten kills, twice, in two files.
 	var lines bytes.Buffer
-	for i := range 4 {
+	for i := range 10 {
 		rec := jobfleet.RunRecord{
 			JobID: fmt.Sprintf("killed-%d", i), Type: "export", Attempt: 1, Outcome: jobfleet.OutcomeOOM,
 			AllocatedBytes: 2 * gib, PeakBytes: 2 * gib, PredictedBytes: 2 * gib, Features: exportJob.Features,
@@ -380,11 +369,11 @@ func TestRaiseReadsRecordsStoredWhileS3WasDown(t *testing.T) {
 
 	proxy.Up()
 	readBack(t, d)
-	if got, want := raiseOf(d), math.Exp(inARow(4)); math.Abs(got-want) > 1e-9 {
+	if got, want := raiseOf(d), math.Exp(10*0.05*0.9); math.Abs(got-want) > 1e-9 {
 		t.Errorf("once S3 is back, export jobs are raised x%.4f, want x%.4f: each kill once", got, want)
 	}
-	if got := testutil.ToFloat64(d.metrics.raiseRecords); got != 4 {
-		t.Errorf("the raise read %v records, want 4", got)
+	if got := testutil.ToFloat64(d.metrics.raiseRecords); got != 10 {
+		t.Errorf("the raise read %v records, want 10", got)
 	}
 
 	// A file that lands late, named before the time the raise last
@@ -392,8 +381,8 @@ func TestRaiseReadsRecordsStoredWhileS3WasDown(t *testing.T) {
 	late := bytes.Replace(bytes.SplitAfter(lines.Bytes(), []byte("\n"))[0], []byte("killed-0"), []byte("late-0"), 1)
 	put(recordsName("jobfleet", time.Now().Add(-lateness/2))+"-late.jsonl", late)
 	readBack(t, d)
-	if got := testutil.ToFloat64(d.metrics.raiseRecords); got != 5 {
-		t.Errorf("the raise read %v records after a late file, want 5", got)
+	if got := testutil.ToFloat64(d.metrics.raiseRecords); got != 11 {
+		t.Errorf("the raise read %v records after a late file, want 11", got)
 	}
 
 	// A file larger than the raise reads is skipped, and does not hold
@@ -405,7 +394,7 @@ func TestRaiseReadsRecordsStoredWhileS3WasDown(t *testing.T) {
 	put(recordsName("jobfleet", time.Now())+"-big.jsonl", big.Bytes())
 	put(recordsName("jobfleet", time.Now())+"-after.jsonl", bytes.ReplaceAll(late, []byte("late-0"), []byte("after-0")))
 	readBack(t, d)
-	if got := testutil.ToFloat64(d.metrics.raiseRecords); got != 6 {
-		t.Errorf("the raise read %v records, want 6: none of a file too large, one of the file after it", got)
+	if got := testutil.ToFloat64(d.metrics.raiseRecords); got != 12 {
+		t.Errorf("the raise read %v records, want 12: none of a file too large, one of the file after it", got)
 	}
 }

@@ -645,7 +645,7 @@ func TestPredictExplainRaise(t *testing.T) {
 	job := predictor.Job{Type: "a", Features: map[string]float64{"procs": 4}}
 	r := online.New(0, nil)
 	for range 20 {
-		r.Observe(m, job, m.Predict(job).Memory, true) // in a row: at MaxRaise, x4; x2 carries
+		r.Observe(m, job, m.Predict(job).Memory, true) // log 0.9: half carries
 	}
 	p := m.Predict(job)
 	path := filepath.Join(t.TempDir(), "model.json")
@@ -661,7 +661,7 @@ func TestPredictExplainRaise(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	raise := math.Sqrt(online.MaxRaise)
+	raise := math.Exp(0.45)
 	for _, want := range []string{fmt.Sprintf("allocation         %.6g ", p.Memory*raise), fmt.Sprintf("raise              x%.3f ", raise)} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("explain lacks %q:\n%s", want, stdout)

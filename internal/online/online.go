@@ -8,11 +8,7 @@
 // Group; with estimators, the level and the job's type), a multiplier on
 // the model's size that every run of the group moves when it ends: up by
 // rate*q after a miss (an OOM kill), down by rate*(1-q) after a run that
-// fit, in log space, never below 1 nor above 4. Misses in a row step
-// further: the n-th steps n times as far, up to MaxStreak times, so that a
-// burst of jobs that all need far more than the model gave them is raised
-// in a few kills rather than dozens, while a group that misses now and
-// then steps as before. This is adaptive
+// fit, in log space, never below 1 nor above 4. This is adaptive
 // conformal inference per group: while a group's misses run above 1 - q
 // its sizes rise, and they come back down as it fits again. Only runs the
 // current model would have sized the same move them.
@@ -46,12 +42,8 @@ import (
 
 // DefaultRate is the step of a group's log multiplier per run: after a
 // miss at q = 0.9 a group's sizes rise by 4.6%, and a group whose jobs
-// all miss (with MaxStreak) doubles its sizes in 6 runs.
+// all miss doubles its sizes in 16 runs.
 const DefaultRate = 0.05
-
-// MaxStreak bounds how many times further than one miss the n-th miss in
-// a row steps.
-const MaxStreak = 4
 
 // MaxRaise bounds the multiplier.
 const MaxRaise = 4.0
@@ -151,26 +143,23 @@ func (r *Raiser) Observe(m *predictor.Model, job predictor.Job, alone float64, m
 		return
 	}
 	q := m.Quantile()
-	step, streak := -r.rate*(1-q), 0
+	step := -r.rate * (1 - q)
 	if missed {
-		streak = g.streak + 1
-		step = r.rate * q * float64(min(streak, MaxStreak))
+		step = r.rate * q
 	}
 	l := min(g.log+step, math.Log(MaxRaise))
 	if l < 1e-9 { // back at 1 (a sum of steps rarely lands on 0 exactly)
 		delete(r.logs, k)
 		return
 	}
-	r.logs[k] = raised{log: l, streak: streak, job: &job}
+	r.logs[k] = raised{log: l, job: &job}
 }
 
-// raised is a group's raise: its log multiplier, the misses in a row
-// that ended its runs told of so far, and the last job told of in it (nil
-// for a raise a model carried in).
+// raised is a group's raise: its log multiplier, and the last job told
+// of in it (nil for a raise a model carried in).
 type raised struct {
-	log    float64
-	streak int
-	job    *predictor.Job
+	log float64
+	job *predictor.Job
 }
 
 // Carry returns next, starting every group at CarryShare of the raise r

@@ -62,16 +62,12 @@ func TestRaise(t *testing.T) {
 			r.Observe(current, job, alone, missed)
 		}
 	}
-	// Ten misses, one after each fit: up by 0.05 * 0.9 each, in log space,
-	// down by 0.05 * 0.1 for each fit; the prediction's Memory stays the
-	// model's own.
-	for range 10 {
-		observe(a, 1, false)
-		observe(a, 1, true)
-	}
-	want := 1000 * math.Exp(0.045+9*(0.045-0.005))
+	// Ten misses: up by 0.05 * 0.9 each, in log space; the prediction's
+	// Memory stays the model's own.
+	observe(a, 10, true)
+	want := 1000 * math.Exp(10*DefaultRate*0.9)
 	if p := r.Predict(model, a); !near(p.Memory, 1000) || !near(size(p), want) {
-		t.Errorf("after 10 misses between fits: model %v raised by %v, want the model's 1000 raised to %v", p.Memory, p.Raise, want)
+		t.Errorf("after 10 misses: model %v raised by %v, want the model's 1000 raised to %v", p.Memory, p.Raise, want)
 	}
 	if got := sized(b); !near(got, 1000) {
 		t.Errorf("another group: %v, want its own 1000", got)
@@ -79,29 +75,15 @@ func TestRaise(t *testing.T) {
 	if r.Raised() != 1 {
 		t.Errorf("%d groups raised, want 1", r.Raised())
 	}
-	// Each run that fits lowers it by 0.05 * 0.1: 81 undo it, and more
-	// never go below the model.
-	observe(a, 81, false)
+	// Each run that fits lowers it by 0.05 * 0.1: ninety undo ten misses,
+	// and more never go below the model.
+	observe(a, 90, false)
 	if got := sized(a); !near(got, 1000) {
-		t.Errorf("after 81 runs that fit: %v, want back to the model's 1000", got)
+		t.Errorf("after 90 runs that fit: %v, want back to the model's 1000", got)
 	}
 	observe(a, 50, false)
 	if got := sized(a); !near(got, 1000) || r.Raised() != 0 {
 		t.Errorf("after more runs that fit: %v and %d groups raised, want the model's 1000 and none", got, r.Raised())
-	}
-	// Misses in a row step further: the second twice as far, the third
-	// three times, then four times (MaxStreak).
-	for n, log := range []float64{0.045, 0.135, 0.27, 0.45, 0.63} {
-		observe(a, 1, true)
-		if got := sized(a); !near(got, 1000*math.Exp(log)) {
-			t.Errorf("after %d misses in a row: %v, want %v", n+1, got, 1000*math.Exp(log))
-		}
-	}
-	// A fit ends the streak.
-	observe(a, 1, false)
-	observe(a, 1, true)
-	if got, want := sized(a), 1000*math.Exp(0.63-0.005+0.045); !near(got, want) {
-		t.Errorf("a miss after a fit: %v, want %v", got, want)
 	}
 	// Never above MaxRaise.
 	observe(a, 1000, true)
@@ -150,7 +132,7 @@ func TestRaiseCarry(t *testing.T) {
 	r := New(0, nil)
 	alone := model.Predict(a).Memory
 	for range 20 {
-		r.Observe(model, a, alone, true) // at MaxRaise
+		r.Observe(model, a, alone, true) // log 0.9
 	}
 	r.Observe(model, b, alone, true) // log 0.045
 	r.Observe(model, c, alone, true)
@@ -165,15 +147,15 @@ func TestRaiseCarry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := New(0, nil).Predict(r.Carry(model, global), a); p.Source != predictor.SourceGlobal || !near(p.Raise, math.Sqrt(MaxRaise)) {
-		t.Errorf("a decided by %s under the new model: raised x%v, want x%v", p.Source, p.Raise, math.Sqrt(MaxRaise))
+	if p := New(0, nil).Predict(r.Carry(model, global), a); p.Source != predictor.SourceGlobal || !near(p.Raise, math.Exp(0.45)) {
+		t.Errorf("a decided by %s under the new model: raised x%v, want x%v", p.Source, p.Raise, math.Exp(0.45))
 	}
 	raises := next.Raises()
 	if len(raises) != 2 {
 		t.Errorf("carried %v, want two groups (c is back at 1)", raises)
 	}
-	if p := r.Predict(next, a); !near(p.Memory, 2000) || !near(p.Raise, math.Sqrt(MaxRaise)) {
-		t.Errorf("a under the new model: %v raised x%v, want its 2000 raised x%v", p.Memory, p.Raise, math.Sqrt(MaxRaise))
+	if p := r.Predict(next, a); !near(p.Memory, 2000) || !near(p.Raise, math.Exp(0.45)) {
+		t.Errorf("a under the new model: %v raised x%v, want its 2000 raised x%v", p.Memory, p.Raise, math.Exp(0.45))
 	}
 	if p := r.Predict(next, b); !near(p.Raise, math.Exp(0.0225)) {
 		t.Errorf("b under the new model: raised x%v, want x%v", p.Raise, math.Exp(0.0225))
@@ -185,8 +167,8 @@ func TestRaiseCarry(t *testing.T) {
 	for range 10 {
 		r.Observe(next, a, next.Predict(a).Memory, false)
 	}
-	if p := r.Predict(next, a); !near(p.Raise, math.Sqrt(MaxRaise)*math.Exp(-0.05)) {
-		t.Errorf("after ten fits: raised x%v, want x%v", p.Raise, math.Sqrt(MaxRaise)*math.Exp(-0.05))
+	if p := r.Predict(next, a); !near(p.Raise, math.Exp(0.4)) {
+		t.Errorf("after ten fits: raised x%v, want x%v", p.Raise, math.Exp(0.4))
 	}
 	// Another process reading the model file starts from the same.
 	var file bytes.Buffer
@@ -197,8 +179,8 @@ func TestRaiseCarry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := New(0, nil).Predict(read, a); !near(p.Raise, math.Sqrt(MaxRaise)) {
-		t.Errorf("from the model file: raised x%v, want x%v", p.Raise, math.Sqrt(MaxRaise))
+	if p := New(0, nil).Predict(read, a); !near(p.Raise, math.Exp(0.45)) {
+		t.Errorf("from the model file: raised x%v, want x%v", p.Raise, math.Exp(0.45))
 	}
 	if p := read.Predict(a); p.Raise != 0 || !near(p.Allocation(), 2000) {
 		t.Errorf("the model alone: %v raised x%v, want its 2000 (the raise is the dispatcher's)", p.Allocation(), p.Raise)
@@ -237,12 +219,12 @@ func TestRaiseReplay(t *testing.T) {
 	// at 0.04.
 	runs := []Run{run(b, 3*time.Hour, true), run(b, time.Hour, false)}
 	for i := range 10 {
-		runs = append(runs, run(a, time.Duration(i+1)*time.Minute, true)) // in a row: at MaxRaise
+		runs = append(runs, run(a, time.Duration(i+1)*time.Minute, true))
 	}
 	rerun := run(a, time.Hour, true)
 	rerun.Alone = 1500
 	runs = append(runs,
-		run(a, 2*time.Hour, false), // fit: log 4 - 0.005
+		run(a, 2*time.Hour, false), // fit: log 0.45 - 0.005
 		run(a, 0, true),            // ended as prev's runs were read
 		rerun,                      // sized otherwise (a rerun)
 	)
@@ -251,9 +233,8 @@ func TestRaiseReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	carried := New(0, nil).Replay(prev, next, runs)
-	aLog := math.Log(MaxRaise) - 0.005
-	if p := New(0, nil).Predict(carried, a); !near(p.Raise, math.Exp(aLog/2)) {
-		t.Errorf("a: carried x%v, want x%v", p.Raise, math.Exp(aLog/2))
+	if p := New(0, nil).Predict(carried, a); !near(p.Raise, math.Exp(0.445/2)) {
+		t.Errorf("a: carried x%v, want x%v", p.Raise, math.Exp(0.445/2))
 	}
 	if p := New(0, nil).Predict(carried, b); !near(p.Raise, math.Exp(0.045/2)) {
 		t.Errorf("b: carried x%v, want x%v (its runs told in the order they ended)", p.Raise, math.Exp(0.045/2))
@@ -262,16 +243,15 @@ func TestRaiseReplay(t *testing.T) {
 		t.Error("without a previous model, Replay changed the model")
 	}
 	// The next retraining replays the runs the carried model sized from
-	// where it started them: a from half its raise, plus five misses in
-	// a row (0.045 + 0.09 + 0.135 + 0.18 + 0.18), halved; b, which ran
-	// nothing, halved again.
+	// where it started them: a from 0.2225, plus five misses, halved; b,
+	// which ran nothing, halved again.
 	var later []Run
 	for i := range 5 {
 		later = append(later, run(a, 24*time.Hour+time.Duration(i+1)*time.Minute, true))
 	}
 	again := New(0, nil).Replay(carried, constantModel(t, map[string]float64{"a": 1000, "b": 1000}), append(later, runs...))
-	if p := New(0, nil).Predict(again, a); !near(p.Raise, math.Exp((aLog/2+0.63)/2)) {
-		t.Errorf("a, a model later: carried x%v, want x%v", p.Raise, math.Exp((aLog/2+0.63)/2))
+	if p := New(0, nil).Predict(again, a); !near(p.Raise, math.Exp((0.445/2+0.225)/2)) {
+		t.Errorf("a, a model later: carried x%v, want x%v", p.Raise, math.Exp((0.445/2+0.225)/2))
 	}
 	if p := New(0, nil).Predict(again, b); !near(p.Raise, math.Exp(0.045/4)) {
 		t.Errorf("b, a model later: carried x%v, want x%v", p.Raise, math.Exp(0.045/4))

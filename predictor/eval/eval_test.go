@@ -399,13 +399,12 @@ func TestEvaluateMarginMeasuresTheModel(t *testing.T) {
 	}
 	// The raise on day 1: the model's 115 raised until runs of 150 fit,
 	// each run ending before the next is sized.
-	raise, streak := 0.0, 0
+	raise := 0.0
 	for range 200 {
 		if 150 > 115*math.Exp(raise) {
-			streak++
-			raise += online.DefaultRate * 0.9 * float64(min(streak, online.MaxStreak))
+			raise += online.DefaultRate * 0.9
 		} else {
-			streak, raise = 0, max(raise-online.DefaultRate*0.1, 0)
+			raise = max(raise-online.DefaultRate*0.1, 0)
 		}
 	}
 	model := 150 * 1.15 * math.Exp(0.3*0.9)
