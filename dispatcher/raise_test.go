@@ -35,8 +35,9 @@ func (s *swappableModels) Model() *predictor.Model { return s.m.Load() }
 // runs that fit bring them back down; the forwarded job carries the class
 // the model alone gives it; records of runs the model did not size so
 // (reruns sized by their OOM history, other outcomes) move nothing; a new
-// model starts again from its own sizes, and runs the old one sized
-// differently do not raise it.
+// model that carries no raise (here, one stored by hand) starts again from
+// its own sizes, and runs the old one sized differently do not raise it.
+// (A retraining carries half the raise: TestRunRecordsAreStoredAndRetrainFromThem.)
 func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

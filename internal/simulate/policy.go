@@ -111,8 +111,9 @@ type Sizing struct {
 	// in log space for every job of it that the simulation sees
 	// OOM-killed, and fall back by OnlineRate*(1-q) for every one that
 	// fit (online.Raiser), each as the dispatcher would hear of it: a job
-	// that fit when it ends, one killed when it is killed. 0 (or absent)
-	// is online.DefaultRate; negative sizes by the model alone.
+	// that fit when it ends, one killed when it is killed; half of it
+	// carries into each retrained model. 0 (or absent) is
+	// online.DefaultRate; negative sizes by the model alone.
 	OnlineRate float64 `json:"onlineRate"`
 	// Ladder rounds sizes up to jobfleet's default size ladder.
 	Ladder bool `json:"ladder"`
