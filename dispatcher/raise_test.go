@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/online"
 	"github.com/jobfleet/jobfleet/internal/testenv"
 	"github.com/jobfleet/jobfleet/predictor"
 )
@@ -397,5 +398,76 @@ func TestRaiseReadsRecordsStoredWhileS3WasDown(t *testing.T) {
 	readBack(t, d)
 	if got := testutil.ToFloat64(d.metrics.raiseRecords); got != 12 {
 		t.Errorf("the raise read %v records, want 12: none of a file too large, one of the file after it", got)
+	}
+}
+
+// TestRetrainCarriesHalfTheLiveRaise: a retraining carries into the model
+// it trains half, in log space, of the raise the replicas hold when it
+// runs, from the same records: two replicas' files whose kills and fits
+// interleave in time, and runs no model sized, which tell nothing to
+// either; through the real SQS emulator and S3.
+func TestRetrainCarriesHalfTheLiveRaise(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	read := time.Now().Add(-time.Hour)
+	prev := constantModelAt(map[string]float64{"export": 1.5 * gib}, read, read)
+	modelURL := "s3://" + b.cfg.Bucket + "/models/carry.json"
+	if err := predictor.Save(t.Context(), b.s3.Client, modelURL, prev); err != nil {
+		t.Fatal(err)
+	}
+	d, stop := b.start(t, b.cfg, WithModels(staticModels{prev}), WithRecords(b.s3.Client,
+		RecordsConfig{URL: b.sqs.CreateQueue(t, "records-", nil), Bucket: b.cfg.Bucket, Prefix: "jobfleet", RaiseReadEvery: 100 * time.Millisecond},
+		RetrainConfig{}))
+	defer stop()
+
+	record := func(id string, ended time.Time, outcome jobfleet.Outcome, predicted int64) []byte {
+		rec := jobfleet.RunRecord{
+			JobID: id, Type: "export", Attempt: 1, Outcome: outcome, AllocatedBytes: 2 * gib, PeakBytes: gib,
+			PredictedBytes: predicted, Features: exportJob.Features, StartedAt: ended.Add(-time.Minute).UTC(), EndedAt: ended.UTC(),
+		}
+		if outcome == jobfleet.OutcomeOOM {
+			rec.PeakBytes = 2 * gib
+		}
+		data, _ := json.Marshal(rec)
+		return append(data, '\n')
+	}
+	at := func(m int) time.Time { return read.Add(time.Duration(m) * time.Minute) }
+	// Replica a: a kill, a fit, a kill; replica b: two kills in between,
+	// and the runs the model was trained on, which no model sized (they
+	// are what the retraining learns from).
+	var a, bFile bytes.Buffer
+	a.Write(record("a-1", at(1), jobfleet.OutcomeOOM, 2*gib))
+	a.Write(record("a-3", at(3), jobfleet.OutcomeSucceeded, 2*gib))
+	a.Write(record("a-5", at(5), jobfleet.OutcomeOOM, 2*gib))
+	bFile.Write(record("b-2", at(2), jobfleet.OutcomeOOM, 2*gib))
+	bFile.Write(record("b-4", at(4), jobfleet.OutcomeOOM, 2*gib))
+	for i := range 40 {
+		bFile.Write(record(fmt.Sprintf("history-%d", i), at(-30-i), jobfleet.OutcomeSucceeded, 0))
+	}
+	for name, body := range map[string][]byte{"-a.jsonl": a.Bytes(), "-b.jsonl": bFile.Bytes()} {
+		if _, err := b.s3.Client.PutObject(t.Context(), &s3.PutObjectInput{
+			Bucket: aws.String(b.cfg.Bucket), Key: aws.String(recordsName("jobfleet", time.Now()) + name), Body: bytes.NewReader(body),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readBack(t, d)
+	// Four kills and a fit: 0.05 * (4 * 0.9 - 0.1).
+	live := raiseOf(d)
+	if want := math.Exp(0.175); math.Abs(live-want) > 1e-9 {
+		t.Fatalf("the replica raises export jobs x%.4f, want x%.4f", live, want)
+	}
+
+	retrain := RetrainConfig{Model: modelURL, Options: predictor.Options{Tuning: predictor.Tuning{MinRuns: 20}}}
+	if err := d.retrain(t.Context(), b.s3.Client, RecordsConfig{Bucket: b.cfg.Bucket, Prefix: "jobfleet"}, retrain); err != nil {
+		t.Fatal(err)
+	}
+	next, err := predictor.Load(t.Context(), b.s3.Client, modelURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	carried := max(online.New(0, nil).Predict(next, exportJob).Raise, 1)
+	if want := math.Exp(math.Log(live) / 2); math.Abs(carried-want) > 1e-9 {
+		t.Errorf("the retrained model starts export jobs at x%.4f, want x%.4f: half the replica's x%.4f in log space", carried, want, live)
 	}
 }
