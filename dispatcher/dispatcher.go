@@ -439,8 +439,8 @@ func (d *Dispatcher) raiseRuns(prev *predictor.Model, ds *predictor.Dataset) []o
 			continue
 		}
 		// The record the sample was read from, as far as the raise
-		// reads it (records.go's LoadRecords keeps successes with a
-		// peak and OOM kills with an allocation).
+		// reads it (predictor.LoadRecords keeps successes with a peak
+		// and OOM kills with an allocation).
 		rec := jobfleet.RunRecord{
 			Type: s.Type, Labels: s.Labels, Features: map[string]float64{}, PredictedBytes: int64(s.Predicted), PeakBytes: int64(s.Peak),
 			EndedAt: time.UnixMilli(int64(math.Round(s.End() * 1e3))), Outcome: jobfleet.OutcomeSucceeded,
