@@ -51,8 +51,10 @@ type RunRecord struct {
 	Error    string `json:"error,omitempty"`
 	ExitCode int    `json:"exit_code"`
 	// AllocatedBytes is the memory limit the attempt ran under (0: none);
-	// PeakBytes the most it used, and PeakSource how that was measured
-	// (cgroup-v2, cgroup-v1 or rusage).
+	// PeakBytes the most it used, and PeakSource how that was measured:
+	// cgroup-v2 or cgroup-v1, the cgroup's peak working set (reclaimable
+	// file cache left out; an OOM-killed attempt's is its high-water
+	// mark), or rusage, the largest resident set of its processes.
 	AllocatedBytes int64  `json:"allocated_bytes"`
 	PeakBytes      int64  `json:"peak_bytes"`
 	PeakSource     string `json:"peak_source,omitempty"`

@@ -1,7 +1,10 @@
 package worker
 
 import (
+	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -22,7 +25,18 @@ type meter struct {
 	// include earlier jobs of the same worker: the command's own peak is
 	// then the better measure.
 	cumulative bool
+	// workingSet is the largest working set sampled while the job ran,
+	// of samples.
+	workingSet, samples atomic.Int64
 }
+
+// sampleEvery is how often a job's working set is read while it runs,
+// and minSamples how many reads (the first as it starts) measure a job
+// by its working set.
+const (
+	sampleEvery = 20 * time.Millisecond
+	minSamples  = 3
+)
 
 // openMeter prepares memory measurement for an attempt: a new cgroup in
 // CgroupJob mode, the worker's own in CgroupContainer mode.
@@ -60,12 +74,43 @@ func (m *meter) jobCgroup() *cgroup.Memory {
 	return nil
 }
 
-// peak reads the attempt's peak memory: the cgroup's high-water mark where
-// there is one, else the largest resident set of the command, else of the
-// worker process itself (a Go handler).
+// sample reads the cgroup's working set now and every sampleEvery until
+// the function it returns is called, keeping the largest.
+func (m *meter) sample() (stop func()) {
+	if m.cgroup == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(sampleEvery)
+		defer tick.Stop()
+		for {
+			if ws, err := m.cgroup.WorkingSet(); err == nil {
+				m.samples.Add(1)
+				if ws > m.workingSet.Load() {
+					m.workingSet.Store(ws)
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// peak reads the attempt's peak memory: the cgroup's peak working set
+// where there is a cgroup, else the largest resident set of the command,
+// else of the worker process itself (a Go handler).
 func (m *meter) peak(job *Job) peakReading {
 	if m.cgroup != nil && !(m.cumulative && job.rusagePeak > 0) {
-		if p, err := m.cgroup.Peak(); err == nil && p > 0 {
+		if p := m.peakWorkingSet(job); p > 0 {
 			return peakReading{bytes: p, source: m.cgroup.Source()}
 		}
 	}
@@ -77,6 +122,36 @@ func (m *meter) peak(job *Job) peakReading {
 		return peakReading{bytes: maxrssBytes(&ru), source: SourceRusage}
 	}
 	return peakReading{}
+}
+
+// peakWorkingSet is the most memory the attempt held that the kernel
+// could not reclaim. The cgroup's high-water mark counts the page cache
+// of the files the job read and wrote, which the kernel reclaims before
+// it kills: a job that writes files would seem to use its whole limit,
+// and the memory model could never learn to size it smaller. So the peak
+// is the largest working set sampled (usage less inactive file cache,
+// as the kubelet and VPA count it) or the command's largest resident set
+// where that is its own (it is exact between samples), whichever is
+// larger, never above the high-water mark. A job the kernel killed for
+// memory used all it had: its high-water mark; so is a job ended too
+// soon to be sampled minSamples times, without a resident set of its
+// own.
+func (m *meter) peakWorkingSet(job *Job) int64 {
+	high, err := m.cgroup.Peak()
+	if err != nil || high <= 0 {
+		return 0
+	}
+	if m.cgroup.OOMKilled() {
+		return high
+	}
+	own := job.rusagePeak
+	if own <= job.parentRSS {
+		own = 0
+	}
+	if m.samples.Load() < minSamples && own == 0 {
+		return high
+	}
+	return min(high, max(m.workingSet.Load(), own))
 }
 
 // oomKilled tells whether the attempt ended because it ran out of memory:

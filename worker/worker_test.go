@@ -284,6 +284,38 @@ func TestSuccessRecordsPeakAndDeletes(t *testing.T) {
 	b.assertEmpty(t, b.dead, "dead-letter")
 }
 
+// TestPeakLeavesOutFileCache runs a job that writes a file twice the
+// size of its memory limit and then holds 64 MiB. The kernel reclaims the
+// file's page cache to keep it under its limit, so it succeeds; its peak
+// is the memory it held, not the limit the page cache filled, or the
+// memory model would never size such a job below what it last had.
+func TestPeakLeavesOutFileCache(t *testing.T) {
+	t.Parallel()
+	requireJobCgroups(t)
+	b := setup(t)
+	cfg := b.cfg
+	cfg.MemoryLimit = 256 * mib
+	cfg.Cgroup = worker.CgroupJob
+	b.publish(t, &jobfleet.Job{ID: "writer"})
+
+	if err := b.run(t, t.Context(), cfg, "write", "512", "64", "500"); err != nil {
+		t.Fatalf("worker: %v", err)
+	}
+	rec := b.recordsOf(t, 1)[0]
+	if rec.Outcome != jobfleet.OutcomeSucceeded {
+		t.Fatalf("run record = %+v, want a success", rec)
+	}
+	if rec.PeakSource != worker.SourceCgroupV1 && rec.PeakSource != worker.SourceCgroupV2 {
+		t.Fatalf("measured by %q, want the job's cgroup", rec.PeakSource)
+	}
+	// Above the 64 MiB: the runtime's few, and the file pages the kernel
+	// counts as active (tens of MiB when the disk is busy).
+	if peak := rec.PeakBytes / mib; peak < 64 || peak > 160 {
+		t.Errorf("peak %d MiB, want the 64 MiB the job held and its runtime's few, well below the 256 MiB limit its page cache filled", peak)
+	}
+	t.Logf("peak %d MiB of a 256 MiB limit, by %s", rec.PeakBytes/mib, rec.PeakSource)
+}
+
 // counter describes a run of the count job and reads its log.
 type counter struct {
 	log string

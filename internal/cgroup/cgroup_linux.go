@@ -99,6 +99,25 @@ func (c *Memory) Peak() (int64, error) {
 	return readInt(filepath.Join(c.dir, c.peakName()))
 }
 
+// WorkingSet returns the memory the cgroup holds now that the kernel
+// could not reclaim without swapping: its usage less its inactive file
+// cache, as the kubelet and VPA count a container's working set.
+func (c *Memory) WorkingSet() (int64, error) {
+	usageFile, inactive := "memory.usage_in_bytes", "total_inactive_file"
+	if c.v2 {
+		usageFile, inactive = "memory.current", "inactive_file"
+	}
+	usage, err := readInt(filepath.Join(c.dir, usageFile))
+	if err != nil {
+		return 0, fmt.Errorf("reading the usage of cgroup %s: %w", c.dir, err)
+	}
+	file, err := readKeyed(filepath.Join(c.dir, "memory.stat"), inactive)
+	if err != nil {
+		return 0, fmt.Errorf("reading the file cache of cgroup %s: %w", c.dir, err)
+	}
+	return max(0, usage-file), nil
+}
+
 // oomKills returns how many processes the kernel killed for exceeding the
 // cgroup's limit.
 func (c *Memory) oomKills() (int64, error) {

@@ -29,6 +29,10 @@ func (c *Memory) ResetPeak() error { return ErrUnsupported }
 // Peak returns the high-water mark.
 func (c *Memory) Peak() (int64, error) { return 0, ErrUnsupported }
 
+// WorkingSet returns the memory the cgroup holds that the kernel could
+// not reclaim.
+func (c *Memory) WorkingSet() (int64, error) { return 0, ErrUnsupported }
+
 // OOMKilled reports whether the kernel killed a process of the cgroup for
 // exceeding its limit since it was opened.
 func (c *Memory) OOMKilled() bool { return false }

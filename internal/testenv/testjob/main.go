@@ -5,6 +5,8 @@
 //
 //	testjob alloc <MiB> [hold-ms]          allocate and touch memory, then exit 0
 //	testjob alloc-params [hold-ms]         the same, with the MiB from the job's params ({"mib": N})
+//	testjob write <file-MiB> <MiB> [hold-ms] write a temporary file of file-MiB, then allocate as alloc does,
+//	                                       then remove the file
 //	testjob count <target> <step-ms> <log> count to target, one step per step-ms, resuming from the checkpoint;
 //	                                       a log that is a directory holds one <job id>.log per job;
 //	                                       the count is its output "count"
@@ -50,6 +52,14 @@ func main() {
 			hold = os.Args[2]
 		}
 		alloc(p.MiB, hold)
+	case "write":
+		hold := ""
+		if len(os.Args) > 4 {
+			hold = os.Args[4]
+		}
+		file := write(atoi(arg(2)))
+		alloc(atoi(arg(3)), hold)
+		_ = os.Remove(file)
 	case "count":
 		count(atoi(arg(2)), time.Duration(atoi(arg(3)))*time.Millisecond, arg(4))
 	case "fail":
@@ -80,6 +90,32 @@ func alloc(mib int, hold string) {
 		time.Sleep(time.Duration(atoi(hold)) * time.Millisecond)
 	}
 	fmt.Printf("allocated %d MiB, checksum %d\n", mib, buf[len(buf)-4096])
+}
+
+// write writes a temporary file of mib MiB, flushed to disk every 64
+// MiB so its page cache is clean and the kernel may reclaim it, and
+// returns its name.
+func write(mib int) string {
+	f, err := os.CreateTemp("", "testjob-write-")
+	if err != nil {
+		fail(err)
+	}
+	chunk := make([]byte, 1<<20)
+	for i := range mib {
+		chunk[0] = byte(i)
+		if _, err := f.Write(chunk); err != nil {
+			fail(err)
+		}
+		if (i+1)%64 == 0 {
+			if err := f.Sync(); err != nil {
+				fail(err)
+			}
+		}
+	}
+	if err := f.Close(); err != nil {
+		fail(err)
+	}
+	return f.Name()
 }
 
 // count advances a counter kept in the checkpoint directory, so that a rerun
