@@ -75,6 +75,8 @@ func TestUsageErrors(t *testing.T) {
 		{name: "bad log level", args: []string{"--log-level", "loud", "version"}, want: "--log-level must be one of"},
 		{name: "flag job without type", args: []string{"publish", "-q", "http://127.0.0.1:1/q", "--feature", "rows=1"}, want: "add --type"},
 		{name: "type and file", args: []string{"publish", "-q", "http://127.0.0.1:1/q", "--type", "a", "--file", "x.json"}, want: "use one of them"},
+		{name: "local without time", args: []string{"local", "--timeout", "0s"}, want: "--timeout must be positive"},
+		{name: "local without workers", args: []string{"local", "--concurrency", "0"}, want: "--concurrency must be at least 1"},
 		{name: "invalid job from flags", args: []string{"publish", "-q", "http://127.0.0.1:1/q", "--type", "a", "--feature", "rows=-1"}, want: "features.rows: invalid feature"},
 	}
 	for _, tt := range tests {
