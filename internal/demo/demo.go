@@ -34,7 +34,8 @@ const EnvLog = "JOBFLEET_DEMO_LOG"
 // Footprint is the memory a demo job uses for its features beyond the
 // process's own baseline, in bytes: the model the demo's bootstrap history
 // is drawn from. The coefficients are the peaks of the demo jobs measured
-// in a memory cgroup of their own, as the worker runs them (docs/local.md).
+// in a memory cgroup of their own, as the worker runs them: the median
+// over 100 runs of each, of the peak working set (docs/local.md).
 func Footprint(kind string, f map[string]float64) int64 {
 	switch kind {
 	case Export:
@@ -42,10 +43,11 @@ func Footprint(kind string, f map[string]float64) int64 {
 	case Aggregate:
 		return int64(f["entities"] * (f["density"]*8 + aggregateEntryBytes))
 	case Train:
-		// Weights, gradients, the checkpoint's serialization buffer, the
-		// garbage collector's headroom, and the page cache of the
-		// checkpoint file, charged to the job's cgroup.
-		return int64(f["model_params"] * 22)
+		// Weights and gradients, the checkpoint's serialization buffer
+		// made anew every epoch, and the garbage collector's headroom
+		// over them (the checkpoint file's page cache is reclaimable,
+		// and not counted).
+		return int64(f["model_params"] * 32)
 	}
 	return 0
 }
