@@ -132,6 +132,23 @@ func constantModelAt(sizes map[string]float64, trained, runsUntil time.Time) *pr
 	return m
 }
 
+// linearModelAt is a model file that sizes typ by a linear estimator of
+// features (log1p of each; -1 for a missing one): exp(coef[0] +
+// coef[1]*x1 + ...), trained and with runs read at at.
+func linearModelAt(typ string, features []string, coef []float64, at time.Time) *predictor.Model {
+	est := map[string]any{"kind": "linear", "linear": map[string]any{"coef": coef}, "floor": 0, "ceiling": 100}
+	file, err := json.Marshal(map[string]any{"format": predictor.Format, "version": predictor.FormatVersion, "quantile": 0.9,
+		"features": features, "types": map[string]any{typ: est}, "trained_at": at, "runs_until": at})
+	if err != nil {
+		panic(err)
+	}
+	m, err := predictor.ReadModel(bytes.NewReader(file))
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
 type staticModels struct{ m *predictor.Model }
 
 func (s staticModels) Model() *predictor.Model { return s.m }

@@ -190,8 +190,10 @@ func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 func readBack(t *testing.T, d *Dispatcher) {
 	t.Helper()
 	since := float64(time.Now().UnixNano()) / 1e9
+	// Ready too: a raise that starts reading after since says it has
+	// read until then before its first read (which then reads them).
 	testenv.Eventually(t, 90*time.Second, "the raise to read back the stored records", func() bool {
-		return testutil.ToFloat64(d.metrics.raiseReadUntil) >= since
+		return d.ready.Load() && testutil.ToFloat64(d.metrics.raiseReadUntil) >= since
 	})
 }
 
@@ -405,12 +407,36 @@ func TestRaiseReadsRecordsStoredWhileS3WasDown(t *testing.T) {
 // it trains half, in log space, of the raise the replicas hold when it
 // runs, from the same records: two replicas' files whose kills and fits
 // interleave in time, and runs no model sized, which tell nothing to
-// either; through the real SQS emulator and S3.
+// either; through the real SQS emulator and S3. Also when the model being
+// replaced read a feature the retraining leaves out (the registry no
+// longer lists it): the replay reads the runs as the replicas did, with
+// every feature the records carry.
 func TestRetrainCarriesHalfTheLiveRaise(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
 	read := time.Now().Add(-time.Hour)
-	prev := constantModelAt(map[string]float64{"export": 1.5 * gib}, read, read)
+	for _, tc := range []struct {
+		name     string
+		prev     *predictor.Model
+		job      predictor.Job
+		features []string
+	}{
+		{name: "same features", prev: constantModelAt(map[string]float64{"export": 1.5 * gib}, read, read), job: exportJob},
+		{
+			// Sized 1.5Gi with cols = 0 and 200Mi without it.
+			name: "a feature retraining leaves out", prev: linearModelAt("export", []string{"rows", "cols"}, []float64{math.Log(1.5 * gib), 0, 2}, read),
+			job:      predictor.Job{Type: "export", Pool: "cpu", Features: map[string]float64{"rows": 1, "cols": 0}},
+			features: []string{"rows", "renamed"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testRetrainCarry(t, tc.prev, tc.job, tc.features, read)
+		})
+	}
+}
+
+func testRetrainCarry(t *testing.T, prev *predictor.Model, job predictor.Job, features []string, read time.Time) {
+	b := setup(t)
 	modelURL := "s3://" + b.cfg.Bucket + "/models/carry.json"
 	if err := predictor.Save(t.Context(), b.s3.Client, modelURL, prev); err != nil {
 		t.Fatal(err)
@@ -423,7 +449,7 @@ func TestRetrainCarriesHalfTheLiveRaise(t *testing.T) {
 	record := func(id string, ended time.Time, outcome jobfleet.Outcome, predicted int64) []byte {
 		rec := jobfleet.RunRecord{
 			JobID: id, Type: "export", Attempt: 1, Outcome: outcome, AllocatedBytes: 2 * gib, PeakBytes: gib,
-			PredictedBytes: predicted, Features: exportJob.Features, StartedAt: ended.Add(-time.Minute).UTC(), EndedAt: ended.UTC(),
+			PredictedBytes: predicted, Features: job.Features, StartedAt: ended.Add(-time.Minute).UTC(), EndedAt: ended.UTC(),
 		}
 		if outcome == jobfleet.OutcomeOOM {
 			rec.PeakBytes = 2 * gib
@@ -453,12 +479,12 @@ func TestRetrainCarriesHalfTheLiveRaise(t *testing.T) {
 	}
 	readBack(t, d)
 	// Four kills and a fit: 0.05 * (4 * 0.9 - 0.1).
-	live := raiseOf(d)
+	live := max(d.model().Predict(job).Raise, 1)
 	if want := math.Exp(0.175); math.Abs(live-want) > 1e-9 {
 		t.Fatalf("the replica raises export jobs x%.4f, want x%.4f", live, want)
 	}
 
-	retrain := RetrainConfig{Model: modelURL, Options: predictor.Options{Tuning: predictor.Tuning{MinRuns: 20}}}
+	retrain := RetrainConfig{Model: modelURL, Options: predictor.Options{Features: features, Tuning: predictor.Tuning{MinRuns: 20}}}
 	if err := d.retrain(t.Context(), b.s3.Client, RecordsConfig{Bucket: b.cfg.Bucket, Prefix: "jobfleet"}, retrain); err != nil {
 		t.Fatal(err)
 	}
@@ -466,7 +492,7 @@ func TestRetrainCarriesHalfTheLiveRaise(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	carried := max(online.New(0, nil).Predict(next, exportJob).Raise, 1)
+	carried := max(online.New(0, nil).Predict(next, job).Raise, 1)
 	if want := math.Exp(math.Log(live) / 2); math.Abs(carried-want) > 1e-9 {
 		t.Errorf("the retrained model starts export jobs at x%.4f, want x%.4f: half the replica's x%.4f in log space", carried, want, live)
 	}
