@@ -386,6 +386,7 @@ func (w *Worker) runJob(ctx context.Context, a *attempt) (jobfleet.Outcome, peak
 	w.enter(a, StateRunning)
 	a.log.Info().Bool("resumed", a.resumed).Int64("memory_limit", w.cfg.MemoryLimit).Msg("running job")
 	stopSampling := meter.sample()
+	defer stopSampling()
 	runErr := work(runCtx, w.handler, job)
 	stopSampling()
 	close(finished)

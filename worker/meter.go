@@ -31,8 +31,7 @@ type meter struct {
 }
 
 // sampleEvery is how often a job's working set is read while it runs,
-// and minSamples how many reads (the first as it starts) measure a job
-// by its working set.
+// and minSamples how many reads measure a job by its working set.
 const (
 	sampleEvery = 20 * time.Millisecond
 	minSamples  = 3
@@ -75,7 +74,9 @@ func (m *meter) jobCgroup() *cgroup.Memory {
 }
 
 // sample reads the cgroup's working set now and every sampleEvery until
-// the function it returns is called, keeping the largest.
+// the function it returns is first called, keeping the largest. Reads
+// of an empty cgroup (a job's, before its command joined it) do not
+// count.
 func (m *meter) sample() (stop func()) {
 	if m.cgroup == nil {
 		return func() {}
@@ -86,7 +87,7 @@ func (m *meter) sample() (stop func()) {
 		tick := time.NewTicker(sampleEvery)
 		defer tick.Stop()
 		for {
-			if ws, err := m.cgroup.WorkingSet(); err == nil {
+			if ws, err := m.cgroup.WorkingSet(); err == nil && ws > 0 {
 				m.samples.Add(1)
 				if ws > m.workingSet.Load() {
 					m.workingSet.Store(ws)
@@ -99,10 +100,10 @@ func (m *meter) sample() (stop func()) {
 			}
 		}
 	})
-	return func() {
+	return sync.OnceFunc(func() {
 		close(done)
 		wg.Wait()
-	}
+	})
 }
 
 // peak reads the attempt's peak memory: the cgroup's peak working set
@@ -130,12 +131,11 @@ func (m *meter) peak(job *Job) peakReading {
 // it kills: a job that writes files would seem to use its whole limit,
 // and the memory model could never learn to size it smaller. So the peak
 // is the largest working set sampled (usage less inactive file cache,
-// as the kubelet and VPA count it) or the command's largest resident set
-// where that is its own (it is exact between samples), whichever is
-// larger, never above the high-water mark. A job the kernel killed for
-// memory used all it had: its high-water mark; so is a job ended too
-// soon to be sampled minSamples times, without a resident set of its
-// own.
+// as the kubelet and VPA count it), never above the high-water mark. A
+// job the kernel killed for memory used all it had: its high-water mark.
+// A job that ended before minSamples reads takes the command's largest
+// resident set where that is its own (it counts the files it mapped,
+// too), else the high-water mark.
 func (m *meter) peakWorkingSet(job *Job) int64 {
 	high, err := m.cgroup.Peak()
 	if err != nil || high <= 0 {
@@ -144,14 +144,13 @@ func (m *meter) peakWorkingSet(job *Job) int64 {
 	if m.cgroup.OOMKilled() {
 		return high
 	}
-	own := job.rusagePeak
-	if own <= job.parentRSS {
-		own = 0
+	if m.samples.Load() >= minSamples {
+		return min(high, m.workingSet.Load())
 	}
-	if m.samples.Load() < minSamples && own == 0 {
-		return high
+	if own := job.rusagePeak; own > job.parentRSS {
+		return min(high, max(m.workingSet.Load(), own))
 	}
-	return min(high, max(m.workingSet.Load(), own))
+	return high
 }
 
 // oomKilled tells whether the attempt ended because it ran out of memory:

@@ -298,7 +298,7 @@ func TestPeakLeavesOutFileCache(t *testing.T) {
 	cfg.Cgroup = worker.CgroupJob
 	b.publish(t, &jobfleet.Job{ID: "writer"})
 
-	if err := b.run(t, t.Context(), cfg, "write", "512", "64", "500"); err != nil {
+	if err := b.run(t, t.Context(), cfg, "write", testenv.DiskDir(t), "512", "64", "500"); err != nil {
 		t.Fatalf("worker: %v", err)
 	}
 	rec := b.recordsOf(t, 1)[0]

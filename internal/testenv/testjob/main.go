@@ -5,7 +5,8 @@
 //
 //	testjob alloc <MiB> [hold-ms]          allocate and touch memory, then exit 0
 //	testjob alloc-params [hold-ms]         the same, with the MiB from the job's params ({"mib": N})
-//	testjob write <file-MiB> <MiB> [hold-ms] write a temporary file of file-MiB, then allocate as alloc does,
+//	testjob write <dir> <file-MiB> <MiB> [hold-ms]
+//	                                       write a file of file-MiB in dir, then allocate as alloc does,
 //	                                       then remove the file
 //	testjob count <target> <step-ms> <log> count to target, one step per step-ms, resuming from the checkpoint;
 //	                                       a log that is a directory holds one <job id>.log per job;
@@ -54,11 +55,11 @@ func main() {
 		alloc(p.MiB, hold)
 	case "write":
 		hold := ""
-		if len(os.Args) > 4 {
-			hold = os.Args[4]
+		if len(os.Args) > 5 {
+			hold = os.Args[5]
 		}
-		file := write(atoi(arg(2)))
-		alloc(atoi(arg(3)), hold)
+		file := write(arg(2), atoi(arg(3)))
+		alloc(atoi(arg(4)), hold)
 		_ = os.Remove(file)
 	case "count":
 		count(atoi(arg(2)), time.Duration(atoi(arg(3)))*time.Millisecond, arg(4))
@@ -92,11 +93,11 @@ func alloc(mib int, hold string) {
 	fmt.Printf("allocated %d MiB, checksum %d\n", mib, buf[len(buf)-4096])
 }
 
-// write writes a temporary file of mib MiB, flushed to disk every 64
-// MiB so its page cache is clean and the kernel may reclaim it, and
-// returns its name.
-func write(mib int) string {
-	f, err := os.CreateTemp("", "testjob-write-")
+// write writes a file of mib MiB in dir, flushed to disk every 64 MiB
+// so its page cache is clean and the kernel may reclaim it, and returns
+// its name.
+func write(dir string, mib int) string {
+	f, err := os.CreateTemp(dir, "testjob-write-")
 	if err != nil {
 		fail(err)
 	}
