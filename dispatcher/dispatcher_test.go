@@ -121,15 +121,7 @@ func constantModelAt(sizes map[string]float64, trained, runsUntil time.Time) *pr
 	for typ, v := range sizes {
 		types[typ] = map[string]any{"kind": "quantile", "constant": math.Log(v), "floor": 0, "ceiling": 100}
 	}
-	file, err := json.Marshal(map[string]any{"format": predictor.Format, "version": predictor.FormatVersion, "quantile": 0.9, "types": types, "trained_at": trained, "runs_until": runsUntil})
-	if err != nil {
-		panic(err)
-	}
-	m, err := predictor.ReadModel(bytes.NewReader(file))
-	if err != nil {
-		panic(err)
-	}
-	return m
+	return modelFile(map[string]any{"types": types, "trained_at": trained, "runs_until": runsUntil})
 }
 
 // linearModelAt is a model file that sizes typ by a linear estimator of
@@ -137,8 +129,14 @@ func constantModelAt(sizes map[string]float64, trained, runsUntil time.Time) *pr
 // coef[1]*x1 + ...), trained and with runs read at at.
 func linearModelAt(typ string, features []string, coef []float64, at time.Time) *predictor.Model {
 	est := map[string]any{"kind": "linear", "linear": map[string]any{"coef": coef}, "floor": 0, "ceiling": 100}
-	file, err := json.Marshal(map[string]any{"format": predictor.Format, "version": predictor.FormatVersion, "quantile": 0.9,
-		"features": features, "types": map[string]any{typ: est}, "trained_at": at, "runs_until": at})
+	return modelFile(map[string]any{"features": features, "types": map[string]any{typ: est}, "trained_at": at, "runs_until": at})
+}
+
+// modelFile reads a model file of q = 0.9 with fields, as the dispatcher
+// reads one.
+func modelFile(fields map[string]any) *predictor.Model {
+	fields["format"], fields["version"], fields["quantile"] = predictor.Format, predictor.FormatVersion, 0.9
+	file, err := json.Marshal(fields)
 	if err != nil {
 		panic(err)
 	}
