@@ -189,11 +189,12 @@ func TestOOMKillsRaiseTheirGroupUntilTheNextModel(t *testing.T) {
 // record stored before it was called.
 func readBack(t *testing.T, d *Dispatcher) {
 	t.Helper()
+	// Ready first: a raise reader says, as it starts, that it has read
+	// until then, before its first read.
+	testenv.Eventually(t, 90*time.Second, "the dispatcher to be ready", d.ready.Load)
 	since := float64(time.Now().UnixNano()) / 1e9
-	// Ready too: a raise that starts reading after since says it has
-	// read until then before its first read (which then reads them).
 	testenv.Eventually(t, 90*time.Second, "the raise to read back the stored records", func() bool {
-		return d.ready.Load() && testutil.ToFloat64(d.metrics.raiseReadUntil) >= since
+		return testutil.ToFloat64(d.metrics.raiseReadUntil) >= since
 	})
 }
 
