@@ -55,12 +55,6 @@ func runCommand(ctx context.Context, job *Job, name string, args []string) error
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		job.rusagePeak = maxrssBytes(ru)
 	}
-	// The worker's own largest resident set, now that it can only have
-	// grown since the command inherited it.
-	var self syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &self); err == nil {
-		job.parentRSS = maxrssBytes(&self)
-	}
 	if err == nil {
 		return nil
 	}

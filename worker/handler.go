@@ -85,16 +85,12 @@ type Job struct {
 	OutputsDir  string
 	OutputsFile string
 
-	env        []string
-	cgroup     *cgroup.Memory
-	stopGrace  func() time.Duration
-	stdout     io.Writer
-	stderr     io.Writer
-	rusagePeak int64
-	// parentRSS is the worker's largest resident set when the command
-	// ended: Linux seeds a child's ru_maxrss with its parent's at exec, so
-	// a command's rusagePeak is its own only above it.
-	parentRSS   int64
+	env         []string
+	cgroup      *cgroup.Memory
+	stopGrace   func() time.Duration
+	stdout      io.Writer
+	stderr      io.Writer
+	rusagePeak  int64
 	wasSignaled bool
 }
 

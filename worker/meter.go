@@ -118,11 +118,20 @@ func (m *meter) peak(job *Job) peakReading {
 	if job.rusagePeak > 0 {
 		return peakReading{bytes: job.rusagePeak, source: SourceRusage}
 	}
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
-		return peakReading{bytes: maxrssBytes(&ru), source: SourceRusage}
+	if own := selfMaxRSS(); own > 0 {
+		return peakReading{bytes: own, source: SourceRusage}
 	}
 	return peakReading{}
+}
+
+// selfMaxRSS is the worker's own largest resident set so far (0 when it
+// cannot be read).
+func selfMaxRSS() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return maxrssBytes(&ru)
 }
 
 // peakWorkingSet is the most memory the attempt held that the kernel
@@ -135,7 +144,10 @@ func (m *meter) peak(job *Job) peakReading {
 // job the kernel killed for memory used all it had: its high-water mark.
 // A job that ended before minSamples reads takes the command's largest
 // resident set where that is its own (it counts the files it mapped,
-// too), else the high-water mark.
+// too), else the high-water mark. Linux seeds a child's ru_maxrss with
+// its parent's at exec, so the command's is its own only above the
+// worker's, which, read after the command ended, is at least what the
+// command inherited.
 func (m *meter) peakWorkingSet(job *Job) int64 {
 	high, err := m.cgroup.Peak()
 	if err != nil || high <= 0 {
@@ -147,7 +159,7 @@ func (m *meter) peakWorkingSet(job *Job) int64 {
 	if m.samples.Load() >= minSamples {
 		return min(high, m.workingSet.Load())
 	}
-	if own := job.rusagePeak; own > job.parentRSS {
+	if own := job.rusagePeak; own > selfMaxRSS() {
 		return min(high, max(m.workingSet.Load(), own))
 	}
 	return high

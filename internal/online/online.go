@@ -122,10 +122,10 @@ func (r *Raiser) use(m *predictor.Model) {
 // Observe counts a run that ended, for model m (a model not seen before
 // starts every group at the raise it carries, or 1): alone is the
 // allocation the model's size gave it before any raise, and missed tells
-// whether it needed more memory than it was given. It moves the multiplier of the group m sizes job
-// by, if m would have given the job the same allocation: a run an older
-// model sized differently, or one sized otherwise (a rerun after an OOM
-// kill), tells nothing of m's.
+// whether it needed more memory than it was given. It moves the
+// multiplier of the group m sizes job by, if m would have given the job
+// the same allocation: a run an older model sized differently, or one
+// sized otherwise (a rerun after an OOM kill), tells nothing of m's.
 func (r *Raiser) Observe(m *predictor.Model, job predictor.Job, alone float64, missed bool) {
 	if m == nil {
 		return

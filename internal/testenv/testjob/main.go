@@ -34,11 +34,7 @@ func main() {
 	}
 	switch os.Args[1] {
 	case "alloc":
-		hold := ""
-		if len(os.Args) > 3 {
-			hold = os.Args[3]
-		}
-		alloc(atoi(arg(2)), hold)
+		alloc(atoi(arg(2)), optional(3))
 	case "alloc-params":
 		var p struct{ MiB int }
 		data, err := os.ReadFile(os.Getenv("JOBFLEET_PARAMS_FILE"))
@@ -48,18 +44,10 @@ func main() {
 		if err != nil {
 			fail(err)
 		}
-		hold := ""
-		if len(os.Args) > 2 {
-			hold = os.Args[2]
-		}
-		alloc(p.MiB, hold)
+		alloc(p.MiB, optional(2))
 	case "write":
-		hold := ""
-		if len(os.Args) > 5 {
-			hold = os.Args[5]
-		}
 		file := write(arg(2), atoi(arg(3)))
-		alloc(atoi(arg(4)), hold)
+		alloc(atoi(arg(4)), optional(5))
 		_ = os.Remove(file)
 	case "count":
 		count(atoi(arg(2)), time.Duration(atoi(arg(3)))*time.Millisecond, arg(4))
@@ -185,6 +173,14 @@ func appendLine(file, line string) {
 func arg(i int) string {
 	if len(os.Args) <= i {
 		fail(fmt.Errorf("missing argument %d", i))
+	}
+	return os.Args[i]
+}
+
+// optional is argument i, or "" when it was not given.
+func optional(i int) string {
+	if len(os.Args) <= i {
+		return ""
 	}
 	return os.Args[i]
 }
