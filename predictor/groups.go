@@ -133,6 +133,8 @@ func signature(dst []byte, jobType string, x []float64) []byte {
 
 func (l *groupLevel) source() Source {
 	switch {
+	case l.Labels:
+		return SourceLabels
 	case l.By == levelByType && l.Features > 0:
 		return SourceSignature
 	case l.By == levelByType:

@@ -35,7 +35,7 @@ func TestGroupByLabels(t *testing.T) {
 	if typ != none || typ < b {
 		t.Errorf("an unseen user %.3g and no label %.3g: want the type's quantile, at least user b's peaks", typ, none)
 	}
-	if srcA != SourceSignature && srcA != SourceType || srcT != SourceType {
+	if srcA != SourceLabels || srcT != SourceType {
 		t.Errorf("sources %s, %s", srcA, srcT)
 	}
 	e := m.Predict(Job{Type: "train", Labels: map[string]string{"user": "a"}})

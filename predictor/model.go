@@ -34,6 +34,9 @@ type modelFile struct {
 	Version  int      `json:"version"`
 	Quantile float64  `json:"quantile"`
 	Features []string `json:"features"`
+	// Ordered is true when the model chose the features' order
+	// (FeatureOrderAuto), false when it kept the one it was given.
+	Ordered bool `json:"features_ordered,omitempty"`
 	// GroupBy names the labels the group strategy keys groups on;
 	// GroupByType names them for some types instead.
 	GroupBy     []string            `json:"group_by,omitempty"`
@@ -70,6 +73,17 @@ func (m *Model) Quantile() float64 { return m.f.Quantile }
 // Features are the features the model reads, in the order its group
 // levels drop them (the last first).
 func (m *Model) Features() []string { return slices.Clone(m.f.Features) }
+
+// FeatureOrder says who ordered Features: FeatureOrderAuto when the model
+// chose the order by its group levels' loss, FeatureOrderGiven when it
+// kept the order it was given (the estimators, and FeatureOrderAuto with
+// fewer than 2 or more than 4 features, keep it).
+func (m *Model) FeatureOrder() string {
+	if m.f.Ordered {
+		return FeatureOrderAuto
+	}
+	return FeatureOrderGiven
+}
 
 // Runs is how many runs the model was trained on.
 func (m *Model) Runs() int { return m.f.Runs }
@@ -182,6 +196,10 @@ const (
 	// without a pool, of all runs without one) with the same leading
 	// features, whatever their type (StrategyGroups).
 	SourceFeatures Source = "features"
+	// SourceLabels: the group of the type's runs, or the pool's, with the
+	// same labels (Options.GroupBy), and the same leading features if
+	// any (StrategyGroups).
+	SourceLabels Source = "labels"
 )
 
 // Job is what a model sizes.

@@ -447,6 +447,7 @@ func train(ctx context.Context, ds *Dataset, opts Options, prev *Model) (*Model,
 			for i, j := range order {
 				m.f.Features[i] = ds.Features[j]
 			}
+			m.f.Ordered = true
 		}
 		m.f.Groups = fitGroups(samples, deployed, len(ds.Features), prev, opts)
 		return m, ctx.Err()

@@ -113,6 +113,46 @@ func TestDurationsInDaysAndWeeks(t *testing.T) {
 	}
 }
 
+// TestDurationEnvInDaysAndWeeks: the environment variables of duration
+// flags take days and weeks too (not parallel: it sets the environment).
+func TestDurationEnvInDaysAndWeeks(t *testing.T) {
+	t.Setenv("JOBFLEET_PREDICT_RETRAIN_EVERY", "1w")
+	t.Setenv("JOBFLEET_PREDICT_WINDOW", "30d")
+	t.Setenv("JOBFLEET_LOCAL_TIMEOUT", "1d12h")
+	for _, args := range [][]string{{"predict", "eval"}, {"local"}} {
+		var cli CLI
+		parser, err := newParser(&cli, &bytes.Buffer{}, &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := parser.Parse(args); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		switch args[0] {
+		case "predict":
+			if got, want := cli.Predict.Eval.RetrainEvery, 7*24*time.Hour; got != want {
+				t.Errorf("JOBFLEET_PREDICT_RETRAIN_EVERY=1w: %v, want %v", got, want)
+			}
+			if got, want := cli.Predict.Eval.Window, 30*24*time.Hour; got != want {
+				t.Errorf("JOBFLEET_PREDICT_WINDOW=30d: %v, want %v", got, want)
+			}
+		case "local":
+			if got, want := cli.Local.Timeout, 36*time.Hour; got != want {
+				t.Errorf("JOBFLEET_LOCAL_TIMEOUT=1d12h: %v, want %v", got, want)
+			}
+		}
+	}
+	t.Setenv("JOBFLEET_PREDICT_WINDOW", "30x")
+	var cli CLI
+	parser, err := newParser(&cli, &bytes.Buffer{}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parser.Parse([]string{"predict", "eval"}); err == nil || !strings.Contains(err.Error(), "--window") {
+		t.Errorf("JOBFLEET_PREDICT_WINDOW=30x: %v, want an error naming the flag", err)
+	}
+}
+
 // TestEmptyMapFlags: a map flag given empty means no entries, as a workflow
 // template that always passes --feature and --label gives it.
 func TestEmptyMapFlags(t *testing.T) {

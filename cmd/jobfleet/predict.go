@@ -34,7 +34,7 @@ type csvFlags struct {
 	TimeCol     string   `name:"time-col" env:"JOBFLEET_PREDICT_TIME_COL" placeholder:"COL" help:"Column with each run's time, in seconds."`
 	TypeCol     string   `name:"type-col" env:"JOBFLEET_PREDICT_TYPE_COL" placeholder:"COL" help:"Column naming each run's job type."`
 	TargetCol   string   `name:"target-col" env:"JOBFLEET_PREDICT_TARGET_COL" placeholder:"COL" help:"Column with each run's peak memory."`
-	Features    []string `name:"features" env:"JOBFLEET_PREDICT_FEATURES" sep:"," placeholder:"COL,..." help:"Columns used as numeric features, most telling first (predict train --records: the run records' features to use)."`
+	Features    []string `name:"features" env:"JOBFLEET_PREDICT_FEATURES" sep:"," placeholder:"COL,..." help:"Columns used as numeric features, most telling first; a CSV's columns are read only when named here (--records: the run records' features to use, all they carry without it)."`
 	PoolCol     string   `name:"pool-col" env:"JOBFLEET_PREDICT_POOL_COL" placeholder:"COL" help:"Column grouping types into pools for the fallback model."`
 	BaselineCol string   `name:"baseline-col" env:"JOBFLEET_PREDICT_BASELINE_COL" placeholder:"COL" help:"Column with what was allocated before (e.g. requested memory), compared as the baseline method."`
 }
@@ -84,7 +84,7 @@ type trainFlags struct {
 	Quantile      float64       `name:"quantile" env:"JOBFLEET_PREDICT_QUANTILE" default:"0.9" help:"Quantile of peak memory to predict."`
 	Strategy      string        `name:"strategy" env:"JOBFLEET_PREDICT_STRATEGY" enum:"auto,estimators,groups" default:"auto" help:"How jobs are sized: an estimator chosen per type (estimators), the quantile of the job's group of past runs with an adapted margin (groups), or groups unless fewer than a quarter of the runs repeat an earlier run's type and features (auto; with --previous, the previous model's strategy holds within 0.05 of a quarter)."`
 	GroupBy       []string      `name:"group-by" env:"JOBFLEET_PREDICT_GROUP_BY" sep:"," placeholder:"LABEL,..." help:"Labels the group strategy keys its groups on, as strings, between the type and the features (a CSV's columns of these names; run records' labels)."`
-	FeatureOrder  string        `name:"feature-order" env:"JOBFLEET_PREDICT_FEATURE_ORDER" enum:",given,auto" default:"" help:"The features' order decides the group strategy's levels: keep it (given) or choose it by the levels' loss on the window's last week (auto). Default: given when --features lists them, auto otherwise."`
+	FeatureOrder  string        `name:"feature-order" env:"JOBFLEET_PREDICT_FEATURE_ORDER" enum:",given,auto" default:"" help:"The features' order decides the group strategy's levels: keep it (given) or choose it by the levels' loss on the window's last week (auto; 2 to 4 features, the group strategy only). Default: given when --features lists them, auto otherwise (run records' features). The output's header says which order was used."`
 	AdaptRate     float64       `name:"adapt-rate" env:"JOBFLEET_PREDICT_ADAPT_RATE" default:"0.3" help:"Group strategy: how far each retraining moves the margin per unit of missed coverage."`
 	GroupHalfLife time.Duration `name:"group-half-life" env:"JOBFLEET_PREDICT_GROUP_HALF_LIFE" default:"0" help:"Group strategy: half-life of the weight of older runs in each group's quantile; 0 chooses it (a day to the whole window) by the quantiles' loss on the last week."`
 	MinRuns       int           `name:"min-runs" env:"JOBFLEET_PREDICT_MIN_RUNS" default:"30" help:"Estimators strategy: runs a type needs for an estimator of its own; thinner types use their pool's or the global one."`
@@ -270,7 +270,12 @@ const evalColumns = `Columns:
   slack       over the covered jobs, allocated memory not used: sum(alloc - peak) / sum(alloc)
   overalloc   over all jobs, memory allocated beyond the peak, relative to the peaks: sum(max(alloc - peak, 0)) / sum(peak)
   mean alloc  mean allocation, in the unit of the target column
-  jobs        test jobs the method was scored on; the baseline only on jobs with a value, the rest counted as missing`
+  jobs        test jobs the method was scored on; the baseline only on jobs with a value, the rest counted as missing
+  sized by    (predictor by what sized it) what decided the predictor's size: the group of the job's type with its
+              labels (labels) or its features (type-features), its type's (type), the pool's runs with its features
+              (features), its pool's (pool), all runs (global); or an estimator: the type's, a thin type's quantile
+              (thin-type), the pool's or the global one
+  vs. method  another method's coverage and slack on the same jobs`
 
 func printReport(w io.Writer, r *eval.Report, minGroupJobs int) error {
 	fmt.Fprintf(w, "test jobs: %d   skipped rows: %d", r.TestJobs, r.Skipped)
@@ -281,16 +286,23 @@ func printReport(w io.Writer, r *eval.Report, minGroupJobs int) error {
 		fmt.Fprintf(w, "   left out, the predictor's models having too few runs (or none ended yet) to size them: %d (the dispatcher takes the type's default)", r.Unsized)
 	}
 	fmt.Fprintln(w)
-	features := "none"
-	if len(r.Predictor.Features) > 0 {
-		features = strings.Join(r.Predictor.Features, ", ")
-	}
 	how := "an estimator per type; thin types their own quantile with a shared offset; unseen types their pool's or the global estimator"
 	if r.Predictor.Strategy == predictor.StrategyGroups {
-		how = "the quantile of the job's group of past runs: type, then its features one level at a time"
+		keys := "type"
+		if len(r.Predictor.GroupBy) > 0 {
+			keys += ", then labels " + strings.Join(r.Predictor.GroupBy, ", ")
+		}
+		how = "the quantile of the job's group of past runs: " + keys + ", then its features one level at a time"
 	}
-	fmt.Fprintf(w, "predictor: strategy %s (%s), features: %s (order %s), retrained %d times\n",
-		r.Predictor.Strategy, how, features, r.Predictor.Order, r.Predictor.Retrainings)
+	fmt.Fprintf(w, "predictor: strategy %s (%s), retrained %d times\n", r.Predictor.Strategy, how, r.Predictor.Retrainings)
+	switch {
+	case len(r.Predictor.Features) == 0:
+		fmt.Fprintln(w, "features: none (a CSV's columns are read only when --features names them)")
+	case r.Predictor.Order == predictor.FeatureOrderAuto:
+		fmt.Fprintf(w, "features: %s (in the order the model chose: --feature-order auto)\n", strings.Join(r.Predictor.Features, ", "))
+	default:
+		fmt.Fprintf(w, "features: %s (in the order given; --feature-order auto orders 2 to 4 features for the group strategy)\n", strings.Join(r.Predictor.Features, ", "))
+	}
 	if r.Predictor.OnlineRate > 0 {
 		fmt.Fprintf(w, "raised after misses between retrainings, as the dispatcher does: rate %v per run\n", r.Predictor.OnlineRate)
 	} else {
@@ -318,9 +330,9 @@ func printReport(w io.Writer, r *eval.Report, minGroupJobs int) error {
 		return err
 	}
 	if len(r.Sources) > 0 {
-		fmt.Fprintln(w, "\npredictor by estimator:")
+		fmt.Fprintln(w, "\npredictor by what sized it:")
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "estimator\tjobs\tcoverage\tslack\tvs. method\tcoverage\tslack\t")
+		fmt.Fprintln(tw, "sized by\tjobs\tcoverage\tslack\tvs. method\tcoverage\tslack\t")
 		for _, s := range r.Sources {
 			fmt.Fprintf(tw, "%s\t%d\t%.4f\t%.3f\t\t\t\t\n", s.Source, s.Jobs, s.Coverage, s.Slack)
 			for _, o := range s.Others {

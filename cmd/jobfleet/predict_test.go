@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,13 +109,14 @@ func TestPredictEvalByMonthAndType(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"predictor: strategy", "features: procs_req, time_req_s (order given)", "missing)",
-		"per month, the 3 of 3 with at least 0 test jobs, the predictor's worst coverage first", "per type, the 5 of 5 with at least 0 test jobs",
-		"Columns:", "overalloc", "mean alloc"} {
+	for _, want := range []string{"predictor: strategy", "features: procs_req, time_req_s (in the order given;", "missing)",
+		"per month, the 3 of 3 with at least 0 test jobs, the predictor's worst coverage first", "per type, the 5 of 5 with at least 0 test jobs"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
 	}
+	// The footer defines every column the tables head.
+	checkColumnsDefined(t, stdout[strings.LastIndex(stdout, "\nColumns:"):], stdout)
 	// Worst first: the coverages of the month table's rows ascend.
 	section := stdout[strings.Index(stdout, "per month"):strings.Index(stdout, "per type")]
 	var covs []float64
@@ -436,6 +438,69 @@ func TestPredictGroupBy(t *testing.T) {
 	if byLabel.Coverage != byFeature.Coverage || byLabel.Slack != byFeature.Slack {
 		t.Errorf("--group-by user %+v, --features user,procs_req %+v", byLabel, byFeature)
 	}
+	// The header says what keyed the groups and that no CSV column was
+	// read as a feature.
+	code, stdout, stderr = runCLI(t, "", "predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app",
+		"--target-col", "mem_used_kb", "--retrain-every", "1d", "--window", "7d", "--group-by", "user")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"strategy groups (the quantile of the job's group of past runs: type, then labels user, then its features",
+		"features: none (a CSV's columns are read only when --features names them)"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if !regexp.MustCompile(`\n\s+labels\s+\d+\s+0\.\d{4}`).MatchString(stdout) {
+		t.Errorf("no row of jobs sized by their labels' group:\n%s", stdout)
+	}
+}
+
+// checkColumnsDefined checks that defs, a footer or a help, defines every
+// column the tables of out head.
+func checkColumnsDefined(t *testing.T, defs, out string) {
+	t.Helper()
+	defined := map[string]bool{}
+	for _, line := range strings.Split(defs, "\n") {
+		// A definition: the column's name, two spaces or more, its text.
+		if name, text, ok := strings.Cut(strings.TrimSpace(line), "  "); ok && strings.TrimSpace(text) != "" {
+			defined[name] = true
+		}
+	}
+	if i := strings.Index(out, "\nColumns:"); i >= 0 {
+		out = out[:i] // the tables, not their footer
+	}
+	heads := 0
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "method ") && !strings.HasPrefix(strings.TrimSpace(line), "sized by ") {
+			continue
+		}
+		heads++
+		for _, col := range regexp.MustCompile(`\S+(?: \S+)?`).FindAllString(strings.TrimSpace(line), -1) {
+			if col != "method" && !defined[col] {
+				t.Errorf("column %q of %q is not defined in:\n%s", col, line, defs)
+			}
+		}
+	}
+	if heads == 0 {
+		t.Errorf("no table in:\n%s", out)
+	}
+}
+
+// TestPredictEvalHelpDefinesColumns: predict eval --help defines every
+// column of its tables, as the footer does.
+func TestPredictEvalHelpDefinesColumns(t *testing.T) {
+	t.Parallel()
+	code, help, stderr := runCLI(t, "", "predict", "eval", "--help")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	code, out, stderr := runCLI(t, "", "predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app",
+		"--target-col", "mem_used_kb", "--features", "procs_req", "--retrain-every", "1d", "--window", "7d")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	checkColumnsDefined(t, help, out)
 }
 
 // explanation is what predict explain --json prints.

@@ -4,20 +4,26 @@ package units
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
 )
 
 // ParseDuration reads a duration as Go writes it (90s, 1h30m), with days
-// (d) and weeks (w) as well: 7d, 1w2d.
+// (d) and weeks (w) as well: 7d, 1w2d, 1d12h.
 func ParseDuration(s string) (time.Duration, error) {
 	if d, err := time.ParseDuration(s); err == nil {
 		return d, nil
 	}
-	rest, total := strings.TrimSpace(s), time.Duration(0)
+	bad := fmt.Errorf("%q is not a duration (such as 90s, 30m, 12h, 7d or 1w)", s)
+	rest := strings.TrimSpace(s)
 	neg := strings.HasPrefix(rest, "-")
-	rest = strings.TrimPrefix(rest, "-")
+	rest = strings.TrimPrefix(strings.TrimPrefix(rest, "-"), "+")
+	if rest == "" {
+		return 0, bad
+	}
+	var total time.Duration
 	for rest != "" {
 		i := 0
 		for i < len(rest) && (rest[i] >= '0' && rest[i] <= '9' || rest[i] == '.') {
@@ -28,29 +34,30 @@ func ParseDuration(s string) (time.Duration, error) {
 			j++
 		}
 		if i == 0 || j == i {
-			return 0, fmt.Errorf("%q is not a duration (such as 90s, 30m, 12h, 7d or 1w)", s)
+			return 0, bad
 		}
-		unit := rest[i:j]
-		var d time.Duration
-		switch unit {
-		case "d":
-			d = 24 * time.Hour
-		case "w":
-			d = 7 * 24 * time.Hour
-		default:
-			part, err := time.ParseDuration(rest[:j])
-			if err != nil {
-				return 0, fmt.Errorf("%q is not a duration (such as 90s, 30m, 12h, 7d or 1w)", s)
+		var part time.Duration
+		switch unit := rest[i:j]; unit {
+		case "d", "w":
+			n, err := strconv.ParseFloat(rest[:i], 64)
+			day := float64(24 * time.Hour)
+			if unit == "w" {
+				day *= 7
 			}
-			total += part
-			rest = rest[j:]
-			continue
+			if err != nil || n*day >= math.MaxInt64 {
+				return 0, bad
+			}
+			part = time.Duration(n * day)
+		default:
+			var err error
+			if part, err = time.ParseDuration(rest[:j]); err != nil {
+				return 0, bad
+			}
 		}
-		n, err := strconv.ParseFloat(rest[:i], 64)
-		if err != nil || n*float64(d) > float64(1<<62) {
-			return 0, fmt.Errorf("%q is not a duration (such as 90s, 30m, 12h, 7d or 1w)", s)
+		if total > math.MaxInt64-part {
+			return 0, bad // too long to count in nanoseconds (about 292 years)
 		}
-		total += time.Duration(n * float64(d))
+		total += part
 		rest = rest[j:]
 	}
 	if neg {

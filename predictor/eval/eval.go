@@ -93,11 +93,15 @@ type Report struct {
 
 // Setup is what the predictor used.
 type Setup struct {
-	// Strategy is the last retraining's, Features and Order the features
-	// it read in their order (Order says whether it chose that order).
+	// Strategy is the last retraining's, Features the features it read
+	// in their order, and Order who chose that order: the model
+	// (predictor.FeatureOrderAuto) or the one given (FeatureOrderGiven;
+	// Model.FeatureOrder). GroupBy are the labels that keyed the group
+	// strategy's groups.
 	Strategy string   `json:"strategy"`
 	Features []string `json:"features"`
 	Order    string   `json:"feature_order"`
+	GroupBy  []string `json:"group_by,omitempty"`
 	// Retrainings counts the trainings, Strategies them by the strategy
 	// they resolved to, and Switches the retrainings at which
 	// StrategyAuto changed the previous model's strategy.
@@ -345,7 +349,7 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 		return nil, fmt.Errorf("the predictor sized none of the %d test jobs: its models had too few runs, or none had ended (the dispatcher sizes such jobs by their type's default)", unsized)
 	}
 	r := &Report{TestJobs: len(test), Skipped: skipped, Censored: censored, Unsized: unsized}
-	for _, src := range []predictor.Source{predictor.SourceSignature, predictor.SourceType, predictor.SourceThin, predictor.SourceFeatures, predictor.SourcePool, predictor.SourceGlobal, predictor.SourceNone} {
+	for _, src := range []predictor.Source{predictor.SourceLabels, predictor.SourceSignature, predictor.SourceType, predictor.SourceThin, predictor.SourceFeatures, predictor.SourcePool, predictor.SourceGlobal, predictor.SourceNone} {
 		var sub []Sample
 		a := make([][]float64, len(methods))
 		for i, s := range pred.sources {
@@ -397,14 +401,14 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 	}
 	if pred.model != nil {
 		r.Predictor = Setup{
-			Strategy: pred.model.Strategy(), Features: pred.model.Features(), Order: opts.Train.Tuning.FeatureOrder,
+			Strategy: pred.model.Strategy(), Features: pred.model.Features(), Order: pred.model.FeatureOrder(),
 			Retrainings: pred.retrainings, Strategies: pred.strategies, Switches: pred.switches,
+		}
+		if pred.model.Strategy() == predictor.StrategyGroups {
+			r.Predictor.GroupBy = slices.Clone(opts.Train.GroupBy)
 		}
 		if pred.raiser != nil {
 			r.Predictor.OnlineRate = cmp.Or(opts.OnlineRate, online.DefaultRate)
-		}
-		if r.Predictor.Order == "" {
-			r.Predictor.Order = predictor.FeatureOrderGiven
 		}
 	}
 	return r, nil
