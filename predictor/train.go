@@ -123,7 +123,8 @@ type Options struct {
 type Tuning struct {
 	// GroupByType names the labels that key the groups of some types,
 	// instead of Options.GroupBy (the registry's per-type
-	// predictor.groupBy).
+	// predictor.groupBy). Labels need the group strategy, so with any
+	// set StrategyAuto takes it for every type, not only these.
 	GroupByType map[string][]string
 	// FeatureOrder is FeatureOrderGiven (the default): the group model's
 	// levels drop features from the end of Options.Features (or of the
