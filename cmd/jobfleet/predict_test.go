@@ -63,7 +63,7 @@ func TestPredictEvalTableAndSplit(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"method", "coverage", "slack", "predictor", "vpa", "per type", "predictor by estimator"} {
+	for _, want := range []string{"method", "coverage", "slack", "predictor", "vpa", "per type", "predictor by what sized it"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}
