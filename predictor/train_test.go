@@ -1,6 +1,7 @@
 package predictor_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"slices"
@@ -24,8 +25,8 @@ func TestFeatureOrderAuto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(m.Features(), wide.Features) {
-		t.Errorf("five features ordered as %v, want the given order", m.Features())
+	if !slices.Equal(m.Features(), wide.Features) || m.FeatureOrder() != predictor.FeatureOrderGiven {
+		t.Errorf("five features ordered as %v by %s, want the given order", m.Features(), m.FeatureOrder())
 	}
 	m, err = predictor.Train(t.Context(), testruns.Keyed(), predictor.Options{Strategy: predictor.StrategyGroups, Tuning: predictor.Tuning{FeatureOrder: predictor.FeatureOrderAuto}})
 	if err != nil {
@@ -33,6 +34,18 @@ func TestFeatureOrderAuto(t *testing.T) {
 	}
 	if !slices.Equal(m.Features(), []string{"key", "noise"}) {
 		t.Fatalf("model features %v, want the telling one first: [key noise]", m.Features())
+	}
+	// The model file says the model chose the order.
+	var buf bytes.Buffer
+	if err := m.Write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	read, err := predictor.ReadModel(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.FeatureOrder() != predictor.FeatureOrderAuto || read.FeatureOrder() != predictor.FeatureOrderAuto {
+		t.Errorf("feature order %s, read back %s; want %s", m.FeatureOrder(), read.FeatureOrder(), predictor.FeatureOrderAuto)
 	}
 	// A job of a key seen with other noise values is sized by its key's
 	// runs, whatever the order of the map.
