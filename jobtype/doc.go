@@ -71,8 +71,9 @@
 // A type names its image, command and pool, and, optionally: archs (the
 // architectures its image is built for; default its pool's one, or amd64 on
 // a pool of both), cpu, gpu {count, kind}, spot (prefer-spot, spot,
-// on-demand), features, predictor {groupBy: the job labels the predictor groups the
-// type's runs by}, memory {min, default, max}, checkpoint {dir,
+// on-demand), predictor {groupBy: the job labels the predictor groups the
+// type's runs by; features: the only job features it reads for the type,
+// also accepted as the type's features}, memory {min, default, max}, checkpoint {dir,
 // interval, stopGrace, uploadGrace}, maxRuntime, maxAttempts, maxReplicas,
 // doNotDisrupt, env and mode (command or library).
 //

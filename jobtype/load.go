@@ -570,6 +570,7 @@ func (d *decoder) jobType(n *yaml.Node, path string) (*Type, map[string]int) {
 	var cpu resource.Quantity
 	var spot, mode string
 	var memoryLines, checkpointLines, gpuLines, predictorLines map[string]int
+	var predictorFeatures []string
 	memoryNode, checkpointNode, gpuNode := n, n, n
 	lines := d.mapping(n, path, map[string]func(*yaml.Node){
 		"name":    d.str(&t.Name, path+".name"),
@@ -595,7 +596,8 @@ func (d *decoder) jobType(n *yaml.Node, path string) (*Type, map[string]int) {
 		"features": d.strs(&t.Features, path+".features"),
 		"predictor": func(m *yaml.Node) {
 			predictorLines = d.mapping(m, path+".predictor", map[string]func(*yaml.Node){
-				"groupBy": d.strs(&t.GroupBy, path+".predictor.groupBy"),
+				"groupBy":  d.strs(&t.GroupBy, path+".predictor.groupBy"),
+				"features": d.strs(&predictorFeatures, path+".predictor.features"),
 			})
 		},
 		"gpu": func(m *yaml.Node) {
@@ -628,6 +630,14 @@ func (d *decoder) jobType(n *yaml.Node, path string) (*Type, map[string]int) {
 		"maxReplicas":  d.integer(&t.MaxReplicas, path+".maxReplicas"),
 		"doNotDisrupt": d.boolean(&t.DoNotDisrupt, path+".doNotDisrupt"),
 	}, "name", "image", "command", "pool")
+	if l := predictorLines["features"]; l != 0 {
+		// The type's features, under the predictor's settings; the
+		// type-level features is the same setting.
+		if lines["features"] != 0 {
+			d.add(&yaml.Node{Line: l}, path+".predictor.features", "the type's features are set at %s.features (line %d): set them in one place", path, lines["features"])
+		}
+		t.Features = predictorFeatures
+	}
 	t.CPU = cpu
 	t.Spot = SpotPolicy(spot)
 	t.Mode = Mode(mode)
@@ -707,7 +717,11 @@ func (d *decoder) checkType(t *Type, reg *Registry, lines map[string]int, path s
 			seen[name] = true
 		}
 	}
-	names("features", t.Features, jobfleet.FeatureNamePattern, "feature name")
+	features := "features"
+	if lines["predictor.features"] != 0 {
+		features = "predictor.features"
+	}
+	names(features, t.Features, jobfleet.FeatureNamePattern, "feature name")
 	names("predictor.groupBy", t.GroupBy, jobfleet.LabelKeyPattern, "label key")
 	if t.GPU.Count < 0 {
 		problem("gpu.count", "%d: not negative", t.GPU.Count)

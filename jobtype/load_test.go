@@ -38,7 +38,14 @@ func TestLoad(t *testing.T) {
 		t.Errorf("export = %+v", export)
 	}
 
+	if !slices.Equal(export.Features, []string{"rows"}) || !slices.Equal(export.GroupBy, []string{"user"}) {
+		t.Errorf("export reads features %v, groups by %v; want [rows] (predictor.features), [user]", export.Features, export.GroupBy)
+	}
+
 	train, _ := reg.Type("train-ranker")
+	if !slices.Equal(train.Features, []string{"rows", "model_params"}) {
+		t.Errorf("train reads features %v, want [rows model_params] (the type's features)", train.Features)
+	}
 	if train.GPU != (jobtype.GPU{Count: 1, Kind: "a10g"}) || !train.DoNotDisrupt || train.MaxRuntime != 12*time.Hour || train.Env["TORCH_HOME"] != "/cache" {
 		t.Errorf("train = %+v", train)
 	}
@@ -107,6 +114,8 @@ func TestParseProblems(t *testing.T) {
 		{name: "bad toleration", yaml: strings.Replace(base, "name: cpu", "name: cpu\n    tolerations: [dedicated=ml]", 1), want: "want key[=value]:effect"},
 		{name: "bad feature", yaml: base + "    features: [rows, rows]\n", want: `"rows" is listed twice`},
 		{name: "bad label to group by", yaml: base + "    predictor: {groupBy: [\"-user\"]}\n", want: `f.yaml:8: types[0].predictor.groupBy: "-user" is not a valid label key`},
+		{name: "bad feature under predictor", yaml: base + "    predictor: {features: [rows, \"2x\"]}\n", want: `f.yaml:8: types[0].predictor.features: "2x" is not a valid feature name`},
+		{name: "features in two places", yaml: base + "    features: [rows]\n    predictor: {features: [rows]}\n", want: `f.yaml:9: types[0].predictor.features: the type's features are set at types[0].features (line 8): set them in one place`},
 		{name: "unknown predictor setting", yaml: base + "    predictor: {groupby: [user]}\n", want: `types[0].predictor`},
 		{name: "pools but no types", yaml: "pools:\n  - name: cpu\ntypes: []\n", want: "f.yaml:1: types: no job types"},
 		{name: "pools and no types key", yaml: "pools:\n  - name: cpu\n", want: "types: required"},

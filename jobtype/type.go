@@ -41,8 +41,11 @@ type Type struct {
 	GPU GPU
 	// Spot is the type's spot policy.
 	Spot SpotPolicy
-	// Features are the job message features the memory predictor reads, in
-	// order.
+	// Features, when set, are the only job message features the memory
+	// predictor reads for this type (predictor.features in the file, or
+	// features): the model's other features count as missing for the
+	// type's jobs. Their order is the model's (the dispatcher's
+	// --retrain-features, or the one the model finds best).
 	Features []string
 	// GroupBy names job message labels (user, dataset) the predictor keys
 	// this type's groups on, as strings (predictor.groupBy in the file).

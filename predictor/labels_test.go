@@ -1,7 +1,10 @@
 package predictor
 
 import (
+	"bytes"
 	"math"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -82,5 +85,75 @@ func TestGroupByType(t *testing.T) {
 	}
 	if got := m.LabelsFor("keyed"); len(got) != 1 || got[0] != "user" || len(m.LabelsFor("plain")) != 0 {
 		t.Errorf("labels for keyed %v, plain %v", got, m.LabelsFor("plain"))
+	}
+}
+
+// FeaturesByType reads a listed type's jobs by its features alone: a
+// feature the type does not list (here one that never repeats) neither
+// splits its groups nor counts as missing, in both strategies, while the
+// other type still reads it.
+func TestFeaturesByType(t *testing.T) {
+	ds := Dataset{Features: []string{"rows", "noise"}}
+	for i := range 1200 {
+		typ := "keyed"
+		if i%3 == 2 {
+			typ = "plain"
+		}
+		rows := float64(1 + i%2)
+		ds.Samples = append(ds.Samples, Sample{Time: float64(i * 600), Type: typ, Features: []float64{rows, float64(i)},
+			Peak: rows * 1e9 * (1 + float64(i%10)/100), Baseline: math.NaN(), Allocated: math.NaN()})
+	}
+	for _, strategy := range []string{StrategyGroups, StrategyEstimators} {
+		opts := Options{Strategy: strategy, Tuning: Tuning{FeaturesByType: map[string][]string{"keyed": {"rows"}}}}
+		m, err := Train(t.Context(), &ds, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if err := m.Write(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if m, err = ReadModel(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if g := m.f.Groups; g != nil {
+			// Trained as read: the keyed type's most specific groups hold
+			// its runs by rows, with noise missing (a noise value never
+			// repeats, so read it would leave no group there).
+			var keys []string
+			for _, l := range g.Levels {
+				for key := range l.Groups {
+					if strings.HasPrefix(key, "keyed\x1f") && l.Features == 2 {
+						keys = append(keys, key)
+					}
+				}
+			}
+			slices.Sort(keys)
+			if want := []string{"keyed\x1f1\x1f-", "keyed\x1f2\x1f-"}; !slices.Equal(keys, want) {
+				t.Errorf("keyed type's groups by both features %q, want %q", keys, want)
+			}
+		}
+		if got := m.FeaturesFor("keyed"); !slices.Equal(got, []string{"rows"}) {
+			t.Errorf("%s: keyed reads %v, want [rows]", strategy, got)
+		}
+		if got := m.FeaturesFor("plain"); !slices.Equal(got, []string{"rows", "noise"}) {
+			t.Errorf("%s: plain reads %v, want both", strategy, got)
+		}
+		small := m.Predict(Job{Type: "keyed", Features: map[string]float64{"rows": 1, "noise": 7}})
+		other := m.Predict(Job{Type: "keyed", Features: map[string]float64{"rows": 1, "noise": 1e6}})
+		bare := m.Predict(Job{Type: "keyed", Features: map[string]float64{"rows": 1}})
+		large := m.Predict(Job{Type: "keyed", Features: map[string]float64{"rows": 2}})
+		if small.Memory != other.Memory || small.Memory != bare.Memory {
+			t.Errorf("%s: keyed by rows=1 with noise 7, 1e6 and none: %.4g, %.4g, %.4g; want one size", strategy, small.Memory, other.Memory, bare.Memory)
+		}
+		if len(bare.Missing) != 0 {
+			t.Errorf("%s: keyed job without noise: missing %v, want none (the type does not read it)", strategy, bare.Missing)
+		}
+		if !(small.Memory < 1.5e9 && large.Memory > 2e9) {
+			t.Errorf("%s: keyed rows=1 %.3g, rows=2 %.3g: want each near its own peaks", strategy, small.Memory, large.Memory)
+		}
+		if p := m.Predict(Job{Type: "plain", Features: map[string]float64{"rows": 1}}); !slices.Equal(p.Missing, []string{"noise"}) {
+			t.Errorf("%s: plain job without noise: missing %v, want [noise]", strategy, p.Missing)
+		}
 	}
 }

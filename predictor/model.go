@@ -41,9 +41,12 @@ type modelFile struct {
 	// GroupByType names them for some types instead.
 	GroupBy     []string            `json:"group_by,omitempty"`
 	GroupByType map[string][]string `json:"group_by_type,omitempty"`
-	TrainedAt   time.Time           `json:"trained_at"`
-	RunsUntil   time.Time           `json:"runs_until,omitzero"`
-	Runs        int                 `json:"runs"`
+	// FeaturesByType names the features some types' jobs are read by
+	// (Tuning.FeaturesByType).
+	FeaturesByType map[string][]string `json:"features_by_type,omitempty"`
+	TrainedAt      time.Time           `json:"trained_at"`
+	RunsUntil      time.Time           `json:"runs_until,omitzero"`
+	Runs           int                 `json:"runs"`
 	// SwitchedFrom is the strategy of the model this one replaced, when
 	// StrategyAuto chose another; RepeatShare is the share of the runs
 	// that repeat an earlier run's type and features, which auto reads.
@@ -211,8 +214,9 @@ type Job struct {
 	// Labels key the job's groups when the model groups its type by them
 	// (Options.GroupBy); others are ignored.
 	Labels map[string]string
-	// Features the model does not read are ignored; those it reads and
-	// the job lacks are missing (Prediction.Missing).
+	// Features the model does not read, or does not read for the type
+	// (Model.FeaturesFor), are ignored; those it reads and the job lacks
+	// are missing (Prediction.Missing).
 	Features map[string]float64
 }
 
@@ -257,9 +261,13 @@ func (p Prediction) Allocation() float64 { return max(p.Memory, p.Floor) * max(p
 func (m *Model) Predict(job Job) Prediction {
 	x := make([]float64, len(m.f.Features))
 	var p Prediction
+	read, listed := m.f.FeaturesByType[job.Type]
 	for i, name := range m.f.Features {
 		v, ok := job.Features[name]
-		if !ok {
+		switch {
+		case listed && !slices.Contains(read, name):
+			v = math.NaN() // not read for the type
+		case !ok:
 			v = math.NaN()
 			p.Missing = append(p.Missing, name)
 		}
@@ -348,6 +356,17 @@ func (m *Model) describe(l *groupLevel, groupBy []string, key string) (level, gr
 // LabelsFor names the labels that key a type's groups (none: the model
 // does not read labels for the type).
 func (m *Model) LabelsFor(jobType string) []string { return slices.Clone(m.groupBy(jobType)) }
+
+// FeaturesFor names the model's features a type's jobs are read by, in
+// the model's order: all of Features, or those Tuning.FeaturesByType
+// listed for the type.
+func (m *Model) FeaturesFor(jobType string) []string {
+	read, listed := m.f.FeaturesByType[jobType]
+	if !listed {
+		return slices.Clone(m.f.Features)
+	}
+	return slices.DeleteFunc(slices.Clone(m.f.Features), func(name string) bool { return !slices.Contains(read, name) })
+}
 
 // groupBy names the labels that key a type's groups.
 func (m *Model) groupBy(jobType string) []string {

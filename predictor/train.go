@@ -126,6 +126,14 @@ type Tuning struct {
 	// predictor.groupBy). Labels need the group strategy, so with any
 	// set StrategyAuto takes it for every type, not only these.
 	GroupByType map[string][]string
+	// FeaturesByType names the features some types' jobs are read by (the
+	// registry's per-type predictor.features): a listed type's jobs count
+	// every other feature of the model as missing, in training and in
+	// Predict, whatever they carry. The model's features and their order
+	// stay those of Options.Features (or the dataset's), so that the pool
+	// and all-runs levels compare every type's values alike. A listed
+	// feature the model does not read is not read for the type either.
+	FeaturesByType map[string][]string
 	// FeatureOrder is FeatureOrderGiven (the default): the group model's
 	// levels drop features from the end of Options.Features (or of the
 	// dataset's list); or FeatureOrderAuto: the group model orders up to
@@ -331,6 +339,11 @@ func (o Options) validate() error {
 			errs = append(errs, fmt.Errorf("group by %q: not a label name", name))
 		}
 	}
+	for typ, features := range t.FeaturesByType {
+		if slices.Contains(features, "") {
+			errs = append(errs, fmt.Errorf("features of type %q: an empty feature name", typ))
+		}
+	}
 	if !slices.Contains([]string{StrategyAuto, StrategyEstimators, StrategyGroups}, o.Strategy) {
 		errs = append(errs, fmt.Errorf("strategy %q: %s, %s or %s", o.Strategy, StrategyAuto, StrategyEstimators, StrategyGroups))
 	}
@@ -339,6 +352,34 @@ func (o Options) validate() error {
 
 // ErrNoData is returned when there is nothing to train on.
 var ErrNoData = errors.New("no runs to train on")
+
+// featureMask says, for each type of byType, which of features its jobs
+// are read by.
+func featureMask(features []string, byType map[string][]string) map[string][]bool {
+	if len(byType) == 0 {
+		return nil
+	}
+	mask := make(map[string][]bool, len(byType))
+	for typ, names := range byType {
+		read := make([]bool, len(features))
+		for i, name := range features {
+			read[i] = slices.Contains(names, name)
+		}
+		mask[typ] = read
+	}
+	return mask
+}
+
+// masked returns a copy of x with the values read does not mark missing.
+func masked(x []float64, read []bool) []float64 {
+	out := slices.Clone(x)
+	for i := range out {
+		if !read[i] {
+			out[i] = math.NaN()
+		}
+	}
+	return out
+}
 
 // groupKey is a job's labels named by groupBy, joined; "" when it lacks
 // one (it then has no group at the labels' levels).
@@ -394,7 +435,11 @@ func train(ctx context.Context, ds *Dataset, opts Options, prev *Model) (*Model,
 	}
 	samples := make([]Sample, 0, len(ds.Samples))
 	var deployed []Sample
+	mask := featureMask(ds.Features, opts.Tuning.FeaturesByType)
 	for _, s := range ds.Samples {
+		if read := mask[s.Type]; read != nil {
+			s.Features = masked(s.Features, read)
+		}
 		if !math.IsNaN(s.Allocated) && s.Allocated > 0 {
 			deployed = append(deployed, s)
 		}
@@ -411,6 +456,12 @@ func train(ctx context.Context, ds *Dataset, opts Options, prev *Model) (*Model,
 		Features: slices.Clone(ds.Features), TrainedAt: time.Now().UTC(), RunsUntil: ds.Until.UTC(), Runs: len(samples),
 		Types: map[string]*estimator{}, Pools: map[string]*estimator{}, TypePools: map[string]string{},
 	}}
+	if len(opts.Tuning.FeaturesByType) > 0 {
+		m.f.FeaturesByType = map[string][]string{}
+		for typ, names := range opts.Tuning.FeaturesByType {
+			m.f.FeaturesByType[typ] = slices.Clone(names)
+		}
+	}
 	strategy, share := opts.strategy(samples, len(ds.Features), prev)
 	if share >= 0 {
 		m.f.RepeatShare = share

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -161,6 +163,10 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	retrain, err := retrainOptions(c.RetrainFeatures, c.RetrainGroupBy, reg)
+	if err != nil {
+		return err
+	}
 	clients, err := awsclient.Load(ctx, 10)
 	if err != nil {
 		return err
@@ -206,7 +212,7 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 		dispatcher.WithLogger(g.log), dispatcher.WithRegisterer(promReg), dispatcher.WithAnnouncements(clients.SNS, clients.SFN),
 		dispatcher.WithRecords(clients.S3,
 			dispatcher.RecordsConfig{URL: c.Records, Bucket: c.Bucket, Prefix: c.Prefix, FlushEvery: c.RecordsFlush, AttributeLabel: c.AttributeLabel},
-			dispatcher.RetrainConfig{Every: retrainEvery, Window: c.RetrainWindow, Model: c.Model, Options: retrainOptions(c.RetrainFeatures, c.RetrainGroupBy, reg)}),
+			dispatcher.RetrainConfig{Every: retrainEvery, Window: c.RetrainWindow, Model: c.Model, Options: retrain}),
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -309,12 +315,15 @@ func kubeConfig(path string) (*rest.Config, error) {
 
 // retrainOptions trains on the features named, in that order; without
 // any, on all the run records carry, in the order the model finds best.
-func retrainOptions(features, groupBy []string, reg *jobtype.Registry) predictor.Options {
+// The registry's types add their predictor.groupBy and predictor.features;
+// a type's feature the named ones leave out is an error, as the model
+// would never read it.
+func retrainOptions(features, groupBy []string, reg *jobtype.Registry) (predictor.Options, error) {
 	opts := predictor.Options{Features: features, GroupBy: groupBy, Tuning: predictor.Tuning{FeatureOrder: predictor.FeatureOrderGiven}}
 	if len(features) == 0 {
 		opts.Tuning.FeatureOrder = predictor.FeatureOrderAuto
 	}
-	// The registry's per-type predictor.groupBy.
+	var errs []error
 	for _, t := range reg.Types() {
 		if len(t.GroupBy) > 0 {
 			if opts.Tuning.GroupByType == nil {
@@ -322,6 +331,17 @@ func retrainOptions(features, groupBy []string, reg *jobtype.Registry) predictor
 			}
 			opts.Tuning.GroupByType[t.Name] = t.GroupBy
 		}
+		if len(t.Features) > 0 {
+			if opts.Tuning.FeaturesByType == nil {
+				opts.Tuning.FeaturesByType = map[string][]string{}
+			}
+			opts.Tuning.FeaturesByType[t.Name] = t.Features
+			for _, name := range t.Features {
+				if len(features) > 0 && !slices.Contains(features, name) {
+					errs = append(errs, fmt.Errorf("--retrain-features %s: type %q reads feature %q (predictor.features in --registry), which the retrained model would not read: add it, or drop it from the type", strings.Join(features, ","), t.Name, name))
+				}
+			}
+		}
 	}
-	return opts
+	return opts, errors.Join(errs...)
 }

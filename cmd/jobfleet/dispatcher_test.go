@@ -2,6 +2,7 @@ package main
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/jobfleet/jobfleet/jobtype"
@@ -16,8 +17,8 @@ func TestRetrainOptions(t *testing.T) {
 		want              predictor.Options
 	}{
 		{"no features named: all, ordered by the model", nil, nil, predictor.Options{Tuning: predictor.Tuning{FeatureOrder: predictor.FeatureOrderAuto}}},
-		{"features named: those, in that order", []string{"b", "a"}, nil, predictor.Options{Features: []string{"b", "a"}, Tuning: predictor.Tuning{FeatureOrder: predictor.FeatureOrderGiven}}},
-		{"labels to group by", []string{"rows"}, []string{"user"}, predictor.Options{Features: []string{"rows"}, GroupBy: []string{"user"}, Tuning: predictor.Tuning{FeatureOrder: predictor.FeatureOrderGiven}}},
+		{"features named: those, in that order", []string{"rows", "model_params", "a"}, nil, predictor.Options{Features: []string{"rows", "model_params", "a"}, Tuning: predictor.Tuning{FeatureOrder: predictor.FeatureOrderGiven}}},
+		{"labels to group by", []string{"model_params", "rows"}, []string{"user"}, predictor.Options{Features: []string{"model_params", "rows"}, GroupBy: []string{"user"}, Tuning: predictor.Tuning{FeatureOrder: predictor.FeatureOrderGiven}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -26,7 +27,10 @@ func TestRetrainOptions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := retrainOptions(tt.features, tt.groupBy, reg)
+			got, err := retrainOptions(tt.features, tt.groupBy, reg)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if got.Tuning.FeatureOrder != tt.want.Tuning.FeatureOrder || !slices.Equal(got.Features, tt.want.Features) || !slices.Equal(got.GroupBy, tt.want.GroupBy) {
 				t.Errorf("options %+v, want %+v", got, tt.want)
 			}
@@ -34,6 +38,26 @@ func TestRetrainOptions(t *testing.T) {
 			if len(got.Tuning.GroupByType) != 1 || !slices.Equal(got.Tuning.GroupByType["feature-export"], []string{"user"}) {
 				t.Errorf("group by type %v, want feature-export by user", got.Tuning.GroupByType)
 			}
+			// And its per-type features.
+			if f := got.Tuning.FeaturesByType; len(f) != 2 || !slices.Equal(f["feature-export"], []string{"rows"}) || !slices.Equal(f["train-ranker"], []string{"rows", "model_params"}) {
+				t.Errorf("features by type %v, want feature-export's and train-ranker's", f)
+			}
 		})
+	}
+}
+
+// A type's feature that --retrain-features leaves out would never be
+// read: the dispatcher refuses to start, naming the flag, the type and
+// the feature.
+func TestRetrainOptionsTypeFeatureNotRetrained(t *testing.T) {
+	t.Parallel()
+	reg, err := jobtype.Load("../../jobtype/testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = retrainOptions([]string{"rows"}, nil, reg)
+	want := `--retrain-features rows: type "train-ranker" reads feature "model_params" (predictor.features in --registry), which the retrained model would not read`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v, want %q", err, want)
 	}
 }

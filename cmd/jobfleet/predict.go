@@ -413,6 +413,9 @@ func (c *PredictExplainCmd) Run(ctx context.Context, g *Globals) error {
 		if !slices.Contains(m.Features(), name) {
 			return fmt.Errorf("--feature %s: the model reads no such feature (it reads: %s)", name, strings.Join(m.Features(), ", "))
 		}
+		if read := m.FeaturesFor(c.Type); !slices.Contains(read, name) {
+			return fmt.Errorf("--feature %s: the model does not read it for type %s, whose registry entry lists its features (it reads: %s)", name, c.Type, strings.Join(read, ", "))
+		}
 	}
 	for key := range c.Labels {
 		if !slices.Contains(m.LabelsFor(c.Type), key) {
@@ -425,14 +428,22 @@ func (c *PredictExplainCmd) Run(ctx context.Context, g *Globals) error {
 	if c.JSON {
 		return json.NewEncoder(g.stdout).Encode(struct {
 			predictor.Prediction
-			Allocation float64 `json:"allocation"`
-			Strategy   string  `json:"strategy"`
-			Quantile   float64 `json:"quantile"`
-		}{e, e.Allocation(), m.Strategy(), m.Quantile()})
+			Allocation   float64  `json:"allocation"`
+			Strategy     string   `json:"strategy"`
+			Quantile     float64  `json:"quantile"`
+			FeaturesRead []string `json:"features_read"`
+		}{e, e.Allocation(), m.Strategy(), m.Quantile(), m.FeaturesFor(c.Type)})
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "allocation\t%.6g\t(the model's unit: bytes for run records, the target column's for a CSV)\n", e.Allocation())
 	fmt.Fprintf(tw, "strategy\t%s, quantile %v\n", m.Strategy(), m.Quantile())
+	if read := m.FeaturesFor(c.Type); len(read) < len(m.Features()) {
+		names := strings.Join(read, ", ")
+		if names == "" {
+			names = "none"
+		}
+		fmt.Fprintf(tw, "features read\t%s\t(the type's own list; the model's others count as missing for it)\n", names)
+	}
 	fmt.Fprintf(tw, "decided by\t%s\n", e.Level)
 	if e.Group != "" {
 		fmt.Fprintf(tw, "group\t%s\n", e.Group)

@@ -506,9 +506,10 @@ func TestPredictEvalHelpDefinesColumns(t *testing.T) {
 // explanation is what predict explain --json prints.
 type explanation struct {
 	predictor.Prediction
-	Allocation float64 `json:"allocation"`
-	Strategy   string  `json:"strategy"`
-	Quantile   float64 `json:"quantile"`
+	Allocation   float64  `json:"allocation"`
+	Strategy     string   `json:"strategy"`
+	Quantile     float64  `json:"quantile"`
+	FeaturesRead []string `json:"features_read"`
 }
 
 // TestPredictEvalRecords evaluates on run records: the OOM-killed runs
@@ -741,5 +742,44 @@ func TestPredictExplainRaise(t *testing.T) {
 	}
 	if math.Abs(got.Raise-raise) > 1e-9 || math.Abs(got.Allocation-p.Memory*raise) > 1e-6*got.Allocation {
 		t.Errorf("explain --json: raise %v, allocation %v; want x%v and %v", got.Raise, got.Allocation, raise, p.Memory*raise)
+	}
+}
+
+// TestPredictExplainTypeFeatures: for a type whose registry entry lists
+// its features, explain says which it reads and rejects another.
+func TestPredictExplainTypeFeatures(t *testing.T) {
+	t.Parallel()
+	ds := &predictor.Dataset{Features: []string{"rows", "noise"}}
+	for h := range 30 * 24 {
+		ds.Samples = append(ds.Samples, predictor.Sample{Time: float64(h) * 3600, Type: "a", Features: []float64{4, float64(h)}, Peak: 100})
+	}
+	m, err := predictor.Train(t.Context(), ds, predictor.Options{Tuning: predictor.Tuning{FeaturesByType: map[string][]string{"a": {"rows"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "model.json")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Write(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	code, stdout, stderr := runCLI(t, "", "predict", "explain", "--model", path, "--type", "a", "--feature", "rows=4")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if want := "features read      rows  (the type's own list"; !strings.Contains(stdout, want) || strings.Contains(stdout, "features missing") {
+		t.Errorf("explain lacks %q, or reports noise missing:\n%s", want, stdout)
+	}
+	code, stdout, stderr = runCLI(t, "", "predict", "explain", "--model", path, "--type", "a", "--feature", "rows=4", "--json")
+	var e explanation
+	if err := json.Unmarshal([]byte(stdout), &e); code != 0 || err != nil || !slices.Equal(e.FeaturesRead, []string{"rows"}) {
+		t.Errorf("exit %d, %v: features read %v, want [rows]: %s", code, err, e.FeaturesRead, stderr)
+	}
+	code, _, stderr = runCLI(t, "", "predict", "explain", "--model", path, "--type", "a", "--feature", "rows=4,noise=3")
+	if want := "--feature noise: the model does not read it for type a"; code == 0 || !strings.Contains(stderr, want) {
+		t.Errorf("exit %d, stderr %q: want %q", code, stderr, want)
 	}
 }
