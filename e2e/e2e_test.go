@@ -54,6 +54,9 @@ func TestFleet(t *testing.T) {
 			continue
 		}
 		r := runs[0]
+		if r.Labels["batch"] != j.Labels["batch"] {
+			t.Errorf("%s: run record labels %v, want the message's %v", j.ID, r.Labels, j.Labels)
+		}
 		node := s.node(t, r.Node)
 		gpuNode := node.NodePool == "jobfleet-gpu" || node.GPUs > 0
 		if want := j.Type == "train"; gpuNode != want {
@@ -167,6 +170,13 @@ func TestOOMRerunsWithMoreMemory(t *testing.T) {
 	}
 	if r := runs[0]; r.Outcome != jobfleet.OutcomeOOM || r.AllocatedBytes != 128<<20 {
 		t.Errorf("first run: %s with %d bytes, want oom with 128Mi", r.Outcome, r.AllocatedBytes)
+	}
+	// Both records carry the message's labels, which the retrained
+	// model groups by and the raise after misses keys on.
+	for _, r := range runs {
+		if r.Labels["batch"] != "hog" {
+			t.Errorf("attempt %d (%s): run record labels %v, want batch=hog", r.Attempt, r.Outcome, r.Labels)
+		}
 	}
 	if r := runs[1]; r.Outcome != jobfleet.OutcomeSucceeded || r.AllocatedBytes <= 128<<20 || r.Attempt != 2 {
 		t.Errorf("rerun: attempt %d %s with %d bytes, want a success with more than 128Mi", r.Attempt, r.Outcome, r.AllocatedBytes)

@@ -433,11 +433,12 @@ func (s *stack) publish(t *testing.T, jobs ...*jobfleet.Job) {
 	}
 }
 
-// jobs returns n jobs of a type, with ids <prefix>-<i>.
+// jobs returns n jobs of a type, with ids <prefix>-<i>, labelled
+// batch=<prefix>.
 func jobs(typ, prefix string, n int) []*jobfleet.Job {
 	out := make([]*jobfleet.Job, n)
 	for i := range out {
-		out[i] = &jobfleet.Job{Version: jobfleet.Version, ID: fmt.Sprintf("%s-%02d", prefix, i), Type: typ}
+		out[i] = &jobfleet.Job{Version: jobfleet.Version, ID: fmt.Sprintf("%s-%02d", prefix, i), Type: typ, Labels: map[string]string{"batch": prefix}}
 	}
 	return out
 }

@@ -129,7 +129,7 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 		g.log.Info().Int("rows", stats.Rows).Int("skipped", stats.Skipped).Msg("read CSV")
 	default:
 		var err error
-		ds, err = loadRecords(ctx, g.log, c.Records, c.Window)
+		ds, err = loadRecords(ctx, g.log, c.Records, c.Window, c.GroupBy)
 		if err != nil {
 			return err
 		}
@@ -215,7 +215,7 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 		// Every record, however old; the baseline is the allocation each
 		// job ran with.
 		var err error
-		if ds, err = loadRecords(ctx, g.log, c.Records, 0); err != nil {
+		if ds, err = loadRecords(ctx, g.log, c.Records, 0, c.GroupBy); err != nil {
 			return err
 		}
 		if len(c.Features) > 0 {
@@ -438,11 +438,7 @@ func (c *PredictExplainCmd) Run(ctx context.Context, g *Globals) error {
 	fmt.Fprintf(tw, "allocation\t%.6g\t(the model's unit: bytes for run records, the target column's for a CSV)\n", e.Allocation())
 	fmt.Fprintf(tw, "strategy\t%s, quantile %v\n", m.Strategy(), m.Quantile())
 	if read := m.FeaturesFor(c.Type); len(read) < len(m.Features()) {
-		names := strings.Join(read, ", ")
-		if names == "" {
-			names = "none"
-		}
-		fmt.Fprintf(tw, "features read\t%s\t(the type's own list; the model's others count as missing for it)\n", names)
+		fmt.Fprintf(tw, "features read\t%s\t(the type's own list; the model's others count as missing for it)\n", orNone(read))
 	}
 	fmt.Fprintf(tw, "decided by\t%s\n", e.Level)
 	if e.Group != "" {

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,14 +28,38 @@ func s3For(ctx context.Context, locations ...string) (predictor.S3API, error) {
 	return nil, nil
 }
 
-func loadRecords(ctx context.Context, log zerolog.Logger, source string, window time.Duration) (*predictor.Dataset, error) {
+func loadRecords(ctx context.Context, log zerolog.Logger, source string, window time.Duration, groupBy []string) (*predictor.Dataset, error) {
 	api, err := s3For(ctx, source)
 	if err != nil {
 		return nil, err
 	}
 	ds, stats, err := predictor.LoadRecords(ctx, api, source, window, time.Now())
 	log.Info().Int("files", stats.Files).Int("records", stats.Records).Int("used", stats.Used).Int("missed", stats.Missed).Int("malformed", stats.Malformed).Int("unusable", stats.Unusable).Int("duplicates", stats.Duplicates).Msg("read run records")
-	return ds, err
+	if err != nil {
+		return nil, err
+	}
+	// A label no record carries would key no group: a typo, or labels
+	// the producers do not send.
+	carried := map[string]bool{}
+	for _, s := range ds.Samples {
+		for key := range s.Labels {
+			carried[key] = true
+		}
+	}
+	for _, key := range groupBy {
+		if !carried[key] {
+			return nil, fmt.Errorf("--group-by %s: no run record carries the label %q (they carry: %s)", strings.Join(groupBy, ","), key, orNone(slices.Sorted(maps.Keys(carried))))
+		}
+	}
+	return ds, nil
+}
+
+// orNone joins names, or says none.
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }
 
 func loadModel(ctx context.Context, location string) (*predictor.Model, error) {

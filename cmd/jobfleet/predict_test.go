@@ -783,3 +783,72 @@ func TestPredictExplainTypeFeatures(t *testing.T) {
 		t.Errorf("exit %d, stderr %q: want %q", code, stderr, want)
 	}
 }
+
+// TestPredictRecordsGroupBy: run records' labels key the groups of
+// predict eval and predict train with --group-by: two users of one type,
+// ten times apart, are each sized by their own runs, far tighter than by
+// the type's; a label no record carries is rejected.
+func TestPredictRecordsGroupBy(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	start := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)
+	var records []jobfleet.RunRecord
+	for i := range 2000 {
+		user, peak := "ana", int64(100+i%10)<<20
+		if i%2 == 1 {
+			user, peak = "bo", int64(1000+i%10)<<20
+		}
+		at := start.Add(time.Duration(i) * 45 * time.Minute)
+		records = append(records, jobfleet.RunRecord{
+			JobID: fmt.Sprintf("job-%d", i), Type: "etl", Attempt: 1, Outcome: jobfleet.OutcomeSucceeded, Labels: map[string]string{"user": user},
+			AllocatedBytes: 2 << 30, PeakBytes: peak, StartedAt: at, EndedAt: at.Add(time.Minute),
+		})
+	}
+	if err := writeRecords(dir, records); err != nil {
+		t.Fatal(err)
+	}
+	evaluate := func(args ...string) eval.Report {
+		t.Helper()
+		code, stdout, stderr := runCLI(t, "", append([]string{"predict", "eval", "--records", dir, "--json"}, args...)...)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		var r eval.Report
+		if err := json.Unmarshal([]byte(stdout), &r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	byUser, byType := evaluate("--group-by", "user"), evaluate()
+	if !slices.Equal(byUser.Predictor.GroupBy, []string{"user"}) || len(byUser.Sources) == 0 || byUser.Sources[0].Source != predictor.SourceLabels || byUser.Sources[0].Jobs < byUser.TestJobs*9/10 {
+		t.Errorf("by user: group by %v, sized by %+v of %d test jobs; want most by their labels", byUser.Predictor.GroupBy, byUser.Sources, byUser.TestJobs)
+	}
+	if u, ty := byUser.Methods[0], byType.Methods[0]; u.Coverage < 0.85 || !(u.Slack < ty.Slack/3) {
+		t.Errorf("by user: coverage %.4f, slack %.3f; by type alone: slack %.3f; want a third of it at most", u.Coverage, u.Slack, ty.Slack)
+	}
+
+	model := filepath.Join(t.TempDir(), "model.json")
+	if code, _, stderr := runCLI(t, "", "predict", "train", "--records", dir, "--window", "0", "--group-by", "user", "--out", model); code != 0 {
+		t.Fatalf("train: exit %d: %s", code, stderr)
+	}
+	size := func(user string) explanation {
+		t.Helper()
+		code, stdout, stderr := runCLI(t, "", "predict", "explain", "--model", model, "--type", "etl", "--label", "user="+user, "--json")
+		var e explanation
+		if err := json.Unmarshal([]byte(stdout), &e); code != 0 || err != nil {
+			t.Fatalf("explain: exit %d, %v: %s", code, err, stderr)
+		}
+		return e
+	}
+	if ana, bo := size("ana"), size("bo"); ana.Source != predictor.SourceLabels || !(ana.Allocation > 109<<20 && ana.Allocation < 500<<20) || !(bo.Allocation > 1009<<20 && bo.Allocation < 2<<30) {
+		t.Errorf("ana sized %.4g by %s, bo %.4g: want each just above its own runs' peaks", ana.Allocation, ana.Source, bo.Allocation)
+	}
+
+	for _, cmd := range [][]string{{"eval"}, {"train", "--window", "0", "--out", model}} {
+		args := append(append([]string{"predict"}, cmd...), "--records", dir, "--group-by", "user,team")
+		code, _, stderr := runCLI(t, "", args...)
+		if want := `--group-by user,team: no run record carries the label "team" (they carry: user)`; code == 0 || !strings.Contains(stderr, want) {
+			t.Errorf("%s with a label no record carries: exit %d, %q; want %q", cmd[0], code, stderr, want)
+		}
+	}
+}
