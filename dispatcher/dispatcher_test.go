@@ -135,7 +135,7 @@ func linearModelAt(typ string, features []string, coef []float64, at time.Time) 
 // modelFile reads a model file of q = 0.9 with fields, as the dispatcher
 // reads one.
 func modelFile(fields map[string]any) *predictor.Model {
-	fields["format"], fields["version"], fields["quantile"] = predictor.Format, predictor.FormatVersion, 0.9
+	fields["format"], fields["version"], fields["quantile"] = "jobfleet-predictor", 2, 0.9
 	file, err := json.Marshal(fields)
 	if err != nil {
 		panic(err)

@@ -14,10 +14,11 @@ import (
 	"github.com/jobfleet/jobfleet/internal/quantreg"
 )
 
-// Format and FormatVersion identify model files this package reads.
+// fileFormat and fileVersion identify the model files this package
+// writes; it reads versions 1 to fileVersion.
 const (
-	Format        = "jobfleet-predictor"
-	FormatVersion = 2
+	fileFormat  = "jobfleet-predictor"
+	fileVersion = 2
 )
 
 // Model predicts a high quantile of a job's peak memory from its type,
@@ -413,9 +414,9 @@ func (m *Model) Write(w io.Writer) error {
 	return nil
 }
 
-// ErrIncompatible is returned for a model file of another format or
+// errIncompatible is returned for a model file of another format or
 // version.
-var ErrIncompatible = errors.New("incompatible model file")
+var errIncompatible = errors.New("incompatible model file")
 
 // ReadModel decodes and checks a model file. A file that is corrupt,
 // truncated or of another version is rejected with an error that says so.
@@ -425,19 +426,19 @@ func ReadModel(r io.Reader) (*Model, error) {
 	if err := dec.Decode(&m.f); err != nil {
 		return nil, fmt.Errorf("reading model: corrupt JSON: %w", err)
 	}
-	if m.f.Format != Format {
-		return nil, fmt.Errorf("%w: format %q, want %q", ErrIncompatible, m.f.Format, Format)
+	if m.f.Format != fileFormat {
+		return nil, fmt.Errorf("%w: format %q, want %q", errIncompatible, m.f.Format, fileFormat)
 	}
 	switch m.f.Version {
-	case FormatVersion:
+	case fileVersion:
 	case 1:
 		// Version 1 group models held three fixed levels.
 		if m.f.Groups != nil {
 			m.f.Groups.upgrade(len(m.f.Features))
 		}
-		m.f.Version = FormatVersion
+		m.f.Version = fileVersion
 	default:
-		return nil, fmt.Errorf("%w: version %d, this reader understands 1 to %d", ErrIncompatible, m.f.Version, FormatVersion)
+		return nil, fmt.Errorf("%w: version %d, this reader understands 1 to %d", errIncompatible, m.f.Version, fileVersion)
 	}
 	if err := m.check(); err != nil {
 		return nil, fmt.Errorf("reading model: %w", err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -89,8 +88,12 @@ func TestReadModelRejectsCorruptFiles(t *testing.T) {
 		})
 	}
 	_, err := predictor.ReadModel(strings.NewReader(`{"format":"x","version":1}`))
-	if !errors.Is(err, predictor.ErrIncompatible) {
-		t.Errorf("a foreign file is not ErrIncompatible: %v", err)
+	if want := `incompatible model file: format "x", want "jobfleet-predictor"`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("a foreign file: %v, want %q", err, want)
+	}
+	_, err = predictor.ReadModel(strings.NewReader(`{"format":"jobfleet-predictor","version":3}`))
+	if want := "incompatible model file: version 3, this reader understands 1 to 2"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("a later version: %v, want %q", err, want)
 	}
 }
 
@@ -110,7 +113,7 @@ func TestReadModelUpgradesVersion1Groups(t *testing.T) {
 	if err := m.Write(&rewritten); err != nil {
 		t.Fatal(err)
 	}
-	if want := fmt.Sprintf(`"version":%d,`, predictor.FormatVersion); !strings.Contains(rewritten.String(), want) {
+	if want := `"version":2,`; !strings.Contains(rewritten.String(), want) {
 		t.Errorf("upgraded model written as %s, want %s", rewritten.String(), want)
 	}
 	m2, err := predictor.ReadModel(&rewritten)

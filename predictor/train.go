@@ -452,7 +452,7 @@ func train(ctx context.Context, ds *Dataset, opts Options, prev *Model) (*Model,
 	}
 	sortByTime(samples)
 	m := &Model{f: modelFile{
-		Format: Format, Version: FormatVersion, Quantile: opts.Quantile,
+		Format: fileFormat, Version: fileVersion, Quantile: opts.Quantile,
 		Features: slices.Clone(ds.Features), TrainedAt: time.Now().UTC(), RunsUntil: ds.Until.UTC(), Runs: len(samples),
 		Types: map[string]*estimator{}, Pools: map[string]*estimator{}, TypePools: map[string]string{},
 	}}

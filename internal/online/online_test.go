@@ -32,7 +32,7 @@ func readConstantModel(sizes map[string]float64, extra map[string]any) (*predict
 	for typ, v := range sizes {
 		types[typ] = map[string]any{"kind": "quantile", "constant": math.Log(v), "floor": 0, "ceiling": 100}
 	}
-	f := map[string]any{"format": predictor.Format, "version": predictor.FormatVersion, "quantile": 0.9, "types": types}
+	f := map[string]any{"format": "jobfleet-predictor", "version": 2, "quantile": 0.9, "types": types}
 	maps.Copy(f, extra)
 	file, err := json.Marshal(f)
 	if err != nil {
