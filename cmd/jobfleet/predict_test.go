@@ -676,14 +676,9 @@ func TestPredictExplainFloor(t *testing.T) {
 		t.Fatalf("the model gives %+v: want a floor above its own size", p)
 	}
 	path := filepath.Join(t.TempDir(), "model.json")
-	f, err := os.Create(path)
-	if err != nil {
+	if err := predictor.Save(t.Context(), nil, path, m); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Write(f); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
 	code, stdout, stderr := runCLI(t, "", "predict", "explain", "--model", path, "--type", "a", "--feature", "procs=4")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -758,14 +753,9 @@ func TestPredictExplainTypeFeatures(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "model.json")
-	f, err := os.Create(path)
-	if err != nil {
+	if err := predictor.Save(t.Context(), nil, path, m); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.Write(f); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
 	code, stdout, stderr := runCLI(t, "", "predict", "explain", "--model", path, "--type", "a", "--feature", "rows=4")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
