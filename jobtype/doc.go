@@ -21,7 +21,7 @@
 //	    command: [python, -m, export]
 //	    pool: cpu
 //	    archs: [amd64, arm64]
-//	    features: [rows]
+//	    predictor: {features: [rows]}
 //	    memory: {min: 256Mi, default: 2Gi, max: 16Gi}
 //
 // # Pools

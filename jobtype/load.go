@@ -723,6 +723,13 @@ func (d *decoder) checkType(t *Type, reg *Registry, lines map[string]int, path s
 	}
 	names(features, t.Features, jobfleet.FeatureNamePattern, "feature name")
 	names("predictor.groupBy", t.GroupBy, jobfleet.LabelKeyPattern, "label key")
+	// An empty list would read as no list: every feature, no labels.
+	if lines[features] != 0 && len(t.Features) == 0 {
+		problem(features, "list at least one feature, or leave the setting out (the predictor then reads every feature)")
+	}
+	if lines["predictor.groupBy"] != 0 && len(t.GroupBy) == 0 {
+		problem("predictor.groupBy", "list at least one label, or leave the setting out")
+	}
 	if t.GPU.Count < 0 {
 		problem("gpu.count", "%d: not negative", t.GPU.Count)
 	}

@@ -43,9 +43,11 @@ type Type struct {
 	Spot SpotPolicy
 	// Features, when set, are the only job message features the memory
 	// predictor reads for this type (predictor.features in the file, or
-	// features): the model's other features count as missing for the
-	// type's jobs. Their order is the model's (the dispatcher's
-	// --retrain-features, or the one the model finds best).
+	// features): the model's other features are unset for the type's
+	// jobs. The dispatcher's retraining writes them into the model, so
+	// they take effect at the next retraining. Their order is the
+	// model's (the dispatcher's --retrain-features, or the one the model
+	// finds best).
 	Features []string
 	// GroupBy names job message labels (user, dataset) the predictor keys
 	// this type's groups on, as strings (predictor.groupBy in the file).

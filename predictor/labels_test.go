@@ -113,6 +113,10 @@ func TestFeaturesByType(t *testing.T) {
 		if err := m.Write(&buf); err != nil {
 			t.Fatal(err)
 		}
+		// Version 3: a release that cannot read the lists rejects it.
+		if !strings.Contains(buf.String(), `"version":3,`) {
+			t.Errorf("%s: a model with per-type features written as %.60s, want version 3", strategy, buf.String())
+		}
 		if m, err = ReadModel(&buf); err != nil {
 			t.Fatal(err)
 		}
@@ -145,6 +149,9 @@ func TestFeaturesByType(t *testing.T) {
 		large := m.Predict(Job{Type: "keyed", Features: map[string]float64{"rows": 2}})
 		if small.Memory != other.Memory || small.Memory != bare.Memory {
 			t.Errorf("%s: keyed by rows=1 with noise 7, 1e6 and none: %.4g, %.4g, %.4g; want one size", strategy, small.Memory, other.Memory, bare.Memory)
+		}
+		if strategy == StrategyGroups && (small.Group != "keyed, rows=1" || small.Level != "type and rows") {
+			t.Errorf("keyed job explained as %q, %q; want the type and rows alone", small.Level, small.Group)
 		}
 		if len(bare.Missing) != 0 {
 			t.Errorf("%s: keyed job without noise: missing %v, want none (the type does not read it)", strategy, bare.Missing)

@@ -15,11 +15,21 @@ import (
 )
 
 // fileFormat and fileVersion identify the model files this package
-// writes; it reads versions 1 to fileVersion.
+// reads (versions 1 to fileVersion). It writes version 2, or 3 for a
+// model with per-type features (Tuning.FeaturesByType), which a reader of
+// version 2 would size without: it rejects version 3 and keeps its model.
 const (
 	fileFormat  = "jobfleet-predictor"
-	fileVersion = 2
+	fileVersion = 3
 )
+
+// version is the file version a model needs.
+func (f *modelFile) version() int {
+	if len(f.FeaturesByType) > 0 {
+		return 3
+	}
+	return 2
+}
 
 // Model predicts a high quantile of a job's peak memory from its type,
 // labels and features (Predict). Train and Retrain make one; Write,
@@ -297,7 +307,7 @@ func (m *Model) Predict(job Job) Prediction {
 			p.Floor = math.Exp(floor + g.Margin)
 		}
 		p.Source, p.Runs = l.source(), l.Runs[key]
-		p.Level, p.Group = m.describe(l, groupBy, key)
+		p.Level, p.Group = m.describe(l, groupBy, key, job.Type)
 		return p
 	}
 	if c, ok := m.f.ThinTypes[job.Type]; ok && m.f.Thin != nil {
@@ -324,14 +334,23 @@ func (m *Model) Predict(job Job) Prediction {
 	return p
 }
 
-// describe names a group level and the group of a key in it.
-func (m *Model) describe(l *groupLevel, groupBy []string, key string) (level, group string) {
+// describe names a group level and the group of a key in it, for a job
+// of the type (the features it does not read are left out).
+func (m *Model) describe(l *groupLevel, groupBy []string, key, jobType string) (level, group string) {
 	level = l.By
 	if l.Labels {
 		level += " and " + strings.Join(groupBy, ", ")
 	}
-	if l.Features > 0 {
-		level += " and " + strings.Join(m.f.Features[:l.Features], ", ")
+	read, listed := m.f.FeaturesByType[jobType]
+	reads := func(i int) bool { return !listed || slices.Contains(read, m.f.Features[i]) }
+	var names []string
+	for i := range l.Features {
+		if reads(i) {
+			names = append(names, m.f.Features[i])
+		}
+	}
+	if len(names) > 0 {
+		level += " and " + strings.Join(names, ", ")
 	}
 	// The key: the category, the labels' values (after 0x1e, 0x1f
 	// between them), then the features' (each after 0x1f).
@@ -348,7 +367,9 @@ func (m *Model) describe(l *groupLevel, groupBy []string, key string) (level, gr
 	}
 	if l.Features > 0 {
 		for i, v := range strings.Split(rest, "\x1f") {
-			group += ", " + m.f.Features[i] + "=" + v
+			if reads(i) {
+				group += ", " + m.f.Features[i] + "=" + v
+			}
 		}
 	}
 	return level, group
@@ -430,13 +451,13 @@ func ReadModel(r io.Reader) (*Model, error) {
 		return nil, fmt.Errorf("%w: format %q, want %q", errIncompatible, m.f.Format, fileFormat)
 	}
 	switch m.f.Version {
-	case fileVersion:
+	case 2, 3:
 	case 1:
 		// Version 1 group models held three fixed levels.
 		if m.f.Groups != nil {
 			m.f.Groups.upgrade(len(m.f.Features))
 		}
-		m.f.Version = fileVersion
+		m.f.Version = 2
 	default:
 		return nil, fmt.Errorf("%w: version %d, this reader understands 1 to %d", errIncompatible, m.f.Version, fileVersion)
 	}

@@ -127,12 +127,15 @@ type Tuning struct {
 	// set StrategyAuto takes it for every type, not only these.
 	GroupByType map[string][]string
 	// FeaturesByType names the features some types' jobs are read by (the
-	// registry's per-type predictor.features): a listed type's jobs count
-	// every other feature of the model as missing, in training and in
-	// Predict, whatever they carry. The model's features and their order
-	// stay those of Options.Features (or the dataset's), so that the pool
-	// and all-runs levels compare every type's values alike. A listed
-	// feature the model does not read is not read for the type either.
+	// registry's per-type predictor.features): for a listed type's jobs
+	// every other feature of the model is treated as unset, in training
+	// and in Predict, whatever they carry, and not reported as missing. An
+	// empty list reads none. The model's features and their order stay
+	// those of Options.Features (or the dataset's), so that the pool and
+	// all-runs levels compare every type's values alike. A listed feature
+	// the model does not read is not read for the type either. A model
+	// with them is written as format version 3, which earlier releases
+	// reject.
 	FeaturesByType map[string][]string
 	// FeatureOrder is FeatureOrderGiven (the default): the group model's
 	// levels drop features from the end of Options.Features (or of the
@@ -452,7 +455,7 @@ func train(ctx context.Context, ds *Dataset, opts Options, prev *Model) (*Model,
 	}
 	sortByTime(samples)
 	m := &Model{f: modelFile{
-		Format: fileFormat, Version: fileVersion, Quantile: opts.Quantile,
+		Format: fileFormat, Quantile: opts.Quantile,
 		Features: slices.Clone(ds.Features), TrainedAt: time.Now().UTC(), RunsUntil: ds.Until.UTC(), Runs: len(samples),
 		Types: map[string]*estimator{}, Pools: map[string]*estimator{}, TypePools: map[string]string{},
 	}}
@@ -462,6 +465,7 @@ func train(ctx context.Context, ds *Dataset, opts Options, prev *Model) (*Model,
 			m.f.FeaturesByType[typ] = slices.Clone(names)
 		}
 	}
+	m.f.Version = m.f.version()
 	strategy, share := opts.strategy(samples, len(ds.Features), prev)
 	if share >= 0 {
 		m.f.RepeatShare = share

@@ -164,7 +164,7 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	retrain, err := retrainOptions(c.RetrainFeatures, c.RetrainGroupBy, reg)
-	if err != nil {
+	if err != nil && c.Retrain && c.Model != "" {
 		return err
 	}
 	clients, err := awsclient.Load(ctx, 10)
@@ -174,11 +174,17 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 	if c.Model != "" {
 		// A model that cannot be read is a mistake to report now, unless
 		// retraining will write the first one.
-		if _, err := predictor.Load(ctx, clients.S3, c.Model); err != nil {
-			if !(c.Retrain && (errors.Is(err, fs.ErrNotExist) || contract.IsNotFound(err))) {
-				return fmt.Errorf("--model %s: %w", c.Model, err)
-			}
+		model, err := predictor.Load(ctx, clients.S3, c.Model)
+		switch {
+		case err != nil && !(c.Retrain && (errors.Is(err, fs.ErrNotExist) || contract.IsNotFound(err))):
+			return fmt.Errorf("--model %s: %w", c.Model, err)
+		case err != nil:
 			g.log.Warn().Str("model", c.Model).Msg("no model yet: jobs get their type's default memory until the first retraining writes one")
+		default:
+			for _, d := range featureDrift(reg, model) {
+				g.log.Warn().Str("type", d.Type).Strs("model_reads", d.Model).Strs("registry_lists", d.Registry).Bool("retrain", c.Retrain).
+					Msg("the model reads other features for the type than its registry entry lists: the next retraining applies the registry's")
+			}
 		}
 	}
 	var kube dynamic.Interface
@@ -313,6 +319,32 @@ func kubeConfig(path string) (*rest.Config, error) {
 	return cfg, nil
 }
 
+// drift is a type whose features the model reads differ from those its
+// registry entry lists.
+type drift struct {
+	Type            string
+	Model, Registry []string
+}
+
+// featureDrift lists the types of reg whose features model reads are not
+// those the registry's lists give it (predictor.features is applied by
+// retraining, so a registry edited since the model was trained, or a
+// model trained elsewhere, differs).
+func featureDrift(reg *jobtype.Registry, model *predictor.Model) []drift {
+	var out []drift
+	for _, t := range reg.Types() {
+		got := model.FeaturesFor(t.Name)
+		want := model.Features()
+		if len(t.Features) > 0 {
+			want = slices.DeleteFunc(want, func(name string) bool { return !slices.Contains(t.Features, name) })
+		}
+		if !slices.Equal(got, want) {
+			out = append(out, drift{Type: t.Name, Model: got, Registry: t.Features})
+		}
+	}
+	return out
+}
+
 // retrainOptions trains on the features named, in that order; without
 // any, on all the run records carry, in the order the model finds best.
 // The registry's types add their predictor.groupBy and predictor.features;
@@ -338,7 +370,7 @@ func retrainOptions(features, groupBy []string, reg *jobtype.Registry) (predicto
 			opts.Tuning.FeaturesByType[t.Name] = t.Features
 			for _, name := range t.Features {
 				if len(features) > 0 && !slices.Contains(features, name) {
-					errs = append(errs, fmt.Errorf("--retrain-features %s: type %q reads feature %q (predictor.features in --registry), which the retrained model would not read: add it, or drop it from the type", strings.Join(features, ","), t.Name, name))
+					errs = append(errs, fmt.Errorf("--retrain-features %s: type %q of --registry lists feature %q, which the retrained model would not read: add it to the flag, or drop it from the type", strings.Join(features, ","), t.Name, name))
 				}
 			}
 		}

@@ -56,8 +56,42 @@ func TestRetrainOptionsTypeFeatureNotRetrained(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = retrainOptions([]string{"rows"}, nil, reg)
-	want := `--retrain-features rows: type "train-ranker" reads feature "model_params" (predictor.features in --registry), which the retrained model would not read`
+	want := `--retrain-features rows: type "train-ranker" of --registry lists feature "model_params", which the retrained model would not read`
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("error %v, want %q", err, want)
+	}
+}
+
+// A model trained before a registry edit, or elsewhere, reads other
+// features for a type than the registry lists: the dispatcher warns at
+// start of each such type.
+func TestFeatureDrift(t *testing.T) {
+	t.Parallel()
+	reg, err := jobtype.Load("../../jobtype/testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := &predictor.Dataset{Features: []string{"model_params", "rows"}}
+	for i := range 60 {
+		for _, typ := range []string{"feature-export", "train-ranker", "report"} {
+			ds.Samples = append(ds.Samples, predictor.Sample{Time: float64(i * 60), Type: typ, Features: []float64{float64(i % 3), float64(i % 2)}, Peak: 100})
+		}
+	}
+	train := func(byType map[string][]string) *predictor.Model {
+		t.Helper()
+		m, err := predictor.Train(t.Context(), ds, predictor.Options{Tuning: predictor.Tuning{FeaturesByType: byType}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	// As the registry says: export reads rows; train-ranker both.
+	if d := featureDrift(reg, train(map[string][]string{"feature-export": {"rows"}, "train-ranker": {"rows", "model_params"}})); len(d) != 0 {
+		t.Errorf("drift %+v for a model trained as the registry lists", d)
+	}
+	// Trained without the lists: export reads both, against its [rows].
+	d := featureDrift(reg, train(nil))
+	if len(d) != 1 || d[0].Type != "feature-export" || !slices.Equal(d[0].Model, []string{"model_params", "rows"}) || !slices.Equal(d[0].Registry, []string{"rows"}) {
+		t.Errorf("drift %+v, want feature-export reading both against its [rows]", d)
 	}
 }

@@ -409,14 +409,18 @@ func (c *PredictExplainCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return fmt.Errorf("--model: %w", err)
 	}
+	// A feature the model reads, but not for the type, is ignored as
+	// the dispatcher ignores it.
+	var ignored []string
 	for name := range c.Features {
 		if !slices.Contains(m.Features(), name) {
-			return fmt.Errorf("--feature %s: the model reads no such feature (it reads: %s)", name, strings.Join(m.Features(), ", "))
+			return fmt.Errorf("--feature %s: the model reads no such feature (it reads: %s)", name, orNone(m.Features()))
 		}
-		if read := m.FeaturesFor(c.Type); !slices.Contains(read, name) {
-			return fmt.Errorf("--feature %s: the model does not read it for type %s, whose registry entry lists its features (it reads: %s)", name, c.Type, strings.Join(read, ", "))
+		if !slices.Contains(m.FeaturesFor(c.Type), name) {
+			ignored = append(ignored, name)
 		}
 	}
+	slices.Sort(ignored)
 	for key := range c.Labels {
 		if !slices.Contains(m.LabelsFor(c.Type), key) {
 			return fmt.Errorf("--label %s: the model groups type %s by no such label (it groups by: %s)", key, c.Type, strings.Join(m.LabelsFor(c.Type), ", "))
@@ -432,13 +436,17 @@ func (c *PredictExplainCmd) Run(ctx context.Context, g *Globals) error {
 			Strategy     string   `json:"strategy"`
 			Quantile     float64  `json:"quantile"`
 			FeaturesRead []string `json:"features_read"`
-		}{e, e.Allocation(), m.Strategy(), m.Quantile(), m.FeaturesFor(c.Type)})
+			Ignored      []string `json:"features_ignored,omitempty"`
+		}{e, e.Allocation(), m.Strategy(), m.Quantile(), m.FeaturesFor(c.Type), ignored})
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "allocation\t%.6g\t(the model's unit: bytes for run records, the target column's for a CSV)\n", e.Allocation())
 	fmt.Fprintf(tw, "strategy\t%s, quantile %v\n", m.Strategy(), m.Quantile())
 	if read := m.FeaturesFor(c.Type); len(read) < len(m.Features()) {
-		fmt.Fprintf(tw, "features read\t%s\t(the type's own list; the model's others count as missing for it)\n", orNone(read))
+		fmt.Fprintf(tw, "features read\t%s\t(the type's own list, from its registry entry when the model was trained; the model's others are unset for it)\n", orNone(read))
+	}
+	if len(ignored) > 0 {
+		fmt.Fprintf(tw, "features ignored\t%s\t(not read for this type)\n", strings.Join(ignored, ", "))
 	}
 	fmt.Fprintf(tw, "decided by\t%s\n", e.Level)
 	if e.Group != "" {

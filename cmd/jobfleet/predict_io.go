@@ -46,9 +46,13 @@ func loadRecords(ctx context.Context, log zerolog.Logger, source string, window 
 			carried[key] = true
 		}
 	}
+	read := "no run record"
+	if window > 0 {
+		read = fmt.Sprintf("no run record of the last %v (--window)", window)
+	}
 	for _, key := range groupBy {
 		if !carried[key] {
-			return nil, fmt.Errorf("--group-by %s: no run record carries the label %q (they carry: %s)", strings.Join(groupBy, ","), key, orNone(slices.Sorted(maps.Keys(carried))))
+			return nil, fmt.Errorf("--group-by %s: %s carries the label %q (they carry: %s)", strings.Join(groupBy, ","), read, key, orNone(slices.Sorted(maps.Keys(carried))))
 		}
 	}
 	return ds, nil

@@ -510,6 +510,7 @@ type explanation struct {
 	Strategy     string   `json:"strategy"`
 	Quantile     float64  `json:"quantile"`
 	FeaturesRead []string `json:"features_read"`
+	Ignored      []string `json:"features_ignored"`
 }
 
 // TestPredictEvalRecords evaluates on run records: the OOM-killed runs
@@ -768,9 +769,16 @@ func TestPredictExplainTypeFeatures(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &e); code != 0 || err != nil || !slices.Equal(e.FeaturesRead, []string{"rows"}) {
 		t.Errorf("exit %d, %v: features read %v, want [rows]: %s", code, err, e.FeaturesRead, stderr)
 	}
-	code, _, stderr = runCLI(t, "", "predict", "explain", "--model", path, "--type", "a", "--feature", "rows=4,noise=3")
-	if want := "--feature noise: the model does not read it for type a"; code == 0 || !strings.Contains(stderr, want) {
-		t.Errorf("exit %d, stderr %q: want %q", code, stderr, want)
+	// A feature the type does not read is ignored, as the dispatcher
+	// ignores it: the same size, and explain says so.
+	code, withNoise, stderr := runCLI(t, "", "predict", "explain", "--model", path, "--type", "a", "--feature", "rows=4,noise=3", "--json")
+	var n explanation
+	if err := json.Unmarshal([]byte(withNoise), &n); code != 0 || err != nil || n.Allocation != e.Allocation || !slices.Equal(n.Ignored, []string{"noise"}) {
+		t.Errorf("exit %d, %v: with noise sized %v, ignoring %v; want %v, ignoring [noise]: %s", code, err, n.Allocation, n.Ignored, e.Allocation, stderr)
+	}
+	code, stdout, _ = runCLI(t, "", "predict", "explain", "--model", path, "--type", "a", "--feature", "rows=4,noise=3")
+	if want := "features ignored   noise  (not read for this type)"; code != 0 || !strings.Contains(stdout, want) {
+		t.Errorf("exit %d: explain lacks %q:\n%s", code, want, stdout)
 	}
 }
 

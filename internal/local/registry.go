@@ -24,7 +24,7 @@ types:
     image: local
     command: [JOBFLEET, demo-job, export]
     pool: cpu
-    features: [rows]
+    predictor: {features: [rows]}
     memory: {min: 32Mi, default: 256Mi, max: 1Gi}
     checkpoint: {interval: 10s, stopGrace: 5s, uploadGrace: 10s}
     maxRuntime: 5m
@@ -32,7 +32,7 @@ types:
     image: local
     command: [JOBFLEET, demo-job, aggregate]
     pool: cpu
-    features: [entities, density]
+    predictor: {features: [entities, density]}
     memory: {min: 32Mi, default: 512Mi, max: 1Gi}
     checkpoint: {interval: 10s, stopGrace: 5s, uploadGrace: 10s}
     maxRuntime: 5m
@@ -40,7 +40,7 @@ types:
     image: local
     command: [JOBFLEET, demo-job, train]
     pool: cpu
-    features: [model_params, epochs]
+    predictor: {features: [model_params, epochs]}
     memory: {min: 32Mi, default: 256Mi, max: 1Gi}
     checkpoint: {interval: 10s, stopGrace: 5s, uploadGrace: 10s}
     maxRuntime: 10m
