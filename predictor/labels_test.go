@@ -19,7 +19,7 @@ func TestGroupByLabels(t *testing.T) {
 			user, peak = "b", 1e10
 		}
 		peak *= 1 + float64(i%10)/100
-		ds.Samples = append(ds.Samples, Sample{Time: float64(i * 600), Type: "train", Peak: peak, Labels: map[string]string{"user": user}, Baseline: math.NaN(), Allocated: math.NaN()})
+		ds.Samples = append(ds.Samples, Sample{Time: float64(i * 600), Type: "train", Peak: peak, Labels: map[string]string{"user": user}, Allocated: math.NaN()})
 	}
 	m, err := Train(t.Context(), &ds, Options{GroupBy: []string{"user"}})
 	if err != nil {
@@ -71,7 +71,7 @@ func TestGroupByType(t *testing.T) {
 		if i%4 >= 2 {
 			typ = "plain"
 		}
-		ds.Samples = append(ds.Samples, Sample{Time: float64(i * 600), Type: typ, Peak: peak * (1 + float64(i%10)/100), Labels: map[string]string{"user": user}, Baseline: math.NaN(), Allocated: math.NaN()})
+		ds.Samples = append(ds.Samples, Sample{Time: float64(i * 600), Type: typ, Peak: peak * (1 + float64(i%10)/100), Labels: map[string]string{"user": user}, Allocated: math.NaN()})
 	}
 	m, err := Train(t.Context(), &ds, Options{Tuning: Tuning{GroupByType: map[string][]string{"keyed": {"user"}}}})
 	if err != nil {
@@ -101,7 +101,7 @@ func TestFeaturesByType(t *testing.T) {
 		}
 		rows := float64(1 + i%2)
 		ds.Samples = append(ds.Samples, Sample{Time: float64(i * 600), Type: typ, Features: []float64{rows, float64(i)},
-			Peak: rows * 1e9 * (1 + float64(i%10)/100), Baseline: math.NaN(), Allocated: math.NaN()})
+			Peak: rows * 1e9 * (1 + float64(i%10)/100), Allocated: math.NaN()})
 	}
 	for _, strategy := range []string{StrategyGroups, StrategyEstimators} {
 		opts := Options{Strategy: strategy, Tuning: Tuning{FeaturesByType: map[string][]string{"keyed": {"rows"}}}}

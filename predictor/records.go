@@ -102,7 +102,7 @@ func RecordsDataset(records []*jobfleet.RunRecord) *Dataset {
 		}
 		ds.Samples[i] = Sample{
 			Time: float64(r.StartedAt.Unix()), Ended: ended, Type: r.Type, Pool: r.Pool, Features: x,
-			Peak: float64(r.PeakBytes), Baseline: allocated, Labels: r.Labels,
+			Peak: float64(r.PeakBytes), Labels: r.Labels,
 			Allocated: allocated, Missed: r.Outcome == jobfleet.OutcomeOOM, Predicted: float64(r.PredictedBytes),
 		}
 	}

@@ -28,9 +28,6 @@ type Sample struct {
 	// group strategy's groups, as strings.
 	Labels map[string]string
 	Peak   float64
-	// Baseline is what a comparison method allocated, e.g. the memory the
-	// user requested; NaN when unknown. Evaluation only.
-	Baseline float64
 	// Allocated is the memory the run was given, NaN when unknown. Missed
 	// marks a run killed for needing more than that: its Peak is unknown
 	// and it only measures the allocation (see StrategyGroups).

@@ -55,7 +55,7 @@ func (c *csvFlags) checkSource(records string) error {
 
 // read reads the CSV trace, with the columns labels names as labels and
 // the columns durations names as each run's time to its end.
-func (c *csvFlags) read(labels, durations []string) (*predictor.Dataset, eval.CSVStats, error) {
+func (c *csvFlags) read(labels, durations []string) (*eval.Dataset, eval.CSVStats, error) {
 	var missing []string
 	for _, f := range []struct{ flag, v string }{{"--time-col", c.TimeCol}, {"--type-col", c.TypeCol}, {"--target-col", c.TargetCol}} {
 		if f.v == "" {
@@ -120,12 +120,11 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 	case c.Window < 0:
 		return fmt.Errorf("--window %v: not negative (0 reads all the records)", c.Window)
 	case c.CSV != "":
-		var stats eval.CSVStats
-		var err error
-		ds, stats, err = c.read(c.GroupBy, nil)
+		runs, stats, err := c.read(c.GroupBy, nil)
 		if err != nil {
 			return err
 		}
+		ds = runs.Runs()
 		g.log.Info().Int("rows", stats.Rows).Int("skipped", stats.Skipped).Msg("read CSV")
 	default:
 		var err error
@@ -209,20 +208,22 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	// Zero --retrain-every and --window take Evaluate's defaults.
-	var ds *predictor.Dataset
+	var ds *eval.Dataset
 	var skipped int
 	if c.Records != "" {
 		// Every record, however old; the baseline is the allocation each
 		// job ran with.
-		var err error
-		if ds, err = loadRecords(ctx, g.log, c.Records, 0, c.GroupBy); err != nil {
+		runs, err := loadRecords(ctx, g.log, c.Records, 0, c.GroupBy)
+		if err != nil {
 			return err
 		}
 		if len(c.Features) > 0 {
-			if ds, err = ds.Select(c.Features); err != nil {
+			if runs, err = runs.Select(c.Features); err != nil {
 				return fmt.Errorf("--features: %w", err)
 			}
-		} else if c.FeatureOrder == "" {
+		}
+		ds = eval.FromRecords(runs)
+		if len(c.Features) == 0 && c.FeatureOrder == "" {
 			// Record features have no order but their names'.
 			c.FeatureOrder = predictor.FeatureOrderAuto
 		}

@@ -218,7 +218,7 @@ func (s *predictorSizer) train(ctx context.Context, now float64, history []int, 
 		j := &s.t.Jobs[i]
 		// What the job was given and whether that sufficed, as run records
 		// tell the predictor: it adapts its margin from them.
-		smp := predictor.Sample{Time: j.known(), Type: j.Type, Features: j.Features, Peak: j.Peak, Baseline: math.NaN(), Allocated: alloc[i]}
+		smp := predictor.Sample{Time: j.known(), Type: j.Type, Features: j.Features, Peak: j.Peak, Allocated: alloc[i]}
 		if s.alone[i] > 0 {
 			// The margin measures the model's own sizes, not the floor
 			// nor the raise.

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/jobfleet/jobfleet/internal/csvtable"
+	"github.com/jobfleet/jobfleet/predictor"
 )
 
 // CSVColumns names the columns a CSV trace is read from.
@@ -93,7 +94,7 @@ func ReadCSV(r io.Reader, cols CSVColumns) (*Dataset, CSVStats, error) {
 		if typ == "" {
 			return nil, stats, t.Errorf(typeCol, "empty job type")
 		}
-		s := Sample{Time: at, Type: typ, Pool: t.String(poolCol), Peak: target, Baseline: math.NaN(), Features: make([]float64, len(featureCols))}
+		s := Sample{Sample: predictor.Sample{Time: at, Type: typ, Pool: t.String(poolCol), Peak: target, Features: make([]float64, len(featureCols))}, Baseline: math.NaN()}
 		for _, c := range durationCols {
 			d, err := t.Float(c)
 			if err != nil {

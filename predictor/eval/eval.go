@@ -17,11 +17,64 @@ import (
 	"github.com/jobfleet/jobfleet/predictor"
 )
 
-// Sample and Dataset are the predictor's: the runs evaluated.
-type (
-	Sample  = predictor.Sample
-	Dataset = predictor.Dataset
-)
+// Sample is a run evaluated: the predictor's sample, and what a
+// comparison method allocated it.
+type Sample struct {
+	predictor.Sample
+	// Baseline is what the comparison method allocated the run (the
+	// memory its user requested, or the allocation it ran with); NaN when
+	// unknown.
+	Baseline float64
+}
+
+// Dataset is the runs evaluated, as predictor.Dataset with baselines.
+type Dataset struct {
+	Features []string
+	Samples  []Sample
+}
+
+// WithoutBaselines evaluates the runs of ds with no comparison method's
+// allocations.
+func WithoutBaselines(ds *predictor.Dataset) *Dataset {
+	out := &Dataset{Features: slices.Clone(ds.Features), Samples: make([]Sample, len(ds.Samples))}
+	for i, s := range ds.Samples {
+		out.Samples[i] = Sample{Sample: s, Baseline: math.NaN()}
+	}
+	return out
+}
+
+// FromRecords evaluates runs read from run records (predictor.LoadRecords)
+// against the allocation each ran with.
+func FromRecords(ds *predictor.Dataset) *Dataset {
+	out := WithoutBaselines(ds)
+	for i := range out.Samples {
+		out.Samples[i].Baseline = out.Samples[i].Allocated
+	}
+	return out
+}
+
+// Runs are the predictor's samples of ds.
+func (ds *Dataset) Runs() *predictor.Dataset {
+	out := &predictor.Dataset{Features: slices.Clone(ds.Features), Samples: make([]predictor.Sample, len(ds.Samples))}
+	for i, s := range ds.Samples {
+		out.Samples[i] = s.Sample
+	}
+	return out
+}
+
+// Select returns the runs with only the named features, in that order
+// (see predictor.Dataset.Select).
+func (ds *Dataset) Select(names []string) (*Dataset, error) {
+	runs, err := ds.Runs().Select(names)
+	if err != nil {
+		return nil, err
+	}
+	out := &Dataset{Features: runs.Features, Samples: make([]Sample, len(runs.Samples))}
+	for i, s := range runs.Samples {
+		out.Samples[i] = Sample{Sample: s, Baseline: ds.Samples[i].Baseline}
+	}
+	return out, nil
+}
 
 // Options configure an evaluation.
 type Options struct {
@@ -590,7 +643,11 @@ func (p *predictorMethod) name() string { return MethodPredictor }
 func (p *predictorMethod) observe(e ending) { p.raiser.Observe(p.model, e.job, e.alone, e.missed) }
 
 func (p *predictorMethod) train(ctx context.Context, history []Sample, features []string) error {
-	m, err := p.model.Retrain(ctx, &Dataset{Features: features, Samples: history}, p.opts)
+	runs := make([]predictor.Sample, len(history))
+	for i, s := range history {
+		runs[i] = s.Sample
+	}
+	m, err := p.model.Retrain(ctx, &predictor.Dataset{Features: features, Samples: runs}, p.opts)
 	if err != nil {
 		return err
 	}

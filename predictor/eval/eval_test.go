@@ -29,11 +29,11 @@ func TestEvaluateWithFeatureOrderAuto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := eval.Evaluate(t.Context(), reordered, eval.Options{RetrainEvery: week, Train: predictor.Options{Strategy: predictor.StrategyGroups}}, 0)
+	want, err := eval.Evaluate(t.Context(), eval.WithoutBaselines(reordered), eval.Options{RetrainEvery: week, Train: predictor.Options{Strategy: predictor.StrategyGroups}}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := eval.Evaluate(t.Context(), ds, eval.Options{RetrainEvery: week, Train: predictor.Options{Strategy: predictor.StrategyGroups, Tuning: predictor.Tuning{FeatureOrder: predictor.FeatureOrderAuto}}}, 0)
+	got, err := eval.Evaluate(t.Context(), eval.WithoutBaselines(ds), eval.Options{RetrainEvery: week, Train: predictor.Options{Strategy: predictor.StrategyGroups, Tuning: predictor.Tuning{FeatureOrder: predictor.FeatureOrderAuto}}}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,11 +53,11 @@ func TestEvaluateSelectsFeatures(t *testing.T) {
 		s.Features = []float64{rng.Float64(), s.Features[0]}
 		withNoise.Samples = append(withNoise.Samples, s)
 	}
-	want, err := eval.Evaluate(t.Context(), ds, eval.Options{RetrainEvery: week}, 0)
+	want, err := eval.Evaluate(t.Context(), eval.WithoutBaselines(ds), eval.Options{RetrainEvery: week}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := eval.Evaluate(t.Context(), withNoise, eval.Options{RetrainEvery: week, Train: predictor.Options{Features: []string{"procs"}}}, 0)
+	got, err := eval.Evaluate(t.Context(), eval.WithoutBaselines(withNoise), eval.Options{RetrainEvery: week, Train: predictor.Options{Features: []string{"procs"}}}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestGroupModelAdaptsToReachCoverage(t *testing.T) {
 	t.Parallel()
 	ds := testruns.Drifting(60)
 	coverage := func(rate float64) float64 {
-		r, err := eval.Evaluate(t.Context(), ds, eval.Options{RetrainEvery: week, OnlineRate: -1, Train: predictor.Options{Strategy: predictor.StrategyGroups, Tuning: predictor.Tuning{AdaptRate: rate}}}, 0)
+		r, err := eval.Evaluate(t.Context(), eval.WithoutBaselines(ds), eval.Options{RetrainEvery: week, OnlineRate: -1, Train: predictor.Options{Strategy: predictor.StrategyGroups, Tuning: predictor.Tuning{AdaptRate: rate}}}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,19 +101,19 @@ func TestGroupByMatchesFirstFeature(t *testing.T) {
 		user, rows := float64(i%7), float64(i%5)
 		peak := (1 + user) * (1 + rows) * (1 + float64(i%13)/20) * 1e8
 		asLabel.Samples = append(asLabel.Samples, predictor.Sample{Time: float64(i * 300), Type: fmt.Sprint("t", i%3), Peak: peak, Features: []float64{rows},
-			Labels: map[string]string{"user": fmt.Sprint(user)}, Baseline: math.NaN(), Allocated: math.NaN()})
+			Labels: map[string]string{"user": fmt.Sprint(user)}, Allocated: math.NaN()})
 		asFeature.Samples = append(asFeature.Samples, predictor.Sample{Time: float64(i * 300), Type: fmt.Sprint("t", i%3), Peak: peak, Features: []float64{user, rows},
-			Baseline: math.NaN(), Allocated: math.NaN()})
+			Allocated: math.NaN()})
 	}
 	opts := eval.Options{RetrainEvery: 86400 * 1e9, Window: 3 * 86400 * 1e9}
 	byLabel := opts
 	byLabel.Train.GroupBy = []string{"user"}
 	byLabel.Train.Strategy, opts.Train.Strategy = predictor.StrategyGroups, predictor.StrategyGroups
-	r1, err := eval.Evaluate(t.Context(), &asLabel, byLabel, 0)
+	r1, err := eval.Evaluate(t.Context(), eval.WithoutBaselines(&asLabel), byLabel, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r2, err := eval.Evaluate(t.Context(), &asFeature, opts, 0)
+	r2, err := eval.Evaluate(t.Context(), eval.WithoutBaselines(&asFeature), opts, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestPredictorWithoutModelIsLeftOut(t *testing.T) {
 	add := func(day, n int) {
 		for i := range n {
 			x := float64(len(ds.Samples))
-			ds.Samples = append(ds.Samples, predictor.Sample{Time: float64(day)*86400 + float64(i)*60, Type: "a", Features: []float64{x}, Peak: 100 + x, Baseline: math.NaN()})
+			ds.Samples = append(ds.Samples, predictor.Sample{Time: float64(day)*86400 + float64(i)*60, Type: "a", Features: []float64{x}, Peak: 100 + x})
 		}
 	}
 	// Ten runs on each of the first two days, too few for an estimator;
@@ -143,7 +143,7 @@ func TestPredictorWithoutModelIsLeftOut(t *testing.T) {
 	add(3, 40)
 	add(4, 40)
 	opts := eval.Options{RetrainEvery: 24 * time.Hour, Window: 24 * time.Hour, Train: predictor.Options{Strategy: predictor.StrategyEstimators}}
-	r, err := eval.Evaluate(t.Context(), ds, opts, 0)
+	r, err := eval.Evaluate(t.Context(), eval.WithoutBaselines(ds), opts, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestPredictorWithoutModelIsLeftOut(t *testing.T) {
 		}
 	}
 	opts.RetrainEvery, opts.Window, opts.Split = 0, 0, 0.1
-	if _, err := eval.Evaluate(t.Context(), ds, opts, 0); err == nil || !strings.Contains(err.Error(), "the predictor sized none of the") {
+	if _, err := eval.Evaluate(t.Context(), eval.WithoutBaselines(ds), opts, 0); err == nil || !strings.Contains(err.Error(), "the predictor sized none of the") {
 		t.Errorf("nothing sized: error %v", err)
 	}
 }
@@ -169,7 +169,7 @@ const day = 86400.0
 func addRuns(ds *predictor.Dataset, start, length, peak float64, n int) {
 	for i := range n {
 		at := start + float64(i)*60
-		ds.Samples = append(ds.Samples, predictor.Sample{Time: at, Ended: at + length, Type: "a", Peak: peak, Baseline: math.NaN()})
+		ds.Samples = append(ds.Samples, predictor.Sample{Time: at, Ended: at + length, Type: "a", Peak: peak})
 	}
 }
 
@@ -185,7 +185,7 @@ func TestEvaluateTrainsOnEndedRuns(t *testing.T) {
 	opts := eval.Options{RetrainEvery: 24 * time.Hour, Window: 2 * 24 * time.Hour, Train: predictor.Options{Strategy: predictor.StrategyGroups}}
 	coverage := func(ds *predictor.Dataset) map[string]float64 {
 		t.Helper()
-		r, err := eval.Evaluate(t.Context(), ds, opts, 0)
+		r, err := eval.Evaluate(t.Context(), eval.WithoutBaselines(ds), opts, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -208,7 +208,7 @@ func TestEvaluateTrainsOnEndedRuns(t *testing.T) {
 	// Trained once (--split), the same: day 2's runs are the last 50.
 	split := opts
 	split.RetrainEvery, split.Window, split.Split = 0, 0, 0.8
-	r, err := eval.Evaluate(t.Context(), ds, split, 0)
+	r, err := eval.Evaluate(t.Context(), eval.WithoutBaselines(ds), split, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +237,7 @@ func TestEvaluateWindowIsOfEnds(t *testing.T) {
 	addRuns(ds, 8.2*day, 600, 10, 100)   // sized before any run ended; end in the window
 	addRuns(ds, 10.2*day, 600, 1000, 50) // tested: like the long runs
 	opts := eval.Options{RetrainEvery: 24 * time.Hour, Window: 2 * 24 * time.Hour}
-	r, err := eval.Evaluate(t.Context(), ds, opts, 0)
+	r, err := eval.Evaluate(t.Context(), eval.WithoutBaselines(ds), opts, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestEvaluateKeepsModelsOverAGap(t *testing.T) {
 	for _, start := range []float64{0, 2 * day, 10 * day} {
 		addRuns(ds, start, 600, 100, 50)
 	}
-	r, err := eval.Evaluate(t.Context(), ds, eval.Options{RetrainEvery: 24 * time.Hour, Window: 2 * 24 * time.Hour}, 0)
+	r, err := eval.Evaluate(t.Context(), eval.WithoutBaselines(ds), eval.Options{RetrainEvery: 24 * time.Hour, Window: 2 * 24 * time.Hour}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestEvaluateKeepsModelsOverAGap(t *testing.T) {
 	for i := range ds.Samples {
 		ds.Samples[i].Ended = 20 * day // all still going when the test runs begin
 	}
-	if _, err := eval.Evaluate(t.Context(), ds, eval.Options{Split: 0.5}, 0); err == nil || !strings.Contains(err.Error(), "none had ended when the test runs began") {
+	if _, err := eval.Evaluate(t.Context(), eval.WithoutBaselines(ds), eval.Options{Split: 0.5}, 0); err == nil || !strings.Contains(err.Error(), "none had ended when the test runs began") {
 		t.Errorf("split with nothing ended: error %v", err)
 	}
 }
@@ -284,8 +284,8 @@ func TestEvaluateKeepsModelsOverAGap(t *testing.T) {
 // times are negative evaluates as the same trace shifted to positive ones.
 func TestEvaluateNegativeTimes(t *testing.T) {
 	t.Parallel()
-	ds := eval.Synthetic(3000, 45, 7)
-	shifted := &predictor.Dataset{Features: ds.Features, Samples: slices.Clone(ds.Samples)}
+	ds := eval.WithoutBaselines(eval.Synthetic(3000, 45, 7))
+	shifted := &eval.Dataset{Features: ds.Features, Samples: slices.Clone(ds.Samples)}
 	for i := range shifted.Samples {
 		shifted.Samples[i].Time -= 90 * 86400
 	}
@@ -329,7 +329,7 @@ func TestEvaluateRaisesGroupsAfterMisses(t *testing.T) {
 		t.Helper()
 		o := opts
 		o.OnlineRate = rate
-		r, err := eval.Evaluate(t.Context(), ds, o, 0)
+		r, err := eval.Evaluate(t.Context(), eval.WithoutBaselines(ds), o, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -362,9 +362,9 @@ func TestEvaluateRaisesGroupsAfterMisses(t *testing.T) {
 	burst := &predictor.Dataset{}
 	addRuns(burst, 0, 600, 100, 100)
 	for range 200 {
-		burst.Samples = append(burst.Samples, predictor.Sample{Time: day, Ended: day + 600, Type: "a", Peak: 150, Baseline: math.NaN()})
+		burst.Samples = append(burst.Samples, predictor.Sample{Time: day, Ended: day + 600, Type: "a", Peak: 150})
 	}
-	r, err := eval.Evaluate(t.Context(), burst, opts, 0)
+	r, err := eval.Evaluate(t.Context(), eval.WithoutBaselines(burst), opts, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +391,7 @@ func TestEvaluateMarginMeasuresTheModel(t *testing.T) {
 		if days > 2 {
 			addRuns(ds, 2*day, 60, 100, 100) // day 2: runs of 100
 		}
-		r, err := eval.Evaluate(t.Context(), ds, opts, 0)
+		r, err := eval.Evaluate(t.Context(), eval.WithoutBaselines(ds), opts, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

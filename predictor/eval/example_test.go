@@ -13,7 +13,7 @@ func ExampleEvaluate() {
 	// a model retrained on the month before. Their runs have no ends, so
 	// the dispatcher's raise after misses is not replayed: the model alone.
 	ds := eval.Synthetic(6000, 60, 7)
-	r, err := eval.Evaluate(context.Background(), ds, eval.Options{RetrainEvery: 7 * 24 * time.Hour}, 0)
+	r, err := eval.Evaluate(context.Background(), eval.WithoutBaselines(ds), eval.Options{RetrainEvery: 7 * 24 * time.Hour}, 0)
 	if err != nil {
 		panic(err)
 	}

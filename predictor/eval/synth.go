@@ -3,6 +3,8 @@ package eval
 import (
 	"math"
 	"math/rand/v2"
+
+	"github.com/jobfleet/jobfleet/predictor"
 )
 
 // family is a synthetic job family shaped like a real feature pipeline:
@@ -68,10 +70,11 @@ var syntheticFeatures = []string{"rows", "entities", "density", "upstream_bytes"
 // that their true quantiles are known. The runs are spread evenly over the
 // given days, in random order of families; the features are rows,
 // entities, density, upstream_bytes, partitions and model_params, NaN
-// where a family has none.
-func Synthetic(n int, days float64, seed uint64) *Dataset {
+// where a family has none. They have no baseline: WithoutBaselines
+// evaluates them.
+func Synthetic(n int, days float64, seed uint64) *predictor.Dataset {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	ds := &Dataset{Features: syntheticFeatures, Samples: make([]Sample, n)}
+	ds := &predictor.Dataset{Features: syntheticFeatures, Samples: make([]predictor.Sample, n)}
 	for i := range n {
 		fam := families[rng.IntN(len(families))]
 		f, mean := fam.draw(rng)
@@ -83,9 +86,9 @@ func Synthetic(n int, days float64, seed uint64) *Dataset {
 			}
 			x[j] = v
 		}
-		ds.Samples[i] = Sample{
+		ds.Samples[i] = predictor.Sample{
 			Time: float64(i) / float64(n) * days * 86400, Type: fam.Type, Features: x,
-			Peak: mean * math.Exp(fam.Sigma*rng.NormFloat64()), Baseline: math.NaN(),
+			Peak: mean * math.Exp(fam.Sigma*rng.NormFloat64()),
 		}
 	}
 	return ds
