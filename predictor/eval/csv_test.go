@@ -80,3 +80,26 @@ func TestReadCSVDurations(t *testing.T) {
 		t.Errorf("without durations: end %v, want 0 (unknown)", ds.Samples[0].Ended)
 	}
 }
+
+// Select keeps each run's baseline with it; FromRecords takes the
+// allocation each run ran with as its baseline.
+func TestDatasetBaselines(t *testing.T) {
+	t.Parallel()
+	ds, _, err := eval.ReadCSV(strings.NewReader("t,type,mem,a,b,req\n1,x,5,1,2,8\n2,x,6,3,4,\n"), eval.CSVColumns{Time: "t", Type: "type", Target: "mem", Features: []string{"a", "b"}, Baseline: "req"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel, err := ds.Select([]string{"b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sel.Samples) != 2 || sel.Samples[0].Baseline != 8 || !math.IsNaN(sel.Samples[1].Baseline) || sel.Samples[1].Features[0] != 4 {
+		t.Errorf("selected %+v, want baselines 8 and NaN with their runs", sel.Samples)
+	}
+	runs := ds.Runs()
+	runs.Samples[0].Allocated, runs.Samples[1].Allocated = 7, math.NaN()
+	rec := eval.FromRecords(runs)
+	if rec.Samples[0].Baseline != 7 || !math.IsNaN(rec.Samples[1].Baseline) {
+		t.Errorf("from records: baselines %v, %v; want the allocations 7 and NaN", rec.Samples[0].Baseline, rec.Samples[1].Baseline)
+	}
+}
