@@ -164,3 +164,30 @@ func TestFeaturesByType(t *testing.T) {
 		}
 	}
 }
+
+// At its pool's levels, where every type's runs meet, a job of a type that
+// reads some features is explained with the others unset ("-"): two
+// groups of the pool never share a name, which the dispatcher's raise
+// keys them on.
+func TestFeaturesByTypeAtPoolLevels(t *testing.T) {
+	ds := Dataset{Features: []string{"rows", "noise", "x"}}
+	for i := range 600 {
+		typ := []string{"a", "b"}[i%2]
+		ds.Samples = append(ds.Samples, Sample{Time: float64(i * 600), Type: typ, Pool: "cpu", Features: []float64{1, float64(i % 3), 2},
+			Peak: 1e9 * (1 + float64(i%10)/100), Allocated: math.NaN()})
+	}
+	byType := map[string][]string{"a": {"rows", "x"}, "b": {"rows"}, "new-a": {"rows", "x"}, "new-b": {"rows"}}
+	m, err := Train(t.Context(), &ds, Options{Strategy: StrategyGroups, Tuning: Tuning{FeaturesByType: byType}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Types with no runs of their own fall to the pool's levels.
+	pa := m.Predict(Job{Type: "new-a", Pool: "cpu", Features: map[string]float64{"rows": 1, "noise": 0, "x": 2}})
+	pb := m.Predict(Job{Type: "new-b", Pool: "cpu", Features: map[string]float64{"rows": 1, "noise": 0, "x": 2}})
+	if pa.Level+pa.Group == pb.Level+pb.Group {
+		t.Errorf("two pool groups share the name %q, %q", pa.Level, pa.Group)
+	}
+	if pa.Group != "cpu, rows=1, noise=-, x=2" || pb.Group != "cpu, rows=1, noise=-, x=-" || pa.Runs != 300 || pb.Runs != 300 {
+		t.Errorf("pool groups %q (%d runs) and %q (%d runs); want a's and b's runs, with the unread features unset", pa.Group, pa.Runs, pb.Group, pb.Runs)
+	}
+}

@@ -17,7 +17,8 @@ import (
 // fileFormat and fileVersion identify the model files this package
 // reads (versions 1 to fileVersion). It writes version 2, or 3 for a
 // model with per-type features (Tuning.FeaturesByType), which a reader of
-// version 2 would size without: it rejects version 3 and keeps its model.
+// version 2 would size without: it rejects version 3 (a Reloader keeps
+// its model; Load fails).
 const (
 	fileFormat  = "jobfleet-predictor"
 	fileVersion = 3
@@ -335,13 +336,17 @@ func (m *Model) Predict(job Job) Prediction {
 }
 
 // describe names a group level and the group of a key in it, for a job
-// of the type (the features it does not read are left out).
+// of the type. At its type's levels, the features the type does not read
+// are left out (all its runs lack them); at its pool's, every type's runs
+// meet, and a feature unset for the type is shown as "-". The dispatcher's
+// raise keys groups on these names: two groups must never share one.
 func (m *Model) describe(l *groupLevel, groupBy []string, key, jobType string) (level, group string) {
 	level = l.By
 	if l.Labels {
 		level += " and " + strings.Join(groupBy, ", ")
 	}
 	read, listed := m.f.FeaturesByType[jobType]
+	listed = listed && l.By == levelByType
 	reads := func(i int) bool { return !listed || slices.Contains(read, m.f.Features[i]) }
 	var names []string
 	for i := range l.Features {

@@ -181,9 +181,12 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 		case err != nil:
 			g.log.Warn().Str("model", c.Model).Msg("no model yet: jobs get their type's default memory until the first retraining writes one")
 		default:
+			msg := "the model reads other features for the type than its registry entry lists: the next retraining applies the registry's"
+			if !c.Retrain {
+				msg = "the model reads other features for the type than its registry entry lists: retraining is off, so the registry's apply only to a model trained with them"
+			}
 			for _, d := range featureDrift(reg, model) {
-				g.log.Warn().Str("type", d.Type).Strs("model_reads", d.Model).Strs("registry_lists", d.Registry).Bool("retrain", c.Retrain).
-					Msg("the model reads other features for the type than its registry entry lists: the next retraining applies the registry's")
+				g.log.Warn().Str("type", d.Type).Strs("model_reads", d.Model).Strs("registry_reads", d.Registry).Msg(msg)
 			}
 		}
 	}
@@ -320,7 +323,8 @@ func kubeConfig(path string) (*rest.Config, error) {
 }
 
 // drift is a type whose features the model reads differ from those its
-// registry entry lists.
+// registry entry gives it: Registry is what the model would read for it
+// by the registry (all the model's features for a type that lists none).
 type drift struct {
 	Type            string
 	Model, Registry []string
@@ -339,7 +343,7 @@ func featureDrift(reg *jobtype.Registry, model *predictor.Model) []drift {
 			want = slices.DeleteFunc(want, func(name string) bool { return !slices.Contains(t.Features, name) })
 		}
 		if !slices.Equal(got, want) {
-			out = append(out, drift{Type: t.Name, Model: got, Registry: t.Features})
+			out = append(out, drift{Type: t.Name, Model: got, Registry: want})
 		}
 	}
 	return out

@@ -94,4 +94,9 @@ func TestFeatureDrift(t *testing.T) {
 	if len(d) != 1 || d[0].Type != "feature-export" || !slices.Equal(d[0].Model, []string{"model_params", "rows"}) || !slices.Equal(d[0].Registry, []string{"rows"}) {
 		t.Errorf("drift %+v, want feature-export reading both against its [rows]", d)
 	}
+	// A type that lists none reads every feature by the registry.
+	d = featureDrift(reg, train(map[string][]string{"feature-export": {"rows"}, "train-ranker": {"rows", "model_params"}, "report": {"rows"}}))
+	if len(d) != 1 || d[0].Type != "report" || !slices.Equal(d[0].Model, []string{"rows"}) || !slices.Equal(d[0].Registry, []string{"model_params", "rows"}) {
+		t.Errorf("drift %+v, want report reading [rows] against every feature", d)
+	}
 }

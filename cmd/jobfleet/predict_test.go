@@ -792,14 +792,15 @@ func TestPredictRecordsGroupBy(t *testing.T) {
 	start := time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)
 	var records []jobfleet.RunRecord
 	for i := range 2000 {
-		user, peak := "ana", int64(100+i%10)<<20
+		user, peak, alloc := "ana", int64(100+i%10)<<20, int64(2<<30)
 		if i%2 == 1 {
-			user, peak = "bo", int64(1000+i%10)<<20
+			// bo's allocation held 80% of its runs.
+			user, peak, alloc = "bo", int64(1000+i%10)<<20, 1008<<20
 		}
 		at := start.Add(time.Duration(i) * 45 * time.Minute)
 		records = append(records, jobfleet.RunRecord{
 			JobID: fmt.Sprintf("job-%d", i), Type: "etl", Attempt: 1, Outcome: jobfleet.OutcomeSucceeded, Labels: map[string]string{"user": user},
-			AllocatedBytes: 2 << 30, PeakBytes: peak, StartedAt: at, EndedAt: at.Add(time.Minute),
+			AllocatedBytes: alloc, PeakBytes: peak, StartedAt: at, EndedAt: at.Add(time.Minute),
 		})
 	}
 	if err := writeRecords(dir, records); err != nil {
@@ -823,6 +824,20 @@ func TestPredictRecordsGroupBy(t *testing.T) {
 	}
 	if u, ty := byUser.Methods[0], byType.Methods[0]; u.Coverage < 0.85 || !(u.Slack < ty.Slack/3) {
 		t.Errorf("by user: coverage %.4f, slack %.3f; by type alone: slack %.3f; want a third of it at most", u.Coverage, u.Slack, ty.Slack)
+	}
+	// At the coverage of the allocations the jobs ran with (the records'
+	// baseline), the predictor by user needs less slack than they had.
+	code, stdout, stderr := runCLI(t, "", "predict", "eval", "--records", dir, "--group-by", "user", "--match-coverage", "baseline", "--json")
+	var matched struct {
+		eval.Report
+		Match *eval.Match `json:"match_coverage"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &matched); code != 0 || err != nil || matched.Match == nil {
+		t.Fatalf("exit %d, %v: %s", code, err, stderr)
+	}
+	base := matched.Methods[len(matched.Methods)-1]
+	if m := matched.Match; base.Name != eval.MethodBaseline || !(base.Coverage > 0.85 && base.Coverage < 1) || math.Abs(m.Coverage-base.Coverage) > 1e-9 || !(m.Slack < base.Slack) {
+		t.Errorf("baseline %+v; matched %+v: want the predictor's slack at the baseline's coverage below the baseline's", base, m)
 	}
 
 	model := filepath.Join(t.TempDir(), "model.json")

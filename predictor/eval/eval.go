@@ -22,10 +22,14 @@ import (
 type Sample struct {
 	predictor.Sample
 	// Baseline is what the comparison method allocated the run (the
-	// memory its user requested, or the allocation it ran with); NaN when
-	// unknown.
+	// memory its user requested, or the allocation it ran with); NaN, or
+	// 0 or less, when unknown.
 	Baseline float64
 }
+
+// hasBaseline reports whether the comparison method allocated the run
+// anything: a baseline of 0 or less, as NaN, is none.
+func (s Sample) hasBaseline() bool { return s.Baseline > 0 }
 
 // Dataset is the runs evaluated, as predictor.Dataset with baselines.
 type Dataset struct {
@@ -282,7 +286,7 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 	}
 	hasBaseline := false
 	for _, s := range samples {
-		if !math.IsNaN(s.Baseline) {
+		if s.hasBaseline() {
 			hasBaseline = true
 			break
 		}
@@ -426,7 +430,7 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 		var sub []Sample
 		var a []float64
 		for i, s := range test {
-			if !math.IsNaN(s.Baseline) {
+			if s.hasBaseline() {
 				sub, a = append(sub, s), append(a, allocs[0][i])
 			}
 		}
@@ -830,7 +834,12 @@ type baselineMethod struct{}
 
 func (baselineMethod) name() string                                    { return MethodBaseline }
 func (baselineMethod) train(context.Context, []Sample, []string) error { return nil }
-func (baselineMethod) predict(s Sample) float64                        { return s.Baseline }
+func (baselineMethod) predict(s Sample) float64 {
+	if !s.hasBaseline() {
+		return math.NaN()
+	}
+	return s.Baseline
+}
 
 // weightedQuantile is quantile with weights: the smallest value whose
 // cumulative weight reaches a share q of the total.
