@@ -359,25 +359,34 @@ func retrainOptions(features, groupBy []string, reg *jobtype.Registry) (predicto
 	if len(features) == 0 {
 		opts.Tuning.FeatureOrder = predictor.FeatureOrderAuto
 	}
+	opts.Tuning.GroupByType, opts.Tuning.FeaturesByType = registryTuning(reg)
 	var errs []error
 	for _, t := range reg.Types() {
-		if len(t.GroupBy) > 0 {
-			if opts.Tuning.GroupByType == nil {
-				opts.Tuning.GroupByType = map[string][]string{}
-			}
-			opts.Tuning.GroupByType[t.Name] = t.GroupBy
-		}
-		if len(t.Features) > 0 {
-			if opts.Tuning.FeaturesByType == nil {
-				opts.Tuning.FeaturesByType = map[string][]string{}
-			}
-			opts.Tuning.FeaturesByType[t.Name] = t.Features
-			for _, name := range t.Features {
-				if len(features) > 0 && !slices.Contains(features, name) {
-					errs = append(errs, fmt.Errorf("--retrain-features %s: type %q of --registry lists feature %q, which the retrained model would not read: add it to the flag, or drop it from the type", strings.Join(features, ","), t.Name, name))
-				}
+		for _, name := range t.Features {
+			if len(features) > 0 && !slices.Contains(features, name) {
+				errs = append(errs, fmt.Errorf("--retrain-features %s: type %q of --registry lists feature %q, which the retrained model would not read: add it to the flag, or drop it from the type", strings.Join(features, ","), t.Name, name))
 			}
 		}
 	}
 	return opts, errors.Join(errs...)
+}
+
+// registryTuning is the registry's per-type predictor.groupBy and
+// predictor.features (nil when no type sets them).
+func registryTuning(reg *jobtype.Registry) (groupBy, features map[string][]string) {
+	for _, t := range reg.Types() {
+		if len(t.GroupBy) > 0 {
+			if groupBy == nil {
+				groupBy = map[string][]string{}
+			}
+			groupBy[t.Name] = t.GroupBy
+		}
+		if len(t.Features) > 0 {
+			if features == nil {
+				features = map[string][]string{}
+			}
+			features[t.Name] = t.Features
+		}
+	}
+	return groupBy, features
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jobfleet/jobfleet/internal/online"
+	"github.com/jobfleet/jobfleet/jobtype"
 	"github.com/jobfleet/jobfleet/predictor"
 	"github.com/jobfleet/jobfleet/predictor/eval"
 )
@@ -91,13 +92,39 @@ type trainFlags struct {
 	CalShare      float64       `name:"calibration-share" env:"JOBFLEET_PREDICT_CALIBRATION_SHARE" default:"0.25" help:"Estimators strategy: share of each type's most recent runs held out to choose and calibrate its estimator."`
 	Confidence    float64       `name:"confidence" env:"JOBFLEET_PREDICT_CONFIDENCE" default:"0.9" help:"Estimators strategy: probability that each estimator's coverage reaches the quantile, not only on average; -1 calibrates for average coverage."`
 	Ceiling       float64       `name:"ceiling" env:"JOBFLEET_PREDICT_CEILING" default:"1.25" help:"Estimators strategy: cap predictions at this multiple of the largest peak an estimator was trained on."`
+	Registry      string        `name:"registry" env:"JOBFLEET_PREDICT_REGISTRY" type:"existingfile" placeholder:"FILE" help:"A job type registry whose types' predictor.groupBy and predictor.features apply, as the dispatcher's retraining applies them (types named as the runs name them)."`
 }
 
-func (t trainFlags) options() predictor.Options {
-	return predictor.Options{Quantile: t.Quantile, Strategy: t.Strategy, GroupBy: t.GroupBy, Tuning: predictor.Tuning{
+// labelNames are the labels opts groups some type's runs by: the CSV
+// columns read as labels.
+func labelNames(opts predictor.Options) []string {
+	names := slices.Clone(opts.GroupBy)
+	for _, byType := range opts.Tuning.GroupByType {
+		for _, name := range byType {
+			if !slices.Contains(names, name) {
+				names = append(names, name)
+			}
+		}
+	}
+	slices.Sort(names[len(opts.GroupBy):])
+	return names
+}
+
+// options are the training options the flags give; with --registry, its
+// types' groupBy and features, as the dispatcher's retraining reads them.
+func (t trainFlags) options() (predictor.Options, error) {
+	opts := predictor.Options{Quantile: t.Quantile, Strategy: t.Strategy, GroupBy: t.GroupBy, Tuning: predictor.Tuning{
 		FeatureOrder: t.FeatureOrder, AdaptRate: t.AdaptRate, GroupHalfLife: t.GroupHalfLife,
 		MinRuns: t.MinRuns, CalibrationShare: t.CalShare, Confidence: t.Confidence, Ceiling: t.Ceiling,
 	}}
+	if t.Registry != "" {
+		reg, err := jobtype.Load(t.Registry)
+		if err != nil {
+			return opts, fmt.Errorf("--registry: %w", err)
+		}
+		opts.Tuning.GroupByType, opts.Tuning.FeaturesByType = registryTuning(reg)
+	}
+	return opts, nil
 }
 
 // PredictTrainCmd trains a model.
@@ -115,12 +142,16 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 	if err := c.checkSource(c.Records); err != nil {
 		return err
 	}
+	opts, err := c.options()
+	if err != nil {
+		return err
+	}
 	var ds *predictor.Dataset
 	switch {
 	case c.Window < 0:
 		return fmt.Errorf("--window %v: not negative (0 reads all the records)", c.Window)
 	case c.CSV != "":
-		runs, stats, err := c.read(c.GroupBy, nil)
+		runs, stats, err := c.read(labelNames(opts), nil)
 		if err != nil {
 			return err
 		}
@@ -133,7 +164,6 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 			return err
 		}
 	}
-	opts := c.options()
 	if opts.Tuning.FeatureOrder == "" && len(c.Features) == 0 {
 		opts.Tuning.FeatureOrder = predictor.FeatureOrderAuto
 	}
@@ -208,6 +238,10 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 		return err
 	}
 	// Zero --retrain-every and --window take Evaluate's defaults.
+	train, err := c.options()
+	if err != nil {
+		return err
+	}
 	var ds *eval.Dataset
 	var skipped int
 	if c.Records != "" {
@@ -225,18 +259,18 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 		ds = eval.FromRecords(runs)
 		if len(c.Features) == 0 && c.FeatureOrder == "" {
 			// Record features have no order but their names'.
-			c.FeatureOrder = predictor.FeatureOrderAuto
+			train.Tuning.FeatureOrder = predictor.FeatureOrderAuto
 		}
 	} else {
 		var stats eval.CSVStats
 		var err error
-		if ds, stats, err = c.read(c.GroupBy, c.DurationCols); err != nil {
+		if ds, stats, err = c.read(labelNames(train), c.DurationCols); err != nil {
 			return err
 		}
 		skipped = stats.Skipped
 	}
 	report, err := eval.Evaluate(ctx, ds, eval.Options{
-		Train: c.options(), Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window, OnlineRate: c.OnlineRate,
+		Train: train, Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window, OnlineRate: c.OnlineRate,
 		ByType: c.ByType || slices.Contains(c.By, "type"), ByMonth: slices.Contains(c.By, "month"),
 	}, skipped)
 	if err != nil {
@@ -244,7 +278,7 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	var match *eval.Match
 	if c.MatchCoverage != "" {
-		if match, err = eval.MatchCoverage(ctx, ds, eval.Options{Train: c.options(), Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window, OnlineRate: c.OnlineRate}, report, c.MatchCoverage); err != nil {
+		if match, err = eval.MatchCoverage(ctx, ds, eval.Options{Train: train, Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window, OnlineRate: c.OnlineRate}, report, c.MatchCoverage); err != nil {
 			return fmt.Errorf("--match-coverage: %w", err)
 		}
 	}

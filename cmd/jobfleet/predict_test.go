@@ -840,6 +840,24 @@ func TestPredictRecordsGroupBy(t *testing.T) {
 		t.Errorf("baseline %+v; matched %+v: want the predictor's slack at the baseline's coverage below the baseline's", base, m)
 	}
 
+	// The registry's per-type groupBy does for its type what --group-by
+	// does for all.
+	registry := filepath.Join(t.TempDir(), "jobtypes.yaml")
+	if err := os.WriteFile(registry, []byte("pools:\n  - name: cpu\ntypes:\n  - name: etl\n    image: i\n    command: [c]\n    pool: cpu\n    predictor: {groupBy: [user]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	byRegistry := evaluate("--registry", registry)
+	if r, u := byRegistry.Methods[0], byUser.Methods[0]; len(byRegistry.Sources) == 0 || byRegistry.Sources[0].Source != predictor.SourceLabels || r.Coverage != u.Coverage || r.Slack != u.Slack {
+		t.Errorf("with the registry: %+v sized by %+v; want as --group-by user, %+v", r, byRegistry.Sources, u)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("pools: [\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runCLI(t, "", "predict", "eval", "--records", dir, "--registry", bad); code == 0 || !strings.Contains(stderr, "--registry: ") || !strings.Contains(stderr, "bad.yaml:1") {
+		t.Errorf("a broken registry: exit %d, %q", code, stderr)
+	}
+
 	model := filepath.Join(t.TempDir(), "model.json")
 	if code, _, stderr := runCLI(t, "", "predict", "train", "--records", dir, "--window", "0", "--group-by", "user", "--out", model); code != 0 {
 		t.Fatalf("train: exit %d: %s", code, stderr)
@@ -863,5 +881,32 @@ func TestPredictRecordsGroupBy(t *testing.T) {
 		if want := `--group-by user,team: no run record carries the label "team" (they carry: user)`; code == 0 || !strings.Contains(stderr, want) {
 			t.Errorf("%s with a label no record carries: exit %d, %q; want %q", cmd[0], code, stderr, want)
 		}
+	}
+}
+
+// TestPredictCSVRegistry: with --registry, a CSV's column that a type's
+// predictor.groupBy names is read as that type's label.
+func TestPredictCSVRegistry(t *testing.T) {
+	t.Parallel()
+	registry := filepath.Join(t.TempDir(), "jobtypes.yaml")
+	if err := os.WriteFile(registry, []byte("pools:\n  - name: cpu\ntypes:\n  - name: \"3\"\n    image: i\n    command: [c]\n    pool: cpu\n    predictor: {groupBy: [user], features: [procs_req]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	model := filepath.Join(t.TempDir(), "model.json")
+	code, _, stderr := runCLI(t, "", "predict", "train", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app",
+		"--target-col", "mem_used_kb", "--features", "procs_req,time_req_s", "--registry", registry, "--out", model)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	m, err := predictor.Load(t.Context(), nil, model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.LabelsFor("3"); !slices.Equal(got, []string{"user"}) || !slices.Equal(m.FeaturesFor("3"), []string{"procs_req"}) || len(m.LabelsFor("16")) != 0 {
+		t.Errorf("type 3 grouped by %v reading %v, type 16 by %v; want user and procs_req for 3 alone", got, m.FeaturesFor("3"), m.LabelsFor("16"))
+	}
+	p := m.Predict(predictor.Job{Type: "3", Labels: map[string]string{"user": "3"}, Features: map[string]float64{"procs_req": 2}})
+	if p.Source != predictor.SourceLabels {
+		t.Errorf("a job of type 3 by user 3 sized by %s (%s): want its labels' group, read from the user column", p.Source, p.Group)
 	}
 }
