@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -360,15 +361,24 @@ func retrainOptions(features, groupBy []string, reg *jobtype.Registry) (predicto
 		opts.Tuning.FeatureOrder = predictor.FeatureOrderAuto
 	}
 	opts.Tuning.GroupByType, opts.Tuning.FeaturesByType = registryTuning(reg)
+	if len(features) == 0 {
+		return opts, nil // every feature the records carry
+	}
+	return opts, typeFeaturesRead("--retrain-features", features, opts.Tuning.FeaturesByType)
+}
+
+// typeFeaturesRead checks that features, which flag names, hold every
+// feature a type of the registry lists: the model would not read another.
+func typeFeaturesRead(flag string, features []string, byType map[string][]string) error {
 	var errs []error
-	for _, t := range reg.Types() {
-		for _, name := range t.Features {
-			if len(features) > 0 && !slices.Contains(features, name) {
-				errs = append(errs, fmt.Errorf("--retrain-features %s: type %q of --registry lists feature %q, which the retrained model would not read: add it to the flag, or drop it from the type", strings.Join(features, ","), t.Name, name))
+	for _, typ := range slices.Sorted(maps.Keys(byType)) {
+		for _, name := range byType[typ] {
+			if !slices.Contains(features, name) {
+				errs = append(errs, fmt.Errorf("%s %s: type %q of --registry lists feature %q, which the model would not read: add it to the flag, or drop it from the type", flag, strings.Join(features, ","), typ, name))
 			}
 		}
 	}
-	return opts, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // registryTuning is the registry's per-type predictor.groupBy and

@@ -56,7 +56,7 @@ func TestRetrainOptionsTypeFeatureNotRetrained(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = retrainOptions([]string{"rows"}, nil, reg)
-	want := `--retrain-features rows: type "train-ranker" of --registry lists feature "model_params", which the retrained model would not read`
+	want := `--retrain-features rows: type "train-ranker" of --registry lists feature "model_params", which the model would not read`
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("error %v, want %q", err, want)
 	}

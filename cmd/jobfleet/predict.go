@@ -54,6 +54,16 @@ func (c *csvFlags) checkSource(records string) error {
 	return nil
 }
 
+// checkTypeFeatures checks that the model reads every feature a type of
+// --registry lists: the features --features names, or, without it, a
+// CSV's none and run records' all.
+func (c *csvFlags) checkTypeFeatures(opts predictor.Options) error {
+	if len(c.Features) == 0 && c.CSV == "" {
+		return nil
+	}
+	return typeFeaturesRead("--features", c.Features, opts.Tuning.FeaturesByType)
+}
+
 // read reads the CSV trace, with the columns labels names as labels and
 // the columns durations names as each run's time to its end.
 func (c *csvFlags) read(labels, durations []string) (*eval.Dataset, eval.CSVStats, error) {
@@ -92,7 +102,7 @@ type trainFlags struct {
 	CalShare      float64       `name:"calibration-share" env:"JOBFLEET_PREDICT_CALIBRATION_SHARE" default:"0.25" help:"Estimators strategy: share of each type's most recent runs held out to choose and calibrate its estimator."`
 	Confidence    float64       `name:"confidence" env:"JOBFLEET_PREDICT_CONFIDENCE" default:"0.9" help:"Estimators strategy: probability that each estimator's coverage reaches the quantile, not only on average; -1 calibrates for average coverage."`
 	Ceiling       float64       `name:"ceiling" env:"JOBFLEET_PREDICT_CEILING" default:"1.25" help:"Estimators strategy: cap predictions at this multiple of the largest peak an estimator was trained on."`
-	Registry      string        `name:"registry" env:"JOBFLEET_PREDICT_REGISTRY" type:"existingfile" placeholder:"FILE" help:"A job type registry whose types' predictor.groupBy and predictor.features apply, as the dispatcher's retraining applies them (types named as the runs name them)."`
+	Registry      string        `name:"registry" env:"JOBFLEET_PREDICT_REGISTRY" type:"existingfile" placeholder:"FILE" help:"A job type registry whose types' predictor.groupBy and predictor.features apply, as the dispatcher's retraining applies them, to the types named as the runs name them: a CSV's columns its groupBy names are read as labels; its features must be among --features (for a CSV, required then); its groupBy needs the group strategy."`
 }
 
 // labelNames are the labels opts groups some type's runs by: the CSV
@@ -123,6 +133,10 @@ func (t trainFlags) options() (predictor.Options, error) {
 			return opts, fmt.Errorf("--registry: %w", err)
 		}
 		opts.Tuning.GroupByType, opts.Tuning.FeaturesByType = registryTuning(reg)
+		if len(opts.Tuning.GroupByType) > 0 && t.Strategy == predictor.StrategyEstimators {
+			typ := slices.Sorted(maps.Keys(opts.Tuning.GroupByType))[0]
+			return opts, fmt.Errorf("--registry %s: type %q sets predictor.groupBy, whose labels key the groups strategy's groups: not with --strategy estimators", t.Registry, typ)
+		}
 	}
 	return opts, nil
 }
@@ -144,6 +158,9 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 	}
 	opts, err := c.options()
 	if err != nil {
+		return err
+	}
+	if err := c.checkTypeFeatures(opts); err != nil {
 		return err
 	}
 	var ds *predictor.Dataset
@@ -242,6 +259,9 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 	if err != nil {
 		return err
 	}
+	if err := c.checkTypeFeatures(train); err != nil {
+		return err
+	}
 	var ds *eval.Dataset
 	var skipped int
 	if c.Records != "" {
@@ -330,6 +350,12 @@ func printReport(w io.Writer, r *eval.Report, minGroupJobs int) error {
 		how = "the quantile of the job's group of past runs: " + keys + ", then its features one level at a time"
 	}
 	fmt.Fprintf(w, "predictor: strategy %s (%s), retrained %d times\n", r.Predictor.Strategy, how, r.Predictor.Retrainings)
+	for _, typ := range slices.Sorted(maps.Keys(r.Predictor.GroupByType)) {
+		fmt.Fprintf(w, "type %s: groups by labels %s (--registry)\n", typ, strings.Join(r.Predictor.GroupByType[typ], ", "))
+	}
+	for _, typ := range slices.Sorted(maps.Keys(r.Predictor.FeaturesByType)) {
+		fmt.Fprintf(w, "type %s: reads only features %s (--registry)\n", typ, strings.Join(r.Predictor.FeaturesByType[typ], ", "))
+	}
 	switch {
 	case len(r.Predictor.Features) == 0:
 		fmt.Fprintln(w, "features: none (a CSV's columns are read only when --features names them)")

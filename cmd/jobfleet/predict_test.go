@@ -909,4 +909,38 @@ func TestPredictCSVRegistry(t *testing.T) {
 	if p.Source != predictor.SourceLabels {
 		t.Errorf("a job of type 3 by user 3 sized by %s (%s): want its labels' group, read from the user column", p.Source, p.Group)
 	}
+
+	// predict eval reads the label column too, and says what the
+	// registry set, in its header and its JSON.
+	args := []string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app", "--target-col", "mem_used_kb",
+		"--features", "procs_req,time_req_s", "--strategy", "groups", "--registry", registry}
+	code, stdout, stderr := runCLI(t, "", append(args, "--json")...)
+	var r eval.Report
+	if err := json.Unmarshal([]byte(stdout), &r); code != 0 || err != nil {
+		t.Fatalf("eval: exit %d, %v: %s", code, err, stderr)
+	}
+	if !slices.ContainsFunc(r.Sources, func(s eval.SourceResult) bool { return s.Source == predictor.SourceLabels && s.Jobs > 0 }) {
+		t.Errorf("eval with the registry: sized by %+v, want some jobs by their labels", r.Sources)
+	}
+	if !slices.Equal(r.Predictor.GroupByType["3"], []string{"user"}) || !slices.Equal(r.Predictor.FeaturesByType["3"], []string{"procs_req"}) {
+		t.Errorf("eval's predictor %+v: want type 3 by user, reading procs_req", r.Predictor)
+	}
+	code, stdout, _ = runCLI(t, "", args...)
+	for _, want := range []string{"type 3: groups by labels user (--registry)", "type 3: reads only features procs_req (--registry)"} {
+		if code != 0 || !strings.Contains(stdout, want) {
+			t.Errorf("exit %d: the header lacks %q:\n%.600s", code, want, stdout)
+		}
+	}
+
+	// A registry feature the model would not read, and labels with the
+	// estimators, are refused, naming the flags.
+	code, _, stderr = runCLI(t, "", "predict", "train", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app",
+		"--target-col", "mem_used_kb", "--features", "time_req_s", "--registry", registry, "--out", model)
+	if want := `--features time_req_s: type "3" of --registry lists feature "procs_req", which the model would not read`; code == 0 || !strings.Contains(stderr, want) {
+		t.Errorf("a registry feature left out of --features: exit %d, %q; want %q", code, stderr, want)
+	}
+	code, _, stderr = runCLI(t, "", append(args[:len(args)-4], "--strategy", "estimators", "--registry", registry)...)
+	if want := `type "3" sets predictor.groupBy, whose labels key the groups strategy's groups: not with --strategy estimators`; code == 0 || !strings.Contains(stderr, want) {
+		t.Errorf("the registry's labels with the estimators: exit %d, %q; want %q", code, stderr, want)
+	}
 }

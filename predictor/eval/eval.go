@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -154,11 +155,15 @@ type Setup struct {
 	// in their order, and Order who chose that order: the model
 	// (predictor.FeatureOrderAuto) or the one given (FeatureOrderGiven;
 	// Model.FeatureOrder). GroupBy are the labels that keyed the group
-	// strategy's groups.
-	Strategy string   `json:"strategy"`
-	Features []string `json:"features"`
-	Order    string   `json:"feature_order"`
-	GroupBy  []string `json:"group_by,omitempty"`
+	// strategy's groups, GroupByType those of some types instead, and
+	// FeaturesByType the features some types read
+	// (predictor.Tuning).
+	Strategy       string              `json:"strategy"`
+	Features       []string            `json:"features"`
+	Order          string              `json:"feature_order"`
+	GroupBy        []string            `json:"group_by,omitempty"`
+	GroupByType    map[string][]string `json:"group_by_type,omitempty"`
+	FeaturesByType map[string][]string `json:"features_by_type,omitempty"`
 	// Retrainings counts the trainings, Strategies them by the strategy
 	// they resolved to, and Switches the retrainings at which
 	// StrategyAuto changed the previous model's strategy.
@@ -463,7 +468,9 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 		}
 		if pred.model.Strategy() == predictor.StrategyGroups {
 			r.Predictor.GroupBy = slices.Clone(opts.Train.GroupBy)
+			r.Predictor.GroupByType = maps.Clone(opts.Train.Tuning.GroupByType)
 		}
+		r.Predictor.FeaturesByType = maps.Clone(opts.Train.Tuning.FeaturesByType)
 		if pred.raiser != nil {
 			r.Predictor.OnlineRate = cmp.Or(opts.OnlineRate, online.DefaultRate)
 		}
