@@ -16,6 +16,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/jobfleet/jobfleet/internal/online"
 	"github.com/jobfleet/jobfleet/jobtype"
 	"github.com/jobfleet/jobfleet/predictor"
@@ -64,9 +66,11 @@ func (c *csvFlags) checkTypeFeatures(opts predictor.Options) error {
 	return typeFeaturesRead("--features", c.Features, opts.Tuning.FeaturesByType)
 }
 
-// read reads the CSV trace, with the columns labels names as labels and
-// the columns durations names as each run's time to its end.
-func (c *csvFlags) read(labels, durations []string) (*eval.Dataset, eval.CSVStats, error) {
+// read reads the CSV trace, with the columns opts groups runs by (see
+// labelNames) as labels and the columns durations names as each run's
+// time to its end.
+func (c *csvFlags) read(opts predictor.Options, durations []string) (*eval.Dataset, eval.CSVStats, error) {
+	labels := labelNames(opts)
 	var missing []string
 	for _, f := range []struct{ flag, v string }{{"--time-col", c.TimeCol}, {"--type-col", c.TypeCol}, {"--target-col", c.TargetCol}} {
 		if f.v == "" {
@@ -85,9 +89,25 @@ func (c *csvFlags) read(labels, durations []string) (*eval.Dataset, eval.CSVStat
 		Time: c.TimeCol, Type: c.TypeCol, Target: c.TargetCol, Features: c.Features, Pool: c.PoolCol, Baseline: c.BaselineCol, Labels: labels, Durations: durations,
 	})
 	if err != nil {
+		if len(labels) > len(opts.GroupBy) {
+			return nil, stats, fmt.Errorf("%s: %w (its label columns are those of --group-by and of the --registry types' predictor.groupBy: %s)", c.CSV, err, strings.Join(labels, ", "))
+		}
 		return nil, stats, fmt.Errorf("%s: %w", c.CSV, err)
 	}
 	return ds, stats, nil
+}
+
+// warnUnmatched logs the types --registry sets something for that no run
+// has: a type named otherwise in the runs, or one not run yet.
+func warnUnmatched(log zerolog.Logger, opts predictor.Options, types map[string]bool) {
+	set := map[string][]string{}
+	maps.Insert(set, maps.All(opts.Tuning.GroupByType))
+	maps.Insert(set, maps.All(opts.Tuning.FeaturesByType))
+	for _, typ := range slices.Sorted(maps.Keys(set)) {
+		if !types[typ] {
+			log.Warn().Str("type", typ).Msg("--registry sets predictor settings for a type no run has: the runs name their types otherwise, or it has not run")
+		}
+	}
 }
 
 // trainFlags tune training.
@@ -168,7 +188,7 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 	case c.Window < 0:
 		return fmt.Errorf("--window %v: not negative (0 reads all the records)", c.Window)
 	case c.CSV != "":
-		runs, stats, err := c.read(labelNames(opts), nil)
+		runs, stats, err := c.read(opts, nil)
 		if err != nil {
 			return err
 		}
@@ -181,6 +201,11 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 			return err
 		}
 	}
+	types := map[string]bool{}
+	for _, s := range ds.Samples {
+		types[s.Type] = true
+	}
+	warnUnmatched(g.log, opts, types)
 	if opts.Tuning.FeatureOrder == "" && len(c.Features) == 0 {
 		opts.Tuning.FeatureOrder = predictor.FeatureOrderAuto
 	}
@@ -284,11 +309,16 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 	} else {
 		var stats eval.CSVStats
 		var err error
-		if ds, stats, err = c.read(labelNames(train), c.DurationCols); err != nil {
+		if ds, stats, err = c.read(train, c.DurationCols); err != nil {
 			return err
 		}
 		skipped = stats.Skipped
 	}
+	types := map[string]bool{}
+	for _, s := range ds.Samples {
+		types[s.Type] = true
+	}
+	warnUnmatched(g.log, train, types)
 	report, err := eval.Evaluate(ctx, ds, eval.Options{
 		Train: train, Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window, OnlineRate: c.OnlineRate,
 		ByType: c.ByType || slices.Contains(c.By, "type"), ByMonth: slices.Contains(c.By, "month"),

@@ -939,8 +939,26 @@ func TestPredictCSVRegistry(t *testing.T) {
 	if want := `--features time_req_s: type "3" of --registry lists feature "procs_req", which the model would not read`; code == 0 || !strings.Contains(stderr, want) {
 		t.Errorf("a registry feature left out of --features: exit %d, %q; want %q", code, stderr, want)
 	}
-	code, _, stderr = runCLI(t, "", append(args[:len(args)-4], "--strategy", "estimators", "--registry", registry)...)
+	code, _, stderr = runCLI(t, "", append(slices.Clone(args[:len(args)-4]), "--strategy", "estimators", "--registry", registry)...)
 	if want := `type "3" sets predictor.groupBy, whose labels key the groups strategy's groups: not with --strategy estimators`; code == 0 || !strings.Contains(stderr, want) {
 		t.Errorf("the registry's labels with the estimators: exit %d, %q; want %q", code, stderr, want)
+	}
+
+	// A label column the registry names and the CSV lacks is named as
+	// the registry's; a registry type no run has is warned of.
+	other := filepath.Join(t.TempDir(), "other.yaml")
+	if err := os.WriteFile(other, []byte("pools:\n  - name: cpu\ntypes:\n  - name: \"3\"\n    image: i\n    command: [c]\n    pool: cpu\n    predictor: {groupBy: [team]}\n  - name: nightly\n    image: i\n    command: [c]\n    pool: cpu\n    predictor: {features: [procs_req]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runCLI(t, "", append(slices.Clone(args[:len(args)-2]), "--registry", other)...)
+	if want := `no column "team"`; code == 0 || !strings.Contains(stderr, want) || !strings.Contains(stderr, "the --registry types' predictor.groupBy: team") {
+		t.Errorf("a registry label the CSV lacks: exit %d, %q", code, stderr)
+	}
+	if err := os.WriteFile(other, []byte("pools:\n  - name: cpu\ntypes:\n  - name: nightly\n    image: i\n    command: [c]\n    pool: cpu\n    predictor: {features: [procs_req]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runCLI(t, "", append(slices.Clone(args[:len(args)-2]), "--registry", other)...)
+	if code != 0 || !strings.Contains(stderr, `"type":"nightly"`) || !strings.Contains(stderr, "--registry sets predictor settings for a type no run has") {
+		t.Errorf("a registry type no run has: exit %d, want a warning naming it: %s", code, stderr)
 	}
 }
