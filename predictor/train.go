@@ -353,6 +353,18 @@ func (o Options) validate() error {
 // ErrNoData is returned when there is nothing to train on.
 var ErrNoData = errors.New("no runs to train on")
 
+// cloneLists copies a map of lists, lists included; nil when empty.
+func cloneLists(m map[string][]string) map[string][]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string][]string, len(m))
+	for k, v := range m {
+		out[k] = slices.Clone(v)
+	}
+	return out
+}
+
 // featureMask says, for each type of byType, which of features its jobs
 // are read by.
 func featureMask(features []string, byType map[string][]string) map[string][]bool {
@@ -456,12 +468,7 @@ func train(ctx context.Context, ds *Dataset, opts Options, prev *Model) (*Model,
 		Features: slices.Clone(ds.Features), TrainedAt: time.Now().UTC(), RunsUntil: ds.Until.UTC(), Runs: len(samples),
 		Types: map[string]*estimator{}, Pools: map[string]*estimator{}, TypePools: map[string]string{},
 	}}
-	if len(opts.Tuning.FeaturesByType) > 0 {
-		m.f.FeaturesByType = map[string][]string{}
-		for typ, names := range opts.Tuning.FeaturesByType {
-			m.f.FeaturesByType[typ] = slices.Clone(names)
-		}
-	}
+	m.f.FeaturesByType = cloneLists(opts.Tuning.FeaturesByType)
 	m.f.Version = m.f.version()
 	strategy, share := opts.strategy(samples, len(ds.Features), prev)
 	if share >= 0 {
@@ -472,12 +479,7 @@ func train(ctx context.Context, ds *Dataset, opts Options, prev *Model) (*Model,
 	}
 	if strategy == StrategyGroups {
 		m.f.GroupBy = slices.Clone(opts.GroupBy)
-		if len(opts.Tuning.GroupByType) > 0 {
-			m.f.GroupByType = map[string][]string{}
-			for typ, names := range opts.Tuning.GroupByType {
-				m.f.GroupByType[typ] = slices.Clone(names)
-			}
-		}
+		m.f.GroupByType = cloneLists(opts.Tuning.GroupByType)
 		for i := range samples {
 			samples[i].group = groupKey(samples[i].Labels, m.groupBy(samples[i].Type))
 		}

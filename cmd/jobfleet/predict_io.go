@@ -38,6 +38,9 @@ func loadRecords(ctx context.Context, log zerolog.Logger, source string, window 
 	if err != nil {
 		return nil, err
 	}
+	if len(groupBy) == 0 {
+		return ds, nil
+	}
 	// A label no record carries would key no group: a typo, or labels
 	// the producers do not send.
 	carried := map[string]bool{}
