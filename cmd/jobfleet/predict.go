@@ -69,7 +69,7 @@ func (c *csvFlags) checkTypeFeatures(opts predictor.Options) error {
 // read reads the CSV trace, with the columns opts groups runs by (see
 // labelNames) as labels and the columns durations names as each run's
 // time to its end.
-func (c *csvFlags) read(opts predictor.Options, durations []string) (*eval.Dataset, eval.CSVStats, error) {
+func (c *csvFlags) read(opts predictor.Options, durations []string, wait string) (*eval.Dataset, eval.CSVStats, error) {
 	labels := labelNames(opts)
 	var missing []string
 	for _, f := range []struct{ flag, v string }{{"--time-col", c.TimeCol}, {"--type-col", c.TypeCol}, {"--target-col", c.TargetCol}} {
@@ -86,7 +86,7 @@ func (c *csvFlags) read(opts predictor.Options, durations []string) (*eval.Datas
 	}
 	defer f.Close()
 	ds, stats, err := eval.ReadCSV(f, eval.CSVColumns{
-		Time: c.TimeCol, Type: c.TypeCol, Target: c.TargetCol, Features: c.Features, Pool: c.PoolCol, Baseline: c.BaselineCol, Labels: labels, Durations: durations,
+		Time: c.TimeCol, Type: c.TypeCol, Target: c.TargetCol, Features: c.Features, Pool: c.PoolCol, Baseline: c.BaselineCol, Labels: labels, Durations: durations, Wait: wait,
 	})
 	if err != nil {
 		if len(labels) > len(opts.GroupBy) {
@@ -188,7 +188,7 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 	case c.Window < 0:
 		return fmt.Errorf("--window %v: not negative (0 reads all the records)", c.Window)
 	case c.CSV != "":
-		runs, stats, err := c.read(opts, nil)
+		runs, stats, err := c.read(opts, nil, "")
 		if err != nil {
 			return err
 		}
@@ -239,6 +239,7 @@ type PredictEvalCmd struct {
 	trainFlags
 	Records       string        `name:"records" env:"JOBFLEET_PREDICT_RECORDS" placeholder:"DIR|s3://BUCKET/PREFIX" help:"Run records (JSON Lines, optionally gzipped) to evaluate on, instead of --csv: every record, with the allocation each job ran with as the baseline. --features picks and orders their features."`
 	DurationCols  []string      `name:"duration-cols" env:"JOBFLEET_PREDICT_DURATION_COLS" sep:"," placeholder:"COL,..." help:"Columns of seconds whose sum, added to the time, is when each run ended (e.g. wait_s,run_s; -1 or empty counts as 0): every retraining then learns only from runs that had ended, as the dispatcher's does. Without it a run counts as ended when it started (run records carry their end)."`
+	WaitCol       string        `name:"wait-col" env:"JOBFLEET_PREDICT_WAIT_COL" placeholder:"COL" help:"Column of seconds each run waited between its submission and its start (e.g. wait_s; -1 or empty counts as 0): a run whose group's raise after misses rose while it waited is sized again when it starts, as jobfleet's worker sends such a job back to be sized again. Needs --duration-cols."`
 	Split         float64       `name:"split" env:"JOBFLEET_PREDICT_SPLIT" default:"0" help:"Train once on this share of runs by time (those that had ended when the rest began) and test on the rest, instead of walking forward."`
 	RetrainEvery  time.Duration `name:"retrain-every" env:"JOBFLEET_PREDICT_RETRAIN_EVERY" default:"0s" help:"Walking forward: retrain this often (0: 1d, as the dispatcher does). Not with --split."`
 	Window        time.Duration `name:"window" env:"JOBFLEET_PREDICT_WINDOW" default:"0s" help:"Walking forward: train on the runs that ended in this last period (0: 30d, as the dispatcher does). Not with --split."`
@@ -271,6 +272,10 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 		return fmt.Errorf("--min-group-jobs %d: -1 (500 for months, 1000 for types) or a number of jobs", c.MinGroupJobs)
 	case c.Records != "" && len(c.DurationCols) > 0:
 		return errors.New("--records: --duration-cols names a CSV's columns; run records carry when each run ended")
+	case c.Records != "" && c.WaitCol != "":
+		return errors.New("--records: --wait-col names a CSV's column; run records are sized when each run started")
+	case c.WaitCol != "" && len(c.DurationCols) == 0:
+		return errors.New("--wait-col: needs --duration-cols, since a run's size is looked at again only from the runs that ended while it waited")
 	case c.Split > 0 && (c.RetrainEvery != 0 || c.Window != 0):
 		return errors.New("--split trains once and tests on the rest; --retrain-every and --window walk forward: use one or the other")
 	case c.RetrainEvery < 0 || c.Window < 0:
@@ -309,7 +314,7 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 	} else {
 		var stats eval.CSVStats
 		var err error
-		if ds, stats, err = c.read(train, c.DurationCols); err != nil {
+		if ds, stats, err = c.read(train, c.DurationCols, c.WaitCol); err != nil {
 			return err
 		}
 		skipped = stats.Skipped
@@ -396,6 +401,11 @@ func printReport(w io.Writer, r *eval.Report, minGroupJobs int) error {
 	}
 	if r.Predictor.OnlineRate > 0 {
 		fmt.Fprintf(w, "raised after misses between retrainings, as the dispatcher does: rate %v per run\n", r.Predictor.OnlineRate)
+		if r.Predictor.SizedAtStart {
+			fmt.Fprintf(w, "sized again when they started, as the worker sends back a job whose group's raise rose while it waited: %d runs given more (--wait-col)\n", r.Predictor.Resized)
+		} else {
+			fmt.Fprintln(w, "sized when submitted only (--wait-col sizes a run again when it starts, as the worker does)")
+		}
 	} else {
 		fmt.Fprintln(w, "the model alone, not raised after misses (--online-rate below zero, or the runs have no ends: --duration-cols)")
 	}

@@ -275,6 +275,9 @@ func TestPredictErrors(t *testing.T) {
 		{name: "baseline to match without one", args: []string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app", "--target-col", "mem_used_kb", "--match-coverage", "baseline"}, want: "--match-coverage baseline: needs --baseline-col"},
 		{name: "records and a column flag", args: []string{"predict", "eval", "--records", "testdata", "--type-col", "app"}, want: "--records: the column flags"},
 		{name: "records and duration columns", args: []string{"predict", "eval", "--records", "testdata", "--duration-cols", "run_s"}, want: "--records: --duration-cols names a CSV's columns"},
+		{name: "records and a wait column", args: []string{"predict", "eval", "--records", "testdata", "--wait-col", "wait_s"}, want: "--records: --wait-col names a CSV's column"},
+		{name: "wait column without ends", args: []string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app", "--target-col", "mem_used_kb", "--wait-col", "wait_s"}, want: "--wait-col: needs --duration-cols"},
+		{name: "missing wait column", args: []string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app", "--target-col", "mem_used_kb", "--duration-cols", "wait_s,run_s", "--wait-col", "queued_s"}, want: `wait: no column "queued_s"`},
 		{name: "missing duration column", args: []string{"predict", "eval", "--csv", "testdata/trace.csv", "--time-col", "submit_s", "--type-col", "app", "--target-col", "mem_used_kb", "--duration-cols", "wait_s,ran_s"}, want: `duration: no column "ran_s"`},
 		{name: "train: records and a column flag", args: []string{"predict", "train", "--records", "testdata", "--target-col", "mem", "--out", "m.json"}, want: "--records: the column flags"},
 		{name: "train: negative window", args: []string{"predict", "train", "--records", "testdata", "--window=-1h", "--out", "m.json"}, want: "--window -1h0m0s: not negative"},
@@ -637,6 +640,8 @@ func TestPredictEvalOnlineRate(t *testing.T) {
 		{"another rate", []string{"--duration-cols", "wait_s,run_s", "--online-rate", "0.1"}, "rate 0.1 per run", 0.1},
 		{"the model alone", []string{"--duration-cols", "wait_s,run_s", "--online-rate=-1"}, "the model alone, not raised after misses", 0},
 		{"no ends", nil, "the model alone, not raised after misses", 0},
+		{"sized when submitted", []string{"--duration-cols", "wait_s,run_s"}, "sized when submitted only (--wait-col", 0.05},
+		{"sized again at start", []string{"--duration-cols", "wait_s,run_s", "--wait-col", "wait_s"}, "sized again when they started, as the worker sends back a job whose group's raise rose while it waited", 0.05},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -651,6 +656,9 @@ func TestPredictEvalOnlineRate(t *testing.T) {
 			}
 			if report.Predictor.OnlineRate != tt.rate {
 				t.Errorf("online rate %v in the JSON, want %v", report.Predictor.OnlineRate, tt.rate)
+			}
+			if atStart := slices.Contains(tt.extra, "--wait-col"); report.Predictor.SizedAtStart != atStart {
+				t.Errorf("sized_at_start %v in the JSON, want %v", report.Predictor.SizedAtStart, atStart)
 			}
 		})
 	}

@@ -29,6 +29,11 @@ type CSVColumns struct {
 	// walking forward, methods are then trained only on runs that had
 	// ended. A missing value (-1 or empty) counts as 0.
 	Durations []string
+	// Wait optionally names the column of seconds a run waited between
+	// its submission and its start (Sample.Started): the predictor's size
+	// is then looked at again when it starts, as jobfleet's worker does.
+	// A missing value (-1 or empty) counts as 0.
+	Wait string
 }
 
 // CSVStats counts what reading a CSV skipped.
@@ -54,6 +59,7 @@ func ReadCSV(r io.Reader, cols CSVColumns) (*Dataset, CSVStats, error) {
 	for i, f := range cols.Features {
 		featureCols[i] = t.Require("feature", f, true)
 	}
+	waitCol := t.Column("wait", cols.Wait)
 	durationCols := make([]int, len(cols.Durations))
 	for i, d := range cols.Durations {
 		durationCols[i] = t.Require("duration", d, true)
@@ -106,6 +112,16 @@ func ReadCSV(r io.Reader, cols CSVColumns) (*Dataset, CSVStats, error) {
 		}
 		if len(durationCols) > 0 {
 			s.Ended += at
+		}
+		if waitCol >= 0 {
+			w, err := t.Float(waitCol)
+			if err != nil {
+				return nil, stats, err
+			}
+			s.Started = at
+			if w > 0 {
+				s.Started += w
+			}
 		}
 		for j, c := range featureCols {
 			v, err := t.Float(c)

@@ -26,6 +26,11 @@ type Sample struct {
 	// memory its user requested, or the allocation it ran with); NaN, or
 	// 0 or less, when unknown.
 	Baseline float64
+	// Started is when the run started, on Time's epoch; 0 when unknown.
+	// A run that waited after it was sized is sized again when it starts,
+	// if the raise after misses has risen for its group since (see
+	// Evaluate).
+	Started float64
 }
 
 // hasBaseline reports whether the comparison method allocated the run
@@ -173,6 +178,12 @@ type Setup struct {
 	// OnlineRate is the raise after misses replayed, 0 for the model
 	// alone (Options.OnlineRate).
 	OnlineRate float64 `json:"online_rate"`
+	// SizedAtStart says runs that waited were sized again when they
+	// started (Sample.Started), as jobfleet's worker sends a job whose
+	// group's raise rose while it waited back to be sized again; Resized
+	// counts the test runs that were given more then.
+	SizedAtStart bool `json:"sized_at_start,omitempty"`
+	Resized      int  `json:"resized,omitempty"`
 }
 
 // SourceResult is the predictor's result on the test runs one kind of
@@ -284,6 +295,7 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 		// Without ends, every run would tell its outcome the moment it
 		// was sized: the raise would answer a burst within itself.
 		pred.raiser = online.New(opts.OnlineRate, nil)
+		pred.resized = map[int]float64{}
 	}
 	methods := []method{pred, &typeQuantile{q: q}, newVPA(q), &fixedFormula{q: q}}
 	if opts.predictorOnly {
@@ -381,6 +393,7 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 			next = end
 		}
 	}
+	allocs[0] = pred.finish(allocs[0])
 	if len(test) == 0 {
 		if noHistory > 0 {
 			return nil, fmt.Errorf("no test runs: none of the %d runs after the first window had a run that ended before it to learn from", noHistory)
@@ -473,6 +486,8 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 		r.Predictor.FeaturesByType = maps.Clone(opts.Train.Tuning.FeaturesByType)
 		if pred.raiser != nil {
 			r.Predictor.OnlineRate = cmp.Or(opts.OnlineRate, online.DefaultRate)
+			r.Predictor.SizedAtStart = slices.ContainsFunc(samples, func(s Sample) bool { return s.Started != 0 })
+			r.Predictor.Resized = len(pred.resized) // all of them sized runs
 		}
 	}
 	return r, nil
@@ -633,25 +648,56 @@ type predictorMethod struct {
 	// raiser raises the model's sizes as the dispatcher does, from the
 	// runs it sized that ended (pending), nil to evaluate the model alone.
 	raiser  *online.Raiser
-	pending online.Pending[ending]
+	pending online.Pending[event]
 	// predicted is the model's own size for the last run, before the
 	// raise (NaN when it had none).
 	predicted float64
+	// resized holds, by test run, the allocations that were raised when
+	// the run started.
+	resized map[int]float64
 }
 
-// ending is a run the predictor sized, observed when it ends: alone is
-// the model's size, missed says its peak was above what it was given.
-type ending struct {
-	alone  float64
-	missed bool
-	job    predictor.Job
+// sizedRun is a run the predictor sized with model, whose start and end
+// are still to come: alone is the model's size, alloc what it was given.
+type sizedRun struct {
+	index int // among the test runs
+	job   predictor.Job
+	model *predictor.Model
+	alone float64
+	alloc float64
+	first float64
+	peak  float64
+	ended bool
+}
+
+// event is a sized run's start (sized again) or end (observed).
+type event struct {
+	run   *sizedRun
+	start bool
 }
 
 func (p *predictorMethod) name() string { return MethodPredictor }
 
-// observe tells the raiser, for the current model, how a run it sized
-// fared.
-func (p *predictorMethod) observe(e ending) { p.raiser.Observe(p.model, e.job, e.alone, e.missed) }
+// happen sizes again a run that starts, and tells the raiser, for the
+// current model, how a run it sized fared when it ends.
+func (p *predictorMethod) happen(e event) {
+	r := e.run
+	if !e.start {
+		r.ended = true
+		p.raiser.Observe(p.model, r.job, r.alone, r.peak > r.first)
+		return
+	}
+	// jobfleet's worker sends a job back to be sized again when, as it
+	// starts, the raise of the group it was sized by has risen enough to
+	// give it more memory under the same model; once per run.
+	if r.ended || r.model != p.model {
+		return
+	}
+	if a := p.raiser.Predict(p.model, r.job).Allocation(); a > r.alloc {
+		r.alloc = a
+		p.resized[r.index] = a
+	}
+}
 
 func (p *predictorMethod) train(ctx context.Context, history []Sample, features []string) error {
 	runs := make([]predictor.Sample, len(history))
@@ -670,7 +716,7 @@ func (p *predictorMethod) train(ctx context.Context, history []Sample, features 
 		for i := range history {
 			until = max(until, history[i].End())
 		}
-		p.pending.Ended(until, p.observe)
+		p.pending.Ended(until, p.happen)
 		m = p.raiser.Carry(p.model, m)
 	}
 	p.model, p.features = m, features
@@ -696,7 +742,7 @@ func (p *predictorMethod) predict(s Sample) float64 {
 	} else {
 		// The runs that ended before this one is sized have told
 		// the dispatcher whether they fit.
-		p.pending.Ended(s.Time, p.observe)
+		p.pending.Ended(s.Time, p.happen)
 		pred = p.raiser.Predict(p.model, job)
 	}
 	p.sources = append(p.sources, pred.Source)
@@ -707,9 +753,26 @@ func (p *predictorMethod) predict(s Sample) float64 {
 	p.predicted = pred.Memory
 	alloc := pred.Allocation()
 	if p.raiser != nil {
-		p.pending.Add(s.End(), ending{alone: pred.Memory, missed: s.Peak > alloc, job: job})
+		r := &sizedRun{index: len(p.sources) - 1, job: job, model: p.model, alone: pred.Memory, alloc: alloc, first: alloc, peak: s.Peak}
+		if s.Started > s.Time {
+			p.pending.Add(s.Started, event{run: r, start: true})
+		}
+		p.pending.Add(s.End(), event{run: r})
 	}
 	return alloc
+}
+
+// finish sizes again the runs that start after the last was sized, and
+// returns the allocations of the test runs with every resize applied.
+func (p *predictorMethod) finish(allocs []float64) []float64 {
+	if p.raiser == nil {
+		return allocs
+	}
+	p.pending.Ended(math.Inf(1), p.happen)
+	for i, a := range p.resized {
+		allocs[i] = a
+	}
+	return allocs
 }
 
 // typeQuantile allocates each type's empirical quantile over the window,

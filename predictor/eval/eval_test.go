@@ -373,6 +373,60 @@ func TestEvaluateRaisesGroupsAfterMisses(t *testing.T) {
 	}
 }
 
+// TestEvaluateSizesAgainWhenRunsStart: a burst submitted at once whose
+// runs start one after another, as a class queue drains, is sized again
+// as each starts, and the raise the first runs' misses put on the group
+// answers the rest, as jobfleet's worker sends such a job back to be
+// sized again. The raise learns from the sizes the runs were first given,
+// so what it gives the runs after the burst is the same either way.
+func TestEvaluateSizesAgainWhenRunsStart(t *testing.T) {
+	t.Parallel()
+	ds := &predictor.Dataset{}
+	addRuns(ds, 0, 600, 100, 100) // day 0: runs of 100
+	var started []float64
+	for i := range 200 { // day 1: a burst of 150, one run at a time
+		start := day + float64(i)*60
+		ds.Samples = append(ds.Samples, predictor.Sample{Time: day, Ended: start + 60, Type: "a", Peak: 150})
+		started = append(started, start)
+	}
+	addRuns(ds, 31*day, 30, 150, 100) // day 31: runs of 150 again, each over before the next
+	opts := eval.Options{RetrainEvery: 24 * time.Hour, Window: 24 * time.Hour, ByMonth: true, Train: predictor.Options{Strategy: predictor.StrategyGroups}}
+	evaluate := func(atStart bool) *eval.Report {
+		t.Helper()
+		in := eval.WithoutBaselines(ds)
+		if atStart {
+			for i := range started {
+				in.Samples[100+i].Started = started[i]
+			}
+		}
+		r, err := eval.Evaluate(t.Context(), in, opts, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.TestJobs != 300 || len(r.Months) != 2 {
+			t.Fatalf("%d test jobs in %d months, want the 300 of days 1 and 31 in 2", r.TestJobs, len(r.Months))
+		}
+		return r
+	}
+	submitted, atStart := evaluate(false), evaluate(true)
+	if c := submitted.Months[0].Methods[0].Coverage; c != 0 {
+		t.Errorf("sized when submitted, the burst is covered %.3f, want none: it was sized before any of it ended", c)
+	}
+	if submitted.Predictor.SizedAtStart || submitted.Predictor.Resized != 0 {
+		t.Errorf("without starts: sized at start %v, %d resized, want neither", submitted.Predictor.SizedAtStart, submitted.Predictor.Resized)
+	}
+	// 1.15 * 100 * e^(0.045 n) covers 150 after n = 6 misses.
+	if c := atStart.Months[0].Methods[0].Coverage; c < 0.95 {
+		t.Errorf("sized again when they start, the burst is covered %.3f, want 0.95 or more", c)
+	}
+	if !atStart.Predictor.SizedAtStart || atStart.Predictor.Resized < 190 {
+		t.Errorf("with starts: sized at start %v, %d resized, want most of the burst", atStart.Predictor.SizedAtStart, atStart.Predictor.Resized)
+	}
+	if got, want := atStart.Months[1].Methods[0], submitted.Months[1].Methods[0]; got != want {
+		t.Errorf("day 31 with the burst sized again: %+v, want %+v as without: the raise learns from the first sizes", got, want)
+	}
+}
+
 // TestEvaluateMarginMeasuresTheModel: the margin adapts on the model's own
 // sizes, not the raised ones, as the dispatcher's retraining reads them
 // from the records (predicted_bytes). On day 1 the model's 115 misses every
