@@ -46,6 +46,12 @@ func TestEventUsage(t *testing.T) {
 		t.Error("two cancels of one id share an event id")
 	}
 	validateEvent(t, c1)
+
+	// A job sent back to be sized again before its first attempt ran.
+	validateEvent(t, jobfleet.NewEvent(&jobfleet.JobState{JobID: "j", Run: "r", Status: jobfleet.StatusSucceeded, EndedAt: t0.Add(time.Hour), Attempts: []jobfleet.AttemptState{
+		{Attempt: 1, Outcome: jobfleet.OutcomeResized, AllocatedBytes: 2 << 30, StartedAt: t0, EndedAt: t0},
+		{Attempt: 2, Outcome: jobfleet.OutcomeSucceeded, AllocatedBytes: 4 << 30, StartedAt: t0.Add(time.Minute), EndedAt: t0.Add(time.Hour)},
+	}}, "s3://b/k"))
 }
 
 // validateEvent checks an event against the published JSON Schema.

@@ -71,12 +71,15 @@ type Reason string
 
 // Reasons for a rerun. Interrupted and evicted attempts do not spend the job
 // type's retry budget; OOM attempts rerun with more memory; failed attempts
-// spend the budget.
+// spend the budget. A resized attempt did not run: the job had waited in
+// its class queue while the dispatcher's raise after misses rose for its
+// group, and went back to be sized again (once a run), spending nothing.
 const (
 	ReasonInterrupted Reason = "interrupted"
 	ReasonEvicted     Reason = "evicted"
 	ReasonOOM         Reason = "oom"
 	ReasonFailed      Reason = "failed"
+	ReasonResized     Reason = "resized"
 )
 
 // SpendsRetry reports whether an attempt that ended for this reason counts

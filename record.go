@@ -19,6 +19,9 @@ const (
 	// OutcomeCancelled: the job was cancelled while the attempt ran; its
 	// peak is a lower bound.
 	OutcomeCancelled Outcome = "cancelled"
+	// OutcomeResized: the attempt did not run; the job went back to be
+	// sized again (ReasonResized). No run record has it.
+	OutcomeResized Outcome = "resized"
 )
 
 // Reason returns the rerun reason of an unsuccessful outcome.
@@ -30,6 +33,8 @@ func (o Outcome) Reason() Reason {
 		return ReasonInterrupted
 	case OutcomeEvicted:
 		return ReasonEvicted
+	case OutcomeResized:
+		return ReasonResized
 	}
 	return ReasonFailed
 }
@@ -64,6 +69,11 @@ type RunRecord struct {
 	// history); 0 when the model did not decide the size. Retraining
 	// calibrates the model's margin on it.
 	PredictedBytes int64 `json:"predicted_bytes,omitempty"`
+	// ResizedFromBytes is, for a run sized again when it was about to
+	// start (ReasonResized), the class memory it was first given; 0
+	// otherwise. The dispatcher's raise after misses learns whether the
+	// first size would have held.
+	ResizedFromBytes int64 `json:"resized_from_bytes,omitempty"`
 	// Resumed is true when the attempt started from a checkpoint.
 	Resumed bool `json:"resumed"`
 	// Checkpoints counts the complete checkpoints the attempt uploaded.
@@ -98,7 +108,7 @@ func DecodeRunRecord(data []byte) (*RunRecord, error) {
 		return nil, fmt.Errorf("run record without job id or type")
 	case r.Attempt < 1:
 		return nil, fmt.Errorf("run record of job %s: attempt %d", r.JobID, r.Attempt)
-	case r.PeakBytes < 0 || r.AllocatedBytes < 0 || r.PredictedBytes < 0:
+	case r.PeakBytes < 0 || r.AllocatedBytes < 0 || r.PredictedBytes < 0 || r.ResizedFromBytes < 0:
 		return nil, fmt.Errorf("run record of job %s: negative memory", r.JobID)
 	case r.EndedAt.IsZero():
 		return nil, fmt.Errorf("run record of job %s: no end time", r.JobID)

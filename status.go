@@ -112,6 +112,14 @@ type SizedBy struct {
 	// MemoryBytes, or caps it there when it is above the pool's largest
 	// size.
 	RequestBytes int64 `json:"request_bytes"`
+	// Model names the memory model that sized the job (when it was
+	// trained). ResizeAbove is the raise of the job's group above which
+	// the job gets a larger class: if the dispatcher's raise has passed it
+	// when a worker takes the job, and the model is the same, the worker
+	// sends the job back to be sized again (once a run). 0: never (the
+	// largest class the type and pool allow, or not sized by the model).
+	Model       string  `json:"model,omitempty"`
+	ResizeAbove float64 `json:"resize_above,omitempty"`
 }
 
 // Sources of a size other than the memory model.

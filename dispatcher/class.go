@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/jobfleet/jobfleet"
+	"github.com/jobfleet/jobfleet/internal/online"
 	"github.com/jobfleet/jobfleet/jobtype"
 	"github.com/jobfleet/jobfleet/predictor"
 )
@@ -74,6 +75,15 @@ type Model interface {
 	Predict(job predictor.Job) predictor.Prediction
 }
 
+// resizable is a Model whose raise after misses the leader publishes for
+// workers (contract.Raises): a job it sizes may be sized again when it is
+// about to start, if its group's raise has passed the one that gives it a
+// larger class. ID names the model; "" when the raise is not published.
+type resizable interface {
+	Model
+	ID() string
+}
+
 // Sizing decides a job's class.
 type Sizing struct {
 	// OOMFactor multiplies the allocation of the last attempt that ran out
@@ -115,6 +125,11 @@ type Decision struct {
 	Level, Group string
 	Runs         int
 	OOM          bool
+	// Model names the model that sized the job, and ResizeAbove the raise
+	// of its group above which it would get a larger class (0: none
+	// would, or the raise is not published; jobfleet.SizedBy).
+	Model       string
+	ResizeAbove float64
 }
 
 // SizedBy is the decision as the job's state shows it.
@@ -129,6 +144,9 @@ func (d Decision) SizedBy() *jobfleet.SizedBy {
 	}
 	if d.Source != predictor.SourceNone {
 		by.Level, by.Group, by.Runs = d.Level, d.Group, d.Runs
+	}
+	if !d.OOM && d.ResizeAbove > 0 {
+		by.Model, by.ResizeAbove = d.Model, d.ResizeAbove
 	}
 	return by
 }
@@ -153,13 +171,14 @@ func (s Sizing) Decide(job *jobfleet.Job, history jobfleet.History, t *jobtype.T
 	}
 	d := Decision{Source: predictor.SourceNone}
 	memory := t.Memory.Default
+	var base float64 // the model's size after the floor, before the raise
 	if model != nil {
 		p := model.Predict(predictor.Job{Type: t.Name, Pool: t.Pool, Labels: job.Labels, Features: job.Features})
 		if p.Source != predictor.SourceNone && p.Memory > 0 && !math.IsInf(p.Memory, 0) {
 			d.Predicted, d.Source = int64(math.Ceil(p.Memory)), p.Source
 			d.Level, d.Group, d.Runs = p.Level, p.Group, p.Runs
 			d.Alone = classSize(t, pool, d.Predicted)
-			memory = d.Predicted
+			memory, base = d.Predicted, max(p.Memory, p.Floor)
 			if alloc := p.Allocation(); alloc > p.Memory && !math.IsInf(alloc, 0) {
 				if p.Floor > p.Memory {
 					d.Floor = int64(math.Ceil(p.Floor))
@@ -184,7 +203,27 @@ func (s Sizing) Decide(job *jobfleet.Job, history jobfleet.History, t *jobtype.T
 	// A rerun of an interrupted job that may land on spot again keeps
 	// away from the capacity just reclaimed.
 	d.Class.AvoidInterrupted = d.Class.Capacity != CapacityOnDemand && history.Count(jobfleet.ReasonInterrupted) > 0
+	if r, ok := model.(resizable); ok && !d.OOM && base > 0 {
+		if id := r.ID(); id != "" {
+			d.Model, d.ResizeAbove = id, resizeAbove(t, d.Class.Size, base)
+		}
+	}
 	return d
+}
+
+// resizeAbove is the raise of a job's group above which a job the model
+// sized at base bytes (after its group's floor) gets a class larger than
+// size: base times the raise above size rounds up to a larger class,
+// unless the type's bounds (at most its pool's largest size) cap it at
+// size. 0 when none does, or only a raise above online.MaxRaise would.
+func resizeAbove(t *jobtype.Type, size int64, base float64) float64 {
+	if t.Memory.Max <= size {
+		return 0
+	}
+	if above := float64(size) / base; above < online.MaxRaise {
+		return above
+	}
+	return 0
 }
 
 const mib = 1 << 20

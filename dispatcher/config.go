@@ -72,6 +72,14 @@ type Config struct {
 	// ReconcileInterval is how often the leader re-applies the ScaledJobs
 	// of every class. Default 5m.
 	ReconcileInterval time.Duration
+	// RaisesInterval is how often the leader publishes the raise after
+	// misses for workers (contract.Raises), when it changed: a worker
+	// about to start a job whose group's raise has risen enough, while it
+	// waited, to give it a larger class sends it back to be sized again.
+	// Default 15s; negative publishes nothing, and jobs keep the size
+	// they were given. Without the raise (Sizing.OnlineRate negative)
+	// nothing is published either.
+	RaisesInterval time.Duration
 }
 
 // WithDefaults returns the config with zero values replaced by defaults.
@@ -111,6 +119,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.CollectFence == 0 {
 		c.CollectFence = 3 * time.Minute
+	}
+	if c.RaisesInterval == 0 {
+		c.RaisesInterval = 15 * time.Second
 	}
 	if c.CollectInterval == 0 {
 		c.CollectInterval = time.Minute

@@ -63,10 +63,14 @@ type Dispatcher struct {
 	sizing   Sizing
 	models   ModelSource
 	raiser   *online.Raiser // nil: sized by the model alone
-	metrics  *metrics
-	clock    clock.WithTicker
-	log      zerolog.Logger
-	ready    atomic.Bool
+	// resize: the leader publishes the raise (raises), and jobs are sized
+	// so that workers can send them back when it rose (Decision.ResizeAbove).
+	resize  bool
+	raises  *raisePublisher
+	metrics *metrics
+	clock   clock.WithTicker
+	log     zerolog.Logger
+	ready   atomic.Bool
 
 	// Fleet-wide duties, run by the elected leader when a typed client is
 	// given, else by this replica.
@@ -195,6 +199,10 @@ func New(cfg Config, sqsClient SQSAPI, s3Client S3API, kube dynamic.Interface, o
 	if cfg.Sizing.OnlineRate >= 0 {
 		d.raiser = online.New(cfg.Sizing.OnlineRate, d.classMemory)
 		d.metrics.raiser.Store(d.raiser)
+		if cfg.RaisesInterval > 0 {
+			d.resize = true
+			d.raises = &raisePublisher{d: d}
+		}
 	}
 	d.classes = &classes{
 		sqs: sqsClient, kube: kube, registry: cfg.Registry, tmpl: d.cfg.Template,
@@ -295,6 +303,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			d.sensor.kube, d.sensor.log = d.kubeClient, d.log.With().Str("component", "sensor").Logger()
 			duty.Go(func() { d.sensor.run(ctx) })
 		}
+		if d.raises != nil && d.models != nil {
+			duty.Go(func() {
+				d.raises.forget() // another leader may have published since
+				d.every(ctx, d.cfg.RaisesInterval, "publishing the raise after misses", d.raises.publish)
+			})
+		}
 		if d.records != nil && d.retraining.Every > 0 && d.retraining.Model != "" {
 			duty.Go(func() {
 				d.every(ctx, d.retraining.Every, "retraining the memory model", func(ctx context.Context) error {
@@ -365,18 +379,33 @@ func (d *Dispatcher) model() Model {
 	case d.raiser == nil:
 		return m
 	}
-	return raisedModel{model: m, raiser: d.raiser}
+	return raisedModel{model: m, raiser: d.raiser, published: d.resize}
 }
 
 // raisedModel sizes with a model, raised by group after recent misses.
+// With published, the leader publishes the raise for workers, which send
+// back the jobs whose group's raise rose enough while they waited.
 type raisedModel struct {
-	model  *predictor.Model
-	raiser *online.Raiser
+	model     *predictor.Model
+	raiser    *online.Raiser
+	published bool
 }
 
 func (r raisedModel) Predict(job predictor.Job) predictor.Prediction {
 	return r.raiser.Predict(r.model, job)
 }
+
+// ID names the model for the jobs it sizes (jobfleet.SizedBy.Model), ""
+// when the raise is not published.
+func (r raisedModel) ID() string {
+	if !r.published {
+		return ""
+	}
+	return modelID(r.model)
+}
+
+// modelID names a model: when it was trained.
+func modelID(m *predictor.Model) string { return m.TrainedAt().UTC().Format(time.RFC3339Nano) }
 
 // classMemory is the class memory the model's size memory gives a job,
 // as Decide gives it without a floor, raise or OOM history; 0 for a type not
@@ -416,12 +445,19 @@ func (d *Dispatcher) raiseRun(rec *jobfleet.RunRecord) (online.Run, bool) {
 	if !ok {
 		return online.Run{}, false
 	}
+	// A run sized again when it was about to start tells whether the
+	// size the raise gave it first would have held: the raise learns from
+	// the sizes it gives, and sizing again only adds to them.
+	given := rec.AllocatedBytes
+	if rec.ResizedFromBytes > 0 {
+		given = rec.ResizedFromBytes
+	}
 	var missed bool
 	switch {
 	case rec.Outcome == jobfleet.OutcomeOOM:
 		missed = true
 	case rec.Outcome == jobfleet.OutcomeSucceeded && rec.PeakBytes > 0:
-		missed = rec.PeakBytes > rec.AllocatedBytes
+		missed = rec.PeakBytes > given
 	default:
 		return online.Run{}, false
 	}
@@ -444,6 +480,7 @@ func (d *Dispatcher) raiseRuns(prev *predictor.Model, ds *predictor.Dataset) []o
 		rec := jobfleet.RunRecord{
 			Type: s.Type, Labels: s.Labels, Features: map[string]float64{}, PredictedBytes: int64(s.Predicted), PeakBytes: int64(s.Peak),
 			EndedAt: time.UnixMilli(int64(math.Round(s.End() * 1e3))), Outcome: jobfleet.OutcomeSucceeded,
+			ResizedFromBytes: int64(s.ResizedFrom),
 		}
 		if !math.IsNaN(s.Allocated) {
 			rec.AllocatedBytes = int64(s.Allocated)

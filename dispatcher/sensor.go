@@ -318,7 +318,8 @@ func (s *sensor) rerunOnce(ctx context.Context, pod *corev1.Pod, reason jobfleet
 	claim.Record = &jobfleet.RunRecord{
 		JobID: claim.JobID, Type: claim.Type, Run: claim.Run, Attempt: claim.Attempt, Outcome: claim.Outcome,
 		Error: detail, ExitCode: att.ExitCode, AllocatedBytes: att.AllocatedBytes, PeakBytes: att.PeakBytes, PredictedBytes: claim.PredictedBytes,
-		StartedAt: claim.ClaimedAt, EndedAt: now, DurationSecs: now.Sub(claim.ClaimedAt).Seconds(), Node: att.Node,
+		ResizedFromBytes: contract.ResizedFrom(claim.History),
+		StartedAt:        claim.ClaimedAt, EndedAt: now, DurationSecs: now.Sub(claim.ClaimedAt).Seconds(), Node: att.Node,
 		Pool: pod.Labels[LabelPool], Size: pod.Labels[LabelSize],
 	}
 	if job, err := jobfleet.Decode([]byte(index.Body)); err == nil {

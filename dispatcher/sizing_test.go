@@ -185,3 +185,77 @@ func TestConfigRejectsBadOnlineRate(t *testing.T) {
 		}
 	}
 }
+
+// published is a model whose raise the leader publishes, as raisedModel
+// with published set: the jobs it sizes say above which raise they would
+// get a larger class.
+type published struct {
+	Model
+	id string
+}
+
+func (p published) ID() string { return p.id }
+
+// timesRaise is a model's prediction with its raise set to raise.
+type timesRaise struct {
+	Model
+	raise float64
+}
+
+func (m timesRaise) Predict(job predictor.Job) predictor.Prediction {
+	p := m.Model.Predict(job)
+	p.Raise = m.raise
+	return p
+}
+
+// TestResizeAbove: a job the model sized says the raise of its group
+// above which it would get a larger class, and the model's name, when
+// the raise is published; just above that raise the class is larger, at
+// it the same. None is said where no raise within online.MaxRaise moves
+// the job (the type's max, the pool's largest class, a class far above
+// the model's size), where the OOM history decided, or where the raise
+// is not published.
+func TestResizeAbove(t *testing.T) {
+	t.Parallel()
+	reg := registry(t)
+	typ, _ := reg.Type("export")
+	pool, _ := reg.Pool(typ.Pool)
+	for _, tt := range []struct {
+		name    string
+		model   Model
+		history jobfleet.History
+		want    float64
+	}{
+		{name: "the model's size", model: published{fixedModel(1.2 * gib), "m-1"}, want: 2.0 / 1.2},
+		{name: "raised", model: published{raisedModel2x{}, "m-1"}, want: 4.0 / 1.5},
+		{name: "the floor, raised", model: published{flooredModel{raised: true}, "m-1"}, want: 4.0 / 1.5},
+		{name: "at the type's max", model: published{fixedModel(100 * gib), "m-1"}},
+		{name: "far above the model's size", model: published{fixedModel(10 << 20), "m-1"}},
+		{name: "the OOM history decided", model: published{fixedModel(gib), "m-1"}, history: jobfleet.History{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: 2 * gib}}},
+		{name: "not published", model: published{fixedModel(1.2 * gib), ""}},
+		{name: "a model without a name", model: fixedModel(1.2 * gib)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			job := &jobfleet.Job{Version: 1, ID: "j", Type: "export"}
+			d := Sizing{}.Decide(job, tt.history, typ, pool, tt.model)
+			by := d.SizedBy()
+			if math.Abs(by.ResizeAbove-tt.want) > 1e-9 {
+				t.Fatalf("resize above %v, want %v (sized %+v)", by.ResizeAbove, tt.want, by)
+			}
+			if (by.Model == "m-1") != (tt.want > 0) {
+				t.Errorf("model %q, want m-1 exactly when the job says a raise", by.Model)
+			}
+			if tt.want == 0 {
+				return
+			}
+			m := tt.model.(published).Model
+			if at := (Sizing{}).Decide(job, nil, typ, pool, timesRaise{m, by.ResizeAbove}); at.Class.Size != d.Class.Size {
+				t.Errorf("raised x%v, class %d, want the same %d", by.ResizeAbove, at.Class.Size, d.Class.Size)
+			}
+			if above := (Sizing{}).Decide(job, nil, typ, pool, timesRaise{m, by.ResizeAbove * (1 + 1e-6)}); above.Class.Size <= d.Class.Size {
+				t.Errorf("raised just above x%v, class %d, want larger than %d", by.ResizeAbove, above.Class.Size, d.Class.Size)
+			}
+		})
+	}
+}

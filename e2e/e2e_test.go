@@ -477,6 +477,7 @@ var notExercised = map[string]string{
 	"dispatcher: CompleteDeadPodsAttempts sqs:DeleteMessage": "no job pod dies, so the failure sensor completes no attempt",
 	"dispatcher: ManageClassQueues sqs:UntagQueue":           "no class marked for collection gets busy again",
 	"worker: LargeDeadLetterBodies s3:PutObject":             "no job too large for a dead letter is dead-lettered",
+	"worker: ReadTheRaise s3:GetObject":                      "no job here is sized by a memory model, so none has a raise to compare (dispatcher/resize_test.go covers it with a worker)",
 	"worker: ConsumeClassQueue sqs:ChangeMessageVisibility":  "a message is extended only when its job runs past a third of its visibility",
 	// Whether any message goes back to intake depends on which replica
 	// receives a new class's first jobs: the leader creates the class

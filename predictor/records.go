@@ -104,6 +104,7 @@ func RecordsDataset(records []*jobfleet.RunRecord) *Dataset {
 			Time: float64(r.StartedAt.Unix()), Ended: ended, Type: r.Type, Pool: r.Pool, Features: x,
 			Peak: float64(r.PeakBytes), Labels: r.Labels,
 			Allocated: allocated, Missed: r.Outcome == jobfleet.OutcomeOOM, Predicted: float64(r.PredictedBytes),
+			ResizedFrom: float64(r.ResizedFromBytes),
 		}
 	}
 	return ds

@@ -38,6 +38,11 @@ type Sample struct {
 	// after recent misses or a rerun's OOM history; 0 when unknown. The
 	// margin measures the model on it, or on Allocated when it is unknown.
 	Predicted float64
+	// ResizedFrom is, for a run sized again when it was about to start,
+	// what it was first given (RunRecord.ResizedFromBytes); 0 otherwise.
+	// The model does not read it: the dispatcher's raise after misses
+	// learns whether the first size would have held.
+	ResizedFrom float64
 
 	group string // the GroupBy labels' values (training)
 }

@@ -103,10 +103,12 @@ func (w *Worker) process(ctx context.Context, msg *types.Message) error {
 
 	// The run and its history come from jobfleet's records, never from the
 	// message.
+	var verified contract.Verified
 	err = w.retry(ctx, log, "checking the run", w.cfg.VisibilityTimeout, func(ctx context.Context) error {
-		a.history, err = w.store.VerifyRun(ctx, job.ID, aws.ToString(msg.Body), run, number)
+		verified, err = w.store.VerifyAttempt(ctx, job.ID, aws.ToString(msg.Body), run, number)
 		return err
 	})
+	a.history = verified.History
 	switch {
 	case errors.Is(err, contract.ErrForged):
 		log.Error().Err(err).Msg("dead-lettering a message whose run jobfleet's records do not show")
@@ -166,6 +168,9 @@ func (w *Worker) process(ctx context.Context, msg *types.Message) error {
 	a.claim = found
 	h.own(found, etag)
 	w.enter(a, StateClaimed)
+	if w.outgrown(ctx, a, verified.SizedBy) {
+		return w.finish(fin, a, jobfleet.OutcomeResized, nil, peakReading{})
+	}
 
 	if w.cfg.Pod != "" {
 		index := &contract.PodIndex{
@@ -523,7 +528,7 @@ func (w *Worker) finish(ctx context.Context, a *attempt, outcome jobfleet.Outcom
 			log = a.log.With().Str("outcome", string(outcome)).Logger()
 		}
 	}
-	if outcome != jobfleet.OutcomeSucceeded && outcome != jobfleet.OutcomeCancelled {
+	if outcome != jobfleet.OutcomeSucceeded && outcome != jobfleet.OutcomeCancelled && outcome != jobfleet.OutcomeResized {
 		// The final checkpoint, so the rerun resumes from the latest work;
 		// when stopping, leave time to record and requeue afterwards.
 		uploadCtx, cancel := ctx, context.CancelFunc(func() {})
@@ -556,7 +561,7 @@ func (w *Worker) finish(ctx context.Context, a *attempt, outcome jobfleet.Outcom
 		JobID: a.job.ID, Type: a.job.Type, Run: a.run, Features: a.job.Features, Labels: a.job.Labels, Attempt: a.number,
 		Outcome: outcome, Error: errText, ExitCode: exitCode(runErr),
 		AllocatedBytes: w.cfg.MemoryLimit, PeakBytes: peak.bytes, PeakSource: peak.source,
-		PredictedBytes: a.claim.PredictedBytes, Resumed: a.resumed, Checkpoints: a.uploads,
+		PredictedBytes: a.claim.PredictedBytes, ResizedFromBytes: contract.ResizedFrom(a.history), Resumed: a.resumed, Checkpoints: a.uploads,
 		StartedAt: a.started.UTC(), EndedAt: ended.UTC(), DurationSecs: ended.Sub(a.started).Seconds(),
 		Node: a.placement.Node, InstanceType: a.placement.InstanceType, CapacityType: a.placement.CapacityType,
 		Zone: a.placement.Zone, Arch: a.placement.Arch, Pool: a.placement.Pool, Size: a.placement.Size,
@@ -568,6 +573,9 @@ func (w *Worker) finish(ctx context.Context, a *attempt, outcome jobfleet.Outcom
 	c, etag, _ := a.hold.current()
 	c.State, c.EndedAt, c.Outcome, c.Record, c.History = contract.ClaimEnded, ended.UTC(), outcome, record, a.history
 	c.Next, c.Outputs, c.OutputsURI = contract.NextDone, values, outputsURI
+	if outcome == jobfleet.OutcomeResized {
+		c.Record = nil // it did not run
+	}
 	if outcome != jobfleet.OutcomeSucceeded {
 		att := jobfleet.Attempt{
 			Attempt: a.number, Reason: outcome.Reason(), ExitCode: exitCode(runErr),
@@ -579,7 +587,7 @@ func (w *Worker) finish(ctx context.Context, a *attempt, outcome jobfleet.Outcom
 		if runErr != nil {
 			att.Error = truncate(runErr.Error(), 500)
 		}
-		if a.store.last != nil {
+		if a.store != nil && a.store.last != nil {
 			att.Checkpoint = a.store.URI()
 		}
 		c.History = append(append(jobfleet.History(nil), a.history...), att)

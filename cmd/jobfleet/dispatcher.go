@@ -71,6 +71,7 @@ type DispatcherCmd struct {
 	Linger           time.Duration `name:"linger" env:"JOBFLEET_LINGER" default:"25ms" help:"How long a partial batch waits for more jobs to the same class."`
 	OOMFactor        float64       `name:"oom-factor" env:"JOBFLEET_OOM_FACTOR" default:"1.5" help:"Memory multiplier for a rerun after an OOM kill."`
 	OnlineRate       float64       `name:"online-rate" env:"JOBFLEET_ONLINE_RATE" default:"0.05" help:"How fast a group's sizes rise above the model after OOM kills in it (a retraining carries half of it into the next model): the step of the group's log multiplier per run record (0.05: doubled after 16 misses in a row; negative: the model alone)."`
+	ResizeAtStart    bool          `name:"resize-at-start" env:"JOBFLEET_RESIZE_AT_START" default:"true" negatable:"" help:"Have the leader publish the raise after misses to S3 every 15s, so that a worker about to start a job whose group's raise rose past what gives it a larger class while it waited sends it back to be sized again (once a run, spending no retry). --no-resize-at-start keeps every job the size it was first given."`
 	OnDemandAfter    int           `name:"on-demand-after" env:"JOBFLEET_ON_DEMAND_AFTER" default:"2" help:"Run a job on on-demand capacity after this many interruptions."`
 	IntakeVisibility time.Duration `name:"intake-visibility" env:"JOBFLEET_INTAKE_VISIBILITY" default:"2m" help:"Visibility timeout of received intake messages: how soon a crashed replica's messages return."`
 	ClassIdleTTL     time.Duration `name:"class-idle-ttl" env:"JOBFLEET_CLASS_IDLE_TTL" default:"30m" help:"Remove a class's ScaledJob and queue after it has been idle this long."`
@@ -285,14 +286,23 @@ func (c *DispatcherCmd) Run(ctx context.Context, g *Globals) error {
 	return d.Run(ctx)
 }
 
+// raisesInterval is dispatcher.Config.RaisesInterval for
+// --resize-at-start: the default, or never.
+func raisesInterval(resize bool) time.Duration {
+	if resize {
+		return 0
+	}
+	return -1
+}
+
 // config is the dispatcher's configuration from the flags.
 func (c *DispatcherCmd) config(reg *jobtype.Registry, region string) dispatcher.Config {
 	return dispatcher.Config{
 		IntakeURL: c.Intake, DeadLetterURL: c.DeadLetter, Registry: reg, Bucket: c.Bucket, Prefix: c.Prefix,
 		Receivers: c.Receivers, MaxInFlight: c.MaxInFlight, Linger: c.Linger, ClassIdleTTL: c.ClassIdleTTL,
 		ClassPoll: c.ClassPoll, ClassFresh: c.ClassFresh, CollectInterval: c.CollectInterval, CollectFence: c.CollectFence,
-		IntakeVisibility: c.IntakeVisibility,
-		Sizing:           dispatcher.Sizing{OOMFactor: c.OOMFactor, OnDemandAfter: c.OnDemandAfter, OnlineRate: c.OnlineRate},
+		IntakeVisibility: c.IntakeVisibility, RaisesInterval: raisesInterval(c.ResizeAtStart),
+		Sizing: dispatcher.Sizing{OOMFactor: c.OOMFactor, OnDemandAfter: c.OnDemandAfter, OnlineRate: c.OnlineRate},
 		Template: dispatcher.Template{
 			Namespace: c.Namespace, Prefix: c.ClassPrefix, WorkerImage: c.WorkerImage, ServiceAccount: c.ServiceAccount,
 			IntakeURL: c.Intake, DeadLetterURL: c.DeadLetter, RecordsURL: c.Records, EventsTopic: c.EventsTopic,

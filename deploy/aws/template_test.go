@@ -1103,6 +1103,7 @@ func (n names) missing(key string) awsaccess.Call { return n.list(key) }
 // keys.go, dispatcher/markers.go and records.go, worker/checkpoint.go).
 const (
 	runKey        = "jobs/j-1/run.json"
+	raisesKey     = "sizing/raises.json"
 	claimKey      = "jobs/j-1/runs/r-1/attempts/1.json"
 	manifestKey   = "jobs/j-1/runs/r-1/checkpoint/manifest.json"
 	outputsKey    = "jobs/j-1/runs/r-1/outputs/model/weights.bin"
@@ -1191,6 +1192,8 @@ func (n names) calls() map[awsaccess.Component][]awsaccess.Call {
 			call("s3:GetObject", n.object(modelKey)),
 			n.missing(modelKey),
 			call("s3:PutObject", n.object(modelKey)),
+			// resize.go: the raise after misses, for workers.
+			call("s3:PutObject", n.object(raisesKey)),
 		},
 		awsaccess.Worker: {
 			// worker.go, lease.go: its class queue.
@@ -1234,6 +1237,9 @@ func (n names) calls() map[awsaccess.Component][]awsaccess.Call {
 			call("s3:DeleteObject", n.object(n.podKey())),
 			// contract.Store.FitDeadLetter: a body too large to dead-letter.
 			call("s3:PutObject", n.object(deadLetterKey)),
+			// resize.go: the raise after misses (none yet, at first).
+			call("s3:GetObject", n.object(raisesKey)),
+			n.missing(raisesKey),
 		},
 		awsaccess.KEDA: {
 			// KEDA's aws-sqs-queue scaler (pkg/scalers/aws_sqs_queue_scaler.go).
@@ -1308,6 +1314,7 @@ func TestRolesRefuse(t *testing.T) {
 		{awsaccess.Worker, call("s3:PutObject", n.object(n.markerKey())), implicit},
 		{awsaccess.Worker, call("s3:GetObject", n.object(recordsKey)), implicit},
 		{awsaccess.Worker, call("s3:PutObject", n.object(modelKey)), implicit},
+		{awsaccess.Worker, call("s3:PutObject", n.object(raisesKey)), implicit},
 		{awsaccess.Worker, call("s3:GetObject", n.object(deadLetterKey)), implicit},
 		{awsaccess.Worker, call("s3:GetObject", n.object("pods/other/train-abc12.stop.json")), implicit},
 		{awsaccess.Worker, call("s3:PutObject", n.object("pods/other/train-abc12.json")), implicit},

@@ -211,33 +211,52 @@ var ErrForged = errors.New("not a rerun jobfleet made")
 // started it (body), and attempt n follows an attempt that ended in a
 // rerun. It returns the run's history so far.
 func (s Store) VerifyRun(ctx context.Context, jobID, body, run string, attempt int) (jobfleet.History, error) {
+	v, err := s.VerifyAttempt(ctx, jobID, body, run, attempt)
+	return v.History, err
+}
+
+// Verified is what VerifyAttempt found of an attempt: the run's history
+// so far, and how the dispatcher sized the attempt (nil when the run's
+// state does not show it sized).
+type Verified struct {
+	History jobfleet.History
+	SizedBy *jobfleet.SizedBy
+}
+
+// VerifyAttempt is VerifyRun, also returning how the attempt was sized.
+func (s Store) VerifyAttempt(ctx context.Context, jobID, body, run string, attempt int) (Verified, error) {
 	if run == "" || attempt < 1 {
-		return nil, fmt.Errorf("%w: no run or attempt", ErrForged)
+		return Verified{}, fmt.Errorf("%w: no run or attempt", ErrForged)
 	}
 	cur, _, err := s.ReadRun(ctx, jobID)
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
-			return nil, fmt.Errorf("%w: job %s has no run", ErrForged, jobID)
+			return Verified{}, fmt.Errorf("%w: job %s has no run", ErrForged, jobID)
 		}
-		return nil, err
+		return Verified{}, err
 	}
 	if cur.Run != run {
-		return nil, fmt.Errorf("%w: run %s is not job %s's current run %s", ErrForged, run, jobID, cur.Run)
+		return Verified{}, fmt.Errorf("%w: run %s is not job %s's current run %s", ErrForged, run, jobID, cur.Run)
 	}
 	if cur.BodySHA256 != "" && cur.BodySHA256 != BodyHash(body) {
-		return nil, fmt.Errorf("%w: the message is not the one that started run %s of job %s", ErrForged, run, jobID)
+		return Verified{}, fmt.Errorf("%w: the message is not the one that started run %s of job %s", ErrForged, run, jobID)
 	}
 	if cur.State != RunLive {
-		return nil, fmt.Errorf("%w: run %s of job %s ended (%s)", ErrStale, run, jobID, cur.Status)
+		return Verified{}, fmt.Errorf("%w: run %s of job %s ended (%s)", ErrStale, run, jobID, cur.Status)
+	}
+	var v Verified
+	if cur.Attempt == attempt && cur.Status == jobfleet.StatusSized {
+		v.SizedBy = cur.SizedBy
 	}
 	if attempt == 1 {
-		return nil, nil
+		return v, nil
 	}
 	prev, err := s.PreviousAttempt(ctx, jobID, run, attempt)
 	if err != nil {
-		return nil, err
+		return Verified{}, err
 	}
-	return prev.History, nil
+	v.History = prev.History
+	return v, nil
 }
 
 // ErrStale marks a message of a run that has ended: its job was done, or

@@ -53,6 +53,9 @@ func Print(w io.Writer, st *jobfleet.JobState, asJSON bool) error {
 		} else {
 			row("  level", by.Level)
 		}
+		if by.ResizeAbove > 0 && st.Status == jobfleet.StatusSized {
+			row("  sized again", fmt.Sprintf("if its group's raise passes x%.3f before it starts (model of %s)", by.ResizeAbove, by.Model))
+		}
 	}
 	row("created", FormatTime(st.CreatedAt))
 	row("ended", FormatTime(st.EndedAt))

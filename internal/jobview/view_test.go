@@ -20,6 +20,8 @@ func TestPrintSizedBy(t *testing.T) {
 			[]string{"the memory model (type-features): 1.5 GiB, raised x1.500 after recent OOM kills in its group; asked 2.2 GiB", "export, rows=20000", "type and rows, 412 past runs"}},
 		{"a model size under its group's floor", jobfleet.SizedBy{Source: "type-features", PredictedBytes: 256 << 20, FloorBytes: 1 << 30, RequestBytes: 1 << 30},
 			[]string{"the memory model (type-features): 256.0 MiB, at least its group's 1.0 GiB over about a week's runs; asked 1.0 GiB"}},
+		{"to be sized again", jobfleet.SizedBy{Source: "type", Level: "type", PredictedBytes: 1536 << 20, RequestBytes: 1536 << 20, Model: "2026-11-30T02:00:00Z", ResizeAbove: 1.333},
+			[]string{"if its group's raise passes x1.333 before it starts (model of 2026-11-30T02:00:00Z)"}},
 		{"the type's default", jobfleet.SizedBy{Source: jobfleet.SizedByDefault, RequestBytes: 1 << 30},
 			[]string{"the type's default memory", "asked 1.0 GiB"}},
 		{"the OOM history", jobfleet.SizedBy{Source: jobfleet.SizedByOOM, PredictedBytes: 1 << 30, RequestBytes: 3 << 30},

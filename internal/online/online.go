@@ -37,6 +37,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jobfleet/jobfleet/internal/contract"
 	"github.com/jobfleet/jobfleet/predictor"
 )
 
@@ -239,13 +240,24 @@ func (r *Raiser) Raised() int {
 	return len(r.logs)
 }
 
+// Raises returns the raise of every group r raises now under m (a model
+// not seen before starts at the raises it carries), by the group's
+// contract.RaiseGroup.
+func (r *Raiser) Raises(m *predictor.Model) map[string]float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.use(m)
+	out := make(map[string]float64, len(r.logs))
+	for k, g := range r.logs {
+		out[k] = math.Exp(g.log)
+	}
+	return out
+}
+
 // key names the group that decided a job's size: its level and group, or
 // with a model that keeps no groups (estimators), its level and type.
 func key(job predictor.Job, p predictor.Prediction) string {
-	if p.Group == "" {
-		return p.Level + "\x00" + job.Type
-	}
-	return p.Level + "\x00" + p.Group
+	return contract.RaiseGroup(p.Level, p.Group, job.Type)
 }
 
 // Pending holds the runs a replay of the raise over a trace has sized
