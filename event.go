@@ -83,8 +83,8 @@ func NewEvent(st *JobState, resultURI string) *Event {
 		wall := a.EndedAt.Sub(a.StartedAt).Seconds()
 		e.Usage.WallSeconds += wall
 		e.Usage.GPUSeconds += wall * float64(a.GPUs)
-		if i == len(st.Attempts)-1 || a.Outcome == OutcomeSucceeded {
-			continue
+		if i == len(st.Attempts)-1 || a.Outcome == OutcomeSucceeded || a.Outcome == OutcomeResized {
+			continue // nothing to redo: done, or never run (sent back to be sized again)
 		}
 		from := a.StartedAt
 		if a.LastCheckpointAt.After(from) && st.Attempts[i+1].Resumed {

@@ -203,7 +203,7 @@ func (s Sizing) Decide(job *jobfleet.Job, history jobfleet.History, t *jobtype.T
 	// A rerun of an interrupted job that may land on spot again keeps
 	// away from the capacity just reclaimed.
 	d.Class.AvoidInterrupted = d.Class.Capacity != CapacityOnDemand && history.Count(jobfleet.ReasonInterrupted) > 0
-	if r, ok := model.(resizable); ok && !d.OOM && base > 0 {
+	if r, ok := model.(resizable); ok && !d.OOM && base > 0 && history.Count(jobfleet.ReasonResized) == 0 {
 		if id := r.ID(); id != "" {
 			d.Model, d.ResizeAbove = id, resizeAbove(t, d.Class.Size, base)
 		}

@@ -22,6 +22,8 @@ type raisePublisher struct {
 
 	mu   sync.Mutex
 	last *contract.Raises // what was published last, nil before
+	// unchanged counts the publishes skipped since it was written.
+	unchanged int
 }
 
 // forget lets the next publish write whatever it finds.
@@ -32,7 +34,8 @@ func (p *raisePublisher) forget() {
 }
 
 // publish writes the raise of the current model's groups, when it changed
-// since it was last published.
+// since it was last published or was last written contract.RaisesRefresh
+// intervals ago.
 func (p *raisePublisher) publish(ctx context.Context) error {
 	m := p.d.models.Model()
 	if m == nil {
@@ -50,13 +53,14 @@ func (p *raisePublisher) publish(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.last != nil && p.last.Model == r.Model && maps.Equal(p.last.Groups, r.Groups) {
+	if p.last != nil && p.last.Model == r.Model && maps.Equal(p.last.Groups, r.Groups) && p.unchanged+1 < contract.RaisesRefresh {
+		p.unchanged++
 		return nil
 	}
 	if err := p.d.store.WriteRaises(ctx, r); err != nil {
 		return fmt.Errorf("publishing the raise after misses: %w", err)
 	}
-	p.last = r
+	p.last, p.unchanged = r, 0
 	p.d.log.Debug().Str("model", r.Model).Int("groups", len(r.Groups)).Msg("published the raise after misses")
 	return nil
 }

@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"maps"
 	"math"
 	"path/filepath"
 	"sync/atomic"
@@ -71,6 +72,12 @@ func TestRaisedWhileWaitingIsSizedAgain(t *testing.T) {
 	if got := raises.Groups[contract.RaiseKey(contract.RaiseGroup(by.Level, by.Group, "export"))]; math.Abs(got-math.Exp(0.45)) > 1e-9 {
 		t.Fatalf("published raise %v for the job's group, want %v (%+v)", got, math.Exp(0.45), raises.Groups)
 	}
+	// Unchanged, it is written again now and then, so that workers can
+	// tell a leader that stopped publishing.
+	testenv.Eventually(t, 30*time.Second, "the unchanged raise to be written again", func() bool {
+		again, err := b.store.ReadRaises(t.Context())
+		return err == nil && again.At.After(raises.At) && maps.Equal(again.Groups, raises.Groups)
+	})
 
 	var ran atomic.Int32
 	work := func(class string, memory int64) {

@@ -312,8 +312,8 @@ func (s *sensor) rerunOnce(ctx context.Context, pod *corev1.Pod, reason jobfleet
 	switch {
 	case maxAttempts > 0 && reason.SpendsRetry() && claim.History.RetriesSpent() >= maxAttempts:
 		claim.Next, claim.Reason = contract.NextDeadLetter, fmt.Sprintf("retry budget spent: %d of %d attempts failed or ran out of memory; last: %s", claim.History.RetriesSpent(), maxAttempts, detail)
-	case len(claim.History) >= contract.MaxTotalAttempts:
-		claim.Next, claim.Reason = contract.NextDeadLetter, fmt.Sprintf("%d attempts, the most any job gets", len(claim.History))
+	case contract.CountedAttempts(claim.History) >= contract.MaxTotalAttempts:
+		claim.Next, claim.Reason = contract.NextDeadLetter, fmt.Sprintf("%d attempts, the most any job gets", contract.CountedAttempts(claim.History))
 	}
 	claim.Record = &jobfleet.RunRecord{
 		JobID: claim.JobID, Type: claim.Type, Run: claim.Run, Attempt: claim.Attempt, Outcome: claim.Outcome,

@@ -168,7 +168,7 @@ func (w *Worker) process(ctx context.Context, msg *types.Message) error {
 	a.claim = found
 	h.own(found, etag)
 	w.enter(a, StateClaimed)
-	if w.outgrown(ctx, a, verified.SizedBy) {
+	if w.outgrown(ctx, a, verified) {
 		return w.finish(fin, a, jobfleet.OutcomeResized, nil, peakReading{})
 	}
 
@@ -638,8 +638,8 @@ func (w *Worker) next(history jobfleet.History, runErr error, att jobfleet.Attem
 		return contract.NextDeadLetter, "the job failed in a way a rerun cannot fix: " + att.Error
 	case att.Reason.SpendsRetry() && history.RetriesSpent() >= w.cfg.MaxAttempts:
 		return contract.NextDeadLetter, fmt.Sprintf("retry budget spent: %d of %d attempts failed or ran out of memory; last: %s", history.RetriesSpent(), w.cfg.MaxAttempts, att.Error)
-	case len(history) >= w.cfg.MaxTotalAttempts:
-		return contract.NextDeadLetter, fmt.Sprintf("%d attempts, the most any job gets", len(history))
+	case contract.CountedAttempts(history) >= w.cfg.MaxTotalAttempts:
+		return contract.NextDeadLetter, fmt.Sprintf("%d attempts, the most any job gets", contract.CountedAttempts(history))
 	}
 	return contract.NextRerun, ""
 }

@@ -18,10 +18,17 @@ const raisesTimeout = 10 * time.Second
 // after misses of the group that sized it rose past the raise that gives
 // it a larger class (jobfleet.SizedBy.ResizeAbove), under the model that
 // sized it. A run goes back once at most, and whatever cannot be read or
-// matched (no raise published, another model, S3 unreachable) leaves the
-// job its size.
-func (w *Worker) outgrown(ctx context.Context, a *attempt, by *jobfleet.SizedBy) bool {
-	if by == nil || by.ResizeAbove <= 0 || by.Model == "" || a.history.Count(jobfleet.ReasonResized) > 0 {
+// matched (no raise published, or none lately, another model, a sizing
+// recorded for another class than this worker's, S3 unreachable) leaves
+// the job its size.
+func (w *Worker) outgrown(ctx context.Context, a *attempt, v contract.Verified) bool {
+	by := v.SizedBy
+	switch {
+	case by == nil || by.ResizeAbove <= 0 || by.Model == "" || a.history.Count(jobfleet.ReasonResized) > 0:
+		return false
+	case w.cfg.MemoryLimit <= 0 || v.MemoryBytes != w.cfg.MemoryLimit:
+		// The state's sizing is of another class (the message was
+		// sized twice, and this copy forwarded by the first).
 		return false
 	}
 	ctx, cancel := context.WithTimeout(ctx, raisesTimeout)
@@ -34,6 +41,9 @@ func (w *Worker) outgrown(ctx context.Context, a *attempt, by *jobfleet.SizedBy)
 		a.log.Warn().Err(err).Msg("the dispatcher's raise after misses could not be read: the job runs with the size it was given")
 		return false
 	case raises.Model != by.Model:
+		return false
+	case w.clock.Now().Sub(raises.At) > contract.MaxRaisesAge:
+		a.log.Warn().Time("published_at", raises.At).Msg("the dispatcher's raise after misses was last published too long ago: the job runs with the size it was given")
 		return false
 	}
 	raise := raises.Groups[contract.RaiseKey(contract.RaiseGroup(by.Level, by.Group, a.job.Type))]

@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"strings"
@@ -41,8 +42,13 @@ func (b *bundle) sized(t *testing.T, job *jobfleet.Job, run string, attempt int,
 // raise publishes the dispatcher's raise of the tests' group under model.
 func (b *bundle) raise(t *testing.T, model string, raise float64) {
 	t.Helper()
-	key := contract.RaiseKey(contract.RaiseGroup(sizedBy.Level, sizedBy.Group, "test"))
-	if err := b.store.WriteRaises(t.Context(), &contract.Raises{Model: model, At: time.Now(), Groups: map[string]float64{key: raise}}); err != nil {
+	b.raiseGroup(t, model, contract.RaiseGroup(sizedBy.Level, sizedBy.Group, "test"), raise, time.Now())
+}
+
+// raiseGroup publishes, at the time given, the raise of one group.
+func (b *bundle) raiseGroup(t *testing.T, model, group string, raise float64, at time.Time) {
+	t.Helper()
+	if err := b.store.WriteRaises(t.Context(), &contract.Raises{Model: model, At: at, Groups: map[string]float64{contract.RaiseKey(group): raise}}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -55,13 +61,15 @@ func counting(n *atomic.Int32) worker.Handler {
 // TestRaisedWhileWaitingGoesBackOnce: a job whose group's raise rose past
 // the one that gives it a larger class while it waited is sent back to
 // intake to be sized again, before it runs and without a run record or a
-// retry spent; sized again, it runs, even if the raise rose again, and its
-// run record says what it was first given.
+// retry spent, nor one of the attempts a run gets (here, one); sized
+// again, it runs, even if the raise rose again, and its run record says
+// what it was first given.
 func TestRaisedWhileWaitingGoesBackOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	cfg := b.cfg
 	cfg.MemoryLimit = 1 << 30
+	cfg.MaxTotalAttempts, cfg.MaxAttempts = 1, 1
 	job := &jobfleet.Job{Version: jobfleet.Version, ID: "raised-1", Type: "test"}
 	run := b.startRun(t, job)
 	b.sized(t, job, run, 1, sizedBy)
@@ -109,10 +117,12 @@ func TestRaisedWhileWaitingGoesBackOnce(t *testing.T) {
 }
 
 // TestKeepsItsSize: a job runs with the size it was given when its group's
-// raise has not passed the one that gives it a larger class, when the raise
-// is of another model than the one that sized it, when none was published
-// or what was published cannot be read, and when the dispatcher did not
-// publish its raise (no resize_above).
+// raise has not passed the one that gives it a larger class (another
+// group's has), when the raise is of another model than the one that
+// sized it, when none was published lately or what was published cannot
+// be read, when the dispatcher did not publish its raise (no
+// resize_above), and when the sizing its state shows is for another class
+// than the worker's.
 func TestKeepsItsSize(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -120,9 +130,17 @@ func TestKeepsItsSize(t *testing.T) {
 		by      jobfleet.SizedBy
 		publish func(t *testing.T, b *bundle)
 		log     string
+		memory  int64 // the worker's class, when not the job's 1Gi
 	}{
 		{name: "not past", by: sizedBy, publish: func(t *testing.T, b *bundle) { b.raise(t, "m-1", 1.3) }},
+		{name: "another group", by: sizedBy, publish: func(t *testing.T, b *bundle) {
+			b.raiseGroup(t, "m-1", contract.RaiseGroup(sizedBy.Level, "test, user=ana", "test"), 2, time.Now())
+		}},
 		{name: "another model", by: sizedBy, publish: func(t *testing.T, b *bundle) { b.raise(t, "m-2", 2) }},
+		{name: "published long ago", by: sizedBy, log: "was last published too long ago", publish: func(t *testing.T, b *bundle) {
+			b.raiseGroup(t, "m-1", contract.RaiseGroup(sizedBy.Level, sizedBy.Group, "test"), 2, time.Now().Add(-contract.MaxRaisesAge-time.Minute))
+		}},
+		{name: "another class", by: sizedBy, memory: 2 << 30, publish: func(t *testing.T, b *bundle) { b.raise(t, "m-1", 2) }},
 		{name: "none published", by: sizedBy, publish: func(*testing.T, *bundle) {}},
 		{name: "unreadable", by: sizedBy, log: "the dispatcher's raise after misses could not be read", publish: func(t *testing.T, b *bundle) {
 			if _, err := b.store.S3.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(b.bucket), Key: aws.String(b.store.RaisesKey()), Body: strings.NewReader("{not json")}); err != nil {
@@ -140,7 +158,9 @@ func TestKeepsItsSize(t *testing.T) {
 			tt.publish(t, b)
 			var ran atomic.Int32
 			var log testenv.Buffer
-			w, err := worker.New(b.cfg, b.sqs.Client, testenv.NewS3Client(b.s3.Endpoint), counting(&ran),
+			cfg := b.cfg
+			cfg.MemoryLimit = cmp.Or(tt.memory, 1<<30)
+			w, err := worker.New(cfg, b.sqs.Client, testenv.NewS3Client(b.s3.Endpoint), counting(&ran),
 				worker.WithLogger(zerolog.New(io.MultiWriter(&log, zerolog.NewTestWriter(t)))))
 			if err != nil {
 				t.Fatal(err)

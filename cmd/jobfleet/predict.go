@@ -274,8 +274,8 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 		return errors.New("--records: --duration-cols names a CSV's columns; run records carry when each run ended")
 	case c.Records != "" && c.WaitCol != "":
 		return errors.New("--records: --wait-col names a CSV's column; run records are sized when each run started")
-	case c.WaitCol != "" && len(c.DurationCols) == 0:
-		return errors.New("--wait-col: needs --duration-cols, since a run's size is looked at again only from the runs that ended while it waited")
+	case c.WaitCol != "" && !slices.Contains(c.DurationCols, c.WaitCol):
+		return fmt.Errorf("--wait-col %s: must be one of --duration-cols, whose sum is when a run ended (a run starts after its wait and ends after its run)", c.WaitCol)
 	case c.Split > 0 && (c.RetrainEvery != 0 || c.Window != 0):
 		return errors.New("--split trains once and tests on the rest; --retrain-every and --window walk forward: use one or the other")
 	case c.RetrainEvery < 0 || c.Window < 0:

@@ -216,11 +216,12 @@ func (s Store) VerifyRun(ctx context.Context, jobID, body, run string, attempt i
 }
 
 // Verified is what VerifyAttempt found of an attempt: the run's history
-// so far, and how the dispatcher sized the attempt (nil when the run's
-// state does not show it sized).
+// so far, and how the dispatcher sized the attempt and the class memory
+// it chose (nil and 0 when the run's state does not show it sized).
 type Verified struct {
-	History jobfleet.History
-	SizedBy *jobfleet.SizedBy
+	History     jobfleet.History
+	SizedBy     *jobfleet.SizedBy
+	MemoryBytes int64
 }
 
 // VerifyAttempt is VerifyRun, also returning how the attempt was sized.
@@ -246,7 +247,7 @@ func (s Store) VerifyAttempt(ctx context.Context, jobID, body, run string, attem
 	}
 	var v Verified
 	if cur.Attempt == attempt && cur.Status == jobfleet.StatusSized {
-		v.SizedBy = cur.SizedBy
+		v.SizedBy, v.MemoryBytes = cur.SizedBy, cur.MemoryBytes
 	}
 	if attempt == 1 {
 		return v, nil

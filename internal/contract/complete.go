@@ -154,6 +154,11 @@ func (c *Claim) attemptState() jobfleet.AttemptState {
 		a = jobfleet.AttemptOf(c.Record)
 	} else {
 		a = jobfleet.AttemptState{Attempt: c.Attempt, Outcome: c.Outcome, Node: c.Node, StartedAt: c.ClaimedAt, EndedAt: c.EndedAt}
+		if last, ok := c.History.Last(); ok && last.Attempt == c.Attempt {
+			// An attempt that ran nothing (sent back to be sized again)
+			// still had its class's memory.
+			a.AllocatedBytes = last.AllocatedBytes
+		}
 	}
 	a.Pod = c.Pod
 	return a

@@ -27,6 +27,15 @@ type Raises struct {
 	Groups map[string]float64 `json:"groups"`
 }
 
+// RaisesRefresh is how many publishing intervals the leader lets pass
+// before it writes the raise again unchanged, so that workers can tell a
+// current file from one a leader stopped writing: they ignore one older
+// than MaxRaisesAge.
+const (
+	RaisesRefresh = 4
+	MaxRaisesAge  = 5 * time.Minute
+)
+
 // MaxPublishedRaises bounds the groups a Raises holds, so that it stays
 // well within what a worker reads of one object: the most raised first.
 const MaxPublishedRaises = 50_000
@@ -53,16 +62,23 @@ func RaiseKey(group string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// ResizedFrom is the class memory a run that was sized again before it
-// started was first given (jobfleet.RunRecord.ResizedFromBytes), from
-// its history; 0 for a run that was not.
+// ResizedFrom is, for the attempt that follows history h, the class
+// memory it was first given when the attempt before it was sent back to
+// be sized again (jobfleet.RunRecord.ResizedFromBytes); 0 otherwise. Only
+// that attempt carries it: a later rerun (after an interruption, say) was
+// sized afresh, maybe by another model.
 func ResizedFrom(h jobfleet.History) int64 {
-	for _, a := range h {
-		if a.Reason == jobfleet.ReasonResized {
-			return a.AllocatedBytes
-		}
+	if last, ok := h.Last(); ok && last.Reason == jobfleet.ReasonResized {
+		return last.AllocatedBytes
 	}
 	return 0
+}
+
+// CountedAttempts is how many attempts of history h count against
+// MaxTotalAttempts: those sent back to be sized again ran nothing and
+// spend nothing (at most one a run).
+func CountedAttempts(h jobfleet.History) int {
+	return len(h) - h.Count(jobfleet.ReasonResized)
 }
 
 // WriteRaises publishes the raise after misses, replacing what was there.

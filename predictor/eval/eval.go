@@ -315,9 +315,16 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 	allocs := make([][]float64, len(methods))
 	var test []Sample
 	trained := false
-	// step retrains every method on history, or keeps them as they are
-	// when history is empty, and sizes the runs of window.
-	step := func(history, window []Sample) error {
+	// step retrains every method at time at on history, or keeps them as
+	// they are when history is empty, and sizes the runs of window.
+	step := func(at float64, history, window []Sample) error {
+		if pred.raiser != nil {
+			// The runs that start before the model is replaced are
+			// looked at again with the raise of the model that sized
+			// them, as the worker reads what that model's leader
+			// published.
+			pred.pending.Ended(at, pred.happen)
+		}
 		if len(history) > 0 {
 			for _, m := range methods {
 				if err := m.train(ctx, history, ds.Features); err != nil {
@@ -349,7 +356,7 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 		if len(history) == 0 {
 			return nil, errors.New("the split leaves no training runs: none had ended when the test runs began")
 		}
-		if err := step(history, samples[cut:]); err != nil {
+		if err := step(samples[cut].Time, history, samples[cut:]); err != nil {
 			return nil, err
 		}
 	} else {
@@ -387,7 +394,7 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 			// With no run ended in the window (a gap in the runs),
 			// the dispatcher's retraining fails and its model stays:
 			// so do the methods.
-			if err := step(history, samples[next:end]); err != nil {
+			if err := step(t, history, samples[next:end]); err != nil {
 				return nil, err
 			}
 			next = end
