@@ -288,6 +288,9 @@ func (d *Dispatcher) retrain(ctx context.Context, s3api RecordsS3API, rec Record
 	}
 	read := ds // every feature the records carry, as the raise read them
 	opts := cfg.Options
+	for typ, labels := range ds.Uncarried(opts.Tuning.GroupByType) {
+		d.log.Warn().Str("type", typ).Strs("labels", labels).Msg("the type's predictor.groupBy names labels none of its run records in the window carries: its runs are grouped without them (a label renamed, or not sent)")
+	}
 	if len(opts.Features) > 0 {
 		// A feature no record of the window carries (renamed, or no
 		// longer sent) must not stop retraining: the model is trained

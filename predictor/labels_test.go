@@ -2,6 +2,7 @@ package predictor
 
 import (
 	"bytes"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -189,5 +190,23 @@ func TestFeaturesByTypeAtPoolLevels(t *testing.T) {
 	}
 	if pa.Group != "cpu, rows=1, noise=-, x=2" || pb.Group != "cpu, rows=1, noise=-, x=-" || pa.Runs != 300 || pb.Runs != 300 {
 		t.Errorf("pool groups %q (%d runs) and %q (%d runs); want a's and b's runs, with the unread features unset", pa.Group, pa.Runs, pb.Group, pb.Runs)
+	}
+}
+
+// TestUncarried: the labels a type groups by that none of its runs
+// carries with a value are named, for the types with runs; a label some
+// run carries, and types without runs or not listed, are not.
+func TestUncarried(t *testing.T) {
+	t.Parallel()
+	ds := &Dataset{Samples: []Sample{
+		{Type: "etl", Labels: map[string]string{"user": "ana", "team": ""}},
+		{Type: "etl", Labels: map[string]string{"user": "bo"}},
+		{Type: "train"},
+		{Type: "other", Labels: map[string]string{"user": "cy"}},
+	}}
+	got := ds.Uncarried(map[string][]string{"etl": {"user", "team"}, "train": {"user"}, "nightly": {"user"}})
+	want := map[string][]string{"etl": {"team"}, "train": {"user"}}
+	if !maps.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("uncarried %v, want %v", got, want)
 	}
 }

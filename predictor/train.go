@@ -76,6 +76,36 @@ func (ds *Dataset) check() error {
 	return nil
 }
 
+// Uncarried returns, for each type of groupByType (Tuning.GroupByType) that
+// has runs in ds, the labels it groups by that none of its runs carries
+// (with a value): its runs are grouped without them, by their type and
+// features alone, which is worth a warning (a label renamed, or not sent).
+func (ds *Dataset) Uncarried(groupByType map[string][]string) map[string][]string {
+	carried := map[string]map[string]bool{}
+	for _, s := range ds.Samples {
+		if _, ok := groupByType[s.Type]; !ok {
+			continue
+		}
+		if carried[s.Type] == nil {
+			carried[s.Type] = map[string]bool{}
+		}
+		for k, v := range s.Labels {
+			if v != "" {
+				carried[s.Type][k] = true
+			}
+		}
+	}
+	out := map[string][]string{}
+	for typ, labels := range carried {
+		for _, l := range groupByType[typ] {
+			if !labels[l] {
+				out[typ] = append(out[typ], l)
+			}
+		}
+	}
+	return out
+}
+
 // Select returns the dataset with only the named features, in that order.
 // A name the dataset has no column for is an error.
 func (ds *Dataset) Select(names []string) (*Dataset, error) {

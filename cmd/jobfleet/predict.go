@@ -98,8 +98,13 @@ func (c *csvFlags) read(opts predictor.Options, durations []string, wait string)
 }
 
 // warnUnmatched logs the types --registry sets something for that no run
-// has: a type named otherwise in the runs, or one not run yet.
-func warnUnmatched(log zerolog.Logger, opts predictor.Options, types map[string]bool) {
+// of ds has (a type named otherwise in the runs, or one not run yet), and
+// the labels a type groups by that none of its runs carries.
+func warnUnmatched(log zerolog.Logger, opts predictor.Options, ds *predictor.Dataset) {
+	types := map[string]bool{}
+	for _, s := range ds.Samples {
+		types[s.Type] = true
+	}
 	set := map[string][]string{}
 	maps.Insert(set, maps.All(opts.Tuning.GroupByType))
 	maps.Insert(set, maps.All(opts.Tuning.FeaturesByType))
@@ -107,6 +112,15 @@ func warnUnmatched(log zerolog.Logger, opts predictor.Options, types map[string]
 		if !types[typ] {
 			log.Warn().Str("type", typ).Msg("--registry sets predictor settings for a type no run has: the runs name their types otherwise, or it has not run")
 		}
+	}
+	warnUncarried(log, ds.Uncarried(opts.Tuning.GroupByType))
+}
+
+// warnUncarried logs, by type, the labels its predictor.groupBy names that
+// none of its runs carries.
+func warnUncarried(log zerolog.Logger, uncarried map[string][]string) {
+	for _, typ := range slices.Sorted(maps.Keys(uncarried)) {
+		log.Warn().Str("type", typ).Strs("labels", uncarried[typ]).Msg("the type's predictor.groupBy names labels none of its runs carries: its runs are grouped without them (a label renamed, or not sent)")
 	}
 }
 
@@ -201,11 +215,7 @@ func (c *PredictTrainCmd) Run(ctx context.Context, g *Globals) error {
 			return err
 		}
 	}
-	types := map[string]bool{}
-	for _, s := range ds.Samples {
-		types[s.Type] = true
-	}
-	warnUnmatched(g.log, opts, types)
+	warnUnmatched(g.log, opts, ds)
 	if opts.Tuning.FeatureOrder == "" && len(c.Features) == 0 {
 		opts.Tuning.FeatureOrder = predictor.FeatureOrderAuto
 	}
@@ -319,11 +329,7 @@ func (c *PredictEvalCmd) Run(ctx context.Context, g *Globals) error {
 		}
 		skipped = stats.Skipped
 	}
-	types := map[string]bool{}
-	for _, s := range ds.Samples {
-		types[s.Type] = true
-	}
-	warnUnmatched(g.log, train, types)
+	warnUnmatched(g.log, train, ds.Runs())
 	report, err := eval.Evaluate(ctx, ds, eval.Options{
 		Train: train, Split: c.Split, RetrainEvery: c.RetrainEvery, Window: c.Window, OnlineRate: c.OnlineRate,
 		ByType: c.ByType || slices.Contains(c.By, "type"), ByMonth: slices.Contains(c.By, "month"),

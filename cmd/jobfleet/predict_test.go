@@ -859,6 +859,18 @@ func TestPredictRecordsGroupBy(t *testing.T) {
 	if r, u := byRegistry.Methods[0], byUser.Methods[0]; len(byRegistry.Sources) == 0 || byRegistry.Sources[0].Source != predictor.SourceLabels || r.Coverage != u.Coverage || r.Slack != u.Slack {
 		t.Errorf("with the registry: %+v sized by %+v; want as --group-by user, %+v", r, byRegistry.Sources, u)
 	}
+	// A label the type groups by that none of its runs carries is
+	// warned of, naming it: its runs are grouped without it.
+	team := filepath.Join(t.TempDir(), "team.yaml")
+	if err := os.WriteFile(team, []byte("pools:\n  - name: cpu\ntypes:\n  - name: etl\n    image: i\n    command: [c]\n    pool: cpu\n    predictor: {groupBy: [user, team]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range [][]string{{"predict", "eval", "--records", dir, "--registry", team}, {"predict", "train", "--records", dir, "--window", "0", "--registry", team, "--out", filepath.Join(t.TempDir(), "m.json")}} {
+		code, _, stderr := runCLI(t, "", cmd...)
+		if code != 0 || !strings.Contains(stderr, "names labels none of its runs carries") || !strings.Contains(stderr, `"labels":["team"]`) {
+			t.Errorf("%s with a label no run carries: exit %d, want a warning naming team: %s", cmd[1], code, stderr)
+		}
+	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	if err := os.WriteFile(bad, []byte("pools: [\n"), 0o644); err != nil {
 		t.Fatal(err)
