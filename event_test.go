@@ -47,11 +47,16 @@ func TestEventUsage(t *testing.T) {
 	}
 	validateEvent(t, c1)
 
-	// A job sent back to be sized again before its first attempt ran.
-	validateEvent(t, jobfleet.NewEvent(&jobfleet.JobState{JobID: "j", Run: "r", Status: jobfleet.StatusSucceeded, EndedAt: t0.Add(time.Hour), Attempts: []jobfleet.AttemptState{
-		{Attempt: 1, Outcome: jobfleet.OutcomeResized, AllocatedBytes: 2 << 30, StartedAt: t0, EndedAt: t0},
+	// A job sent back to be sized again before its first attempt ran:
+	// its seconds in the worker's hands are nothing to redo.
+	resized := jobfleet.NewEvent(&jobfleet.JobState{JobID: "j", Run: "r", Status: jobfleet.StatusSucceeded, EndedAt: t0.Add(time.Hour), Attempts: []jobfleet.AttemptState{
+		{Attempt: 1, Outcome: jobfleet.OutcomeResized, AllocatedBytes: 2 << 30, StartedAt: t0, EndedAt: t0.Add(2 * time.Second)},
 		{Attempt: 2, Outcome: jobfleet.OutcomeSucceeded, AllocatedBytes: 4 << 30, StartedAt: t0.Add(time.Minute), EndedAt: t0.Add(time.Hour)},
-	}}, "s3://b/k"))
+	}}, "s3://b/k")
+	if resized.Usage.RedoneSeconds != 0 {
+		t.Errorf("redone %v seconds after a resize, want none", resized.Usage.RedoneSeconds)
+	}
+	validateEvent(t, resized)
 }
 
 // validateEvent checks an event against the published JSON Schema.

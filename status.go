@@ -117,7 +117,8 @@ type SizedBy struct {
 	// the job gets a larger class: if the dispatcher's raise has passed it
 	// when a worker takes the job, and the model is the same, the worker
 	// sends the job back to be sized again (once a run). 0: never (the
-	// largest class the type and pool allow, or not sized by the model).
+	// largest class the type and pool allow, not sized by the model, sized
+	// by the OOM history, or sent back once already).
 	Model       string  `json:"model,omitempty"`
 	ResizeAbove float64 `json:"resize_above,omitempty"`
 }

@@ -73,7 +73,9 @@ type Config struct {
 	// of every class. Default 5m.
 	ReconcileInterval time.Duration
 	// RaisesInterval is how often the leader publishes the raise after
-	// misses for workers (contract.Raises), when it changed: a worker
+	// misses for workers (contract.Raises), when it changed, and every
+	// contract.RaisesRefresh intervals regardless (at most 75s, so that a
+	// live file never looks older than contract.MaxRaisesAge): a worker
 	// about to start a job whose group's raise has risen enough, while it
 	// waited, to give it a larger class sends it back to be sized again.
 	// Default 15s; negative publishes nothing, and jobs keep the size
@@ -154,6 +156,9 @@ func (c Config) Validate() error {
 	}
 	if c.Receivers < 1 {
 		bad("receivers %d: at least 1", c.Receivers)
+	}
+	if c.RaisesInterval*contract.RaisesRefresh > contract.MaxRaisesAge {
+		bad("raises interval %v: at most %v, so that workers never take the published raise for one a leader stopped writing", c.RaisesInterval, contract.MaxRaisesAge/contract.RaisesRefresh)
 	}
 	if c.MaxInFlight < 10*c.Receivers {
 		bad("max in flight %d: at least 10 per receiver (%d)", c.MaxInFlight, 10*max(1, c.Receivers))

@@ -180,3 +180,41 @@ func TestRaiseLearnsFromTheFirstSize(t *testing.T) {
 		})
 	}
 }
+
+// TestSensorKeepsTheFirstSizeOfAResizedRun: when the pod of the attempt
+// that follows a resize dies of an OOM kill, the record the leader's
+// sensor writes for it carries the class the run was first given, as the
+// worker's own records do.
+func TestSensorKeepsTheFirstSizeOfAResizedRun(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	client := b.client(t)
+	models := staticModels{constantModel(map[string]float64{"export": 0.9 * gib})}
+	_, stop := b.start(t, b.cfg, WithKubernetes(client, &LeaderConfig{Identity: "test"}), WithSensor(SensorConfig{}), WithModels(models))
+	defer stop()
+	if err := jobfleet.NewPublisher(b.sqs.Client, b.intake).Publish(t.Context(), &jobfleet.Job{Version: 1, ID: "resized-oomer", Type: "export"}); err != nil {
+		t.Fatal(err)
+	}
+	class := b.prefix + "-export-cpu-1gi"
+	b.waitForClasses(t, []string{class}, 1, time.Minute)
+	c := b.claimAs(t, class, "p-1")
+	// The run's history, as the attempt was claimed: an attempt sent
+	// back from 512Mi to be sized again.
+	cur, etag, err := b.store.ReadClaim(t.Context(), c.JobID, c.Run, c.Attempt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.History = jobfleet.History{{Attempt: 0, Reason: jobfleet.ReasonResized, AllocatedBytes: 512 << 20}}
+	if _, err := b.store.Update(t.Context(), cur, etag); err != nil {
+		t.Fatal(err)
+	}
+	b.oomKill(t, client, "p-1")
+	var ended *contract.Claim
+	testenv.Eventually(t, time.Minute, "the sensor to end the attempt", func() bool {
+		ended, _, err = b.store.ReadClaim(t.Context(), c.JobID, c.Run, c.Attempt)
+		return err == nil && ended.State == contract.ClaimEnded
+	})
+	if ended.Record == nil || ended.Record.Outcome != jobfleet.OutcomeOOM || ended.Record.ResizedFromBytes != 512<<20 {
+		t.Errorf("the OOM kill's record: %+v; want an OOM kill resized from 512Mi", ended.Record)
+	}
+}

@@ -306,6 +306,7 @@ func (s *sensor) rerunOnce(ctx context.Context, pod *corev1.Pod, reason jobfleet
 	if typ, ok := s.d.cfg.Registry.Type(claim.Type); ok {
 		maxAttempts = typ.MaxAttempts
 	}
+	resizedFrom := contract.ResizedFrom(claim.History) // of the history the attempt started with
 	claim.History = append(append(jobfleet.History(nil), claim.History...), att)
 	claim.State, claim.Outcome, claim.EndedAt = contract.ClaimEnded, outcomeOf(reason), now
 	claim.Next, claim.Reason = contract.NextRerun, ""
@@ -318,7 +319,7 @@ func (s *sensor) rerunOnce(ctx context.Context, pod *corev1.Pod, reason jobfleet
 	claim.Record = &jobfleet.RunRecord{
 		JobID: claim.JobID, Type: claim.Type, Run: claim.Run, Attempt: claim.Attempt, Outcome: claim.Outcome,
 		Error: detail, ExitCode: att.ExitCode, AllocatedBytes: att.AllocatedBytes, PeakBytes: att.PeakBytes, PredictedBytes: claim.PredictedBytes,
-		ResizedFromBytes: contract.ResizedFrom(claim.History),
+		ResizedFromBytes: resizedFrom,
 		StartedAt:        claim.ClaimedAt, EndedAt: now, DurationSecs: now.Sub(claim.ClaimedAt).Seconds(), Node: att.Node,
 		Pool: pod.Labels[LabelPool], Size: pod.Labels[LabelSize],
 	}

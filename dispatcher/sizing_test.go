@@ -4,6 +4,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -186,6 +187,21 @@ func TestConfigRejectsBadOnlineRate(t *testing.T) {
 	}
 }
 
+// TestConfigBoundsRaisesInterval: the raise is published often enough that
+// a live file never looks like one a leader stopped writing.
+func TestConfigBoundsRaisesInterval(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		interval time.Duration
+		ok       bool
+	}{{0, true}, {-1, true}, {75 * time.Second, true}, {76 * time.Second, false}} {
+		cfg := Config{IntakeURL: "http://q/intake", DeadLetterURL: "http://q/dead", Registry: registry(t), Bucket: "b", RaisesInterval: tt.interval}
+		if err := cfg.WithDefaults().Validate(); (err == nil) != tt.ok || (err != nil && !strings.Contains(err.Error(), "raises interval")) {
+			t.Errorf("raises interval %v: error %v, want ok %v", tt.interval, err, tt.ok)
+		}
+	}
+}
+
 // published is a model whose raise the leader publishes, as raisedModel
 // with published set: the jobs it sizes say above which raise they would
 // get a larger class.
@@ -213,8 +229,8 @@ func (m timesRaise) Predict(job predictor.Job) predictor.Prediction {
 // the raise is published; just above that raise the class is larger, at
 // it the same. None is said where no raise within online.MaxRaise moves
 // the job (the type's max, the pool's largest class, a class far above
-// the model's size), where the OOM history decided, or where the raise
-// is not published.
+// the model's size), where the OOM history decided, where the run was
+// sent back once already, or where the raise is not published.
 func TestResizeAbove(t *testing.T) {
 	t.Parallel()
 	reg := registry(t)
@@ -233,6 +249,7 @@ func TestResizeAbove(t *testing.T) {
 		{name: "far above the model's size", model: published{fixedModel(10 << 20), "m-1"}},
 		{name: "the OOM history decided", model: published{fixedModel(gib), "m-1"}, history: jobfleet.History{{Attempt: 1, Reason: jobfleet.ReasonOOM, AllocatedBytes: 2 * gib}}},
 		{name: "not published", model: published{fixedModel(1.2 * gib), ""}},
+		{name: "sent back once already", model: published{fixedModel(1.2 * gib), "m-1"}, history: jobfleet.History{{Attempt: 1, Reason: jobfleet.ReasonResized, AllocatedBytes: gib}}},
 		{name: "a model without a name", model: fixedModel(1.2 * gib)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -40,7 +40,8 @@ type Config struct {
 	// MaxAttempts is the job type's retry budget: failed and OOM attempts
 	// count against it. Default 3.
 	MaxAttempts int
-	// MaxTotalAttempts bounds all attempts, interrupted ones included, so
+	// MaxTotalAttempts bounds all attempts, interrupted ones included (not
+	// one sent back to be sized again, which ran nothing), so
 	// that a job cannot loop forever. Default 25.
 	MaxTotalAttempts int
 	// CheckpointDir is the job's checkpoint directory. Default

@@ -24,12 +24,12 @@ import (
 // type group, whose raise above 1.3 would give them a larger class.
 var sizedBy = jobfleet.SizedBy{Source: "type", Level: "type", Model: "m-1", ResizeAbove: 1.3, PredictedBytes: 700 << 20, RequestBytes: 700 << 20}
 
-// sized does what the dispatcher does with a job it sized into a 1Gi
-// class: it records the size with the run's attempt and forwards the job
-// to the class queue.
-func (b *bundle) sized(t *testing.T, job *jobfleet.Job, run string, attempt int, by jobfleet.SizedBy) {
+// sized does what the dispatcher does with a job it sized into a class of
+// memory bytes: it records the size with the run's attempt and forwards
+// the job to the class queue.
+func (b *bundle) sized(t *testing.T, job *jobfleet.Job, run string, attempt int, memory int64, by jobfleet.SizedBy) {
 	t.Helper()
-	if err := b.store.Sized(t.Context(), job.ID, run, attempt, contract.Sizing{Class: "c-test-cpu-1gi", Memory: 1 << 30, By: &by}, time.Now()); err != nil {
+	if err := b.store.Sized(t.Context(), job.ID, run, attempt, contract.Sizing{Class: "c-test-cpu", Memory: memory, By: &by}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	body, err := jobfleet.Encode(job)
@@ -72,7 +72,7 @@ func TestRaisedWhileWaitingGoesBackOnce(t *testing.T) {
 	cfg.MaxTotalAttempts, cfg.MaxAttempts = 1, 1
 	job := &jobfleet.Job{Version: jobfleet.Version, ID: "raised-1", Type: "test"}
 	run := b.startRun(t, job)
-	b.sized(t, job, run, 1, sizedBy)
+	b.sized(t, job, run, 1, 1<<30, sizedBy)
 	b.raise(t, "m-1", 1.35)
 
 	var ran atomic.Int32
@@ -93,15 +93,15 @@ func TestRaisedWhileWaitingGoesBackOnce(t *testing.T) {
 	b.assertEmpty(t, b.records, "records")
 	b.assertEmpty(t, b.class, "class")
 	cur, _, err := b.store.ReadRun(t.Context(), job.ID)
-	if err != nil || cur.Status != jobfleet.StatusQueued || cur.Attempt != 2 || len(cur.Attempts) != 1 || cur.Attempts[0].Outcome != jobfleet.OutcomeResized {
-		t.Fatalf("job state %+v (%v), want attempt 2 queued after attempt 1 resized", cur, err)
+	if err != nil || cur.Status != jobfleet.StatusQueued || cur.Attempt != 2 || len(cur.Attempts) != 1 || cur.Attempts[0].Outcome != jobfleet.OutcomeResized || cur.Attempts[0].AllocatedBytes != 1<<30 {
+		t.Fatalf("job state %+v (%v), want attempt 2 queued after attempt 1 resized from 1Gi", cur, err)
 	}
 
 	// Sized again into 2Gi, and raised further meanwhile: it runs.
 	b.raise(t, "m-1", 3)
 	again := sizedBy
 	again.ResizeAbove = 2.6
-	b.sized(t, job, run, 2, again)
+	b.sized(t, job, run, 2, 2<<30, again)
 	cfg.MemoryLimit = 2 << 30
 	if err := b.runHandler(t, t.Context(), cfg, counting(&ran)); err != nil {
 		t.Fatalf("worker: %v", err)
@@ -154,7 +154,7 @@ func TestKeepsItsSize(t *testing.T) {
 			b := setup(t)
 			job := &jobfleet.Job{Version: jobfleet.Version, ID: "keeps-1", Type: "test"}
 			run := b.startRun(t, job)
-			b.sized(t, job, run, 1, tt.by)
+			b.sized(t, job, run, 1, 1<<30, tt.by)
 			tt.publish(t, b)
 			var ran atomic.Int32
 			var log testenv.Buffer
@@ -194,7 +194,7 @@ func TestSentBackWithSQSDown(t *testing.T) {
 	cfg.VisibilityTimeout = 6 * time.Second
 	job := &jobfleet.Job{Version: jobfleet.Version, ID: "raised-down", Type: "test"}
 	run := f.startRun(t, job)
-	f.sized(t, job, run, 1, sizedBy)
+	f.sized(t, job, run, 1, 1<<30, sizedBy)
 	f.raise(t, "m-1", 2)
 	cfg.Hooks.State = func(_ string, _ int, s worker.State) {
 		if s == worker.StateRecorded {

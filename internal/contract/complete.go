@@ -15,7 +15,8 @@ import (
 	"github.com/jobfleet/jobfleet/internal/queue"
 )
 
-// MaxTotalAttempts bounds the attempts of a run, interrupted ones included,
+// MaxTotalAttempts bounds the attempts of a run, interrupted ones included
+// (not one sent back to be sized again: CountedAttempts),
 // so that no job loops forever.
 const MaxTotalAttempts = 25
 
