@@ -196,22 +196,29 @@ func (b *bundle) assertDeleted(t *testing.T, url string) {
 	}
 }
 
+// sensorClaim starts a leader with the failure sensor and a model that
+// sizes export jobs at 0.9Gi, in the 1Gi class; publishes an export job,
+// and claims it as a worker in pod p-1 does.
+func (b *bundle) sensorClaim(t *testing.T, id string) (kubernetes.Interface, *contract.Claim, func()) {
+	t.Helper()
+	client := b.client(t)
+	models := staticModels{constantModel(map[string]float64{"export": 0.9 * gib})}
+	_, stop := b.start(t, b.cfg, WithKubernetes(client, &LeaderConfig{Identity: "test"}), WithSensor(SensorConfig{}), WithModels(models))
+	if err := jobfleet.NewPublisher(b.sqs.Client, b.intake).Publish(t.Context(), &jobfleet.Job{Version: 1, ID: id, Type: "export"}); err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	class := b.prefix + "-export-cpu-1gi"
+	b.waitForClasses(t, []string{class}, 1, time.Minute)
+	return client, b.claimAs(t, class, "p-1"), stop
+}
+
 func TestSensorRerunsOOMKilledPod(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	client := b.client(t)
-	// The model sizes export jobs at 0.9Gi, in the 1Gi class.
-	models := staticModels{constantModel(map[string]float64{"export": 0.9 * gib})}
-	_, stop := b.start(t, b.cfg, WithKubernetes(client, &LeaderConfig{Identity: "test"}), WithSensor(SensorConfig{}), WithModels(models))
-	defer stop()
-
 	// A job reaches its class and a worker in pod p-1 claims it.
-	if err := jobfleet.NewPublisher(b.sqs.Client, b.intake).Publish(t.Context(), &jobfleet.Job{Version: 1, ID: "oomer", Type: "export"}); err != nil {
-		t.Fatal(err)
-	}
-	first := b.prefix + "-export-cpu-1gi"
-	b.waitForClasses(t, []string{first}, 1, time.Minute)
-	c := b.claimAs(t, first, "p-1")
+	client, c, stop := b.sensorClaim(t, "oomer")
+	defer stop()
 	b.oomKill(t, client, "p-1")
 	// The rerun goes back through intake and lands in the next size up,
 	// 1.5 x 1Gi rounded up the ladder: 2Gi.

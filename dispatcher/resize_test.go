@@ -188,16 +188,8 @@ func TestRaiseLearnsFromTheFirstSize(t *testing.T) {
 func TestSensorKeepsTheFirstSizeOfAResizedRun(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	client := b.client(t)
-	models := staticModels{constantModel(map[string]float64{"export": 0.9 * gib})}
-	_, stop := b.start(t, b.cfg, WithKubernetes(client, &LeaderConfig{Identity: "test"}), WithSensor(SensorConfig{}), WithModels(models))
+	client, c, stop := b.sensorClaim(t, "resized-oomer")
 	defer stop()
-	if err := jobfleet.NewPublisher(b.sqs.Client, b.intake).Publish(t.Context(), &jobfleet.Job{Version: 1, ID: "resized-oomer", Type: "export"}); err != nil {
-		t.Fatal(err)
-	}
-	class := b.prefix + "-export-cpu-1gi"
-	b.waitForClasses(t, []string{class}, 1, time.Minute)
-	c := b.claimAs(t, class, "p-1")
 	// The run's history, as the attempt was claimed: an attempt sent
 	// back from 512Mi to be sized again.
 	cur, etag, err := b.store.ReadClaim(t.Context(), c.JobID, c.Run, c.Attempt)
