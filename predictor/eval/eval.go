@@ -319,10 +319,11 @@ func Evaluate(ctx context.Context, ds *Dataset, opts Options, skipped int) (*Rep
 	// they are when history is empty, and sizes the runs of window.
 	step := func(at float64, history, window []Sample) error {
 		if pred.raiser != nil {
-			// The runs that start before the model is replaced are
-			// looked at again with the raise of the model that sized
-			// them, as the worker reads what that model's leader
-			// published.
+			// The runs that ended before the model is replaced tell it,
+			// as the dispatcher's raise reads only the runs stored after
+			// a model's records were read; those that start before are
+			// looked at again with its raise, as the worker reads what
+			// its leader published.
 			pred.pending.Ended(at, pred.happen)
 		}
 		if len(history) > 0 {
@@ -665,13 +666,13 @@ type predictorMethod struct {
 }
 
 // sizedRun is a run the predictor sized with model, whose start and end
-// are still to come: alone is the model's size, alloc what it was given.
+// are still to come: alone is the model's size, first what it was given
+// when it was sized (the raise learns from it, as the dispatcher's does).
 type sizedRun struct {
 	index int // among the test runs
 	job   predictor.Job
 	model *predictor.Model
 	alone float64
-	alloc float64
 	first float64
 	peak  float64
 	ended bool
@@ -700,8 +701,7 @@ func (p *predictorMethod) happen(e event) {
 	if r.ended || r.model != p.model {
 		return
 	}
-	if a := p.raiser.Predict(p.model, r.job).Allocation(); a > r.alloc {
-		r.alloc = a
+	if a := p.raiser.Predict(p.model, r.job).Allocation(); a > r.first {
 		p.resized[r.index] = a
 	}
 }
@@ -716,14 +716,8 @@ func (p *predictorMethod) train(ctx context.Context, history []Sample, features 
 		return err
 	}
 	if p.raiser != nil {
-		// The runs of history, ended before this retraining, tell the
-		// model it replaces, as the dispatcher's raise reads only the
-		// runs stored after a model's records were read.
-		until := math.Inf(-1)
-		for i := range history {
-			until = max(until, history[i].End())
-		}
-		p.pending.Ended(until, p.happen)
+		// step told the model it replaces of every run that ended (and
+		// started) before this retraining.
 		m = p.raiser.Carry(p.model, m)
 	}
 	p.model, p.features = m, features
@@ -760,7 +754,7 @@ func (p *predictorMethod) predict(s Sample) float64 {
 	p.predicted = pred.Memory
 	alloc := pred.Allocation()
 	if p.raiser != nil {
-		r := &sizedRun{index: len(p.sources) - 1, job: job, model: p.model, alone: pred.Memory, alloc: alloc, first: alloc, peak: s.Peak}
+		r := &sizedRun{index: len(p.sources) - 1, job: job, model: p.model, alone: pred.Memory, first: alloc, peak: s.Peak}
 		if s.Started > s.Time {
 			p.pending.Add(s.Started, event{run: r, start: true})
 		}
