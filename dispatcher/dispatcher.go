@@ -63,9 +63,9 @@ type Dispatcher struct {
 	sizing   Sizing
 	models   ModelSource
 	raiser   *online.Raiser // nil: sized by the model alone
-	// resize: the leader publishes the raise (raises), and jobs are sized
-	// so that workers can send them back when it rose (Decision.ResizeAbove).
-	resize  bool
+	// raises, when set, is how the leader publishes the raise, and jobs
+	// are sized so that workers can send them back when it rose
+	// (Decision.ResizeAbove).
 	raises  *raisePublisher
 	metrics *metrics
 	clock   clock.WithTicker
@@ -200,7 +200,6 @@ func New(cfg Config, sqsClient SQSAPI, s3Client S3API, kube dynamic.Interface, o
 		d.raiser = online.New(cfg.Sizing.OnlineRate, d.classMemory)
 		d.metrics.raiser.Store(d.raiser)
 		if cfg.RaisesInterval > 0 {
-			d.resize = true
 			d.raises = &raisePublisher{d: d}
 		}
 	}
@@ -379,7 +378,7 @@ func (d *Dispatcher) model() Model {
 	case d.raiser == nil:
 		return m
 	}
-	return raisedModel{model: m, raiser: d.raiser, published: d.resize}
+	return raisedModel{model: m, raiser: d.raiser, published: d.raises != nil}
 }
 
 // raisedModel sizes with a model, raised by group after recent misses.

@@ -113,12 +113,7 @@ func warnUnmatched(log zerolog.Logger, opts predictor.Options, ds *predictor.Dat
 			log.Warn().Str("type", typ).Msg("--registry sets predictor settings for a type no run has: the runs name their types otherwise, or it has not run")
 		}
 	}
-	warnUncarried(log, ds.Uncarried(opts.Tuning.GroupByType))
-}
-
-// warnUncarried logs, by type, the labels its predictor.groupBy names that
-// none of its runs carries.
-func warnUncarried(log zerolog.Logger, uncarried map[string][]string) {
+	uncarried := ds.Uncarried(opts.Tuning.GroupByType)
 	for _, typ := range slices.Sorted(maps.Keys(uncarried)) {
 		log.Warn().Str("type", typ).Strs("labels", uncarried[typ]).Msg("the type's predictor.groupBy names labels none of its runs carries: its runs are grouped without them (a label renamed, or not sent)")
 	}
