@@ -225,3 +225,35 @@ func TestSentBackWithSQSDown(t *testing.T) {
 	f.assertEmpty(t, f.records, "records")
 	f.assertEmpty(t, f.class, "class")
 }
+
+// TestKeepsItsSizeWithS3Down: S3 becomes unreachable as the worker is
+// about to read the published raise: the job keeps its size, and runs
+// once S3 is back, once.
+func TestKeepsItsSizeWithS3Down(t *testing.T) {
+	t.Parallel()
+	f := setupFaults(t)
+	cfg := f.cfg
+	cfg.MemoryLimit = 1 << 30
+	job := &jobfleet.Job{Version: jobfleet.Version, ID: "raised-s3down", Type: "test"}
+	run := f.startRun(t, job)
+	f.sized(t, job, run, 1, 1<<30, sizedBy)
+	f.raise(t, "m-1", 2) // raised past its class: with S3 up, it would go back
+	cfg.Hooks.State = func(_ string, _ int, s worker.State) {
+		if s == worker.StateClaimed {
+			f.s3Proxy.Down()
+			time.AfterFunc(3*time.Second, f.s3Proxy.Up)
+		}
+	}
+	var ran atomic.Int32
+	if err := f.runProxied(t, t.Context(), cfg, counting(&ran)); err != nil {
+		t.Fatalf("worker: %v", err)
+	}
+	if n := ran.Load(); n != 1 {
+		t.Fatalf("the job ran %d times, want once with the size it was given", n)
+	}
+	if rec := f.recordsOf(t, 1)[0]; rec.Attempt != 1 || rec.Outcome != jobfleet.OutcomeSucceeded || rec.ResizedFromBytes != 0 {
+		t.Errorf("run record %+v, want attempt 1 succeeded, not resized", rec)
+	}
+	f.assertEmpty(t, f.intake, "intake")
+	f.assertEmpty(t, f.class, "class")
+}
